@@ -1,0 +1,1 @@
+//! TCP tracking (skeleton; see issue 3).

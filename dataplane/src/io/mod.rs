@@ -1,0 +1,1 @@
+//! Packet I/O behind the worker loop.

@@ -1,0 +1,16 @@
+//! ctrack's dataplane.
+//!
+//! - [`packet`]: zero-copy header views and [`flow::FlowRepr`], the validated
+//!   summary of one packet that conntrack consumes.
+//! - [`conntrack`]: the sans-io connection tracking core. It contains no I/O and
+//!   reads no clock: time comes in as an argument ([`conntrack::Instant`]).
+//! - [`worker`]: the poll-mode loop, generic over [`io::PacketIo`]; DPDK queues
+//!   are one implementation (feature `dpdk`), in-memory ones serve tests.
+#![deny(unsafe_code)]
+
+pub mod conntrack;
+pub mod flow;
+pub mod io;
+pub mod packet;
+pub mod stats;
+pub mod worker;

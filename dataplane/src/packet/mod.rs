@@ -1,0 +1,1 @@
+//! Zero-copy header views (skeleton; see issue 3).
