@@ -83,12 +83,12 @@ pub enum Family {
 /// A connection tuple in one direction, as Linux conntrack keys it.
 ///
 /// - TCP, UDP: `src_port`, `dst_port` are the ports.
-/// - ICMP/ICMPv6 echo (and the other query types): `src_port` is the
-///   identifier, `dst_port` is `type << 8 | code` of the *request*; both
-///   directions of an echo exchange map to the same tuple pair (see
-///   [`crate::conntrack`]).
-/// - GRE: `src_port`/`dst_port` hold the key/call id as documented in
-///   `docs/conntrack.md`.
+/// - ICMP/ICMPv6: as parsed, `src_port` is the identifier (0 for messages
+///   without one) and `dst_port` is `type << 8 | code` as on the wire.
+///   Conntrack derives the reply tuple itself (Linux's invmap: echo request
+///   8 <-> echo reply 0, same id), so the parser does no normalising.
+/// - GRE: as parsed, both ports are 0 and the key/call id is in [`GreInfo`];
+///   conntrack builds its key from it (see `docs/conntrack.md`).
 /// - Every other protocol: both ports are 0.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Tuple {

@@ -12,5 +12,6 @@ pub mod conntrack;
 pub mod flow;
 pub mod io;
 pub mod packet;
+pub mod rss;
 pub mod stats;
 pub mod worker;

@@ -1,1 +1,2 @@
 //! Packet I/O behind the worker loop.
+pub mod pcap;

@@ -1,0 +1,1 @@
+//! pcap reader and writer (skeleton; see issue 3).

@@ -1,0 +1,1 @@
+//! Symmetric Toeplitz RSS hash and RETA (skeleton; see issue 3).
