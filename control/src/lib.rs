@@ -1,1 +1,10 @@
+//! ctrack's control plane: configuration, the run composition, and (later)
+//! settings, stats aggregation, Prometheus metrics and the management API.
+//! `main.rs` is only the command-line front end.
+#![deny(unsafe_code)]
 
+pub mod config;
+pub mod plan;
+#[cfg(feature = "dpdk")]
+pub mod run;
+pub mod time;

@@ -1,1 +1,221 @@
-fn main() {}
+//! The `ctrack` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use control::config::RunConfig;
+use control::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ctrack", version, about = "Connection-tracking dataplane on DPDK")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dataplane. DPDK EAL arguments go after `--`, e.g.
+    /// `ctrack run -- --no-huge -m 1024 --no-pci --vdev net_ring0 --vdev net_ring1`.
+    Run(RunArgs),
+    /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
+    /// through `ctrack run` (net_pcap) or `ctrack replay`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Output capture (both directions, or only the originators' packets
+    /// with --reply-out).
+    out: PathBuf,
+    /// Write the responders' packets to this file instead (one capture per port).
+    #[arg(long)]
+    reply_out: Option<PathBuf>,
+    /// TCP connections (handshake, data both ways, FIN close).
+    #[arg(long, default_value_t = 64)]
+    tcp: u32,
+    /// UDP request/response flows.
+    #[arg(long, default_value_t = 32)]
+    udp: u32,
+    /// ICMP echo flows.
+    #[arg(long, default_value_t = 8)]
+    icmp: u32,
+    /// Exchanges per flow.
+    #[arg(long, default_value_t = 4)]
+    exchanges: u32,
+    /// Payload bytes per data packet.
+    #[arg(long, default_value_t = 200)]
+    payload: usize,
+    /// Leave the TCP connections open (no FIN).
+    #[arg(long)]
+    keep_open: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML config file (see docs/configuration.md); flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Worker threads (default: one per EAL lcore beyond the main one, at least 1).
+    #[arg(long)]
+    workers: Option<u16>,
+    /// RX descriptors per queue.
+    #[arg(long)]
+    rx_desc: Option<u16>,
+    /// TX descriptors per queue.
+    #[arg(long)]
+    tx_desc: Option<u16>,
+    /// Packets per RX burst (1..=64).
+    #[arg(long)]
+    burst: Option<u16>,
+    /// Mbufs in the packet pool (default: sized from ports and queues).
+    #[arg(long)]
+    mbufs: Option<u32>,
+    /// Stop after this long (e.g. 10s, 1m).
+    #[arg(long)]
+    duration: Option<Duration>,
+    /// Stop once no packet has arrived for this long (e.g. 500ms).
+    #[arg(long)]
+    idle_exit: Option<Duration>,
+    /// Also write the final totals as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// DPDK EAL arguments.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Generate(args) => cmd_generate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctrack: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::default(),
+    };
+    let cli = RunConfig {
+        eal: args.eal,
+        workers: args.workers,
+        rx_desc: args.rx_desc,
+        tx_desc: args.tx_desc,
+        burst: args.burst,
+        mbufs: args.mbufs,
+        duration: args.duration,
+        idle_exit: args.idle_exit,
+    };
+    cli.validate()?;
+    let cfg = file.merge(cli);
+    run_dataplane(&cfg, args.summary_json)
+}
+
+fn cmd_generate(args: GenerateArgs) -> Result<()> {
+    use dataplane::io::pcap::{LinkType, PcapWriter};
+    use dataplane::synth::{Mix, Side};
+    let mix = Mix {
+        tcp: args.tcp,
+        udp: args.udp,
+        icmp: args.icmp,
+        exchanges: args.exchanges,
+        payload: args.payload.min(1400),
+        keep_open: args.keep_open,
+    };
+    let create = |path: &PathBuf| -> Result<PcapWriter<std::io::BufWriter<std::fs::File>>> {
+        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(PcapWriter::new(std::io::BufWriter::new(f), LinkType::Ethernet, false)?)
+    };
+    let mut orig = create(&args.out)?;
+    let mut reply = args.reply_out.as_ref().map(create).transpose()?;
+    let packets = mix.packets();
+    for p in &packets {
+        let w = match (&mut reply, p.side) {
+            (Some(r), Side::Reply) => r,
+            _ => &mut orig,
+        };
+        w.write_packet(p.ts_nanos, &p.frame)?;
+    }
+    orig.flush()?;
+    if let Some(r) = &mut reply {
+        r.flush()?;
+    }
+    println!(
+        "ctrack: wrote {} packets of {} connections",
+        packets.len(),
+        mix.tcp + mix.udp + mix.icmp
+    );
+    Ok(())
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dataplane(cfg: &RunConfig, summary_json: Option<PathBuf>) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
+        .context("installing the SIGINT/SIGTERM handler")?;
+    let summary = control::run::run(cfg, stop)?;
+    print_summary(&summary);
+    if let Some(path) = summary_json {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dataplane(_: &RunConfig, _: Option<PathBuf>) -> Result<()> {
+    anyhow::bail!("this ctrack was built without the `dpdk` feature; rebuild with default features")
+}
+
+#[cfg(feature = "dpdk")]
+fn print_summary(s: &control::run::RunSummary) {
+    println!(
+        "ctrack: stopped ({}) after {:.3}s",
+        s.stop_reason, s.elapsed_secs
+    );
+    println!(
+        "{:<5} {:<16} {:<12} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "PORT", "NAME", "DRIVER", "RXQ", "TXQ", "RX-PACKETS", "TX-PACKETS", "RX-MISSED", "RX-ERRORS", "RX-NOMBUF"
+    );
+    for p in &s.ports {
+        println!(
+            "{:<5} {:<16} {:<12} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
+            p.port, p.name, p.driver, p.rx_queues, p.tx_queues, p.ipackets, p.opackets, p.imissed, p.ierrors, p.rx_nombuf
+        );
+    }
+    println!(
+        "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6}  LINKS",
+        "WORKER", "CPU", "RX-PACKETS", "TX-PACKETS", "TX-DROPPED", "BUSY%"
+    );
+    for w in &s.workers {
+        let busy = if w.loops == 0 { 0.0 } else { 100.0 * w.busy_loops as f64 / w.loops as f64 };
+        println!(
+            "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6.1}  {}",
+            w.worker,
+            w.cpu.map_or("-".into(), |c| c.to_string()),
+            w.rx_packets,
+            w.tx_packets,
+            w.tx_dropped,
+            busy,
+            w.links.join(", ")
+        );
+    }
+    println!(
+        "mempool: {} mbufs, in use at start {}, at end {}",
+        s.mempool_size, s.mempool_in_use_start, s.mempool_in_use_end
+    );
+}

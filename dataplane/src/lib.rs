@@ -14,4 +14,5 @@ pub mod io;
 pub mod packet;
 pub mod rss;
 pub mod stats;
+pub mod synth;
 pub mod worker;

@@ -1,0 +1,158 @@
+//! `ctrack run` configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! [run]
+//! # DPDK EAL arguments (command-line arguments after `--` replace these).
+//! eal = ["--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "-l", "0-1",
+//!        "--vdev", "net_ring0", "--vdev", "net_ring1"]
+//! workers = 1          # default: one per EAL lcore beyond the main one (at least 1)
+//! rx-desc = 1024       # RX descriptors per queue
+//! tx-desc = 1024       # TX descriptors per queue
+//! burst = 32           # packets per RX burst (1..=64)
+//! mbufs = 16383        # mbufs in the pool (default: sized from ports and queues)
+//! duration = "10s"     # stop after this long (default: run until SIGINT/SIGTERM)
+//! idle-exit = "1s"     # stop once no packet arrived for this long
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has a bad field.
+    #[error("bad config file {path}: {message}")]
+    Parse { path: String, message: String },
+    /// A value is out of its range.
+    #[error("bad value for {field}: {message}")]
+    Value {
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// Settings of `ctrack run`. `None` means "use the default".
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunConfig {
+    #[serde(default)]
+    pub eal: Vec<String>,
+    pub workers: Option<u16>,
+    pub rx_desc: Option<u16>,
+    pub tx_desc: Option<u16>,
+    pub burst: Option<u16>,
+    pub mbufs: Option<u32>,
+    pub duration: Option<Duration>,
+    pub idle_exit: Option<Duration>,
+}
+
+impl RunConfig {
+    pub const DEFAULT_RX_DESC: u16 = 1024;
+    pub const DEFAULT_TX_DESC: u16 = 1024;
+    pub const DEFAULT_BURST: u16 = 32;
+
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.message().to_owned(),
+        })?;
+        file.run.validate()?;
+        Ok(file.run)
+    }
+
+    /// Fields of `over` that are set replace ours.
+    pub fn merge(mut self, over: RunConfig) -> RunConfig {
+        if !over.eal.is_empty() {
+            self.eal = over.eal;
+        }
+        self.workers = over.workers.or(self.workers);
+        self.rx_desc = over.rx_desc.or(self.rx_desc);
+        self.tx_desc = over.tx_desc.or(self.tx_desc);
+        self.burst = over.burst.or(self.burst);
+        self.mbufs = over.mbufs.or(self.mbufs);
+        self.duration = over.duration.or(self.duration);
+        self.idle_exit = over.idle_exit.or(self.idle_exit);
+        self
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range(field: &'static str, v: Option<u64>, lo: u64, hi: u64) -> Result<(), ConfigError> {
+            match v {
+                Some(v) if v < lo || v > hi => Err(ConfigError::Value {
+                    field,
+                    message: format!("{v} is outside {lo}..={hi}"),
+                }),
+                _ => Ok(()),
+            }
+        }
+        range("workers", self.workers.map(u64::from), 1, 128)?;
+        range("rx-desc", self.rx_desc.map(u64::from), 32, 32768)?;
+        range("tx-desc", self.tx_desc.map(u64::from), 32, 32768)?;
+        range("burst", self.burst.map(u64::from), 1, 64)?;
+        range("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kebab_case_and_rejects_unknown_fields() {
+        let f: ConfigFile = toml::from_str("[run]\nworkers = 2\nrx-desc = 512\nidle-exit = \"500ms\"\n").unwrap();
+        assert_eq!(f.run.workers, Some(2));
+        assert_eq!(f.run.rx_desc, Some(512));
+        assert_eq!(f.run.idle_exit, Some(Duration::from_millis(500)));
+        let err = toml::from_str::<ConfigFile>("[run]\nwrokers = 2\n").unwrap_err();
+        assert!(err.message().contains("wrokers"), "{}", err.message());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let c = RunConfig {
+            burst: Some(65),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("burst"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = RunConfig {
+            eal: vec!["-l".into(), "0".into()],
+            workers: Some(1),
+            burst: Some(16),
+            ..Default::default()
+        };
+        let cli = RunConfig {
+            workers: Some(2),
+            ..Default::default()
+        };
+        let m = file.merge(cli);
+        assert_eq!(m.workers, Some(2));
+        assert_eq!(m.burst, Some(16));
+        assert_eq!(m.eal, vec!["-l", "0"]);
+    }
+}

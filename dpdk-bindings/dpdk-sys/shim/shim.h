@@ -1,0 +1,34 @@
+/*
+ * Exported wrappers for DPDK's static inline functions and thread-local
+ * variables, which bindgen cannot bind (they have no symbol to link to).
+ * Each wrapper is a plain call-through; see shim.c.
+ */
+#ifndef CTRACK_DPDK_SHIM_H
+#define CTRACK_DPDK_SHIM_H
+
+#include <stdint.h>
+#include <rte_mbuf.h>
+
+uint16_t ctrack_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
+                                 struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
+uint16_t ctrack_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id,
+                                 struct rte_mbuf **tx_pkts, uint16_t nb_pkts);
+struct rte_mbuf *ctrack_rte_pktmbuf_alloc(struct rte_mempool *mp);
+int ctrack_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count);
+void ctrack_rte_pktmbuf_free(struct rte_mbuf *m);
+void ctrack_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned count);
+char *ctrack_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+unsigned ctrack_rte_lcore_id(void);
+int ctrack_rte_errno(void);
+uint64_t ctrack_rte_rdtsc(void);
+uint64_t ctrack_rte_get_tsc_hz(void);
+unsigned ctrack_rte_mempool_avail_count(const struct rte_mempool *mp);
+unsigned ctrack_rte_mempool_in_use_count(const struct rte_mempool *mp);
+unsigned ctrack_rte_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n);
+unsigned ctrack_rte_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n);
+unsigned ctrack_rte_ring_count(const struct rte_ring *r);
+void ctrack_rte_prefetch0(const void *p);
+/* rte_hash_crc as a function with an address, for rte_hash_parameters.hash_func. */
+uint32_t ctrack_rte_hash_crc(const void *data, uint32_t data_len, uint32_t init_val);
+
+#endif
