@@ -1,1 +1,1855 @@
-//! TCP tracking (skeleton; see issue 3).
+//! TCP connection tracking: the per-connection state machine and the
+//! sequence/window checks, after Linux's `nf_conntrack_proto_tcp.c`.
+//!
+//! Pure and sans-io: a [`TcpConn`] is fed [`TcpInfo`] summaries and answers
+//! with a [`TcpResult`]. It reads no clock and allocates nothing; timeouts are
+//! the caller's (it maps [`TcpState`] to the `tcp-*-timeout` settings).
+//!
+//! The rules (see `docs/tcp-tracking.md` for where and why we differ from Linux):
+//!
+//! - A segment is classified as SYN, SYN-ACK, FIN, ACK, RST (or none) and the
+//!   next state is looked up in a per-direction transition table. A table entry
+//!   is a state, "invalid" (the segment is refused and changes nothing) or
+//!   "ignore" (the segment may be valid but we cannot tell: it is let through,
+//!   the state stays, and it is noted so that a later answer can resynchronise).
+//! - A segment that makes it past the table must also lie in the window that
+//!   the tracker computed for its direction (`end`, `maxend`, `maxwin`, as
+//!   Linux's `td_*`); otherwise it is invalid and changes nothing, or, for
+//!   segments that are merely old (retransmissions), accepted without effect.
+//! - An RST closes an established connection only when its sequence number is
+//!   exactly the highest ACK its receiver sent (RFC 5961); other in-window
+//!   RSTs are let through (the peer answers with a challenge ACK) and change
+//!   nothing.
+//!
+//! Invalid segments never change a [`TcpConn`].
+
+use super::Dir;
+use crate::flow::{TcpInfo, tcp_flags};
+
+/// TCP connection states, as Linux's conntrack has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TcpState {
+    None = 0,
+    SynSent = 1,
+    SynReceived = 2,
+    Established = 3,
+    FinWait = 4,
+    CloseWait = 5,
+    LastAck = 6,
+    TimeWait = 7,
+    Close = 8,
+    /// Simultaneous open: a SYN was seen from both ends.
+    SynSent2 = 9,
+}
+
+impl TcpState {
+    pub const ALL: [TcpState; 10] = [
+        TcpState::None,
+        TcpState::SynSent,
+        TcpState::SynReceived,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
+    /// The name RouterOS shows as `tcp-state`. `SynSent2` (simultaneous open,
+    /// which RouterOS does not list) is `"syn-sent2"`, so names stay unique.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "none",
+            TcpState::SynSent => "syn-sent",
+            TcpState::SynReceived => "syn-received",
+            TcpState::Established => "established",
+            TcpState::FinWait => "fin-wait",
+            TcpState::CloseWait => "close-wait",
+            TcpState::LastAck => "last-ack",
+            TcpState::TimeWait => "time-wait",
+            TcpState::Close => "close",
+            TcpState::SynSent2 => "syn-sent2",
+        }
+    }
+
+    /// Position in [`TcpState::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// States in which both ends may already have torn the connection down
+    /// (Linux's "can early drop" set).
+    const fn closing(self) -> bool {
+        matches!(
+            self,
+            TcpState::FinWait
+                | TcpState::CloseWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+        )
+    }
+}
+
+/// Why a segment was found invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TcpInvalid {
+    /// A flag combination that no TCP sends (e.g. SYN+FIN, SYN+RST, FIN
+    /// without ACK, no flags at all).
+    BadFlags = 0,
+    /// A first segment that cannot start a connection (SYN-ACK, FIN).
+    InvalidNew = 1,
+    /// A first segment that is an RST.
+    RstOnNew = 2,
+    /// A first segment that is not a SYN while loose tracking is off.
+    NotSynLooseOff = 3,
+    /// The transition table refuses this segment in this state and direction.
+    InvalidTransition = 4,
+    /// The segment lies beyond the receiver's window.
+    SeqOutOfWindow = 5,
+    /// The segment acknowledges data that was never sent.
+    AckOutOfWindow = 6,
+    /// An RST outside the window.
+    RstOutOfWindow = 7,
+    /// An RST whose sequence number lies before what its receiver already
+    /// acknowledged.
+    RstBehindAck = 8,
+}
+
+impl TcpInvalid {
+    pub const ALL: [TcpInvalid; 9] = [
+        TcpInvalid::BadFlags,
+        TcpInvalid::InvalidNew,
+        TcpInvalid::RstOnNew,
+        TcpInvalid::NotSynLooseOff,
+        TcpInvalid::InvalidTransition,
+        TcpInvalid::SeqOutOfWindow,
+        TcpInvalid::AckOutOfWindow,
+        TcpInvalid::RstOutOfWindow,
+        TcpInvalid::RstBehindAck,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpInvalid::BadFlags => "bad_flags",
+            TcpInvalid::InvalidNew => "invalid_new",
+            TcpInvalid::RstOnNew => "rst_on_new",
+            TcpInvalid::NotSynLooseOff => "not_syn_loose_off",
+            TcpInvalid::InvalidTransition => "invalid_transition",
+            TcpInvalid::SeqOutOfWindow => "seq_out_of_window",
+            TcpInvalid::AckOutOfWindow => "ack_out_of_window",
+            TcpInvalid::RstOutOfWindow => "rst_out_of_window",
+            TcpInvalid::RstBehindAck => "rst_behind_ack",
+        }
+    }
+
+    /// Position in [`TcpInvalid::ALL`] (for per-reason counters).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What an accepted segment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOutcome {
+    /// The state after the segment (unchanged for ignored segments).
+    pub state: TcpState,
+    /// The connection became assured with this segment (reported once).
+    pub became_assured: bool,
+    /// Remove the entry now: the only answer to the connection was an RST.
+    pub remove_now: bool,
+}
+
+/// The verdict on one segment of a known connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpResult {
+    /// The segment is valid (or cannot be told invalid) and was applied.
+    Accept(TcpOutcome),
+    /// The segment is invalid; the connection is unchanged.
+    Invalid(TcpInvalid),
+    /// SYN on a closed/time-wait entry: delete the entry, then call
+    /// [`TcpConn::new`] with this packet (its sender becomes the originator).
+    Reopen,
+}
+
+/// The flag class that indexes the transition table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Class {
+    Syn = 0,
+    SynAck = 1,
+    Fin = 2,
+    Ack = 3,
+    Rst = 4,
+    None = 5,
+}
+
+impl Class {
+    const fn from_bits(b: u8) -> Class {
+        match b {
+            0 => Class::Syn,
+            1 => Class::SynAck,
+            2 => Class::Fin,
+            3 => Class::Ack,
+            4 => Class::Rst,
+            _ => Class::None,
+        }
+    }
+}
+
+/// Classify a segment, or `None` for a flag combination no TCP sends.
+/// PSH, ECE and CWR never matter; URG only on SYN, FIN+ACK or ACK.
+fn classify(flags: u8) -> Option<Class> {
+    use tcp_flags::*;
+    let f = flags & !(PSH | ECE | CWR);
+    let valid = f == SYN
+        || f == SYN | URG
+        || f == SYN | ACK
+        || f == RST
+        || f == RST | ACK
+        || f == FIN | ACK
+        || f == FIN | ACK | URG
+        || f == ACK
+        || f == ACK | URG;
+    if !valid {
+        return Option::None;
+    }
+    Some(if f & RST != 0 {
+        Class::Rst
+    } else if f & SYN != 0 {
+        if f & ACK != 0 {
+            Class::SynAck
+        } else {
+            Class::Syn
+        }
+    } else if f & FIN != 0 {
+        Class::Fin
+    } else if f & ACK != 0 {
+        Class::Ack
+    } else {
+        Class::None
+    })
+}
+
+/// A transition table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    To(TcpState),
+    /// Let through without a state change (we may be out of sync).
+    Ignore,
+    /// Refuse.
+    Invalid,
+}
+
+const SS: Next = Next::To(TcpState::SynSent);
+const SR: Next = Next::To(TcpState::SynReceived);
+const ES: Next = Next::To(TcpState::Established);
+const FW: Next = Next::To(TcpState::FinWait);
+const CW: Next = Next::To(TcpState::CloseWait);
+const LA: Next = Next::To(TcpState::LastAck);
+const TW: Next = Next::To(TcpState::TimeWait);
+const CL: Next = Next::To(TcpState::Close);
+const S2: Next = Next::To(TcpState::SynSent2);
+const IV: Next = Next::Invalid;
+const IG: Next = Next::Ignore;
+
+/// `TABLE[dir][class][state]`, states in [`TcpState::ALL`] order:
+/// none, syn-sent, syn-received, established, fin-wait, close-wait, last-ack,
+/// time-wait, close, syn-sent2. The same facts as Linux's table.
+#[rustfmt::skip]
+const TABLE: [[[Next; 10]; 6]; 2] = [
+    // From the originator.
+    [
+        // SYN: a new attempt from none; a retransmission in syn-sent(2);
+        // a reopen from time-wait/close; otherwise we may be out of sync.
+        [SS, SS, IG, IG, IG, IG, IG, SS, SS, S2],
+        // SYN-ACK: only the originator's answer in a simultaneous open.
+        [IV, IV, SR, IV, IV, IV, IV, IV, IV, SR],
+        // FIN: starts or completes the close once the peer answered.
+        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        // ACK: mid-stream pickup from none; completes the handshake.
+        [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],
+        // RST
+        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        // no flags
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+    // From the responder.
+    [
+        // SYN: simultaneous open; a reopen with roles swapped from time-wait.
+        [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],
+        // SYN-ACK: the answer; later ones are retransmissions, let through.
+        [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],
+        // FIN
+        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        // ACK: in syn-sent(2) possibly a challenge ACK to a stale SYN.
+        [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],
+        // RST
+        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        // no flags
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+];
+
+/// `before(a, b)` in sequence space: `a` precedes `b` (mod 2^32).
+#[inline]
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[inline]
+fn after(a: u32, b: u32) -> bool {
+    before(b, a)
+}
+
+/// The sequence number just after the segment (SYN and FIN count one each).
+#[inline]
+fn seg_end(info: &TcpInfo) -> u32 {
+    let f = info.flags;
+    info.seq
+        .wrapping_add(info.payload_len)
+        .wrapping_add(u32::from(f & tcp_flags::SYN != 0))
+        .wrapping_add(u32::from(f & tcp_flags::FIN != 0))
+}
+
+/// Largest window shift RFC 7323 allows.
+const MAX_WSCALE: u8 = 14;
+/// Lower bound of how far behind an ACK may be (Linux's MAXACKWINCONST).
+const MAX_ACK_WIN_CONST: u32 = 66000;
+
+// Per-direction flags (low nibble of `Side::flags`; the high nibble holds the
+// window scale).
+/// The SYN of this direction carried a window scale option.
+const F_WSCALE: u8 = 0x01;
+/// This direction sent the first FIN.
+const F_CLOSE_INIT: u8 = 0x02;
+/// `maxack` holds a value.
+const F_MAXACK: u8 = 0x04;
+/// Picked up mid-stream: window failures of non-RST segments are tolerated.
+const F_LIBERAL: u8 = 0x08;
+
+// Connection flags.
+const C_SEEN_REPLY: u8 = 0x01;
+const C_ASSURED: u8 = 0x02;
+/// The last noted segment came from the responder.
+const C_LAST_REPLY: u8 = 0x04;
+/// The last ignored SYN carried a window scale option.
+const C_LAST_WSCALE: u8 = 0x08;
+/// An ignored SYN in last-ack may be answered by a challenge ACK.
+const C_CHALLENGE: u8 = 0x10;
+/// A SYN was seen from both ends.
+const C_SIMOPEN: u8 = 0x20;
+
+/// What the tracker knows about one direction's sender (Linux's `td_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Side {
+    /// Highest sequence number sent, plus one (`td_end`).
+    end: u32,
+    /// Highest right edge of the peer's advertised window (`td_maxend`).
+    maxend: u32,
+    /// Largest window this sender advertised, scaled (`td_maxwin`); 0 until
+    /// the direction was first seen.
+    maxwin: u32,
+    /// Highest ACK this sender sent (`td_maxack`, valid with [`F_MAXACK`]).
+    maxack: u32,
+}
+
+/// Connection tracking data of one TCP connection (48 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConn {
+    side: [Side; 2],
+    /// The last noted segment's end (seq + len) ...
+    last_end: u32,
+    /// ... its ACK ...
+    last_ack: u32,
+    /// ... and its raw window.
+    last_win: u16,
+    /// Per direction: flags in the low nibble, window scale in the high one.
+    dflags: [u8; 2],
+    state: TcpState,
+    /// `C_*` flags.
+    cflags: u8,
+    /// Class of the last noted segment (low nibble) and window scale of the
+    /// last ignored SYN (high nibble).
+    last: u8,
+}
+
+/// The outcome of [`TcpConn::step`].
+enum Step {
+    Accept {
+        became_assured: bool,
+        remove_now: bool,
+    },
+    /// Let through; the state stays.
+    Ignore,
+    Invalid(TcpInvalid),
+    Reopen,
+}
+
+/// The outcome of the window check.
+enum Win {
+    Ok,
+    Ignore,
+    Invalid(TcpInvalid),
+}
+
+impl TcpConn {
+    /// First packet of a would-be connection (orig direction).
+    pub fn new(info: &TcpInfo, loose: bool) -> Result<TcpConn, TcpInvalid> {
+        let class = classify(info.flags).ok_or(TcpInvalid::BadFlags)?;
+        let mut c = TcpConn {
+            side: [Side::default(); 2],
+            last_end: 0,
+            last_ack: 0,
+            last_win: 0,
+            dflags: [0; 2],
+            state: TcpState::None,
+            cflags: 0,
+            last: Class::None as u8,
+        };
+        let end = seg_end(info);
+        let win = u32::from(info.window).max(1);
+        match TABLE[Dir::Orig.index()][class as usize][TcpState::None.index()] {
+            Next::To(TcpState::SynSent) => {
+                c.side[0] = Side {
+                    end,
+                    maxend: end,
+                    maxwin: win,
+                    maxack: 0,
+                };
+                c.set_options(0, info.wscale);
+            }
+            Next::To(_) => {
+                if !loose {
+                    return Err(TcpInvalid::NotSynLooseOff);
+                }
+                // Mid-stream: the history is lost; start from this segment.
+                // The window scale is unknown, so window checks are liberal.
+                c.side[0] = Side {
+                    end,
+                    maxend: end.wrapping_add(win),
+                    maxwin: win,
+                    maxack: 0,
+                };
+                c.dflags = [F_LIBERAL; 2];
+            }
+            _ if class == Class::Rst => return Err(TcpInvalid::RstOnNew),
+            _ => return Err(TcpInvalid::InvalidNew),
+        }
+        match c.step(Dir::Orig, info, class) {
+            Step::Accept { .. } | Step::Ignore => Ok(c),
+            Step::Invalid(why) => Err(why),
+            Step::Reopen => Err(TcpInvalid::InvalidNew),
+        }
+    }
+
+    /// A later packet of the connection in direction `dir`.
+    ///
+    /// `loose` (the `loose-tcp-tracking` setting) only matters when a
+    /// connection is created; it is taken here so the caller need not care.
+    pub fn handle(&mut self, dir: Dir, info: &TcpInfo, loose: bool) -> TcpResult {
+        let _ = loose;
+        let Some(class) = classify(info.flags) else {
+            return TcpResult::Invalid(TcpInvalid::BadFlags);
+        };
+        let mut next = *self;
+        let (became_assured, remove_now) = match next.step(dir, info, class) {
+            Step::Invalid(why) => return TcpResult::Invalid(why),
+            Step::Reopen => return TcpResult::Reopen,
+            Step::Ignore => (false, false),
+            Step::Accept {
+                became_assured,
+                remove_now,
+            } => (became_assured, remove_now),
+        };
+        if dir == Dir::Reply {
+            next.cflags |= C_SEEN_REPLY;
+        }
+        *self = next;
+        TcpResult::Accept(TcpOutcome {
+            state: self.state,
+            became_assured,
+            remove_now,
+        })
+    }
+
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+
+    /// The connection was assured (see [`TcpOutcome::became_assured`]).
+    pub fn assured(&self) -> bool {
+        self.cflags & C_ASSURED != 0
+    }
+
+    /// A segment from the responder was accepted.
+    pub fn seen_reply(&self) -> bool {
+        self.cflags & C_SEEN_REPLY != 0
+    }
+
+    /// The window scale in use for `dir`'s advertised windows (0 unless both
+    /// SYNs carried the option).
+    pub fn wscale(&self, dir: Dir) -> u8 {
+        self.scale(dir.index())
+    }
+
+    /// True for a segment with FIN or RST (the fast path uses this to give the
+    /// connection back to the full path).
+    pub fn closes(info: &TcpInfo) -> bool {
+        info.flags & (tcp_flags::FIN | tcp_flags::RST) != 0
+    }
+
+    // ---- small accessors ------------------------------------------------
+
+    fn flags(&self, s: usize) -> u8 {
+        self.dflags[s] & 0x0f
+    }
+
+    fn set_flag(&mut self, s: usize, f: u8) {
+        self.dflags[s] |= f;
+    }
+
+    fn scale(&self, s: usize) -> u8 {
+        self.dflags[s] >> 4
+    }
+
+    fn set_scale(&mut self, s: usize, scale: u8) {
+        self.dflags[s] = (self.dflags[s] & 0x0f) | (scale.min(MAX_WSCALE) << 4);
+    }
+
+    fn last_class(&self) -> Class {
+        Class::from_bits(self.last & 0x0f)
+    }
+
+    fn last_dir(&self) -> Dir {
+        if self.cflags & C_LAST_REPLY != 0 {
+            Dir::Reply
+        } else {
+            Dir::Orig
+        }
+    }
+
+    fn note_last(&mut self, dir: Dir, class: Class) {
+        self.last = (self.last & 0xf0) | class as u8;
+        if dir == Dir::Reply {
+            self.cflags |= C_LAST_REPLY;
+        } else {
+            self.cflags &= !C_LAST_REPLY;
+        }
+    }
+
+    fn established(&self) -> bool {
+        self.state == TcpState::Established && self.assured()
+    }
+
+    /// Take a SYN's options: the window scale, dropping all other flags but
+    /// liberal.
+    fn set_options(&mut self, s: usize, wscale: Option<u8>) {
+        self.dflags[s] &= F_LIBERAL;
+        if let Some(w) = wscale {
+            self.set_scale(s, w);
+            self.set_flag(s, F_WSCALE);
+        }
+    }
+
+    /// (Re)initialise a direction from its SYN or SYN-ACK.
+    fn init_sender(&mut self, dir: Dir, end: u32, win: u32, wscale: Option<u8>) {
+        let (s, r) = (dir.index(), dir.flip().index());
+        self.side[s].end = end;
+        self.side[s].maxend = end;
+        self.side[s].maxwin = win.max(1);
+        self.set_options(s, wscale);
+        // Scaling is on only if both SYNs asked for it.
+        if dir == Dir::Reply && self.flags(s) & self.flags(r) & F_WSCALE == 0 {
+            self.set_scale(s, 0);
+            self.set_scale(r, 0);
+        }
+    }
+
+    // ---- the state machine ----------------------------------------------
+
+    /// Apply one classified segment to `self` (a scratch copy: the caller
+    /// throws it away unless the result is an accept or an ignore).
+    fn step(&mut self, dir: Dir, info: &TcpInfo, class: Class) -> Step {
+        let old = self.state;
+        let mut new = match TABLE[dir.index()][class as usize][old.index()] {
+            Next::Invalid => return Step::Invalid(TcpInvalid::InvalidTransition),
+            Next::Ignore => match self.ignore(dir, info, class, old) {
+                Some(step) => return step,
+                None => TcpState::SynReceived,
+            },
+            Next::To(s) => s,
+        };
+        let mut check_window = true;
+        match new {
+            TcpState::SynSent if matches!(old, TcpState::TimeWait | TcpState::Close) => {
+                // A new connection on the tuple of a finished one: reopen if
+                // it was closed by FIN, or aborted by RST from this same end.
+                let closed = (self.flags(0) | self.flags(1)) & F_CLOSE_INIT != 0;
+                let aborted = self.last_dir() == dir && self.last_class() == Class::Rst;
+                if closed || aborted {
+                    return Step::Reopen;
+                }
+                match self.ignore(dir, info, class, old) {
+                    Some(step) => return step,
+                    None => new = TcpState::SynReceived,
+                }
+            }
+            TcpState::TimeWait
+                if old == TcpState::LastAck
+                    && class == Class::Ack
+                    && self.last_dir() != dir
+                    && self.last_class() == Class::Syn
+                    && self.cflags & C_CHALLENGE != 0 =>
+            {
+                // A challenge ACK answering a SYN we let through: it does
+                // not acknowledge the last FIN.
+                self.cflags &= !C_CHALLENGE;
+                return Step::Ignore;
+            }
+            TcpState::SynSent2 => self.cflags |= C_SIMOPEN,
+            TcpState::SynReceived
+                if dir == Dir::Reply && class == Class::Ack && self.cflags & C_SIMOPEN != 0 =>
+            {
+                // The table cannot tell a simultaneous open's last ACK.
+                new = TcpState::Established;
+            }
+            TcpState::Close if class == Class::Rst => match self.rst_check(dir, info, old) {
+                RstCheck::Invalid(why) => return Step::Invalid(why),
+                RstCheck::Window => {}
+                RstCheck::KeepState => new = old,
+                RstCheck::SkipWindow => check_window = false,
+                RstCheck::KeepSkipWindow => {
+                    new = old;
+                    check_window = false;
+                }
+            },
+            _ => {}
+        }
+
+        if check_window {
+            match self.in_window(dir, info, class) {
+                Win::Ok => {}
+                Win::Ignore => return Step::Ignore,
+                Win::Invalid(why) => return Step::Invalid(why),
+            }
+        }
+
+        self.note_last(dir, class);
+        self.state = new;
+        if old != new && new == TcpState::FinWait {
+            self.set_flag(dir.index(), F_CLOSE_INIT);
+        }
+        let mut became_assured = false;
+        let mut remove_now = false;
+        if !self.seen_reply() {
+            // The only answer is an RST: no connection to speak of.
+            remove_now = class == Class::Rst;
+        } else if !self.assured()
+            && matches!(old, TcpState::SynReceived | TcpState::Established)
+            && new == TcpState::Established
+        {
+            self.cflags |= C_ASSURED;
+            became_assured = true;
+        }
+        Step::Accept {
+            became_assured,
+            remove_now,
+        }
+    }
+
+    /// A segment the table says to let through without a state change.
+    /// Returns `None` when it is a SYN-ACK answering a SYN we ignored
+    /// earlier: then the ends are in sync and we are not, so resynchronise
+    /// and go on as from syn-sent to syn-received.
+    fn ignore(&mut self, dir: Dir, info: &TcpInfo, class: Class, old: TcpState) -> Option<Step> {
+        if class == Class::SynAck
+            && self.last_class() == Class::Syn
+            && self.last_dir() != dir
+            && info.ack == self.last_end
+        {
+            let l = self.last_dir().index();
+            self.side[l] = Side {
+                end: self.last_end,
+                maxend: self.last_end,
+                maxwin: u32::from(self.last_win).max(1),
+                maxack: 0,
+            };
+            self.dflags[l] = if self.cflags & C_LAST_WSCALE != 0 {
+                F_WSCALE
+            } else {
+                0
+            };
+            self.set_scale(l, self.last >> 4);
+            self.cflags &= !C_CHALLENGE;
+            let s = dir.index();
+            self.side[s] = Side::default();
+            self.dflags[s] &= F_LIBERAL;
+            return Option::None;
+        }
+        self.note_last(dir, class);
+        self.last_end = seg_end(info);
+        self.last_win = info.window;
+        if class == Class::Syn && dir == Dir::Orig {
+            // Note the SYN's options, to resynchronise if it is answered.
+            self.cflags &= !(C_LAST_WSCALE | C_CHALLENGE | C_SIMOPEN);
+            self.last &= 0x0f;
+            if let Some(w) = info.wscale {
+                self.cflags |= C_LAST_WSCALE;
+                self.last |= w.min(MAX_WSCALE) << 4;
+            }
+            if old == TcpState::LastAck {
+                self.cflags |= C_CHALLENGE;
+            }
+        }
+        if old == TcpState::SynSent && class == Class::Ack && dir == Dir::Reply {
+            // Possibly a challenge ACK to our SYN.
+            self.last_ack = info.ack;
+        }
+        Some(Step::Ignore)
+    }
+
+    /// The extra checks for an RST that would close the connection.
+    fn rst_check(&self, dir: Dir, info: &TcpInfo, old: TcpState) -> RstCheck {
+        if old.closing() {
+            // The tuple may already be reused and our window data stale.
+            return RstCheck::SkipWindow;
+        }
+        let peer = &self.side[dir.flip().index()];
+        let mut keep = false;
+        if self.flags(dir.flip().index()) & F_MAXACK != 0 && self.last_class() != Class::Syn {
+            let established = self.established();
+            if info.seq == 0 && !established {
+                return RstCheck::Window;
+            }
+            if before(info.seq, peer.maxack) {
+                return RstCheck::Invalid(TcpInvalid::RstBehindAck);
+            }
+            if !established || info.seq == peer.maxack {
+                return RstCheck::Window;
+            }
+            let train = self.last_class() == Class::Ack
+                && self.last_dir() == dir
+                && info.seq == self.last_end;
+            if train {
+                return RstCheck::Window;
+            }
+            // In window but not exactly where the peer expects it: the peer
+            // will answer with a challenge ACK; keep the state.
+            keep = true;
+        }
+        let answers_ignored = ((self.seen_reply() && self.last_class() == Class::Syn)
+            || (!self.assured() && self.last_class() == Class::Ack))
+            && info.ack == self.last_end;
+        if answers_ignored {
+            // An RST to a SYN or ACK we let through: it may acknowledge
+            // segments we did not track.
+            return if keep {
+                RstCheck::KeepSkipWindow
+            } else {
+                RstCheck::SkipWindow
+            };
+        }
+        if old == TcpState::SynSent
+            && self.last_class() == Class::Ack
+            && self.last_dir() == Dir::Reply
+            && info.seq == self.last_ack
+        {
+            // The originator resets after a challenge ACK to its SYN.
+            return if keep {
+                RstCheck::KeepSkipWindow
+            } else {
+                RstCheck::SkipWindow
+            };
+        }
+        if keep {
+            RstCheck::KeepState
+        } else {
+            RstCheck::Window
+        }
+    }
+
+    /// The sequence and window checks, updating the window data on success.
+    fn in_window(&mut self, dir: Dir, info: &TcpInfo, class: Class) -> Win {
+        let (s, r) = (dir.index(), dir.flip().index());
+        let flags = info.flags;
+        let syn = flags & tcp_flags::SYN != 0;
+        let has_ack = flags & tcp_flags::ACK != 0;
+        let rst = class == Class::Rst;
+        let mut seq = info.seq;
+        let mut ack = info.ack;
+        let mut win = u32::from(info.window);
+        let mut end = seg_end(info);
+
+        if self.side[s].maxwin == 0 {
+            if syn {
+                // The responder's SYN-ACK, or its SYN in a simultaneous open.
+                self.init_sender(dir, end, win, info.wscale);
+                if !has_ack {
+                    return Win::Ok;
+                }
+            } else {
+                // First segment of this direction, mid-stream.
+                let swin = (win << self.scale(s)).max(1);
+                self.side[s].end = end;
+                self.side[s].maxwin = swin;
+                self.side[s].maxend = end.wrapping_add(swin);
+                if self.side[r].maxwin == 0 {
+                    // Nothing seen the other way yet: let the ACK pass.
+                    self.side[r].end = ack;
+                    self.side[r].maxend = ack;
+                } else if ack == self.side[r].end.wrapping_add(1) {
+                    // Likely the answer to a keepalive.
+                    self.side[r].end = ack;
+                }
+            }
+        } else if syn
+            && after(end, self.side[s].end)
+            && matches!(self.state, TcpState::SynSent | TcpState::SynReceived)
+        {
+            // A new SYN (or SYN-ACK) with a higher sequence number: the end
+            // restarted; take it as the first one.
+            self.init_sender(dir, end, win, info.wscale);
+            if dir == Dir::Reply && !has_ack {
+                return Win::Ok;
+            }
+        }
+
+        if !has_ack || (rst && ack == 0) {
+            // No ACK (or a broken stack's zero ACK on an RST): pretend it
+            // acknowledges everything.
+            ack = self.side[r].end;
+        }
+        if rst && seq == 0 && self.state == TcpState::SynSent {
+            // An RST answering a SYN.
+            seq = self.side[s].end;
+            end = seq;
+        }
+
+        let max_ack_win = self.side[s].maxwin.max(MAX_ACK_WIN_CONST);
+        let ack_lower = self.side[r].end.wrapping_sub(max_ack_win).wrapping_sub(1);
+        let seq_lower = self.side[s]
+            .end
+            .wrapping_sub(self.side[r].maxwin)
+            .wrapping_sub(1);
+
+        if !before(seq, self.side[s].maxend.wrapping_add(1)) {
+            let overshot = end.wrapping_sub(self.side[s].maxend).wrapping_add(1);
+            let in_recv_win = self.side[r].maxwin != 0 && after(end, seq_lower);
+            if in_recv_win
+                && after(ack, ack_lower)
+                && overshot <= self.side[r].maxwin
+                && before(ack, self.side[r].end.wrapping_add(1))
+            {
+                // A sender overshooting the window a little: let it pass
+                // and follow it, so the ACK for it is in window.
+                self.side[s].end = end;
+                return self.window_failed(s, rst, Win::Ignore);
+            }
+            return self.window_failed(s, rst, Win::Invalid(TcpInvalid::SeqOutOfWindow));
+        }
+        if !before(ack, self.side[r].end.wrapping_add(1)) {
+            return self.window_failed(s, rst, Win::Invalid(TcpInvalid::AckOutOfWindow));
+        }
+        if self.side[r].maxwin != 0 && !after(end, seq_lower) {
+            // Old data, already acknowledged: a retransmission.
+            return self.window_failed(s, rst, Win::Ignore);
+        }
+        if !after(ack, ack_lower) {
+            // A very late ACK.
+            return self.window_failed(s, rst, Win::Ignore);
+        }
+
+        if !syn {
+            win <<= self.scale(s);
+        }
+        let sender = &mut self.side[s];
+        sender.maxwin = sender.maxwin.max(win);
+        if after(end, sender.end) {
+            sender.end = end;
+        }
+        let sender_maxend = sender.maxend;
+        if has_ack {
+            if self.dflags[s] & F_MAXACK == 0 {
+                self.side[s].maxack = ack;
+                self.set_flag(s, F_MAXACK);
+            } else if after(ack, self.side[s].maxack) {
+                self.side[s].maxack = ack;
+            }
+        }
+        let receiver = &mut self.side[r];
+        if receiver.maxwin != 0 && after(end, sender_maxend) {
+            receiver.maxwin = receiver
+                .maxwin
+                .wrapping_add(end.wrapping_sub(sender_maxend));
+        }
+        let right = ack.wrapping_add(win);
+        if after(right, receiver.maxend.wrapping_sub(1)) {
+            receiver.maxend = if win == 0 {
+                right.wrapping_add(1)
+            } else {
+                right
+            };
+        }
+        if class == Class::Ack {
+            // Remember the last plain ACK (an RST right after it, from the
+            // same end, is the end of a "train").
+            self.note_last(dir, class);
+            self.last_end = end;
+            self.last_ack = ack;
+            self.last_win = info.window;
+        }
+        Win::Ok
+    }
+
+    /// A window check failed with `res`. A connection picked up mid-stream
+    /// does not know the window scale, so it lets such segments through
+    /// (without learning from them), except RSTs.
+    fn window_failed(&self, s: usize, rst: bool, res: Win) -> Win {
+        if !rst && self.flags(s) & F_LIBERAL != 0 {
+            return Win::Ok;
+        }
+        match res {
+            Win::Invalid(_) if rst => Win::Invalid(TcpInvalid::RstOutOfWindow),
+            other => other,
+        }
+    }
+}
+
+/// The outcome of [`TcpConn::rst_check`].
+enum RstCheck {
+    Invalid(TcpInvalid),
+    /// Close, if the window check passes.
+    Window,
+    /// Keep the state, if the window check passes.
+    KeepState,
+    /// Close without a window check.
+    SkipWindow,
+    /// Keep the state, without a window check.
+    KeepSkipWindow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::tcp_flags::{ACK, ECE, FIN, PSH, RST, SYN, URG};
+    use proptest::prelude::*;
+
+    const A: u32 = 1000; // originator's ISN
+    const B: u32 = 500_000; // responder's ISN
+    const O: Dir = Dir::Orig;
+    const R: Dir = Dir::Reply;
+
+    fn seg(flags: u8, seq: u32, ack: u32, len: u32) -> TcpInfo {
+        TcpInfo {
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            wscale: None,
+            sack_perm: false,
+            payload_len: len,
+        }
+    }
+
+    fn syn(seq: u32, wscale: Option<u8>) -> TcpInfo {
+        TcpInfo {
+            wscale,
+            ..seg(SYN, seq, 0, 0)
+        }
+    }
+
+    fn synack(seq: u32, ack: u32, wscale: Option<u8>) -> TcpInfo {
+        TcpInfo {
+            wscale,
+            ..seg(SYN | ACK, seq, ack, 0)
+        }
+    }
+
+    #[track_caller]
+    fn accept(c: &mut TcpConn, dir: Dir, info: TcpInfo) -> TcpOutcome {
+        match c.handle(dir, &info, true) {
+            TcpResult::Accept(o) => {
+                assert_eq!(o.state, c.state());
+                o
+            }
+            other => panic!(
+                "expected accept of {info:?} in {:?}, got {other:?}",
+                c.state()
+            ),
+        }
+    }
+
+    #[track_caller]
+    fn step(c: &mut TcpConn, dir: Dir, info: TcpInfo, want: TcpState) {
+        let o = accept(c, dir, info);
+        assert_eq!(o.state, want, "after {info:?}");
+    }
+
+    #[track_caller]
+    fn invalid(c: &mut TcpConn, dir: Dir, info: TcpInfo) -> TcpInvalid {
+        let before = *c;
+        match c.handle(dir, &info, true) {
+            TcpResult::Invalid(why) => {
+                assert_eq!(*c, before, "invalid segment changed the connection");
+                why
+            }
+            other => panic!(
+                "expected invalid for {info:?} in {:?}, got {other:?}",
+                c.state()
+            ),
+        }
+    }
+
+    fn syn_sent() -> TcpConn {
+        TcpConn::new(&syn(A, None), false).unwrap()
+    }
+
+    fn syn_received() -> TcpConn {
+        let mut c = syn_sent();
+        step(&mut c, R, synack(B, A + 1, None), TcpState::SynReceived);
+        c
+    }
+
+    fn established() -> TcpConn {
+        let mut c = syn_received();
+        step(&mut c, O, seg(ACK, A + 1, B + 1, 0), TcpState::Established);
+        c
+    }
+
+    /// Originator closed first: fin-wait, close-wait, last-ack, time-wait.
+    fn closing(upto: TcpState) -> TcpConn {
+        let mut c = established();
+        let path = [
+            (O, seg(FIN | ACK, A + 1, B + 1, 0), TcpState::FinWait),
+            (R, seg(ACK, B + 1, A + 2, 0), TcpState::CloseWait),
+            (R, seg(FIN | ACK, B + 1, A + 2, 0), TcpState::LastAck),
+            (O, seg(ACK, A + 2, B + 2, 0), TcpState::TimeWait),
+        ];
+        for (dir, info, want) in path {
+            step(&mut c, dir, info, want);
+            if want == upto {
+                return c;
+            }
+        }
+        panic!("not a closing state: {upto:?}");
+    }
+
+    #[test]
+    fn names_and_indices() {
+        for (i, s) in TcpState::ALL.iter().enumerate() {
+            assert_eq!(s.index(), i);
+        }
+        let names: Vec<_> = TcpState::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "none",
+                "syn-sent",
+                "syn-received",
+                "established",
+                "fin-wait",
+                "close-wait",
+                "last-ack",
+                "time-wait",
+                "close",
+                "syn-sent2"
+            ]
+        );
+        assert_eq!(TcpInvalid::COUNT, TcpInvalid::ALL.len());
+        for (i, r) in TcpInvalid::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        assert!(core::mem::size_of::<TcpConn>() <= 48);
+    }
+
+    #[test]
+    fn three_way_handshake_assures() {
+        let mut c = TcpConn::new(&syn(A, None), false).unwrap();
+        assert_eq!(c.state(), TcpState::SynSent);
+        assert!(!c.seen_reply());
+        let o = accept(&mut c, R, synack(B, A + 1, None));
+        assert_eq!(
+            o,
+            TcpOutcome {
+                state: TcpState::SynReceived,
+                became_assured: false,
+                remove_now: false
+            }
+        );
+        assert!(c.seen_reply());
+        let o = accept(&mut c, O, seg(ACK, A + 1, B + 1, 0));
+        assert_eq!(
+            o,
+            TcpOutcome {
+                state: TcpState::Established,
+                became_assured: true,
+                remove_now: false
+            }
+        );
+        assert!(c.assured());
+        // Data both ways; assured is reported once.
+        let o = accept(&mut c, O, seg(ACK | PSH, A + 1, B + 1, 100));
+        assert!(!o.became_assured);
+        step(
+            &mut c,
+            R,
+            seg(ACK | PSH, B + 1, A + 101, 200),
+            TcpState::Established,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 101, B + 201, 0),
+            TcpState::Established,
+        );
+    }
+
+    #[test]
+    fn reply_ack_to_syn_is_ignored_and_first_ack_before_synack_invalid() {
+        let mut c = syn_sent();
+        // The originator cannot ACK before the SYN-ACK.
+        assert_eq!(
+            invalid(&mut c, O, seg(ACK, A + 1, B + 1, 0)),
+            TcpInvalid::InvalidTransition
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(FIN | ACK, A + 1, B + 1, 0)),
+            TcpInvalid::InvalidTransition
+        );
+        // A bare ACK from the responder may be a challenge ACK: let through.
+        step(&mut c, R, seg(ACK, B, A + 1, 0), TcpState::SynSent);
+    }
+
+    #[test]
+    fn retransmitted_syn() {
+        let mut c = syn_sent();
+        let o = accept(&mut c, O, syn(A, None));
+        assert_eq!(o.state, TcpState::SynSent);
+        // A new SYN with a higher ISN restarts the attempt.
+        step(&mut c, O, syn(A + 10, None), TcpState::SynSent);
+        assert_eq!(
+            invalid(&mut c, R, synack(B, A + 1 + 10 + 1, None)),
+            TcpInvalid::AckOutOfWindow
+        );
+        step(&mut c, R, synack(B, A + 11, None), TcpState::SynReceived);
+        // A late SYN after the SYN-ACK is let through, state unchanged.
+        step(&mut c, O, syn(A + 10, None), TcpState::SynReceived);
+        step(&mut c, O, seg(ACK, A + 11, B + 1, 0), TcpState::Established);
+        assert!(c.assured());
+    }
+
+    #[test]
+    fn retransmitted_synack() {
+        let mut c = syn_received();
+        step(&mut c, R, synack(B, A + 1, None), TcpState::SynReceived);
+        step(&mut c, O, seg(ACK, A + 1, B + 1, 0), TcpState::Established);
+        // A late retransmission after the handshake is let through too.
+        step(&mut c, R, synack(B, A + 1, None), TcpState::Established);
+        // The originator must not send a SYN-ACK.
+        assert_eq!(
+            invalid(&mut c, O, synack(A, B + 1, None)),
+            TcpInvalid::InvalidTransition
+        );
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        let mut c = syn_sent();
+        step(&mut c, R, syn(B, None), TcpState::SynSent2);
+        assert_eq!(TcpState::SynSent2.name(), "syn-sent2");
+        step(&mut c, R, syn(B, None), TcpState::SynSent2); // retransmitted
+        step(&mut c, O, synack(A, B + 1, None), TcpState::SynReceived);
+        step(&mut c, R, synack(B, A + 1, None), TcpState::SynReceived);
+        // The responder's ACK completes it (the table alone would not).
+        let o = accept(&mut c, R, seg(ACK, B + 1, A + 1, 0));
+        assert_eq!(o.state, TcpState::Established);
+        assert!(o.became_assured);
+    }
+
+    #[test]
+    fn half_close_originator_first() {
+        let c = closing(TcpState::TimeWait);
+        assert_eq!(c.state(), TcpState::TimeWait);
+        // Data still flows the other way in fin-wait/close-wait.
+        let mut c = closing(TcpState::CloseWait);
+        step(
+            &mut c,
+            R,
+            seg(ACK | PSH, B + 1, A + 2, 50),
+            TcpState::CloseWait,
+        );
+        step(&mut c, O, seg(ACK, A + 2, B + 51, 0), TcpState::CloseWait);
+        step(
+            &mut c,
+            R,
+            seg(FIN | ACK, B + 51, A + 2, 0),
+            TcpState::LastAck,
+        );
+        step(
+            &mut c,
+            R,
+            seg(FIN | ACK, B + 51, A + 2, 0),
+            TcpState::LastAck,
+        ); // retransmitted
+        step(&mut c, O, seg(ACK, A + 2, B + 52, 0), TcpState::TimeWait);
+        step(&mut c, O, seg(ACK, A + 2, B + 52, 0), TcpState::TimeWait); // retransmitted
+    }
+
+    #[test]
+    fn half_close_responder_first_and_both_fins() {
+        let mut c = established();
+        step(
+            &mut c,
+            R,
+            seg(FIN | ACK, B + 1, A + 1, 0),
+            TcpState::FinWait,
+        );
+        step(&mut c, O, seg(ACK, A + 1, B + 2, 0), TcpState::CloseWait);
+        step(
+            &mut c,
+            O,
+            seg(FIN | ACK, A + 1, B + 2, 0),
+            TcpState::LastAck,
+        );
+        step(&mut c, R, seg(ACK, B + 2, A + 2, 0), TcpState::TimeWait);
+
+        let mut c = established();
+        step(
+            &mut c,
+            O,
+            seg(FIN | ACK, A + 1, B + 1, 0),
+            TcpState::FinWait,
+        );
+        step(
+            &mut c,
+            R,
+            seg(FIN | ACK, B + 1, A + 1, 0),
+            TcpState::LastAck,
+        );
+        step(&mut c, O, seg(ACK, A + 2, B + 2, 0), TcpState::TimeWait);
+    }
+
+    #[test]
+    fn rst_in_syn_sent() {
+        // The only answer is an RST: close and remove now.
+        let mut c = syn_sent();
+        assert_eq!(
+            invalid(&mut c, R, seg(RST | ACK, 0, A + 5000, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        let o = accept(&mut c, R, seg(RST | ACK, 0, A + 1, 0));
+        assert_eq!(
+            o,
+            TcpOutcome {
+                state: TcpState::Close,
+                became_assured: false,
+                remove_now: true
+            }
+        );
+        // The originator giving up also removes it.
+        let mut c = syn_sent();
+        let o = accept(&mut c, O, seg(RST, A + 1, 0, 0));
+        assert!(o.remove_now);
+    }
+
+    #[test]
+    fn rst_in_syn_received() {
+        let mut c = syn_received();
+        assert_eq!(
+            invalid(&mut c, O, seg(RST, A + 1 + 10_000_000, 0, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(RST, A - 100, 0, 0)),
+            TcpInvalid::RstBehindAck
+        );
+        let o = accept(&mut c, O, seg(RST, A + 1, 0, 0));
+        assert_eq!(
+            o,
+            TcpOutcome {
+                state: TcpState::Close,
+                became_assured: false,
+                remove_now: false
+            }
+        );
+        let mut c = syn_received();
+        step(&mut c, R, seg(RST, B + 1, 0, 0), TcpState::Close);
+    }
+
+    #[test]
+    fn rst_in_established() {
+        let mut c = established();
+        // Out of window, behind the peer's ACK, or in window but not exact.
+        assert_eq!(
+            invalid(&mut c, R, seg(RST, B + 1 + 10_000_000, 0, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, R, seg(RST | ACK, B - 50, A + 1, 0)),
+            TcpInvalid::RstBehindAck
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(RST, A + 1 + 10_000_000, 0, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        step(&mut c, R, seg(RST, B + 100, 0, 0), TcpState::Established);
+        // Exactly where the receiver expects it: close.
+        let mut c = established();
+        let o = accept(&mut c, R, seg(RST, B + 1, 0, 0));
+        assert_eq!(
+            o,
+            TcpOutcome {
+                state: TcpState::Close,
+                became_assured: false,
+                remove_now: false
+            }
+        );
+        let mut c = established();
+        step(&mut c, O, seg(RST | ACK, A + 1, B + 1, 0), TcpState::Close);
+        // An RST right after the sender's own data ("RST train") closes too.
+        let mut c = established();
+        step(
+            &mut c,
+            R,
+            seg(ACK | PSH, B + 1, A + 1, 19),
+            TcpState::Established,
+        );
+        step(&mut c, R, seg(RST | ACK, B + 20, A + 1, 0), TcpState::Close);
+    }
+
+    #[test]
+    fn rst_in_closing_states_skips_window_checks() {
+        // As Linux: once closing, the tuple may be reused and our window
+        // data stale, so any RST closes (all these timeouts are short).
+        for s in [
+            TcpState::FinWait,
+            TcpState::CloseWait,
+            TcpState::LastAck,
+            TcpState::TimeWait,
+        ] {
+            let mut c = closing(s);
+            step(&mut c, R, seg(RST, B + 123_456_789, 0, 0), TcpState::Close);
+            step(&mut c, O, seg(RST, 7, 0, 0), TcpState::Close);
+        }
+        // Still bad flags are refused everywhere.
+        let mut c = closing(TcpState::FinWait);
+        assert_eq!(
+            invalid(&mut c, R, seg(RST | SYN, B + 1, 0, 0)),
+            TcpInvalid::BadFlags
+        );
+    }
+
+    #[test]
+    fn out_of_window_data_and_acks() {
+        let mut c = established();
+        // Beyond the advertised window.
+        assert_eq!(
+            invalid(&mut c, O, seg(ACK, A + 1 + 1_000_000, B + 1, 100)),
+            TcpInvalid::SeqOutOfWindow
+        );
+        // Acknowledging data never sent.
+        assert_eq!(
+            invalid(&mut c, O, seg(ACK, A + 1, B + 5000, 0)),
+            TcpInvalid::AckOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, R, seg(ACK, B + 1, A + 2, 0)),
+            TcpInvalid::AckOutOfWindow
+        );
+        // A stray ACK far from anything.
+        assert_eq!(
+            invalid(&mut c, R, seg(ACK, 0x8000_0000, 0x4000_0000, 0)),
+            TcpInvalid::SeqOutOfWindow
+        );
+        // No flags at all.
+        assert_eq!(
+            invalid(&mut c, R, seg(0, B + 1, A + 1, 0)),
+            TcpInvalid::BadFlags
+        );
+        // Retransmitted data (old) is let through and changes no state.
+        step(
+            &mut c,
+            O,
+            seg(ACK | PSH, A + 1, B + 1, 1000),
+            TcpState::Established,
+        );
+        step(
+            &mut c,
+            R,
+            seg(ACK, B + 1, A + 1001, 0),
+            TcpState::Established,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK | PSH, A + 1, B + 1, 1000),
+            TcpState::Established,
+        );
+        // Slight overshoot of the window is let through (as Linux).
+        step(
+            &mut c,
+            O,
+            seg(ACK | PSH | ECE, A + 1001, B + 1, 65535 + 10),
+            TcpState::Established,
+        );
+    }
+
+    #[test]
+    fn forged_fin_out_of_window() {
+        let mut c = established();
+        assert_eq!(
+            invalid(&mut c, R, seg(FIN | ACK, B + 1 + 5_000_000, A + 1, 0)),
+            TcpInvalid::SeqOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(FIN | ACK, A + 1, B + 99_999, 0)),
+            TcpInvalid::AckOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(FIN, A + 1, 0, 0)),
+            TcpInvalid::BadFlags
+        );
+        assert_eq!(c.state(), TcpState::Established);
+    }
+
+    #[test]
+    fn syn_on_time_wait_reopens() {
+        let mut c = closing(TcpState::TimeWait);
+        let before = c;
+        assert_eq!(
+            c.handle(O, &syn(A + 100_000, None), true),
+            TcpResult::Reopen
+        );
+        assert_eq!(c, before);
+        // The responder may also reopen with roles swapped.
+        assert_eq!(
+            c.handle(R, &syn(B + 100_000, None), true),
+            TcpResult::Reopen
+        );
+        // The caller then starts a new connection from that SYN.
+        assert_eq!(
+            TcpConn::new(&syn(A + 100_000, None), false)
+                .unwrap()
+                .state(),
+            TcpState::SynSent
+        );
+    }
+
+    #[test]
+    fn syn_on_close() {
+        // Aborted by the same end that now sends a SYN: reopen.
+        let mut c = established();
+        step(&mut c, O, seg(RST | ACK, A + 1, B + 1, 0), TcpState::Close);
+        assert_eq!(c.handle(O, &syn(A + 7, None), true), TcpResult::Reopen);
+        // Aborted by the other end: the SYN is let through and noted, and
+        // the responder's SYN-ACK to it resynchronises the entry.
+        let mut c = established();
+        step(&mut c, R, seg(RST, B + 1, 0, 0), TcpState::Close);
+        step(&mut c, O, syn(9_000_000, Some(3)), TcpState::Close);
+        step(
+            &mut c,
+            R,
+            synack(70_000, 9_000_001, Some(5)),
+            TcpState::SynReceived,
+        );
+        assert_eq!(c.wscale(O), 3);
+        assert_eq!(c.wscale(R), 5);
+        step(
+            &mut c,
+            O,
+            seg(ACK, 9_000_001, 70_001, 0),
+            TcpState::Established,
+        );
+    }
+
+    #[test]
+    fn syn_in_established_is_ignored_then_resyncs() {
+        // Conntrack missed the close; the ends start over on the same tuple.
+        let mut c = established();
+        step(&mut c, O, syn(A + 77_777, None), TcpState::Established);
+        step(
+            &mut c,
+            R,
+            synack(B + 99_999, A + 77_778, None),
+            TcpState::SynReceived,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 77_778, B + 100_000, 0),
+            TcpState::Established,
+        );
+    }
+
+    #[test]
+    fn challenge_ack_in_last_ack_does_not_close() {
+        let mut c = closing(TcpState::LastAck);
+        step(&mut c, O, syn(A + 50_000, None), TcpState::LastAck);
+        // The responder's challenge ACK: not the last ACK.
+        step(&mut c, R, seg(ACK, B + 2, A + 2, 0), TcpState::LastAck);
+    }
+
+    #[test]
+    fn first_packet_rules() {
+        assert_eq!(
+            TcpConn::new(&seg(RST, A, 0, 0), true),
+            Err(TcpInvalid::RstOnNew)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(RST | ACK, A, B, 0), true),
+            Err(TcpInvalid::RstOnNew)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(SYN | RST, A, 0, 0), true),
+            Err(TcpInvalid::BadFlags)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(SYN | FIN, A, 0, 0), true),
+            Err(TcpInvalid::BadFlags)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(0, A, 0, 0), true),
+            Err(TcpInvalid::BadFlags)
+        );
+        assert_eq!(
+            TcpConn::new(&synack(A, B, None), true),
+            Err(TcpInvalid::InvalidNew)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(FIN | ACK, A, B, 0), true),
+            Err(TcpInvalid::InvalidNew)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(ACK, A, B, 0), false),
+            Err(TcpInvalid::NotSynLooseOff)
+        );
+        assert_eq!(
+            TcpConn::new(&seg(SYN | URG | PSH, A, 0, 0), false)
+                .unwrap()
+                .state(),
+            TcpState::SynSent
+        );
+        assert!(TcpConn::closes(&seg(FIN | ACK, 0, 0, 0)));
+        assert!(TcpConn::closes(&seg(RST, 0, 0, 0)));
+        assert!(!TcpConn::closes(&seg(ACK | URG, 0, 0, 0)));
+    }
+
+    #[test]
+    fn loose_pickup() {
+        let mut c = TcpConn::new(&seg(ACK | PSH, A, B, 100), true).unwrap();
+        assert_eq!(c.state(), TcpState::Established);
+        assert!(!c.assured());
+        // The reply is seen: not yet assured (as Linux: the next valid
+        // segment after a reply assures it).
+        let o = accept(&mut c, R, seg(ACK, B, A + 100, 0));
+        assert!(!o.became_assured);
+        let o = accept(&mut c, O, seg(ACK, A + 100, B, 0));
+        assert!(o.became_assured);
+        // Window scale unknown: data beyond the unscaled window passes.
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 100 + 1_000_000, B, 1000),
+            TcpState::Established,
+        );
+        // But an out-of-window RST does not.
+        assert_eq!(
+            invalid(&mut c, R, seg(RST, B + 900_000_000, 0, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        step(&mut c, R, seg(RST, B, 0, 0), TcpState::Close);
+
+        // A picked-up connection whose only answer is an RST is removed.
+        let mut c = TcpConn::new(&seg(ACK, A, B, 0), true).unwrap();
+        let o = accept(&mut c, R, seg(RST, B, 0, 0));
+        assert!(o.remove_now);
+    }
+
+    fn scaled_handshake(orig: Option<u8>, reply: Option<u8>) -> TcpConn {
+        let mut c = TcpConn::new(
+            &TcpInfo {
+                window: 1000,
+                ..syn(A, orig)
+            },
+            false,
+        )
+        .unwrap();
+        step(
+            &mut c,
+            R,
+            TcpInfo {
+                window: 1000,
+                ..synack(B, A + 1, reply)
+            },
+            TcpState::SynReceived,
+        );
+        step(
+            &mut c,
+            O,
+            TcpInfo {
+                window: 1000,
+                ..seg(ACK, A + 1, B + 1, 0)
+            },
+            TcpState::Established,
+        );
+        // The responder advertises 1000 (<< scale).
+        step(
+            &mut c,
+            R,
+            TcpInfo {
+                window: 1000,
+                ..seg(ACK, B + 1, A + 1, 0)
+            },
+            TcpState::Established,
+        );
+        c
+    }
+
+    #[test]
+    fn window_scaling_both_sides() {
+        let mut c = scaled_handshake(Some(7), Some(7));
+        assert_eq!((c.wscale(O), c.wscale(R)), (7, 7));
+        // 100 KB ahead fits in 1000 << 7 = 128000.
+        step(
+            &mut c,
+            O,
+            TcpInfo {
+                window: 1000,
+                ..seg(ACK, A + 1 + 100_000, B + 1, 1000)
+            },
+            TcpState::Established,
+        );
+        assert_eq!(
+            invalid(
+                &mut c,
+                O,
+                TcpInfo {
+                    window: 1000,
+                    ..seg(ACK, A + 1 + 400_000, B + 1, 1000)
+                }
+            ),
+            TcpInvalid::SeqOutOfWindow
+        );
+    }
+
+    #[test]
+    fn window_scaling_one_side_only() {
+        for (o, r) in [(Some(7), None), (None, Some(7))] {
+            let mut c = scaled_handshake(o, r);
+            assert_eq!((c.wscale(O), c.wscale(R)), (0, 0));
+            assert_eq!(
+                invalid(
+                    &mut c,
+                    O,
+                    TcpInfo {
+                        window: 1000,
+                        ..seg(ACK, A + 1 + 100_000, B + 1, 1000)
+                    }
+                ),
+                TcpInvalid::SeqOutOfWindow
+            );
+            step(
+                &mut c,
+                O,
+                TcpInfo {
+                    window: 1000,
+                    ..seg(ACK, A + 1, B + 1, 1000)
+                },
+                TcpState::Established,
+            );
+        }
+    }
+
+    #[test]
+    fn sequence_wraparound() {
+        let a = u32::MAX - 5;
+        let b = u32::MAX - 100;
+        let mut c = TcpConn::new(&syn(a, Some(2)), false).unwrap();
+        step(
+            &mut c,
+            R,
+            synack(b, a.wrapping_add(1), Some(2)),
+            TcpState::SynReceived,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK, a.wrapping_add(1), b.wrapping_add(1), 0),
+            TcpState::Established,
+        );
+        // Data across 2^32 both ways.
+        step(
+            &mut c,
+            O,
+            seg(ACK | PSH, a.wrapping_add(1), b.wrapping_add(1), 1000),
+            TcpState::Established,
+        );
+        let a2 = a.wrapping_add(1001);
+        step(
+            &mut c,
+            R,
+            seg(ACK | PSH, b.wrapping_add(1), a2, 1000),
+            TcpState::Established,
+        );
+        let b2 = b.wrapping_add(1001);
+        step(&mut c, O, seg(ACK, a2, b2, 0), TcpState::Established);
+        // Window checks still work past the wrap.
+        assert_eq!(
+            invalid(&mut c, O, seg(ACK, a2, b2.wrapping_add(10), 0)),
+            TcpInvalid::AckOutOfWindow
+        );
+        assert_eq!(
+            invalid(&mut c, R, seg(RST, b2.wrapping_add(50_000_000), 0, 0)),
+            TcpInvalid::RstOutOfWindow
+        );
+        step(&mut c, O, seg(FIN | ACK, a2, b2, 0), TcpState::FinWait);
+        step(
+            &mut c,
+            R,
+            seg(FIN | ACK, b2, a2.wrapping_add(1), 0),
+            TcpState::LastAck,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK, a2.wrapping_add(1), b2.wrapping_add(1), 0),
+            TcpState::TimeWait,
+        );
+    }
+
+    #[test]
+    fn urg_is_fine_where_linux_allows_it() {
+        let mut c = established();
+        step(
+            &mut c,
+            O,
+            seg(ACK | URG | PSH, A + 1, B + 1, 1),
+            TcpState::Established,
+        );
+        assert_eq!(
+            invalid(&mut c, O, seg(URG, A + 2, B + 1, 0)),
+            TcpInvalid::BadFlags
+        );
+    }
+
+    // ---- property test --------------------------------------------------
+
+    #[derive(Clone, Debug)]
+    struct Seg {
+        reply: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        wscale: Option<u8>,
+        len: u32,
+    }
+
+    fn flags_strategy() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            Just(SYN),
+            Just(SYN | ACK),
+            Just(ACK),
+            Just(ACK | PSH),
+            Just(FIN | ACK),
+            Just(RST),
+            Just(RST | ACK),
+            any::<u8>(),
+        ]
+    }
+
+    /// Sequence numbers near the two ISNs (so many segments are in window),
+    /// near 2^32, or anywhere.
+    fn seq_strategy() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            (0u32..3000).prop_map(|d| A.wrapping_add(d)),
+            (0u32..3000).prop_map(|d| B.wrapping_add(d)),
+            (0u32..3000).prop_map(|d| d.wrapping_sub(1500)),
+            Just(0u32),
+            any::<u32>(),
+        ]
+    }
+
+    fn seg_strategy() -> impl Strategy<Value = Seg> {
+        (
+            any::<bool>(),
+            flags_strategy(),
+            seq_strategy(),
+            seq_strategy(),
+            prop_oneof![Just(0u16), Just(65535u16), any::<u16>()],
+            prop_oneof![Just(None), (0u8..20).prop_map(Some)],
+            prop_oneof![Just(0u32), 1u32..2000, any::<u32>()],
+        )
+            .prop_map(|(reply, flags, seq, ack, window, wscale, len)| Seg {
+                reply,
+                flags,
+                seq,
+                ack,
+                window,
+                wscale,
+                len,
+            })
+    }
+
+    fn info(s: &Seg) -> TcpInfo {
+        TcpInfo {
+            seq: s.seq,
+            ack: s.ack,
+            flags: s.flags,
+            window: s.window,
+            wscale: s.wscale,
+            sack_perm: false,
+            payload_len: s.len,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_segments_never_panic_and_invalid_changes_nothing(
+            first in seg_strategy(),
+            loose in any::<bool>(),
+            segs in proptest::collection::vec(seg_strategy(), 0..40),
+        ) {
+            let mut conn = match TcpConn::new(&info(&first), loose) {
+                Ok(c) => c,
+                Err(_) => TcpConn::new(&syn(A, Some(7)), false).unwrap(),
+            };
+            prop_assert_ne!(conn.state(), TcpState::None);
+            for s in &segs {
+                let dir = if s.reply { Dir::Reply } else { Dir::Orig };
+                let before = conn;
+                match conn.handle(dir, &info(s), loose) {
+                    TcpResult::Invalid(why) => {
+                        prop_assert_eq!(conn, before, "{:?} changed it", why);
+                    }
+                    TcpResult::Reopen => {
+                        prop_assert_eq!(conn, before);
+                        prop_assert!(matches!(conn.state(), TcpState::TimeWait | TcpState::Close));
+                        prop_assert!(s.flags & SYN != 0);
+                        // (Refused only for absurd payload lengths.)
+                        conn = TcpConn::new(&info(s), loose)
+                            .unwrap_or_else(|_| TcpConn::new(&syn(A, None), false).unwrap());
+                    }
+                    TcpResult::Accept(o) => {
+                        prop_assert_eq!(o.state, conn.state());
+                        prop_assert_ne!(o.state, TcpState::None);
+                        if o.became_assured {
+                            prop_assert!(!before.assured() && conn.assured());
+                        }
+                        if o.remove_now {
+                            prop_assert!(s.flags & RST != 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
