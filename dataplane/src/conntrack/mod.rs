@@ -1,6 +1,42 @@
-//! The sans-io connection tracking core (skeleton; see issue 3).
+//! The sans-io connection tracking core.
+//!
+//! This module contains no I/O and reads no clock: every input is a value
+//! ([`Instant`], [`crate::flow::FlowRepr`], [`Settings`]) and every output is
+//! returned ([`Verdict`], expired counts, [`ConnSnapshot`]s). The worker owns
+//! one [`Shard`] and calls, in this order per loop iteration:
+//!
+//! - `handle_*` with packets: [`Shard::handle_burst`] (or
+//!   [`Shard::handle_packet`]) with the burst's time, and
+//!   [`Shard::handle_fasttrack`] for fast-tracked connections;
+//! - `poll_*` for time: [`Shard::poll_expired`] with a work budget, and
+//!   [`Shard::next_deadline`] to know when that next has work;
+//! - management, between bursts: [`Shard::apply_settings`],
+//!   [`Shard::snapshot_chunk`], [`Shard::remove`], [`Shard::set_connection_mark`],
+//!   [`Shard::set_fasttrack`], and the plain getters ([`Shard::stats`],
+//!   [`Shard::total_entries`], [`Shard::max_entries`]).
+//!
+//! See `docs/conntrack.md` for the table layout, the timer wheel and where we
+//! differ from Linux and RouterOS.
 
+pub mod entry;
+pub mod key;
+pub mod settings;
+pub mod snapshot;
+pub mod table;
 pub mod tcp;
+pub mod time;
+pub mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
+pub use key::Key;
+pub use settings::{Enabled, Settings, SettingsError};
+pub use snapshot::{ConnSnapshot, FilterError, format_table, protocol_name};
+pub use table::{Shard, TableConfig};
+pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
+pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};
 
 /// Direction of a packet relative to the connection that it belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

@@ -1,0 +1,279 @@
+//! One tracked connection, and its id.
+//!
+//! The entry is laid out for memory (see `docs/conntrack.md`): 160 bytes with
+//! TCP state inline. The reply tuple is not stored (it is derived from the
+//! original, see [`super::key`]); fasttrack counters live in a side arena
+//! that only exists for chunks holding fast-tracked connections.
+
+use core::fmt;
+
+use super::key::Key;
+use super::tcp::{TcpConn, TcpState};
+use super::{Dir, Instant};
+use crate::flow::proto;
+
+/// A connection's id: stable while the entry lives, unique across shards.
+/// Packs `worker << 48 | generation << 32 | slot`. Shown as RouterOS shows
+/// ids: `*` and lower-case hex (`*1000000002a`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ConnId(pub u64);
+
+impl ConnId {
+    pub const fn new(worker: u16, slot: u32, generation: u16) -> ConnId {
+        ConnId((worker as u64) << 48 | (generation as u64) << 32 | slot as u64)
+    }
+
+    pub const fn worker(self) -> u16 {
+        (self.0 >> 48) as u16
+    }
+
+    pub const fn slot(self) -> u32 {
+        self.0 as u32
+    }
+
+    pub const fn generation(self) -> u16 {
+        (self.0 >> 32) as u16
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "*{:x}", self.0)
+    }
+}
+
+/// Why a connection id did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad connection id {0:?}: expected * and hex digits, e.g. *1f2a")]
+pub struct ConnIdError(pub String);
+
+impl core::str::FromStr for ConnId {
+    type Err = ConnIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .trim()
+            .strip_prefix('*')
+            .ok_or_else(|| ConnIdError(s.to_string()))?;
+        if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ConnIdError(s.to_string()));
+        }
+        u64::from_str_radix(hex, 16)
+            .map(ConnId)
+            .map_err(|_| ConnIdError(s.to_string()))
+    }
+}
+
+/// Protocol-specific state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProtoState {
+    Tcp(TcpConn),
+    /// GRE: the encapsulated protocol (EtherType) and, for PPTP (version 1),
+    /// the first call id seen (shown as `gre-key`).
+    Gre {
+        protocol: u16,
+        call_id: u16,
+    },
+    /// UDP, ICMP and generic: everything is in the key and the flags.
+    Plain,
+}
+
+pub(crate) mod flag {
+    pub const LIVE: u8 = 0x01;
+    pub const ASSURED: u8 = 0x02;
+    pub const SEEN_REPLY: u8 = 0x04;
+    pub const FASTTRACK: u8 = 0x08;
+    pub const SRCNAT: u8 = 0x10;
+    pub const DSTNAT: u8 = 0x20;
+    pub const EXPECTED: u8 = 0x40;
+}
+
+/// One tracked connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The original direction's key.
+    pub(crate) key: Key,
+    pub(crate) proto: ProtoState,
+    pub(crate) packets: [u64; 2],
+    pub(crate) bytes: [u64; 2],
+    /// Time of the last packet that refreshed the timeout (ns).
+    pub(crate) last_seen: u64,
+    /// Timer wheel links (entry indices, or a slot head marker); the free list
+    /// reuses `next`.
+    pub(crate) next: u32,
+    pub(crate) prev: u32,
+    pub(crate) mark: u32,
+    /// Per direction: low 32 bits of `bytes` at the start of the window of
+    /// `last_seen` (1 s windows) ...
+    pub(crate) rate_snap: [u32; 2],
+    /// ... and the bytes of the window before it (saturating).
+    pub(crate) rate_last: [u32; 2],
+    pub(crate) generation: u16,
+    pub(crate) flags: u8,
+}
+
+pub(crate) const NS_PER_SEC: u64 = 1_000_000_000;
+
+impl Entry {
+    pub(crate) const EMPTY: Entry = Entry {
+        key: Key {
+            src: crate::flow::Addr([0; 16]),
+            dst: crate::flow::Addr([0; 16]),
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            family: crate::flow::Family::V4,
+            ver: 0,
+        },
+        proto: ProtoState::Plain,
+        packets: [0; 2],
+        bytes: [0; 2],
+        last_seen: 0,
+        next: u32::MAX,
+        prev: u32::MAX,
+        mark: 0,
+        rate_snap: [0; 2],
+        rate_last: [0; 2],
+        generation: 0,
+        flags: 0,
+    };
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.flags & flag::LIVE != 0
+    }
+
+    pub(crate) fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Counts a packet and moves the rate window; refreshes `last_seen` when
+    /// `refresh`.
+    #[inline]
+    pub(crate) fn account(&mut self, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
+        let d = dir.index();
+        let now_win = now.nanos() / NS_PER_SEC;
+        let win = self.last_seen / NS_PER_SEC;
+        if refresh && now_win > win {
+            for i in 0..2 {
+                let cur = self.bytes[i] as u32;
+                self.rate_last[i] = if now_win == win + 1 {
+                    // Modulo 2^32: exact below 4 GiB (34 Gbit/s) per window.
+                    cur.wrapping_sub(self.rate_snap[i])
+                } else {
+                    0
+                };
+                self.rate_snap[i] = cur;
+            }
+        }
+        self.packets[d] = self.packets[d].wrapping_add(1);
+        self.bytes[d] = self.bytes[d].wrapping_add(u64::from(ip_len));
+        if refresh && now.nanos() > self.last_seen {
+            self.last_seen = now.nanos();
+        }
+    }
+
+    /// Rate in bits/s of direction `d` over the last complete 1 s window.
+    pub(crate) fn rate(&self, now: Instant, d: usize) -> u64 {
+        let now_win = now.nanos() / NS_PER_SEC;
+        let win = self.last_seen / NS_PER_SEC;
+        let bytes = if now_win == win {
+            self.rate_last[d]
+        } else if now_win == win + 1 {
+            (self.bytes[d] as u32).wrapping_sub(self.rate_snap[d])
+        } else {
+            0
+        };
+        u64::from(bytes) * 8
+    }
+
+    // ---- read-only accessors (the seed's properties) ----
+
+    /// The original direction's tuple key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The reply direction's tuple key.
+    pub fn reply_key(&self) -> Key {
+        self.key.reply()
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.key.proto
+    }
+
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        match &self.proto {
+            ProtoState::Tcp(c) => Some(c.state()),
+            _ => None,
+        }
+    }
+
+    pub fn proto_state(&self) -> &ProtoState {
+        &self.proto
+    }
+
+    pub fn assured(&self) -> bool {
+        self.has(flag::ASSURED)
+    }
+
+    pub fn seen_reply(&self) -> bool {
+        self.has(flag::SEEN_REPLY)
+    }
+
+    /// Every entry in the table is confirmed: entries are created when their
+    /// first packet is accepted.
+    pub fn confirmed(&self) -> bool {
+        self.is_live()
+    }
+
+    pub fn fasttrack(&self) -> bool {
+        self.has(flag::FASTTRACK)
+    }
+
+    pub fn srcnat(&self) -> bool {
+        self.has(flag::SRCNAT)
+    }
+
+    pub fn dstnat(&self) -> bool {
+        self.has(flag::DSTNAT)
+    }
+
+    pub fn expected(&self) -> bool {
+        self.has(flag::EXPECTED)
+    }
+
+    /// 0 when unset.
+    pub fn connection_mark(&self) -> u32 {
+        self.mark
+    }
+
+    pub fn packets(&self, dir: Dir) -> u64 {
+        self.packets[dir.index()]
+    }
+
+    pub fn bytes(&self, dir: Dir) -> u64 {
+        self.bytes[dir.index()]
+    }
+
+    pub fn last_seen(&self) -> Instant {
+        Instant(self.last_seen)
+    }
+
+    /// The GRE key shown as `gre-key`: the v0 key, or PPTP's first call id.
+    pub fn gre_key(&self) -> Option<u32> {
+        if self.key.proto != proto::GRE {
+            return None;
+        }
+        match self.proto {
+            ProtoState::Gre { call_id, .. } if self.key.ver == 2 => Some(u32::from(call_id)),
+            _ => Some(u32::from(self.key.sport) << 16 | u32::from(self.key.dport)),
+        }
+    }
+}
+
+/// Fasttrack counters of one connection (side arena).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FtCounters {
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}

@@ -1,0 +1,1135 @@
+//! The per-worker connection table: index, entry arena, timer wheel.
+//!
+//! - **Index**: a bucketized cuckoo hash (as DPDK's `rte_hash`): 64-byte
+//!   buckets of 10 slots (a 16-bit hash signature and a `u32` entry reference
+//!   each), sized once for `2 * max_entries` keys at <= 90% load. A key lives
+//!   in its primary or its secondary bucket; an insert that finds both full
+//!   moves other keys to their alternatives along a path found by a bounded
+//!   breadth-first search. Each bucket counts the keys of which it is the
+//!   primary that live in their secondary, so a lookup (also a miss) reads
+//!   one cache line unless that count is non-zero. Never rehashed.
+//! - **Arena**: entries live in chunks of [`CHUNK`] allocated on demand up to
+//!   `max_entries`; live entries never move; freed slots are reused through a
+//!   free list, with a generation so stale [`ConnId`]s miss.
+//! - **Timer wheel**: [`WHEEL_SLOTS`] slots of [`TICK_NS`] (~134 ms), a
+//!   horizon of ~18 minutes. A packet only updates `last_seen`; the deadline is
+//!   `last_seen + timeout(state, settings)`. An entry sits in one slot (an
+//!   intrusive doubly linked list); when its slot comes due and the deadline
+//!   has not passed it is moved to the right slot (lazy re-slotting), so
+//!   longer timeouts and later packets cost nothing per packet.
+//!
+//! A `Shard` is single-threaded: the worker owns it and calls management
+//! functions between bursts.
+
+use super::entry::{ConnId, Entry, FtCounters, ProtoState, flag};
+use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
+use super::settings::Settings;
+use super::snapshot::ConnSnapshot;
+use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
+use super::time::Duration;
+use super::verdict::{
+    DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
+};
+use super::{Dir, Instant};
+use crate::flow::{FlowRepr, L4, proto};
+
+/// Entries per arena chunk.
+pub const CHUNK: usize = 4096;
+const CHUNK_SHIFT: u32 = 12;
+/// Slots per index bucket.
+const WAYS: usize = 10;
+/// Buckets the insert's breadth-first search for room may visit.
+pub const MAX_PATH_NODES: usize = 64;
+/// Index load target (keys / slots).
+const LOAD_NUM: u64 = 9;
+const LOAD_DEN: u64 = 10;
+/// Timer wheel: tick length is 2^27 ns (~134 ms).
+const TICK_SHIFT: u32 = 27;
+pub const TICK_NS: u64 = 1 << TICK_SHIFT;
+pub const WHEEL_SLOTS: usize = 8192;
+/// Entries whose timer is moved per `poll_expired` call after a settings
+/// change made a timeout shorter.
+const RESCAN_BATCH: u32 = 4096;
+/// Largest table: entry indices must leave the top bit of a `u32` free.
+pub const MAX_ENTRIES_LIMIT: u32 = 1 << 30;
+
+const NIL: u32 = u32::MAX;
+const HEAD: u32 = 0x8000_0000;
+const EMPTY: u32 = u32::MAX;
+
+/// How big a shard may grow.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TableConfig {
+    /// The ceiling: `max-entries`. The index is sized for it at once; the
+    /// entries grow in chunks up to it.
+    pub max_entries: u32,
+}
+
+impl TableConfig {
+    pub fn new(max_entries: u32) -> TableConfig {
+        TableConfig {
+            max_entries: max_entries.clamp(1, MAX_ENTRIES_LIMIT),
+        }
+    }
+
+    /// Bytes one connection costs at the ceiling: its entry plus its share of
+    /// the index (two keys at <= 90% load in 6.4-byte slots).
+    pub const fn bytes_per_entry() -> u64 {
+        core::mem::size_of::<Entry>() as u64 + (2 * 64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
+    }
+
+    /// The largest `max_entries` whose table fits `bytes_budget` when full
+    /// ("from memory", as RouterOS sizes max-entries from RAM).
+    pub fn from_memory(bytes_budget: u64) -> TableConfig {
+        let fixed = (WHEEL_SLOTS * 4) as u64 + 4096;
+        let n = bytes_budget.saturating_sub(fixed) / Self::bytes_per_entry();
+        TableConfig::new(n.min(u64::from(MAX_ENTRIES_LIMIT)) as u32)
+    }
+}
+
+/// One index bucket: a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    sig: [u16; WAYS],
+    /// `entry << 1 | dir`, or [`EMPTY`].
+    idx: [u32; WAYS],
+    /// Keys whose primary bucket is this one that sit in their secondary.
+    overflow: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        sig: [0; WAYS],
+        idx: [EMPTY; WAYS],
+        overflow: 0,
+    };
+}
+
+/// What `prepare` found for one packet before the table is touched.
+#[derive(Clone, Copy)]
+enum Prep {
+    Lookup { key: Key, hash: u64, related: bool },
+    Done(Verdict),
+}
+
+/// One worker's connection table (see the module doc).
+pub struct Shard {
+    settings: Settings,
+    worker: u16,
+    max_entries: u32,
+    seed: HashSeed,
+    buckets: Vec<Bucket>,
+    chunks: Vec<Box<[Entry]>>,
+    /// Fasttrack counters, per arena chunk, allocated when a connection of
+    /// that chunk is first fast-tracked.
+    ft: Vec<Option<Box<[FtCounters]>>>,
+    free_head: u32,
+    high_water: u32,
+    live: u32,
+    wheel: Vec<u32>,
+    cur_tick: u64,
+    started: bool,
+    rescan: Option<u32>,
+    stats: ShardStats,
+}
+
+#[inline]
+fn sig_of(h: u64) -> u16 {
+    h as u16
+}
+
+impl Shard {
+    /// A shard for `worker` with the given ceiling. Allocates the index (and
+    /// the timer wheel) now, entries later.
+    pub fn new(config: TableConfig, settings: Settings, worker: u16) -> Shard {
+        Shard::with_seed(config, settings, worker, HashSeed::random())
+    }
+
+    /// As [`Shard::new`] with a fixed hash seed (tests, reproducible replays).
+    pub fn with_seed(
+        config: TableConfig,
+        settings: Settings,
+        worker: u16,
+        seed: HashSeed,
+    ) -> Shard {
+        let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
+        let keys = 2 * u64::from(max);
+        let nb = (keys * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM).max(2) as usize;
+        Shard {
+            settings,
+            worker,
+            max_entries: max,
+            seed,
+            buckets: vec![Bucket::EMPTY; nb],
+            chunks: Vec::new(),
+            ft: Vec::new(),
+            free_head: NIL,
+            high_water: 0,
+            live: 0,
+            wheel: vec![NIL; WHEEL_SLOTS],
+            cur_tick: 0,
+            started: false,
+            rescan: None,
+            stats: ShardStats::default(),
+        }
+    }
+
+    // ---- read-only properties ------------------------------------------
+
+    pub fn total_entries(&self) -> u32 {
+        self.live
+    }
+
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Bytes held by this shard: index, entry chunks, fasttrack chunks, wheel.
+    pub fn memory_bytes(&self) -> usize {
+        self.buckets.len() * core::mem::size_of::<Bucket>()
+            + self.chunks.len() * CHUNK * core::mem::size_of::<Entry>()
+            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtCounters>()
+            + self.ft.len() * core::mem::size_of::<Option<Box<[FtCounters]>>>()
+            + self.chunks.len() * core::mem::size_of::<Box<[Entry]>>()
+            + self.wheel.len() * 4
+            + core::mem::size_of::<Shard>()
+    }
+
+    // ---- arena -----------------------------------------------------------
+
+    #[inline]
+    fn e(&self, i: u32) -> &Entry {
+        &self.chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn e_mut(&mut self, i: u32) -> &mut Entry {
+        &mut self.chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    fn alloc(&mut self) -> Option<u32> {
+        if self.free_head != NIL {
+            let i = self.free_head;
+            self.free_head = self.e(i).next;
+            return Some(i);
+        }
+        if self.high_water >= self.max_entries {
+            return None;
+        }
+        if self.high_water as usize >= self.chunks.len() * CHUNK {
+            self.chunks
+                .push(vec![Entry::EMPTY; CHUNK].into_boxed_slice());
+            self.ft.push(None);
+        }
+        let i = self.high_water;
+        self.high_water += 1;
+        Some(i)
+    }
+
+    fn id_of(&self, i: u32) -> ConnId {
+        ConnId::new(self.worker, i, self.e(i).generation)
+    }
+
+    /// The entry index of `id` if it names a live entry of this shard.
+    fn resolve_id(&self, id: ConnId) -> Option<u32> {
+        let i = id.slot();
+        if id.worker() != self.worker || i >= self.high_water {
+            return None;
+        }
+        let e = self.e(i);
+        (e.is_live() && e.generation == id.generation()).then_some(i)
+    }
+
+    // ---- index -----------------------------------------------------------
+
+    /// The key's two candidate buckets: primary and secondary (never equal).
+    #[inline]
+    fn buckets_of(&self, h: u64) -> (usize, usize) {
+        let nb = self.buckets.len() as u128;
+        let b1 = ((u128::from(h) * nb) >> 64) as usize;
+        let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let mut b2 = ((u128::from(h2) * nb) >> 64) as usize;
+        if b2 == b1 {
+            b2 = if b1 + 1 == self.buckets.len() {
+                0
+            } else {
+                b1 + 1
+            };
+        }
+        (b1, b2)
+    }
+
+    #[inline]
+    fn key_in_dir(&self, i: u32, dir: u32) -> Key {
+        let k = self.e(i).key;
+        if dir == 0 { k } else { k.reply() }
+    }
+
+    #[inline]
+    fn scan(&self, b: usize, sig: u16, key: &Key) -> Option<(u32, Dir)> {
+        let bucket = &self.buckets[b];
+        for w in 0..WAYS {
+            let v = bucket.idx[w];
+            if v != EMPTY && bucket.sig[w] == sig && self.key_in_dir(v >> 1, v & 1) == *key {
+                let dir = if v & 1 == 0 { Dir::Orig } else { Dir::Reply };
+                return Some((v >> 1, dir));
+            }
+        }
+        None
+    }
+
+    /// Finds the entry (and the direction) indexed under `key`: the primary
+    /// bucket, and the secondary only if some key of this primary lives there.
+    #[inline]
+    fn find(&self, key: &Key, h: u64) -> Option<(u32, Dir)> {
+        let sig = sig_of(h);
+        let (b1, b2) = self.buckets_of(h);
+        if let Some(hit) = self.scan(b1, sig, key) {
+            return Some(hit);
+        }
+        if self.buckets[b1].overflow == 0 {
+            return None;
+        }
+        self.scan(b2, sig, key)
+    }
+
+    fn free_way(&self, b: usize) -> Option<usize> {
+        self.buckets[b].idx.iter().position(|&x| x == EMPTY)
+    }
+
+    /// Hash of the key an index value stands for (read from its entry).
+    fn hash_of_value(&self, v: u32) -> u64 {
+        self.key_in_dir(v >> 1, v & 1).hash(&self.seed)
+    }
+
+    /// Places `(sig, v)` of a key hashing to `h` in bucket `b`, way `w`.
+    fn place(&mut self, b: usize, w: usize, h: u64, v: u32) {
+        let (b1, _) = self.buckets_of(h);
+        self.buckets[b].idx[w] = v;
+        self.buckets[b].sig[w] = sig_of(h);
+        if b != b1 {
+            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_add(1);
+        }
+    }
+
+    /// Clears bucket `b`, way `w`, holding a key hashing to `h`.
+    fn clear(&mut self, b: usize, w: usize, h: u64) {
+        let (b1, _) = self.buckets_of(h);
+        self.buckets[b].idx[w] = EMPTY;
+        if b != b1 {
+            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_sub(1);
+        }
+    }
+
+    /// Inserts a key: its primary bucket, else its secondary, else moves
+    /// other keys to their alternative buckets along the shortest path a
+    /// bounded breadth-first search finds ([`MAX_PATH_NODES`] buckets), as
+    /// DPDK's `rte_hash` does.
+    fn index_insert(&mut self, h: u64, v: u32) -> bool {
+        let (b1, b2) = self.buckets_of(h);
+        for b in [b1, b2] {
+            if let Some(w) = self.free_way(b) {
+                self.place(b, w, h, v);
+                return true;
+            }
+        }
+        // (bucket, parent node, way in the parent whose key moves here)
+        let mut nodes = [(0usize, usize::MAX, 0usize); MAX_PATH_NODES];
+        nodes[0] = (b1, usize::MAX, 0);
+        nodes[1] = (b2, usize::MAX, 0);
+        let mut len = 2;
+        let mut at = 0;
+        while at < len {
+            let b = nodes[at].0;
+            for w in 0..WAYS {
+                let vh = self.hash_of_value(self.buckets[b].idx[w]);
+                let (p1, p2) = self.buckets_of(vh);
+                let alt = if b == p1 { p2 } else { p1 };
+                if let Some(fw) = self.free_way(alt) {
+                    // Found room: shift keys down the path, leaf first.
+                    self.move_key(b, w, alt, fw);
+                    let (mut node, mut freed) = (at, w);
+                    while nodes[node].1 != usize::MAX {
+                        let (nb, parent, pw) = nodes[node];
+                        self.move_key(nodes[parent].0, pw, nb, freed);
+                        node = parent;
+                        freed = pw;
+                    }
+                    self.place(nodes[node].0, freed, h, v);
+                    return true;
+                }
+                if len < MAX_PATH_NODES && !nodes[..len].iter().any(|n| n.0 == alt) {
+                    nodes[len] = (alt, at, w);
+                    len += 1;
+                }
+            }
+            at += 1;
+        }
+        false
+    }
+
+    fn move_key(&mut self, from: usize, fw: usize, to: usize, tw: usize) {
+        let v = self.buckets[from].idx[fw];
+        let h = self.hash_of_value(v);
+        self.clear(from, fw, h);
+        self.place(to, tw, h, v);
+    }
+
+    fn index_remove(&mut self, h: u64, v: u32) -> bool {
+        let (b1, b2) = self.buckets_of(h);
+        for b in [b1, b2] {
+            if let Some(w) = self.buckets[b].idx.iter().position(|&x| x == v) {
+                self.clear(b, w, h);
+                return true;
+            }
+        }
+        false
+    }
+
+    // ---- timers ----------------------------------------------------------
+
+    fn tcp_timeout(&self, st: TcpState) -> Duration {
+        let s = &self.settings;
+        match st {
+            TcpState::None | TcpState::SynSent | TcpState::SynSent2 => s.tcp_syn_sent_timeout,
+            TcpState::SynReceived => s.tcp_syn_received_timeout,
+            TcpState::Established => s.tcp_established_timeout,
+            TcpState::FinWait => s.tcp_fin_wait_timeout,
+            TcpState::CloseWait => s.tcp_close_wait_timeout,
+            TcpState::LastAck => s.tcp_last_ack_timeout,
+            TcpState::TimeWait => s.tcp_time_wait_timeout,
+            TcpState::Close => s.tcp_close_timeout,
+        }
+    }
+
+    /// The timeout that applies to `e` now, from the current settings.
+    fn timeout_of(&self, e: &Entry) -> Duration {
+        match &e.proto {
+            ProtoState::Tcp(c) => self.tcp_timeout(c.state()),
+            _ => self
+                .settings
+                .proto_timeout(e.key.proto, e.has(flag::ASSURED)),
+        }
+    }
+
+    fn deadline_of(&self, e: &Entry) -> u64 {
+        e.last_seen.saturating_add(self.timeout_of(e).as_nanos())
+    }
+
+    fn wheel_link(&mut self, i: u32, deadline: u64) {
+        let t = (deadline >> TICK_SHIFT)
+            .max(self.cur_tick)
+            .min(self.cur_tick + WHEEL_SLOTS as u64 - 1);
+        let slot = (t % WHEEL_SLOTS as u64) as u32;
+        let head = self.wheel[slot as usize];
+        {
+            let e = self.e_mut(i);
+            e.next = head;
+            e.prev = HEAD | slot;
+        }
+        if head != NIL {
+            self.e_mut(head).prev = i;
+        }
+        self.wheel[slot as usize] = i;
+    }
+
+    fn wheel_unlink(&mut self, i: u32) {
+        let (p, n) = {
+            let e = self.e(i);
+            (e.prev, e.next)
+        };
+        if p == NIL {
+            return;
+        }
+        if p & HEAD != 0 {
+            self.wheel[(p & !HEAD) as usize] = n;
+        } else {
+            self.e_mut(p).next = n;
+        }
+        if n != NIL {
+            self.e_mut(n).prev = p;
+        }
+        let e = self.e_mut(i);
+        e.next = NIL;
+        e.prev = NIL;
+    }
+
+    fn start_clock(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            self.cur_tick = now.nanos() >> TICK_SHIFT;
+        }
+    }
+
+    /// Removes entry `i` from index, wheel and arena.
+    fn free(&mut self, i: u32) {
+        let key = self.e(i).key;
+        let h0 = key.hash(&self.seed);
+        let h1 = key.reply().hash(&self.seed);
+        self.index_remove(h0, i << 1);
+        self.index_remove(h1, i << 1 | 1);
+        self.wheel_unlink(i);
+        let chunk = (i >> CHUNK_SHIFT) as usize;
+        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
+            ft[i as usize & (CHUNK - 1)] = FtCounters::default();
+        }
+        let free_head = self.free_head;
+        let e = self.e_mut(i);
+        let pk = e.packets[0].wrapping_add(e.packets[1]);
+        e.flags = 0;
+        e.generation = e.generation.wrapping_add(1);
+        e.next = free_head;
+        e.prev = NIL;
+        self.free_head = i;
+        self.live -= 1;
+        self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
+    }
+
+    /// Expires up to `budget` connections whose timeout has passed, and
+    /// returns how many it removed. Also moves a bounded number of timers
+    /// after a settings change made a timeout shorter. Bounded work: at most
+    /// `4 * budget + 64` entries examined, one turn of the wheel's (empty)
+    /// slots passed, plus one rescan batch.
+    pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
+        self.start_clock(now);
+        if let Some(cursor) = self.rescan {
+            let end = cursor.saturating_add(RESCAN_BATCH).min(self.high_water);
+            for i in cursor..end {
+                if self.e(i).is_live() {
+                    let d = self.deadline_of(self.e(i));
+                    self.wheel_unlink(i);
+                    self.wheel_link(i, d);
+                }
+            }
+            self.rescan = (end < self.high_water).then_some(end);
+        }
+        let now_tick = now.nanos() >> TICK_SHIFT;
+        let n = WHEEL_SLOTS as u64;
+        if now_tick > self.cur_tick + n {
+            // Every slot is due: visit each once, starting anywhere.
+            self.cur_tick = now_tick - n;
+        }
+        let max_work = budget.saturating_mul(4).saturating_add(64);
+        let (mut removed, mut work, mut empty) = (0, 0, 0);
+        while self.cur_tick < now_tick && removed < budget && work < max_work {
+            let head = self.wheel[(self.cur_tick % n) as usize];
+            if head == NIL {
+                // Passing an empty slot is one load: allow a whole turn.
+                empty += 1;
+                if empty > WHEEL_SLOTS {
+                    break;
+                }
+                self.cur_tick += 1;
+                continue;
+            }
+            work += 1;
+            let d = self.deadline_of(self.e(head));
+            if d <= now.nanos() {
+                self.free(head);
+                self.stats.expired += 1;
+                removed += 1;
+            } else {
+                self.wheel_unlink(head);
+                self.wheel_link(head, d);
+            }
+        }
+        removed
+    }
+
+    /// When [`Shard::poll_expired`] next has work: the end of the first
+    /// non-empty wheel slot (an entry parked beyond the horizon, or refreshed
+    /// since, makes this early, never late). `None` when the table is empty.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.live == 0 {
+            return None;
+        }
+        if self.rescan.is_some() {
+            return Some(Instant(self.cur_tick << TICK_SHIFT));
+        }
+        let n = WHEEL_SLOTS as u64;
+        (self.cur_tick..self.cur_tick + n)
+            .find(|t| self.wheel[(t % n) as usize] != NIL)
+            .map(|t| Instant((t + 1).saturating_mul(TICK_NS)))
+    }
+
+    /// Applies new settings. Live connections keep their last-packet time;
+    /// their deadline follows the new timeout. A longer timeout needs nothing
+    /// (timers re-slot lazily); a shorter one starts an incremental rescan that
+    /// [`Shard::poll_expired`] finishes ([`RESCAN_BATCH`] entries per call).
+    pub fn apply_settings(&mut self, s: &Settings) {
+        let shorter = s.any_shorter_than(&self.settings);
+        self.settings = s.clone();
+        if shorter && self.high_water > 0 {
+            self.rescan = Some(0);
+        }
+    }
+
+    // ---- packets ---------------------------------------------------------
+
+    #[inline]
+    fn prepare(&self, pkt: &FlowRepr) -> Prep {
+        use OtherInvalid as O;
+        if !self.settings.enabled.is_tracking() {
+            return Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled));
+        }
+        let lookup = |key: Key, related: bool| Prep::Lookup {
+            key,
+            hash: key.hash(&self.seed),
+            related,
+        };
+        let normal = || lookup(Key::of_packet(&pkt.tuple, &pkt.l4), false);
+        let invalid = |o| Prep::Done(Verdict::Invalid(InvalidReason::Other(o)));
+        match (pkt.tuple.proto, &pkt.l4) {
+            (proto::TCP, L4::Tcp(_)) | (proto::UDP, L4::Udp) => normal(),
+            (proto::ICMP | proto::ICMPV6, L4::Icmp(i)) => {
+                if let Some(inner) = &i.inner {
+                    return lookup(Key::of_quoted(inner), true);
+                }
+                match icmp_kind(pkt.tuple.proto == proto::ICMPV6, i.icmp_type) {
+                    IcmpKind::Request | IcmpKind::Reply => normal(),
+                    IcmpKind::Error => invalid(O::IcmpErrorTruncated),
+                    IcmpKind::NdMld => Prep::Done(Verdict::Untracked(UntrackedReason::Icmpv6NdMld)),
+                    IcmpKind::Other => invalid(O::IcmpBadType),
+                }
+            }
+            (proto::GRE, L4::Gre(g)) if g.version <= 1 => normal(),
+            (proto::GRE, L4::Gre(_)) => invalid(O::GreBadVersion),
+            (proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | proto::GRE, _) => {
+                invalid(O::L4Mismatch)
+            }
+            (_, L4::Other) => normal(),
+            (_, _) => invalid(O::L4Mismatch),
+        }
+    }
+
+    fn count(&mut self, v: Verdict) -> Verdict {
+        match v {
+            Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
+            Verdict::Untracked(r) => self.stats.untracked[r.index()] += 1,
+            Verdict::Dropped(r) => self.stats.dropped[r.index()] += 1,
+            Verdict::Tracked { .. } | Verdict::Related { .. } => {}
+        }
+        v
+    }
+
+    #[inline]
+    fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
+        self.e_mut(i).account(now, dir, ip_len, refresh);
+        let d = dir.index();
+        self.stats.packets[d] = self.stats.packets[d].wrapping_add(1);
+        self.stats.bytes[d] = self.stats.bytes[d].wrapping_add(u64::from(ip_len));
+    }
+
+    /// Tracks one packet. See [`Verdict`].
+    pub fn handle_packet(&mut self, now: Instant, pkt: &FlowRepr) -> Verdict {
+        let prep = self.prepare(pkt);
+        self.resolve(now, pkt, prep)
+    }
+
+    /// Tracks a burst: hashes every packet first, touches the index buckets
+    /// so their cache misses overlap, then resolves the packets in order.
+    /// Writes `min(pkts.len(), out.len())` verdicts.
+    ///
+    /// `core::arch::x86_64::_mm_prefetch` needs `unsafe` in Rust 1.95 (it is
+    /// a `#[target_feature]` function even with SSE in the baseline), which
+    /// this crate denies; tight loops of independent plain loads (each
+    /// primary bucket, then each candidate entry) stand in for it: the CPU
+    /// keeps them in flight together.
+    pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
+        const STEP: usize = 32;
+        let n = pkts.len().min(out.len());
+        let mut preps = [Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); STEP];
+        let mut base = 0;
+        while base < n {
+            let m = STEP.min(n - base);
+            for j in 0..m {
+                preps[j] = self.prepare(&pkts[base + j]);
+            }
+            // Tight loops of independent loads, so that many misses are in
+            // flight at once: first each primary bucket, then the entry its
+            // first matching signature points to.
+            let mut touch = 0u32;
+            for p in &preps[..m] {
+                if let Prep::Lookup { hash, .. } = *p {
+                    touch ^= self.buckets[self.buckets_of(hash).0].idx[0];
+                }
+            }
+            for p in &preps[..m] {
+                if let Prep::Lookup { hash, .. } = *p {
+                    let b = &self.buckets[self.buckets_of(hash).0];
+                    let sig = sig_of(hash);
+                    if let Some(w) = (0..WAYS).find(|&w| b.sig[w] == sig && b.idx[w] != EMPTY) {
+                        touch ^= u32::from(self.e(b.idx[w] >> 1).key.sport);
+                    }
+                }
+            }
+            core::hint::black_box(touch);
+            for j in 0..m {
+                out[base + j] = self.resolve(now, &pkts[base + j], preps[j]);
+            }
+            base += m;
+        }
+    }
+
+    fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep) -> Verdict {
+        let (key, hash, related) = match prep {
+            Prep::Done(v) => return self.count(v),
+            Prep::Lookup { key, hash, related } => (key, hash, related),
+        };
+        self.start_clock(now);
+        let found = self.find(&key, hash);
+        if related {
+            return match found {
+                Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
+                    let dir = d.flip();
+                    self.account(i, now, dir, pkt.ip_len, false);
+                    self.stats.related += 1;
+                    Verdict::Related {
+                        id: self.id_of(i),
+                        dir,
+                    }
+                }
+                _ => self.count(Verdict::Invalid(InvalidReason::Other(
+                    OtherInvalid::IcmpErrorNoConnection,
+                ))),
+            };
+        }
+        if let Some((i, dir)) = found {
+            if self.deadline_of(self.e(i)) > now.nanos() {
+                return self.update(now, i, dir, key, hash, pkt);
+            }
+            // Dead but not reaped yet: reap it, and treat this packet as new.
+            self.free(i);
+            self.stats.expired += 1;
+        }
+        self.create(now, key, hash, pkt)
+    }
+
+    fn update(
+        &mut self,
+        now: Instant,
+        i: u32,
+        dir: Dir,
+        key: Key,
+        hash: u64,
+        pkt: &FlowRepr,
+    ) -> Verdict {
+        self.stats.found += 1;
+        let id = self.id_of(i);
+        let loose = self.settings.loose_tcp_tracking;
+        let old_timeout = self.timeout_of(self.e(i));
+        match (self.e(i).proto, &pkt.l4) {
+            (ProtoState::Tcp(mut conn), L4::Tcp(info)) => match conn.handle(dir, info, loose) {
+                TcpResult::Accept(o) => {
+                    self.account(i, now, dir, pkt.ip_len, true);
+                    let e = self.e_mut(i);
+                    e.proto = ProtoState::Tcp(conn);
+                    if dir == Dir::Reply || conn.seen_reply() {
+                        e.flags |= flag::SEEN_REPLY;
+                    }
+                    if o.became_assured || conn.assured() {
+                        e.flags |= flag::ASSURED;
+                    }
+                    if o.remove_now {
+                        self.free(i);
+                        self.stats.closed += 1;
+                    } else {
+                        self.reslot_if_sooner(i, old_timeout);
+                    }
+                    Verdict::Tracked {
+                        id,
+                        dir,
+                        created: false,
+                    }
+                }
+                TcpResult::Invalid(r) => self.count(Verdict::Invalid(InvalidReason::Tcp(r))),
+                TcpResult::Reopen => {
+                    self.free(i);
+                    self.stats.closed += 1;
+                    self.create(now, key, hash, pkt)
+                }
+            },
+            (ProtoState::Tcp(_), _) | (_, L4::Tcp(_)) => self.count(Verdict::Invalid(
+                InvalidReason::Other(OtherInvalid::L4Mismatch),
+            )),
+            _ => {
+                self.account(i, now, dir, pkt.ip_len, true);
+                if dir == Dir::Reply {
+                    let e = self.e_mut(i);
+                    e.flags |= flag::SEEN_REPLY;
+                    // Linux: UDP and GRE become streams (assured) once both
+                    // directions were seen; ICMP and generic never do.
+                    if matches!(e.key.proto, proto::UDP | proto::GRE) {
+                        e.flags |= flag::ASSURED;
+                    }
+                }
+                Verdict::Tracked {
+                    id,
+                    dir,
+                    created: false,
+                }
+            }
+        }
+    }
+
+    /// Moves `i`'s timer if its timeout just became shorter (TCP closing):
+    /// lazily re-slotted timers only ever fire early, never late.
+    fn reslot_if_sooner(&mut self, i: u32, old_timeout: Duration) {
+        if self.timeout_of(self.e(i)) < old_timeout {
+            let d = self.deadline_of(self.e(i));
+            self.wheel_unlink(i);
+            self.wheel_link(i, d);
+        }
+    }
+
+    fn create(&mut self, now: Instant, key: Key, hash: u64, pkt: &FlowRepr) -> Verdict {
+        let state = match &pkt.l4 {
+            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
+                Ok(c) => ProtoState::Tcp(c),
+                Err(TcpInvalid::NotSynLooseOff) => {
+                    return self.count(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
+                }
+                Err(r) => return self.count(Verdict::Invalid(InvalidReason::Tcp(r))),
+            },
+            L4::Icmp(i) => {
+                if icmp_kind(key.proto == proto::ICMPV6, i.icmp_type) != IcmpKind::Request {
+                    return self.count(Verdict::Invalid(InvalidReason::Other(
+                        OtherInvalid::IcmpUnsolicitedReply,
+                    )));
+                }
+                ProtoState::Plain
+            }
+            L4::Gre(g) => ProtoState::Gre {
+                protocol: g.protocol,
+                call_id: g.call_id().unwrap_or(0),
+            },
+            L4::Udp | L4::Other => ProtoState::Plain,
+        };
+        if self.live >= self.max_entries && !self.early_drop(now, hash) {
+            self.stats.drop += 1;
+            return self.count(Verdict::Dropped(DropReason::TableFull));
+        }
+        let Some(i) = self.alloc() else {
+            self.stats.drop += 1;
+            return self.count(Verdict::Dropped(DropReason::TableFull));
+        };
+        let reply_hash = key.reply().hash(&self.seed);
+        {
+            let e = self.e_mut(i);
+            let generation = e.generation;
+            *e = Entry::EMPTY;
+            e.generation = generation;
+            e.key = key;
+            e.proto = state;
+            e.flags = flag::LIVE;
+            e.last_seen = now.nanos();
+            if let ProtoState::Tcp(c) = state
+                && c.assured()
+            {
+                e.flags |= flag::ASSURED;
+            }
+        }
+        if !self.index_insert(hash, i << 1) {
+            return self.insert_failed(i);
+        }
+        if !self.index_insert(reply_hash, i << 1 | 1) {
+            self.index_remove(hash, i << 1);
+            return self.insert_failed(i);
+        }
+        self.live += 1;
+        self.stats.insert += 1;
+        self.account(i, now, Dir::Orig, pkt.ip_len, true);
+        let d = self.deadline_of(self.e(i));
+        self.wheel_link(i, d);
+        Verdict::Tracked {
+            id: self.id_of(i),
+            dir: Dir::Orig,
+            created: true,
+        }
+    }
+
+    fn insert_failed(&mut self, i: u32) -> Verdict {
+        let free_head = self.free_head;
+        let e = self.e_mut(i);
+        e.flags = 0;
+        e.next = free_head;
+        self.free_head = i;
+        self.stats.insert_failed += 1;
+        self.count(Verdict::Dropped(DropReason::IndexFull))
+    }
+
+    /// Makes room for one new connection: first an entry whose timeout has
+    /// already passed, else a non-assured one, among a bounded set of
+    /// candidates: the new key's two index buckets, then the soonest
+    /// wheel slots (at most 64 slots, 32 entries). Assured entries are never
+    /// evicted.
+    fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
+        let mut candidates = [NIL; 2 * WAYS + 32];
+        let mut n = 0;
+        let (b1, b2) = self.buckets_of(hash);
+        for b in [b1, b2] {
+            for &v in &self.buckets[b].idx {
+                if v != EMPTY {
+                    candidates[n] = v >> 1;
+                    n += 1;
+                }
+            }
+        }
+        let slots = WHEEL_SLOTS as u64;
+        let mut t = self.cur_tick;
+        let mut seen = 0;
+        while t < self.cur_tick + 64 && seen < 32 {
+            let mut i = self.wheel[(t % slots) as usize];
+            while i != NIL && seen < 32 {
+                candidates[n] = i;
+                n += 1;
+                seen += 1;
+                i = self.e(i).next;
+            }
+            t += 1;
+        }
+        let cands = &candidates[..n];
+        if let Some(&i) = cands
+            .iter()
+            .find(|&&i| self.deadline_of(self.e(i)) <= now.nanos())
+        {
+            self.free(i);
+            self.stats.expired += 1;
+            return true;
+        }
+        if let Some(&i) = cands.iter().find(|&&i| !self.e(i).has(flag::ASSURED)) {
+            self.free(i);
+            self.stats.early_drop += 1;
+            return true;
+        }
+        false
+    }
+
+    // ---- management (between bursts) -------------------------------------
+
+    /// The live entry `id` names, if any.
+    pub fn get(&self, id: ConnId) -> Option<&Entry> {
+        self.resolve_id(id).map(|i| self.e(i))
+    }
+
+    /// Time left before `id` times out (0 when its deadline passed).
+    pub fn remaining(&self, id: ConnId, now: Instant) -> Option<Duration> {
+        let i = self.resolve_id(id)?;
+        Some(Duration::from_nanos(
+            self.deadline_of(self.e(i)).saturating_sub(now.nanos()),
+        ))
+    }
+
+    /// Looks a tuple key up, as a packet would (either direction).
+    pub fn lookup(&self, key: &Key) -> Option<(ConnId, Dir)> {
+        self.find(key, key.hash(&self.seed))
+            .map(|(i, d)| (self.id_of(i), d))
+    }
+
+    fn snapshot_of(&self, i: u32, now: Instant) -> ConnSnapshot {
+        let e = self.e(i);
+        let ft = self
+            .ft
+            .get((i >> CHUNK_SHIFT) as usize)
+            .and_then(|c| c.as_ref())
+            .map(|c| c[i as usize & (CHUNK - 1)])
+            .unwrap_or_default();
+        let deadline = self.deadline_of(e);
+        ConnSnapshot::build(
+            e,
+            self.id_of(i),
+            self.worker,
+            Duration::from_nanos(deadline.saturating_sub(now.nanos())),
+            deadline <= now.nanos(),
+            &ft,
+            [e.rate(now, 0), e.rate(now, 1)],
+        )
+    }
+
+    /// An owned record of connection `id` as of `now`.
+    pub fn snapshot(&self, id: ConnId, now: Instant) -> Option<ConnSnapshot> {
+        self.resolve_id(id).map(|i| self.snapshot_of(i, now))
+    }
+
+    /// Calls `f` with a snapshot of every live connection.
+    pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(ConnSnapshot)) {
+        for i in 0..self.high_water {
+            if self.e(i).is_live() {
+                f(self.snapshot_of(i, now));
+            }
+        }
+    }
+
+    /// Appends snapshots of up to `max` live connections from arena position
+    /// `cursor` on (at least one), and returns the cursor to continue from
+    /// (`None` when the end was reached). Start with 0. Connections created or removed between
+    /// chunks may or may not appear; none appears twice.
+    pub fn snapshot_chunk(
+        &self,
+        now: Instant,
+        cursor: u32,
+        max: usize,
+        out: &mut Vec<ConnSnapshot>,
+    ) -> Option<u32> {
+        let mut i = cursor;
+        let mut n = 0;
+        let max = max.max(1);
+        while i < self.high_water {
+            if n >= max {
+                return Some(i);
+            }
+            if self.e(i).is_live() {
+                out.push(self.snapshot_of(i, now));
+                n += 1;
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Removes connection `id` (`remove` in the management API).
+    pub fn remove(&mut self, id: ConnId) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.free(i);
+                self.stats.removed += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets `connection-mark` (0 clears it).
+    pub fn set_connection_mark(&mut self, id: ConnId, mark: u32) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.e_mut(i).mark = mark;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks connection `id` fast-tracked (or not). Allocates the fasttrack
+    /// counters of its arena chunk on first use (never on the packet path).
+    pub fn set_fasttrack(&mut self, id: ConnId, on: bool) -> bool {
+        let Some(i) = self.resolve_id(id) else {
+            return false;
+        };
+        let chunk = (i >> CHUNK_SHIFT) as usize;
+        if on {
+            if let Some(slot @ None) = self.ft.get_mut(chunk) {
+                *slot = Some(vec![FtCounters::default(); CHUNK].into_boxed_slice());
+            }
+            self.e_mut(i).flags |= flag::FASTTRACK;
+        } else {
+            self.e_mut(i).flags &= !flag::FASTTRACK;
+        }
+        true
+    }
+
+    /// The fast path: counts a packet of a fast-tracked connection (its
+    /// counters, fasttrack counters, rate and last-seen time) without running
+    /// the tracker. Returns false if the entry is gone or its timeout passed;
+    /// the packet then takes the full path.
+    pub fn handle_fasttrack(&mut self, now: Instant, id: ConnId, dir: Dir, ip_len: u32) -> bool {
+        let Some(i) = self.resolve_id(id) else {
+            return false;
+        };
+        if self.deadline_of(self.e(i)) <= now.nanos() {
+            return false;
+        }
+        self.account(i, now, dir, ip_len, true);
+        let chunk = (i >> CHUNK_SHIFT) as usize;
+        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
+            let c = &mut ft[i as usize & (CHUNK - 1)];
+            let d = dir.index();
+            c.packets[d] = c.packets[d].wrapping_add(1);
+            c.bytes[d] = c.bytes[d].wrapping_add(u64::from(ip_len));
+        }
+        true
+    }
+
+    /// Checks the table's invariants (O(entries); for tests and fuzzing):
+    /// every live entry is found by both its keys, is in exactly one wheel
+    /// slot, counts add up, and the table is within its ceiling.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live = 0u32;
+        let mut packets = 0u64;
+        for i in 0..self.high_water {
+            let e = self.e(i);
+            if !e.is_live() {
+                continue;
+            }
+            live += 1;
+            packets = packets
+                .wrapping_add(e.packets[0])
+                .wrapping_add(e.packets[1]);
+            let k = e.key;
+            let r = k.reply();
+            match self.find(&k, k.hash(&self.seed)) {
+                Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
+                other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
+            }
+            match self.find(&r, r.hash(&self.seed)) {
+                Some((j, d)) if j == i && (d == Dir::Reply || k == r) => {}
+                other => return Err(format!("entry {i} not found by its reply {r:?}: {other:?}")),
+            }
+        }
+        if live != self.live {
+            return Err(format!("live count {} but {live} live entries", self.live));
+        }
+        if self.live > self.max_entries {
+            return Err(format!(
+                "{} entries over max {}",
+                self.live, self.max_entries
+            ));
+        }
+        let mut in_wheel = 0u32;
+        for (s, &head) in self.wheel.iter().enumerate() {
+            let mut prev = HEAD | s as u32;
+            let mut i = head;
+            while i != NIL {
+                let e = self.e(i);
+                if !e.is_live() || e.prev != prev {
+                    return Err(format!("wheel slot {s}: bad link at entry {i}"));
+                }
+                in_wheel += 1;
+                if in_wheel > self.live {
+                    return Err("wheel holds more entries than the table".into());
+                }
+                prev = i;
+                i = e.next;
+            }
+        }
+        if in_wheel != self.live {
+            return Err(format!(
+                "{in_wheel} entries in the wheel, {} live",
+                self.live
+            ));
+        }
+        let fed = self.stats.packets[0].wrapping_add(self.stats.packets[1]);
+        if packets.wrapping_add(self.stats.packets_retired) != fed {
+            return Err(format!(
+                "packets on entries {packets} + retired {} != counted {fed}",
+                self.stats.packets_retired
+            ));
+        }
+        Ok(())
+    }
+}
