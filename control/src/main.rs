@@ -188,13 +188,19 @@ fn print_summary(s: &control::run::RunSummary) {
         s.stop_reason, s.elapsed_secs
     );
     println!(
-        "{:<5} {:<16} {:<12} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
-        "PORT", "NAME", "DRIVER", "RXQ", "TXQ", "RX-PACKETS", "TX-PACKETS", "RX-MISSED", "RX-ERRORS", "RX-NOMBUF"
+        "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "PORT", "NAME", "DRIVER", "RXQ", "TXQ", "RSS", "RX-PACKETS", "TX-PACKETS", "RX-MISSED", "RX-ERRORS", "RX-NOMBUF"
     );
     for p in &s.ports {
         println!(
-            "{:<5} {:<16} {:<12} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
-            p.port, p.name, p.driver, p.rx_queues, p.tx_queues, p.ipackets, p.opackets, p.imissed, p.ierrors, p.rx_nombuf
+            "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
+            p.port,
+            p.name,
+            p.driver,
+            p.rx_queues,
+            p.tx_queues,
+            if p.rss { "yes" } else { "no" },
+            p.ipackets, p.opackets, p.imissed, p.ierrors, p.rx_nombuf
         );
     }
     println!(
@@ -204,7 +210,7 @@ fn print_summary(s: &control::run::RunSummary) {
     for w in &s.workers {
         let busy = if w.loops == 0 { 0.0 } else { 100.0 * w.busy_loops as f64 / w.loops as f64 };
         println!(
-            "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6.1}  {}",
+            "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6.2}  {}",
             w.worker,
             w.cpu.map_or("-".into(), |c| c.to_string()),
             w.rx_packets,

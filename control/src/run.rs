@@ -15,17 +15,6 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::plan::{Link, PortQueues, plan};
 
-/// The symmetric Toeplitz key (0x6d5a repeated): hash(a, b) == hash(b, a).
-pub const SYMMETRIC_RSS_KEY: [u8; 40] = {
-    let mut k = [0u8; 40];
-    let mut i = 0;
-    while i < 40 {
-        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
-        i += 1;
-    }
-    k
-};
-
 #[derive(Debug, Serialize)]
 pub struct PortSummary {
     pub port: u16,
@@ -102,7 +91,7 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
         tx_queues: workers as u16,
         rx_desc,
         tx_desc,
-        rss_key: SYMMETRIC_RSS_KEY.to_vec(),
+        rss_key: dataplane::rss::SYMMETRIC_RSS_KEY.to_vec(),
         promiscuous: true,
     };
     let ports = (0..n_ports)
