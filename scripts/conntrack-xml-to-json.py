@@ -41,6 +41,44 @@ def read_flows(paths):
     return texts, elems
 
 
+# Linux state names -> ctrack / RouterOS names.
+TCP_STATES = {
+    "NONE": "none", "SYN_SENT": "syn-sent", "SYN_RECV": "syn-received",
+    "ESTABLISHED": "established", "FIN_WAIT": "fin-wait", "CLOSE_WAIT": "close-wait",
+    "LAST_ACK": "last-ack", "TIME_WAIT": "time-wait", "CLOSE": "close",
+    "SYN_SENT2": "syn-sent",
+}
+
+# ICMP type/code/id per conntrack entry id, from the text listing
+# (`conntrack -L -o extended,id`): the XML output leaves them out.
+ICMP_INFO = {}
+
+
+def read_text_listing(paths):
+    for p in paths:
+        for line in open(p, encoding="utf-8"):
+            toks = [t.split("=", 1) for t in line.split() if "=" in t]
+            srcs = [i for i, (k, _v) in enumerate(toks) if k == "src"]
+            if len(srcs) < 2:
+                continue
+            ct_id = None
+            for i, (k, v) in enumerate(toks):
+                if k == "use" and i + 1 < len(toks) and toks[i + 1][0] == "id":
+                    ct_id = toks[i + 1][1]
+            if ct_id is None:
+                continue
+
+            def part(a, b):
+                d = {}
+                for k, v in toks[a:b]:
+                    if k in ("type", "code", "id") and k not in d:
+                        d[k] = int(v)
+                return d
+            o, r = part(srcs[0], srcs[1]), part(srcs[1], len(toks))
+            if "type" in o:
+                ICMP_INFO[ct_id] = (o, r)
+
+
 def addr_port(proto, addr, port):
     if proto in ("tcp", "udp"):
         if ":" in addr:
@@ -72,6 +110,12 @@ def parse_flow(flow):
         return t
 
     ot, rt = tuple_of(o), tuple_of(r)
+    ct_id = ind.findtext("id") if ind is not None else None
+    if ct_id in ICMP_INFO:
+        for k, v in ICMP_INFO[ct_id][0].items():
+            ot.setdefault(k, v)
+        for k, v in ICMP_INFO[ct_id][1].items():
+            rt.setdefault(k, v)
     state = ind.findtext("state") if ind is not None else None
     assured = ind is not None and ind.find("assured") is not None
     unreplied = ind is not None and ind.find("unreplied") is not None
@@ -88,7 +132,7 @@ def to_entry(flow):
     e["reply-src-address"] = addr_port(proto, rt["src"], rt.get("sport"))
     e["reply-dst-address"] = addr_port(proto, rt["dst"], rt.get("dport"))
     if proto == "tcp":
-        e["tcp-state"] = (state or "").lower().replace("_", "-")
+        e["tcp-state"] = TCP_STATES.get(state, (state or "").lower().replace("_", "-"))
     if proto in ("icmp", "icmpv6"):
         e["icmp-id"] = ot.get("id")
         e["icmp-type"] = ot.get("type")
@@ -305,6 +349,8 @@ def main():
     ap.add_argument("--name")
     ap.add_argument("--description", default="")
     ap.add_argument("--xml", action="append", default=[])
+    ap.add_argument("--txt", action="append", default=[])
+    ap.add_argument("--out-txt")
     ap.add_argument("--pcap")
     ap.add_argument("--nft")
     ap.add_argument("--out-xml")
@@ -319,6 +365,9 @@ def main():
             if not fn.endswith(".conntrack.xml"):
                 continue
             name = fn[: -len(".conntrack.xml")]
+            txt = os.path.join(a.check, name + ".conntrack.txt")
+            if os.path.exists(txt):
+                read_text_listing([txt])
             _t, flows = read_flows([os.path.join(a.check, fn)])
             n, _c, untracked, mism = cross_check(flows, os.path.join(a.check, name + ".pcap"))
             exp = json.load(open(os.path.join(a.check, name + ".expected.json")))
@@ -332,6 +381,11 @@ def main():
         sys.exit(1 if bad else 0)
 
     texts, flows = read_flows(a.xml)
+    read_text_listing(a.txt)
+    if a.out_txt:
+        with open(a.out_txt, "w", encoding="utf-8") as f:
+            for p in a.txt:
+                f.write(open(p, encoding="utf-8").read())
     with open(a.out_xml, "w", encoding="utf-8") as f:
         f.write('<?xml version="1.0" encoding="utf-8"?>\n<conntrack>\n')
         for t in texts:

@@ -14,8 +14,8 @@
 #   <name>.meta.json       what the scenario did, and a packet-by-packet cross-check
 #
 # Usage: sudo scripts/make-linux-fixtures.sh [scenario ...]
-#   scenarios: http tcp-held tcp-refused tcp-reset udp-reqresp udp-oneway
-#              udp-unreachable ping ipv6 mixed          (default: all)
+#   scenarios: http tcp-held tcp-refused tcp-reset udp-reqresp udp-stream
+#              udp-oneway udp-unreachable ping ipv6 mixed   (default: all)
 #   OUT=dir    write somewhere else than tests/fixtures/linux
 #
 # Network rule: all traffic stays between addresses inside the namespaces this
@@ -42,7 +42,7 @@ S6=fd81:0:0:1::2; RS6=fd81:0:0:1::1
 MAC_C=02:81:00:00:00:02; MAC_RC=02:81:00:00:00:01
 MAC_S=02:81:01:00:00:02; MAC_RS=02:81:01:00:00:01
 
-ALL_SCENARIOS=(http tcp-held tcp-refused tcp-reset udp-reqresp udp-oneway udp-unreachable ping ipv6 mixed)
+ALL_SCENARIOS=(http tcp-held tcp-refused tcp-reset udp-reqresp udp-stream udp-oneway udp-unreachable ping ipv6 mixed)
 
 log() { printf '[make-linux-fixtures] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -192,7 +192,7 @@ def udp_server(addr, port, count, mode, ready):
             s.sendto(b'R' * 48, peer)
     s.close()
 
-def udp_client(addr, port, sport, count, mode):
+def udp_client(addr, port, sport, count, mode, interval=0.1):
     s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.bind(('::' if ':' in addr else '0.0.0.0', sport))
     s.settimeout(5)
@@ -200,7 +200,8 @@ def udp_client(addr, port, sport, count, mode):
         s.sendto(b'Q' * 24, (addr, port))
         if mode == 'echo':
             s.recvfrom(2048)
-        time.sleep(0.1)
+        if i + 1 < count:
+            time.sleep(interval)
     time.sleep(0.3)
     s.close()
 
@@ -216,7 +217,8 @@ def main(argv):
     elif cmd == 'udp-server':
         udp_server(argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5])
     elif cmd == 'udp-client':
-        udp_client(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5])
+        udp_client(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5],
+                   float(argv[6]) if len(argv) > 6 else 0.1)
     else:
         raise SystemExit('unknown command ' + cmd)
 
@@ -235,6 +237,20 @@ open(sys.argv[1], "w").write(body)
 PYEOF
 
 # ------------------------------------------------------------------- topology
+# The router's only ruleset: accept everything, but count per ct state (this is
+# what makes the kernel track connections in the namespace).  Reloaded in one
+# transaction before every scenario to zero the counters.
+NFT_CHAIN='table inet ctfix {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+    }
+}
+flush chain inet ctfix forward
+add rule inet ctfix forward ct state new counter
+add rule inet ctfix forward ct state established counter
+add rule inet ctfix forward ct state related counter
+add rule inet ctfix forward ct state invalid counter'
+
 setup() {
     for ns in $NS_C $NS_R $NS_S; do
         ip netns del "$ns" 2>/dev/null || true
@@ -308,17 +324,8 @@ setup() {
                  udp_timeout udp_timeout_stream icmp_timeout icmpv6_timeout generic_timeout; do
             sysctl -qw net.netfilter.nf_conntrack_$t=3600 2>/dev/null || true
         done'
-    inR nft -f - <<'NFT'
-table inet ctfix {
-    chain forward {
-        type filter hook forward priority 0; policy accept;
-        ct state new counter
-        ct state established counter
-        ct state related counter
-        ct state invalid counter
-    }
-}
-NFT
+    inR nft -f - <<<"table inet ctfix {}
+$NFT_CHAIN"
     # Let any join-time MLD reports etc. pass before the first capture.
     sleep 2
     # Sanity: the path works (not captured).
@@ -335,7 +342,7 @@ start_capture() {
     local name=$1
     rm -f "$OUT/$name.pcap"
     : >"$WORK/tcpdump.err"
-    inR tcpdump -i r-c -s 0 -U -n -Z root -w "$OUT/$name.pcap" "$BPF" 2>"$WORK/tcpdump.err" &
+    ip netns exec $NS_R tcpdump -i r-c -s 0 -U --immediate-mode -n -Z root -w "$OUT/$name.pcap" "$BPF" 2>"$WORK/tcpdump.err" &
     TCPDUMP_PID=$!
     wait_for 10 grep -q 'listening on' "$WORK/tcpdump.err" || die "tcpdump did not start"
     sleep 0.3
@@ -343,7 +350,7 @@ start_capture() {
 
 stop_capture() {
     sleep 0.5
-    kill -INT "$TCPDUMP_PID" 2>/dev/null || true
+    kill -TERM "$TCPDUMP_PID" 2>/dev/null || true
     wait "$TCPDUMP_PID" 2>/dev/null || true
     TCPDUMP_PID=
 }
@@ -351,16 +358,21 @@ stop_capture() {
 reset_router() {
     inR conntrack -F >/dev/null 2>&1 || true
     inR conntrack -F -f ipv6 >/dev/null 2>&1 || true
-    inR nft reset counters table inet ctfix >/dev/null
+    inR nft -f - <<<"$NFT_CHAIN"
 }
 
 dump_conntrack() {
     inR conntrack -L -o xml -f ipv4 >"$WORK/ct4.xml" 2>/dev/null || true
     inR conntrack -L -o xml -f ipv6 >"$WORK/ct6.xml" 2>/dev/null || true
+    # The XML leaves out ICMP type/code/id; the text listing has them.
+    { inR conntrack -L -o extended,id -f ipv4 2>/dev/null || true
+      inR conntrack -L -o extended,id -f ipv6 2>/dev/null || true; } >"$WORK/ct.txt"
     inR nft -j list table inet ctfix >"$WORK/nft.json"
 }
 
-bg() { "$@" & BG_PIDS+=($!); }
+# bg <namespace> <command...>: start a server/client in the background (the pid
+# is the command's own: ip netns exec execs it).
+bg() { ip netns exec "$1" "${@:2}" >>"$WORK/bg.log" 2>&1 & BG_PIDS+=($!); }
 wait_bg() {
     local p rc=0
     for p in "${BG_PIDS[@]}"; do wait "$p" || rc=1; done
@@ -373,7 +385,7 @@ wait_bg() {
 # the traffic is over (tcp-held: when the connection is established and idle).
 
 http_server_up() {
-    bg inS "$PY" -m http.server 80 --bind $S4 --directory "$WORK/www"
+    bg $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$WORK/www"
     HTTP_PID=${BG_PIDS[-1]}
     wait_for 10 inS sh -c "ss -ltnH 'sport = :80' | grep -q ."
 }
@@ -387,9 +399,9 @@ traffic_http() {
 
 traffic_tcp_held() {  # leaves the connection open until release_tcp_held
     rm -f "$WORK/held" "$WORK/release" "$WORK/ready-held"
-    bg inS "$PY" "$WORK/traffic.py" tcp-server $S4 5000 hold "$WORK/ready-held"
+    bg $NS_S "$PY" "$WORK/traffic.py" tcp-server $S4 5000 hold "$WORK/ready-held"
     wait_for 10 test -e "$WORK/ready-held"
-    bg inC "$PY" "$WORK/traffic.py" tcp-client $S4 5000 hold "$WORK/held" "$WORK/release"
+    bg $NS_C "$PY" "$WORK/traffic.py" tcp-client $S4 5000 hold "$WORK/held" "$WORK/release"
     wait_for 20 test -e "$WORK/held" || die "tcp-held client did not get going"
 }
 release_tcp_held() { touch "$WORK/release"; }
@@ -400,7 +412,7 @@ traffic_tcp_refused() {
 
 traffic_tcp_reset() {
     rm -f "$WORK/ready-reset"
-    bg inS "$PY" "$WORK/traffic.py" tcp-server $S4 5001 reset "$WORK/ready-reset"
+    bg $NS_S "$PY" "$WORK/traffic.py" tcp-server $S4 5001 reset "$WORK/ready-reset"
     wait_for 10 test -e "$WORK/ready-reset"
     inC "$PY" "$WORK/traffic.py" tcp-client $S4 5001 reset
     wait_bg
@@ -408,15 +420,23 @@ traffic_tcp_reset() {
 
 traffic_udp_reqresp() {
     rm -f "$WORK/ready-udp"
-    bg inS "$PY" "$WORK/traffic.py" udp-server $S4 5300 3 echo "$WORK/ready-udp"
+    bg $NS_S "$PY" "$WORK/traffic.py" udp-server $S4 5300 3 echo "$WORK/ready-udp"
     wait_for 10 test -e "$WORK/ready-udp"
     inC "$PY" "$WORK/traffic.py" udp-client $S4 5300 40300 3 echo
     wait_bg
 }
 
+traffic_udp_stream() {  # replies still coming 2 s after the first packet
+    rm -f "$WORK/ready-stream"
+    bg $NS_S "$PY" "$WORK/traffic.py" udp-server $S4 5303 4 echo "$WORK/ready-stream"
+    wait_for 10 test -e "$WORK/ready-stream"
+    inC "$PY" "$WORK/traffic.py" udp-client $S4 5303 40303 4 echo 1.0
+    wait_bg
+}
+
 traffic_udp_oneway() {
     rm -f "$WORK/ready-sink"
-    bg inS "$PY" "$WORK/traffic.py" udp-server $S4 5301 3 sink "$WORK/ready-sink"
+    bg $NS_S "$PY" "$WORK/traffic.py" udp-server $S4 5301 3 sink "$WORK/ready-sink"
     wait_for 10 test -e "$WORK/ready-sink"
     inC "$PY" "$WORK/traffic.py" udp-client $S4 5301 40301 3 oneway
     wait_bg
@@ -433,7 +453,7 @@ traffic_ping() {
 traffic_ipv6() {
     inC ping -6 -c 3 -i 0.2 -W 2 -q $S6 >/dev/null
     rm -f "$WORK/ready-v6"
-    bg inS "$PY" "$WORK/traffic.py" tcp-server $S6 5006 close "$WORK/ready-v6"
+    bg $NS_S "$PY" "$WORK/traffic.py" tcp-server $S6 5006 close "$WORK/ready-v6"
     wait_for 10 test -e "$WORK/ready-v6"
     inC "$PY" "$WORK/traffic.py" tcp-client $S6 5006 close
     wait_bg
@@ -447,6 +467,7 @@ traffic_mixed() {  # everything at once
     traffic_tcp_refused & pids+=($!)
     traffic_tcp_reset & pids+=($!)
     traffic_udp_reqresp & pids+=($!)
+    traffic_udp_stream & pids+=($!)
     traffic_udp_oneway & pids+=($!)
     traffic_udp_unreachable & pids+=($!)
     traffic_ping & pids+=($!)
@@ -464,6 +485,7 @@ describe() {
         tcp-refused)     echo "TCP connect to a closed port; server answers RST/ACK; Linux deletes the entry at once";;
         tcp-reset)       echo "TCP exchange, then the server aborts with RST (SO_LINGER 0)";;
         udp-reqresp)     echo "three UDP requests each answered, one socket pair";;
+        udp-stream)      echo "four UDP requests each answered, one second apart (replies seen more than 2 s after the first packet)";;
         udp-oneway)      echo "three UDP datagrams client->server, the server reads but never answers";;
         udp-unreachable) echo "two UDP datagrams to a closed port; each answered by ICMP port unreachable (related)";;
         ping)            echo "three ICMP echo requests/replies, one id";;
@@ -483,9 +505,10 @@ run_scenario() {
     if [ "$name" = tcp-held ] || [ "$name" = mixed ]; then
         release_tcp_held
     fi
-    wait_bg || die "$name: a server or client failed"
+    wait_bg || { cat "$WORK/bg.log" >&2; die "$name: a server or client failed"; }
     "$PY" "$CONVERT" --name "$name" --description "$(describe "$name")" \
-        --xml "$WORK/ct4.xml" --xml "$WORK/ct6.xml" --nft "$WORK/nft.json" \
+        --xml "$WORK/ct4.xml" --xml "$WORK/ct6.xml" --txt "$WORK/ct.txt" --nft "$WORK/nft.json" \
+        --out-txt "$OUT/$name.conntrack.txt" \
         --pcap "$OUT/$name.pcap" \
         --out-xml "$OUT/$name.conntrack.xml" \
         --out-json "$OUT/$name.expected.json" \
