@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::time::Duration;
+use dataplane::conntrack::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -5,6 +5,6 @@
 
 pub mod config;
 pub mod plan;
+pub mod replay;
 #[cfg(feature = "dpdk")]
 pub mod run;
-pub mod time;

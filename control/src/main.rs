@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use control::config::RunConfig;
-use control::time::Duration;
+use dataplane::conntrack::Duration;
 
 #[derive(Parser)]
 #[command(name = "ctrack", version, about = "Connection-tracking dataplane on DPDK")]
@@ -25,6 +23,28 @@ enum Command {
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
+    /// Run the conntrack core over a capture (Ethernet, raw IP or Linux
+    /// cooked), using its timestamps as the clock, and print the connection
+    /// table as it stands after the last packet.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture (classic pcap).
+    file: PathBuf,
+    /// Shards to split connections over, by the symmetric RSS hash.
+    #[arg(long, default_value_t = 1)]
+    workers: u16,
+    /// A tracking setting, e.g. --set udp-timeout=30s (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Table capacity per shard (max-entries).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_entries: u32,
+    /// Print the table as a JSON array (counters go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -94,6 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Generate(args) => cmd_generate(args),
+        Command::Replay(args) => cmd_replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +143,29 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     cli.validate()?;
     let cfg = file.merge(cli);
     run_dataplane(&cfg, args.summary_json)
+}
+
+fn cmd_replay(args: ReplayArgs) -> Result<()> {
+    let mut settings = dataplane::conntrack::Settings::default();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        settings.set(k.trim(), v.trim())?;
+    }
+    if args.max_entries == 0 {
+        anyhow::bail!("--max-entries must be at least 1");
+    }
+    let out = control::replay::replay_file(&args.file, args.workers, &settings, args.max_entries)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out.connections)?);
+        eprint!("{}", out.counters.render());
+    } else {
+        print!("{}", dataplane::conntrack::format_table(&out.connections));
+        println!();
+        print!("{}", out.counters.render());
+    }
+    Ok(())
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
@@ -163,6 +207,8 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 
 #[cfg(feature = "dpdk")]
 fn run_dataplane(cfg: &RunConfig, summary_json: Option<PathBuf>) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))

@@ -229,7 +229,7 @@ fn watch(
             return "signal";
         }
         if let Some(d) = cfg.duration {
-            if started.elapsed() >= d.0 {
+            if started.elapsed() >= std::time::Duration::from_nanos(d.as_nanos()) {
                 return "duration";
             }
         }
@@ -238,7 +238,7 @@ fn watch(
             if rx != last_rx {
                 last_rx = rx;
                 last_change = Instant::now();
-            } else if last_change.elapsed() >= idle.0 {
+            } else if last_change.elapsed() >= std::time::Duration::from_nanos(idle.as_nanos()) {
                 return "idle";
             }
         }

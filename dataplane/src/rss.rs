@@ -235,6 +235,47 @@ impl Reta {
     }
 }
 
+/// Software dispatch: which of `n` workers owns a packet's connection,
+/// computed the way a NIC with the symmetric key and an even RETA would
+/// deliver it, so that software-dispatched and RSS-delivered packets agree.
+///
+/// One exception: an ICMP error is owned by the connection it quotes (its
+/// inner tuple), not by its own addresses, so that it reaches the shard that
+/// holds that connection.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    toeplitz: Toeplitz,
+    reta: Reta,
+}
+
+impl Dispatch {
+    /// Dispatch over `workers` (at least 1) with a 128-entry table.
+    pub fn new(workers: u16) -> Dispatch {
+        Dispatch {
+            toeplitz: Toeplitz::symmetric(),
+            reta: Reta::even(Reta::DEFAULT_SIZE, workers.max(1)),
+        }
+    }
+
+    /// The tuple whose hash decides the owner.
+    #[inline]
+    pub fn owner_tuple(pkt: &crate::flow::FlowRepr) -> &Tuple {
+        match &pkt.l4 {
+            crate::flow::L4::Icmp(crate::flow::IcmpInfo {
+                inner: Some(inner), ..
+            }) => inner,
+            _ => &pkt.tuple,
+        }
+    }
+
+    /// The worker that owns `pkt`'s connection.
+    #[inline]
+    pub fn owner(&self, pkt: &crate::flow::FlowRepr) -> u16 {
+        self.reta
+            .queue_for(self.toeplitz.flow_hash(Self::owner_tuple(pkt)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +514,54 @@ mod tests {
         ) {
             prop_assert_eq!(Toeplitz::new(&key).hash(&input), toeplitz(&key, &input));
         }
+    }
+
+    #[test]
+    fn dispatch_sends_both_directions_and_icmp_errors_to_one_owner() {
+        use crate::flow::{Addr, FlowRepr, IcmpInfo, L4};
+        let d = Dispatch::new(4);
+        let mut owners = std::collections::HashSet::new();
+        for i in 0..64u16 {
+            let t = Tuple {
+                src: Addr::from_v4([10, 0, 0, 1]),
+                dst: Addr::from_v4([10, 0, 1, i as u8]),
+                src_port: 1000 + i,
+                dst_port: 80,
+                proto: proto::UDP,
+                family: Family::V4,
+            };
+            let fwd = FlowRepr {
+                tuple: t,
+                ip_len: 28,
+                l4: L4::Udp,
+            };
+            let back = FlowRepr {
+                tuple: t.reversed(),
+                ..fwd
+            };
+            // An ICMP error from some router about the forward packet.
+            let err = FlowRepr {
+                tuple: Tuple {
+                    src: Addr::from_v4([192, 0, 2, 1]),
+                    dst: t.src,
+                    src_port: 0,
+                    dst_port: 3 << 8 | 3,
+                    proto: proto::ICMP,
+                    family: Family::V4,
+                },
+                ip_len: 56,
+                l4: L4::Icmp(IcmpInfo {
+                    icmp_type: 3,
+                    code: 3,
+                    id: 0,
+                    inner: Some(t),
+                }),
+            };
+            assert_eq!(d.owner(&fwd), d.owner(&back));
+            assert_eq!(d.owner(&fwd), d.owner(&err));
+            assert!(d.owner(&fwd) < 4);
+            owners.insert(d.owner(&fwd));
+        }
+        assert_eq!(owners.len(), 4, "64 flows should reach every worker");
     }
 }

@@ -44,49 +44,23 @@ impl Enabled {
     }
 }
 
-/// Serde for times as RouterOS strings.
-mod ros_time {
-    use super::{Duration, format_duration_exact, parse_duration};
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration_exact(*d))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The connection tracking settings. `Default` gives the seed's defaults.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Settings {
     pub enabled: Enabled,
     pub loose_tcp_tracking: bool,
-    #[serde(with = "ros_time")]
     pub tcp_syn_sent_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_syn_received_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_established_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_fin_wait_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_close_wait_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_last_ack_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_time_wait_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub tcp_close_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub udp_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub udp_stream_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub icmp_timeout: Duration,
-    #[serde(with = "ros_time")]
     pub generic_timeout: Duration,
 }
 

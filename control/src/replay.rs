@@ -1,0 +1,224 @@
+//! `ctrack replay`: the conntrack core over a capture, with the capture's
+//! timestamps as the clock.
+//!
+//! With `workers > 1` every packet goes to the shard that would own it in
+//! the dataplane ([`dataplane::rss::Dispatch`]: the symmetric Toeplitz hash
+//! and an even RETA), and each shard sees its packets in capture order; the
+//! resulting table is the same as with one shard (ids and `worker` aside).
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dataplane::conntrack::{
+    ConnSnapshot, DropReason, Instant, InvalidReason, Settings, Shard, ShardStats, TableConfig,
+    UntrackedReason,
+};
+use dataplane::io::pcap::{PcapReader, parse_link};
+use dataplane::packet::ParseError;
+use dataplane::rss::Dispatch;
+use serde::Serialize;
+
+/// What a replay found.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    /// The table after the last packet, sorted by protocol and addresses.
+    pub connections: Vec<ConnSnapshot>,
+    pub packets: u64,
+    pub counters: Counters,
+}
+
+/// Packets not counted on a connection, by reason, and the table's events.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub tracked: u64,
+    pub related: u64,
+    pub inserted: u64,
+    pub expired: u64,
+    pub early_dropped: u64,
+    /// Parse failures (malformed, non-IP, fragments), by reason.
+    pub parse: Vec<(&'static str, u64)>,
+    pub invalid: Vec<(&'static str, u64)>,
+    pub untracked: Vec<(&'static str, u64)>,
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
+/// Runs the conntrack core over the capture at `path`.
+pub fn replay_file(path: &Path, workers: u16, settings: &Settings, max_entries: u32) -> Result<ReplayOutcome> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    replay(std::io::BufReader::new(file), workers, settings, max_entries)
+        .with_context(|| format!("replaying {}", path.display()))
+}
+
+pub fn replay<R: Read>(input: R, workers: u16, settings: &Settings, max_entries: u32) -> Result<ReplayOutcome> {
+    let workers = workers.max(1);
+    let mut reader = PcapReader::new(input)?;
+    let link = reader.link_type();
+    let dispatch = Dispatch::new(workers);
+    let mut shards: Vec<Shard> = (0..workers)
+        .map(|w| Shard::new(TableConfig::new(max_entries), settings.clone(), w))
+        .collect();
+    let mut parse_errors = [0u64; ParseError::COUNT];
+    let mut buf = Vec::new();
+    let mut packets = 0u64;
+    let mut now = Instant::ZERO;
+    while let Some(rec) = reader.next_record(&mut buf)? {
+        packets += 1;
+        // The capture's clock; it never runs backwards for the table.
+        now = now.max(Instant(rec.ts_nanos));
+        for s in &mut shards {
+            s.poll_expired(now, usize::MAX);
+        }
+        match parse_link(link, &buf) {
+            Ok(pkt) => {
+                shards[dispatch.owner(&pkt) as usize].handle_packet(now, &pkt);
+            }
+            Err(e) => parse_errors[e.index()] += 1,
+        }
+    }
+    for s in &mut shards {
+        s.poll_expired(now, usize::MAX);
+    }
+    let mut connections = Vec::new();
+    for s in &shards {
+        s.for_each_snapshot(now, |c| connections.push(c));
+    }
+    connections.sort_by(|a, b| {
+        (&a.protocol, &a.src_address, &a.dst_address).cmp(&(&b.protocol, &b.src_address, &b.dst_address))
+    });
+    let counters = Counters::collect(packets, &parse_errors, shards.iter().map(Shard::stats));
+    Ok(ReplayOutcome {
+        connections,
+        packets,
+        counters,
+    })
+}
+
+impl Counters {
+    fn collect<'a>(packets: u64, parse: &[u64], stats: impl Iterator<Item = &'a ShardStats>) -> Counters {
+        let mut c = Counters {
+            packets,
+            ..Default::default()
+        };
+        let mut invalid = [0u64; InvalidReason::COUNT];
+        let mut untracked = [0u64; UntrackedReason::COUNT];
+        let mut dropped = [0u64; DropReason::COUNT];
+        for s in stats {
+            c.tracked += s.found + s.insert;
+            c.related += s.related;
+            c.inserted += s.insert;
+            c.expired += s.expired;
+            c.early_dropped += s.early_drop;
+            add(&mut invalid, &s.invalid);
+            add(&mut untracked, &s.untracked);
+            add(&mut dropped, &s.dropped);
+        }
+        c.parse = nonzero(ParseError::ALL.iter().map(|r| r.name()), parse);
+        c.invalid = nonzero(InvalidReason::ALL.iter().map(|r| r.name()), &invalid);
+        c.untracked = nonzero(UntrackedReason::ALL.iter().map(|r| r.name()), &untracked);
+        c.dropped = nonzero(DropReason::ALL.iter().map(|r| r.name()), &dropped);
+        c
+    }
+
+    /// One line per non-zero counter, `name: value`.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "packets: {}, tracked: {}, related: {}, connections created: {}, expired: {}, early-dropped: {}\n",
+            self.packets, self.tracked, self.related, self.inserted, self.expired, self.early_dropped
+        );
+        for (kind, list) in [
+            ("not parsed", &self.parse),
+            ("invalid", &self.invalid),
+            ("untracked", &self.untracked),
+            ("dropped", &self.dropped),
+        ] {
+            for (name, n) in list {
+                out.push_str(&format!("{kind} ({name}): {n}\n"));
+            }
+        }
+        out
+    }
+}
+
+fn add(acc: &mut [u64], v: &[u64]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+fn nonzero(names: impl Iterator<Item = &'static str>, values: &[u64]) -> Vec<(&'static str, u64)> {
+    names.zip(values.iter().copied()).filter(|&(_, v)| v > 0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::io::pcap::{LinkType, PcapWriter};
+    use dataplane::synth::Mix;
+
+    fn capture(mix: &Mix) -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, true).unwrap();
+        for p in mix.packets() {
+            w.write_packet(p.ts_nanos, &p.frame).unwrap();
+        }
+        w.into_inner()
+    }
+
+    fn strip_ids(mut rows: Vec<ConnSnapshot>) -> Vec<ConnSnapshot> {
+        for r in &mut rows {
+            r.id.clear();
+            r.worker = 0;
+        }
+        rows
+    }
+
+    #[test]
+    fn replay_counts_every_packet_of_every_connection() {
+        let mix = Mix {
+            tcp: 10,
+            udp: 5,
+            icmp: 2,
+            exchanges: 3,
+            payload: 100,
+            keep_open: true,
+        };
+        let n = mix.packets().len() as u64;
+        let out = replay(&capture(&mix)[..], 1, &Settings::default(), 1024).unwrap();
+        assert_eq!(out.connections.len(), 17);
+        assert_eq!(out.packets, n);
+        let counted: u64 = out.connections.iter().map(|c| c.orig_packets + c.repl_packets).sum();
+        assert_eq!(counted, n);
+        assert!(out.counters.invalid.is_empty(), "{:?}", out.counters);
+        let tcp: Vec<_> = out.connections.iter().filter(|c| c.protocol == "tcp").collect();
+        assert_eq!(tcp.len(), 10);
+        assert!(tcp.iter().all(|c| c.tcp_state.as_deref() == Some("established") && c.assured));
+        let udp: Vec<_> = out.connections.iter().filter(|c| c.protocol == "udp").collect();
+        assert!(udp.iter().all(|c| c.seen_reply && c.assured));
+    }
+
+    #[test]
+    fn more_workers_give_the_same_table() {
+        let mix = Mix {
+            tcp: 40,
+            udp: 20,
+            icmp: 4,
+            exchanges: 2,
+            payload: 50,
+            keep_open: false,
+        };
+        let cap = capture(&mix);
+        let one = replay(&cap[..], 1, &Settings::default(), 4096).unwrap();
+        let four = replay(&cap[..], 4, &Settings::default(), 4096).unwrap();
+        let workers: std::collections::HashSet<u16> = four.connections.iter().map(|c| c.worker).collect();
+        assert!(workers.len() > 1, "connections should spread over shards");
+        assert_eq!(strip_ids(one.connections), strip_ids(four.connections));
+        assert_eq!(one.counters, four.counters);
+    }
+
+    #[test]
+    fn a_bad_capture_is_an_error_not_a_panic() {
+        let err = replay(&b"not a pcap at all"[..], 1, &Settings::default(), 16).unwrap_err();
+        assert!(err.to_string().contains("magic") || !err.to_string().is_empty());
+    }
+}
