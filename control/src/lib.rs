@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod ops;
 pub mod plan;
 pub mod replay;
 #[cfg(feature = "dpdk")]

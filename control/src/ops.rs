@@ -1,0 +1,206 @@
+//! The operations an operator can perform on a running dataplane.
+//!
+//! One set of functions, two front ends: the HTTP management API
+//! ([`crate::api`]) and Prometheus ([`crate::metrics`]) call these; the CLI
+//! talks to the API. [`Dataplane`] is implemented by the running workers
+//! ([`crate::workers::WorkerSet`]) and, in tests, by [`FakeDataplane`].
+
+use std::collections::BTreeMap;
+
+use dataplane::conntrack::{ConnId, ConnSnapshot, FilterError, Settings, SettingsError, ShardStats};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// Why an operation failed. The API maps these to 4xx/5xx answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpsError {
+    /// No connection has this id (it may have expired).
+    #[error("no such connection: {0}")]
+    NotFound(String),
+    /// A filter named an unknown property.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// A setting was unknown or its value malformed.
+    #[error(transparent)]
+    Setting(#[from] SettingsError),
+    /// The workers did not answer in time (stopping, or stuck).
+    #[error("the dataplane did not answer: {0}")]
+    Unavailable(String),
+}
+
+/// `/ip firewall connection tracking`: the settings plus the read-only values.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrackingInfo {
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub max_entries: u64,
+    pub total_entries: u64,
+}
+
+/// One worker's counters, as last published (see [`dataplane::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerMetrics {
+    pub worker: u16,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
+    /// Packets handed to the worker that owns their connection.
+    pub handoffs_out: u64,
+    /// Packets handed to this worker to transmit (it owns the TX queue).
+    pub handoffs_in: u64,
+    /// Packets dropped because a handoff ring was full.
+    pub handoff_dropped: u64,
+    pub fasttrack_packets: u64,
+    pub fasttrack_bytes: u64,
+    pub loops: u64,
+    pub busy_loops: u64,
+    /// Parse failures by [`dataplane::packet::ParseError::index`].
+    pub parse_errors: Vec<u64>,
+    pub shard: ShardStats,
+    pub total_entries: u64,
+    pub max_entries: u64,
+    /// Live connections by (protocol name, tcp-state or "").
+    pub connections: BTreeMap<(String, String), u64>,
+}
+
+/// One port's DPDK counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMetrics {
+    pub port: u16,
+    pub name: String,
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// Everything `/metrics` shows, gathered once per scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub workers: Vec<WorkerMetrics>,
+    pub ports: Vec<PortMetrics>,
+}
+
+/// A running dataplane, as the control plane sees it. Every call is safe from
+/// any thread and never blocks a worker: workers answer between bursts with
+/// bounded work, so a call may wait (bounded) but a worker never does.
+pub trait Dataplane: Send + Sync {
+    /// Connections matching every `(property, value)` filter (seed names,
+    /// values as shown in JSON; `yes`/`no` or `true`/`false` for flags).
+    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError>;
+    /// One connection.
+    fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError>;
+    /// Removes a connection; its next packet creates a new one per the rules.
+    fn remove(&self, id: ConnId) -> Result<(), OpsError>;
+    /// Settings and read-only values.
+    fn tracking(&self) -> TrackingInfo;
+    /// Applies all `(key, value)` changes or none; returns the new settings.
+    /// Workers apply them to live connections within one loop.
+    fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError>;
+    /// Counters for `/metrics`.
+    fn metrics(&self) -> MetricsSnapshot;
+}
+
+/// Validates and applies `changes` to a copy of `current`: all or nothing.
+pub fn apply_changes(current: &Settings, changes: &[(String, String)]) -> Result<Settings, OpsError> {
+    let mut next = current.clone();
+    for (k, v) in changes {
+        next.set(k, v)?;
+    }
+    Ok(next)
+}
+
+/// Keeps the rows matching every filter; an unknown property is an error.
+pub fn filter_rows(rows: Vec<ConnSnapshot>, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut keep = true;
+        for (p, v) in filter {
+            keep &= r.matches(p, v)?;
+        }
+        if keep {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// An in-memory [`Dataplane`] for tests of the API, metrics and CLI: a fixed
+/// list of connections and settings, no workers.
+#[derive(Debug, Default)]
+pub struct FakeDataplane {
+    pub rows: Mutex<Vec<ConnSnapshot>>,
+    pub settings: Mutex<Settings>,
+    pub metrics: Mutex<MetricsSnapshot>,
+    pub max_entries: u64,
+}
+
+impl Dataplane for FakeDataplane {
+    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
+        filter_rows(self.rows.lock().clone(), filter)
+    }
+
+    fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {
+        let want = id.to_string();
+        self.rows
+            .lock()
+            .iter()
+            .find(|r| r.id == want)
+            .cloned()
+            .ok_or(OpsError::NotFound(want))
+    }
+
+    fn remove(&self, id: ConnId) -> Result<(), OpsError> {
+        let want = id.to_string();
+        let mut rows = self.rows.lock();
+        let before = rows.len();
+        rows.retain(|r| r.id != want);
+        if rows.len() == before {
+            return Err(OpsError::NotFound(want));
+        }
+        Ok(())
+    }
+
+    fn tracking(&self) -> TrackingInfo {
+        TrackingInfo {
+            settings: self.settings.lock().clone(),
+            max_entries: self.max_entries,
+            total_entries: self.rows.lock().len() as u64,
+        }
+    }
+
+    fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError> {
+        let next = apply_changes(&self.settings.lock(), changes)?;
+        *self.settings.lock() = next;
+        Ok(self.tracking())
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_changes_are_all_or_nothing() {
+        let fake = FakeDataplane::default();
+        let bad = [
+            ("udp-timeout".to_string(), "30s".to_string()),
+            ("icmp-timeout".to_string(), "soon".to_string()),
+        ];
+        let err = fake.set_tracking(&bad).unwrap_err();
+        assert!(err.to_string().contains("icmp-timeout"), "{err}");
+        assert_eq!(*fake.settings.lock(), Settings::default());
+        let good = [("udp-timeout".to_string(), "30s".to_string())];
+        let t = fake.set_tracking(&good).unwrap();
+        assert_eq!(t.settings.get("udp-timeout").unwrap(), "30s");
+    }
+}
