@@ -133,7 +133,40 @@ pub struct Shard {
     cur_tick: u64,
     started: bool,
     rescan: Option<u32>,
+    fasttrack: FastTrackMode,
     stats: ShardStats,
+}
+
+/// Which connections are fast-tracked automatically. Until firewall rules
+/// exist (RouterOS marks connections with an `action=fasttrack-connection`
+/// rule), this setting stands in for that rule; see `docs/fasttrack.md`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FastTrackMode {
+    /// No connection is fast-tracked automatically.
+    #[default]
+    No,
+    /// Established TCP connections and UDP streams (assured) are.
+    Established,
+}
+
+impl core::str::FromStr for FastTrackMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no" => Ok(FastTrackMode::No),
+            "established" => Ok(FastTrackMode::Established),
+            _ => Err(format!("bad fasttrack mode {s:?}: expected no or established")),
+        }
+    }
+}
+
+/// Live connections by protocol and TCP state, counted by
+/// [`Shard::census_chunk`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// `(protocol number, tcp state index or u8::MAX) -> count`.
+    pub counts: std::collections::BTreeMap<(u8, u8), u64>,
 }
 
 #[inline]
@@ -173,8 +206,50 @@ impl Shard {
             cur_tick: 0,
             started: false,
             rescan: None,
+            fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
+    }
+
+    /// Sets which connections are fast-tracked from now on. Turning it on
+    /// allocates the fasttrack counters of every arena chunk (and of chunks
+    /// added later) so that marking a connection never allocates on the
+    /// packet path. Turning it off returns every connection to the full path.
+    pub fn set_fasttrack_mode(&mut self, mode: FastTrackMode) {
+        self.fasttrack = mode;
+        match mode {
+            FastTrackMode::Established => {
+                for slot in &mut self.ft {
+                    if slot.is_none() {
+                        *slot = Some(vec![FtCounters::default(); CHUNK].into_boxed_slice());
+                    }
+                }
+            }
+            FastTrackMode::No => {
+                for i in 0..self.high_water {
+                    self.e_mut(i).flags &= !flag::FASTTRACK;
+                }
+            }
+        }
+    }
+
+    pub fn fasttrack_mode(&self) -> FastTrackMode {
+        self.fasttrack
+    }
+
+    /// Counts live connections by protocol and TCP state from arena position
+    /// `cursor` on, at most `max` positions; returns where to continue, or
+    /// `None` at the end. Bounded work, for metrics between bursts.
+    pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
+        let end = cursor.saturating_add(max.max(1) as u32).min(self.high_water);
+        for i in cursor..end {
+            let e = self.e(i);
+            if e.is_live() {
+                let state = e.tcp_state().map_or(u8::MAX, |s| s.index() as u8);
+                *out.counts.entry((e.protocol(), state)).or_default() += 1;
+            }
+        }
+        (end < self.high_water).then_some(end)
     }
 
     // ---- read-only properties ------------------------------------------
@@ -234,7 +309,9 @@ impl Shard {
         if self.high_water as usize >= self.chunks.len() * CHUNK {
             self.chunks
                 .push(vec![Entry::EMPTY; CHUNK].into_boxed_slice());
-            self.ft.push(None);
+            let ft = (self.fasttrack == FastTrackMode::Established)
+                .then(|| vec![FtCounters::default(); CHUNK].into_boxed_slice());
+            self.ft.push(ft);
         }
         let i = self.high_water;
         self.high_water += 1;
@@ -731,6 +808,68 @@ impl Shard {
     ) -> Verdict {
         self.stats.found += 1;
         let id = self.id_of(i);
+        if self.e(i).has(flag::FASTTRACK) {
+            // The short path: no tracker, only counters and last-seen. A FIN
+            // or RST gives the connection back to the full path.
+            match &pkt.l4 {
+                L4::Tcp(info) if TcpConn::closes(info) => {
+                    self.e_mut(i).flags &= !flag::FASTTRACK;
+                }
+                _ => {
+                    self.fast_account(i, now, dir, pkt.ip_len);
+                    return Verdict::Tracked {
+                        id,
+                        dir,
+                        created: false,
+                    };
+                }
+            }
+        }
+        let verdict = self.update_full(now, i, id, dir, key, hash, pkt);
+        if self.fasttrack == FastTrackMode::Established {
+            if let Verdict::Tracked { id: vid, .. } = verdict {
+                if vid == id && self.e(i).is_live() && self.fasttrack_eligible(self.e(i)) {
+                    self.e_mut(i).flags |= flag::FASTTRACK;
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Established TCP and UDP streams may be fast-tracked.
+    fn fasttrack_eligible(&self, e: &Entry) -> bool {
+        e.has(flag::ASSURED)
+            && match e.tcp_state() {
+                Some(st) => st == TcpState::Established,
+                None => e.key.proto == proto::UDP,
+            }
+    }
+
+    #[inline]
+    fn fast_account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32) {
+        self.account(i, now, dir, ip_len, true);
+        self.stats.fasttrack_packets += 1;
+        self.stats.fasttrack_bytes += u64::from(ip_len);
+        let chunk = (i >> CHUNK_SHIFT) as usize;
+        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
+            let c = &mut ft[i as usize & (CHUNK - 1)];
+            let d = dir.index();
+            c.packets[d] = c.packets[d].wrapping_add(1);
+            c.bytes[d] = c.bytes[d].wrapping_add(u64::from(ip_len));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_full(
+        &mut self,
+        now: Instant,
+        i: u32,
+        id: ConnId,
+        dir: Dir,
+        key: Key,
+        hash: u64,
+        pkt: &FlowRepr,
+    ) -> Verdict {
         let loose = self.settings.loose_tcp_tracking;
         let old_timeout = self.timeout_of(self.e(i));
         match (self.e(i).proto, &pkt.l4) {
@@ -1054,14 +1193,7 @@ impl Shard {
         if self.deadline_of(self.e(i)) <= now.nanos() {
             return false;
         }
-        self.account(i, now, dir, ip_len, true);
-        let chunk = (i >> CHUNK_SHIFT) as usize;
-        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
-            let c = &mut ft[i as usize & (CHUNK - 1)];
-            let d = dir.index();
-            c.packets[d] = c.packets[d].wrapping_add(1);
-            c.bytes[d] = c.bytes[d].wrapping_add(u64::from(ip_len));
-        }
+        self.fast_account(i, now, dir, ip_len);
         true
     }
 

@@ -993,3 +993,70 @@ fn bench_smoke() {
         s.memory_bytes() as f64 / f64::from(n)
     );
 }
+
+#[test]
+fn fasttrack_mode_established_takes_the_short_path_until_fin() {
+    let mut s = shard(16);
+    s.set_fasttrack_mode(FastTrackMode::Established);
+    let id = handshake(&mut s, at(0));
+    // The ACK that established it marked it.
+    assert!(s.get(id).unwrap().fasttrack());
+    // Data both ways: counted, fast-tracked, no tracker run. A segment far
+    // out of window would be invalid on the full path; here it is counted.
+    for k in 0..3u32 {
+        tracked(s.handle_packet(at(1), &tcp(A, 1000, B, 80, ACK | PSH, 101 + k, 501)));
+        tracked(s.handle_packet(at(1), &tcp(B, 80, A, 1000, ACK, 900_000_000, 101)));
+    }
+    let snap = s.snapshot(id, at(1)).unwrap();
+    assert!(snap.fasttrack);
+    assert_eq!((snap.orig_fasttrack_packets, snap.repl_fasttrack_packets), (3, 3));
+    assert_eq!(snap.orig_packets, 2 + 3);
+    assert_eq!(s.stats().fasttrack_packets, 6);
+    // A FIN returns the connection to the full path, which tracks the close.
+    tracked(s.handle_packet(at(2), &tcp(A, 1000, B, 80, FIN | ACK, 104, 501)));
+    let e = s.get(id).unwrap();
+    assert!(!e.fasttrack());
+    assert_eq!(e.tcp_state(), Some(TcpState::FinWait));
+    // And it is not marked again: no longer established.
+    tracked(s.handle_packet(at(2), &tcp(B, 80, A, 1000, ACK, 501, 105)));
+    assert!(!s.get(id).unwrap().fasttrack());
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn fasttrack_mode_marks_udp_streams_not_one_way_flows() {
+    let mut s = shard(16);
+    s.set_fasttrack_mode(FastTrackMode::Established);
+    let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 5000, B, 53)));
+    tracked(s.handle_packet(at(0), &udp(A, 5000, B, 53)));
+    assert!(!s.get(id).unwrap().fasttrack());
+    tracked(s.handle_packet(at(0), &udp(B, 53, A, 5000)));
+    assert!(s.get(id).unwrap().fasttrack());
+    // Switching the mode off gives every connection back to the full path.
+    s.set_fasttrack_mode(FastTrackMode::No);
+    assert!(!s.get(id).unwrap().fasttrack());
+}
+
+#[test]
+fn census_counts_live_connections_by_protocol_and_state_in_chunks() {
+    let mut s = shard(64);
+    handshake(&mut s, at(0));
+    tracked(s.handle_packet(at(0), &tcp(A, 2000, B, 80, SYN, 1, 0)));
+    for p in 0..5 {
+        tracked(s.handle_packet(at(0), &udp(A, 6000 + p, B, 53)));
+    }
+    let mut census = Census::default();
+    let mut cursor = Some(0);
+    let mut calls = 0;
+    while let Some(c) = cursor {
+        cursor = s.census_chunk(c, 2, &mut census);
+        calls += 1;
+    }
+    assert!(calls >= 4, "bounded chunks");
+    let est = TcpState::Established.index() as u8;
+    let syn = TcpState::SynSent.index() as u8;
+    assert_eq!(census.counts.get(&(proto::TCP, est)), Some(&1));
+    assert_eq!(census.counts.get(&(proto::TCP, syn)), Some(&1));
+    assert_eq!(census.counts.get(&(proto::UDP, u8::MAX)), Some(&5));
+    assert_eq!(census.counts.values().sum::<u64>(), u64::from(s.total_entries()));
+}
