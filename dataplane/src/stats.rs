@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::packet::ParseError;
+
 /// Counters a worker publishes. Aligned to two cache lines so that two
 /// workers' counters never share one (no false sharing).
 #[derive(Debug, Default)]
@@ -16,9 +18,22 @@ pub struct WorkerCounters {
     pub tx_packets: AtomicU64,
     /// Packets the TX queue would not take after retries: freed, counted here.
     pub tx_dropped: AtomicU64,
+    /// Packets handed to another worker (to track them, or to transmit them).
+    pub handoffs_out: AtomicU64,
+    /// Packets received from other workers.
+    pub handoffs_in: AtomicU64,
+    /// Packets freed because a handoff ring was full.
+    pub handoff_dropped: AtomicU64,
+    /// Packets dropped by the table (full, nothing evictable).
+    pub table_dropped: AtomicU64,
     /// Poll loops run, and those that found packets (busy ratio = busy / loops).
     pub loops: AtomicU64,
     pub busy_loops: AtomicU64,
+    /// Connections in the shard now, and its ceiling.
+    pub entries: AtomicU64,
+    pub max_entries: AtomicU64,
+    /// Packets not parsed, by [`ParseError::index`].
+    pub parse_errors: [AtomicU64; ParseError::COUNT],
 }
 
 /// The plain values behind [`WorkerCounters`].
@@ -27,8 +42,15 @@ pub struct WorkerTotals {
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub tx_dropped: u64,
+    pub handoffs_out: u64,
+    pub handoffs_in: u64,
+    pub handoff_dropped: u64,
+    pub table_dropped: u64,
     pub loops: u64,
     pub busy_loops: u64,
+    pub entries: u64,
+    pub max_entries: u64,
+    pub parse_errors: [u64; ParseError::COUNT],
 }
 
 impl WorkerCounters {
@@ -36,8 +58,17 @@ impl WorkerCounters {
         self.rx_packets.store(t.rx_packets, Relaxed);
         self.tx_packets.store(t.tx_packets, Relaxed);
         self.tx_dropped.store(t.tx_dropped, Relaxed);
+        self.handoffs_out.store(t.handoffs_out, Relaxed);
+        self.handoffs_in.store(t.handoffs_in, Relaxed);
+        self.handoff_dropped.store(t.handoff_dropped, Relaxed);
+        self.table_dropped.store(t.table_dropped, Relaxed);
         self.loops.store(t.loops, Relaxed);
         self.busy_loops.store(t.busy_loops, Relaxed);
+        self.entries.store(t.entries, Relaxed);
+        self.max_entries.store(t.max_entries, Relaxed);
+        for (a, v) in self.parse_errors.iter().zip(t.parse_errors) {
+            a.store(v, Relaxed);
+        }
     }
 
     pub fn read(&self) -> WorkerTotals {
@@ -45,8 +76,15 @@ impl WorkerCounters {
             rx_packets: self.rx_packets.load(Relaxed),
             tx_packets: self.tx_packets.load(Relaxed),
             tx_dropped: self.tx_dropped.load(Relaxed),
+            handoffs_out: self.handoffs_out.load(Relaxed),
+            handoffs_in: self.handoffs_in.load(Relaxed),
+            handoff_dropped: self.handoff_dropped.load(Relaxed),
+            table_dropped: self.table_dropped.load(Relaxed),
             loops: self.loops.load(Relaxed),
             busy_loops: self.busy_loops.load(Relaxed),
+            entries: self.entries.load(Relaxed),
+            max_entries: self.max_entries.load(Relaxed),
+            parse_errors: std::array::from_fn(|i| self.parse_errors[i].load(Relaxed)),
         }
     }
 }

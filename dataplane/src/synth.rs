@@ -86,7 +86,11 @@ pub fn ipv4_frame(
             sum = 0;
         }
         let c = checksum_fold(checksum_add(sum, l4));
-        let c = if protocol == proto::UDP && c == 0 { 0xffff } else { c };
+        let c = if protocol == proto::UDP && c == 0 {
+            0xffff
+        } else {
+            c
+        };
         f[l4_start + at..l4_start + at + 2].copy_from_slice(&c.to_be_bytes());
     }
     f
@@ -237,7 +241,10 @@ impl Mix {
         let (mut cs, mut ss) = (1000u32.wrapping_mul(i + 1), 5000u32.wrapping_mul(i + 7));
         let n = self.payload;
         let mut v = vec![
-            (Side::Orig, tcp_frame(c, s, cp, sp, cs, 0, SYN, 0, Some(7), true)),
+            (
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, cs, 0, SYN, 0, Some(7), true),
+            ),
             (
                 Side::Reply,
                 tcp_frame(s, c, sp, cp, ss, cs + 1, SYN | ACK, 0, Some(7), false),
@@ -245,19 +252,37 @@ impl Mix {
         ];
         cs += 1;
         ss += 1;
-        v.push((Side::Orig, tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true)));
+        v.push((
+            Side::Orig,
+            tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true),
+        ));
         for _ in 0..self.exchanges {
-            v.push((Side::Orig, tcp_frame(c, s, cp, sp, cs, ss, PSH | ACK, n, None, true)));
+            v.push((
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, cs, ss, PSH | ACK, n, None, true),
+            ));
             cs = cs.wrapping_add(n as u32);
-            v.push((Side::Reply, tcp_frame(s, c, sp, cp, ss, cs, PSH | ACK, n, None, false)));
+            v.push((
+                Side::Reply,
+                tcp_frame(s, c, sp, cp, ss, cs, PSH | ACK, n, None, false),
+            ));
             ss = ss.wrapping_add(n as u32);
         }
         if !self.keep_open {
-            v.push((Side::Orig, tcp_frame(c, s, cp, sp, cs, ss, FIN | ACK, 0, None, true)));
+            v.push((
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, cs, ss, FIN | ACK, 0, None, true),
+            ));
             cs += 1;
-            v.push((Side::Reply, tcp_frame(s, c, sp, cp, ss, cs, FIN | ACK, 0, None, false)));
+            v.push((
+                Side::Reply,
+                tcp_frame(s, c, sp, cp, ss, cs, FIN | ACK, 0, None, false),
+            ));
             ss += 1;
-            v.push((Side::Orig, tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true)));
+            v.push((
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true),
+            ));
         }
         v
     }
@@ -311,6 +336,9 @@ mod tests {
         // TCP: 3 handshake + 2*2 data + 3 close = 10 each; UDP 4 each; ICMP 4.
         assert_eq!(p.len(), 2 * 10 + 3 * 4 + 4);
         assert!(p.windows(2).all(|w| w[0].ts_nanos < w[1].ts_nanos));
-        assert_eq!(p.iter().filter(|x| x.side == Side::Reply).count(), 2 * 4 + 3 * 2 + 2);
+        assert_eq!(
+            p.iter().filter(|x| x.side == Side::Reply).count(),
+            2 * 4 + 3 * 2 + 2
+        );
     }
 }

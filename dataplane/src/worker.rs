@@ -1,122 +1,713 @@
 //! The poll-mode worker loop.
 //!
-//! A worker owns its links (see [`crate::io`]) and its counters; it takes no
-//! lock and allocates nothing per packet. Each loop it polls every link once:
-//! receive a burst, process it, transmit it on the link's TX queue. A packet
-//! the TX queue will not take after [`TX_RETRIES`] attempts is freed and
-//! counted as `tx_dropped`; it is never leaked.
+//! Each worker owns one conntrack [`Shard`], the RX queues it polls, at most
+//! one TX queue per port, and its counters. Per loop it:
+//!
+//! 1. reads the clock once;
+//! 2. receives a burst from each of its RX queues, parses every packet, and
+//!    decides who owns its connection ([`Dispatch`]: the symmetric RSS hash,
+//!    as a NIC would deliver it). Its own packets are tracked as one burst;
+//!    the others are handed to their owner over a bounded ring;
+//! 3. tracks the packets other workers handed to it;
+//! 4. transmits: on its own TX queue of the egress port (port 0 <-> 1, ...),
+//!    or, if it has none there, by handing the packet to the worker that has;
+//! 5. expires connections (bounded work), serves at most a few control
+//!    [`Command`]s (bounded work), and publishes its counters.
+//!
+//! So both directions of a connection are tracked by one shard whatever
+//! queue they arrive on, and no connection is tracked twice. No lock is
+//! taken and nothing is allocated on the packet path (rings and bursts are
+//! allocated up front). A packet that cannot be sent, handed over or
+//! tracked (full table) is freed and counted; none is leaked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+
+use crate::conntrack::{
+    Census, ConnId, ConnSnapshot, FastTrackMode, Instant, Settings, Shard, ShardStats, Verdict,
+};
+use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
+use crate::packet::parse_ethernet;
+use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
 /// TX attempts for one burst before the rest is dropped.
 pub const TX_RETRIES: usize = 8;
+/// Most packets handled as one burst.
+pub const MAX_BURST: usize = 64;
+/// Capacity of each ring between two workers.
+pub const HANDOFF_RING: usize = 4096;
+/// Connections expired per loop at most.
+pub const EXPIRE_BUDGET: usize = 256;
+/// Control commands served per loop at most.
+pub const COMMANDS_PER_LOOP: usize = 4;
+/// Snapshots per `List` answer at most (bounds the pause it causes).
+pub const LIST_CHUNK_MAX: usize = 256;
+/// Arena positions counted per loop for a census.
+pub const CENSUS_CHUNK: usize = 8192;
+
+/// A packet on its way to another worker: to be tracked there (`repr` is
+/// set) or only transmitted (that worker owns the TX queue of `port`).
+pub struct Handoff<P> {
+    pub pkt: P,
+    pub repr: Option<FlowRepr>,
+    /// The egress port.
+    pub port: u16,
+}
+
+/// The rings between workers and who transmits on each port.
+pub struct Mesh<P> {
+    /// `rings[src * workers + dst]`.
+    rings: Vec<ArrayQueue<Handoff<P>>>,
+    workers: usize,
+    /// For each port, a worker that owns a TX queue on it.
+    tx_owner: Vec<u16>,
+}
+
+impl<P> Mesh<P> {
+    /// Rings for `workers` workers; `tx_owner[port]` transmits what other
+    /// workers cannot send on `port` themselves.
+    pub fn new(workers: usize, tx_owner: Vec<u16>) -> Arc<Mesh<P>> {
+        let workers = workers.max(1);
+        let rings = (0..workers * workers)
+            .map(|i| {
+                let (src, dst) = (i / workers, i % workers);
+                ArrayQueue::new(if src == dst { 1 } else { HANDOFF_RING })
+            })
+            .collect();
+        Arc::new(Mesh {
+            rings,
+            workers,
+            tx_owner,
+        })
+    }
+
+    fn ring(&self, src: u16, dst: u16) -> &ArrayQueue<Handoff<P>> {
+        &self.rings[src as usize * self.workers + dst as usize]
+    }
+}
+
+/// A request from the control thread, served between bursts.
+pub enum Command {
+    /// New tracking settings: live connections follow them at once.
+    Settings(Box<Settings>),
+    /// Which connections to fast-track.
+    FastTrack(FastTrackMode),
+    /// Up to `max` (at most [`LIST_CHUNK_MAX`]) connections from `cursor` on.
+    List {
+        cursor: u32,
+        max: usize,
+        reply: Sender<ListChunk>,
+    },
+    Get {
+        id: ConnId,
+        reply: Sender<Option<ConnSnapshot>>,
+    },
+    Remove {
+        id: ConnId,
+        reply: Sender<bool>,
+    },
+    /// Table counters and a census of live connections (counted over a few
+    /// loops, [`CENSUS_CHUNK`] positions per loop).
+    Report {
+        reply: Sender<ShardReport>,
+    },
+}
+
+pub struct ListChunk {
+    pub rows: Vec<ConnSnapshot>,
+    /// Where to continue, or `None` at the end of the table.
+    pub next: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    pub stats: ShardStats,
+    pub total_entries: u32,
+    pub max_entries: u32,
+    pub census: Census,
+}
+
+/// Where a received packet goes.
+#[derive(Clone, Copy)]
+enum Disp {
+    /// Not parsed: forwarded untracked.
+    Untracked,
+    /// Tracked here: index into the local burst.
+    Local(u8),
+    /// Owned by another worker.
+    Remote(u16),
+}
+
+struct CensusJob {
+    cursor: u32,
+    census: Census,
+    reply: Sender<ShardReport>,
+}
+
+/// Everything of a worker except its I/O and RX burst, so that packets can
+/// be routed while the RX burst is being drained.
+struct Core<P, B> {
+    id: u16,
+    shard: Shard,
+    dispatch: Option<Dispatch>,
+    mesh: Arc<Mesh<P>>,
+    tx: Vec<B>,
+    totals: WorkerTotals,
+    parsed: [FlowRepr; MAX_BURST],
+    disp: [Disp; MAX_BURST],
+    local: [FlowRepr; MAX_BURST],
+    verdicts: [Verdict; MAX_BURST],
+    staged: Vec<(P, u16)>,
+}
 
 pub struct Worker<I: PacketIo> {
     io: I,
-    burst: I::Burst,
-    totals: WorkerTotals,
+    rx: I::Burst,
+    core: Core<I::Packet, I::Burst>,
+    commands: Receiver<Command>,
     counters: Arc<WorkerCounters>,
+    census: Option<CensusJob>,
 }
 
 impl<I: PacketIo> Worker<I> {
-    pub fn new(io: I, counters: Arc<WorkerCounters>) -> Self {
-        let burst = io.new_burst();
+    /// Worker `id` of `mesh`'s workers, owning `shard`.
+    pub fn new(
+        id: u16,
+        io: I,
+        shard: Shard,
+        mesh: Arc<Mesh<I::Packet>>,
+        commands: Receiver<Command>,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        let rx = io.new_burst();
+        let tx = (0..io.ports()).map(|_| io.new_burst()).collect();
+        let dispatch = (mesh.workers > 1).then(|| Dispatch::new(mesh.workers as u16));
         Worker {
             io,
-            burst,
-            totals: WorkerTotals::default(),
+            rx,
+            core: Core {
+                id,
+                shard,
+                dispatch,
+                mesh,
+                tx,
+                totals: WorkerTotals::default(),
+                parsed: [FlowRepr::default(); MAX_BURST],
+                disp: [Disp::Untracked; MAX_BURST],
+                local: [FlowRepr::default(); MAX_BURST],
+                verdicts: [Verdict::Untracked(crate::conntrack::UntrackedReason::TrackingDisabled);
+                    MAX_BURST],
+                staged: Vec::with_capacity(MAX_BURST),
+            },
+            commands,
             counters,
+            census: None,
         }
     }
 
-    /// Runs until `stop` is set, then publishes the final counters.
+    /// Runs until `stop` is set, then transmits what it holds and publishes
+    /// the final counters.
     pub fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Relaxed) {
             self.poll_once();
         }
-        self.counters.publish(&self.totals);
+        self.core.flush_all(&mut self.io);
+        self.publish();
     }
 
-    /// One pass over every link; returns the packets received.
+    /// One loop (see the module doc); returns the packets it handled.
     pub fn poll_once(&mut self) -> usize {
-        let mut received = 0;
+        let now = self.io.now();
+        let mut work = 0;
         for link in 0..self.io.links() {
-            let n = self.io.rx(link, &mut self.burst);
+            let n = self.io.rx(link, &mut self.rx);
             if n == 0 {
                 continue;
             }
-            received += n;
-            self.totals.rx_packets += n as u64;
-            self.transmit(link);
+            work += n;
+            self.core.totals.rx_packets += n as u64;
+            let egress = self.io.rx_port(link) ^ 1;
+            self.core.classify(&self.rx, now);
+            let (core, io) = (&mut self.core, &mut self.io);
+            self.rx
+                .drain_each(|i, pkt| core.route_received(io, i, pkt, egress));
         }
-        self.totals.loops += 1;
-        if received > 0 {
-            self.totals.busy_loops += 1;
+        work += self.core.drain_handoffs(&mut self.io, now);
+        self.core.flush_all(&mut self.io);
+        self.core.shard.poll_expired(now, EXPIRE_BUDGET);
+        self.serve_commands(now);
+        let t = &mut self.core.totals;
+        t.loops += 1;
+        if work > 0 {
+            t.busy_loops += 1;
         }
-        self.counters.publish(&self.totals);
-        received
+        self.publish();
+        work
     }
 
-    fn transmit(&mut self, link: usize) {
-        for _ in 0..TX_RETRIES {
-            self.totals.tx_packets += self.io.tx(link, &mut self.burst) as u64;
-            if self.burst.is_empty() {
-                return;
+    fn publish(&mut self) {
+        self.core.totals.entries = u64::from(self.core.shard.total_entries());
+        self.core.totals.max_entries = u64::from(self.core.shard.max_entries());
+        self.counters.publish(&self.core.totals);
+    }
+
+    fn serve_commands(&mut self, now: Instant) {
+        if let Some(job) = &mut self.census {
+            let next = self
+                .core
+                .shard
+                .census_chunk(job.cursor, CENSUS_CHUNK, &mut job.census);
+            match next {
+                Some(c) => job.cursor = c,
+                None => {
+                    if let Some(job) = self.census.take() {
+                        let shard = &self.core.shard;
+                        let _ = job.reply.send(ShardReport {
+                            stats: shard.stats().clone(),
+                            total_entries: shard.total_entries(),
+                            max_entries: shard.max_entries(),
+                            census: job.census,
+                        });
+                    }
+                }
             }
         }
-        self.totals.tx_dropped += self.burst.clear() as u64;
+        for _ in 0..COMMANDS_PER_LOOP {
+            let Ok(cmd) = self.commands.try_recv() else {
+                return;
+            };
+            let shard = &mut self.core.shard;
+            // A reply the requester stopped waiting for is not an error.
+            match cmd {
+                Command::Settings(s) => shard.apply_settings(&s),
+                Command::FastTrack(m) => shard.set_fasttrack_mode(m),
+                Command::List { cursor, max, reply } => {
+                    let mut rows = Vec::with_capacity(max.min(LIST_CHUNK_MAX));
+                    let next =
+                        shard.snapshot_chunk(now, cursor, max.clamp(1, LIST_CHUNK_MAX), &mut rows);
+                    let _ = reply.send(ListChunk { rows, next });
+                }
+                Command::Get { id, reply } => {
+                    let _ = reply.send(shard.snapshot(id, now));
+                }
+                Command::Remove { id, reply } => {
+                    let _ = reply.send(shard.remove(id));
+                }
+                Command::Report { reply } => {
+                    if self.census.is_none() {
+                        self.census = Some(CensusJob {
+                            cursor: 0,
+                            census: Census::default(),
+                            reply,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     pub fn totals(&self) -> WorkerTotals {
-        self.totals
+        self.core.totals
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.core.shard
+    }
+
+    pub fn shard_mut(&mut self) -> &mut Shard {
+        &mut self.core.shard
     }
 
     pub fn io(&self) -> &I {
         &self.io
+    }
+
+    pub fn io_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+}
+
+impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
+    /// Parses the burst and tracks this worker's packets as one burst.
+    fn classify(&mut self, rx: &B, now: Instant) {
+        let n = rx.len().min(MAX_BURST);
+        let mut k = 0;
+        for i in 0..n {
+            self.disp[i] = match parse_ethernet(rx.data(i)) {
+                Ok(repr) => {
+                    let owner = self.dispatch.as_ref().map_or(self.id, |d| d.owner(&repr));
+                    if owner == self.id {
+                        self.local[k] = repr;
+                        k += 1;
+                        Disp::Local((k - 1) as u8)
+                    } else {
+                        self.parsed[i] = repr;
+                        Disp::Remote(owner)
+                    }
+                }
+                Err(e) => {
+                    self.totals.parse_errors[e.index()] += 1;
+                    Disp::Untracked
+                }
+            };
+        }
+        if k > 0 {
+            self.shard
+                .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+        }
+    }
+
+    /// Sends received packet `i` where [`Core::classify`] decided.
+    fn route_received<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        i: usize,
+        pkt: P,
+        egress: u16,
+    ) {
+        match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
+            Disp::Untracked => self.forward(io, pkt, egress),
+            Disp::Local(k) => self.after_verdict(io, self.verdicts[k as usize], pkt, egress),
+            Disp::Remote(owner) => {
+                let repr = Some(self.parsed[i]);
+                self.hand_off(
+                    owner,
+                    Handoff {
+                        pkt,
+                        repr,
+                        port: egress,
+                    },
+                );
+            }
+        }
+    }
+
+    fn after_verdict<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        v: Verdict,
+        pkt: P,
+        egress: u16,
+    ) {
+        if let Verdict::Dropped(_) = v {
+            self.totals.table_dropped += 1;
+            drop(pkt);
+        } else {
+            self.forward(io, pkt, egress);
+        }
+    }
+
+    /// Transmits on this worker's queue of `port`, or hands the packet to the
+    /// worker that owns one.
+    fn forward<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &mut I, pkt: P, port: u16) {
+        if !io.has_tx(port) {
+            let owner = self
+                .mesh
+                .tx_owner
+                .get(port as usize)
+                .copied()
+                .unwrap_or(self.id);
+            if owner != self.id {
+                self.hand_off(
+                    owner,
+                    Handoff {
+                        pkt,
+                        repr: None,
+                        port,
+                    },
+                );
+                return;
+            }
+            // Nobody can send on this port: count it as a TX drop.
+            self.totals.tx_dropped += 1;
+            return;
+        }
+        let Some(b) = self.tx.get_mut(port as usize) else {
+            self.totals.tx_dropped += 1;
+            return;
+        };
+        if let Err(pkt) = b.push(pkt) {
+            self.flush(io, port);
+            if self.tx[port as usize].push(pkt).is_err() {
+                self.totals.tx_dropped += 1;
+            }
+        }
+    }
+
+    fn hand_off(&mut self, owner: u16, h: Handoff<P>) {
+        match self.mesh.ring(self.id, owner).push(h) {
+            Ok(()) => self.totals.handoffs_out += 1,
+            // Ring full: the packet is freed here, counted.
+            Err(_) => self.totals.handoff_dropped += 1,
+        }
+    }
+
+    /// Tracks and forwards what other workers handed over (bounded per ring).
+    fn drain_handoffs<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        now: Instant,
+    ) -> usize {
+        if self.mesh.workers == 1 {
+            return 0;
+        }
+        let mut total = 0;
+        for src in 0..self.mesh.workers as u16 {
+            if src == self.id {
+                continue;
+            }
+            let mesh = Arc::clone(&self.mesh);
+            let ring = mesh.ring(src, self.id);
+            let mut k = 0;
+            while k < MAX_BURST {
+                let Some(h) = ring.pop() else { break };
+                total += 1;
+                match h.repr {
+                    Some(repr) => {
+                        self.local[k] = repr;
+                        self.staged.push((h.pkt, h.port));
+                        k += 1;
+                    }
+                    None => self.forward(io, h.pkt, h.port),
+                }
+            }
+            if k > 0 {
+                self.shard
+                    .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+                let mut staged = std::mem::take(&mut self.staged);
+                for (j, (pkt, port)) in staged.drain(..).enumerate() {
+                    self.after_verdict(io, self.verdicts[j], pkt, port);
+                }
+                self.staged = staged;
+            }
+        }
+        self.totals.handoffs_in += total as u64;
+        total
+    }
+
+    fn flush<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &mut I, port: u16) {
+        let Some(b) = self.tx.get_mut(port as usize) else {
+            return;
+        };
+        for _ in 0..TX_RETRIES {
+            if b.is_empty() {
+                return;
+            }
+            self.totals.tx_packets += io.tx(port, b) as u64;
+        }
+        self.totals.tx_dropped += b.clear() as u64;
+    }
+
+    fn flush_all<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &mut I) {
+        for port in 0..self.tx.len() {
+            self.flush(io, port as u16);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::TableConfig;
     use crate::io::mem::{MemIo, MemLink};
+    use crate::synth::{Mix, Side};
 
-    fn frames(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| vec![i as u8; 60]).collect()
+    fn shard(id: u16) -> Shard {
+        Shard::new(TableConfig::new(4096), Settings::default(), id)
+    }
+
+    fn mix() -> Mix {
+        Mix {
+            tcp: 20,
+            udp: 10,
+            icmp: 4,
+            exchanges: 3,
+            payload: 64,
+            keep_open: true,
+        }
+    }
+
+    /// Originators' packets on port 0, responders' on port 1.
+    fn inputs() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let p = mix().packets();
+        let orig = p
+            .iter()
+            .filter(|x| x.side == Side::Orig)
+            .map(|x| x.frame.clone())
+            .collect();
+        let reply = p
+            .iter()
+            .filter(|x| x.side == Side::Reply)
+            .map(|x| x.frame.clone())
+            .collect();
+        (orig, reply)
+    }
+
+    fn run_to_idle<I: PacketIo>(workers: &mut [Worker<I>]) {
+        let mut idle = 0;
+        while idle < 3 {
+            let work: usize = workers.iter_mut().map(Worker::poll_once).sum();
+            idle = if work == 0 { idle + 1 } else { 0 };
+        }
     }
 
     #[test]
-    fn forwards_every_packet_in_order() {
-        let link = MemLink {
-            input: frames(100).into(),
-            ..Default::default()
+    fn one_worker_tracks_and_forwards_both_directions() {
+        let (orig, reply) = inputs();
+        let links = vec![
+            MemLink {
+                port: 0,
+                input: orig.clone().into(),
+            },
+            MemLink {
+                port: 1,
+                input: reply.clone().into(),
+            },
+        ];
+        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let mesh = Mesh::new(1, vec![0, 0]);
+        let (_tx, rx) = crossbeam::channel::bounded(4);
+        let mut w = [Worker::new(0, io, shard(0), mesh, rx, Arc::default())];
+        run_to_idle(&mut w);
+        assert_eq!(w[0].io().output(1), &orig[..]);
+        assert_eq!(w[0].io().output(0), &reply[..]);
+        let m = mix();
+        assert_eq!(w[0].shard().total_entries(), m.tcp + m.udp + m.icmp);
+        let t = w[0].totals();
+        assert_eq!(t.rx_packets as usize, orig.len() + reply.len());
+        assert_eq!(t.tx_packets, t.rx_packets);
+        assert_eq!((t.handoffs_out, t.tx_dropped), (0, 0));
+    }
+
+    /// Single-queue ports, two workers: worker 0 polls port 0 and transmits
+    /// on port 1, worker 1 the reverse (as `ctrack run` plans it). Every
+    /// connection must end up in exactly one shard with both directions.
+    #[test]
+    fn software_dispatch_tracks_each_connection_once() {
+        let (orig, reply) = inputs();
+        let mesh = Mesh::new(2, vec![1, 0]);
+        let mut senders = Vec::new();
+        let mut workers: Vec<Worker<MemIo>> = (0..2u16)
+            .map(|id| {
+                let input = if id == 0 { orig.clone() } else { reply.clone() };
+                let links = vec![MemLink {
+                    port: id,
+                    input: input.into(),
+                }];
+                let io = MemIo::new(links, 2, &[id ^ 1], 32);
+                let (tx, rx) = crossbeam::channel::bounded(4);
+                senders.push(tx);
+                Worker::new(id, io, shard(id), Arc::clone(&mesh), rx, Arc::default())
+            })
+            .collect();
+        run_to_idle(&mut workers);
+        // Every packet left by the right port: order within each flow kept.
+        let out1 = workers[0].io().output(1);
+        let out0 = workers[1].io().output(0);
+        assert_eq!(out1.len(), orig.len());
+        assert_eq!(out0.len(), reply.len());
+        let sorted = |v: &[Vec<u8>]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
         };
-        let mut w = Worker::new(MemIo::new(vec![link], 32), Arc::default());
-        while w.poll_once() > 0 {}
-        assert_eq!(w.io().links[0].output, frames(100));
-        let t = w.totals();
-        assert_eq!((t.rx_packets, t.tx_packets, t.tx_dropped), (100, 100, 0));
+        assert_eq!(sorted(out1), sorted(&orig));
+        assert_eq!(sorted(out0), sorted(&reply));
+        // Each connection in exactly one shard, with both directions counted.
+        let m = mix();
+        let total: u32 = workers.iter().map(|w| w.shard().total_entries()).sum();
+        assert_eq!(total, m.tcp + m.udp + m.icmp);
+        assert!(
+            workers.iter().all(|w| w.shard().total_entries() > 0),
+            "both shards used"
+        );
+        for w in &workers {
+            w.shard().for_each_snapshot(Instant::ZERO, |c| {
+                assert!(c.orig_packets > 0 && c.repl_packets > 0, "{c:?}");
+            });
+            w.shard().check_invariants().unwrap();
+        }
+        let handoffs: u64 = workers.iter().map(|w| w.totals().handoffs_out).sum();
+        assert!(handoffs > 0);
+        assert!(workers.iter().all(|w| w.totals().handoff_dropped == 0));
+        drop(senders);
     }
 
     #[test]
-    fn partial_tx_retries_then_counts_drops() {
-        // The queue takes 1 packet per call: 8 retries send 8 of each 32-packet burst.
-        let link = MemLink {
-            input: frames(64).into(),
-            tx_limit: Some(1),
-            ..Default::default()
+    fn commands_list_remove_and_settings_between_bursts() {
+        let (orig, reply) = inputs();
+        let links = vec![
+            MemLink {
+                port: 0,
+                input: orig.into(),
+            },
+            MemLink {
+                port: 1,
+                input: reply.into(),
+            },
+        ];
+        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let (tx, rx) = crossbeam::channel::bounded(16);
+        let mut w = [Worker::new(
+            0,
+            io,
+            shard(0),
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        )];
+        run_to_idle(&mut w);
+        let total = w[0].shard().total_entries();
+
+        // Listing in chunks of 5 sees every connection once.
+        let mut seen = Vec::new();
+        let mut cursor = Some(0);
+        while let Some(c) = cursor {
+            let (rtx, rrx) = crossbeam::channel::bounded(1);
+            tx.send(Command::List {
+                cursor: c,
+                max: 5,
+                reply: rtx,
+            })
+            .unwrap();
+            w[0].poll_once();
+            let chunk = rrx.recv().unwrap();
+            assert!(chunk.rows.len() <= 5);
+            seen.extend(chunk.rows.into_iter().map(|r| r.id));
+            cursor = chunk.next;
+        }
+        assert_eq!(seen.len() as u32, total);
+
+        let id: ConnId = seen[0].parse().unwrap();
+        let (rtx, rrx) = crossbeam::channel::bounded(1);
+        tx.send(Command::Remove { id, reply: rtx }).unwrap();
+        w[0].poll_once();
+        assert!(rrx.recv().unwrap());
+        assert_eq!(w[0].shard().total_entries(), total - 1);
+
+        let mut s = Settings::default();
+        s.set("udp-stream-timeout", "1h").unwrap();
+        tx.send(Command::Settings(Box::new(s.clone()))).unwrap();
+        w[0].poll_once();
+        assert_eq!(w[0].shard().settings(), &s);
+
+        let (rtx, rrx) = crossbeam::channel::bounded(1);
+        tx.send(Command::Report { reply: rtx }).unwrap();
+        let report = loop {
+            w[0].poll_once();
+            if let Ok(r) = rrx.try_recv() {
+                break r;
+            }
         };
-        let counters = Arc::new(WorkerCounters::default());
-        let mut w = Worker::new(MemIo::new(vec![link], 32), counters.clone());
-        while w.poll_once() > 0 {}
-        let t = counters.read();
-        assert_eq!(t.rx_packets, 64);
-        assert_eq!(t.tx_packets, 16);
-        assert_eq!(t.tx_dropped, 48);
-        assert_eq!(w.io().links[0].output.len(), 16);
+        assert_eq!(report.total_entries, total - 1);
+        assert_eq!(
+            report.census.counts.values().sum::<u64>(),
+            u64::from(total - 1)
+        );
     }
 }

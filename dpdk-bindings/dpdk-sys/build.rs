@@ -109,7 +109,8 @@ fn main() {
         .allowlist_var("SOCKET_ID_ANY");
 
     // bindgen panics when it cannot load libclang; turn that into one line.
-    let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+    let generated =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
     let bindings = match generated {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {

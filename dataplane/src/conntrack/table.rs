@@ -156,7 +156,9 @@ impl core::str::FromStr for FastTrackMode {
         match s {
             "no" => Ok(FastTrackMode::No),
             "established" => Ok(FastTrackMode::Established),
-            _ => Err(format!("bad fasttrack mode {s:?}: expected no or established")),
+            _ => Err(format!(
+                "bad fasttrack mode {s:?}: expected no or established"
+            )),
         }
     }
 }
@@ -241,7 +243,9 @@ impl Shard {
     /// `cursor` on, at most `max` positions; returns where to continue, or
     /// `None` at the end. Bounded work, for metrics between bursts.
     pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
-        let end = cursor.saturating_add(max.max(1) as u32).min(self.high_water);
+        let end = cursor
+            .saturating_add(max.max(1) as u32)
+            .min(self.high_water);
         for i in cursor..end {
             let e = self.e(i);
             if e.is_live() {

@@ -1009,7 +1009,10 @@ fn fasttrack_mode_established_takes_the_short_path_until_fin() {
     }
     let snap = s.snapshot(id, at(1)).unwrap();
     assert!(snap.fasttrack);
-    assert_eq!((snap.orig_fasttrack_packets, snap.repl_fasttrack_packets), (3, 3));
+    assert_eq!(
+        (snap.orig_fasttrack_packets, snap.repl_fasttrack_packets),
+        (3, 3)
+    );
     assert_eq!(snap.orig_packets, 2 + 3);
     assert_eq!(s.stats().fasttrack_packets, 6);
     // A FIN returns the connection to the full path, which tracks the close.
@@ -1058,5 +1061,21 @@ fn census_counts_live_connections_by_protocol_and_state_in_chunks() {
     assert_eq!(census.counts.get(&(proto::TCP, est)), Some(&1));
     assert_eq!(census.counts.get(&(proto::TCP, syn)), Some(&1));
     assert_eq!(census.counts.get(&(proto::UDP, u8::MAX)), Some(&5));
-    assert_eq!(census.counts.values().sum::<u64>(), u64::from(s.total_entries()));
+    assert_eq!(
+        census.counts.values().sum::<u64>(),
+        u64::from(s.total_entries())
+    );
+}
+
+#[test]
+fn every_listed_property_is_known_to_get() {
+    let mut s = shard(4);
+    let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 1, B, 2)));
+    let snap = s.snapshot(id, at(0)).unwrap();
+    for p in snapshot::PROPERTIES {
+        assert!(snap.get(p).is_ok(), "{p}");
+        snapshot::check_property(p).unwrap();
+    }
+    assert!(snapshot::check_property("bogus").is_err());
+    assert!(snap.get("bogus").is_err());
 }

@@ -1,13 +1,21 @@
 //! [`PacketIo`] over DPDK queues.
 
-use dpdk::{MbufBurst, RxQueue, TxQueue};
+use dpdk::{Mbuf, MbufBurst, RxQueue, TscClock, TxQueue};
 
 use super::{Burst, PacketIo};
+use crate::conntrack::Instant;
 
 impl Burst for MbufBurst {
+    type Packet = Mbuf;
+
     #[inline]
     fn len(&self) -> usize {
         MbufBurst::len(self)
+    }
+
+    #[inline]
+    fn is_full(&self) -> bool {
+        MbufBurst::is_full(self)
     }
 
     #[inline]
@@ -15,8 +23,14 @@ impl Burst for MbufBurst {
         MbufBurst::data(self, i)
     }
 
-    fn retain(&mut self, keep: impl FnMut(usize, &[u8]) -> bool) -> usize {
-        MbufBurst::retain(self, keep)
+    #[inline]
+    fn push(&mut self, p: Mbuf) -> Result<(), Mbuf> {
+        MbufBurst::push(self, p)
+    }
+
+    #[inline]
+    fn drain_each(&mut self, f: impl FnMut(usize, Mbuf)) {
+        MbufBurst::drain_each(self, f)
     }
 
     fn clear(&mut self) -> usize {
@@ -24,24 +38,31 @@ impl Burst for MbufBurst {
     }
 }
 
-/// The links of one worker: each RX queue with the TX queue its packets leave by.
-#[derive(Debug, Default)]
+/// The queues of one worker: the RX queues it polls, and its TX queue (if
+/// any) on each port.
+#[derive(Debug)]
 pub struct DpdkIo {
-    links: Vec<(RxQueue, TxQueue)>,
+    links: Vec<RxQueue>,
+    tx: Vec<Option<TxQueue>>,
     burst_size: usize,
+    clock: TscClock,
 }
 
 impl DpdkIo {
-    /// `burst_size` is clamped to 1..=[`dpdk::MAX_BURST`].
-    pub fn new(links: Vec<(RxQueue, TxQueue)>, burst_size: usize) -> Self {
+    /// `tx[port]` is this worker's TX queue on `port`; `burst_size` is
+    /// clamped to 1..=[`dpdk::MAX_BURST`].
+    pub fn new(links: Vec<RxQueue>, tx: Vec<Option<TxQueue>>, burst_size: usize) -> Self {
         DpdkIo {
             links,
+            tx,
             burst_size,
+            clock: TscClock::new(),
         }
     }
 }
 
 impl PacketIo for DpdkIo {
+    type Packet = Mbuf;
     type Burst = MbufBurst;
 
     fn new_burst(&self) -> MbufBurst {
@@ -53,12 +74,34 @@ impl PacketIo for DpdkIo {
     }
 
     #[inline]
-    fn rx(&mut self, link: usize, burst: &mut MbufBurst) -> usize {
-        self.links[link].0.rx_burst(burst)
+    fn rx_port(&self, link: usize) -> u16 {
+        self.links[link].port().0
     }
 
     #[inline]
-    fn tx(&mut self, link: usize, burst: &mut MbufBurst) -> usize {
-        self.links[link].1.tx_burst(burst)
+    fn rx(&mut self, link: usize, burst: &mut MbufBurst) -> usize {
+        self.links[link].rx_burst(burst)
+    }
+
+    fn ports(&self) -> usize {
+        self.tx.len()
+    }
+
+    #[inline]
+    fn has_tx(&self, port: u16) -> bool {
+        matches!(self.tx.get(port as usize), Some(Some(_)))
+    }
+
+    #[inline]
+    fn tx(&mut self, port: u16, burst: &mut MbufBurst) -> usize {
+        match self.tx.get_mut(port as usize) {
+            Some(Some(q)) => q.tx_burst(burst),
+            _ => 0,
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant(self.clock.now_nanos())
     }
 }

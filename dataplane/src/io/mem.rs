@@ -1,35 +1,46 @@
-//! An in-memory [`PacketIo`]: each link reads from a queue of frames and
-//! writes to a vector. For tests and benchmarks; allocates freely.
+//! An in-memory [`PacketIo`]: each link reads from a queue of frames, each
+//! port's TX appends to a vector, and the clock is a field. For tests and
+//! benchmarks; allocates freely.
 
 use std::collections::VecDeque;
 
 use super::{Burst, PacketIo};
+use crate::conntrack::Instant;
 
 /// A burst of owned frames.
 #[derive(Debug, Default)]
 pub struct MemBurst {
-    pkts: Vec<Vec<u8>>,
+    pkts: VecDeque<Vec<u8>>,
     cap: usize,
 }
 
 impl Burst for MemBurst {
+    type Packet = Vec<u8>;
+
     fn len(&self) -> usize {
         self.pkts.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.pkts.len() >= self.cap
     }
 
     fn data(&self, i: usize) -> &[u8] {
         &self.pkts[i]
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(usize, &[u8]) -> bool) -> usize {
-        let before = self.pkts.len();
-        let mut i = 0;
-        self.pkts.retain(|p| {
-            let k = keep(i, p);
-            i += 1;
-            k
-        });
-        before - self.pkts.len()
+    fn push(&mut self, p: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.is_full() {
+            return Err(p);
+        }
+        self.pkts.push_back(p);
+        Ok(())
+    }
+
+    fn drain_each(&mut self, mut f: impl FnMut(usize, Vec<u8>)) {
+        for (i, p) in self.pkts.drain(..).enumerate() {
+            f(i, p);
+        }
     }
 
     fn clear(&mut self) -> usize {
@@ -39,39 +50,72 @@ impl Burst for MemBurst {
     }
 }
 
-/// One link: frames waiting to be received, frames transmitted.
+/// One RX link: frames waiting to be received on `port`.
 #[derive(Debug, Default)]
 pub struct MemLink {
+    pub port: u16,
     pub input: VecDeque<Vec<u8>>,
-    pub output: Vec<Vec<u8>>,
-    /// Accept at most this many packets per TX call (to exercise partial TX).
-    pub tx_limit: Option<usize>,
 }
 
-#[derive(Debug)]
+/// One TX queue: frames transmitted on a port.
+#[derive(Debug, Default)]
+pub struct MemTx {
+    pub output: Vec<Vec<u8>>,
+    /// Accept at most this many packets per TX call (to exercise partial TX).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Default)]
 pub struct MemIo {
     pub links: Vec<MemLink>,
+    /// TX queue per port, `None` where this worker has none.
+    pub tx: Vec<Option<MemTx>>,
     pub burst_size: usize,
+    /// The clock `now()` returns; tests move it.
+    pub clock: Instant,
 }
 
 impl MemIo {
-    pub fn new(links: Vec<MemLink>, burst_size: usize) -> Self {
-        MemIo { links, burst_size }
+    /// A worker polling `links`, with a TX queue on each of `tx_ports` among
+    /// `ports` ports.
+    pub fn new(links: Vec<MemLink>, ports: usize, tx_ports: &[u16], burst_size: usize) -> Self {
+        let tx = (0..ports)
+            .map(|p| tx_ports.contains(&(p as u16)).then(MemTx::default))
+            .collect();
+        MemIo {
+            links,
+            tx,
+            burst_size,
+            clock: Instant::ZERO,
+        }
+    }
+
+    /// Frames transmitted on `port` by this worker.
+    pub fn output(&self, port: u16) -> &[Vec<u8>] {
+        self.tx
+            .get(port as usize)
+            .and_then(Option::as_ref)
+            .map_or(&[], |t| &t.output)
     }
 }
 
 impl PacketIo for MemIo {
+    type Packet = Vec<u8>;
     type Burst = MemBurst;
 
     fn new_burst(&self) -> MemBurst {
         MemBurst {
-            pkts: Vec::with_capacity(self.burst_size),
+            pkts: VecDeque::with_capacity(self.burst_size),
             cap: self.burst_size,
         }
     }
 
     fn links(&self) -> usize {
         self.links.len()
+    }
+
+    fn rx_port(&self, link: usize) -> u16 {
+        self.links[link].port
     }
 
     fn rx(&mut self, link: usize, burst: &mut MemBurst) -> usize {
@@ -82,10 +126,24 @@ impl PacketIo for MemIo {
         n
     }
 
-    fn tx(&mut self, link: usize, burst: &mut MemBurst) -> usize {
-        let l = &mut self.links[link];
-        let n = l.tx_limit.unwrap_or(usize::MAX).min(burst.pkts.len());
-        l.output.extend(burst.pkts.drain(..n));
+    fn ports(&self) -> usize {
+        self.tx.len()
+    }
+
+    fn has_tx(&self, port: u16) -> bool {
+        matches!(self.tx.get(port as usize), Some(Some(_)))
+    }
+
+    fn tx(&mut self, port: u16, burst: &mut MemBurst) -> usize {
+        let Some(Some(t)) = self.tx.get_mut(port as usize) else {
+            return 0;
+        };
+        let n = t.limit.unwrap_or(usize::MAX).min(burst.pkts.len());
+        t.output.extend(burst.pkts.drain(..n));
         n
+    }
+
+    fn now(&self) -> Instant {
+        self.clock
     }
 }

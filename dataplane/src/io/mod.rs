@@ -1,41 +1,56 @@
 //! Packet I/O behind the worker loop.
 //!
-//! A worker owns a set of *links*: an RX queue and the TX queue its packets
-//! leave by (port 0 queue q -> port 1 queue q, and back). [`PacketIo`] is
-//! that set; DPDK queues are one implementation ([`dpdk`], feature `dpdk`),
-//! [`mem`] is an in-memory one for tests and benchmarks.
+//! A worker polls a set of *links* (RX queues) and transmits on the TX queues
+//! it owns, at most one per port. [`PacketIo`] is that set; DPDK queues are one
+//! implementation ([`dpdk`], feature `dpdk`), [`mem`] is an in-memory one for
+//! tests and benchmarks.
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
 pub mod pcap;
 
+use crate::conntrack::Instant;
+
 /// A reusable burst of owned packets. Dropping or clearing it frees what it
 /// still holds, so an unsent packet is never leaked.
 pub trait Burst {
+    /// One owned packet; moving it between threads moves its ownership.
+    type Packet: Send + 'static;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    fn is_full(&self) -> bool;
     /// Bytes of packet `i` (`i < len()`).
     fn data(&self, i: usize) -> &[u8];
-    /// Keeps packets for which `keep(i, bytes)` holds, in order; frees the
-    /// rest and returns how many were freed.
-    fn retain(&mut self, keep: impl FnMut(usize, &[u8]) -> bool) -> usize;
+    /// Adds a packet; gives it back if the burst is full.
+    fn push(&mut self, p: Self::Packet) -> Result<(), Self::Packet>;
+    /// Moves every packet out, in order, to `f(index, packet)`.
+    fn drain_each(&mut self, f: impl FnMut(usize, Self::Packet));
     /// Frees every packet still held and returns how many.
     fn clear(&mut self) -> usize;
 }
 
-/// The queues one worker polls.
+/// The queues one worker polls and transmits on.
 pub trait PacketIo {
-    type Burst: Burst;
+    type Packet: Send + 'static;
+    type Burst: Burst<Packet = Self::Packet>;
     /// A fresh, empty burst.
     fn new_burst(&self) -> Self::Burst;
-    /// Number of links (RX queue -> TX queue pairs).
+    /// Number of links (RX queues) this worker polls.
     fn links(&self) -> usize;
-    /// Receives into `burst` from link `link`'s RX queue; returns the count.
+    /// The port link `link` receives from.
+    fn rx_port(&self, link: usize) -> u16;
+    /// Receives into `burst` from link `link`; returns the count.
     fn rx(&mut self, link: usize, burst: &mut Self::Burst) -> usize;
-    /// Sends from the front of `burst` on link `link`'s TX queue; what the
-    /// queue does not take stays in `burst`. Returns the count sent.
-    fn tx(&mut self, link: usize, burst: &mut Self::Burst) -> usize;
+    /// Number of ports (the highest port id + 1).
+    fn ports(&self) -> usize;
+    /// Whether this worker owns a TX queue on `port`.
+    fn has_tx(&self, port: u16) -> bool;
+    /// Sends from the front of `burst` on this worker's TX queue of `port`;
+    /// what the queue does not take stays in `burst`. Returns the count sent.
+    fn tx(&mut self, port: u16, burst: &mut Self::Burst) -> usize;
+    /// The time, read once per loop (TSC on DPDK).
+    fn now(&self) -> Instant;
 }

@@ -44,7 +44,8 @@ impl Eal {
         owned.push(CString::new("ctrack").expect("no NUL"));
         for a in args {
             owned.push(
-                CString::new(a.as_ref()).map_err(|_| DpdkError::new("rte_eal_init", libc::EINVAL))?,
+                CString::new(a.as_ref())
+                    .map_err(|_| DpdkError::new("rte_eal_init", libc::EINVAL))?,
             );
         }
         // EAL may keep pointers into argv (e.g. for the program name), so the
@@ -122,4 +123,37 @@ pub fn rdtsc() -> u64 {
 pub fn tsc_hz() -> u64 {
     // SAFETY: reads EAL's calibration result.
     unsafe { dpdk_sys::ctrack_rte_get_tsc_hz() }
+}
+
+/// Nanoseconds from the TSC: one `rdtsc` and a multiply, for reading the time
+/// once per burst.
+#[derive(Debug, Clone, Copy)]
+pub struct TscClock {
+    base: u64,
+    /// Nanoseconds per tick, as a 32.32 fixed-point number.
+    mult: u64,
+}
+
+impl TscClock {
+    /// A clock starting at 0 now. Needs an initialised EAL (for the TSC rate).
+    pub fn new() -> TscClock {
+        let hz = tsc_hz().max(1);
+        TscClock {
+            base: rdtsc(),
+            mult: ((1_000_000_000u128 << 32) / u128::from(hz)) as u64,
+        }
+    }
+
+    /// Nanoseconds since [`TscClock::new`].
+    #[inline]
+    pub fn now_nanos(&self) -> u64 {
+        let ticks = rdtsc().wrapping_sub(self.base);
+        ((u128::from(ticks) * u128::from(self.mult)) >> 32) as u64
+    }
+}
+
+impl Default for TscClock {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -19,7 +19,8 @@ unsafe impl Send for RteHash {}
 impl RteHash {
     /// A table for `entries` keys of `key_len` bytes.
     pub fn new(name: &str, entries: u32, key_len: u32) -> Result<RteHash> {
-        let cname = CString::new(name).map_err(|_| DpdkError::new("rte_hash_create", libc::EINVAL))?;
+        let cname =
+            CString::new(name).map_err(|_| DpdkError::new("rte_hash_create", libc::EINVAL))?;
         let params = dpdk_sys::rte_hash_parameters {
             name: cname.as_ptr(),
             entries,
@@ -33,7 +34,10 @@ impl RteHash {
         // SAFETY: params and name are valid for the call; the result is checked.
         let raw = unsafe { dpdk_sys::rte_hash_create(&params) };
         NonNull::new(raw)
-            .map(|raw| RteHash { raw, key_len: key_len as usize })
+            .map(|raw| RteHash {
+                raw,
+                key_len: key_len as usize,
+            })
             .ok_or_else(|| DpdkError::from_rte_errno("rte_hash_create"))
     }
 
@@ -43,9 +47,17 @@ impl RteHash {
         // SAFETY: valid table; key has key_len bytes; data is stored as a
         // pointer-sized value and never dereferenced by DPDK.
         let rc = unsafe {
-            dpdk_sys::rte_hash_add_key_data(self.raw.as_ptr(), key.as_ptr().cast(), data as usize as *mut _)
+            dpdk_sys::rte_hash_add_key_data(
+                self.raw.as_ptr(),
+                key.as_ptr().cast(),
+                data as usize as *mut _,
+            )
         };
-        if rc < 0 { Err(DpdkError::new("rte_hash_add_key_data", rc)) } else { Ok(rc) }
+        if rc < 0 {
+            Err(DpdkError::new("rte_hash_add_key_data", rc))
+        } else {
+            Ok(rc)
+        }
     }
 
     /// Looks up to 64 keys at once (`rte_hash_lookup_bulk_data`); `found[i]`

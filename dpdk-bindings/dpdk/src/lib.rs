@@ -15,7 +15,9 @@ mod mbuf;
 mod mempool;
 mod port;
 
-pub use eal::{Eal, LcoreId, lcore_id, main_lcore, rdtsc, register_thread, tsc_hz, worker_lcores};
+pub use eal::{
+    Eal, LcoreId, TscClock, lcore_id, main_lcore, rdtsc, register_thread, tsc_hz, worker_lcores,
+};
 pub use error::{DpdkError, Result};
 pub use hash::RteHash;
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};

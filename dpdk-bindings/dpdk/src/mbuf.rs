@@ -146,7 +146,13 @@ impl MbufBurst {
 
     /// A burst that RX fills with at most `cap` (clamped to 1..=MAX_BURST) mbufs.
     pub const fn with_capacity(cap: usize) -> Self {
-        let cap = if cap == 0 { 1 } else if cap > MAX_BURST { MAX_BURST } else { cap };
+        let cap = if cap == 0 {
+            1
+        } else if cap > MAX_BURST {
+            MAX_BURST
+        } else {
+            cap
+        };
         MbufBurst {
             ptrs: [std::ptr::null_mut(); MAX_BURST],
             len: 0,
@@ -243,6 +249,21 @@ impl MbufBurst {
         n - w
     }
 
+    /// Moves every mbuf out, in order, to `f(index, mbuf)`.
+    pub fn drain_each(&mut self, mut f: impl FnMut(usize, Mbuf)) {
+        let n = self.len;
+        // Empty first: if `f` panics, the mbufs not yet handed out leak
+        // rather than being freed twice.
+        self.len = 0;
+        for i in 0..n {
+            if let Some(raw) = NonNull::new(self.ptrs[i]) {
+                // SAFETY: slot i held an owned mbuf; ownership moves to `f`
+                // and the burst no longer counts it.
+                f(i, unsafe { Mbuf::from_raw(raw) });
+            }
+        }
+    }
+
     /// Frees every mbuf still held; returns how many.
     pub fn clear(&mut self) -> usize {
         let n = self.len;
@@ -259,7 +280,10 @@ impl MbufBurst {
     pub(crate) fn spare_ptrs(&mut self) -> (*mut *mut dpdk_sys::rte_mbuf, u16) {
         let spare = self.cap.saturating_sub(self.len);
         // SAFETY: len <= cap <= MAX_BURST so the offset stays inside the array.
-        (unsafe { self.ptrs.as_mut_ptr().add(self.len) }, spare as u16)
+        (
+            unsafe { self.ptrs.as_mut_ptr().add(self.len) },
+            spare as u16,
+        )
     }
 
     /// Marks `n` more slots (filled by RX) as owned.

@@ -27,8 +27,8 @@ impl Mempool {
         data_room: u16,
         socket: i32,
     ) -> Result<Mempool> {
-        let cname =
-            CString::new(name).map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", libc::EINVAL))?;
+        let cname = CString::new(name)
+            .map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", libc::EINVAL))?;
         // SAFETY: cname is a valid C string; the returned pointer is checked.
         let raw = unsafe {
             dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use crate::error::{DpdkError, Result, check};
-use crate::{Mempool, MbufBurst};
+use crate::{MbufBurst, Mempool};
 
 /// An Ethernet port id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,7 +123,9 @@ impl Port {
         let rc = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(id.0, name.as_mut_ptr()) };
         let name = if rc == 0 {
             // SAFETY: NUL-terminated on success.
-            unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(name.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
         } else {
             format!("port{}", id.0)
         };
@@ -131,7 +133,9 @@ impl Port {
             String::new()
         } else {
             // SAFETY: a static NUL-terminated string owned by the driver.
-            unsafe { CStr::from_ptr(raw.driver_name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(raw.driver_name) }
+                .to_string_lossy()
+                .into_owned()
         };
         // SAFETY: valid port id.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id.0) };
@@ -166,7 +170,8 @@ impl Port {
         if rss_enabled {
             conf.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
-            if !key.is_empty() && (info.hash_key_size == 0 || key.len() == info.hash_key_size as usize)
+            if !key.is_empty()
+                && (info.hash_key_size == 0 || key.len() == info.hash_key_size as usize)
             {
                 conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
                 conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
@@ -182,7 +187,11 @@ impl Port {
         check("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {
             dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut rx_desc, &mut tx_desc)
         })?;
-        let socket = if info.socket < 0 { 0 } else { info.socket as u32 };
+        let socket = if info.socket < 0 {
+            0
+        } else {
+            info.socket as u32
+        };
         for q in 0..rx_queues {
             // SAFETY: configured port, queue index below the configured count,
             // NULL rxconf = driver defaults, a live mempool (kept alive by PortShared).
@@ -204,7 +213,9 @@ impl Port {
             })?;
         }
         // SAFETY: fully configured port.
-        check("rte_eth_dev_start", unsafe { dpdk_sys::rte_eth_dev_start(id.0) })?;
+        check("rte_eth_dev_start", unsafe {
+            dpdk_sys::rte_eth_dev_start(id.0)
+        })?;
         let port = Port {
             shared: Arc::new(PortShared { id, _pool: pool }),
             info,
@@ -333,7 +344,8 @@ impl RxQueue {
         }
         // SAFETY: started port and a queue owned by this handle alone
         // (!Sync); `slots` has room for `room` pointers.
-        let n = unsafe { dpdk_sys::ctrack_rte_eth_rx_burst(self.port.id.0, self.queue.0, slots, room) };
+        let n =
+            unsafe { dpdk_sys::ctrack_rte_eth_rx_burst(self.port.id.0, self.queue.0, slots, room) };
         // SAFETY: the driver filled n slots with mbufs it hands over to us.
         unsafe { burst.set_filled(n as usize) };
         n as usize
@@ -368,7 +380,8 @@ impl TxQueue {
         }
         // SAFETY: started port, queue owned by this handle alone; ptrs holds
         // n owned mbufs; the driver takes ownership of the first `sent`.
-        let sent = unsafe { dpdk_sys::ctrack_rte_eth_tx_burst(self.port.id.0, self.queue.0, ptrs, n) };
+        let sent =
+            unsafe { dpdk_sys::ctrack_rte_eth_tx_burst(self.port.id.0, self.queue.0, ptrs, n) };
         burst.consume_front(sent as usize);
         sent as usize
     }
@@ -383,7 +396,9 @@ mod tests {
         let r = even_reta(128, 3);
         assert_eq!(r.len(), 128);
         assert_eq!(&r[..6], &[0, 1, 2, 0, 1, 2]);
-        let counts = (0..3).map(|q| r.iter().filter(|&&x| x == q).count()).collect::<Vec<_>>();
+        let counts = (0..3)
+            .map(|q| r.iter().filter(|&&x| x == q).count())
+            .collect::<Vec<_>>();
         assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
         assert!(even_reta(512, 0).iter().all(|&q| q == 0));
     }
