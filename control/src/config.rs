@@ -12,13 +12,22 @@
 //! mbufs = 16383        # mbufs in the pool (default: sized from ports and queues)
 //! duration = "10s"     # stop after this long (default: run until SIGINT/SIGTERM)
 //! idle-exit = "1s"     # stop once no packet arrived for this long
+//! max-entries = 1048576  # connections per worker (the table's ceiling)
+//! fasttrack = "no"     # or "established"
+//! api = "127.0.0.1:8728"       # management API, or "off"
+//! api-token = "..."            # required to bind the API beyond loopback
+//! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
+//!
+//! [tracking]           # /ip firewall connection tracking, the seed's names
+//! udp-timeout = "10s"
+//! tcp-established-timeout = "1d"
 //! ```
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use dataplane::conntrack::Duration;
+use dataplane::conntrack::{Duration, FastTrackMode, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -44,6 +53,35 @@ pub enum ConfigError {
 pub struct ConfigFile {
     #[serde(default)]
     pub run: RunConfig,
+    /// Connection tracking settings (the seed's names and defaults).
+    #[serde(default)]
+    pub tracking: Settings,
+}
+
+/// A listening address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse().map(Listen::At).map_err(|_| {
+            format!("bad address {s:?}: expected IP:PORT (e.g. 127.0.0.1:8728) or off")
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Settings of `ctrack run`. `None` means "use the default".
@@ -59,14 +97,34 @@ pub struct RunConfig {
     pub mbufs: Option<u32>,
     pub duration: Option<Duration>,
     pub idle_exit: Option<Duration>,
+    pub max_entries: Option<u32>,
+    #[serde(default, deserialize_with = "de_fasttrack")]
+    pub fasttrack: Option<FastTrackMode>,
+    pub api: Option<Listen>,
+    pub api_token: Option<String>,
+    pub metrics: Option<Listen>,
+}
+
+fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 impl RunConfig {
     pub const DEFAULT_RX_DESC: u16 = 1024;
     pub const DEFAULT_TX_DESC: u16 = 1024;
     pub const DEFAULT_BURST: u16 = 32;
+    pub const DEFAULT_MAX_ENTRIES: u32 = 1 << 20;
+    pub const DEFAULT_API: &str = "127.0.0.1:8728";
+    pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        ConfigFile::load(path).map(|f| f.run)
+    }
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
@@ -77,9 +135,11 @@ impl RunConfig {
             message: e.message().to_owned(),
         })?;
         file.run.validate()?;
-        Ok(file.run)
+        Ok(file)
     }
+}
 
+impl RunConfig {
     /// Fields of `over` that are set replace ours.
     pub fn merge(mut self, over: RunConfig) -> RunConfig {
         if !over.eal.is_empty() {
@@ -92,6 +152,11 @@ impl RunConfig {
         self.mbufs = over.mbufs.or(self.mbufs);
         self.duration = over.duration.or(self.duration);
         self.idle_exit = over.idle_exit.or(self.idle_exit);
+        self.max_entries = over.max_entries.or(self.max_entries);
+        self.fasttrack = over.fasttrack.or(self.fasttrack);
+        self.api = over.api.or(self.api);
+        self.api_token = over.api_token.or(self.api_token);
+        self.metrics = over.metrics.or(self.metrics);
         self
     }
 
@@ -110,6 +175,7 @@ impl RunConfig {
         range("tx-desc", self.tx_desc.map(u64::from), 32, 32768)?;
         range("burst", self.burst.map(u64::from), 1, 64)?;
         range("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
+        range("max-entries", self.max_entries.map(u64::from), 1, 1 << 28)?;
         Ok(())
     }
 }
@@ -120,7 +186,8 @@ mod tests {
 
     #[test]
     fn parses_kebab_case_and_rejects_unknown_fields() {
-        let f: ConfigFile = toml::from_str("[run]\nworkers = 2\nrx-desc = 512\nidle-exit = \"500ms\"\n").unwrap();
+        let f: ConfigFile =
+            toml::from_str("[run]\nworkers = 2\nrx-desc = 512\nidle-exit = \"500ms\"\n").unwrap();
         assert_eq!(f.run.workers, Some(2));
         assert_eq!(f.run.rx_desc, Some(512));
         assert_eq!(f.run.idle_exit, Some(Duration::from_millis(500)));

@@ -3,9 +3,13 @@
 //! `main.rs` is only the command-line front end.
 #![deny(unsafe_code)]
 
+pub mod api;
+pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod replay;
 #[cfg(feature = "dpdk")]
 pub mod run;
+pub mod workers;

@@ -5,11 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use control::config::RunConfig;
+use control::config::{ConfigFile, Listen, RunConfig};
 use dataplane::conntrack::Duration;
+use dataplane::conntrack::Settings;
 
 #[derive(Parser)]
-#[command(name = "ctrack", version, about = "Connection-tracking dataplane on DPDK")]
+#[command(
+    name = "ctrack",
+    version,
+    about = "Connection-tracking dataplane on DPDK"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +28,9 @@ enum Command {
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
+    /// Talk to a running dataplane: `connection print`, `connection remove ID`,
+    /// `connection tracking print`, `connection tracking set KEY=VALUE ...`.
+    Connection(control::client::ConnectionArgs),
     /// Run the conntrack core over a capture (Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
@@ -101,6 +109,24 @@ struct RunArgs {
     /// Stop once no packet has arrived for this long (e.g. 500ms).
     #[arg(long)]
     idle_exit: Option<Duration>,
+    /// Connections per worker at most (the table's ceiling).
+    #[arg(long)]
+    max_entries: Option<u32>,
+    /// Fast-track established TCP and UDP streams: no | established.
+    #[arg(long)]
+    fasttrack: Option<dataplane::conntrack::FastTrackMode>,
+    /// Management API address (IP:PORT) or `off` [default: 127.0.0.1:8728].
+    #[arg(long)]
+    api: Option<Listen>,
+    /// Bearer token for the API (required to bind beyond loopback).
+    #[arg(long, env = "CTRACK_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Prometheus metrics address (IP:PORT) or `off` [default: 127.0.0.1:9464].
+    #[arg(long)]
+    metrics: Option<Listen>,
+    /// A tracking setting, e.g. --set udp-timeout=30s (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Also write the final totals as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -115,6 +141,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Generate(args) => cmd_generate(args),
         Command::Replay(args) => cmd_replay(args),
+        Command::Connection(args) => control::client::run_args(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,11 +152,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Applies `--set KEY=VALUE` arguments to `settings`.
+fn apply_sets(settings: &mut Settings, sets: &[String]) -> Result<()> {
+    for kv in sets {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        settings.set(k.trim(), v.trim())?;
+    }
+    Ok(())
+}
+
 fn cmd_run(args: RunArgs) -> Result<()> {
     let file = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::default(),
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
     };
+    let mut tracking = file.tracking;
+    apply_sets(&mut tracking, &args.set)?;
     let cli = RunConfig {
         eal: args.eal,
         workers: args.workers,
@@ -139,20 +179,20 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         mbufs: args.mbufs,
         duration: args.duration,
         idle_exit: args.idle_exit,
+        max_entries: args.max_entries,
+        fasttrack: args.fasttrack,
+        api: args.api,
+        api_token: args.api_token,
+        metrics: args.metrics,
     };
     cli.validate()?;
-    let cfg = file.merge(cli);
-    run_dataplane(&cfg, args.summary_json)
+    let cfg = file.run.merge(cli);
+    run_dataplane(&cfg, &tracking, args.summary_json)
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
-    let mut settings = dataplane::conntrack::Settings::default();
-    for kv in &args.set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
-        settings.set(k.trim(), v.trim())?;
-    }
+    let mut settings = Settings::default();
+    apply_sets(&mut settings, &args.set)?;
     if args.max_entries == 0 {
         anyhow::bail!("--max-entries must be at least 1");
     }
@@ -180,8 +220,13 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         keep_open: args.keep_open,
     };
     let create = |path: &PathBuf| -> Result<PcapWriter<std::io::BufWriter<std::fs::File>>> {
-        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(PcapWriter::new(std::io::BufWriter::new(f), LinkType::Ethernet, false)?)
+        let f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(PcapWriter::new(
+            std::io::BufWriter::new(f),
+            LinkType::Ethernet,
+            false,
+        )?)
     };
     let mut orig = create(&args.out)?;
     let mut reply = args.reply_out.as_ref().map(create).transpose()?;
@@ -206,14 +251,18 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 }
 
 #[cfg(feature = "dpdk")]
-fn run_dataplane(cfg: &RunConfig, summary_json: Option<PathBuf>) -> Result<()> {
+fn run_dataplane(
+    cfg: &RunConfig,
+    tracking: &Settings,
+    summary_json: Option<PathBuf>,
+) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
         .context("installing the SIGINT/SIGTERM handler")?;
-    let summary = control::run::run(cfg, stop)?;
+    let summary = control::run::run(cfg, tracking, stop)?;
     print_summary(&summary);
     if let Some(path) = summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -223,7 +272,7 @@ fn run_dataplane(cfg: &RunConfig, summary_json: Option<PathBuf>) -> Result<()> {
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dataplane(_: &RunConfig, _: Option<PathBuf>) -> Result<()> {
+fn run_dataplane(_: &RunConfig, _: &Settings, _: Option<PathBuf>) -> Result<()> {
     anyhow::bail!("this ctrack was built without the `dpdk` feature; rebuild with default features")
 }
 
@@ -235,7 +284,17 @@ fn print_summary(s: &control::run::RunSummary) {
     );
     println!(
         "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
-        "PORT", "NAME", "DRIVER", "RXQ", "TXQ", "RSS", "RX-PACKETS", "TX-PACKETS", "RX-MISSED", "RX-ERRORS", "RX-NOMBUF"
+        "PORT",
+        "NAME",
+        "DRIVER",
+        "RXQ",
+        "TXQ",
+        "RSS",
+        "RX-PACKETS",
+        "TX-PACKETS",
+        "RX-MISSED",
+        "RX-ERRORS",
+        "RX-NOMBUF"
     );
     for p in &s.ports {
         println!(
@@ -246,24 +305,45 @@ fn print_summary(s: &control::run::RunSummary) {
             p.rx_queues,
             p.tx_queues,
             if p.rss { "yes" } else { "no" },
-            p.ipackets, p.opackets, p.imissed, p.ierrors, p.rx_nombuf
+            p.ipackets,
+            p.opackets,
+            p.imissed,
+            p.ierrors,
+            p.rx_nombuf
         );
     }
     println!(
-        "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6}  LINKS",
-        "WORKER", "CPU", "RX-PACKETS", "TX-PACKETS", "TX-DROPPED", "BUSY%"
+        "{:<7} {:>4} {:>12} {:>12} {:>10} {:>10} {:>11} {:>9} {:>9} {:>6}  RX-QUEUES",
+        "WORKER",
+        "CPU",
+        "RX-PACKETS",
+        "TX-PACKETS",
+        "TX-DROPPED",
+        "HANDOFFS",
+        "CONNECTIONS",
+        "CREATED",
+        "INVALID",
+        "BUSY%"
     );
     for w in &s.workers {
-        let busy = if w.loops == 0 { 0.0 } else { 100.0 * w.busy_loops as f64 / w.loops as f64 };
+        let busy = if w.loops == 0 {
+            0.0
+        } else {
+            100.0 * w.busy_loops as f64 / w.loops as f64
+        };
         println!(
-            "{:<7} {:>4} {:>12} {:>12} {:>11} {:>6.2}  {}",
+            "{:<7} {:>4} {:>12} {:>12} {:>10} {:>10} {:>11} {:>9} {:>9} {:>6.2}  {}",
             w.worker,
             w.cpu.map_or("-".into(), |c| c.to_string()),
             w.rx_packets,
             w.tx_packets,
             w.tx_dropped,
+            w.handoffs_out,
+            w.connections,
+            w.connections_created,
+            w.invalid,
             busy,
-            w.links.join(", ")
+            w.rx_queues.join(", ")
         );
     }
     println!(

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use dataplane::conntrack::{ConnId, ConnSnapshot, FilterError, Settings, SettingsError, ShardStats};
+use dataplane::conntrack::{
+    ConnId, ConnSnapshot, FilterError, Settings, SettingsError, ShardStats,
+};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -107,7 +109,10 @@ pub trait Dataplane: Send + Sync {
 }
 
 /// Validates and applies `changes` to a copy of `current`: all or nothing.
-pub fn apply_changes(current: &Settings, changes: &[(String, String)]) -> Result<Settings, OpsError> {
+pub fn apply_changes(
+    current: &Settings,
+    changes: &[(String, String)],
+) -> Result<Settings, OpsError> {
     let mut next = current.clone();
     for (k, v) in changes {
         next.set(k, v)?;
@@ -116,7 +121,10 @@ pub fn apply_changes(current: &Settings, changes: &[(String, String)]) -> Result
 }
 
 /// Keeps the rows matching every filter; an unknown property is an error.
-pub fn filter_rows(rows: Vec<ConnSnapshot>, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
+pub fn filter_rows(
+    rows: Vec<ConnSnapshot>,
+    filter: &[(String, String)],
+) -> Result<Vec<ConnSnapshot>, OpsError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut keep = true;

@@ -1,11 +1,15 @@
-//! Which worker polls which queue, and which TX queue it sends on.
+//! Which worker polls which RX queue, and which TX queues it owns.
 //!
 //! Ports are paired in order (0<->1, 2<->3): what arrives on one leaves by the
 //! other. When every port has at least one RX queue per worker, worker `w`
-//! polls queue `w` of every port, so the symmetric RSS key keeps both
-//! directions of a connection on one worker. Otherwise (single-queue virtual
-//! devices) the RX queues are dealt round-robin to the workers. Each worker
-//! transmits on a TX queue of its own on every port it sends to.
+//! polls queue `w` of every port (RSS with the symmetric key spreads
+//! connections over the queues). Otherwise (single-queue virtual devices) the
+//! RX queues are dealt round-robin to the workers, and software dispatch hands
+//! each packet to the worker owning its connection.
+//!
+//! A port with a TX queue per worker gives every worker one. Otherwise only
+//! the workers that receive from its peer get one (by rank); the others hand
+//! what they must send there to the port's TX owner.
 
 /// A port's queue counts, after configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,30 +18,42 @@ pub struct PortQueues {
     pub tx: u16,
 }
 
-/// One RX queue and where its packets go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Link {
-    pub rx_port: u16,
-    pub rx_queue: u16,
-    pub tx_port: u16,
-    pub tx_queue: u16,
+/// One worker's queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerPlan {
+    /// `(port, queue)` RX queues it polls.
+    pub rx: Vec<(u16, u16)>,
+    /// Its TX queue on each port, if any.
+    pub tx: Vec<Option<u16>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub workers: Vec<WorkerPlan>,
+    /// For each port, the worker that transmits for workers without a queue there.
+    pub tx_owner: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// Ports are forwarded in pairs.
-    #[error("{0} ports were probed; ports are forwarded in pairs (0<->1, 2<->3), so an even number is needed")]
+    #[error(
+        "{0} ports were probed; ports are forwarded in pairs (0<->1, 2<->3), so an even number is needed"
+    )]
     OddPorts(usize),
     /// No port at all.
-    #[error("no DPDK port was probed: name ports with --vdev (e.g. --vdev net_ring0 --vdev net_ring1) or bind a NIC")]
+    #[error(
+        "no DPDK port was probed: name ports with --vdev (e.g. --vdev net_ring0 --vdev net_ring1) or bind a NIC"
+    )]
     NoPorts,
     /// More workers send to a port than it has TX queues.
-    #[error("port {port} has {tx} TX queue(s) but {workers} workers send to it; use --workers {tx} or fewer")]
+    #[error(
+        "port {port} has {tx} TX queue(s) but {workers} workers send to it; use --workers {tx} or fewer"
+    )]
     TxQueues { port: u16, tx: u16, workers: usize },
 }
 
-/// The links of each worker (index = worker).
-pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Vec<Vec<Link>>, PlanError> {
+pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Plan, PlanError> {
     if ports.is_empty() {
         return Err(PlanError::NoPorts);
     }
@@ -46,56 +62,53 @@ pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Vec<Vec<Link>>, Plan
     }
     let workers = workers.max(1);
     let per_queue = ports.iter().all(|p| p.rx as usize >= workers);
-    let mut rx: Vec<Vec<(u16, u16)>> = vec![Vec::new(); workers];
+    let mut out: Vec<WorkerPlan> = (0..workers)
+        .map(|_| WorkerPlan {
+            rx: Vec::new(),
+            tx: vec![None; ports.len()],
+        })
+        .collect();
     let mut k = 0;
     for q in 0..ports.iter().map(|p| p.rx).max().unwrap_or(0) {
         for (p, pq) in ports.iter().enumerate() {
             if q >= pq.rx {
                 continue;
             }
-            let w = if per_queue { q as usize % workers } else { k % workers };
-            rx[w].push((p as u16, q));
+            let w = if per_queue {
+                q as usize % workers
+            } else {
+                k % workers
+            };
+            out[w].rx.push((p as u16, q));
             k += 1;
         }
     }
-    // TX queue of worker w on port p: its rank among the workers sending to p.
-    let mut senders: Vec<Vec<usize>> = vec![Vec::new(); ports.len()];
-    for (w, links) in rx.iter().enumerate() {
-        for &(p, _) in links {
-            let peer = (p ^ 1) as usize;
-            if !senders[peer].contains(&w) {
-                senders[peer].push(w);
-            }
-        }
-    }
-    for (p, s) in senders.iter().enumerate() {
-        if s.len() > ports[p].tx as usize {
+    let mut tx_owner = Vec::with_capacity(ports.len());
+    for (p, pq) in ports.iter().enumerate() {
+        let peer = (p ^ 1) as u16;
+        let senders: Vec<usize> = if pq.tx as usize >= workers {
+            (0..workers).collect()
+        } else {
+            (0..workers)
+                .filter(|&w| out[w].rx.iter().any(|&(rp, _)| rp == peer))
+                .collect()
+        };
+        if senders.len() > pq.tx as usize {
             return Err(PlanError::TxQueues {
                 port: p as u16,
-                tx: ports[p].tx,
-                workers: s.len(),
+                tx: pq.tx,
+                workers: senders.len(),
             });
         }
+        for (rank, &w) in senders.iter().enumerate() {
+            out[w].tx[p] = Some(rank as u16);
+        }
+        tx_owner.push(senders.first().copied().unwrap_or(0) as u16);
     }
-    Ok(rx
-        .into_iter()
-        .enumerate()
-        .map(|(w, links)| {
-            links
-                .into_iter()
-                .map(|(p, q)| {
-                    let peer = p ^ 1;
-                    let rank = senders[peer as usize].iter().position(|&x| x == w).unwrap_or(0);
-                    Link {
-                        rx_port: p,
-                        rx_queue: q,
-                        tx_port: peer,
-                        tx_queue: rank as u16,
-                    }
-                })
-                .collect()
-        })
-        .collect())
+    Ok(Plan {
+        workers: out,
+        tx_owner,
+    })
 }
 
 #[cfg(test)]
@@ -107,30 +120,30 @@ mod tests {
     #[test]
     fn one_worker_polls_everything() {
         let p = plan(&[SINGLE, SINGLE], 1).unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(
-            p[0],
-            vec![
-                Link { rx_port: 0, rx_queue: 0, tx_port: 1, tx_queue: 0 },
-                Link { rx_port: 1, rx_queue: 0, tx_port: 0, tx_queue: 0 },
-            ]
-        );
+        assert_eq!(p.workers.len(), 1);
+        assert_eq!(p.workers[0].rx, vec![(0, 0), (1, 0)]);
+        assert_eq!(p.workers[0].tx, vec![Some(0), Some(0)]);
+        assert_eq!(p.tx_owner, vec![0, 0]);
     }
 
     #[test]
-    fn single_queue_ports_are_dealt_round_robin() {
+    fn single_queue_ports_are_dealt_round_robin_with_tx_owners() {
         let p = plan(&[SINGLE, SINGLE], 2).unwrap();
-        assert_eq!(p[0], vec![Link { rx_port: 0, rx_queue: 0, tx_port: 1, tx_queue: 0 }]);
-        assert_eq!(p[1], vec![Link { rx_port: 1, rx_queue: 0, tx_port: 0, tx_queue: 0 }]);
+        assert_eq!(p.workers[0].rx, vec![(0, 0)]);
+        assert_eq!(p.workers[1].rx, vec![(1, 0)]);
+        // Worker 0 receives on port 0 and sends on port 1; worker 1 the reverse.
+        assert_eq!(p.workers[0].tx, vec![None, Some(0)]);
+        assert_eq!(p.workers[1].tx, vec![Some(0), None]);
+        assert_eq!(p.tx_owner, vec![1, 0]);
     }
 
     #[test]
     fn multi_queue_ports_keep_queue_q_on_worker_q() {
         let mq = PortQueues { rx: 2, tx: 2 };
         let p = plan(&[mq, mq], 2).unwrap();
-        for (w, links) in p.iter().enumerate() {
-            assert_eq!(links.len(), 2);
-            assert!(links.iter().all(|l| l.rx_queue as usize == w && l.tx_queue as usize == w));
+        for (w, wp) in p.workers.iter().enumerate() {
+            assert_eq!(wp.rx, vec![(0, w as u16), (1, w as u16)]);
+            assert_eq!(wp.tx, vec![Some(w as u16), Some(w as u16)]);
         }
     }
 
@@ -139,6 +152,9 @@ mod tests {
         assert_eq!(plan(&[], 1), Err(PlanError::NoPorts));
         assert_eq!(plan(&[SINGLE; 3], 1), Err(PlanError::OddPorts(3)));
         let many_rx = PortQueues { rx: 2, tx: 1 };
-        assert!(matches!(plan(&[many_rx, many_rx], 2), Err(PlanError::TxQueues { .. })));
+        assert!(matches!(
+            plan(&[many_rx, many_rx], 2),
+            Err(PlanError::TxQueues { .. })
+        ));
     }
 }

@@ -45,13 +45,28 @@ pub struct Counters {
 }
 
 /// Runs the conntrack core over the capture at `path`.
-pub fn replay_file(path: &Path, workers: u16, settings: &Settings, max_entries: u32) -> Result<ReplayOutcome> {
+pub fn replay_file(
+    path: &Path,
+    workers: u16,
+    settings: &Settings,
+    max_entries: u32,
+) -> Result<ReplayOutcome> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    replay(std::io::BufReader::new(file), workers, settings, max_entries)
-        .with_context(|| format!("replaying {}", path.display()))
+    replay(
+        std::io::BufReader::new(file),
+        workers,
+        settings,
+        max_entries,
+    )
+    .with_context(|| format!("replaying {}", path.display()))
 }
 
-pub fn replay<R: Read>(input: R, workers: u16, settings: &Settings, max_entries: u32) -> Result<ReplayOutcome> {
+pub fn replay<R: Read>(
+    input: R,
+    workers: u16,
+    settings: &Settings,
+    max_entries: u32,
+) -> Result<ReplayOutcome> {
     let workers = workers.max(1);
     let mut reader = PcapReader::new(input)?;
     let link = reader.link_type();
@@ -85,7 +100,11 @@ pub fn replay<R: Read>(input: R, workers: u16, settings: &Settings, max_entries:
         s.for_each_snapshot(now, |c| connections.push(c));
     }
     connections.sort_by(|a, b| {
-        (&a.protocol, &a.src_address, &a.dst_address).cmp(&(&b.protocol, &b.src_address, &b.dst_address))
+        (&a.protocol, &a.src_address, &a.dst_address).cmp(&(
+            &b.protocol,
+            &b.src_address,
+            &b.dst_address,
+        ))
     });
     let counters = Counters::collect(packets, &parse_errors, shards.iter().map(Shard::stats));
     Ok(ReplayOutcome {
@@ -96,7 +115,11 @@ pub fn replay<R: Read>(input: R, workers: u16, settings: &Settings, max_entries:
 }
 
 impl Counters {
-    fn collect<'a>(packets: u64, parse: &[u64], stats: impl Iterator<Item = &'a ShardStats>) -> Counters {
+    fn collect<'a>(
+        packets: u64,
+        parse: &[u64],
+        stats: impl Iterator<Item = &'a ShardStats>,
+    ) -> Counters {
         let mut c = Counters {
             packets,
             ..Default::default()
@@ -125,7 +148,12 @@ impl Counters {
     pub fn render(&self) -> String {
         let mut out = format!(
             "packets: {}, tracked: {}, related: {}, connections created: {}, expired: {}, early-dropped: {}\n",
-            self.packets, self.tracked, self.related, self.inserted, self.expired, self.early_dropped
+            self.packets,
+            self.tracked,
+            self.related,
+            self.inserted,
+            self.expired,
+            self.early_dropped
         );
         for (kind, list) in [
             ("not parsed", &self.parse),
@@ -148,7 +176,10 @@ fn add(acc: &mut [u64], v: &[u64]) {
 }
 
 fn nonzero(names: impl Iterator<Item = &'static str>, values: &[u64]) -> Vec<(&'static str, u64)> {
-    names.zip(values.iter().copied()).filter(|&(_, v)| v > 0).collect()
+    names
+        .zip(values.iter().copied())
+        .filter(|&(_, v)| v > 0)
+        .collect()
 }
 
 #[cfg(test)]
@@ -187,13 +218,28 @@ mod tests {
         let out = replay(&capture(&mix)[..], 1, &Settings::default(), 1024).unwrap();
         assert_eq!(out.connections.len(), 17);
         assert_eq!(out.packets, n);
-        let counted: u64 = out.connections.iter().map(|c| c.orig_packets + c.repl_packets).sum();
+        let counted: u64 = out
+            .connections
+            .iter()
+            .map(|c| c.orig_packets + c.repl_packets)
+            .sum();
         assert_eq!(counted, n);
         assert!(out.counters.invalid.is_empty(), "{:?}", out.counters);
-        let tcp: Vec<_> = out.connections.iter().filter(|c| c.protocol == "tcp").collect();
+        let tcp: Vec<_> = out
+            .connections
+            .iter()
+            .filter(|c| c.protocol == "tcp")
+            .collect();
         assert_eq!(tcp.len(), 10);
-        assert!(tcp.iter().all(|c| c.tcp_state.as_deref() == Some("established") && c.assured));
-        let udp: Vec<_> = out.connections.iter().filter(|c| c.protocol == "udp").collect();
+        assert!(
+            tcp.iter()
+                .all(|c| c.tcp_state.as_deref() == Some("established") && c.assured)
+        );
+        let udp: Vec<_> = out
+            .connections
+            .iter()
+            .filter(|c| c.protocol == "udp")
+            .collect();
         assert!(udp.iter().all(|c| c.seen_reply && c.assured));
     }
 
@@ -210,7 +256,8 @@ mod tests {
         let cap = capture(&mix);
         let one = replay(&cap[..], 1, &Settings::default(), 4096).unwrap();
         let four = replay(&cap[..], 4, &Settings::default(), 4096).unwrap();
-        let workers: std::collections::HashSet<u16> = four.connections.iter().map(|c| c.worker).collect();
+        let workers: std::collections::HashSet<u16> =
+            four.connections.iter().map(|c| c.worker).collect();
         assert!(workers.len() > 1, "connections should spread over shards");
         assert_eq!(strip_ids(one.connections), strip_ids(four.connections));
         assert_eq!(one.counters, four.counters);

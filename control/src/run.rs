@@ -6,14 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use dataplane::conntrack::{Settings, Shard, ShardStats, TableConfig};
 use dataplane::io::dpdk::DpdkIo;
 use dataplane::stats::{WorkerCounters, WorkerTotals};
-use dataplane::worker::Worker;
-use dpdk::{Eal, Mempool, Port, PortConfig, PortId};
+use dataplane::worker::{HANDOFF_RING, Mesh, Worker};
+use dpdk::{Eal, Mbuf, Mempool, Port, PortConfig, PortId};
 use serde::Serialize;
 
-use crate::config::RunConfig;
-use crate::plan::{Link, PortQueues, plan};
+use crate::api::ApiServer;
+use crate::config::{Listen, RunConfig};
+use crate::metrics::MetricsServer;
+use crate::ops::{Dataplane, PortMetrics};
+use crate::plan::{PortQueues, plan};
+use crate::workers::{PortStatsFn, WorkerHandle, WorkerSet, command_queue};
 
 #[derive(Debug, Serialize)]
 pub struct PortSummary {
@@ -37,12 +42,21 @@ pub struct PortSummary {
 pub struct WorkerSummary {
     pub worker: usize,
     pub cpu: Option<usize>,
-    pub links: Vec<String>,
+    pub rx_queues: Vec<String>,
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub tx_dropped: u64,
+    pub handoffs_out: u64,
+    pub handoff_dropped: u64,
+    pub table_dropped: u64,
     pub loops: u64,
     pub busy_loops: u64,
+    pub connections: u32,
+    pub connections_created: u64,
+    pub invalid: u64,
+    pub untracked: u64,
+    pub not_parsed: u64,
+    pub fasttrack_packets: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,21 +70,36 @@ pub struct RunSummary {
     pub mempool_in_use_end: u32,
 }
 
-pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunSummary> {
-    let eal = Eal::init(&cfg.eal).context("EAL initialisation failed (check the EAL arguments after --)")?;
-    let result = run_with_eal(&eal, cfg, stop);
+pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Result<RunSummary> {
+    let eal = Eal::init(&cfg.eal)
+        .context("EAL initialisation failed (check the EAL arguments after --)")?;
+    let result = run_with_eal(&eal, cfg, tracking, stop);
     // Every port, queue and mempool is dropped by now.
     let _ = eal.cleanup();
     result
 }
 
-fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunSummary> {
+/// What a worker thread hands back when it stops.
+struct WorkerEnd {
+    totals: WorkerTotals,
+    stats: ShardStats,
+    entries: u32,
+}
+
+fn run_with_eal(
+    eal: &Eal,
+    cfg: &RunConfig,
+    tracking: &Settings,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary> {
     let n_ports = eal.port_count();
     let lcores = dpdk::worker_lcores();
     let workers = cfg.workers.map(usize::from).unwrap_or(lcores.len().max(1));
     let rx_desc = cfg.rx_desc.unwrap_or(RunConfig::DEFAULT_RX_DESC);
     let tx_desc = cfg.tx_desc.unwrap_or(RunConfig::DEFAULT_TX_DESC);
     let burst = cfg.burst.unwrap_or(RunConfig::DEFAULT_BURST) as usize;
+    let max_entries = cfg.max_entries.unwrap_or(RunConfig::DEFAULT_MAX_ENTRIES);
+    let fasttrack = cfg.fasttrack.unwrap_or_default();
 
     let infos = (0..n_ports)
         .map(|p| Port::info(PortId(p)).with_context(|| format!("port {p}")))
@@ -79,11 +108,20 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
         bail!(crate::plan::PlanError::NoPorts);
     }
     let queues_per_port = workers as u64 * (rx_desc as u64 + tx_desc as u64);
-    let wanted = n_ports as u64 * queues_per_port + workers as u64 * 2 * 64 + 2048;
+    let wanted = n_ports as u64 * queues_per_port
+        + (workers * workers) as u64 * HANDOFF_RING as u64
+        + workers as u64 * 4 * 64
+        + 2048;
     let mbufs = cfg.mbufs.unwrap_or(wanted.min(1 << 20) as u32);
     let pool = Arc::new(
-        Mempool::new_pktmbuf("ctrack_mbufs", mbufs, 256, 2048 + 128, infos[0].socket.max(0))
-            .context("creating the mbuf pool (try fewer --mbufs or give EAL more memory with -m)")?,
+        Mempool::new_pktmbuf(
+            "ctrack_mbufs",
+            mbufs,
+            256,
+            2048 + 128,
+            infos[0].socket.max(0),
+        )
+        .context("creating the mbuf pool (try fewer --mbufs or give EAL more memory with -m)")?,
     );
 
     let port_cfg = PortConfig {
@@ -107,10 +145,10 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
             tx: p.tx_queue_count(),
         })
         .collect();
-    let links = plan(&queues, workers)?;
+    let plan = plan(&queues, workers)?;
     let in_use_start = pool.in_use_count();
 
-    let counters: Vec<Arc<WorkerCounters>> = (0..workers).map(|_| Arc::default()).collect();
+    let mesh = Mesh::<Mbuf>::new(workers, plan.tx_owner.clone());
     let cpus: Vec<Option<usize>> = (0..workers)
         .map(|w| {
             if lcores.is_empty() {
@@ -123,42 +161,95 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
 
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
-    for (w, wl) in links.iter().enumerate() {
-        let io_links = wl
+    let mut handles_ctl = Vec::with_capacity(workers);
+    for (w, wp) in plan.workers.iter().enumerate() {
+        let rx = wp
+            .rx
             .iter()
-            .map(|l: &Link| {
-                let rx = ports[l.rx_port as usize].rx_queue(l.rx_queue);
-                let tx = ports[l.tx_port as usize].tx_queue(l.tx_queue);
-                rx.zip(tx).with_context(|| format!("queue missing for {l:?}"))
+            .map(|&(p, q)| {
+                ports[p as usize]
+                    .rx_queue(q)
+                    .with_context(|| format!("RX queue {q} missing on port {p}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let counters = counters[w].clone();
+        let tx = wp
+            .tx
+            .iter()
+            .enumerate()
+            .map(|(p, q)| q.and_then(|q| ports[p].tx_queue(q)))
+            .collect();
+        let counters = Arc::new(WorkerCounters::default());
+        let (cmd_tx, cmd_rx) = command_queue();
+        handles_ctl.push(WorkerHandle {
+            commands: cmd_tx,
+            counters: counters.clone(),
+        });
+        let mut shard = Shard::new(TableConfig::new(max_entries), tracking.clone(), w as u16);
+        shard.set_fasttrack_mode(fasttrack);
+        let mesh = mesh.clone();
         let stop = stop.clone();
         let cpu = cpus[w];
         let h = std::thread::Builder::new()
             .name(format!("ctrack-worker{w}"))
-            .spawn(move || -> Result<WorkerTotals> {
+            .spawn(move || -> Result<WorkerEnd> {
                 if let Some(cpu) = cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
                 dpdk::register_thread().context("registering the worker thread with DPDK")?;
-                let mut worker = Worker::new(DpdkIo::new(io_links, burst), counters);
+                let io = DpdkIo::new(rx, tx, burst);
+                let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.run(&stop);
-                Ok(worker.totals())
+                Ok(WorkerEnd {
+                    totals: worker.totals(),
+                    stats: worker.shard().stats().clone(),
+                    entries: worker.shard().total_entries(),
+                })
             })
             .context("spawning a worker thread")?;
         handles.push(h);
     }
+    drop(mesh);
 
-    let stop_reason = watch(cfg, &stop, &counters, started);
+    let stats_ports = ports.clone();
+    let port_stats: PortStatsFn = Box::new(move || {
+        stats_ports
+            .iter()
+            .map(|p| {
+                let s = p.stats().unwrap_or_default();
+                PortMetrics {
+                    port: p.id().0,
+                    name: p.port_info().name.clone(),
+                    ipackets: s.ipackets,
+                    opackets: s.opackets,
+                    ibytes: s.ibytes,
+                    obytes: s.obytes,
+                    imissed: s.imissed,
+                    ierrors: s.ierrors,
+                    oerrors: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
+                }
+            })
+            .collect()
+    });
+    let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
+    let servers = start_servers(cfg, set.clone());
+    let stop_reason = if servers.is_ok() {
+        watch(cfg, &stop, &set, started)
+    } else {
+        "error"
+    };
     stop.store(true, Ordering::SeqCst);
-    let mut totals = Vec::with_capacity(workers);
+    let mut ends = Vec::with_capacity(workers);
     for h in handles {
         match h.join() {
-            Ok(r) => totals.push(r?),
+            Ok(r) => ends.push(r?),
             Err(_) => bail!("a worker thread panicked"),
         }
     }
+    let mut servers = servers?;
+    servers.iter_mut().for_each(|s| s.stop());
+    drop(servers);
+    drop(set);
     let elapsed = started.elapsed().as_secs_f64();
     let in_use_end = pool.in_use_count();
 
@@ -185,21 +276,34 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
             }
         })
         .collect();
-    let worker_summaries = totals
+    let worker_summaries = ends
         .iter()
         .enumerate()
-        .map(|(w, t)| WorkerSummary {
-            worker: w,
-            cpu: cpus[w],
-            links: links[w]
-                .iter()
-                .map(|l| format!("port{}/q{} -> port{}/q{}", l.rx_port, l.rx_queue, l.tx_port, l.tx_queue))
-                .collect(),
-            rx_packets: t.rx_packets,
-            tx_packets: t.tx_packets,
-            tx_dropped: t.tx_dropped,
-            loops: t.loops,
-            busy_loops: t.busy_loops,
+        .map(|(w, e)| {
+            let t = &e.totals;
+            WorkerSummary {
+                worker: w,
+                cpu: cpus[w],
+                rx_queues: plan.workers[w]
+                    .rx
+                    .iter()
+                    .map(|(p, q)| format!("port{p}/q{q}"))
+                    .collect(),
+                rx_packets: t.rx_packets,
+                tx_packets: t.tx_packets,
+                tx_dropped: t.tx_dropped,
+                handoffs_out: t.handoffs_out,
+                handoff_dropped: t.handoff_dropped,
+                table_dropped: t.table_dropped,
+                loops: t.loops,
+                busy_loops: t.busy_loops,
+                connections: e.entries,
+                connections_created: e.stats.insert,
+                invalid: e.stats.invalid_total(),
+                untracked: e.stats.untracked_total(),
+                not_parsed: t.parse_errors.iter().sum(),
+                fasttrack_packets: e.stats.fasttrack_packets,
+            }
         })
         .collect();
     drop(ports);
@@ -214,13 +318,56 @@ fn run_with_eal(eal: &Eal, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<Run
     })
 }
 
+/// A running HTTP server of ours.
+pub enum Server {
+    Api(ApiServer),
+    Metrics(MetricsServer),
+}
+
+impl Server {
+    fn stop(&mut self) {
+        match self {
+            Server::Api(s) => s.stop(),
+            Server::Metrics(s) => s.stop(),
+        }
+    }
+}
+
+/// Starts the management API and the metrics endpoint, and says where.
+fn start_servers(cfg: &RunConfig, set: Arc<WorkerSet>) -> Result<Vec<Server>> {
+    let mut servers = Vec::new();
+    let default = |s: &str| Listen::At(s.parse().expect("valid default address"));
+    let api = cfg.api.unwrap_or_else(|| default(RunConfig::DEFAULT_API));
+    let metrics = cfg
+        .metrics
+        .unwrap_or_else(|| default(RunConfig::DEFAULT_METRICS));
+    if let Listen::At(addr) = api {
+        let dp: Arc<dyn Dataplane> = set.clone();
+        let s = ApiServer::start(addr, cfg.api_token.clone(), dp)
+            .with_context(|| format!("starting the management API on {addr}"))?;
+        println!(
+            "ctrack: management API on http://{}/rest/ip/firewall/connection",
+            s.local_addr()
+        );
+        servers.push(Server::Api(s));
+    }
+    if let Listen::At(addr) = metrics {
+        let dp: Arc<dyn Dataplane> = set;
+        let s = MetricsServer::start(addr, dp)
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+        println!(
+            "ctrack: Prometheus metrics on http://{}/metrics",
+            s.local_addr()
+        );
+        servers.push(Server::Metrics(s));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(servers)
+}
+
 /// Waits for a stop condition: a signal, `duration`, or `idle-exit`.
-fn watch(
-    cfg: &RunConfig,
-    stop: &AtomicBool,
-    counters: &[Arc<WorkerCounters>],
-    started: Instant,
-) -> &'static str {
+fn watch(cfg: &RunConfig, stop: &AtomicBool, set: &WorkerSet, started: Instant) -> &'static str {
     let tick = Duration::from_millis(10);
     let mut last_rx = 0;
     let mut last_change = Instant::now();
@@ -234,7 +381,7 @@ fn watch(
             }
         }
         if let Some(idle) = cfg.idle_exit {
-            let rx: u64 = counters.iter().map(|c| c.read().rx_packets).sum();
+            let rx = set.rx_packets();
             if rx != last_rx {
                 last_rx = rx;
                 last_change = Instant::now();

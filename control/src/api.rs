@@ -1,0 +1,1442 @@
+//! The management API: HTTP/1.1 + JSON with RouterOS REST-like paths.
+//!
+//! Every route parses its input, calls one [`Dataplane`] operation and turns
+//! the answer (or the [`OpsError`]) into JSON; the work itself lives in
+//! [`crate::ops`], shared with the CLI (which talks to this API) and with
+//! [`crate::metrics`]. See `docs/api.md` for the routes and every error.
+//!
+//! Robustness: the server is a minimal HTTP/1.1 implementation on std (see
+//! [`HttpServer`]): a small fixed pool of threads ([`HANDLER_THREADS`]), one
+//! request per connection, read and write timeouts and a whole-request
+//! deadline, a 16 KiB head limit and a [`MAX_BODY`] body limit checked from
+//! `Content-Length` before anything is read. A panicking handler becomes a
+//! 500. A slow client holds one handler for at most the deadline; the
+//! dataplane itself is only ever reached through [`Dataplane`], whose calls
+//! are bounded.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dataplane::conntrack::{ConnId, ConnSnapshot, SettingsError, parse_duration};
+use serde_json::{Map, Value, json};
+
+use crate::ops::{Dataplane, OpsError};
+
+/// The API's default address: loopback, RouterOS's API port.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8728";
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Threads answering requests.
+pub const HANDLER_THREADS: usize = 3;
+
+const CONNECTION: &str = "/rest/ip/firewall/connection";
+const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
+const TRACKING_SET: &str = "/rest/ip/firewall/connection/tracking/set";
+const READ_ONLY: [&str; 2] = ["max-entries", "total-entries"];
+
+/// Why the API (or the metrics endpoint) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A non-loopback address was asked for without a bearer token.
+    #[error(
+        "refusing to serve the management API on {addr} without a token: \
+         set api-token (or bind a loopback address such as 127.0.0.1:8728)"
+    )]
+    TokenRequired { addr: SocketAddr },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// One answer: status, content type and body.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, v: &impl serde::Serialize) -> Reply {
+        match serde_json::to_vec(v) {
+            Ok(body) => Reply {
+                status,
+                content_type: "application/json",
+                body,
+                headers: Vec::new(),
+            },
+            Err(e) => Reply::error(500, format!("cannot encode the answer: {e}"), String::new()),
+        }
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// RouterOS REST's error shape: `{"error": 400, "message": ..., "detail": ...}`.
+    pub(crate) fn error(status: u16, message: String, detail: String) -> Reply {
+        let detail = if detail.is_empty() {
+            reason_phrase(status).to_string()
+        } else {
+            detail
+        };
+        let body = json!({ "error": status, "message": message, "detail": detail });
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        204 => "No Content",
+        200 => "OK",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        505 => "HTTP Version Not Supported",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// What a route handler sees of a request.
+pub(crate) struct Req<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub authorization: Option<&'a str>,
+    /// Declared body length, if any.
+    pub body_length: Option<usize>,
+    pub body: &'a mut dyn Read,
+}
+
+type Handler = dyn Fn(&mut Req<'_>) -> Reply + Send + Sync;
+
+/// Per-read socket timeout.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request deadline: a slow client holds a handler at most this long.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest request line plus headers.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A minimal HTTP/1.1 server on std: a fixed pool of threads, each accepting
+/// and answering one request per connection (`Connection: close`), with read
+/// and write timeouts, a head limit and a body limit. (`tiny_http` 0.12 was
+/// tried and dropped: it starts a thread per connection, has no read
+/// timeouts, and aborts the process on a request that declares a huge
+/// `Content-Length` and is answered without reading it.)
+pub(crate) struct HttpServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        name: &str,
+        threads: usize,
+        handler: Arc<Handler>,
+    ) -> Result<HttpServer, ApiError> {
+        let bind_err = |e: std::io::Error| ApiError::Bind {
+            addr,
+            reason: e.to_string(),
+        };
+        let listener = TcpListener::bind(addr).map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        let listener = Arc::new(listener);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = HttpServer {
+            addr: local,
+            stop: Arc::clone(&stop),
+            threads: Vec::new(),
+        };
+        for i in 0..threads.max(1) {
+            let listener = Arc::clone(&listener);
+            let flag = Arc::clone(&stop);
+            let handler = Arc::clone(&handler);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || serve(&listener, &flag, &*handler));
+            match spawned {
+                Ok(h) => server.threads.push(h),
+                Err(e) => {
+                    server.stop();
+                    return Err(ApiError::Bind {
+                        addr,
+                        reason: format!("cannot start a thread: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the handler threads and closes the listener. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake every thread blocked in accept with a connection of its own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        for _ in 0..self.threads.len() {
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        }
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(listener: &TcpListener, stop: &AtomicBool, handler: &Handler) {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => {
+                // A panic in our code becomes a dropped connection, never a
+                // dead thread.
+                let _ = catch_unwind(AssertUnwindSafe(|| connection(stream, handler)));
+            }
+            // Out of descriptors and the like: back off, keep serving.
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Why a request could not be read.
+enum ReadFail {
+    /// Answer with this, then close.
+    Reply(Reply),
+    /// The client is gone or too slow: just close.
+    Drop,
+}
+
+/// Reads one request, answers it, closes.
+fn connection(mut stream: TcpStream, handler: &Handler) {
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let (reply, head_only) = match read_request(&mut stream, deadline) {
+        Ok((head, body)) => {
+            let is_head = head.method == "HEAD";
+            let mut body_reader: &[u8] = &body;
+            let mut req = Req {
+                method: if is_head { "GET" } else { &head.method },
+                url: &head.target,
+                authorization: head.authorization.as_deref(),
+                body_length: Some(body.len()),
+                body: &mut body_reader,
+            };
+            let reply = catch_unwind(AssertUnwindSafe(|| handler(&mut req)))
+                .unwrap_or_else(|_| Reply::error(500, "internal error".to_string(), String::new()));
+            (reply, is_head)
+        }
+        Err(ReadFail::Reply(r)) => (r, false),
+        Err(ReadFail::Drop) => return,
+    };
+    let _ = write_reply(&mut stream, &reply, head_only);
+    // Let the client read the answer before the close: drain a little of
+    // whatever it still sends (an unread body), bounded in bytes and time.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut sink = [0u8; 8192];
+    let mut drained = 0;
+    while drained < 256 * 1024 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+}
+
+fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<(Head, Vec<u8>), ReadFail> {
+    let bad = |m: &str| ReadFail::Reply(Reply::error(400, m.to_string(), "request".to_string()));
+    // Read until the blank line, at most MAX_HEAD bytes.
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let end = find(&buf, b"\r\n\r\n");
+        if end.unwrap_or(buf.len()) > MAX_HEAD {
+            return Err(ReadFail::Reply(Reply::error(
+                431,
+                format!("request head larger than {MAX_HEAD} bytes"),
+                String::new(),
+            )));
+        }
+        if let Some(p) = end {
+            break p;
+        }
+        if Instant::now() > deadline {
+            return Err(ReadFail::Drop);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Err(ReadFail::Drop),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head =
+        std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("request head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("malformed request line"));
+    };
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(ReadFail::Reply(Reply::error(
+            505,
+            format!("HTTP version {version:?} not supported"),
+            String::new(),
+        )));
+    }
+    if method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+        || !target.starts_with('/')
+    {
+        return Err(bad("malformed request line"));
+    }
+    let mut content_length: Option<usize> = None;
+    let mut authorization = None;
+    let mut expect_continue = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(bad("malformed header line"));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = value
+                .parse()
+                .map_err(|_| bad(&format!("bad Content-Length {value:?}")))?;
+            if content_length.is_some_and(|c| c as u64 != n) {
+                return Err(bad("conflicting Content-Length headers"));
+            }
+            if n > MAX_BODY as u64 {
+                return Err(ReadFail::Reply(too_large()));
+            }
+            content_length = Some(n as usize);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(ReadFail::Reply(Reply::error(
+                411,
+                "body: Transfer-Encoding is not supported; send Content-Length".to_string(),
+                String::new(),
+            )));
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("expect") && value.eq_ignore_ascii_case("100-continue")
+        {
+            expect_continue = true;
+        }
+    }
+    let want = content_length.unwrap_or(0);
+    let (method, target) = (method.to_string(), target.to_string());
+    let mut body = buf.split_off(head_end + 4);
+    if body.len() > want {
+        // Pipelined bytes after the body: one request per connection.
+        body.truncate(want);
+    }
+    if expect_continue && body.len() < want {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    while body.len() < want {
+        if Instant::now() > deadline {
+            return Err(ReadFail::Drop);
+        }
+        let n = (want - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..n]) {
+            Ok(0) | Err(_) => return Err(ReadFail::Drop),
+            Ok(k) => body.extend_from_slice(&chunk[..k]),
+        }
+    }
+    Ok((
+        Head {
+            method,
+            target,
+            authorization,
+        },
+        body,
+    ))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn write_reply(stream: &mut TcpStream, r: &Reply, head_only: bool) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        r.status,
+        reason_phrase(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    for (k, v) in &r.headers {
+        // Our own header values; never carry a line break.
+        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if !head_only && r.status != 204 {
+        stream.write_all(&r.body)?;
+    }
+    stream.flush()
+}
+
+fn too_large() -> Reply {
+    Reply::error(
+        413,
+        format!("request body larger than {MAX_BODY} bytes"),
+        String::new(),
+    )
+}
+
+/// The management API server. Stops on [`ApiServer::stop`] or drop.
+pub struct ApiServer {
+    http: HttpServer,
+}
+
+impl ApiServer {
+    /// Listens on `addr` and answers on [`HANDLER_THREADS`] threads. With a
+    /// `token`, every request needs `Authorization: Bearer <token>`; without
+    /// one (or with an empty one), only a loopback address is accepted.
+    pub fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        dp: Arc<dyn Dataplane>,
+    ) -> Result<ApiServer, ApiError> {
+        let token = token.filter(|t| !t.is_empty());
+        if token.is_none() && !addr.ip().is_loopback() {
+            return Err(ApiError::TokenRequired { addr });
+        }
+        let handler: Arc<Handler> = Arc::new(move |req: &mut Req<'_>| {
+            if let Some(t) = &token
+                && !authorized(req.authorization, t)
+            {
+                return Reply::error(
+                    401,
+                    "missing or wrong bearer token (Authorization header)".to_string(),
+                    String::new(),
+                )
+                .with_header("WWW-Authenticate", "Bearer");
+            }
+            route(req, &*dp)
+        });
+        let http = HttpServer::start(addr, "ctrack-api", HANDLER_THREADS, handler)?;
+        Ok(ApiServer { http })
+    }
+
+    /// The bound address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Stops answering and closes the listener. Idempotent.
+    pub fn stop(&mut self) {
+        self.http.stop();
+    }
+}
+
+/// Compares `Bearer <token>` in constant time for equal lengths.
+fn authorized(header: Option<&str>, token: &str) -> bool {
+    let Some(h) = header else { return false };
+    let Some(given) = h.trim().strip_prefix("Bearer ") else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Percent-decodes one URL component (`+` as space in queries).
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+}
+
+fn bad_request(message: impl Into<String>, detail: impl Into<String>) -> Reply {
+    Reply::error(400, message.into(), detail.into())
+}
+
+fn method_not_allowed(method: &str, path: &str, allow: &str) -> Reply {
+    Reply::error(
+        405,
+        format!("{method} is not allowed on {path}"),
+        format!("allowed: {allow}"),
+    )
+    .with_header("Allow", allow)
+}
+
+/// Dispatches one request.
+pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+    let (raw_path, query) = match req.url.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (req.url, ""),
+    };
+    let path = match percent_decode(raw_path, false) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e, "path"),
+    };
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    let method = req.method;
+    match path {
+        CONNECTION => match method {
+            "GET" => list(query, dp),
+            _ => method_not_allowed(method, path, "GET"),
+        },
+        TRACKING => match method {
+            "GET" => Reply::json(200, &dp.tracking()),
+            "PATCH" => set_tracking(req, dp),
+            _ => method_not_allowed(method, path, "GET, PATCH"),
+        },
+        TRACKING_SET => match method {
+            "POST" => set_tracking(req, dp),
+            _ => method_not_allowed(method, path, "POST"),
+        },
+        p => match p.strip_prefix(CONNECTION).and_then(|r| r.strip_prefix('/')) {
+            Some(id) if !id.contains('/') => match method {
+                "GET" | "DELETE" => one(method, id, dp),
+                _ => method_not_allowed(method, path, "GET, DELETE"),
+            },
+            _ => Reply::error(404, format!("no such path: {p}"), String::new()),
+        },
+    }
+}
+
+fn ops_error(e: OpsError) -> Reply {
+    match &e {
+        OpsError::NotFound(_) => Reply::error(404, e.to_string(), String::new()),
+        OpsError::Filter(_) => bad_request(
+            e.to_string(),
+            format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
+        ),
+        OpsError::Setting(SettingsError::UnknownKey { known, .. }) => {
+            bad_request(e.to_string(), format!("known settings: {known}"))
+        }
+        OpsError::Setting(_) => bad_request(e.to_string(), String::new()),
+        OpsError::Unavailable(_) => Reply::error(503, e.to_string(), String::new()),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<ConnId, Reply> {
+    raw.parse::<ConnId>()
+        .map_err(|e| bad_request(format!("id: {e}"), "path"))
+}
+
+fn one(method: &str, raw_id: &str, dp: &dyn Dataplane) -> Reply {
+    let id = match parse_id(raw_id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if method == "DELETE" {
+        match dp.remove(id) {
+            Ok(()) => Reply::empty(204),
+            Err(e) => ops_error(e),
+        }
+    } else {
+        match dp.connection(id) {
+            Ok(c) => Reply::json(200, &c),
+            Err(e) => ops_error(e),
+        }
+    }
+}
+
+const BOOL_PROPS: [&str; 8] = [
+    "assured",
+    "confirmed",
+    "seen-reply",
+    "dying",
+    "expected",
+    "fasttrack",
+    "srcnat",
+    "dstnat",
+];
+
+const NUMBER_PROPS: [&str; 15] = [
+    "worker",
+    "icmp-id",
+    "icmp-type",
+    "icmp-code",
+    "gre-key",
+    "orig-packets",
+    "orig-bytes",
+    "orig-fasttrack-packets",
+    "orig-fasttrack-bytes",
+    "orig-rate",
+    "repl-packets",
+    "repl-bytes",
+    "repl-fasttrack-packets",
+    "repl-fasttrack-bytes",
+    "repl-rate",
+];
+
+/// Checks a `where PROP=VALUE` filter before it reaches the workers: the
+/// property must exist and the value must have the property's form.
+pub(crate) fn check_filter(prop: &str, value: &str) -> Result<(), (String, String)> {
+    if !ConnSnapshot::PROPERTIES.contains(&prop) {
+        return Err((
+            format!("unknown connection property {prop:?}"),
+            format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
+        ));
+    }
+    let v = value.trim();
+    let problem = if BOOL_PROPS.contains(&prop) {
+        (!matches!(v, "yes" | "no" | "true" | "false")).then_some("expected yes or no")
+    } else if NUMBER_PROPS.contains(&prop) {
+        v.parse::<u64>()
+            .is_err()
+            .then_some("expected a non-negative integer")
+    } else if prop == "timeout" {
+        parse_duration(v)
+            .is_err()
+            .then_some("expected a time such as 10s, 3m or 1d2h")
+    } else if prop == "id" {
+        v.parse::<ConnId>()
+            .is_err()
+            .then_some("expected * and hex digits, e.g. *1f2a")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err((
+            format!("bad value {value:?} for {prop}: {p}"),
+            String::new(),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn yes(v: &str) -> Option<bool> {
+    match v.trim() {
+        "" | "yes" | "true" => Some(true),
+        "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn list(query: &str, dp: &dyn Dataplane) -> Reply {
+    let mut filter = Vec::new();
+    let mut count_only = false;
+    let mut proplist: Option<Vec<String>> = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = match (percent_decode(k, true), percent_decode(v, true)) {
+            (Ok(k), Ok(v)) => (k, v),
+            (Err(e), _) | (_, Err(e)) => return bad_request(e, "query"),
+        };
+        match k.as_str() {
+            "count-only" => match yes(&v) {
+                Some(b) => count_only = b,
+                None => {
+                    return bad_request(
+                        format!("bad value {v:?} for count-only: expected yes or no"),
+                        String::new(),
+                    );
+                }
+            },
+            ".proplist" => {
+                let props: Vec<String> = v
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if let Some(p) = props
+                    .iter()
+                    .find(|p| !ConnSnapshot::PROPERTIES.contains(&p.as_str()))
+                {
+                    return bad_request(
+                        format!("unknown connection property {p:?} in .proplist"),
+                        format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
+                    );
+                }
+                proplist = Some(props);
+            }
+            _ => {
+                if let Err((m, d)) = check_filter(&k, &v) {
+                    return bad_request(m, d);
+                }
+                filter.push((k, v));
+            }
+        }
+    }
+    let rows = match dp.connections(&filter) {
+        Ok(rows) => rows,
+        Err(e) => return ops_error(e),
+    };
+    if count_only {
+        return Reply::json(200, &json!({ "count": rows.len() }));
+    }
+    match proplist {
+        None => Reply::json(200, &rows),
+        Some(props) => {
+            let picked: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut full = match serde_json::to_value(r) {
+                        Ok(Value::Object(m)) => m,
+                        _ => Map::new(),
+                    };
+                    let mut m = Map::new();
+                    for p in &props {
+                        if p == "flags" {
+                            m.insert(p.clone(), Value::String(r.flags()));
+                        } else if let Some(v) = full.remove(p) {
+                            m.insert(p.clone(), v);
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            Reply::json(200, &picked)
+        }
+    }
+}
+
+/// Reads at most [`MAX_BODY`] bytes; `Err` is the 4xx to send.
+fn read_body(req: &mut Req<'_>) -> Result<Vec<u8>, Reply> {
+    if req.body_length.is_some_and(|n| n > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    match req.body.take(MAX_BODY as u64 + 1).read_to_end(&mut buf) {
+        Ok(_) if buf.len() > MAX_BODY => Err(too_large()),
+        Ok(_) => Ok(buf),
+        Err(e) => Err(bad_request(format!("cannot read the body: {e}"), "body")),
+    }
+}
+
+fn set_tracking(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+    let body = match read_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("body: invalid JSON: {e}"), "body"),
+    };
+    let Value::Object(obj) = value else {
+        return bad_request(
+            "body: expected a JSON object of settings, e.g. {\"udp-timeout\": \"30s\"}",
+            "body",
+        );
+    };
+    let read_only: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| READ_ONLY.contains(k))
+        .collect();
+    if !read_only.is_empty() {
+        return bad_request(
+            format!(
+                "{} read-only",
+                read_only.join(", ") + if read_only.len() == 1 { " is" } else { " are" }
+            ),
+            String::new(),
+        );
+    }
+    let mut changes = Vec::with_capacity(obj.len());
+    for (k, v) in obj {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Bool(b) => if b { "yes" } else { "no" }.to_string(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return bad_request(
+                    format!("bad value {other} for {k}: expected a string"),
+                    String::new(),
+                );
+            }
+        };
+        changes.push((k, text));
+    }
+    match dp.set_tracking(&changes) {
+        Ok(t) => Reply::json(200, &t),
+        Err(e) => ops_error(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ops::{FakeDataplane, TrackingInfo};
+    use dataplane::conntrack::Settings;
+
+    /// A TCP, a UDP and an ICMP connection, as the table would show them.
+    pub(crate) fn rows() -> Vec<ConnSnapshot> {
+        let base = ConnSnapshot {
+            id: "*1f2a".to_string(),
+            worker: 0,
+            protocol: "tcp".to_string(),
+            src_address: "10.0.0.1:40000".to_string(),
+            dst_address: "10.0.0.2:80".to_string(),
+            reply_src_address: "10.0.0.2:80".to_string(),
+            reply_dst_address: "10.0.0.1:40000".to_string(),
+            tcp_state: Some("established".to_string()),
+            icmp_id: None,
+            icmp_type: None,
+            icmp_code: None,
+            gre_key: None,
+            gre_version: None,
+            gre_protocol: None,
+            timeout: "23h59m58s".to_string(),
+            orig_packets: 5,
+            orig_bytes: 600,
+            orig_fasttrack_packets: 0,
+            orig_fasttrack_bytes: 0,
+            orig_rate: 0,
+            repl_packets: 4,
+            repl_bytes: 3000,
+            repl_fasttrack_packets: 0,
+            repl_fasttrack_bytes: 0,
+            repl_rate: 1200,
+            assured: true,
+            confirmed: true,
+            seen_reply: true,
+            dying: false,
+            expected: false,
+            fasttrack: false,
+            srcnat: false,
+            dstnat: false,
+            connection_mark: String::new(),
+            connection_type: String::new(),
+            timeout_nanos: 86_398_000_000_000,
+        };
+        let udp = ConnSnapshot {
+            id: "*1000000002b".to_string(),
+            worker: 1,
+            protocol: "udp".to_string(),
+            src_address: "10.0.0.1:5353".to_string(),
+            dst_address: "10.0.0.3:53".to_string(),
+            reply_src_address: "10.0.0.3:53".to_string(),
+            reply_dst_address: "10.0.0.1:5353".to_string(),
+            tcp_state: None,
+            timeout: "8s".to_string(),
+            timeout_nanos: 8_000_000_000,
+            orig_packets: 1,
+            orig_bytes: 80,
+            repl_packets: 0,
+            repl_bytes: 0,
+            repl_rate: 0,
+            assured: false,
+            seen_reply: false,
+            ..base.clone()
+        };
+        let icmp = ConnSnapshot {
+            id: "*7".to_string(),
+            protocol: "icmp".to_string(),
+            src_address: "10.0.0.1".to_string(),
+            dst_address: "10.0.0.4".to_string(),
+            reply_src_address: "10.0.0.4".to_string(),
+            reply_dst_address: "10.0.0.1".to_string(),
+            tcp_state: None,
+            icmp_id: Some(77),
+            icmp_type: Some(8),
+            icmp_code: Some(0),
+            timeout: "9s".to_string(),
+            timeout_nanos: 9_000_000_000,
+            ..base.clone()
+        };
+        vec![base, udp, icmp]
+    }
+
+    pub(crate) fn fake() -> Arc<FakeDataplane> {
+        Arc::new(FakeDataplane {
+            rows: parking_lot::Mutex::new(rows()),
+            max_entries: 1 << 20,
+            ..FakeDataplane::default()
+        })
+    }
+
+    fn start(dp: Arc<FakeDataplane>, token: Option<&str>) -> (ApiServer, String) {
+        let srv = ApiServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            token.map(str::to_string),
+            dp,
+        )
+        .unwrap();
+        let base = format!("http://{}", srv.local_addr());
+        (srv, base)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent()
+    }
+
+    /// (status, body) of a request.
+    fn call(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+        let a = agent();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match (method, body) {
+            ("GET", _) => {
+                let mut r = a.get(url);
+                if let Some(h) = &auth {
+                    r = r.header("Authorization", h);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = a.delete(url);
+                if let Some(h) = &auth {
+                    r = r.header("Authorization", h);
+                }
+                r.call()
+            }
+            (m, b) => {
+                let mut r = match m {
+                    "PATCH" => a.patch(url),
+                    "PUT" => a.put(url),
+                    _ => a.post(url),
+                };
+                if let Some(h) = &auth {
+                    r = r.header("Authorization", h);
+                }
+                r.content_type("application/json").send(b.unwrap_or(""))
+            }
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, text)
+    }
+
+    fn json_of(s: &str) -> Value {
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+    }
+
+    /// The status is `status` and the error body's message names `field`.
+    fn assert_error(got: (u16, String), status: u16, field: &str) {
+        assert_eq!(got.0, status, "{}", got.1);
+        let v = json_of(&got.1);
+        assert_eq!(v["error"], status, "{}", got.1);
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(field), "message {msg:?} should name {field:?}");
+        assert!(v["detail"].is_string(), "{}", got.1);
+    }
+
+    #[test]
+    fn lists_and_filters_connections() {
+        let (_srv, base) = start(fake(), None);
+        let url = format!("{base}{CONNECTION}");
+        let (st, body) = call("GET", &url, None, None);
+        assert_eq!(st, 200);
+        let all = json_of(&body);
+        let want = serde_json::to_value(rows()).unwrap();
+        assert_eq!(all, want);
+        assert_eq!(all[0]["tcp-state"], "established");
+        assert!(all[1].get("tcp-state").is_none());
+
+        let (st, body) = call(
+            "GET",
+            &format!("{url}?protocol=tcp&tcp-state=established"),
+            None,
+            None,
+        );
+        assert_eq!(st, 200);
+        let v = json_of(&body);
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(v[0]["id"], "*1f2a");
+
+        // Address by IP alone, boolean as yes/no, percent-encoding.
+        let (_, body) = call(
+            "GET",
+            &format!("{url}?src-address=10.0.0.1&assured=no"),
+            None,
+            None,
+        );
+        let v = json_of(&body);
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(v[0]["protocol"], "udp");
+        let (_, body) = call("GET", &format!("{url}?id=%2A7"), None, None);
+        assert_eq!(json_of(&body)[0]["protocol"], "icmp");
+
+        let (st, body) = call("GET", &format!("{url}?count-only=yes"), None, None);
+        assert_eq!(st, 200);
+        assert_eq!(json_of(&body), json!({ "count": 3 }));
+        let (_, body) = call(
+            "GET",
+            &format!("{url}?count-only=&protocol=udp"),
+            None,
+            None,
+        );
+        assert_eq!(json_of(&body), json!({ "count": 1 }));
+
+        let (_, body) = call(
+            "GET",
+            &format!("{url}?.proplist=id,flags&protocol=tcp"),
+            None,
+            None,
+        );
+        assert_eq!(json_of(&body), json!([{ "id": "*1f2a", "flags": "AC" }]));
+
+        // Trailing slash is the same path.
+        assert_eq!(call("GET", &format!("{url}/"), None, None).0, 200);
+    }
+
+    #[test]
+    fn one_connection_and_remove() {
+        let dp = fake();
+        let (_srv, base) = start(dp.clone(), None);
+        let url = format!("{base}{CONNECTION}");
+        let (st, body) = call("GET", &format!("{url}/*1f2a"), None, None);
+        assert_eq!(st, 200);
+        assert_eq!(json_of(&body), serde_json::to_value(&rows()[0]).unwrap());
+        let (st, body) = call("GET", &format!("{url}/%2A1000000002b"), None, None);
+        assert_eq!(st, 200);
+        assert_eq!(json_of(&body)["protocol"], "udp");
+
+        let (st, body) = call("DELETE", &format!("{url}/%2a1f2a"), None, None);
+        assert_eq!((st, body.as_str()), (204, ""));
+        assert_eq!(dp.rows.lock().len(), 2);
+        assert_error(
+            call("DELETE", &format!("{url}/*1f2a"), None, None),
+            404,
+            "*1f2a",
+        );
+        assert_error(
+            call("GET", &format!("{url}/*1f2a"), None, None),
+            404,
+            "*1f2a",
+        );
+        assert_error(call("GET", &format!("{url}/1f2a"), None, None), 400, "id");
+        assert_error(call("GET", &format!("{url}/*xyz"), None, None), 400, "*xyz");
+        assert_error(
+            call("DELETE", &format!("{url}/%ZZ"), None, None),
+            400,
+            "percent",
+        );
+    }
+
+    #[test]
+    fn tracking_get_and_set() {
+        let dp = fake();
+        let (_srv, base) = start(dp.clone(), None);
+        let url = format!("{base}{TRACKING}");
+        let (st, body) = call("GET", &url, None, None);
+        assert_eq!(st, 200);
+        let v = json_of(&body);
+        assert_eq!(v["enabled"], "auto");
+        assert_eq!(v["tcp-established-timeout"], "1d");
+        assert_eq!(v["max-entries"], 1 << 20);
+        assert_eq!(v["total-entries"], 3);
+        let want = serde_json::to_value(TrackingInfo {
+            settings: Settings::default(),
+            max_entries: 1 << 20,
+            total_entries: 3,
+        })
+        .unwrap();
+        assert_eq!(v, want);
+
+        let (st, body) = call(
+            "PATCH",
+            &url,
+            Some(r#"{"udp-timeout": "30s", "loose-tcp-tracking": "no"}"#),
+            None,
+        );
+        assert_eq!(st, 200, "{body}");
+        let v = json_of(&body);
+        assert_eq!(v["udp-timeout"], "30s");
+        assert_eq!(v["loose-tcp-tracking"], false);
+        assert!(!dp.settings.lock().loose_tcp_tracking);
+
+        // JSON booleans and numbers become strings; POST .../set is the same.
+        let (st, body) = call(
+            "POST",
+            &format!("{url}/set"),
+            Some(r#"{"loose-tcp-tracking": true, "icmp-timeout": 20}"#),
+            None,
+        );
+        assert_eq!(st, 200, "{body}");
+        let v = json_of(&body);
+        assert_eq!(v["loose-tcp-tracking"], true);
+        assert_eq!(v["icmp-timeout"], "20s");
+        let (st, _) = call("PATCH", &url, Some("{}"), None);
+        assert_eq!(st, 200);
+    }
+
+    #[test]
+    fn tracking_bad_input() {
+        let dp = fake();
+        let (_srv, base) = start(dp.clone(), None);
+        let url = format!("{base}{TRACKING}");
+        assert_error(
+            call("PATCH", &url, Some(r#"{"max-entries": "5"}"#), None),
+            400,
+            "max-entries",
+        );
+        assert_error(
+            call(
+                "PATCH",
+                &url,
+                Some(r#"{"total-entries": 1, "max-entries": 2}"#),
+                None,
+            ),
+            400,
+            "total-entries",
+        );
+        assert_error(
+            call("PATCH", &url, Some(r#"{"udp-timout": "5s"}"#), None),
+            400,
+            "udp-timout",
+        );
+        assert_error(
+            call("PATCH", &url, Some(r#"{"udp-timeout": "soon"}"#), None),
+            400,
+            "udp-timeout",
+        );
+        assert_error(
+            call("PATCH", &url, Some(r#"{"enabled": "maybe"}"#), None),
+            400,
+            "enabled",
+        );
+        assert_error(
+            call("PATCH", &url, Some(r#"{"udp-timeout": null}"#), None),
+            400,
+            "udp-timeout",
+        );
+        assert_error(
+            call("PATCH", &url, Some(r#"{"udp-timeout": ["5s"]}"#), None),
+            400,
+            "udp-timeout",
+        );
+        assert_error(
+            call("PATCH", &url, Some("{\"udp-timeout\": "), None),
+            400,
+            "JSON",
+        );
+        assert_error(call("PATCH", &url, Some(""), None), 400, "JSON");
+        assert_error(
+            call("PATCH", &url, Some(r#"["udp-timeout"]"#), None),
+            400,
+            "object",
+        );
+        assert_error(call("PATCH", &url, Some("\"30s\""), None), 400, "object");
+        // All or nothing: the good change did not happen either.
+        assert_error(
+            call(
+                "PATCH",
+                &url,
+                Some(r#"{"udp-timeout": "1m", "icmp-timeout": "x"}"#),
+                None,
+            ),
+            400,
+            "icmp-timeout",
+        );
+        assert_eq!(*dp.settings.lock(), Settings::default());
+
+        let big = format!(r#"{{"udp-timeout": "{}"}}"#, "1".repeat(MAX_BODY));
+        assert_error(call("PATCH", &url, Some(&big), None), 413, "body");
+        // Just at the limit is read (and then refused as a bad value).
+        let at = format!(r#"{{"udp-timeout": "{}"}}"#, " ".repeat(MAX_BODY - 19));
+        assert_eq!(at.len(), MAX_BODY);
+        assert_error(call("PATCH", &url, Some(&at), None), 400, "udp-timeout");
+    }
+
+    /// Raw bytes in, the status line's code out.
+    fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+        use std::io::Write;
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    }
+
+    #[test]
+    fn raw_protocol_errors() {
+        use std::io::Write;
+        let (srv, _) = start(fake(), None);
+        let a = srv.local_addr();
+        let chunked = format!(
+            "PATCH {TRACKING} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        assert!(raw(a, chunked.as_bytes()).starts_with("HTTP/1.1 411 "));
+        // A huge declared body is refused unread.
+        let huge = format!("PATCH {TRACKING} HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n");
+        let out = raw(a, huge.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+        assert!(out.contains("\"error\":413"), "{out}");
+        let neg = format!("PATCH {TRACKING} HTTP/1.1\r\nContent-Length: -1\r\n\r\n");
+        let out = raw(a, neg.as_bytes());
+        assert!(
+            out.starts_with("HTTP/1.1 400 ") && out.contains("Content-Length"),
+            "{out}"
+        );
+        assert!(raw(a, b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(raw(a, b"GET\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(raw(a, b"GET /rest HTTP/9.9\r\n\r\n").starts_with("HTTP/1.1 505 "));
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD + 10));
+        assert!(raw(a, long.as_bytes()).starts_with("HTTP/1.1 431 "));
+        // HEAD: headers only; Expect: 100-continue is honoured.
+        let out = raw(a, format!("HEAD {TRACKING} HTTP/1.1\r\n\r\n").as_bytes());
+        assert!(
+            out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\n"),
+            "{out}"
+        );
+        let body = r#"{"udp-timeout":"30s"}"#;
+        let mut c = TcpStream::connect(a).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let head = format!(
+            "PATCH {TRACKING} HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        let mut cont = [0u8; 25];
+        c.read_exact(&mut cont).unwrap();
+        assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+        c.write_all(body.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(
+            out.starts_with("HTTP/1.1 200 ") && out.contains("\"udp-timeout\":\"30s\""),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn filter_bad_input() {
+        let (_srv, base) = start(fake(), None);
+        let url = format!("{base}{CONNECTION}");
+        let cases = [
+            ("protcol=tcp", "protcol"),
+            ("assured=maybe", "assured"),
+            ("orig-packets=many", "orig-packets"),
+            ("timeout=soon", "timeout"),
+            ("id=1f2a", "id"),
+            ("count-only=perhaps", "count-only"),
+            (".proplist=id,nope", "nope"),
+            ("protocol=%E0%A4%A", "percent"),
+            ("protocol=%FF", "UTF-8"),
+        ];
+        for (q, field) in cases {
+            assert_error(call("GET", &format!("{url}?{q}"), None, None), 400, field);
+        }
+        // Unknown property is refused even when no row would be tested.
+        let empty = Arc::new(FakeDataplane::default());
+        let (_srv2, base2) = start(empty, None);
+        assert_error(
+            call(
+                "GET",
+                &format!("{base2}{CONNECTION}?protcol=tcp"),
+                None,
+                None,
+            ),
+            400,
+            "protcol",
+        );
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        let (_srv, base) = start(fake(), None);
+        assert_error(
+            call("GET", &format!("{base}/rest/ip/firewall/nat"), None, None),
+            404,
+            "/rest/ip/firewall/nat",
+        );
+        assert_error(
+            call("GET", &format!("{base}/metrics"), None, None),
+            404,
+            "/metrics",
+        );
+        assert_error(call("GET", &format!("{base}/"), None, None), 404, "/");
+        assert_error(
+            call("GET", &format!("{base}{CONNECTION}/*1/extra"), None, None),
+            404,
+            "extra",
+        );
+        assert_error(
+            call("POST", &format!("{base}{CONNECTION}"), Some("{}"), None),
+            405,
+            "POST",
+        );
+        assert_error(
+            call("DELETE", &format!("{base}{TRACKING}"), None, None),
+            405,
+            "DELETE",
+        );
+        assert_error(
+            call(
+                "PUT",
+                &format!("{base}{CONNECTION}/*1f2a"),
+                Some("{}"),
+                None,
+            ),
+            405,
+            "PUT",
+        );
+        assert_error(
+            call("GET", &format!("{base}{TRACKING_SET}"), None, None),
+            405,
+            "GET",
+        );
+    }
+
+    #[test]
+    fn bearer_token() {
+        let (_srv, base) = start(fake(), Some("s3cret"));
+        let url = format!("{base}{CONNECTION}");
+        assert_error(call("GET", &url, None, None), 401, "token");
+        assert_error(call("GET", &url, None, Some("wrong")), 401, "token");
+        assert_error(call("GET", &url, None, Some("s3cret-")), 401, "token");
+        assert_error(
+            call("DELETE", &format!("{url}/*1f2a"), None, None),
+            401,
+            "token",
+        );
+        assert_eq!(call("GET", &url, None, Some("s3cret")).0, 200);
+        assert_eq!(
+            call("DELETE", &format!("{url}/*1f2a"), None, Some("s3cret")).0,
+            204
+        );
+        assert!(!authorized(Some("Basic czNjcmV0"), "s3cret"));
+        assert!(authorized(Some("Bearer s3cret"), "s3cret"));
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let err = ApiServer::start(addr, None, fake())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("0.0.0.0:0") && err.contains("api-token"),
+            "{err}"
+        );
+        let err = ApiServer::start(addr, Some(String::new()), fake())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("token"), "{err}");
+        let mut srv = ApiServer::start(addr, Some("t".to_string()), fake()).unwrap();
+        assert_ne!(srv.local_addr().port(), 0);
+        srv.stop();
+        srv.stop();
+        let v6: SocketAddr = "[::1]:0".parse().unwrap();
+        if let Ok(srv) = ApiServer::start(v6, None, fake()) {
+            assert!(srv.local_addr().ip().is_loopback());
+        }
+    }
+
+    #[test]
+    fn stop_closes_the_listener_and_bind_errors_name_the_address() {
+        let (mut srv, base) = start(fake(), None);
+        let addr = srv.local_addr();
+        assert_eq!(call("GET", &format!("{base}{TRACKING}"), None, None).0, 200);
+        srv.stop();
+        // The port is free again.
+        let again = ApiServer::start(addr, None, fake());
+        let again = again.unwrap();
+        let err = ApiServer::start(addr, None, fake())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&addr.to_string()), "{err}");
+        drop(again);
+    }
+
+    #[test]
+    fn silent_clients_hold_a_handler_only_until_the_timeout() {
+        let (srv, base) = start(fake(), None);
+        // Every handler busy with a client that sends nothing.
+        let idle: Vec<_> = (0..HANDLER_THREADS)
+            .map(|_| TcpStream::connect(srv.local_addr()).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        assert_eq!(call("GET", &format!("{base}{TRACKING}"), None, None).0, 200);
+        assert!(
+            t.elapsed() < READ_TIMEOUT + Duration::from_secs(3),
+            "{:?}",
+            t.elapsed()
+        );
+        drop(idle);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("%2A1f2a", false).unwrap(), "*1f2a");
+        assert_eq!(percent_decode("a+b", true).unwrap(), "a b");
+        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
+        assert!(percent_decode("%2", false).is_err());
+        assert!(percent_decode("%zz", false).is_err());
+    }
+}

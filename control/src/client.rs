@@ -1,0 +1,533 @@
+//! `ctrack connection ...`: the CLI against a running dataplane, over the
+//! management API ([`crate::api`]). It only parses arguments and prints; the
+//! API does the checking, so both front ends refuse the same input with the
+//! same message.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use dataplane::conntrack::{ConnSnapshot, Settings, format_table};
+use serde_json::Value;
+
+/// Default `--api`: the API's default address.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8728";
+
+const CONNECTION: &str = "/rest/ip/firewall/connection";
+const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
+
+/// `ctrack connection [--api URL] [--token T] <command>`.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// The management API of the running dataplane.
+    #[arg(long, global = true, env = "CTRACK_API", default_value = DEFAULT_API_URL)]
+    pub api: String,
+    /// Bearer token, when the API was started with one.
+    #[arg(long, global = true, env = "CTRACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub cmd: ConnectionCmd,
+}
+
+/// `/ip firewall connection` commands.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum ConnectionCmd {
+    /// List connections: `print [where PROP=VALUE ...] [--json] [--count]`,
+    /// e.g. `print where protocol=tcp tcp-state=established`.
+    Print {
+        /// `where` followed by PROP=VALUE filters (all must match).
+        #[arg(value_name = "where PROP=VALUE")]
+        where_: Vec<String>,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Print only how many connections match (RouterOS `count-only`).
+        #[arg(long)]
+        count: bool,
+    },
+    /// Remove a connection by id (`*1f2a`); its next packet creates a new one.
+    Remove {
+        /// The connection's id, as `print --json` shows it.
+        id: String,
+    },
+    /// `/ip firewall connection tracking`: settings.
+    #[command(subcommand)]
+    Tracking(TrackingCmd),
+}
+
+/// `/ip firewall connection tracking` commands.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum TrackingCmd {
+    /// Show every setting and max-entries, total-entries.
+    Print,
+    /// Change settings: `set udp-timeout=30s loose-tcp-tracking=no` (all or none).
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        kv: Vec<String>,
+    },
+}
+
+/// Runs parsed [`ConnectionArgs`] (the `ctrack connection` front end).
+pub fn run_args(args: ConnectionArgs) -> Result<()> {
+    run(args.cmd, &args.api, args.token.as_deref())
+}
+
+/// Runs `cmd` against the API at `api` and prints the result to stdout.
+/// An API error becomes an `Err` holding the API's message.
+pub fn run(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<()> {
+    let out = execute(cmd, api, token)?;
+    print!("{out}");
+    Ok(())
+}
+
+/// Like [`run`], returning what it would print.
+pub fn execute(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<String> {
+    let c = Client::new(api, token);
+    match cmd {
+        ConnectionCmd::Print {
+            where_,
+            json,
+            count,
+        } => {
+            let mut words = where_.as_slice();
+            let mut count = count;
+            while let Some((first, rest)) = words.split_first() {
+                match first.as_str() {
+                    "where" => words = rest,
+                    "count-only" => {
+                        count = true;
+                        words = rest;
+                    }
+                    _ => break,
+                }
+            }
+            let mut query = Vec::new();
+            for w in words {
+                let (k, v) = w.split_once('=').ok_or_else(|| {
+                    anyhow!("expected PROP=VALUE after where, got {w:?} (e.g. protocol=tcp)")
+                })?;
+                query.push((k.to_string(), v.to_string()));
+            }
+            if count {
+                query.push(("count-only".to_string(), "yes".to_string()));
+            }
+            let body = c.get(&format!("{CONNECTION}{}", encode_query(&query)))?;
+            if json {
+                return Ok(ensure_newline(body));
+            }
+            if count {
+                let v: Value = serde_json::from_str(&body).context("the API's answer")?;
+                let n = v["count"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("the API's answer has no count: {body}"))?;
+                return Ok(format!("{n}\n"));
+            }
+            let rows: Vec<Value> = serde_json::from_str(&body).context("the API's answer")?;
+            let rows: Vec<ConnSnapshot> =
+                rows.iter().map(snapshot_from_json).collect::<Result<_>>()?;
+            Ok(format_table(&rows))
+        }
+        ConnectionCmd::Remove { id } => {
+            c.delete(&format!("{CONNECTION}/{}", encode(&id)))?;
+            Ok(String::new())
+        }
+        ConnectionCmd::Tracking(TrackingCmd::Print) => tracking_lines(&c.get(TRACKING)?),
+        ConnectionCmd::Tracking(TrackingCmd::Set { kv }) => {
+            let mut obj = serde_json::Map::new();
+            for w in &kv {
+                let (k, v) = w.split_once('=').ok_or_else(|| {
+                    anyhow!("expected KEY=VALUE, got {w:?} (e.g. udp-timeout=30s)")
+                })?;
+                obj.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            c.patch(TRACKING, &Value::Object(obj).to_string())?;
+            Ok(String::new())
+        }
+    }
+}
+
+fn ensure_newline(mut s: String) -> String {
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// `key: value` lines, RouterOS `print` style, right-aligned keys.
+fn tracking_lines(body: &str) -> Result<String> {
+    let v: Value = serde_json::from_str(body).context("the API's answer")?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| anyhow!("the API's answer is not an object: {body}"))?;
+    let width = obj.keys().map(String::len).max().unwrap_or(0);
+    // The seed's order, then anything this client does not know yet.
+    let mut keys: Vec<&str> = Settings::KEYS
+        .iter()
+        .copied()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    keys.extend(
+        obj.keys()
+            .map(String::as_str)
+            .filter(|k| !Settings::KEYS.contains(k)),
+    );
+    let mut out = String::new();
+    for k in keys {
+        let v = &obj[k];
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            other => other.to_string(),
+        };
+        let _ = writeln!(out, "{k:>width$}: {text}");
+    }
+    Ok(out)
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn num(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn flag(v: &Value, k: &str) -> bool {
+    v.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A [`ConnSnapshot`] back from its JSON (it has no `Deserialize`).
+fn snapshot_from_json(v: &Value) -> Result<ConnSnapshot> {
+    if !v.is_object() {
+        bail!("the API's answer has a row that is not an object: {v}");
+    }
+    let opt = |k: &str| v.get(k).and_then(Value::as_u64);
+    let timeout = text(v, "timeout");
+    Ok(ConnSnapshot {
+        id: text(v, "id"),
+        worker: u16::try_from(num(v, "worker")).unwrap_or(u16::MAX),
+        protocol: text(v, "protocol"),
+        src_address: text(v, "src-address"),
+        dst_address: text(v, "dst-address"),
+        reply_src_address: text(v, "reply-src-address"),
+        reply_dst_address: text(v, "reply-dst-address"),
+        tcp_state: v
+            .get("tcp-state")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        icmp_id: opt("icmp-id").and_then(|x| u16::try_from(x).ok()),
+        icmp_type: opt("icmp-type").and_then(|x| u8::try_from(x).ok()),
+        icmp_code: opt("icmp-code").and_then(|x| u8::try_from(x).ok()),
+        gre_key: opt("gre-key").and_then(|x| u32::try_from(x).ok()),
+        gre_version: v
+            .get("gre-version")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        gre_protocol: v
+            .get("gre-protocol")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        timeout_nanos: dataplane::conntrack::parse_duration(&timeout)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        timeout,
+        orig_packets: num(v, "orig-packets"),
+        orig_bytes: num(v, "orig-bytes"),
+        orig_fasttrack_packets: num(v, "orig-fasttrack-packets"),
+        orig_fasttrack_bytes: num(v, "orig-fasttrack-bytes"),
+        orig_rate: num(v, "orig-rate"),
+        repl_packets: num(v, "repl-packets"),
+        repl_bytes: num(v, "repl-bytes"),
+        repl_fasttrack_packets: num(v, "repl-fasttrack-packets"),
+        repl_fasttrack_bytes: num(v, "repl-fasttrack-bytes"),
+        repl_rate: num(v, "repl-rate"),
+        assured: flag(v, "assured"),
+        confirmed: flag(v, "confirmed"),
+        seen_reply: flag(v, "seen-reply"),
+        dying: flag(v, "dying"),
+        expected: flag(v, "expected"),
+        fasttrack: flag(v, "fasttrack"),
+        srcnat: flag(v, "srcnat"),
+        dstnat: flag(v, "dstnat"),
+        connection_mark: text(v, "connection-mark"),
+        connection_type: text(v, "connection-type"),
+    })
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn encode_query(q: &[(String, String)]) -> String {
+    if q.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = q
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    format!("?{}", parts.join("&"))
+}
+
+struct Client {
+    base: String,
+    auth: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(api: &str, token: Option<&str>) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Client {
+            base: api.trim_end_matches('/').to_string(),
+            auth: token
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
+            agent,
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<String> {
+        let mut r = self.agent.get(format!("{}{path}", self.base));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        self.finish(r.call())
+    }
+
+    fn delete(&self, path: &str) -> Result<String> {
+        let mut r = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        self.finish(r.call())
+    }
+
+    fn patch(&self, path: &str, body: &str) -> Result<String> {
+        let mut r = self.agent.patch(format!("{}{path}", self.base));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        self.finish(r.content_type("application/json").send(body))
+    }
+
+    /// The body of a 2xx answer, or the API's error message.
+    fn finish(
+        &self,
+        r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String> {
+        let mut resp = r.map_err(|e| anyhow!("cannot reach the API at {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .map_err(|e| anyhow!("cannot read the API's answer: {e}"))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let msg = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}: {}", body.trim()));
+        Err(anyhow!(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiServer;
+    use crate::api::tests::{fake, rows};
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Top,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Top {
+        Connection(ConnectionArgs),
+    }
+
+    fn parse(args: &[&str]) -> ConnectionArgs {
+        let mut v = vec!["ctrack", "connection"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().cmd {
+            Top::Connection(a) => a,
+        }
+    }
+
+    #[test]
+    fn command_line_shapes() {
+        let a = parse(&[
+            "print",
+            "where",
+            "protocol=tcp",
+            "tcp-state=established",
+            "--json",
+        ]);
+        assert_eq!(
+            a.cmd,
+            ConnectionCmd::Print {
+                where_: vec![
+                    "where".into(),
+                    "protocol=tcp".into(),
+                    "tcp-state=established".into()
+                ],
+                json: true,
+                count: false,
+            }
+        );
+        let a = parse(&["--api", "http://127.0.0.1:1", "remove", "*1f2a"]);
+        assert_eq!(a.api, "http://127.0.0.1:1");
+        assert_eq!(a.cmd, ConnectionCmd::Remove { id: "*1f2a".into() });
+        let a = parse(&["tracking", "set", "udp-timeout=30s", "--token", "t"]);
+        assert_eq!(a.token.as_deref(), Some("t"));
+        assert_eq!(
+            a.cmd,
+            ConnectionCmd::Tracking(TrackingCmd::Set {
+                kv: vec!["udp-timeout=30s".into()]
+            })
+        );
+        assert_eq!(
+            parse(&["tracking", "print"]).cmd,
+            ConnectionCmd::Tracking(TrackingCmd::Print)
+        );
+        assert!(Cli::try_parse_from(["ctrack", "connection", "tracking", "set"]).is_err());
+    }
+
+    #[test]
+    fn print_remove_and_tracking_against_a_live_api() {
+        let dp = fake();
+        let srv = ApiServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Some("tok".into()),
+            dp.clone(),
+        )
+        .unwrap();
+        let api = format!("http://{}", srv.local_addr());
+        let tok = Some("tok");
+        let print = |w: &[&str], json: bool, count: bool| ConnectionCmd::Print {
+            where_: w.iter().map(|s| s.to_string()).collect(),
+            json,
+            count,
+        };
+
+        let table = execute(print(&[], false, false), &api, tok).unwrap();
+        assert_eq!(table, format_table(&rows()));
+        assert!(table.starts_with("Flags: A - ASSURED"));
+        assert!(table.lines().nth(2).unwrap().contains(" AC "), "{table}");
+
+        let out = execute(
+            print(
+                &["where", "protocol=tcp", "tcp-state=established"],
+                false,
+                false,
+            ),
+            &api,
+            tok,
+        )
+        .unwrap();
+        assert_eq!(out, format_table(&rows()[..1]));
+
+        let out = execute(print(&["where", "protocol=udp"], true, false), &api, tok).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v, serde_json::to_value(&rows()[1..2]).unwrap());
+
+        assert_eq!(execute(print(&[], false, true), &api, tok).unwrap(), "3\n");
+        assert_eq!(
+            execute(
+                print(
+                    &["count-only", "where", "src-address=10.0.0.1"],
+                    false,
+                    false
+                ),
+                &api,
+                tok
+            )
+            .unwrap(),
+            "3\n"
+        );
+
+        // Errors carry the API's message, naming the field.
+        let e = execute(print(&["where", "protcol=tcp"], false, false), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("protcol"), "{e}");
+        let e = execute(print(&["where", "protocol"], false, false), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("PROP=VALUE"), "{e}");
+        let e = execute(print(&[], false, false), &api, None).unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+
+        // remove
+        execute(ConnectionCmd::Remove { id: "*1f2a".into() }, &api, tok).unwrap();
+        assert_eq!(dp.rows.lock().len(), 2);
+        let e = execute(ConnectionCmd::Remove { id: "*1f2a".into() }, &api, tok).unwrap_err();
+        assert_eq!(e.to_string(), "no such connection: *1f2a");
+        let e = execute(ConnectionCmd::Remove { id: "1f2a".into() }, &api, tok).unwrap_err();
+        assert!(e.to_string().contains("id"), "{e}");
+
+        // tracking print / set
+        let out = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 16, "{out}");
+        assert!(out.contains("                enabled: auto\n"), "{out}");
+        assert!(out.contains("tcp-established-timeout: 1d\n"), "{out}");
+        assert!(out.contains("     loose-tcp-tracking: yes\n"), "{out}");
+        assert!(out.contains("            max-entries: 1048576\n"), "{out}");
+        assert!(out.contains("          total-entries: 2\n"), "{out}");
+
+        let set = |kv: &[&str]| {
+            ConnectionCmd::Tracking(TrackingCmd::Set {
+                kv: kv.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        execute(
+            set(&["udp-timeout=30s", "loose-tcp-tracking=no"]),
+            &api,
+            tok,
+        )
+        .unwrap();
+        assert_eq!(dp.settings.lock().get("udp-timeout").unwrap(), "30s");
+        assert!(!dp.settings.lock().loose_tcp_tracking);
+        let e = execute(set(&["udp-timeout=soon"]), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("udp-timeout"), "{e}");
+        let e = execute(set(&["max-entries=5"]), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("max-entries"), "{e}");
+        let e = execute(set(&["udp-timeout"]), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("KEY=VALUE"), "{e}");
+
+        // Nothing listening.
+        drop(srv);
+        let e = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("cannot reach the API"), "{e}");
+    }
+
+    #[test]
+    fn encoding() {
+        assert_eq!(encode("*1f2a"), "%2A1f2a");
+        assert_eq!(
+            encode_query(&[("src-address".into(), "[::1]:80".into())]),
+            "?src-address=%5B%3A%3A1%5D%3A80"
+        );
+    }
+}

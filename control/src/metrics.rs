@@ -1,0 +1,736 @@
+//! Prometheus `/metrics`, on its own address.
+//!
+//! Every scrape takes one [`MetricsSnapshot`] from the [`Dataplane`] and
+//! renders it through a fresh `prometheus::Registry`, so the text is always
+//! one consistent instant and nothing is kept between scrapes. Names are
+//! `ctrack_*`; the concepts of node_exporter's conntrack collector
+//! (`node_nf_conntrack_entries`, `..._stat_found`, ...) keep their names
+//! after the prefix, so dashboards port by renaming. See `docs/metrics.md`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dataplane::conntrack::{InvalidReason, UntrackedReason};
+use dataplane::packet::ParseError;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::api::{ApiError, HttpServer, Reply, Req};
+use crate::ops::{Dataplane, MetricsSnapshot};
+
+/// The metrics endpoint's default address (loopback).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+/// Threads answering scrapes.
+const THREADS: usize = 2;
+
+/// Collects families into one registry; the first error is kept.
+struct Families {
+    reg: Registry,
+    err: Option<prometheus::Error>,
+}
+
+impl Families {
+    fn keep(&mut self, r: Result<(), prometheus::Error>) {
+        if let Err(e) = r
+            && self.err.is_none()
+        {
+            self.err = Some(e);
+        }
+    }
+
+    fn counter<I, L>(&mut self, name: &str, help: &str, labels: &[&str], samples: I)
+    where
+        I: IntoIterator<Item = (L, u64)>,
+        L: AsRef<[String]>,
+    {
+        let r = (|| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            for (l, v) in samples {
+                let l: Vec<&str> = l.as_ref().iter().map(String::as_str).collect();
+                c.get_metric_with_label_values(&l)?.inc_by(v);
+            }
+            self.reg.register(Box::new(c))
+        })();
+        self.keep(r);
+    }
+
+    fn gauge<I, L>(&mut self, name: &str, help: &str, labels: &[&str], samples: I)
+    where
+        I: IntoIterator<Item = (L, f64)>,
+        L: AsRef<[String]>,
+    {
+        let r = (|| {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
+            for (l, v) in samples {
+                let l: Vec<&str> = l.as_ref().iter().map(String::as_str).collect();
+                g.get_metric_with_label_values(&l)?.set(v);
+            }
+            self.reg.register(Box::new(g))
+        })();
+        self.keep(r);
+    }
+}
+
+fn none() -> Vec<String> {
+    Vec::new()
+}
+
+/// Renders `m` in the Prometheus text exposition format (0.0.4).
+pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
+    let mut f = Families {
+        reg: Registry::new(),
+        err: None,
+    };
+    let w = &m.workers;
+    let wl = |n: u16| vec![n.to_string()];
+    let sum = |get: &dyn Fn(&crate::ops::WorkerMetrics) -> u64| w.iter().map(get).sum::<u64>();
+    let per_worker = |get: &dyn Fn(&crate::ops::WorkerMetrics) -> u64| {
+        w.iter().map(|x| (wl(x.worker), get(x))).collect::<Vec<_>>()
+    };
+
+    // node_exporter's conntrack collector, under ctrack_.
+    f.gauge(
+        "ctrack_conntrack_entries",
+        "Connections in the table (node_nf_conntrack_entries).",
+        &[],
+        [(none(), sum(&|x| x.total_entries) as f64)],
+    );
+    f.gauge(
+        "ctrack_conntrack_entries_limit",
+        "Table capacity, the sum of every shard's max-entries (node_nf_conntrack_entries_limit).",
+        &[],
+        [(none(), sum(&|x| x.max_entries) as f64)],
+    );
+    f.counter(
+        "ctrack_conntrack_stat_found_total",
+        "Packets that matched an existing connection (node_nf_conntrack_stat_found).",
+        &["worker"],
+        per_worker(&|x| x.shard.found),
+    );
+    let mut invalid = Vec::new();
+    for x in w {
+        for r in InvalidReason::ALL {
+            let v = x.shard.invalid.get(r.index()).copied().unwrap_or(0);
+            invalid.push((vec![x.worker.to_string(), r.name().to_string()], v));
+        }
+    }
+    f.counter(
+        "ctrack_conntrack_stat_invalid_total",
+        "Packets refused by a protocol tracker, by reason (node_nf_conntrack_stat_invalid).",
+        &["worker", "reason"],
+        invalid,
+    );
+    f.counter(
+        "ctrack_conntrack_stat_insert_total",
+        "Connections created (node_nf_conntrack_stat_insert).",
+        &["worker"],
+        per_worker(&|x| x.shard.insert),
+    );
+    f.counter(
+        "ctrack_conntrack_stat_insert_failed_total",
+        "Connections that could not be indexed (node_nf_conntrack_stat_insert_failed).",
+        &["worker"],
+        per_worker(&|x| x.shard.insert_failed),
+    );
+    f.counter(
+        "ctrack_conntrack_stat_drop_total",
+        "Packets dropped because the table was full (node_nf_conntrack_stat_drop).",
+        &["worker"],
+        per_worker(&|x| x.shard.drop),
+    );
+    f.counter(
+        "ctrack_conntrack_stat_early_drop_total",
+        "Non-assured connections evicted to make room (node_nf_conntrack_stat_early_drop).",
+        &["worker"],
+        per_worker(&|x| x.shard.early_drop),
+    );
+
+    // Connections.
+    let mut by_state: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for x in w {
+        for (k, v) in &x.connections {
+            *by_state.entry(k.clone()).or_default() += v;
+        }
+    }
+    f.gauge(
+        "ctrack_connections",
+        "Live connections by protocol and TCP state (tcp_state empty for other protocols).",
+        &["protocol", "tcp_state"],
+        by_state
+            .into_iter()
+            .map(|((p, s), v)| (vec![p, s], v as f64)),
+    );
+    f.counter(
+        "ctrack_connections_expired_total",
+        "Connections removed because their timeout passed.",
+        &["worker"],
+        per_worker(&|x| x.shard.expired),
+    );
+    f.counter(
+        "ctrack_connections_removed_total",
+        "Connections removed through the management API.",
+        &["worker"],
+        per_worker(&|x| x.shard.removed),
+    );
+    f.counter(
+        "ctrack_connections_closed_total",
+        "Connections removed by their tracker (RST answering a SYN, reopened time-wait).",
+        &["worker"],
+        per_worker(&|x| x.shard.closed),
+    );
+
+    // Packets.
+    f.counter(
+        "ctrack_untracked_packets_total",
+        "Packets left untracked by design, by reason.",
+        &["reason"],
+        UntrackedReason::ALL.iter().map(|r| {
+            let v = sum(&|x| x.shard.untracked.get(r.index()).copied().unwrap_or(0));
+            (vec![r.name().to_string()], v)
+        }),
+    );
+    f.counter(
+        "ctrack_parse_errors_total",
+        "Packets that did not parse, by reason (forwarded untracked).",
+        &["reason"],
+        ParseError::ALL.iter().map(|r| {
+            let v = sum(&|x| x.parse_errors.get(r.index()).copied().unwrap_or(0));
+            (vec![r.name().to_string()], v)
+        }),
+    );
+    let dirs = ["orig", "reply"];
+    f.counter(
+        "ctrack_packets_total",
+        "Packets counted on connections, by direction (tracked, related and fast-tracked).",
+        &["direction"],
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| (vec![d.to_string()], sum(&|x| x.shard.packets[i]))),
+    );
+    f.counter(
+        "ctrack_bytes_total",
+        "Bytes (IP length) counted on connections, by direction.",
+        &["direction"],
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| (vec![d.to_string()], sum(&|x| x.shard.bytes[i]))),
+    );
+    f.counter(
+        "ctrack_fasttrack_packets_total",
+        "Packets that took the FastTrack path.",
+        &[],
+        [(none(), sum(&|x| x.fasttrack_packets))],
+    );
+    f.counter(
+        "ctrack_fasttrack_bytes_total",
+        "Bytes that took the FastTrack path.",
+        &[],
+        [(none(), sum(&|x| x.fasttrack_bytes))],
+    );
+    f.counter(
+        "ctrack_handoffs_total",
+        "Packets a worker handed to the worker that owns their connection.",
+        &["worker"],
+        per_worker(&|x| x.handoffs_out),
+    );
+    f.counter(
+        "ctrack_handoffs_received_total",
+        "Packets handed to a worker by other workers.",
+        &["worker"],
+        per_worker(&|x| x.handoffs_in),
+    );
+    f.counter(
+        "ctrack_handoff_dropped_total",
+        "Packets dropped because a handoff ring was full.",
+        &["worker"],
+        per_worker(&|x| x.handoff_dropped),
+    );
+
+    // Workers.
+    f.gauge(
+        "ctrack_worker_busy_ratio",
+        "Share of a worker's poll loops that found work, since start (0 to 1).",
+        &["worker"],
+        w.iter().map(|x| {
+            let r = if x.loops == 0 {
+                0.0
+            } else {
+                x.busy_loops as f64 / x.loops as f64
+            };
+            (wl(x.worker), r)
+        }),
+    );
+    f.counter(
+        "ctrack_worker_loops_total",
+        "Poll loops a worker ran.",
+        &["worker"],
+        per_worker(&|x| x.loops),
+    );
+    f.counter(
+        "ctrack_worker_busy_loops_total",
+        "Poll loops that found work (rate(busy)/rate(loops) is the recent busy ratio).",
+        &["worker"],
+        per_worker(&|x| x.busy_loops),
+    );
+    f.counter(
+        "ctrack_worker_rx_packets_total",
+        "Packets a worker received from its RX queues.",
+        &["worker"],
+        per_worker(&|x| x.rx_packets),
+    );
+    f.counter(
+        "ctrack_worker_tx_packets_total",
+        "Packets a worker transmitted.",
+        &["worker"],
+        per_worker(&|x| x.tx_packets),
+    );
+    f.counter(
+        "ctrack_worker_tx_dropped_total",
+        "Packets a worker could not transmit (TX queue full).",
+        &["worker"],
+        per_worker(&|x| x.tx_dropped),
+    );
+
+    // Ports.
+    type PortGet = fn(&crate::ops::PortMetrics) -> u64;
+    let port_metrics: [(&str, &str, PortGet); 8] = [
+        (
+            "ctrack_port_rx_packets_total",
+            "Packets received by the port (DPDK ipackets).",
+            |p| p.ipackets,
+        ),
+        (
+            "ctrack_port_tx_packets_total",
+            "Packets sent by the port (DPDK opackets).",
+            |p| p.opackets,
+        ),
+        (
+            "ctrack_port_rx_bytes_total",
+            "Bytes received by the port (DPDK ibytes).",
+            |p| p.ibytes,
+        ),
+        (
+            "ctrack_port_tx_bytes_total",
+            "Bytes sent by the port (DPDK obytes).",
+            |p| p.obytes,
+        ),
+        (
+            "ctrack_port_rx_missed_total",
+            "Packets the port dropped because RX queues were full (DPDK imissed).",
+            |p| p.imissed,
+        ),
+        (
+            "ctrack_port_rx_errors_total",
+            "Erroneous received packets (DPDK ierrors).",
+            |p| p.ierrors,
+        ),
+        (
+            "ctrack_port_tx_errors_total",
+            "Failed transmissions (DPDK oerrors).",
+            |p| p.oerrors,
+        ),
+        (
+            "ctrack_port_rx_nombuf_total",
+            "RX mbuf allocation failures (DPDK rx_nombuf).",
+            |p| p.rx_nombuf,
+        ),
+    ];
+    for (name, help, get) in port_metrics {
+        f.counter(
+            name,
+            help,
+            &["port", "name"],
+            m.ports
+                .iter()
+                .map(|p| (vec![p.port.to_string(), p.name.clone()], get(p))),
+        );
+    }
+
+    if let Some(e) = f.err {
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&f.reg.gather(), &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+fn handle(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+    let path = req.url.split('?').next().unwrap_or("");
+    if path != "/metrics" {
+        return Reply::error(
+            404,
+            format!("no such path: {path}; try /metrics"),
+            String::new(),
+        );
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        return Reply::error(
+            405,
+            format!("{} is not allowed on /metrics", req.method),
+            "allowed: GET".to_string(),
+        );
+    }
+    match render(&dp.metrics()) {
+        Ok(text) => Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: text.into_bytes(),
+            headers: Vec::new(),
+        },
+        Err(e) => Reply::error(500, format!("cannot render metrics: {e}"), String::new()),
+    }
+}
+
+/// The `/metrics` endpoint. Stops on [`MetricsServer::stop`] or drop.
+pub struct MetricsServer {
+    http: HttpServer,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (any address: the metrics are read-only) and answers
+    /// `GET /metrics` from `dp.metrics()`.
+    pub fn start(addr: SocketAddr, dp: Arc<dyn Dataplane>) -> Result<MetricsServer, ApiError> {
+        let http = HttpServer::start(
+            addr,
+            "ctrack-metrics",
+            THREADS,
+            Arc::new(move |req: &mut Req<'_>| handle(req, &*dp)),
+        )?;
+        Ok(MetricsServer { http })
+    }
+
+    /// The bound address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Stops answering and closes the listener. Idempotent.
+    pub fn stop(&mut self) {
+        self.http.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{FakeDataplane, PortMetrics, WorkerMetrics};
+    use dataplane::conntrack::{OtherInvalid, ShardStats};
+    use prometheus_parse::{Scrape, Value};
+    use std::collections::BTreeMap;
+
+    fn snapshot() -> MetricsSnapshot {
+        let worker = |n: u16, k: u64| {
+            let mut shard = ShardStats {
+                found: 100 * k,
+                insert: 10 * k,
+                insert_failed: k,
+                drop: 2 * k,
+                early_drop: 3 * k,
+                expired: 4 * k,
+                removed: 5 * k,
+                closed: 6 * k,
+                packets: [1000 * k, 900 * k],
+                bytes: [64_000 * k, 1_500_000 * k],
+                ..ShardStats::default()
+            };
+            shard.invalid[InvalidReason::Other(OtherInvalid::IcmpBadType).index()] = 7 * k;
+            shard.invalid[0] = k;
+            shard.untracked[UntrackedReason::Icmpv6NdMld.index()] = 11 * k;
+            let mut parse_errors = vec![0; ParseError::COUNT];
+            parse_errors[0] = 13 * k;
+            let mut connections = BTreeMap::new();
+            connections.insert(("tcp".to_string(), "established".to_string()), 20 * k);
+            connections.insert(("udp".to_string(), String::new()), 30 * k);
+            WorkerMetrics {
+                worker: n,
+                rx_packets: 2000 * k,
+                tx_packets: 1990 * k,
+                tx_dropped: 10 * k,
+                handoffs_out: 17 * k,
+                handoffs_in: 19 * k,
+                handoff_dropped: k,
+                fasttrack_packets: 300 * k,
+                fasttrack_bytes: 450_000 * k,
+                loops: 1000,
+                busy_loops: 250 * k,
+                parse_errors,
+                shard,
+                total_entries: 50 * k,
+                max_entries: 1 << 20,
+                connections,
+            }
+        };
+        MetricsSnapshot {
+            workers: vec![worker(0, 1), worker(1, 2)],
+            ports: vec![
+                PortMetrics {
+                    port: 0,
+                    name: "net_ring0".to_string(),
+                    ipackets: 4000,
+                    opackets: 3900,
+                    ibytes: 4_000_000,
+                    obytes: 3_900_000,
+                    imissed: 5,
+                    ierrors: 6,
+                    oerrors: 7,
+                    rx_nombuf: 8,
+                },
+                PortMetrics {
+                    port: 1,
+                    name: "net_ring1".to_string(),
+                    ipackets: 1,
+                    ..PortMetrics::default()
+                },
+            ],
+        }
+    }
+
+    fn value(v: &Value) -> f64 {
+        match v {
+            Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => *x,
+            _ => panic!("unexpected {v:?}"),
+        }
+    }
+
+    /// The sample of `name` whose labels include all of `labels`.
+    fn get(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let hits: Vec<f64> = s
+            .samples
+            .iter()
+            .filter(|x| x.metric == name)
+            .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+            .map(|x| value(&x.value))
+            .collect();
+        assert_eq!(hits.len(), 1, "{name} {labels:?}: {hits:?}");
+        hits[0]
+    }
+
+    fn parse(text: &str) -> Scrape {
+        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn scrape_parses_and_matches_the_snapshot() {
+        let dp = Arc::new(FakeDataplane::default());
+        *dp.metrics.lock() = snapshot();
+        let mut srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), dp).unwrap();
+        let url = format!("http://{}/metrics", srv.local_addr());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut resp = agent.get(&url).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        let text = resp.body_mut().read_to_string().unwrap();
+        let s = parse(&text);
+
+        // Every family has a type and help, and counters end in _total.
+        for (name, doc) in &s.docs {
+            assert!(name.starts_with("ctrack_"), "{name}");
+            assert!(!doc.is_empty(), "{name}");
+        }
+        for x in &s.samples {
+            if matches!(x.value, Value::Counter(_)) {
+                assert!(x.metric.ends_with("_total"), "{}", x.metric);
+            }
+        }
+
+        assert_eq!(get(&s, "ctrack_conntrack_entries", &[]), 150.0);
+        assert_eq!(
+            get(&s, "ctrack_conntrack_entries_limit", &[]),
+            2.0 * f64::from(1 << 20)
+        );
+        assert_eq!(
+            get(&s, "ctrack_conntrack_stat_found_total", &[("worker", "1")]),
+            200.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_conntrack_stat_insert_total", &[("worker", "0")]),
+            10.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_conntrack_stat_insert_failed_total",
+                &[("worker", "1")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_conntrack_stat_drop_total", &[("worker", "1")]),
+            4.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_conntrack_stat_early_drop_total",
+                &[("worker", "1")]
+            ),
+            6.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_conntrack_stat_invalid_total",
+                &[("worker", "1"), ("reason", "icmp_bad_type")]
+            ),
+            14.0
+        );
+        let first = InvalidReason::ALL[0].name();
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_conntrack_stat_invalid_total",
+                &[("worker", "0"), ("reason", first)]
+            ),
+            1.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_connections",
+                &[("protocol", "tcp"), ("tcp_state", "established")]
+            ),
+            60.0
+        );
+        assert_eq!(get(&s, "ctrack_connections", &[("protocol", "udp")]), 90.0);
+        assert_eq!(
+            get(&s, "ctrack_connections_expired_total", &[("worker", "1")]),
+            8.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_connections_removed_total", &[("worker", "1")]),
+            10.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_connections_closed_total", &[("worker", "0")]),
+            6.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_untracked_packets_total",
+                &[("reason", "icmpv6_nd_mld")]
+            ),
+            33.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_untracked_packets_total",
+                &[("reason", "tracking_disabled")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_parse_errors_total",
+                &[("reason", ParseError::ALL[0].name())]
+            ),
+            39.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_packets_total", &[("direction", "orig")]),
+            3000.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_packets_total", &[("direction", "reply")]),
+            2700.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_bytes_total", &[("direction", "reply")]),
+            4_500_000.0
+        );
+        assert_eq!(get(&s, "ctrack_fasttrack_packets_total", &[]), 900.0);
+        assert_eq!(get(&s, "ctrack_fasttrack_bytes_total", &[]), 1_350_000.0);
+        assert_eq!(get(&s, "ctrack_handoffs_total", &[("worker", "1")]), 34.0);
+        assert_eq!(
+            get(&s, "ctrack_handoffs_received_total", &[("worker", "1")]),
+            38.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_handoff_dropped_total", &[("worker", "0")]),
+            1.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_worker_busy_ratio", &[("worker", "0")]),
+            0.25
+        );
+        assert_eq!(get(&s, "ctrack_worker_busy_ratio", &[("worker", "1")]), 0.5);
+        assert_eq!(
+            get(&s, "ctrack_worker_loops_total", &[("worker", "1")]),
+            1000.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_worker_busy_loops_total", &[("worker", "1")]),
+            500.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_worker_rx_packets_total", &[("worker", "1")]),
+            4000.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_worker_tx_packets_total", &[("worker", "0")]),
+            1990.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_worker_tx_dropped_total", &[("worker", "1")]),
+            20.0
+        );
+        let p0 = [("port", "0"), ("name", "net_ring0")];
+        assert_eq!(get(&s, "ctrack_port_rx_packets_total", &p0), 4000.0);
+        assert_eq!(get(&s, "ctrack_port_tx_packets_total", &p0), 3900.0);
+        assert_eq!(get(&s, "ctrack_port_rx_bytes_total", &p0), 4_000_000.0);
+        assert_eq!(get(&s, "ctrack_port_tx_bytes_total", &p0), 3_900_000.0);
+        assert_eq!(get(&s, "ctrack_port_rx_missed_total", &p0), 5.0);
+        assert_eq!(get(&s, "ctrack_port_rx_errors_total", &p0), 6.0);
+        assert_eq!(get(&s, "ctrack_port_tx_errors_total", &p0), 7.0);
+        assert_eq!(get(&s, "ctrack_port_rx_nombuf_total", &p0), 8.0);
+        assert_eq!(
+            get(&s, "ctrack_port_rx_packets_total", &[("port", "1")]),
+            1.0
+        );
+
+        // Every metric documented in docs/metrics.md.
+        let doc = include_str!("../../docs/metrics.md");
+        for name in s.docs.keys() {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} missing from docs/metrics.md"
+            );
+        }
+
+        // Other paths and methods.
+        let base = format!("http://{}", srv.local_addr());
+        assert_eq!(
+            agent
+                .get(&format!("{base}/"))
+                .call()
+                .unwrap()
+                .status()
+                .as_u16(),
+            404
+        );
+        assert_eq!(agent.post(&url).send("x").unwrap().status().as_u16(), 405);
+        srv.stop();
+    }
+
+    #[test]
+    fn empty_snapshot_renders() {
+        let text = render(&MetricsSnapshot::default()).unwrap();
+        let s = parse(&text);
+        assert_eq!(get(&s, "ctrack_conntrack_entries", &[]), 0.0);
+        assert_eq!(
+            get(&s, "ctrack_packets_total", &[("direction", "orig")]),
+            0.0
+        );
+    }
+}
