@@ -18,7 +18,10 @@ pub fn ctrack_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/ctrack
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("ctrack");
     assert!(
         bin.exists(),
@@ -49,10 +52,19 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// EAL arguments for a test run: no hugepages, no PCI, no shared config.
 pub fn eal_base() -> Vec<String> {
-    ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "-l", "0-1", "--log-level=error"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--no-shconf",
+        "-l",
+        "0-1",
+        "--log-level=error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Runs `ctrack` with `args` and returns its output.
@@ -66,7 +78,8 @@ pub fn ctrack(args: &[String]) -> Output {
 /// Writes `frames` to an Ethernet pcap.
 pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
     let f = std::fs::File::create(path).expect("create pcap");
-    let mut w = PcapWriter::new(std::io::BufWriter::new(f), LinkType::Ethernet, false).expect("pcap header");
+    let mut w = PcapWriter::new(std::io::BufWriter::new(f), LinkType::Ethernet, false)
+        .expect("pcap header");
     for (ts, frame) in frames {
         w.write_packet(*ts, frame).expect("write packet");
     }
@@ -85,9 +98,38 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     out
 }
 
+/// Frames grouped by connection (both directions under one key, in order):
+/// the order `ctrack run` keeps with several workers.
+pub fn by_flow(frames: &[Vec<u8>]) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for f in frames {
+        let key = match dataplane::packet::parse_ethernet(f) {
+            Ok(p) => {
+                let t = p.tuple;
+                let (a, b) = ((t.src, t.src_port), (t.dst, t.dst_port));
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                format!("{} {:?} {:?}", t.proto, lo, hi)
+            }
+            Err(e) => format!("unparsed {e:?}"),
+        };
+        out.entry(key).or_default().push(f.clone());
+    }
+    out
+}
+
+/// `--api` and `--metrics` on ports the kernel picks, so that tests can run
+/// side by side.
+pub fn ephemeral_servers() -> Vec<String> {
+    ["--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// Reads the JSON file written by `ctrack run --summary-json`.
 pub fn read_summary(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("summary JSON")
 }
 
@@ -99,4 +141,130 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A `ctrack run` in the background, with its API and metrics addresses.
+pub struct Running {
+    child: Option<std::process::Child>,
+    pub api: String,
+    pub metrics: String,
+    stdout: Vec<String>,
+}
+
+impl Running {
+    /// Starts `ctrack run ARGS` (which must include `--api`/`--metrics` on
+    /// port 0 or fixed ports) and waits until both servers are listening.
+    pub fn start(args: &[String]) -> Running {
+        use std::io::BufRead;
+        let mut child = Command::new(ctrack_bin())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ctrack run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (mut api, mut metrics, mut seen) = (None, None, Vec::new());
+        while api.is_none() || metrics.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let out = child.wait_with_output().expect("ctrack output");
+                panic!(
+                    "ctrack run ended before listening:\n{}\n{}",
+                    seen.join("\n"),
+                    show(&out)
+                );
+            };
+            if let Some(rest) = line.strip_prefix("ctrack: management API on http://") {
+                api = rest.split('/').next().map(|a| format!("http://{a}"));
+            }
+            if let Some(rest) = line.strip_prefix("ctrack: Prometheus metrics on http://") {
+                metrics = Some(format!("http://{rest}"));
+            }
+            seen.push(line);
+        }
+        // Keep draining stdout so ctrack never blocks on a full pipe.
+        let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        std::mem::forget(drain);
+        Running {
+            child: Some(child),
+            api: api.unwrap_or_default(),
+            metrics: metrics.unwrap_or_default(),
+            stdout: seen,
+        }
+    }
+
+    /// `ctrack connection ARGS --api <this run's API>`.
+    pub fn connection(&self, args: &[&str]) -> Output {
+        let mut a: Vec<String> = vec!["connection".into(), "--api".into(), self.api.clone()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        ctrack(&a)
+    }
+
+    /// The JSON connection table, through the CLI.
+    pub fn table(&self) -> Vec<serde_json::Value> {
+        let out = self.connection(&["print", "--json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice(&out.stdout).expect("print --json output")
+    }
+
+    /// `/metrics`, parsed as Prometheus text format.
+    pub fn scrape(&self) -> prometheus_parse::Scrape {
+        let body = ureq::get(&self.metrics)
+            .call()
+            .expect("GET /metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("metrics body");
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+            .expect("valid Prometheus text format")
+    }
+
+    /// Waits (bounded: `tries` x 100 ms) until `cond` holds; false if it never did.
+    pub fn wait_until(&self, tries: u32, mut cond: impl FnMut(&Running) -> bool) -> bool {
+        for _ in 0..tries {
+            if cond(self) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    pub fn stop(mut self) -> Output {
+        let child = self.child.take().expect("running");
+        // SAFETY-free: signal by pid through kill(1).
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait_with_output().expect("ctrack exit")
+    }
+
+    pub fn startup_lines(&self) -> &[String] {
+        &self.stdout
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sum of a metric's samples (all label sets) in a scrape.
+pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }

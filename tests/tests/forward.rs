@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use ctrack_tests::{ctrack, eal_base, read_pcap, read_summary, scratch_dir, show, write_pcap};
+use ctrack_tests::{
+    by_flow, ctrack, eal_base, ephemeral_servers, read_pcap, read_summary, scratch_dir, show,
+    write_pcap,
+};
 use dataplane::synth::{Mix, Side};
 
 /// Splits a synthetic mix into per-port input captures: originators' packets
@@ -33,9 +36,17 @@ fn pcap_ports(dir: &Path) -> Vec<String> {
     let p = |name: &str| dir.join(name).display().to_string();
     vec![
         "--vdev".into(),
-        format!("net_pcap0,rx_pcap={},tx_pcap={}", p("in0.pcap"), p("out0.pcap")),
+        format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            p("in0.pcap"),
+            p("out0.pcap")
+        ),
         "--vdev".into(),
-        format!("net_pcap1,rx_pcap={},tx_pcap={}", p("in1.pcap"), p("out1.pcap")),
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            p("in1.pcap"),
+            p("out1.pcap")
+        ),
     ]
 }
 
@@ -59,23 +70,42 @@ fn forward_capture(workers: u32) {
         "300ms".into(),
         "--summary-json".into(),
         summary.display().to_string(),
-        "--".into(),
     ];
+    args.extend(ephemeral_servers());
+    args.push("--".into());
     args.extend(eal_base());
     args.extend(pcap_ports(&dir));
     let out = ctrack(&args);
     assert!(out.status.success(), "{}", show(&out));
 
-    // What entered port 0 leaves port 1, byte for byte and in order (one
-    // queue per port, so the order is kept for all packets, not only per flow).
-    assert_eq!(read_pcap(&dir.join("out1.pcap")), orig, "port 0 -> port 1");
-    assert_eq!(read_pcap(&dir.join("out0.pcap")), reply, "port 1 -> port 0");
+    // What entered port 0 leaves port 1, byte for byte and in order within
+    // each flow (with one worker, in order overall).
+    let (out1, out0) = (
+        read_pcap(&dir.join("out1.pcap")),
+        read_pcap(&dir.join("out0.pcap")),
+    );
+    if workers == 1 {
+        assert_eq!(out1, orig, "port 0 -> port 1");
+        assert_eq!(out0, reply, "port 1 -> port 0");
+    }
+    assert_eq!(by_flow(&out1), by_flow(&orig), "port 0 -> port 1");
+    assert_eq!(by_flow(&out0), by_flow(&reply), "port 1 -> port 0");
 
     let s = read_summary(&summary);
     assert_eq!(s["stop_reason"], "idle");
     assert_eq!(s["workers"].as_array().unwrap().len(), workers as usize);
-    let rx: u64 = s["workers"].as_array().unwrap().iter().map(|w| w["rx_packets"].as_u64().unwrap()).sum();
-    let dropped: u64 = s["workers"].as_array().unwrap().iter().map(|w| w["tx_dropped"].as_u64().unwrap()).sum();
+    let rx: u64 = s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .sum();
+    let dropped: u64 = s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["tx_dropped"].as_u64().unwrap())
+        .sum();
     assert_eq!(rx as usize, orig.len() + reply.len());
     assert_eq!(dropped, 0);
     assert_eq!(s["ports"][0]["ipackets"].as_u64(), Some(orig.len() as u64));
@@ -99,7 +129,10 @@ fn run_expecting_error(args: &[&str], expect_in_stderr: &str) {
     let out = ctrack(&args);
     assert!(!out.status.success(), "expected failure\n{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().rfind(|l| l.starts_with("ctrack: error")).unwrap_or("");
+    let last = stderr
+        .lines()
+        .rfind(|l| l.starts_with("ctrack: error"))
+        .unwrap_or("");
     assert!(
         last.contains(expect_in_stderr),
         "error line should mention {expect_in_stderr:?}\n{}",
@@ -111,7 +144,16 @@ fn run_expecting_error(args: &[&str], expect_in_stderr: &str) {
 #[test]
 fn bad_eal_argument_is_a_clear_error() {
     run_expecting_error(
-        &["run", "--duration", "1s", "--", "--no-huge", "--no-pci", "--no-shconf", "--bogus-eal-flag"],
+        &[
+            "run",
+            "--duration",
+            "1s",
+            "--",
+            "--no-huge",
+            "--no-pci",
+            "--no-shconf",
+            "--bogus-eal-flag",
+        ],
         "EAL initialisation failed",
     );
 }
@@ -119,7 +161,19 @@ fn bad_eal_argument_is_a_clear_error() {
 #[test]
 fn no_port_is_a_clear_error() {
     run_expecting_error(
-        &["run", "--duration", "1s", "--", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0"],
+        &[
+            "run",
+            "--duration",
+            "1s",
+            "--",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "-l",
+            "0",
+        ],
         "no DPDK port",
     );
 }
@@ -128,8 +182,19 @@ fn no_port_is_a_clear_error() {
 fn odd_port_count_is_a_clear_error() {
     run_expecting_error(
         &[
-            "run", "--duration", "1s", "--", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0",
-            "--vdev", "net_ring0",
+            "run",
+            "--duration",
+            "1s",
+            "--",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "-l",
+            "0",
+            "--vdev",
+            "net_ring0",
         ],
         "even number",
     );
@@ -137,7 +202,10 @@ fn odd_port_count_is_a_clear_error() {
 
 #[test]
 fn unreadable_config_is_a_clear_error() {
-    run_expecting_error(&["run", "--config", "/nonexistent/ctrack.toml"], "/nonexistent/ctrack.toml");
+    run_expecting_error(
+        &["run", "--config", "/nonexistent/ctrack.toml"],
+        "/nonexistent/ctrack.toml",
+    );
 }
 
 #[test]
@@ -164,9 +232,19 @@ fn config_file_drives_a_run() {
     let (orig, _) = write_inputs(&dir, &mix);
     let mut eal = eal_base();
     eal.extend(pcap_ports(&dir));
-    let eal_toml = eal.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+    let eal_toml = eal
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let cfg = dir.join("ctrack.toml");
-    std::fs::write(&cfg, format!("[run]\neal = [{eal_toml}]\nworkers = 1\nidle-exit = \"300ms\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\neal = [{eal_toml}]\nworkers = 1\nidle-exit = \"300ms\"\napi = \"127.0.0.1:0\"\nmetrics = \"off\"\n\n[tracking]\nudp-timeout = \"1m\"\n"
+        ),
+    )
+    .unwrap();
     let summary = dir.join("summary.json");
     let out = ctrack(&[
         "run".into(),

@@ -65,7 +65,10 @@ fn fixtures() -> Vec<PathBuf> {
 }
 
 fn key(e: &Value) -> String {
-    format!("{} {} {}", e["protocol"], e["src-address"], e["dst-address"])
+    format!(
+        "{} {} {}",
+        e["protocol"], e["src-address"], e["dst-address"]
+    )
 }
 
 fn addr(ip: std::net::IpAddr, port: Option<u16>) -> String {
@@ -78,15 +81,20 @@ fn addr(ip: std::net::IpAddr, port: Option<u16>) -> String {
 
 /// Linux's table with our two documented differences applied.
 fn expected_for_ctrack(expected: &[Value], pcap: &Path) -> BTreeMap<String, Value> {
-    let mut by_key: BTreeMap<String, Value> = expected.iter().map(|e| (key(e), e.clone())).collect();
+    let mut by_key: BTreeMap<String, Value> =
+        expected.iter().map(|e| (key(e), e.clone())).collect();
     for e in by_key.values_mut() {
         if e["protocol"] == "udp" {
             e["assured"] = e["seen-reply"].clone();
         }
     }
     for frame in read_pcap(pcap) {
-        let Ok(pkt) = parse_ethernet(&frame) else { continue };
-        let L4::Icmp(IcmpInfo { inner: Some(q), .. }) = pkt.l4 else { continue };
+        let Ok(pkt) = parse_ethernet(&frame) else {
+            continue;
+        };
+        let L4::Icmp(IcmpInfo { inner: Some(q), .. }) = pkt.l4 else {
+            continue;
+        };
         let ports = matches!(q.proto, 6 | 17);
         let (s, d) = (
             addr(q.src_ip(), ports.then_some(q.src_port)),
@@ -113,37 +121,56 @@ fn expected_for_ctrack(expected: &[Value], pcap: &Path) -> BTreeMap<String, Valu
 fn replay_matches_linux_conntrack_on_real_traffic() {
     let mut failures = Vec::new();
     for exp_path in fixtures() {
-        let name = exp_path.file_name().unwrap().to_string_lossy().replace(".expected.json", "");
+        let name = exp_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".expected.json", "");
         let pcap = exp_path.with_file_name(format!("{name}.pcap"));
-        let expected: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&exp_path).unwrap()).unwrap();
+        let expected: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&exp_path).unwrap()).unwrap();
         let want = expected_for_ctrack(&expected, &pcap);
 
         for workers in [1, 2] {
-            let mut args = vec!["replay".to_string(), pcap.display().to_string(), "--json".into()];
+            let mut args = vec![
+                "replay".to_string(),
+                pcap.display().to_string(),
+                "--json".into(),
+            ];
             args.extend(["--workers".into(), workers.to_string()]);
             for s in LONG_TIMEOUTS {
                 args.extend(["--set".to_string(), s.to_string()]);
             }
             let out = ctrack(&args);
             assert!(out.status.success(), "{name}: {}", show(&out));
-            let got: Vec<Value> = serde_json::from_slice(&out.stdout).expect("replay --json output");
+            let got: Vec<Value> =
+                serde_json::from_slice(&out.stdout).expect("replay --json output");
             let got: BTreeMap<String, Value> = got.into_iter().map(|e| (key(&e), e)).collect();
 
             let want_keys: Vec<_> = want.keys().collect();
             let got_keys: Vec<_> = got.keys().collect();
             if want_keys != got_keys {
-                failures.push(format!("{name} ({workers}w): connections {got_keys:?}, Linux {want_keys:?}"));
+                failures.push(format!(
+                    "{name} ({workers}w): connections {got_keys:?}, Linux {want_keys:?}"
+                ));
                 continue;
             }
             for (k, w) in &want {
                 let g = &got[k];
                 for f in FIELDS {
                     if w.get(*f).is_some() && w[*f] != g[*f] {
-                        failures.push(format!("{name} ({workers}w) {k}: {f} = {}, Linux {}", g[*f], w[*f]));
+                        failures.push(format!(
+                            "{name} ({workers}w) {k}: {f} = {}, Linux {}",
+                            g[*f], w[*f]
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "differences from Linux:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "differences from Linux:\n{}",
+        failures.join("\n")
+    );
 }

@@ -1,0 +1,289 @@
+//! The control plane of a running dataplane, end to end through real DPDK
+//! ports: the API's table against `ctrack replay`, Prometheus metrics
+//! against what was sent, live settings, removal, and bad input.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ctrack_tests::{
+    Running, ctrack, eal_base, ephemeral_servers, metric_sum, scratch_dir, show, write_pcap,
+};
+use dataplane::synth::Mix;
+use serde_json::Value;
+
+/// A capture of both directions, for port 0; port 1 gets an empty one. One
+/// port keeps the capture's order between directions (two `net_pcap` ports
+/// would race each other).
+fn one_port_capture(dir: &Path, mix: &Mix) -> usize {
+    let frames: Vec<(u64, Vec<u8>)> = mix
+        .packets()
+        .into_iter()
+        .map(|p| (p.ts_nanos, p.frame))
+        .collect();
+    write_pcap(&dir.join("in.pcap"), &frames);
+    write_pcap(&dir.join("empty.pcap"), &[]);
+    frames.len()
+}
+
+fn run_args(dir: &Path, workers: u32, infinite: bool, extra: &[&str]) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let mut args: Vec<String> = vec!["run".into(), "--workers".into(), workers.to_string()];
+    args.extend(["--duration".into(), "120s".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(ephemeral_servers());
+    args.push("--".into());
+    args.extend(eal_base());
+    let inf = if infinite { ",infinite_rx=1" } else { "" };
+    args.extend([
+        "--vdev".into(),
+        format!(
+            "net_pcap0,rx_pcap={}{inf},tx_pcap={}",
+            p("in.pcap"),
+            p("out0.pcap")
+        ),
+        "--vdev".into(),
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            p("empty.pcap"),
+            p("out1.pcap")
+        ),
+    ]);
+    args
+}
+
+fn key(e: &Value) -> String {
+    format!(
+        "{} {} {}",
+        e["protocol"], e["src-address"], e["dst-address"]
+    )
+}
+
+#[test]
+fn api_table_and_metrics_match_replay_of_the_same_capture() {
+    let dir = scratch_dir("api-vs-replay");
+    let mix = Mix {
+        tcp: 30,
+        udp: 20,
+        icmp: 6,
+        exchanges: 3,
+        payload: 120,
+        keep_open: true,
+    };
+    let sent = one_port_capture(&dir, &mix);
+    let run = Running::start(&run_args(&dir, 2, false, &[]));
+    let all_in = run.wait_until(200, |r| {
+        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
+    });
+    assert!(all_in, "ctrack did not receive the {sent} packets");
+    let api = run.table();
+
+    let replay = ctrack(&[
+        "replay".into(),
+        dir.join("in.pcap").display().to_string(),
+        "--json".into(),
+        "--workers".into(),
+        "2".into(),
+    ]);
+    assert!(replay.status.success(), "{}", show(&replay));
+    let replayed: Vec<Value> = serde_json::from_slice(&replay.stdout).unwrap();
+
+    let by_key = |rows: &[Value]| {
+        rows.iter()
+            .map(|r| (key(r), r.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (api_rows, replay_rows) = (by_key(&api), by_key(&replayed));
+    assert_eq!(
+        api.len(),
+        (mix.tcp + mix.udp + mix.icmp) as usize,
+        "each connection listed once"
+    );
+    assert_eq!(
+        api_rows.keys().collect::<Vec<_>>(),
+        replay_rows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &replay_rows {
+        let got = &api_rows[k];
+        for f in [
+            "reply-src-address",
+            "reply-dst-address",
+            "tcp-state",
+            "icmp-id",
+            "icmp-type",
+            "orig-packets",
+            "orig-bytes",
+            "repl-packets",
+            "repl-bytes",
+            "assured",
+            "seen-reply",
+            "confirmed",
+            "worker",
+        ] {
+            assert_eq!(got.get(f), want.get(f), "{k}: {f}");
+        }
+    }
+
+    // Metrics: valid text format, and the packet counters add up to what was sent.
+    let m = run.scrape();
+    let counted = metric_sum(&m, "ctrack_packets_total");
+    assert_eq!(
+        counted as usize, sent,
+        "orig + reply packets counted on connections"
+    );
+    assert_eq!(
+        metric_sum(&m, "ctrack_conntrack_entries") as usize,
+        api.len()
+    );
+    assert_eq!(
+        metric_sum(&m, "ctrack_conntrack_stat_insert_total") as usize,
+        api.len()
+    );
+    assert_eq!(
+        metric_sum(&m, "ctrack_port_rx_packets_total") as usize,
+        sent
+    );
+    let tcp_established: f64 = m
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ctrack_connections")
+        .filter(|s| {
+            s.labels.get("protocol") == Some("tcp")
+                && s.labels.get("tcp_state") == Some("established")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(tcp_established as u32, mix.tcp);
+
+    let out = run.stop();
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn live_settings_remove_and_bad_input() {
+    let dir = scratch_dir("live-settings");
+    // UDP streams replayed endlessly: every connection keeps seeing packets.
+    let mix = Mix {
+        tcp: 0,
+        udp: 8,
+        icmp: 0,
+        exchanges: 2,
+        payload: 40,
+        keep_open: true,
+    };
+    one_port_capture(&dir, &mix);
+    let run = Running::start(&run_args(&dir, 2, true, &[]));
+    assert!(
+        run.wait_until(200, |r| r.table().len() == 8),
+        "8 UDP streams"
+    );
+    let t = run.table();
+    assert!(t.iter().all(|c| c["assured"] == true), "{t:?}");
+
+    // A live change of udp-stream-timeout: every live stream follows it.
+    let out = run.connection(&["tracking", "set", "udp-stream-timeout=7m"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let follows = run.wait_until(100, |r| {
+        r.table().iter().all(|c| {
+            let t = c["timeout"].as_str().unwrap_or("");
+            t.starts_with("6m5") || t == "7m"
+        })
+    });
+    assert!(follows, "timeouts did not follow: {:?}", run.table());
+    let out = run.connection(&["tracking", "print"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("udp-stream-timeout: 7m"),
+        "{}",
+        show(&out)
+    );
+
+    // Remove one: it goes, and its next packet creates it again with a new id.
+    let victim = run.table()[0].clone();
+    let id = victim["id"].as_str().unwrap().to_string();
+    let out = run.connection(&["remove", &id]);
+    assert!(out.status.success(), "{}", show(&out));
+    let back = run.wait_until(100, |r| {
+        r.table()
+            .iter()
+            .any(|c| key(c) == key(&victim) && c["id"].as_str() != Some(id.as_str()))
+    });
+    assert!(
+        back,
+        "the removed connection was not re-created by its next packet"
+    );
+    assert!(
+        run.table()
+            .iter()
+            .all(|c| c["id"].as_str() != Some(id.as_str()))
+    );
+
+    // Bad input: a clear error naming the problem, non-zero exit.
+    for (args, needle) in [
+        (vec!["remove", "*ffffffffff"], "no such connection"),
+        (vec!["remove", "12"], "id"),
+        (vec!["tracking", "set", "udp-timeout=soon"], "udp-timeout"),
+        (vec!["tracking", "set", "max-entries=5"], "max-entries"),
+        (vec!["tracking", "set", "bogus=1"], "bogus"),
+        (vec!["print", "where", "bogus=1"], "bogus"),
+    ] {
+        let out = run.connection(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} should fail: {}",
+            show(&out)
+        );
+        assert!(
+            err.contains(needle),
+            "{args:?}: error should name {needle:?}: {err}"
+        );
+    }
+    // Raw HTTP: the documented status codes.
+    let status = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| match r {
+        Ok(r) => r.status().as_u16(),
+        Err(ureq::Error::StatusCode(c)) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let url = format!("{}/rest/ip/firewall/connection/tracking", run.api);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    assert_eq!(
+        status(
+            agent
+                .patch(&url)
+                .content_type("application/json")
+                .send("{not json")
+        ),
+        400
+    );
+    assert_eq!(
+        status(
+            agent
+                .patch(&url)
+                .content_type("application/json")
+                .send(r#"{"udp-timeout": "x"}"#)
+        ),
+        400
+    );
+    assert_eq!(
+        status(
+            agent
+                .get(&format!("{}/rest/ip/firewall/connection/*ff", run.api))
+                .call()
+        ),
+        404
+    );
+    assert_eq!(
+        status(agent.get(&format!("{}/rest/nowhere", run.api)).call()),
+        404
+    );
+    // Nothing of that stopped the workers: the streams are all still there.
+    assert_eq!(run.table().len(), 8);
+
+    let out = run.stop();
+    assert!(out.status.success(), "{}", show(&out));
+}
