@@ -18,6 +18,7 @@ ctrack_need_packages() {
             nft) command -v nft >/dev/null 2>&1 || missing+=(nftables) ;;
             ip) command -v ip >/dev/null 2>&1 || missing+=(iproute2) ;;
             python3) command -v python3 >/dev/null 2>&1 || missing+=(python3) ;;
+            curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then
