@@ -57,7 +57,7 @@ pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Plan, PlanError> {
     if ports.is_empty() {
         return Err(PlanError::NoPorts);
     }
-    if ports.len() % 2 != 0 {
+    if !ports.len().is_multiple_of(2) {
         return Err(PlanError::OddPorts(ports.len()));
     }
     let workers = workers.max(1);

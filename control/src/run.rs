@@ -375,10 +375,10 @@ fn watch(cfg: &RunConfig, stop: &AtomicBool, set: &WorkerSet, started: Instant) 
         if stop.load(Ordering::SeqCst) {
             return "signal";
         }
-        if let Some(d) = cfg.duration {
-            if started.elapsed() >= std::time::Duration::from_nanos(d.as_nanos()) {
-                return "duration";
-            }
+        if let Some(d) = cfg.duration
+            && started.elapsed() >= std::time::Duration::from_nanos(d.as_nanos())
+        {
+            return "duration";
         }
         if let Some(idle) = cfg.idle_exit {
             let rx = set.rx_packets();

@@ -830,12 +830,13 @@ impl Shard {
             }
         }
         let verdict = self.update_full(now, i, id, dir, key, hash, pkt);
-        if self.fasttrack == FastTrackMode::Established {
-            if let Verdict::Tracked { id: vid, .. } = verdict {
-                if vid == id && self.e(i).is_live() && self.fasttrack_eligible(self.e(i)) {
-                    self.e_mut(i).flags |= flag::FASTTRACK;
-                }
-            }
+        if self.fasttrack == FastTrackMode::Established
+            && let Verdict::Tracked { id: vid, .. } = verdict
+            && vid == id
+            && self.e(i).is_live()
+            && self.fasttrack_eligible(self.e(i))
+        {
+            self.e_mut(i).flags |= flag::FASTTRACK;
         }
         verdict
     }
