@@ -13,6 +13,7 @@
 //! duration = "10s"     # stop after this long (default: run until SIGINT/SIGTERM)
 //! idle-exit = "1s"     # stop once no packet arrived for this long
 //! max-entries = 1048576  # connections per worker (the table's ceiling)
+//! ports = [0, 1]       # DPDK port ids, paired in this order (default: all probed)
 //! fasttrack = "no"     # or "established"
 //! api = "127.0.0.1:8728"       # management API, or "off"
 //! api-token = "..."            # required to bind the API beyond loopback
@@ -98,6 +99,8 @@ pub struct RunConfig {
     pub duration: Option<Duration>,
     pub idle_exit: Option<Duration>,
     pub max_entries: Option<u32>,
+    /// DPDK port ids to use, paired in this order (default: every probed port).
+    pub ports: Option<Vec<u16>>,
     #[serde(default, deserialize_with = "de_fasttrack")]
     pub fasttrack: Option<FastTrackMode>,
     pub api: Option<Listen>,
@@ -153,6 +156,7 @@ impl RunConfig {
         self.duration = over.duration.or(self.duration);
         self.idle_exit = over.idle_exit.or(self.idle_exit);
         self.max_entries = over.max_entries.or(self.max_entries);
+        self.ports = over.ports.or(self.ports);
         self.fasttrack = over.fasttrack.or(self.fasttrack);
         self.api = over.api.or(self.api);
         self.api_token = over.api_token.or(self.api_token);
@@ -176,6 +180,17 @@ impl RunConfig {
         range("burst", self.burst.map(u64::from), 1, 64)?;
         range("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
         range("max-entries", self.max_entries.map(u64::from), 1, 1 << 28)?;
+        if let Some(p) = &self.ports {
+            let mut sorted = p.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != p.len() || p.is_empty() {
+                return Err(ConfigError::Value {
+                    field: "ports",
+                    message: format!("{p:?}: list each port id once, at least one"),
+                });
+            }
+        }
         Ok(())
     }
 }

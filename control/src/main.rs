@@ -109,6 +109,10 @@ struct RunArgs {
     /// Stop once no packet has arrived for this long (e.g. 500ms).
     #[arg(long)]
     idle_exit: Option<Duration>,
+    /// DPDK port ids to use, paired in this order, e.g. --ports 2,3
+    /// (default: every probed port).
+    #[arg(long, value_delimiter = ',')]
+    ports: Option<Vec<u16>>,
     /// Connections per worker at most (the table's ceiling).
     #[arg(long)]
     max_entries: Option<u32>,
@@ -180,6 +184,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         duration: args.duration,
         idle_exit: args.idle_exit,
         max_entries: args.max_entries,
+        ports: args.ports,
         fasttrack: args.fasttrack,
         api: args.api,
         api_token: args.api_token,

@@ -92,7 +92,21 @@ fn run_with_eal(
     tracking: &Settings,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
-    let n_ports = eal.port_count();
+    let probed = eal.port_count();
+    let ids: Vec<u16> = match &cfg.ports {
+        Some(list) => {
+            for &p in list {
+                if p >= probed {
+                    bail!(
+                        "port {p} does not exist: {probed} port(s) were probed (did a --vdev or a PCI device fail to probe?)"
+                    );
+                }
+            }
+            list.clone()
+        }
+        None => (0..probed).collect(),
+    };
+    let n_ports = ids.len() as u16;
     let lcores = dpdk::worker_lcores();
     let workers = cfg.workers.map(usize::from).unwrap_or(lcores.len().max(1));
     let rx_desc = cfg.rx_desc.unwrap_or(RunConfig::DEFAULT_RX_DESC);
@@ -101,8 +115,9 @@ fn run_with_eal(
     let max_entries = cfg.max_entries.unwrap_or(RunConfig::DEFAULT_MAX_ENTRIES);
     let fasttrack = cfg.fasttrack.unwrap_or_default();
 
-    let infos = (0..n_ports)
-        .map(|p| Port::info(PortId(p)).with_context(|| format!("port {p}")))
+    let infos = ids
+        .iter()
+        .map(|&p| Port::info(PortId(p)).with_context(|| format!("port {p}")))
         .collect::<Result<Vec<_>>>()?;
     if infos.is_empty() {
         bail!(crate::plan::PlanError::NoPorts);
@@ -132,10 +147,12 @@ fn run_with_eal(
         rss_key: dataplane::rss::SYMMETRIC_RSS_KEY.to_vec(),
         promiscuous: true,
     };
-    let ports = (0..n_ports)
-        .map(|p| {
+    let ports = ids
+        .iter()
+        .zip(&infos)
+        .map(|(&p, info)| {
             Port::configure(PortId(p), &port_cfg, pool.clone())
-                .with_context(|| format!("setting up port {p} ({})", infos[p as usize].name))
+                .with_context(|| format!("setting up port {p} ({})", info.name))
         })
         .collect::<Result<Vec<_>>>()?;
     let queues: Vec<PortQueues> = ports
@@ -169,6 +186,7 @@ fn run_with_eal(
             .map(|&(p, q)| {
                 ports[p as usize]
                     .rx_queue(q)
+                    .map(|rxq| (rxq, p ^ 1))
                     .with_context(|| format!("RX queue {q} missing on port {p}"))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -287,7 +305,7 @@ fn run_with_eal(
                 rx_queues: plan.workers[w]
                     .rx
                     .iter()
-                    .map(|(p, q)| format!("port{p}/q{q}"))
+                    .map(|&(p, q)| format!("port{}/q{q}", ids[p as usize]))
                     .collect(),
                 rx_packets: t.rx_packets,
                 tx_packets: t.tx_packets,

@@ -231,7 +231,7 @@ impl<I: PacketIo> Worker<I> {
             }
             work += n;
             self.core.totals.rx_packets += n as u64;
-            let egress = self.io.rx_port(link) ^ 1;
+            let egress = self.io.egress(link);
             self.core.classify(&self.rx, now);
             let (core, io) = (&mut self.core, &mut self.io);
             self.rx

@@ -201,6 +201,32 @@ fn odd_port_count_is_a_clear_error() {
 }
 
 #[test]
+fn a_port_that_does_not_exist_is_a_clear_error() {
+    run_expecting_error(
+        &[
+            "run",
+            "--ports",
+            "0,5",
+            "--duration",
+            "1s",
+            "--",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "-l",
+            "0",
+            "--vdev",
+            "net_ring0",
+            "--vdev",
+            "net_ring1",
+        ],
+        "port 5 does not exist",
+    );
+}
+
+#[test]
 fn unreadable_config_is_a_clear_error() {
     run_expecting_error(
         &["run", "--config", "/nonexistent/ctrack.toml"],

@@ -42,16 +42,18 @@ impl Burst for MbufBurst {
 /// any) on each port.
 #[derive(Debug)]
 pub struct DpdkIo {
-    links: Vec<RxQueue>,
+    /// RX queues with the egress port of each.
+    links: Vec<(RxQueue, u16)>,
     tx: Vec<Option<TxQueue>>,
     burst_size: usize,
     clock: TscClock,
 }
 
 impl DpdkIo {
-    /// `tx[port]` is this worker's TX queue on `port`; `burst_size` is
-    /// clamped to 1..=[`dpdk::MAX_BURST`].
-    pub fn new(links: Vec<RxQueue>, tx: Vec<Option<TxQueue>>, burst_size: usize) -> Self {
+    /// `links` are the RX queues with the egress port (index) of each;
+    /// `tx[port]` is this worker's TX queue on port index `port`;
+    /// `burst_size` is clamped to 1..=[`dpdk::MAX_BURST`].
+    pub fn new(links: Vec<(RxQueue, u16)>, tx: Vec<Option<TxQueue>>, burst_size: usize) -> Self {
         DpdkIo {
             links,
             tx,
@@ -74,13 +76,13 @@ impl PacketIo for DpdkIo {
     }
 
     #[inline]
-    fn rx_port(&self, link: usize) -> u16 {
-        self.links[link].port().0
+    fn egress(&self, link: usize) -> u16 {
+        self.links[link].1
     }
 
     #[inline]
     fn rx(&mut self, link: usize, burst: &mut MbufBurst) -> usize {
-        self.links[link].rx_burst(burst)
+        self.links[link].0.rx_burst(burst)
     }
 
     fn ports(&self) -> usize {

@@ -114,8 +114,8 @@ impl PacketIo for MemIo {
         self.links.len()
     }
 
-    fn rx_port(&self, link: usize) -> u16 {
-        self.links[link].port
+    fn egress(&self, link: usize) -> u16 {
+        self.links[link].port ^ 1
     }
 
     fn rx(&mut self, link: usize, burst: &mut MemBurst) -> usize {

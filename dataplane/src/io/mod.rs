@@ -1,7 +1,8 @@
 //! Packet I/O behind the worker loop.
 //!
 //! A worker polls a set of *links* (RX queues) and transmits on the TX queues
-//! it owns, at most one per port. [`PacketIo`] is that set; DPDK queues are one
+//! it owns, at most one per port. Ports are numbered by their position in the
+//! run (0, 1, ...), not by DPDK port id. [`PacketIo`] is that set; DPDK queues are one
 //! implementation ([`dpdk`], feature `dpdk`), [`mem`] is an in-memory one for
 //! tests and benchmarks.
 
@@ -40,8 +41,9 @@ pub trait PacketIo {
     fn new_burst(&self) -> Self::Burst;
     /// Number of links (RX queues) this worker polls.
     fn links(&self) -> usize;
-    /// The port link `link` receives from.
-    fn rx_port(&self, link: usize) -> u16;
+    /// The port (index among this run's ports) that packets received on
+    /// link `link` leave by: its pair's other port.
+    fn egress(&self, link: usize) -> u16;
     /// Receives into `burst` from link `link`; returns the count.
     fn rx(&mut self, link: usize, burst: &mut Self::Burst) -> usize;
     /// Number of ports (the highest port id + 1).
