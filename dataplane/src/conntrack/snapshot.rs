@@ -326,49 +326,9 @@ impl ConnSnapshot {
     }
 }
 
-/// Every property a filter may name (the seed's, plus `id`, `worker`, `flags`).
-pub const PROPERTIES: &[&str] = &[
-    "id",
-    "worker",
-    "protocol",
-    "src-address",
-    "dst-address",
-    "reply-src-address",
-    "reply-dst-address",
-    "tcp-state",
-    "icmp-id",
-    "icmp-type",
-    "icmp-code",
-    "gre-key",
-    "gre-version",
-    "gre-protocol",
-    "timeout",
-    "orig-packets",
-    "orig-bytes",
-    "orig-fasttrack-packets",
-    "orig-fasttrack-bytes",
-    "orig-rate",
-    "repl-packets",
-    "repl-bytes",
-    "repl-fasttrack-packets",
-    "repl-fasttrack-bytes",
-    "repl-rate",
-    "assured",
-    "confirmed",
-    "seen-reply",
-    "dying",
-    "expected",
-    "fasttrack",
-    "srcnat",
-    "dstnat",
-    "connection-mark",
-    "connection-type",
-    "flags",
-];
-
 /// `Ok` if `prop` is a property a filter may name.
 pub fn check_property(prop: &str) -> Result<(), FilterError> {
-    if PROPERTIES.contains(&prop) {
+    if ConnSnapshot::PROPERTIES.contains(&prop) {
         Ok(())
     } else {
         Err(FilterError(prop.to_string()))

@@ -1072,7 +1072,7 @@ fn every_listed_property_is_known_to_get() {
     let mut s = shard(4);
     let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 1, B, 2)));
     let snap = s.snapshot(id, at(0)).unwrap();
-    for p in snapshot::PROPERTIES {
+    for p in ConnSnapshot::PROPERTIES {
         assert!(snap.get(p).is_ok(), "{p}");
         snapshot::check_property(p).unwrap();
     }
