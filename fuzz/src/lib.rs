@@ -1,0 +1,11 @@
+//! The fuzz targets' bodies, as plain functions so that the seed corpus can
+//! also be replayed by `cargo test` and the seed generator can share the
+//! input format.
+//!
+//! - [`parse::run`]: the `parse_only` target.
+//! - [`track::run`]: the `parse_track` target (input format in [`track`]).
+//! - [`seeds`]: the seed corpus, built from `dataplane::synth` frames.
+
+pub mod parse;
+pub mod seeds;
+pub mod track;
