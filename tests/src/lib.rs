@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use dataplane::io::pcap::{LinkType, PcapReader, PcapWriter};
 
+pub mod netns;
+
 /// The `ctrack` binary of this build profile.
 pub fn ctrack_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CTRACK_BIN") {

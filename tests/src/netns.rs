@@ -1,0 +1,425 @@
+//! Two network namespaces joined through ctrack, for tests with real Linux
+//! traffic.
+//!
+//! ```text
+//!  netns A                 root namespace                 netns B
+//!  <i>a 10.77.0.1 ==veth== <r>a  [ctrack]  <r>b ==veth== <i>b 10.77.0.2
+//!       fd77::1            (af_packet port 0) (port 1)        fd77::2
+//! ```
+//!
+//! The root-namespace ends have no address (IPv6 disabled, IPv4 forwarding
+//! off), are up and promiscuous: only ctrack moves packets between them. The
+//! namespace ends have their checksum, segmentation and GRO offloads off, so
+//! every frame on the wire is a complete, checksummed, MTU-sized one (ctrack
+//! forwards exactly what it receives). Everything is removed when the
+//! [`Topology`] is dropped, also when the test panics.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The IPv4 and IPv6 addresses of namespace A and B.
+pub const A4: &str = "10.77.0.1";
+pub const B4: &str = "10.77.0.2";
+pub const A6: &str = "fd77::1";
+pub const B6: &str = "fd77::2";
+
+/// Why a netns test cannot run here (not root, no `ip`), or `None`.
+pub fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: network namespaces and veths need CAP_NET_ADMIN".into());
+    }
+    let ip = Command::new("ip").arg("-V").output();
+    if !ip.is_ok_and(|o| o.status.success()) {
+        return Some("`ip` (iproute2) is not installed".into());
+    }
+    None
+}
+
+/// Runs a command, bounded by `timeout` seconds (coreutils `timeout`).
+pub fn run_bounded(timeout_s: u32, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("-k")
+        .arg("2")
+        .arg(timeout_s.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let out = run_bounded(20, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ethtool`, installed with apt-get if absent (we are root).
+fn ensure_ethtool() {
+    let have = || Command::new("ethtool").arg("--version").output().is_ok();
+    if have() {
+        return;
+    }
+    eprintln!("netns: ethtool missing, installing it with apt-get");
+    let _ = run_bounded(300, &["apt-get", "install", "-y", "ethtool"]);
+    assert!(
+        have(),
+        "ethtool is needed to turn veth offloads off (apt-get install -y ethtool failed)"
+    );
+}
+
+/// Two namespaces, each with a veth whose peer is in the root namespace.
+pub struct Topology {
+    /// Namespace names (A, B).
+    pub ns: [String; 2],
+    /// Root-namespace veth ends: ctrack's ports 0 (A side) and 1 (B side).
+    pub root: [String; 2],
+    /// Veth ends inside the namespaces.
+    pub inner: [String; 2],
+}
+
+impl Topology {
+    /// Creates the namespaces and veths (unique names from the pid).
+    pub fn create() -> Topology {
+        ensure_ethtool();
+        let pid = std::process::id();
+        let t = Topology {
+            ns: [format!("ctns-a-{pid}"), format!("ctns-b-{pid}")],
+            root: [format!("ct{pid}a"), format!("ct{pid}b")],
+            inner: [format!("ct{pid}ai"), format!("ct{pid}bi")],
+        };
+        // Leftovers of an earlier run with the same pid.
+        t.remove();
+        let addrs = [(A4, A6), (B4, B6)];
+        for (i, (v4, v6)) in addrs.into_iter().enumerate() {
+            let (ns, root, inner) = (&t.ns[i], &t.root[i], &t.inner[i]);
+            must(&["ip", "netns", "add", ns]);
+            must(&[
+                "ip", "link", "add", root, "type", "veth", "peer", "name", inner, "netns", ns,
+            ]);
+            // Root end: no address, no IPv6 (no RS/MLD/DAD of its own), no
+            // forwarding, offloads off; up and promiscuous.
+            must(&[
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("net.ipv6.conf.{root}.disable_ipv6=1"),
+            ]);
+            must(&[
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("net.ipv4.conf.{root}.forwarding=0"),
+            ]);
+            t.offloads_off(None, root);
+            must(&["ip", "link", "set", root, "promisc", "on", "up"]);
+
+            // Namespace end: quiet IPv6 (no RS, no DAD, no RA), offloads off.
+            let x = |a: &[&str]| {
+                let mut v = vec!["ip", "netns", "exec", ns];
+                v.extend_from_slice(a);
+                must(&v);
+            };
+            for kv in [
+                "accept_ra=0",
+                "router_solicitations=0",
+                "dad_transmits=0",
+                "accept_dad=0",
+            ] {
+                x(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.{inner}.{kv}")]);
+            }
+            t.offloads_off(Some(ns), inner);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                inner,
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                inner,
+                "nodad",
+            ]);
+            must(&["ip", "-n", ns, "link", "set", inner, "up"]);
+        }
+        t
+    }
+
+    /// Checksum, scatter-gather, segmentation and GRO offloads off (each
+    /// feature on its own: veth versions differ in what can be changed).
+    fn offloads_off(&self, ns: Option<&str>, dev: &str) {
+        for feature in [
+            "rx",
+            "tx",
+            "sg",
+            "tso",
+            "gso",
+            "gro",
+            "ufo",
+            "lro",
+            "rx-gro-list",
+            "rx-udp-gro-forwarding",
+            "tx-udp-segmentation",
+        ] {
+            let mut v: Vec<&str> = Vec::new();
+            if let Some(ns) = ns {
+                v.extend(["ip", "netns", "exec", ns]);
+            }
+            v.extend(["ethtool", "-K", dev, feature, "off"]);
+            let _ = run_bounded(10, &v);
+        }
+        // The ones that matter must really be off.
+        let mut v: Vec<&str> = Vec::new();
+        if let Some(ns) = ns {
+            v.extend(["ip", "netns", "exec", ns]);
+        }
+        v.extend(["ethtool", "-k", dev]);
+        let out = run_bounded(10, &v);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        for f in [
+            "tx-checksumming",
+            "tcp-segmentation-offload",
+            "generic-segmentation-offload",
+            "generic-receive-offload",
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{f}:")))
+                .unwrap_or_else(|| panic!("ethtool -k {dev}: no {f}:\n{text}"));
+            assert!(
+                line.contains(": off"),
+                "{dev}: {line} (could not turn it off)"
+            );
+        }
+    }
+
+    /// `ip netns exec <ns i> ARGS`, bounded by `timeout_s` seconds.
+    pub fn exec(&self, i: usize, timeout_s: u32, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", &self.ns[i]];
+        v.extend_from_slice(args);
+        run_bounded(timeout_s, &v)
+    }
+
+    /// Starts `ip netns exec <ns i> ARGS` in the background and waits (at most
+    /// `ready_s` seconds) for it to print a line starting with `ready`.
+    pub fn spawn_ready(&self, i: usize, args: &[&str], ready_s: u64) -> Background {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns[i]])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let bg = Background { child };
+        match rx.recv_timeout(Duration::from_secs(ready_s)) {
+            Ok(l) if l.starts_with("ready") => bg,
+            other => {
+                let mut bg = bg;
+                let _ = bg.child.kill();
+                let out = bg.child.stderr.take().map(|mut e| {
+                    let mut s = String::new();
+                    let _ = std::io::Read::read_to_string(&mut e, &mut s);
+                    s
+                });
+                panic!("{args:?} did not get ready: {other:?}\n{out:?}")
+            }
+        }
+    }
+
+    /// `tcpdump -w PATH` on the veth end inside namespace `i`, for debugging
+    /// (the test starts it when `CTRACK_NETNS_CAPTURE` is set).
+    pub fn capture(&self, i: usize, path: &std::path::Path) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns[i], "tcpdump", "-U", "-n", "-i"])
+            .arg(&self.inner[i])
+            .arg("-w")
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tcpdump");
+        std::thread::sleep(Duration::from_secs(1));
+        Background { child }
+    }
+
+    /// (rx, tx) packets of the veth end inside namespace `i`.
+    pub fn inner_packets(&self, i: usize) -> (u64, u64) {
+        let out = run_bounded(
+            10,
+            &[
+                "ip",
+                "-j",
+                "-s",
+                "-n",
+                &self.ns[i],
+                "link",
+                "show",
+                "dev",
+                &self.inner[i],
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        let s = &v[0]["stats64"];
+        (
+            s["rx"]["packets"].as_u64().expect("rx packets"),
+            s["tx"]["packets"].as_u64().expect("tx packets"),
+        )
+    }
+
+    /// Deletes the namespaces (which deletes their veths and so the peers)
+    /// and, in case a namespace was never made, the root ends.
+    fn remove(&self) {
+        for ns in &self.ns {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for dev in &self.root {
+            let _ = Command::new("ip")
+                .args(["link", "del", dev])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A background process inside a namespace, killed when dropped.
+pub struct Background {
+    child: Child,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The traffic generator run inside the namespaces (python3, standard
+/// library only). `server` listens in B: a TCP echo server on both
+/// addresses, a UDP echo server and a UDP sink. `client SPEC...` runs in A;
+/// each SPEC is `kind,src,sport,dst,dport,size,count` with kind `tcp` (send
+/// `size` bytes, half-close, read the echo back, close), `udp-echo` (`count`
+/// request/response exchanges of `size` bytes) or `udp-oneway` (`count`
+/// datagrams, no answer). Every socket operation has a timeout.
+pub const TRAFFIC_PY: &str = r#"
+import select, socket, sys, threading, time
+
+def fam(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+def server(v4, v6, tcp_port, udp_echo, udp_sink, lifetime):
+    deadline = time.time() + lifetime
+    listeners = []
+    for addr in (v4, v6):
+        s = socket.socket(fam(addr), socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, tcp_port))
+        s.listen(64)
+        listeners.append(s)
+    ue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ue.bind((v4, udp_echo))
+    us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    us.bind((v4, udp_sink))
+    print("ready", flush=True)
+
+    def echo(c):
+        c.settimeout(10)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError as e:
+            print("echo:", e, file=sys.stderr, flush=True)
+        finally:
+            c.close()
+
+    while time.time() < deadline:
+        r, _, _ = select.select(listeners + [ue, us], [], [], 0.5)
+        for s in r:
+            if s is ue:
+                d, a = ue.recvfrom(65536)
+                ue.sendto(d, a)
+            elif s is us:
+                us.recvfrom(65536)
+            else:
+                c, _ = s.accept()
+                threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+def client(specs):
+    for spec in specs:
+        kind, src, sport, dst, dport, size, count = spec.split(",")
+        sport, dport, size, count = int(sport), int(dport), int(size), int(count)
+        data = bytes((i * 7 + sport) & 255 for i in range(size))
+        if kind == "tcp":
+            s = socket.socket(fam(src), socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.settimeout(10)
+            s.bind((src, sport))
+            s.connect((dst, dport))
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            s.close()
+            assert got == data, "%s: echo differs (%d of %d bytes)" % (spec, len(got), size)
+        else:
+            s = socket.socket(fam(src), socket.SOCK_DGRAM)
+            s.settimeout(3)
+            s.bind((src, sport))
+            s.connect((dst, dport))
+            for _ in range(count):
+                s.send(data)
+                if kind == "udp-echo":
+                    got = s.recv(65536)
+                    assert got == data, "%s: reply differs" % spec
+                else:
+                    time.sleep(0.05)
+            s.close()
+        print("done", spec, flush=True)
+
+if sys.argv[1] == "server":
+    server(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]),
+           float(sys.argv[7]))
+else:
+    client(sys.argv[2:])
+"#;
