@@ -11,6 +11,7 @@ ctrack_need_packages() {
     ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
     command -v dpdk-testpmd >/dev/null 2>&1 || missing+=(dpdk-dev)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    command -v c++ >/dev/null 2>&1 || missing+=(g++)
     for extra in "$@"; do
         case "$extra" in
             tcpdump) command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump) ;;
@@ -19,6 +20,8 @@ ctrack_need_packages() {
             ip) command -v ip >/dev/null 2>&1 || missing+=(iproute2) ;;
             python3) command -v python3 >/dev/null 2>&1 || missing+=(python3) ;;
             curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
+            ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
+            ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs the whole test suite: unit and property
-# tests, the conntrack core without DPDK, and the end-to-end tests that drive
-# the ctrack binary over real DPDK virtual devices.
+# tests, the conntrack core without DPDK, the end-to-end tests that drive the
+# ctrack binary over real DPDK virtual devices (and, as root, real Linux
+# traffic between network namespaces), and the fuzz targets' seed tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-ctrack_need_packages
+# The namespace test (run as root) uses ip, ethtool, ping and python3.
+if [ "$(id -u)" = 0 ]; then
+    ctrack_need_packages ip ethtool ping python3
+else
+    ctrack_need_packages
+fi
 
 # The conntrack core must build and pass without DPDK.
 cargo test -p dataplane --no-default-features
 # Everything, with DPDK. The end-to-end tests run the ctrack binary, built first.
 cargo build -p control --bins
 cargo test --workspace
+# The fuzz targets' own tests (seeds and fixed mutations, without libFuzzer):
+# keeps the separate fuzz crate building against the dataplane API.
+cargo test --release --manifest-path fuzz/Cargo.toml
