@@ -171,6 +171,20 @@ impl Key {
         }
     }
 
+    /// The form of this key's connection that the index holds: the smaller
+    /// (as five words) of the key and its [`Key::reply`], and whether that is
+    /// the reply. Both directions of a connection give the same key, so each
+    /// connection is indexed once.
+    #[inline]
+    pub fn canonical(&self) -> (Key, bool) {
+        let r = self.reply();
+        if r.words() < self.words() {
+            (r, true)
+        } else {
+            (*self, false)
+        }
+    }
+
     #[inline]
     fn words(&self) -> [u64; 5] {
         let w = |a: &[u8; 16], lo: bool| {
@@ -294,6 +308,21 @@ mod tests {
         assert_eq!(icmp_invert(true, 140), 139);
         assert_eq!(icmp_kind(false, 3), IcmpKind::Error);
         assert_eq!(icmp_kind(true, 135), IcmpKind::NdMld);
+    }
+
+    #[test]
+    fn canonical_is_the_same_for_both_directions() {
+        let k = Key::of_packet(&t(proto::TCP, 1000, 80), &L4::Udp);
+        let (c, flipped) = k.canonical();
+        let (rc, rflipped) = k.reply().canonical();
+        assert_eq!(c, rc);
+        assert_ne!(flipped, rflipped);
+        assert_eq!(if flipped { k.reply() } else { k }, c);
+        // A key that is its own reply is canonical and not flipped.
+        let mut s = k;
+        s.dst = s.src;
+        s.dport = s.sport;
+        assert_eq!(s.canonical(), (s, false));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! - **Index**: a bucketized cuckoo hash (as DPDK's `rte_hash`): 64-byte
 //!   buckets of 10 slots (a 16-bit hash signature and a `u32` entry reference
-//!   each), sized once for `2 * max_entries` keys at <= 90% load. A key lives
+//!   each), sized once for `max_entries` keys at <= 90% load. Each connection
+//!   is indexed once, under its canonical key ([`Key::canonical`]: the smaller
+//!   of its original and reply tuples), which packets of both directions
+//!   compute; the slot says which of the two it is. A key lives
 //!   in its primary or its secondary bucket; an insert that finds both full
 //!   moves other keys to their alternatives along a path found by a bounded
 //!   breadth-first search. Each bucket counts the keys of which it is the
@@ -73,9 +76,10 @@ impl TableConfig {
     }
 
     /// Bytes one connection costs at the ceiling: its entry plus its share of
-    /// the index (two keys at <= 90% load in 6.4-byte slots).
+    /// the index (one key at <= 90% load in 6.4-byte slots: 7.1 bytes,
+    /// rounded up).
     pub const fn bytes_per_entry() -> u64 {
-        core::mem::size_of::<Entry>() as u64 + (2 * 64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
+        core::mem::size_of::<Entry>() as u64 + (64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
     }
 
     /// The largest `max_entries` whose table fits `bytes_budget` when full
@@ -92,7 +96,8 @@ impl TableConfig {
 #[repr(C, align(64))]
 struct Bucket {
     sig: [u16; WAYS],
-    /// `entry << 1 | dir`, or [`EMPTY`].
+    /// `entry << 1 | dir`, or [`EMPTY`]: `dir` is 1 when the canonical key
+    /// the slot stands for is the entry's reply key.
     idx: [u32; WAYS],
     /// Keys whose primary bucket is this one that sit in their secondary.
     overflow: u16,
@@ -111,7 +116,14 @@ impl Bucket {
 /// What `prepare` found for one packet before the table is touched.
 #[derive(Clone, Copy)]
 enum Prep {
-    Lookup { key: Key, hash: u64, related: bool },
+    /// `key` is the packet's own key; `hash` is the hash of its canonical
+    /// form, and `flipped` says that the canonical form is `key.reply()`.
+    Lookup {
+        key: Key,
+        hash: u64,
+        flipped: bool,
+        related: bool,
+    },
     Done(Verdict),
 }
 
@@ -171,6 +183,13 @@ pub struct Census {
     pub counts: std::collections::BTreeMap<(u8, u8), u64>,
 }
 
+/// A looked-up key's canonical hash and orientation (see [`Prep::Lookup`]).
+#[derive(Clone, Copy)]
+struct Hashed {
+    hash: u64,
+    flipped: bool,
+}
+
 #[inline]
 fn sig_of(h: u64) -> u16 {
     h as u16
@@ -191,7 +210,7 @@ impl Shard {
         seed: HashSeed,
     ) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
-        let keys = 2 * u64::from(max);
+        let keys = u64::from(max);
         let nb = (keys * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM).max(2) as usize;
         Shard {
             settings,
@@ -362,31 +381,41 @@ impl Shard {
     }
 
     #[inline]
-    fn scan(&self, b: usize, sig: u16, key: &Key) -> Option<(u32, Dir)> {
+    fn scan(&self, b: usize, sig: u16, key: &Key, flipped: bool) -> Option<(u32, Dir)> {
         let bucket = &self.buckets[b];
         for w in 0..WAYS {
             let v = bucket.idx[w];
-            if v != EMPTY && bucket.sig[w] == sig && self.key_in_dir(v >> 1, v & 1) == *key {
-                let dir = if v & 1 == 0 { Dir::Orig } else { Dir::Reply };
+            // The slot's canonical key is the entry's key in direction
+            // `v & 1`; the packet's key is that one, or its reply if flipped.
+            let d = (v & 1) ^ u32::from(flipped);
+            if v != EMPTY && bucket.sig[w] == sig && self.key_in_dir(v >> 1, d) == *key {
+                let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
                 return Some((v >> 1, dir));
             }
         }
         None
     }
 
-    /// Finds the entry (and the direction) indexed under `key`: the primary
-    /// bucket, and the secondary only if some key of this primary lives there.
+    /// Finds the entry (and the direction) of `key`, whose canonical form
+    /// hashes to `h` (`flipped`: see [`Prep::Lookup`]): the primary bucket,
+    /// and the secondary only if some key of this primary lives there.
     #[inline]
-    fn find(&self, key: &Key, h: u64) -> Option<(u32, Dir)> {
+    fn find(&self, key: &Key, h: u64, flipped: bool) -> Option<(u32, Dir)> {
         let sig = sig_of(h);
         let (b1, b2) = self.buckets_of(h);
-        if let Some(hit) = self.scan(b1, sig, key) {
+        if let Some(hit) = self.scan(b1, sig, key, flipped) {
             return Some(hit);
         }
         if self.buckets[b1].overflow == 0 {
             return None;
         }
-        self.scan(b2, sig, key)
+        self.scan(b2, sig, key, flipped)
+    }
+
+    /// [`Shard::find`] for a key not yet canonicalised.
+    fn find_key(&self, key: &Key) -> Option<(u32, Dir)> {
+        let (c, flipped) = key.canonical();
+        self.find(key, c.hash(&self.seed), flipped)
     }
 
     fn free_way(&self, b: usize) -> Option<usize> {
@@ -559,11 +588,8 @@ impl Shard {
 
     /// Removes entry `i` from index, wheel and arena.
     fn free(&mut self, i: u32) {
-        let key = self.e(i).key;
-        let h0 = key.hash(&self.seed);
-        let h1 = key.reply().hash(&self.seed);
-        self.index_remove(h0, i << 1);
-        self.index_remove(h1, i << 1 | 1);
+        let (c, flipped) = self.e(i).key.canonical();
+        self.index_remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
         self.wheel_unlink(i);
         let chunk = (i >> CHUNK_SHIFT) as usize;
         if let Some(Some(ft)) = self.ft.get_mut(chunk) {
@@ -668,10 +694,14 @@ impl Shard {
         if !self.settings.enabled.is_tracking() {
             return Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled));
         }
-        let lookup = |key: Key, related: bool| Prep::Lookup {
-            key,
-            hash: key.hash(&self.seed),
-            related,
+        let lookup = |key: Key, related: bool| {
+            let (c, flipped) = key.canonical();
+            Prep::Lookup {
+                key,
+                hash: c.hash(&self.seed),
+                flipped,
+                related,
+            }
         };
         let normal = || lookup(Key::of_packet(&pkt.tuple, &pkt.l4), false);
         let invalid = |o| Prep::Done(Verdict::Invalid(InvalidReason::Other(o)));
@@ -768,12 +798,18 @@ impl Shard {
     }
 
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep) -> Verdict {
-        let (key, hash, related) = match prep {
+        let (key, hash, flipped, related) = match prep {
             Prep::Done(v) => return self.count(v),
-            Prep::Lookup { key, hash, related } => (key, hash, related),
+            Prep::Lookup {
+                key,
+                hash,
+                flipped,
+                related,
+            } => (key, hash, flipped, related),
         };
+        let hk = Hashed { hash, flipped };
         self.start_clock(now);
-        let found = self.find(&key, hash);
+        let found = self.find(&key, hash, flipped);
         if related {
             return match found {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
@@ -792,13 +828,13 @@ impl Shard {
         }
         if let Some((i, dir)) = found {
             if self.deadline_of(self.e(i)) > now.nanos() {
-                return self.update(now, i, dir, key, hash, pkt);
+                return self.update(now, i, dir, key, hk, pkt);
             }
             // Dead but not reaped yet: reap it, and treat this packet as new.
             self.free(i);
             self.stats.expired += 1;
         }
-        self.create(now, key, hash, pkt)
+        self.create(now, key, hk, pkt)
     }
 
     fn update(
@@ -807,7 +843,7 @@ impl Shard {
         i: u32,
         dir: Dir,
         key: Key,
-        hash: u64,
+        hk: Hashed,
         pkt: &FlowRepr,
     ) -> Verdict {
         self.stats.found += 1;
@@ -829,7 +865,7 @@ impl Shard {
                 }
             }
         }
-        let verdict = self.update_full(now, i, id, dir, key, hash, pkt);
+        let verdict = self.update_full(now, i, id, dir, key, hk, pkt);
         if self.fasttrack == FastTrackMode::Established
             && let Verdict::Tracked { id: vid, .. } = verdict
             && vid == id
@@ -872,7 +908,7 @@ impl Shard {
         id: ConnId,
         dir: Dir,
         key: Key,
-        hash: u64,
+        hk: Hashed,
         pkt: &FlowRepr,
     ) -> Verdict {
         let loose = self.settings.loose_tcp_tracking;
@@ -905,7 +941,7 @@ impl Shard {
                 TcpResult::Reopen => {
                     self.free(i);
                     self.stats.closed += 1;
-                    self.create(now, key, hash, pkt)
+                    self.create(now, key, hk, pkt)
                 }
             },
             (ProtoState::Tcp(_), _) | (_, L4::Tcp(_)) => self.count(Verdict::Invalid(
@@ -941,7 +977,8 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, now: Instant, key: Key, hash: u64, pkt: &FlowRepr) -> Verdict {
+    fn create(&mut self, now: Instant, key: Key, hk: Hashed, pkt: &FlowRepr) -> Verdict {
+        let hash = hk.hash;
         let state = match &pkt.l4 {
             L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
                 Ok(c) => ProtoState::Tcp(c),
@@ -972,7 +1009,6 @@ impl Shard {
             self.stats.drop += 1;
             return self.count(Verdict::Dropped(DropReason::TableFull));
         };
-        let reply_hash = key.reply().hash(&self.seed);
         {
             let e = self.e_mut(i);
             let generation = e.generation;
@@ -988,11 +1024,9 @@ impl Shard {
                 e.flags |= flag::ASSURED;
             }
         }
-        if !self.index_insert(hash, i << 1) {
-            return self.insert_failed(i);
-        }
-        if !self.index_insert(reply_hash, i << 1 | 1) {
-            self.index_remove(hash, i << 1);
+        // The packet's key is the original: the canonical key is the reply
+        // when the packet's key was flipped.
+        if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
             return self.insert_failed(i);
         }
         self.live += 1;
@@ -1081,8 +1115,7 @@ impl Shard {
 
     /// Looks a tuple key up, as a packet would (either direction).
     pub fn lookup(&self, key: &Key) -> Option<(ConnId, Dir)> {
-        self.find(key, key.hash(&self.seed))
-            .map(|(i, d)| (self.id_of(i), d))
+        self.find_key(key).map(|(i, d)| (self.id_of(i), d))
     }
 
     fn snapshot_of(&self, i: u32, now: Instant) -> ConnSnapshot {
@@ -1203,7 +1236,8 @@ impl Shard {
     }
 
     /// Checks the table's invariants (O(entries); for tests and fuzzing):
-    /// every live entry is found by both its keys, is in exactly one wheel
+    /// every live entry is found by both its keys (the index holds one key per
+    /// live entry), is in exactly one wheel
     /// slot, counts add up, and the table is within its ceiling.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut live = 0u32;
@@ -1219,17 +1253,26 @@ impl Shard {
                 .wrapping_add(e.packets[1]);
             let k = e.key;
             let r = k.reply();
-            match self.find(&k, k.hash(&self.seed)) {
+            match self.find_key(&k) {
                 Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
                 other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
             }
-            match self.find(&r, r.hash(&self.seed)) {
+            match self.find_key(&r) {
                 Some((j, d)) if j == i && (d == Dir::Reply || k == r) => {}
                 other => return Err(format!("entry {i} not found by its reply {r:?}: {other:?}")),
             }
         }
         if live != self.live {
             return Err(format!("live count {} but {live} live entries", self.live));
+        }
+        // One index key per connection, and nothing else in the index.
+        let keys = self
+            .buckets
+            .iter()
+            .map(|b| b.idx.iter().filter(|&&v| v != EMPTY).count())
+            .sum::<usize>();
+        if keys != self.live as usize {
+            return Err(format!("{keys} index keys for {} live entries", self.live));
         }
         if self.live > self.max_entries {
             return Err(format!(

@@ -355,18 +355,20 @@ struct Side {
     /// the direction was first seen.
     maxwin: u32,
     /// Highest ACK this sender sent (`td_maxack`, valid with [`F_MAXACK`]).
+    ///
+    /// The responder's `maxack` doubles as Linux's `last_ack` in syn-sent
+    /// (see [`TcpConn::last_ack`]).
     maxack: u32,
 }
 
-/// Connection tracking data of one TCP connection (48 bytes).
+/// Connection tracking data of one TCP connection (44 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpConn {
     side: [Side; 2],
     /// The last noted segment's end (seq + len) ...
     last_end: u32,
-    /// ... its ACK ...
-    last_ack: u32,
-    /// ... and its raw window.
+    /// ... and its raw window. (Its ACK, which only matters in syn-sent, is
+    /// kept in the responder's `maxack`: see [`TcpConn::last_ack`].)
     last_win: u16,
     /// Per direction: flags in the low nibble, window scale in the high one.
     dflags: [u8; 2],
@@ -377,6 +379,8 @@ pub struct TcpConn {
     /// last ignored SYN (high nibble).
     last: u8,
 }
+
+const _: () = assert!(core::mem::size_of::<TcpConn>() == 44);
 
 /// The outcome of [`TcpConn::step`].
 enum Step {
@@ -404,7 +408,6 @@ impl TcpConn {
         let mut c = TcpConn {
             side: [Side::default(); 2],
             last_end: 0,
-            last_ack: 0,
             last_win: 0,
             dflags: [0; 2],
             state: TcpState::None,
@@ -540,6 +543,29 @@ impl TcpConn {
         } else {
             self.cflags &= !C_LAST_REPLY;
         }
+    }
+
+    /// The ACK of the responder's last ignored ACK in syn-sent (Linux's
+    /// `last_ack`: an RST with this sequence number from the originator
+    /// answers a challenge ACK to its SYN).
+    ///
+    /// It is only read and written in syn-sent, where it lives in the
+    /// responder's `maxack`: that field is unused there, because it is only
+    /// read once [`F_MAXACK`] is set for the responder, which only an
+    /// accepted responder segment with an ACK does, and every such segment
+    /// leaves syn-sent (SYN-ACK to syn-received, RST to close; its SYN has no
+    /// ACK and its plain ACKs are ignored). The first `maxack` the responder
+    /// then sets overwrites it. Syn-sent is only ever entered through
+    /// [`TcpConn::new`], where the responder's flags are clear.
+    fn last_ack(&self) -> u32 {
+        self.side[Dir::Reply.index()].maxack
+    }
+
+    fn set_last_ack(&mut self, ack: u32) {
+        debug_assert!(
+            self.state == TcpState::SynSent && self.flags(Dir::Reply.index()) & F_MAXACK == 0
+        );
+        self.side[Dir::Reply.index()].maxack = ack;
     }
 
     fn established(&self) -> bool {
@@ -708,7 +734,7 @@ impl TcpConn {
         }
         if old == TcpState::SynSent && class == Class::Ack && dir == Dir::Reply {
             // Possibly a challenge ACK to our SYN.
-            self.last_ack = info.ack;
+            self.set_last_ack(info.ack);
         }
         Some(Step::Ignore)
     }
@@ -757,7 +783,7 @@ impl TcpConn {
         if old == TcpState::SynSent
             && self.last_class() == Class::Ack
             && self.last_dir() == Dir::Reply
-            && info.seq == self.last_ack
+            && info.seq == self.last_ack()
         {
             // The originator resets after a challenge ACK to its SYN.
             return if keep {
@@ -899,8 +925,9 @@ impl TcpConn {
             // Remember the last plain ACK (an RST right after it, from the
             // same end, is the end of a "train").
             self.note_last(dir, class);
+            // (Linux also notes its ACK as `last_ack`, which it only reads in
+            // syn-sent, where no plain ACK is ever accepted.)
             self.last_end = end;
-            self.last_ack = ack;
             self.last_win = info.window;
         }
         Win::Ok
@@ -1065,7 +1092,7 @@ mod tests {
             assert_eq!(r.index(), i);
             assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
-        assert!(core::mem::size_of::<TcpConn>() <= 48);
+        assert!(core::mem::size_of::<TcpConn>() <= 44);
     }
 
     #[test]
