@@ -18,15 +18,17 @@
 //!
 //! Baseline: DPDK's `rte_hash_lookup_bulk_data` (through `dpdk::RteHash`) over
 //! the same keys (the conntrack `Key` of each packet, serialised to 40 bytes),
-//! holding the same key set as the conntrack index (original and reply key of
-//! every connection), in bursts of 32, measured in the same run right after
-//! the case it is the baseline of.
+//! in bursts of 32, measured in the same run as the case it is the baseline
+//! of. The rte_hash holds the original and the reply key of every connection,
+//! so that each packet's own key is found, as a tracker built on rte_hash
+//! would need.
 //!
 //! Criterion times every case (`iter_custom`, one burst of 32 packets per
-//! iteration); the bench then prints one summary table, from the median of
-//! criterion's samples.
+//! iteration). Then each case and its baseline are timed once more in
+//! alternation (15 rounds of ~60 ms each), so that load from other processes
+//! hits both alike; the summary table printed at the end gives the medians of
+//! those rounds, and the median of the per-round ratios.
 
-use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
@@ -293,8 +295,8 @@ struct Base {
 }
 
 impl Base {
-    /// A table holding `set` (sized as conntrack's index: 90% load at most),
-    /// looked up in the order of `keys`.
+    /// A table holding `set` (sized for 90% load at most), looked up in the
+    /// order of `keys`.
     fn new(name: &str, set: impl ExactSizeIterator<Item = [u8; 40]>, keys: Vec<[u8; 40]>) -> Base {
         let entries = ((set.len() as u64 * 10).div_ceil(9)).max(64) as u32;
         let mut hash = RteHash::new(name, entries, 40).expect("rte_hash_create");
@@ -493,8 +495,8 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str)
         "{pname} {label}: set-up {:.1} s, {bytes_per_conn:.1} bytes/connection",
         t0.elapsed().as_secs_f64()
     );
-    // The baseline: the same key set as the index (both directions of every
-    // connection), the same lookup sequence.
+    // The baseline: both directions' keys of every connection, the same
+    // lookup sequence.
     let set: Vec<[u8; 40]> = (0..n)
         .flat_map(|c| [0, 1].map(|d| pkt_key(&est_packet(c, d, p))))
         .collect();
@@ -584,7 +586,6 @@ fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) 
     let m = paired(&mut a, None);
     let st = feed.shard.stats();
     let d = |a: u64, b: u64| a - b;
-    let pkts = d(st.packets[0], before.packets[0]);
     let created = d(st.insert, before.insert);
     let expired = d(st.expired, before.expired);
     let early = d(st.early_drop, before.early_drop);
@@ -601,7 +602,6 @@ fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) 
          {expired} expired, {early} early-dropped, {dropped} dropped (table full), {found} found, \
          live {live_before} -> {live}"
     ));
-    let _ = pkts;
     let case = format!("new tcp syn ({how})");
     sum.row(&case, &format!("~{:.1}M live", f64::from(live) / 1e6), &m);
     sum.new_per_sec.push((case, 1e9 / m.ns));
