@@ -12,6 +12,7 @@ pub mod conntrack;
 pub mod flow;
 pub mod io;
 pub mod packet;
+pub(crate) mod prefetch;
 pub mod rss;
 pub mod stats;
 pub mod synth;

@@ -34,6 +34,7 @@ use super::verdict::{
     DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
 };
 use super::{Dir, Instant};
+use crate::prefetch::{prefetch, prefetch_all};
 use crate::flow::{FlowRepr, L4, proto};
 
 /// Entries per arena chunk.
@@ -752,15 +753,11 @@ impl Shard {
         self.resolve(now, pkt, prep)
     }
 
-    /// Tracks a burst: hashes every packet first, touches the index buckets
-    /// so their cache misses overlap, then resolves the packets in order.
-    /// Writes `min(pkts.len(), out.len())` verdicts.
-    ///
-    /// `core::arch::x86_64::_mm_prefetch` needs `unsafe` in Rust 1.95 (it is
-    /// a `#[target_feature]` function even with SSE in the baseline), which
-    /// this crate denies; tight loops of independent plain loads (each
-    /// primary bucket, then each candidate entry) stand in for it: the CPU
-    /// keeps them in flight together.
+    /// Tracks a burst: hashes every packet first and prefetches its primary
+    /// bucket, then prefetches the entry its signature points to, then
+    /// resolves the packets in order, so that the cache misses of a burst
+    /// overlap (as DPDK's `rte_hash_lookup_bulk` does). Writes
+    /// `min(pkts.len(), out.len())` verdicts.
     pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
         const STEP: usize = 32;
         let n = pkts.len().min(out.len());
@@ -771,13 +768,9 @@ impl Shard {
             for j in 0..m {
                 preps[j] = self.prepare(&pkts[base + j]);
             }
-            // Tight loops of independent loads, so that many misses are in
-            // flight at once: first each primary bucket, then the entry its
-            // first matching signature points to.
-            let mut touch = 0u32;
             for p in &preps[..m] {
                 if let Prep::Lookup { hash, .. } = *p {
-                    touch ^= self.buckets[self.buckets_of(hash).0].idx[0];
+                    prefetch(&self.buckets[self.buckets_of(hash).0]);
                 }
             }
             for p in &preps[..m] {
@@ -785,11 +778,10 @@ impl Shard {
                     let b = &self.buckets[self.buckets_of(hash).0];
                     let sig = sig_of(hash);
                     if let Some(w) = (0..WAYS).find(|&w| b.sig[w] == sig && b.idx[w] != EMPTY) {
-                        touch ^= u32::from(self.e(b.idx[w] >> 1).key.sport);
+                        prefetch_all(self.e(b.idx[w] >> 1));
                     }
                 }
             }
-            core::hint::black_box(touch);
             for j in 0..m {
                 out[base + j] = self.resolve(now, &pkts[base + j], preps[j]);
             }
