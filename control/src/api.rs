@@ -732,13 +732,16 @@ fn list(query: &str, dp: &dyn Dataplane) -> Reply {
             }
         }
     }
+    if count_only {
+        return match dp.count(&filter) {
+            Ok(n) => Reply::json(200, &json!({ "count": n })),
+            Err(e) => ops_error(e),
+        };
+    }
     let rows = match dp.connections(&filter) {
         Ok(rows) => rows,
         Err(e) => return ops_error(e),
     };
-    if count_only {
-        return Reply::json(200, &json!({ "count": rows.len() }));
-    }
     match proplist {
         None => Reply::json(200, &rows),
         Some(props) => {

@@ -95,6 +95,11 @@ pub trait Dataplane: Send + Sync {
     /// Connections matching every `(property, value)` filter (seed names,
     /// values as shown in JSON; `yes`/`no` or `true`/`false` for flags).
     fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError>;
+    /// How many connections match (`count-only`); without a filter, from
+    /// the workers' published counts, without walking the table.
+    fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
+        Ok(self.connections(filter)?.len() as u64)
+    }
     /// One connection.
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError>;
     /// Removes a connection; its next packet creates a new one per the rules.

@@ -16,7 +16,6 @@ use parking_lot::Mutex;
 
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
-    filter_rows,
 };
 
 /// How long the control thread waits for a worker's answer.
@@ -73,16 +72,35 @@ impl WorkerSet {
             .map_err(|_| OpsError::Unavailable(format!("worker {w} did not answer")))
     }
 
-    /// Every connection of worker `w`, fetched in bounded chunks.
-    fn list_worker(&self, w: usize, out: &mut Vec<ConnSnapshot>) -> Result<(), OpsError> {
+    /// Every connection of worker `w` matching `filter`, fetched in bounded
+    /// chunks of raw records (one buffer goes back and forth) and formatted
+    /// here, on the control thread.
+    fn list_worker(
+        &self,
+        w: usize,
+        filter: &[(String, String)],
+        out: &mut Vec<ConnSnapshot>,
+    ) -> Result<(), OpsError> {
+        let mut buf = Vec::with_capacity(LIST_CHUNK_MAX);
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let chunk = self.ask(w, |reply| Command::List {
                 cursor: c,
                 max: LIST_CHUNK_MAX,
+                buf,
                 reply,
             })?;
-            out.extend(chunk.rows);
+            for raw in &chunk.rows {
+                let row = raw.snapshot();
+                let mut keep = true;
+                for (p, v) in filter {
+                    keep &= row.matches(p, v)?;
+                }
+                if keep {
+                    out.push(row);
+                }
+            }
+            buf = chunk.rows;
             cursor = chunk.next;
         }
         Ok(())
@@ -122,16 +140,21 @@ impl WorkerSet {
 impl Dataplane for WorkerSet {
     fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
         // Reject an unknown property before walking the table.
-        if let Some((p, _)) = filter.first() {
+        for (p, _) in filter {
             dataplane::conntrack::snapshot::check_property(p)?;
         }
         let mut all = Vec::new();
         for w in 0..self.workers.len() {
-            let mut rows = Vec::new();
-            self.list_worker(w, &mut rows)?;
-            all.extend(filter_rows(rows, filter)?);
+            self.list_worker(w, filter, &mut all)?;
         }
         Ok(all)
+    }
+
+    fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
+        if filter.is_empty() {
+            return Ok(self.workers.iter().map(|w| w.counters.read().entries).sum());
+        }
+        Ok(self.connections(filter)?.len() as u64)
     }
 
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {

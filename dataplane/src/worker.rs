@@ -27,7 +27,8 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, ConnSnapshot, FastTrackMode, Instant, Settings, Shard, ShardStats, Verdict,
+    Census, ConnId, ConnSnapshot, FastTrackMode, Instant, RawConn, Settings, Shard, ShardStats,
+    Verdict,
 };
 use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
@@ -97,10 +98,14 @@ pub enum Command {
     Settings(Box<Settings>),
     /// Which connections to fast-track.
     FastTrack(FastTrackMode),
-    /// Up to `max` (at most [`LIST_CHUNK_MAX`]) connections from `cursor` on.
+    /// Up to `max` (at most [`LIST_CHUNK_MAX`], and at most `buf`'s
+    /// capacity) connections from `cursor` on, as raw records in `buf`, which
+    /// comes back in the answer: the worker copies entries and allocates
+    /// nothing; the control thread formats them.
     List {
         cursor: u32,
         max: usize,
+        buf: Vec<RawConn>,
         reply: Sender<ListChunk>,
     },
     Get {
@@ -119,7 +124,7 @@ pub enum Command {
 }
 
 pub struct ListChunk {
-    pub rows: Vec<ConnSnapshot>,
+    pub rows: Vec<RawConn>,
     /// Where to continue, or `None` at the end of the table.
     pub next: Option<u32>,
 }
@@ -286,10 +291,16 @@ impl<I: PacketIo> Worker<I> {
             match cmd {
                 Command::Settings(s) => shard.apply_settings(&s),
                 Command::FastTrack(m) => shard.set_fasttrack_mode(m),
-                Command::List { cursor, max, reply } => {
-                    let mut rows = Vec::with_capacity(max.min(LIST_CHUNK_MAX));
-                    let next =
-                        shard.snapshot_chunk(now, cursor, max.clamp(1, LIST_CHUNK_MAX), &mut rows);
+                Command::List {
+                    cursor,
+                    max,
+                    buf,
+                    reply,
+                } => {
+                    let mut rows = buf;
+                    rows.clear();
+                    let max = max.min(LIST_CHUNK_MAX).min(rows.capacity()).max(1);
+                    let next = shard.raw_chunk(now, cursor, max, &mut rows);
                     let _ = reply.send(ListChunk { rows, next });
                 }
                 Command::Get { id, reply } => {
@@ -671,14 +682,16 @@ mod tests {
             let (rtx, rrx) = crossbeam::channel::bounded(1);
             tx.send(Command::List {
                 cursor: c,
-                max: 5,
+                max: 8,
+                buf: Vec::with_capacity(5),
                 reply: rtx,
             })
             .unwrap();
             w[0].poll_once();
             let chunk = rrx.recv().unwrap();
-            assert!(chunk.rows.len() <= 5);
-            seen.extend(chunk.rows.into_iter().map(|r| r.id));
+            assert!(chunk.rows.len() <= 5, "bounded by the buffer's capacity");
+            assert_eq!(chunk.rows.capacity(), 5, "the worker did not reallocate");
+            seen.extend(chunk.rows.iter().map(|r| r.snapshot().id));
             cursor = chunk.next;
         }
         assert_eq!(seen.len() as u32, total);

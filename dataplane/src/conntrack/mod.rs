@@ -33,7 +33,7 @@ mod tests;
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
 pub use key::Key;
 pub use settings::{Enabled, Settings, SettingsError};
-pub use snapshot::{ConnSnapshot, FilterError, format_table, protocol_name};
+pub use snapshot::{ConnSnapshot, FilterError, RawConn, format_table, protocol_name};
 pub use table::{Census, FastTrackMode, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
 pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};

@@ -116,6 +116,39 @@ fn address(ip: IpAddr, port: Option<u16>) -> String {
     }
 }
 
+/// A connection's raw state, copied out of the table as it stands at one
+/// instant: plain data, no formatting. A worker hands these to the control
+/// thread, which formats them ([`RawConn::snapshot`]) off the packet path.
+#[derive(Clone, Copy, Debug)]
+pub struct RawConn {
+    pub(crate) entry: Entry,
+    pub(crate) id: ConnId,
+    pub(crate) worker: u16,
+    pub(crate) remaining: Duration,
+    pub(crate) dying: bool,
+    pub(crate) ft: FtCounters,
+    pub(crate) rate: [u64; 2],
+}
+
+impl RawConn {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The formatted record (strings for addresses, times, names).
+    pub fn snapshot(&self) -> ConnSnapshot {
+        ConnSnapshot::build(
+            &self.entry,
+            self.id,
+            self.worker,
+            self.remaining,
+            self.dying,
+            &self.ft,
+            self.rate,
+        )
+    }
+}
+
 impl ConnSnapshot {
     /// Every property name [`ConnSnapshot::get`] and [`ConnSnapshot::matches`] know.
     pub const PROPERTIES: [&'static str; 36] = [

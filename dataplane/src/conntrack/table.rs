@@ -27,15 +27,15 @@
 use super::entry::{ConnId, Entry, FtCounters, ProtoState, flag};
 use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
 use super::settings::Settings;
-use super::snapshot::ConnSnapshot;
+use super::snapshot::{ConnSnapshot, RawConn};
 use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
 use super::time::Duration;
 use super::verdict::{
     DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
 };
 use super::{Dir, Instant};
-use crate::prefetch::{prefetch, prefetch_all};
 use crate::flow::{FlowRepr, L4, proto};
+use crate::prefetch::{prefetch, prefetch_all};
 
 /// Entries per arena chunk.
 pub const CHUNK: usize = 4096;
@@ -1110,7 +1110,7 @@ impl Shard {
         self.find_key(key).map(|(i, d)| (self.id_of(i), d))
     }
 
-    fn snapshot_of(&self, i: u32, now: Instant) -> ConnSnapshot {
+    fn raw_of(&self, i: u32, now: Instant) -> RawConn {
         let e = self.e(i);
         let ft = self
             .ft
@@ -1119,15 +1119,19 @@ impl Shard {
             .map(|c| c[i as usize & (CHUNK - 1)])
             .unwrap_or_default();
         let deadline = self.deadline_of(e);
-        ConnSnapshot::build(
-            e,
-            self.id_of(i),
-            self.worker,
-            Duration::from_nanos(deadline.saturating_sub(now.nanos())),
-            deadline <= now.nanos(),
-            &ft,
-            [e.rate(now, 0), e.rate(now, 1)],
-        )
+        RawConn {
+            entry: *e,
+            id: self.id_of(i),
+            worker: self.worker,
+            remaining: Duration::from_nanos(deadline.saturating_sub(now.nanos())),
+            dying: deadline <= now.nanos(),
+            ft,
+            rate: [e.rate(now, 0), e.rate(now, 1)],
+        }
+    }
+
+    fn snapshot_of(&self, i: u32, now: Instant) -> ConnSnapshot {
+        self.raw_of(i, now).snapshot()
     }
 
     /// An owned record of connection `id` as of `now`.
@@ -1155,6 +1159,25 @@ impl Shard {
         max: usize,
         out: &mut Vec<ConnSnapshot>,
     ) -> Option<u32> {
+        self.chunk(cursor, max, |i| out.push(self.snapshot_of(i, now)))
+    }
+
+    /// As [`Shard::snapshot_chunk`], with raw records: a copy of each entry,
+    /// no formatting (what a worker hands to the control thread). Pushes at
+    /// most `max` records, so a buffer with that capacity never reallocates.
+    pub fn raw_chunk(
+        &self,
+        now: Instant,
+        cursor: u32,
+        max: usize,
+        out: &mut Vec<RawConn>,
+    ) -> Option<u32> {
+        self.chunk(cursor, max, |i| out.push(self.raw_of(i, now)))
+    }
+
+    /// Calls `f` with up to `max` (at least one) live arena positions from
+    /// `cursor` on; returns where to continue, `None` at the end.
+    fn chunk(&self, cursor: u32, max: usize, mut f: impl FnMut(u32)) -> Option<u32> {
         let mut i = cursor;
         let mut n = 0;
         let max = max.max(1);
@@ -1163,7 +1186,7 @@ impl Shard {
                 return Some(i);
             }
             if self.e(i).is_live() {
-                out.push(self.snapshot_of(i, now));
+                f(i);
                 n += 1;
             }
             i += 1;
