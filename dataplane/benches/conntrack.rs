@@ -34,7 +34,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput};
 use dataplane::conntrack::{
-    Duration, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
+    Duration, FastTrackMode, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
 };
 use dataplane::flow::{Addr, Family, FlowRepr, L4, TcpInfo, Tuple, proto, tcp_flags};
 use dpdk::RteHash;
@@ -340,6 +340,10 @@ struct Summary {
     notes: Vec<String>,
     bytes_per_conn_1m: Vec<(String, f64)>,
     est_1m_ratio: Vec<(String, f64)>,
+    /// ns/packet of the full path at 1M, keyed as the FastTrack case is.
+    full_1m: Vec<(String, f64)>,
+    /// ns/packet of the FastTrack cases.
+    fasttrack: Vec<(String, f64)>,
     new_per_sec: Vec<(String, f64)>,
 }
 
@@ -392,6 +396,15 @@ impl Summary {
                 n / 1e6
             );
         }
+        for (case, ft_ns) in &self.fasttrack {
+            if let Some((_, full_ns)) = self.full_1m.iter().find(|(c, _)| c == case) {
+                let x = full_ns / ft_ns;
+                let ok = if x >= 1.3 { "met" } else { "missed" };
+                println!(
+                    "  {case}: {x:.2}x the full path's packets/s (FastTrack target >= 1.3x): {ok}"
+                );
+            }
+        }
         for (case, b) in &self.bytes_per_conn_1m {
             let ok = if *b <= 160.0 { "met" } else { "missed" };
             println!("  {case} at 1M: {b:.1} bytes/connection (target <= 160): {ok}");
@@ -402,8 +415,15 @@ impl Summary {
 
 // ---- cases -----------------------------------------------------------------
 
-fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str) {
-    let pname = if p == proto::TCP { "tcp" } else { "udp" };
+/// `fasttrack`: with `FastTrackMode::Established`, so that the set-up marks
+/// every connection and the timed packets take the short path.
+fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str, fasttrack: bool) {
+    let pname = match (p == proto::TCP, fasttrack) {
+        (true, false) => "tcp",
+        (false, false) => "udp",
+        (true, true) => "tcp-fasttrack",
+        (false, true) => "udp-fasttrack",
+    };
     if !wanted(&[
         &format!("established-{pname}/{label}"),
         &format!("rte_hash-{pname}/{label}"),
@@ -412,6 +432,9 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str)
     }
     let t0 = StdInstant::now();
     let mut shard = Shard::new(TableConfig::new(n), Settings::default(), 0);
+    if fasttrack {
+        shard.set_fasttrack_mode(FastTrackMode::Established);
+    }
     let mut out = no_verdicts();
     let mut now = 1_000_000_000u64;
     // Set-up, in bursts: TCP handshakes (SYN, SYN-ACK, ACK), or one datagram
@@ -520,12 +543,25 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str)
         0,
         "{pname} {label}: invalid packets while timed"
     );
+    // With FastTrack every timed packet took the short path; without, none.
+    assert_eq!(
+        st.fasttrack_packets > 0,
+        fasttrack,
+        "{pname} {label}: fasttrack packets {}",
+        st.fasttrack_packets
+    );
     drop(feed);
     drop(base);
 
     let case = format!("established {pname}");
     sum.row(&case, label, &m);
+    if fasttrack {
+        sum.fasttrack.push((format!("{pname} {label}"), m.ns));
+        return;
+    }
     if n == 1_000_000 {
+        sum.full_1m
+            .push((format!("{pname}-fasttrack {label}"), m.ns));
         sum.bytes_per_conn_1m.push((case.clone(), bytes_per_conn));
         if let Some(r) = m.ratio {
             sum.est_1m_ratio.push((case, r));
@@ -543,8 +579,10 @@ fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) 
         return;
     }
     let t0 = StdInstant::now();
-    let mut settings = Settings::default();
-    settings.tcp_syn_sent_timeout = Duration::from_secs(1);
+    let settings = Settings {
+        tcp_syn_sent_timeout: Duration::from_secs(1),
+        ..Settings::default()
+    };
     let shard = Shard::new(TableConfig::new(max), settings, 0);
     // Fresh tuples: 6M of them last 3 s of simulated time, by when every
     // connection of the previous round has expired (1 s + one 134 ms tick)
@@ -676,8 +714,12 @@ fn main() {
     let mut sum = Summary::default();
     for p in [proto::TCP, proto::UDP] {
         for (n, label) in SIZES {
-            established(&mut c, &mut sum, p, n, label);
+            established(&mut c, &mut sum, p, n, label, false);
         }
+    }
+    // FastTrack at 1M: the short path beside the full path above.
+    for p in [proto::TCP, proto::UDP] {
+        established(&mut c, &mut sum, p, 1_000_000, "1M", true);
     }
     new_connections(&mut c, &mut sum, 4_000_000, "max-4M");
     new_connections(&mut c, &mut sum, 1_000_000, "max-1M");

@@ -312,11 +312,48 @@ impl Entry {
     }
 }
 
-/// Fasttrack counters of one connection (side arena).
+/// Fasttrack counters of one connection: packets and bytes per direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FtCounters {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+}
+
+/// A connection's slot in the fasttrack side arena. The short path counts
+/// only in the entry; the slot is written when the connection enters or
+/// leaves FastTrack, never per packet: while fast-tracked, its fasttrack
+/// counters are `done + (entry counters - base)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FtSlot {
+    /// The entry's counters when it last entered FastTrack.
+    pub(crate) base: FtCounters,
+    /// Fast-tracked packets of earlier FastTrack periods.
+    pub(crate) done: FtCounters,
+}
+
+impl Entry {
+    pub(crate) fn counters(&self) -> FtCounters {
+        FtCounters {
+            packets: self.packets,
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl FtSlot {
+    /// The connection's fasttrack counters, given its entry now.
+    pub(crate) fn read(&self, e: &Entry) -> FtCounters {
+        if !e.has(flag::FASTTRACK) {
+            return self.done;
+        }
+        let now = e.counters();
+        let mut out = self.done;
+        for d in 0..2 {
+            out.packets[d] += now.packets[d].wrapping_sub(self.base.packets[d]);
+            out.bytes[d] += now.bytes[d].wrapping_sub(self.base.bytes[d]);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

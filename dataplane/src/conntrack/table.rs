@@ -24,7 +24,7 @@
 //! A `Shard` is single-threaded: the worker owns it and calls management
 //! functions between bursts.
 
-use super::entry::{ConnId, Entry, FtCounters, ProtoState, flag};
+use super::entry::{ConnId, Entry, FtSlot, ProtoState, flag};
 use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
 use super::settings::Settings;
 use super::snapshot::{ConnSnapshot, RawConn};
@@ -138,7 +138,7 @@ pub struct Shard {
     chunks: Vec<Box<[Entry]>>,
     /// Fasttrack counters, per arena chunk, allocated when a connection of
     /// that chunk is first fast-tracked.
-    ft: Vec<Option<Box<[FtCounters]>>>,
+    ft: Vec<Option<Box<[FtSlot]>>>,
     free_head: u32,
     high_water: u32,
     live: u32,
@@ -243,16 +243,43 @@ impl Shard {
             FastTrackMode::Established => {
                 for slot in &mut self.ft {
                     if slot.is_none() {
-                        *slot = Some(vec![FtCounters::default(); CHUNK].into_boxed_slice());
+                        *slot = Some(vec![FtSlot::default(); CHUNK].into_boxed_slice());
                     }
                 }
             }
             FastTrackMode::No => {
                 for i in 0..self.high_water {
-                    self.e_mut(i).flags &= !flag::FASTTRACK;
+                    self.ft_unmark(i);
                 }
             }
         }
+    }
+
+    /// Puts entry `i` on the short path, noting its counters (the fasttrack
+    /// arena chunk must exist: it does in `Established` mode, and
+    /// [`Shard::set_fasttrack`] allocates it).
+    fn ft_mark(&mut self, i: u32) {
+        if self.e(i).has(flag::FASTTRACK) {
+            return;
+        }
+        let base = self.e(i).counters();
+        if let Some(Some(ft)) = self.ft.get_mut((i >> CHUNK_SHIFT) as usize) {
+            ft[i as usize & (CHUNK - 1)].base = base;
+        }
+        self.e_mut(i).flags |= flag::FASTTRACK;
+    }
+
+    /// Takes entry `i` off the short path, keeping what it counted there.
+    fn ft_unmark(&mut self, i: u32) {
+        let e = *self.e(i);
+        if !e.has(flag::FASTTRACK) {
+            return;
+        }
+        if let Some(Some(ft)) = self.ft.get_mut((i >> CHUNK_SHIFT) as usize) {
+            let slot = &mut ft[i as usize & (CHUNK - 1)];
+            slot.done = slot.read(&e);
+        }
+        self.e_mut(i).flags &= !flag::FASTTRACK;
     }
 
     pub fn fasttrack_mode(&self) -> FastTrackMode {
@@ -302,8 +329,8 @@ impl Shard {
     pub fn memory_bytes(&self) -> usize {
         self.buckets.len() * core::mem::size_of::<Bucket>()
             + self.chunks.len() * CHUNK * core::mem::size_of::<Entry>()
-            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtCounters>()
-            + self.ft.len() * core::mem::size_of::<Option<Box<[FtCounters]>>>()
+            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtSlot>()
+            + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
             + self.chunks.len() * core::mem::size_of::<Box<[Entry]>>()
             + self.wheel.len() * 4
             + core::mem::size_of::<Shard>()
@@ -334,7 +361,7 @@ impl Shard {
             self.chunks
                 .push(vec![Entry::EMPTY; CHUNK].into_boxed_slice());
             let ft = (self.fasttrack == FastTrackMode::Established)
-                .then(|| vec![FtCounters::default(); CHUNK].into_boxed_slice());
+                .then(|| vec![FtSlot::default(); CHUNK].into_boxed_slice());
             self.ft.push(ft);
         }
         let i = self.high_water;
@@ -594,7 +621,7 @@ impl Shard {
         self.wheel_unlink(i);
         let chunk = (i >> CHUNK_SHIFT) as usize;
         if let Some(Some(ft)) = self.ft.get_mut(chunk) {
-            ft[i as usize & (CHUNK - 1)] = FtCounters::default();
+            ft[i as usize & (CHUNK - 1)] = FtSlot::default();
         }
         let free_head = self.free_head;
         let e = self.e_mut(i);
@@ -844,9 +871,7 @@ impl Shard {
             // The short path: no tracker, only counters and last-seen. A FIN
             // or RST gives the connection back to the full path.
             match &pkt.l4 {
-                L4::Tcp(info) if TcpConn::closes(info) => {
-                    self.e_mut(i).flags &= !flag::FASTTRACK;
-                }
+                L4::Tcp(info) if TcpConn::closes(info) => self.ft_unmark(i),
                 _ => {
                     self.fast_account(i, now, dir, pkt.ip_len);
                     return Verdict::Tracked {
@@ -864,7 +889,7 @@ impl Shard {
             && self.e(i).is_live()
             && self.fasttrack_eligible(self.e(i))
         {
-            self.e_mut(i).flags |= flag::FASTTRACK;
+            self.ft_mark(i);
         }
         verdict
     }
@@ -878,18 +903,13 @@ impl Shard {
             }
     }
 
+    /// The short path's accounting: the entry and the shard's counters only
+    /// (the fasttrack counters follow from the entry's, see [`FtSlot`]).
     #[inline]
     fn fast_account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32) {
         self.account(i, now, dir, ip_len, true);
         self.stats.fasttrack_packets += 1;
         self.stats.fasttrack_bytes += u64::from(ip_len);
-        let chunk = (i >> CHUNK_SHIFT) as usize;
-        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
-            let c = &mut ft[i as usize & (CHUNK - 1)];
-            let d = dir.index();
-            c.packets[d] = c.packets[d].wrapping_add(1);
-            c.bytes[d] = c.bytes[d].wrapping_add(u64::from(ip_len));
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1116,7 +1136,7 @@ impl Shard {
             .ft
             .get((i >> CHUNK_SHIFT) as usize)
             .and_then(|c| c.as_ref())
-            .map(|c| c[i as usize & (CHUNK - 1)])
+            .map(|c| c[i as usize & (CHUNK - 1)].read(e))
             .unwrap_or_default();
         let deadline = self.deadline_of(e);
         RawConn {
@@ -1226,11 +1246,11 @@ impl Shard {
         let chunk = (i >> CHUNK_SHIFT) as usize;
         if on {
             if let Some(slot @ None) = self.ft.get_mut(chunk) {
-                *slot = Some(vec![FtCounters::default(); CHUNK].into_boxed_slice());
+                *slot = Some(vec![FtSlot::default(); CHUNK].into_boxed_slice());
             }
-            self.e_mut(i).flags |= flag::FASTTRACK;
+            self.ft_mark(i);
         } else {
-            self.e_mut(i).flags &= !flag::FASTTRACK;
+            self.ft_unmark(i);
         }
         true
     }
