@@ -114,6 +114,9 @@ impl Bucket {
     };
 }
 
+/// Packets `handle_burst` hashes and prefetches together.
+const BURST_STEP: usize = 32;
+
 /// What `prepare` found for one packet before the table is touched.
 #[derive(Clone, Copy)]
 enum Prep {
@@ -146,6 +149,9 @@ pub struct Shard {
     cur_tick: u64,
     started: bool,
     rescan: Option<u32>,
+    /// `handle_burst`'s per-step lookups, kept between calls (no per-call
+    /// initialisation, no allocation after the first burst).
+    preps: Vec<Prep>,
     fasttrack: FastTrackMode,
     stats: ShardStats,
 }
@@ -228,6 +234,7 @@ impl Shard {
             cur_tick: 0,
             started: false,
             rescan: None,
+            preps: Vec::with_capacity(BURST_STEP),
             fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
@@ -786,14 +793,21 @@ impl Shard {
     /// overlap (as DPDK's `rte_hash_lookup_bulk` does). Writes
     /// `min(pkts.len(), out.len())` verdicts.
     pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
-        const STEP: usize = 32;
         let n = pkts.len().min(out.len());
-        let mut preps = [Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); STEP];
+        if !self.settings.enabled.is_tracking() {
+            // `enabled=no`: every packet untracked, counted at once.
+            let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
+            out[..n].fill(v);
+            self.stats.untracked[UntrackedReason::TrackingDisabled.index()] += n as u64;
+            return;
+        }
+        let mut preps = std::mem::take(&mut self.preps);
         let mut base = 0;
         while base < n {
-            let m = STEP.min(n - base);
+            let m = BURST_STEP.min(n - base);
+            preps.clear();
             for j in 0..m {
-                preps[j] = self.prepare(&pkts[base + j]);
+                preps.push(self.prepare(&pkts[base + j]));
             }
             for p in &preps[..m] {
                 if let Prep::Lookup { hash, .. } = *p {
@@ -814,6 +828,7 @@ impl Shard {
             }
             base += m;
         }
+        self.preps = preps;
     }
 
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep) -> Verdict {
