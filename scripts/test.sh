@@ -13,12 +13,19 @@ else
     ctrack_need_packages
 fi
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+run() { "$@" 2>&1 | tee -a "$log"; }
+
 # The conntrack core must build and pass without DPDK.
-cargo test -p dataplane --no-default-features
+run cargo test -p dataplane --no-default-features
 # Everything else, with DPDK (dataplane ran above). The end-to-end tests run
 # the ctrack binary, built first.
 cargo build -p control --bins
-cargo test --workspace --exclude dataplane
+run cargo test --workspace --exclude dataplane
 # The fuzz targets' own tests (seeds and fixed mutations, without libFuzzer):
 # keeps the separate fuzz crate building against the dataplane API.
-cargo test --release --manifest-path fuzz/Cargo.toml
+run cargo test --release --manifest-path fuzz/Cargo.toml
+
+# One line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
