@@ -1078,14 +1078,26 @@ impl Shard {
         self.count(Verdict::Dropped(DropReason::IndexFull))
     }
 
-    /// Makes room for one new connection: first an entry whose timeout has
-    /// already passed, else a non-assured one, among a bounded set of
-    /// candidates: the new key's two index buckets, then the soonest
-    /// wheel slots (at most 64 slots, 32 entries). Assured entries are never
-    /// evicted.
+    /// Makes room for one new connection: the first entry, among a bounded
+    /// set of candidates, whose timeout has passed (reaped) or that is not
+    /// assured (early drop). Candidates come soonest-expiring first: the
+    /// soonest wheel slots (at most 64 slots, 32 entries), then the new
+    /// key's two index buckets. The search stops at the first usable one.
+    /// Assured entries are never evicted.
     fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
-        let mut candidates = [NIL; 2 * WAYS + 32];
+        let mut candidates = [NIL; 32 + 2 * WAYS];
         let mut n = 0;
+        let slots = WHEEL_SLOTS as u64;
+        let mut t = self.cur_tick;
+        while t < self.cur_tick + 64 && n < 32 {
+            let mut i = self.wheel[(t % slots) as usize];
+            while i != NIL && n < 32 {
+                candidates[n] = i;
+                n += 1;
+                i = self.e(i).next;
+            }
+            t += 1;
+        }
         let (b1, b2) = self.buckets_of(hash);
         for b in [b1, b2] {
             for &v in &self.buckets[b].idx {
@@ -1095,32 +1107,18 @@ impl Shard {
                 }
             }
         }
-        let slots = WHEEL_SLOTS as u64;
-        let mut t = self.cur_tick;
-        let mut seen = 0;
-        while t < self.cur_tick + 64 && seen < 32 {
-            let mut i = self.wheel[(t % slots) as usize];
-            while i != NIL && seen < 32 {
-                candidates[n] = i;
-                n += 1;
-                seen += 1;
-                i = self.e(i).next;
+        for &i in &candidates[..n] {
+            let e = self.e(i);
+            if self.deadline_of(e) <= now.nanos() {
+                self.free(i);
+                self.stats.expired += 1;
+                return true;
             }
-            t += 1;
-        }
-        let cands = &candidates[..n];
-        if let Some(&i) = cands
-            .iter()
-            .find(|&&i| self.deadline_of(self.e(i)) <= now.nanos())
-        {
-            self.free(i);
-            self.stats.expired += 1;
-            return true;
-        }
-        if let Some(&i) = cands.iter().find(|&&i| !self.e(i).has(flag::ASSURED)) {
-            self.free(i);
-            self.stats.early_drop += 1;
-            return true;
+            if !e.has(flag::ASSURED) {
+                self.free(i);
+                self.stats.early_drop += 1;
+                return true;
+            }
         }
         false
     }
