@@ -52,9 +52,21 @@ pub fn run(data: &[u8]) {
     };
     let vlan = [0x81, 0x00, 0x20, 0x64];
     let stag = [0x88, 0xa8, 0x00, 0x0a];
-    assert_eq!(parse_ethernet(&wrap(&[])), raw, "untagged Ethernet differs from raw IP");
-    assert_eq!(parse_ethernet(&wrap(&[vlan])), raw, "802.1Q differs from raw IP");
-    assert_eq!(parse_ethernet(&wrap(&[stag, vlan])), raw, "QinQ differs from raw IP");
+    assert_eq!(
+        parse_ethernet(&wrap(&[])),
+        raw,
+        "untagged Ethernet differs from raw IP"
+    );
+    assert_eq!(
+        parse_ethernet(&wrap(&[vlan])),
+        raw,
+        "802.1Q differs from raw IP"
+    );
+    assert_eq!(
+        parse_ethernet(&wrap(&[stag, vlan])),
+        raw,
+        "QinQ differs from raw IP"
+    );
     assert_eq!(
         parse_ethernet(&wrap(&[stag, vlan, vlan])),
         Err(ParseError::VlanTooDeep),
@@ -88,12 +100,18 @@ fn check_result(r: &Result<FlowRepr, ParseError>, ip_bytes: usize) {
 /// Ethernet frame: the frame less its untagged header).
 pub fn check_flow(f: &FlowRepr, ip_bytes: usize) {
     let ip_len = f.ip_len as usize;
-    assert!(ip_len <= ip_bytes, "ip_len {ip_len} beyond the {ip_bytes} bytes given: {f:?}");
+    assert!(
+        ip_len <= ip_bytes,
+        "ip_len {ip_len} beyond the {ip_bytes} bytes given: {f:?}"
+    );
     let (min_ip, icmp) = match f.tuple.family {
         Family::V4 => (20, proto::ICMP),
         Family::V6 => (40, proto::ICMPV6),
     };
-    assert!(ip_len >= min_ip, "ip_len {ip_len} below an IP header: {f:?}");
+    assert!(
+        ip_len >= min_ip,
+        "ip_len {ip_len} below an IP header: {f:?}"
+    );
     let t = &f.tuple;
     match &f.l4 {
         L4::Tcp(i) => {
@@ -111,7 +129,11 @@ pub fn check_flow(f: &FlowRepr, ip_bytes: usize) {
             assert_eq!(t.proto, icmp, "ICMP of the wrong family: {f:?}");
             assert!(ip_len >= min_ip + 8, "{f:?}");
             assert_eq!(t.src_port, i.id, "{f:?}");
-            assert_eq!(t.dst_port, u16::from(i.icmp_type) << 8 | u16::from(i.code), "{f:?}");
+            assert_eq!(
+                t.dst_port,
+                u16::from(i.icmp_type) << 8 | u16::from(i.code),
+                "{f:?}"
+            );
             if let Some(inner) = &i.inner {
                 assert_eq!(inner.family, t.family, "quote of another family: {f:?}");
             }
@@ -134,5 +156,9 @@ pub fn check_flow(f: &FlowRepr, ip_bytes: usize) {
         }
     }
     let k = Key::of_packet(&f.tuple, &f.l4);
-    assert_eq!(k.reply().reply(), k, "reply of the reply is not the key: {f:?}");
+    assert_eq!(
+        k.reply().reply(),
+        k,
+        "reply of the reply is not the key: {f:?}"
+    );
 }

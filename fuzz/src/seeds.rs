@@ -173,7 +173,8 @@ pub fn parse_track() -> Vec<(&'static str, Vec<u8>)> {
     for f in mix(1, 0, 0, 2, 16) {
         i.eth(step::MS10, &f);
     }
-    i.control(step::S12, ctl::SNAPSHOTS, 0).control(step::S1, ctl::DRAIN, 0);
+    i.control(step::S12, ctl::SNAPSHOTS, 0)
+        .control(step::S1, ctl::DRAIN, 0);
     out.push(("seed-tcp-flow", i.bytes()));
 
     // UDP flows and a ping, as raw IP.
@@ -247,11 +248,23 @@ pub fn parse_track() -> Vec<(&'static str, Vec<u8>)> {
     // IPv6: UDP both ways (one direction VLAN-tagged), ICMPv6 echo.
     let mut i = Input::new(0x00, 7);
     let (a, b) = (v6(1), v6(2));
-    i.eth(step::NONE, &ipv6_frame(a, b, proto::UDP, &udp_l4(5353, 53, 4), None))
-        .eth(step::MS10, &ipv6_frame(b, a, proto::UDP, &udp_l4(53, 5353, 4), Some(100)))
-        .eth(step::MS10, &ipv6_frame(a, b, proto::ICMPV6, &icmp6_echo(false, 3), None))
-        .eth(step::MS10, &ipv6_frame(b, a, proto::ICMPV6, &icmp6_echo(true, 3), None))
-        .control(step::NONE, ctl::SNAPSHOTS, 1);
+    i.eth(
+        step::NONE,
+        &ipv6_frame(a, b, proto::UDP, &udp_l4(5353, 53, 4), None),
+    )
+    .eth(
+        step::MS10,
+        &ipv6_frame(b, a, proto::UDP, &udp_l4(53, 5353, 4), Some(100)),
+    )
+    .eth(
+        step::MS10,
+        &ipv6_frame(a, b, proto::ICMPV6, &icmp6_echo(false, 3), None),
+    )
+    .eth(
+        step::MS10,
+        &ipv6_frame(b, a, proto::ICMPV6, &icmp6_echo(true, 3), None),
+    )
+    .control(step::NONE, ctl::SNAPSHOTS, 1);
     out.push(("seed-ipv6", i.bytes()));
 
     // GRE: a keyed v0 tunnel both ways, PPTP, a generic protocol.
@@ -266,12 +279,18 @@ pub fn parse_track() -> Vec<(&'static str, Vec<u8>)> {
     // loose-tcp-tracking=no: a mid-stream segment stays untracked; then
     // tracking is switched off and on again.
     let mut i = Input::new(0x08, 9);
-    i.eth(step::NONE, &tcp_frame(C, S, 40002, 80, 10, 20, ACK, 5, None, true))
-        .eth(step::MS10, &tcp_frame(C, S, 40003, 80, 10, 0, SYN, 0, None, true))
-        .control(step::NONE, ctl::SETTINGS, 0x10)
-        .eth(step::MS10, &udp_frame(C, S, 7, 7, 1, true))
-        .control(step::NONE, ctl::SETTINGS, 0x08)
-        .eth(step::MS10, &udp_frame(C, S, 7, 7, 1, true));
+    i.eth(
+        step::NONE,
+        &tcp_frame(C, S, 40002, 80, 10, 20, ACK, 5, None, true),
+    )
+    .eth(
+        step::MS10,
+        &tcp_frame(C, S, 40003, 80, 10, 0, SYN, 0, None, true),
+    )
+    .control(step::NONE, ctl::SETTINGS, 0x10)
+    .eth(step::MS10, &udp_frame(C, S, 7, 7, 1, true))
+    .control(step::NONE, ctl::SETTINGS, 0x08)
+    .eth(step::MS10, &udp_frame(C, S, 7, 7, 1, true));
     out.push(("seed-loose-off-disabled", i.bytes()));
 
     out
@@ -284,10 +303,25 @@ pub fn parse_only() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("seed-tcp-syn-eth", syn.clone()),
         ("seed-tcp-syn-ip", syn[14..].to_vec()),
-        ("seed-udp-ip", udp_frame(C, S, 1, 53, 3, true)[14..].to_vec()),
-        ("seed-icmp-error-ip", icmp_error_frame(C, &syn)[14..].to_vec()),
-        ("seed-ipv6-udp-vlan", ipv6_frame(a, b, proto::UDP, &udp_l4(1, 2, 2), Some(5))),
-        ("seed-ipv6-icmp-ip", ipv6_frame(a, b, proto::ICMPV6, &icmp6_echo(false, 1), None)[14..].to_vec()),
-        ("seed-gre-v1-ip", gre_frame(C, S, 1, 0x0000_1234)[14..].to_vec()),
+        (
+            "seed-udp-ip",
+            udp_frame(C, S, 1, 53, 3, true)[14..].to_vec(),
+        ),
+        (
+            "seed-icmp-error-ip",
+            icmp_error_frame(C, &syn)[14..].to_vec(),
+        ),
+        (
+            "seed-ipv6-udp-vlan",
+            ipv6_frame(a, b, proto::UDP, &udp_l4(1, 2, 2), Some(5)),
+        ),
+        (
+            "seed-ipv6-icmp-ip",
+            ipv6_frame(a, b, proto::ICMPV6, &icmp6_echo(false, 1), None)[14..].to_vec(),
+        ),
+        (
+            "seed-gre-v1-ip",
+            gre_frame(C, S, 1, 0x0000_1234)[14..].to_vec(),
+        ),
     ]
 }

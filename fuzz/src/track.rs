@@ -362,7 +362,7 @@ impl State {
         } else {
             self.single(&flow);
         }
-        if self.packets % 4 == 0 {
+        if self.packets.is_multiple_of(4) {
             self.flush();
             self.poll(4);
         }
@@ -738,10 +738,10 @@ impl State {
             self.b.stats(),
             "burst and single stats differ"
         );
-        if self.steps % 16 == 0 {
-            if let Err(e) = self.b.check_invariants() {
-                panic!("check_invariants (b): {e}");
-            }
+        if self.steps.is_multiple_of(16)
+            && let Err(e) = self.b.check_invariants()
+        {
+            panic!("check_invariants (b): {e}");
         }
     }
 }

@@ -21,11 +21,18 @@ fn seeds_pass() {
 #[test]
 fn committed_seeds_are_current() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, list) in [("parse_track", seeds::parse_track()), ("parse_only", seeds::parse_only())] {
+    for (target, list) in [
+        ("parse_track", seeds::parse_track()),
+        ("parse_only", seeds::parse_only()),
+    ] {
         for (name, bytes) in list {
-            let on_disk = std::fs::read(dir.join(target).join(name))
-                .unwrap_or_else(|e| panic!("{target}/{name}: {e} (run: cargo run --example gen_seeds)"));
-            assert_eq!(on_disk, bytes, "{target}/{name} is stale: cargo run --example gen_seeds");
+            let on_disk = std::fs::read(dir.join(target).join(name)).unwrap_or_else(|e| {
+                panic!("{target}/{name}: {e} (run: cargo run --example gen_seeds)")
+            });
+            assert_eq!(
+                on_disk, bytes,
+                "{target}/{name} is stale: cargo run --example gen_seeds"
+            );
         }
     }
 }
@@ -37,7 +44,9 @@ fn saved_inputs_pass() {
         ("corpus/parse_track", track::run as fn(&[u8])),
         ("corpus/parse_only", parse::run as fn(&[u8])),
     ] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else { continue };
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let data = std::fs::read(e.path()).unwrap();
             f(&data);
@@ -85,7 +94,8 @@ fn mutated_seeds_pass() {
             parse::run(&d);
         });
         if let Err(e) = r {
-            let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/mutated-failure");
+            let out =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/mutated-failure");
             let _ = std::fs::write(&out, &d);
             eprintln!("input written to {}", out.display());
             std::panic::resume_unwind(e);
@@ -97,7 +107,10 @@ fn mutated_seeds_pass() {
 fn seeds_reach_their_paths() {
     use dataplane::conntrack::{DropReason, UntrackedReason};
     let stats = |name: &str| {
-        let (_, s) = seeds::parse_track().into_iter().find(|s| s.0 == name).unwrap();
+        let (_, s) = seeds::parse_track()
+            .into_iter()
+            .find(|s| s.0 == name)
+            .unwrap();
         let st = track::run_stats(&s).unwrap();
         eprintln!("{name}: {st:?}");
         st

@@ -26,8 +26,8 @@ pub const B6: &str = "fd77::2";
 
 /// Why a netns test cannot run here (not root, no `ip`), or `None`.
 pub fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    let uid = Command::new("id").arg("-u").output();
+    if !uid.is_ok_and(|o| o.stdout.trim_ascii() == b"0") {
         return Some("not root: network namespaces and veths need CAP_NET_ADMIN".into());
     }
     let ip = Command::new("ip").arg("-V").output();
