@@ -24,11 +24,14 @@ pub fn prefetch<T>(p: &T) {
     prefetch_line((p as *const T).cast::<u8>());
 }
 
-/// [`prefetch`] for every cache line of `*p` (values larger than one line).
+/// [`prefetch`] for every cache line `*p` touches (values larger than one
+/// line, at any alignment: a 152-byte entry may span four lines).
 #[inline(always)]
 pub fn prefetch_all<T>(p: &T) {
-    let base = (p as *const T).cast::<u8>();
-    for off in (0..core::mem::size_of::<T>()).step_by(64) {
-        prefetch_line(base.wrapping_add(off));
+    let start = (p as *const T).cast::<u8>();
+    let first = start as usize & !63;
+    let last = (start as usize + core::mem::size_of::<T>().max(1) - 1) & !63;
+    for line in (first..=last).step_by(64) {
+        prefetch_line(start.wrapping_add(line.wrapping_sub(start as usize)));
     }
 }
