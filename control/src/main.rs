@@ -302,19 +302,20 @@ fn print_summary(s: &control::run::RunSummary) {
         "RX-NOMBUF"
     );
     for p in &s.ports {
+        let c = &p.counters;
         println!(
             "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
-            p.port,
-            p.name,
+            c.port,
+            c.name,
             p.driver,
             p.rx_queues,
             p.tx_queues,
             if p.rss { "yes" } else { "no" },
-            p.ipackets,
-            p.opackets,
-            p.imissed,
-            p.ierrors,
-            p.rx_nombuf
+            c.ipackets,
+            c.opackets,
+            c.imissed,
+            c.ierrors,
+            c.rx_nombuf
         );
     }
     println!(

@@ -67,7 +67,7 @@ pub struct WorkerMetrics {
 }
 
 /// One port's DPDK counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PortMetrics {
     pub port: u16,
     pub name: String,

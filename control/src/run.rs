@@ -22,20 +22,30 @@ use crate::workers::{PortStatsFn, WorkerHandle, WorkerSet, command_queue};
 
 #[derive(Debug, Serialize)]
 pub struct PortSummary {
-    pub port: u16,
-    pub name: String,
     pub driver: String,
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
-    pub ipackets: u64,
-    pub opackets: u64,
-    pub ibytes: u64,
-    pub obytes: u64,
-    pub imissed: u64,
-    pub ierrors: u64,
-    pub oerrors: u64,
-    pub rx_nombuf: u64,
+    /// Port id, name and DPDK counters.
+    #[serde(flatten)]
+    pub counters: PortMetrics,
+}
+
+/// A port's id, name and DPDK counters, as metrics and the summary show them.
+fn port_metrics(p: &Port) -> PortMetrics {
+    let s = p.stats().unwrap_or_default();
+    PortMetrics {
+        port: p.id().0,
+        name: p.port_info().name.clone(),
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -229,26 +239,7 @@ fn run_with_eal(
     drop(mesh);
 
     let stats_ports = ports.clone();
-    let port_stats: PortStatsFn = Box::new(move || {
-        stats_ports
-            .iter()
-            .map(|p| {
-                let s = p.stats().unwrap_or_default();
-                PortMetrics {
-                    port: p.id().0,
-                    name: p.port_info().name.clone(),
-                    ipackets: s.ipackets,
-                    opackets: s.opackets,
-                    ibytes: s.ibytes,
-                    obytes: s.obytes,
-                    imissed: s.imissed,
-                    ierrors: s.ierrors,
-                    oerrors: s.oerrors,
-                    rx_nombuf: s.rx_nombuf,
-                }
-            })
-            .collect()
-    });
+    let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
     let servers = start_servers(cfg, set.clone());
     let stop_reason = if servers.is_ok() {
@@ -273,25 +264,12 @@ fn run_with_eal(
 
     let port_summaries = ports
         .iter()
-        .zip(&infos)
-        .map(|(p, info)| {
-            let s = p.stats().unwrap_or_default();
-            PortSummary {
-                port: p.id().0,
-                name: info.name.clone(),
-                driver: info.driver.clone(),
-                rx_queues: p.rx_queue_count(),
-                tx_queues: p.tx_queue_count(),
-                rss: p.rss_enabled(),
-                ipackets: s.ipackets,
-                opackets: s.opackets,
-                ibytes: s.ibytes,
-                obytes: s.obytes,
-                imissed: s.imissed,
-                ierrors: s.ierrors,
-                oerrors: s.oerrors,
-                rx_nombuf: s.rx_nombuf,
-            }
+        .map(|p| PortSummary {
+            driver: p.port_info().driver.clone(),
+            rx_queues: p.rx_queue_count(),
+            tx_queues: p.tx_queue_count(),
+            rss: p.rss_enabled(),
+            counters: port_metrics(p),
         })
         .collect();
     let worker_summaries = ends
