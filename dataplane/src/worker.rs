@@ -472,11 +472,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             if src == self.id {
                 continue;
             }
-            let mesh = Arc::clone(&self.mesh);
-            let ring = mesh.ring(src, self.id);
             let mut k = 0;
             while k < MAX_BURST {
-                let Some(h) = ring.pop() else { break };
+                // Re-borrowed per pop (no Arc clone: its shared count would
+                // bounce between the workers' caches every loop).
+                let Some(h) = self.mesh.ring(src, self.id).pop() else {
+                    break;
+                };
                 total += 1;
                 match h.repr {
                     Some(repr) => {
