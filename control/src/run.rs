@@ -186,8 +186,8 @@ fn run_with_eal(
         })
         .collect();
 
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(workers);
+    // Everything that can fail is prepared before the first thread starts.
+    let mut setups = Vec::with_capacity(workers);
     let mut handles_ctl = Vec::with_capacity(workers);
     for (w, wp) in plan.workers.iter().enumerate() {
         let rx = wp
@@ -214,10 +214,16 @@ fn run_with_eal(
         });
         let mut shard = Shard::new(TableConfig::new(max_entries), tracking.clone(), w as u16);
         shard.set_fasttrack_mode(fasttrack);
+        setups.push((rx, tx, shard, cmd_rx, counters));
+    }
+
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(workers);
+    for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
-        let stop = stop.clone();
+        let stop_w = stop.clone();
         let cpu = cpus[w];
-        let h = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("ctrack-worker{w}"))
             .spawn(move || -> Result<WorkerEnd> {
                 if let Some(cpu) = cpu {
@@ -226,15 +232,24 @@ fn run_with_eal(
                 dpdk::register_thread().context("registering the worker thread with DPDK")?;
                 let io = DpdkIo::new(rx, tx, burst);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
-                worker.run(&stop);
+                worker.run(&stop_w);
                 Ok(WorkerEnd {
                     totals: worker.totals(),
                     stats: worker.shard().stats().clone(),
                     entries: worker.shard().total_entries(),
                 })
-            })
-            .context("spawning a worker thread")?;
-        handles.push(h);
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // Stop the workers already running before giving up.
+                stop.store(true, Ordering::SeqCst);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e).context("spawning a worker thread");
+            }
+        }
     }
     drop(mesh);
 
@@ -243,18 +258,20 @@ fn run_with_eal(
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
     let servers = start_servers(cfg, set.clone());
     let stop_reason = if servers.is_ok() {
-        watch(cfg, &stop, &set, started)
+        watch(cfg, &stop, &set, &handles, started)
     } else {
         "error"
     };
     stop.store(true, Ordering::SeqCst);
-    let mut ends = Vec::with_capacity(workers);
-    for h in handles {
-        match h.join() {
-            Ok(r) => ends.push(r?),
-            Err(_) => bail!("a worker thread panicked"),
-        }
-    }
+    // Join every worker before reporting any failure: none may outlive EAL.
+    let joined: Vec<Result<WorkerEnd>> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+        })
+        .collect();
+    let ends = joined.into_iter().collect::<Result<Vec<_>>>()?;
     let mut servers = servers?;
     servers.iter_mut().for_each(|s| s.stop());
     drop(servers);
@@ -363,13 +380,23 @@ fn start_servers(cfg: &RunConfig, set: Arc<WorkerSet>) -> Result<Vec<Server>> {
 }
 
 /// Waits for a stop condition: a signal, `duration`, or `idle-exit`.
-fn watch(cfg: &RunConfig, stop: &AtomicBool, set: &WorkerSet, started: Instant) -> &'static str {
+fn watch(
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+    set: &WorkerSet,
+    workers: &[std::thread::JoinHandle<Result<WorkerEnd>>],
+    started: Instant,
+) -> &'static str {
     let tick = Duration::from_millis(10);
     let mut last_rx = 0;
     let mut last_change = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
             return "signal";
+        }
+        // A worker that ended on its own failed (its error comes with the join).
+        if workers.iter().any(|h| h.is_finished()) {
+            return "worker-exited";
         }
         if let Some(d) = cfg.duration
             && started.elapsed() >= std::time::Duration::from_nanos(d.as_nanos())
