@@ -155,6 +155,7 @@ fn run_with_eal(
         rx_desc,
         tx_desc,
         rss_key: dataplane::rss::SYMMETRIC_RSS_KEY.to_vec(),
+        reta: dataplane::rss::Reta::for_nic,
         promiscuous: true,
     };
     let ports = ids
@@ -175,7 +176,15 @@ fn run_with_eal(
     let plan = plan(&queues, workers)?;
     let in_use_start = pool.in_use_count();
 
-    let mesh = Mesh::<Mbuf>::new(workers, plan.tx_owner.clone());
+    // Software dispatch mirrors the RETA the NICs were given (the first RSS
+    // port's size; 128 when no port does RSS).
+    let reta_size = ports
+        .iter()
+        .find(|p| p.rss_enabled() && p.port_info().reta_size > 0)
+        .map_or(dataplane::rss::Reta::DEFAULT_SIZE, |p| {
+            usize::from(p.port_info().reta_size)
+        });
+    let mesh = Mesh::<Mbuf>::with_reta(workers, plan.tx_owner.clone(), reta_size);
     let cpus: Vec<Option<usize>> = (0..workers)
         .map(|w| {
             if lcores.is_empty() {

@@ -233,6 +233,13 @@ impl Reta {
     pub fn entries(&self) -> &[u16] {
         &self.entries
     }
+
+    /// What to program into a NIC whose table has `size` entries, spreading
+    /// `queues` queues: the same table [`Dispatch::with_reta`] mirrors.
+    /// `None` (keep the driver's) for a size that is not a power of two.
+    pub fn for_nic(size: usize, queues: u16) -> Option<Vec<u16>> {
+        (size.is_power_of_two() && queues > 0).then(|| Reta::even(size, queues).entries)
+    }
 }
 
 /// Software dispatch: which of `n` workers owns a packet's connection,
@@ -251,9 +258,20 @@ pub struct Dispatch {
 impl Dispatch {
     /// Dispatch over `workers` (at least 1) with a 128-entry table.
     pub fn new(workers: u16) -> Dispatch {
+        Dispatch::with_reta(workers, Reta::DEFAULT_SIZE)
+    }
+
+    /// Dispatch with the RETA size of the NIC (see [`Reta::for_nic`]), so
+    /// that software and hardware send a hash to the same worker.
+    pub fn with_reta(workers: u16, reta_size: usize) -> Dispatch {
+        let size = if reta_size.is_power_of_two() {
+            reta_size
+        } else {
+            Reta::DEFAULT_SIZE
+        };
         Dispatch {
             toeplitz: Toeplitz::symmetric(),
-            reta: Reta::even(Reta::DEFAULT_SIZE, workers.max(1)),
+            reta: Reta::even(size, workers.max(1)),
         }
     }
 
@@ -563,5 +581,33 @@ mod tests {
             owners.insert(d.owner(&fwd));
         }
         assert_eq!(owners.len(), 4, "64 flows should reach every worker");
+    }
+
+    #[test]
+    fn dispatch_mirrors_the_table_programmed_into_the_nic() {
+        use crate::flow::{Addr, FlowRepr, L4};
+        let t = Toeplitz::symmetric();
+        for (size, workers) in [(128usize, 2u16), (512, 3), (64, 5)] {
+            let nic = Reta::for_nic(size, workers).unwrap();
+            let d = Dispatch::with_reta(workers, size);
+            for i in 0..2000u32 {
+                let tuple = Tuple {
+                    src: Addr::from_v4([10, 0, (i >> 8) as u8, i as u8]),
+                    dst: Addr::from_v4([10, 9, 0, 1]),
+                    src_port: 1024 + i as u16,
+                    dst_port: 443,
+                    proto: proto::TCP,
+                    family: Family::V4,
+                };
+                let pkt = FlowRepr {
+                    tuple,
+                    ip_len: 40,
+                    l4: L4::Udp,
+                };
+                let h = t.flow_hash(&tuple);
+                assert_eq!(d.owner(&pkt), nic[h as usize & (size - 1)]);
+            }
+        }
+        assert_eq!(Reta::for_nic(100, 2), None);
     }
 }

@@ -67,12 +67,19 @@ pub struct Mesh<P> {
     workers: usize,
     /// For each port, a worker that owns a TX queue on it.
     tx_owner: Vec<u16>,
+    /// RETA size of the ports' RSS (what software dispatch mirrors).
+    reta_size: usize,
 }
 
 impl<P> Mesh<P> {
     /// Rings for `workers` workers; `tx_owner[port]` transmits what other
     /// workers cannot send on `port` themselves.
     pub fn new(workers: usize, tx_owner: Vec<u16>) -> Arc<Mesh<P>> {
+        Mesh::with_reta(workers, tx_owner, crate::rss::Reta::DEFAULT_SIZE)
+    }
+
+    /// As [`Mesh::new`], dispatching with the NIC's RETA size.
+    pub fn with_reta(workers: usize, tx_owner: Vec<u16>, reta_size: usize) -> Arc<Mesh<P>> {
         let workers = workers.max(1);
         let rings = (0..workers * workers)
             .map(|i| {
@@ -84,6 +91,7 @@ impl<P> Mesh<P> {
             rings,
             workers,
             tx_owner,
+            reta_size,
         })
     }
 
@@ -191,7 +199,8 @@ impl<I: PacketIo> Worker<I> {
     ) -> Self {
         let rx = io.new_burst();
         let tx = (0..io.ports()).map(|_| io.new_burst()).collect();
-        let dispatch = (mesh.workers > 1).then(|| Dispatch::new(mesh.workers as u16));
+        let dispatch =
+            (mesh.workers > 1).then(|| Dispatch::with_reta(mesh.workers as u16, mesh.reta_size));
         Worker {
             io,
             rx,

@@ -58,6 +58,9 @@ pub struct PortConfig {
     /// RSS key for multi-queue RX; the symmetric Toeplitz key keeps both
     /// directions of a connection on one queue.
     pub rss_key: Vec<u8>,
+    /// The redirection table to program when RSS is on, given the device's
+    /// table size and the RX queue count; `None` leaves the driver's.
+    pub reta: fn(size: usize, queues: u16) -> Option<Vec<u16>>,
     pub promiscuous: bool,
 }
 
@@ -228,28 +231,28 @@ impl Port {
             unsafe { dpdk_sys::rte_eth_promiscuous_enable(id.0) };
         }
         if rss_enabled && port.info.reta_size > 0 {
-            port.set_even_reta(rx_queues)?;
+            if let Some(entries) = (cfg.reta)(usize::from(port.info.reta_size), rx_queues) {
+                port.set_reta(&entries)?;
+            }
         }
         Ok(port)
     }
 
-    /// Spreads the redirection table evenly over `n` queues (entry i -> i % n).
-    pub fn set_even_reta(&self, n: u16) -> Result<()> {
-        let size = self.info.reta_size as usize;
-        let groups = size.div_ceil(64);
-        let mut conf = vec![
-            dpdk_sys::rte_eth_rss_reta_entry64 {
-                mask: u64::MAX,
-                reta: [0; 64]
-            };
-            groups
-        ];
-        for (i, q) in even_reta(size, n).into_iter().enumerate() {
-            conf[i / 64].reta[i % 64] = q;
+    /// Programs the redirection table: entry `i` sends hash `i` (low bits)
+    /// to queue `entries[i]`. `entries` must have the device's RETA size.
+    pub fn set_reta(&self, entries: &[u16]) -> Result<()> {
+        if entries.len() != usize::from(self.info.reta_size) {
+            return Err(DpdkError::new("rte_eth_dev_rss_reta_update", libc::EINVAL));
         }
-        // SAFETY: conf holds reta_size entries in 64-entry groups, as required.
+        let mut conf = reta_groups(entries);
+        // SAFETY: conf holds entries.len() (= reta_size) entries in 64-entry
+        // groups, as required.
         check("rte_eth_dev_rss_reta_update", unsafe {
-            dpdk_sys::rte_eth_dev_rss_reta_update(self.id().0, conf.as_mut_ptr(), size as u16)
+            dpdk_sys::rte_eth_dev_rss_reta_update(
+                self.id().0,
+                conf.as_mut_ptr(),
+                entries.len() as u16,
+            )
         })
         .map(|_| ())
     }
@@ -313,9 +316,19 @@ impl Port {
     }
 }
 
-/// The RETA contents [`Port::set_even_reta`] programs.
-pub fn even_reta(size: usize, n: u16) -> Vec<u16> {
-    (0..size).map(|i| (i % n.max(1) as usize) as u16).collect()
+/// RETA entries in DPDK's 64-entry groups, every entry marked for update.
+fn reta_groups(entries: &[u16]) -> Vec<dpdk_sys::rte_eth_rss_reta_entry64> {
+    let mut conf = vec![
+        dpdk_sys::rte_eth_rss_reta_entry64 {
+            mask: u64::MAX,
+            reta: [0; 64]
+        };
+        entries.len().div_ceil(64)
+    ];
+    for (i, &q) in entries.iter().enumerate() {
+        conf[i / 64].reta[i % 64] = q;
+    }
+    conf
 }
 
 /// An RX queue handle: `Send`, not `Sync` (one poller per queue).
@@ -392,14 +405,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn even_reta_spreads_round_robin() {
-        let r = even_reta(128, 3);
-        assert_eq!(r.len(), 128);
-        assert_eq!(&r[..6], &[0, 1, 2, 0, 1, 2]);
-        let counts = (0..3)
-            .map(|q| r.iter().filter(|&&x| x == q).count())
-            .collect::<Vec<_>>();
-        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
-        assert!(even_reta(512, 0).iter().all(|&q| q == 0));
+    fn reta_groups_of_64_keep_every_entry_in_place() {
+        let entries: Vec<u16> = (0..128).map(|i| i % 3).collect();
+        let g = reta_groups(&entries);
+        assert_eq!(g.len(), 2);
+        assert_eq!(&g[0].reta[..6], &[0, 1, 2, 0, 1, 2]);
+        assert_eq!(g[1].reta[0], entries[64]);
+        assert!(g.iter().all(|x| x.mask == u64::MAX));
+        assert_eq!(reta_groups(&[0; 512]).len(), 8);
     }
 }
