@@ -230,10 +230,11 @@ impl Port {
             // SAFETY: started port. Virtual devices may not support it: ignored.
             unsafe { dpdk_sys::rte_eth_promiscuous_enable(id.0) };
         }
-        if rss_enabled && port.info.reta_size > 0 {
-            if let Some(entries) = (cfg.reta)(usize::from(port.info.reta_size), rx_queues) {
-                port.set_reta(&entries)?;
-            }
+        if rss_enabled
+            && port.info.reta_size > 0
+            && let Some(entries) = (cfg.reta)(usize::from(port.info.reta_size), rx_queues)
+        {
+            port.set_reta(&entries)?;
         }
         Ok(port)
     }
