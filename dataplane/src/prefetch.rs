@@ -1,4 +1,5 @@
-//! A cache prefetch hint: the one audited `unsafe` spot in this crate.
+//! A cache prefetch hint: one of the crate's two audited `unsafe` spots
+//! (the other is `hugemem`).
 //!
 //! `core::arch::x86_64::_mm_prefetch` is an `unsafe fn` in Rust 1.95 even
 //! though SSE is in the x86_64 baseline and a prefetch cannot fault. Callers

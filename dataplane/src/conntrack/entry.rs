@@ -1,9 +1,13 @@
 //! One tracked connection, and its id.
 //!
-//! The entry is laid out for memory (see `docs/conntrack.md`): 152 bytes with
-//! TCP state inline. The reply tuple is not stored (it is derived from the
-//! original, see [`super::key`]); fasttrack counters live in a side arena
-//! that only exists for chunks holding fast-tracked connections.
+//! The entry is laid out for the packet path (see `docs/conntrack.md`): what
+//! a packet reads or writes (key, TCP state, counters, last-seen time, flags)
+//! is one 128-byte, 128-byte-aligned [`Entry`], two cache lines that the
+//! CPU's adjacent-line prefetch fetches as a pair. What a packet rarely
+//! touches (timer links, the rate window, the mark) is a 24-byte [`Cold`]
+//! record in a parallel arena. The reply tuple is not stored (it is derived
+//! from the original, see [`super::key`]); fasttrack counters live in a side
+//! arena that only exists for chunks holding fast-tracked connections.
 
 use core::fmt;
 
@@ -87,8 +91,9 @@ pub(crate) mod flag {
     pub const EXPECTED: u8 = 0x40;
 }
 
-/// One tracked connection.
+/// One tracked connection: the part a packet touches.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(128))]
 pub struct Entry {
     /// The original direction's key.
     pub(crate) key: Key,
@@ -97,6 +102,15 @@ pub struct Entry {
     pub(crate) bytes: [u64; 2],
     /// Time of the last packet that refreshed the timeout (ns).
     pub(crate) last_seen: u64,
+    pub(crate) generation: u16,
+    pub(crate) flags: u8,
+}
+
+/// The rest of a connection: what a packet touches only when its 1 s rate
+/// window rolls over, or when the connection is created, expires or is
+/// managed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cold {
     /// Timer wheel links (entry indices, or a slot head marker); the free list
     /// reuses `next`.
     pub(crate) next: u32,
@@ -108,13 +122,12 @@ pub struct Entry {
     /// ... and the bytes of the window before it, as a [`RateBytes`]
     /// (exact below 4096, else 12 significant bits).
     pub(crate) rate_last: [RateBytes; 2],
-    pub(crate) generation: u16,
-    pub(crate) flags: u8,
 }
 
-/// The entry's size: with the index's 7.1 bytes per connection at its 90%
-/// load, at most 160 bytes per tracked connection (`docs/conntrack.md`).
-const _: () = assert!(core::mem::size_of::<Entry>() <= 152);
+/// With the index's 7.1 bytes per connection at its 90% load, at most 160
+/// bytes per tracked connection (`docs/conntrack.md`).
+const _: () = assert!(core::mem::size_of::<Entry>() == 128);
+const _: () = assert!(core::mem::size_of::<Cold>() == 24);
 
 /// A byte count of one rate window in 16 bits, a small float: 5 bits of
 /// exponent `e` and 11 of mantissa `m`. `e == 0` stands for `m` itself
@@ -169,11 +182,6 @@ impl Entry {
         packets: [0; 2],
         bytes: [0; 2],
         last_seen: 0,
-        next: u32::MAX,
-        prev: u32::MAX,
-        mark: 0,
-        rate_snap: [0; 2],
-        rate_last: [RateBytes::ZERO; 2],
         generation: 0,
         flags: 0,
     };
@@ -186,25 +194,12 @@ impl Entry {
         self.flags & f != 0
     }
 
-    /// Counts a packet and moves the rate window; refreshes `last_seen` when
-    /// `refresh`.
+    /// Counts a packet; refreshes `last_seen` when `refresh`. The caller
+    /// first rolls the rate window ([`Cold::roll`]) if
+    /// [`Entry::window_rolls`].
     #[inline]
     pub(crate) fn account(&mut self, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
         let d = dir.index();
-        let now_win = now.nanos() / NS_PER_SEC;
-        let win = self.last_seen / NS_PER_SEC;
-        if refresh && now_win > win {
-            for i in 0..2 {
-                let cur = self.bytes[i] as u32;
-                self.rate_last[i] = if now_win == win + 1 {
-                    // Modulo 2^32: up to 4 GiB (34 Gbit/s) per window.
-                    RateBytes::encode(cur.wrapping_sub(self.rate_snap[i]))
-                } else {
-                    RateBytes::ZERO
-                };
-                self.rate_snap[i] = cur;
-            }
-        }
         self.packets[d] = self.packets[d].wrapping_add(1);
         self.bytes[d] = self.bytes[d].wrapping_add(u64::from(ip_len));
         if refresh && now.nanos() > self.last_seen {
@@ -212,18 +207,10 @@ impl Entry {
         }
     }
 
-    /// Rate in bits/s of direction `d` over the last complete 1 s window.
-    pub(crate) fn rate(&self, now: Instant, d: usize) -> u64 {
-        let now_win = now.nanos() / NS_PER_SEC;
-        let win = self.last_seen / NS_PER_SEC;
-        let bytes = if now_win == win {
-            self.rate_last[d].decode()
-        } else if now_win == win + 1 {
-            u64::from((self.bytes[d] as u32).wrapping_sub(self.rate_snap[d]))
-        } else {
-            0
-        };
-        bytes * 8
+    /// Whether a refreshing packet at `now` starts a new 1 s rate window.
+    #[inline]
+    pub(crate) fn window_rolls(&self, now: Instant) -> bool {
+        now.nanos() / NS_PER_SEC > self.last_seen / NS_PER_SEC
     }
 
     // ---- read-only accessors (the seed's properties) ----
@@ -283,11 +270,6 @@ impl Entry {
         self.has(flag::EXPECTED)
     }
 
-    /// 0 when unset.
-    pub fn connection_mark(&self) -> u32 {
-        self.mark
-    }
-
     pub fn packets(&self, dir: Dir) -> u64 {
         self.packets[dir.index()]
     }
@@ -309,6 +291,48 @@ impl Entry {
             ProtoState::Gre { call_id, .. } if self.key.ver == 2 => Some(u32::from(call_id)),
             _ => Some(u32::from(self.key.sport) << 16 | u32::from(self.key.dport)),
         }
+    }
+}
+
+impl Cold {
+    pub(crate) const EMPTY: Cold = Cold {
+        next: u32::MAX,
+        prev: u32::MAX,
+        mark: 0,
+        rate_snap: [0; 2],
+        rate_last: [RateBytes::ZERO; 2],
+    };
+
+    /// Moves the rate window of `e` to the one of `now` (before `e` counts
+    /// the packet that moves it).
+    pub(crate) fn roll(&mut self, e: &Entry, now: Instant) {
+        let now_win = now.nanos() / NS_PER_SEC;
+        let win = e.last_seen / NS_PER_SEC;
+        for i in 0..2 {
+            let cur = e.bytes[i] as u32;
+            self.rate_last[i] = if now_win == win + 1 {
+                // Modulo 2^32: up to 4 GiB (34 Gbit/s) per window.
+                RateBytes::encode(cur.wrapping_sub(self.rate_snap[i]))
+            } else {
+                RateBytes::ZERO
+            };
+            self.rate_snap[i] = cur;
+        }
+    }
+
+    /// Rate in bits/s of direction `d` of `e` over the last complete 1 s
+    /// window.
+    pub(crate) fn rate(&self, e: &Entry, now: Instant, d: usize) -> u64 {
+        let now_win = now.nanos() / NS_PER_SEC;
+        let win = e.last_seen / NS_PER_SEC;
+        let bytes = if now_win == win {
+            self.rate_last[d].decode()
+        } else if now_win == win + 1 {
+            u64::from((e.bytes[d] as u32).wrapping_sub(self.rate_snap[d]))
+        } else {
+            0
+        };
+        bytes * 8
     }
 }
 
@@ -402,7 +426,8 @@ mod tests {
         assert_eq!(size_of::<Key>(), 40);
         assert_eq!(size_of::<TcpConn>(), 44);
         assert_eq!(size_of::<ProtoState>(), 44);
-        assert_eq!(align_of::<Entry>(), 8);
-        assert_eq!(size_of::<Entry>(), 152);
+        assert_eq!(align_of::<Entry>(), 128);
+        assert_eq!(size_of::<Entry>(), 128);
+        assert_eq!(size_of::<Cold>(), 24);
     }
 }

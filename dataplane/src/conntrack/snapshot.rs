@@ -128,6 +128,7 @@ pub struct RawConn {
     pub(crate) dying: bool,
     pub(crate) ft: FtCounters,
     pub(crate) rate: [u64; 2],
+    pub(crate) mark: u32,
 }
 
 impl RawConn {
@@ -137,15 +138,7 @@ impl RawConn {
 
     /// The formatted record (strings for addresses, times, names).
     pub fn snapshot(&self) -> ConnSnapshot {
-        ConnSnapshot::build(
-            &self.entry,
-            self.id,
-            self.worker,
-            self.remaining,
-            self.dying,
-            &self.ft,
-            self.rate,
-        )
+        ConnSnapshot::build(self)
     }
 }
 
@@ -191,15 +184,17 @@ impl ConnSnapshot {
         "flags",
     ];
 
-    pub(crate) fn build(
-        e: &Entry,
-        id: ConnId,
-        worker: u16,
-        remaining: Duration,
-        dying: bool,
-        ft: &FtCounters,
-        rate: [u64; 2],
-    ) -> ConnSnapshot {
+    fn build(raw: &RawConn) -> ConnSnapshot {
+        let RawConn {
+            entry: ref e,
+            id,
+            worker,
+            remaining,
+            dying,
+            ref ft,
+            rate,
+            mark,
+        } = *raw;
         let k = e.key();
         let r = e.reply_key();
         let ported = matches!(k.proto, proto::TCP | proto::UDP);
@@ -252,10 +247,10 @@ impl ConnSnapshot {
             fasttrack: e.fasttrack(),
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
-            connection_mark: if e.mark == 0 {
+            connection_mark: if mark == 0 {
                 String::new()
             } else {
-                e.mark.to_string()
+                mark.to_string()
             },
             connection_type: String::new(),
             timeout_nanos: remaining.as_nanos(),

@@ -24,7 +24,7 @@
 //! A `Shard` is single-threaded: the worker owns it and calls management
 //! functions between bursts.
 
-use super::entry::{ConnId, Entry, FtSlot, ProtoState, flag};
+use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
 use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
 use super::settings::Settings;
 use super::snapshot::{ConnSnapshot, RawConn};
@@ -35,11 +35,14 @@ use super::verdict::{
 };
 use super::{Dir, Instant};
 use crate::flow::{FlowRepr, L4, proto};
+use crate::hugemem::HugeSlice;
 use crate::prefetch::{prefetch, prefetch_all};
 
-/// Entries per arena chunk.
-pub const CHUNK: usize = 4096;
-const CHUNK_SHIFT: u32 = 12;
+/// Entries per arena chunk: 2 MiB of entries, one huge page.
+pub const CHUNK: usize = 16384;
+const CHUNK_SHIFT: u32 = 14;
+const _: () = assert!(CHUNK == 1 << CHUNK_SHIFT);
+const _: () = assert!(CHUNK * core::mem::size_of::<Entry>() == crate::hugemem::HUGE);
 /// Slots per index bucket.
 const WAYS: usize = 10;
 /// Buckets the insert's breadth-first search for room may visit.
@@ -76,11 +79,12 @@ impl TableConfig {
         }
     }
 
-    /// Bytes one connection costs at the ceiling: its entry plus its share of
-    /// the index (one key at <= 90% load in 6.4-byte slots: 7.1 bytes,
-    /// rounded up).
+    /// Bytes one connection costs at the ceiling: its entry (hot and cold
+    /// parts) plus its share of the index (one key at <= 90% load in
+    /// 6.4-byte slots: 7.1 bytes, rounded up).
     pub const fn bytes_per_entry() -> u64 {
-        core::mem::size_of::<Entry>() as u64 + (64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
+        (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>()) as u64
+            + (64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
     }
 
     /// The largest `max_entries` whose table fits `bytes_budget` when full
@@ -114,8 +118,13 @@ impl Bucket {
     };
 }
 
-/// Packets `handle_burst` hashes and prefetches together.
-const BURST_STEP: usize = 32;
+/// `handle_burst`'s prefetch distance, in packets: a packet's bucket is
+/// prefetched this many packets before its entry is, and its entry this many
+/// before it is resolved.
+const PREFETCH_DIST: usize = 8;
+/// Lookups `handle_burst` keeps in flight (a power of two > 2 * distance).
+const PIPE: usize = 32;
+const _: () = assert!(PIPE.is_power_of_two() && PIPE > 2 * PREFETCH_DIST);
 
 /// What `prepare` found for one packet before the table is touched.
 #[derive(Clone, Copy)]
@@ -137,8 +146,12 @@ pub struct Shard {
     worker: u16,
     max_entries: u32,
     seed: HashSeed,
-    buckets: Vec<Bucket>,
-    chunks: Vec<Box<[Entry]>>,
+    /// The index and the entry chunks live on huge pages (see
+    /// [`crate::hugemem`]).
+    buckets: HugeSlice<Bucket>,
+    chunks: Vec<HugeSlice<Entry>>,
+    /// The entries' cold parts, chunk for chunk.
+    colds: Vec<HugeSlice<Cold>>,
     /// Fasttrack counters, per arena chunk, allocated when a connection of
     /// that chunk is first fast-tracked.
     ft: Vec<Option<Box<[FtSlot]>>>,
@@ -149,8 +162,8 @@ pub struct Shard {
     cur_tick: u64,
     started: bool,
     rescan: Option<u32>,
-    /// `handle_burst`'s per-step lookups, kept between calls (no per-call
-    /// initialisation, no allocation after the first burst).
+    /// `handle_burst`'s lookups in flight ([`PIPE`] of them), kept between
+    /// calls (no allocation on the packet path).
     preps: Vec<Prep>,
     fasttrack: FastTrackMode,
     stats: ShardStats,
@@ -224,8 +237,9 @@ impl Shard {
             worker,
             max_entries: max,
             seed,
-            buckets: vec![Bucket::EMPTY; nb],
+            buckets: HugeSlice::new(nb, Bucket::EMPTY),
             chunks: Vec::new(),
+            colds: Vec::new(),
             ft: Vec::new(),
             free_head: NIL,
             high_water: 0,
@@ -234,7 +248,7 @@ impl Shard {
             cur_tick: 0,
             started: false,
             rescan: None,
-            preps: Vec::with_capacity(BURST_STEP),
+            preps: vec![Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); PIPE],
             fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
@@ -335,10 +349,12 @@ impl Shard {
     /// Bytes held by this shard: index, entry chunks, fasttrack chunks, wheel.
     pub fn memory_bytes(&self) -> usize {
         self.buckets.len() * core::mem::size_of::<Bucket>()
-            + self.chunks.len() * CHUNK * core::mem::size_of::<Entry>()
+            + self.chunks.iter().map(|c| c.len()).sum::<usize>()
+                * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
             + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtSlot>()
             + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
-            + self.chunks.len() * core::mem::size_of::<Box<[Entry]>>()
+            + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
+            + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
             + self.wheel.len() * 4
             + core::mem::size_of::<Shard>()
     }
@@ -355,18 +371,31 @@ impl Shard {
         &mut self.chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
     }
 
+    #[inline]
+    fn c(&self, i: u32) -> &Cold {
+        &self.colds[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn c_mut(&mut self, i: u32) -> &mut Cold {
+        &mut self.colds[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+    }
+
     fn alloc(&mut self) -> Option<u32> {
         if self.free_head != NIL {
             let i = self.free_head;
-            self.free_head = self.e(i).next;
+            self.free_head = self.c(i).next;
             return Some(i);
         }
         if self.high_water >= self.max_entries {
             return None;
         }
         if self.high_water as usize >= self.chunks.len() * CHUNK {
-            self.chunks
-                .push(vec![Entry::EMPTY; CHUNK].into_boxed_slice());
+            // The last chunk holds only what is left up to the ceiling, so a
+            // full table costs exactly its entries.
+            let len = CHUNK.min((self.max_entries - self.high_water) as usize);
+            self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
+            self.colds.push(HugeSlice::new(len, Cold::EMPTY));
             let ft = (self.fasttrack == FastTrackMode::Established)
                 .then(|| vec![FtSlot::default(); CHUNK].into_boxed_slice());
             self.ft.push(ft);
@@ -583,20 +612,20 @@ impl Shard {
         let slot = (t % WHEEL_SLOTS as u64) as u32;
         let head = self.wheel[slot as usize];
         {
-            let e = self.e_mut(i);
-            e.next = head;
-            e.prev = HEAD | slot;
+            let c = self.c_mut(i);
+            c.next = head;
+            c.prev = HEAD | slot;
         }
         if head != NIL {
-            self.e_mut(head).prev = i;
+            self.c_mut(head).prev = i;
         }
         self.wheel[slot as usize] = i;
     }
 
     fn wheel_unlink(&mut self, i: u32) {
         let (p, n) = {
-            let e = self.e(i);
-            (e.prev, e.next)
+            let c = self.c(i);
+            (c.prev, c.next)
         };
         if p == NIL {
             return;
@@ -604,14 +633,14 @@ impl Shard {
         if p & HEAD != 0 {
             self.wheel[(p & !HEAD) as usize] = n;
         } else {
-            self.e_mut(p).next = n;
+            self.c_mut(p).next = n;
         }
         if n != NIL {
-            self.e_mut(n).prev = p;
+            self.c_mut(n).prev = p;
         }
-        let e = self.e_mut(i);
-        e.next = NIL;
-        e.prev = NIL;
+        let c = self.c_mut(i);
+        c.next = NIL;
+        c.prev = NIL;
     }
 
     fn start_clock(&mut self, now: Instant) {
@@ -635,8 +664,9 @@ impl Shard {
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         e.flags = 0;
         e.generation = e.generation.wrapping_add(1);
-        e.next = free_head;
-        e.prev = NIL;
+        let c = self.c_mut(i);
+        c.next = free_head;
+        c.prev = NIL;
         self.free_head = i;
         self.live -= 1;
         self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
@@ -775,7 +805,13 @@ impl Shard {
 
     #[inline]
     fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
-        self.e_mut(i).account(now, dir, ip_len, refresh);
+        let (ci, ei) = ((i >> CHUNK_SHIFT) as usize, i as usize & (CHUNK - 1));
+        let e = &mut self.chunks[ci][ei];
+        if refresh && e.window_rolls(now) {
+            // Once per connection and second at most: the cold part.
+            self.colds[ci][ei].roll(e, now);
+        }
+        e.account(now, dir, ip_len, refresh);
         let d = dir.index();
         self.stats.packets[d] = self.stats.packets[d].wrapping_add(1);
         self.stats.bytes[d] = self.stats.bytes[d].wrapping_add(u64::from(ip_len));
@@ -787,10 +823,15 @@ impl Shard {
         self.resolve(now, pkt, prep)
     }
 
-    /// Tracks a burst: hashes every packet first and prefetches its primary
-    /// bucket, then prefetches the entry its signature points to, then
-    /// resolves the packets in order, so that the cache misses of a burst
-    /// overlap (as DPDK's `rte_hash_lookup_bulk` does). Writes
+    /// Tracks a burst as a software pipeline, so that the cache misses of
+    /// different packets overlap (as DPDK's `rte_hash_lookup_bulk` does, but
+    /// with a fixed distance rather than a fixed group): packet `j` is hashed
+    /// and its primary bucket prefetched; packet `j - D` has its bucket read
+    /// and the entry its signature points to prefetched (and its secondary
+    /// bucket, if keys overflowed there); packet `j - 2D` is resolved, in
+    /// order. `D` is [`PREFETCH_DIST`]. The prefetches are hints: resolving
+    /// looks everything up again, so a table changed by an earlier packet of
+    /// the burst only costs a wasted prefetch. Writes
     /// `min(pkts.len(), out.len())` verdicts.
     pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
         let n = pkts.len().min(out.len());
@@ -801,34 +842,33 @@ impl Shard {
             self.stats.untracked[UntrackedReason::TrackingDisabled.index()] += n as u64;
             return;
         }
-        let mut preps = std::mem::take(&mut self.preps);
-        let mut base = 0;
-        while base < n {
-            let m = BURST_STEP.min(n - base);
-            preps.clear();
-            for j in 0..m {
-                preps.push(self.prepare(&pkts[base + j]));
-            }
-            for p in &preps[..m] {
-                if let Prep::Lookup { hash, .. } = *p {
+        const D: usize = PREFETCH_DIST;
+        let mut pipe = std::mem::take(&mut self.preps);
+        for j in 0..n + 2 * D {
+            if j < n {
+                let p = self.prepare(&pkts[j]);
+                if let Prep::Lookup { hash, .. } = p {
                     prefetch(&self.buckets[self.buckets_of(hash).0]);
                 }
+                pipe[j % PIPE] = p;
             }
-            for p in &preps[..m] {
-                if let Prep::Lookup { hash, .. } = *p {
-                    let b = &self.buckets[self.buckets_of(hash).0];
-                    let sig = sig_of(hash);
-                    if let Some(w) = (0..WAYS).find(|&w| b.sig[w] == sig && b.idx[w] != EMPTY) {
-                        prefetch_all(self.e(b.idx[w] >> 1));
-                    }
+            if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
+                && let Prep::Lookup { hash, .. } = pipe[k % PIPE]
+            {
+                let (b1, b2) = self.buckets_of(hash);
+                let b = &self.buckets[b1];
+                let sig = sig_of(hash);
+                if let Some(w) = (0..WAYS).find(|&w| b.sig[w] == sig && b.idx[w] != EMPTY) {
+                    prefetch_all(self.e(b.idx[w] >> 1));
+                } else if b.overflow != 0 {
+                    prefetch(&self.buckets[b2]);
                 }
             }
-            for j in 0..m {
-                out[base + j] = self.resolve(now, &pkts[base + j], preps[j]);
+            if let Some(k) = j.checked_sub(2 * D) {
+                out[k] = self.resolve(now, &pkts[k], pipe[k % PIPE]);
             }
-            base += m;
         }
-        self.preps = preps;
+        self.preps = pipe;
     }
 
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep) -> Verdict {
@@ -1051,6 +1091,7 @@ impl Shard {
                 e.flags |= flag::ASSURED;
             }
         }
+        *self.c_mut(i) = Cold::EMPTY;
         // The packet's key is the original: the canonical key is the reply
         // when the packet's key was flipped.
         if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
@@ -1070,9 +1111,8 @@ impl Shard {
 
     fn insert_failed(&mut self, i: u32) -> Verdict {
         let free_head = self.free_head;
-        let e = self.e_mut(i);
-        e.flags = 0;
-        e.next = free_head;
+        self.e_mut(i).flags = 0;
+        self.c_mut(i).next = free_head;
         self.free_head = i;
         self.stats.insert_failed += 1;
         self.count(Verdict::Dropped(DropReason::IndexFull))
@@ -1085,42 +1125,48 @@ impl Shard {
     /// key's two index buckets. The search stops at the first usable one.
     /// Assured entries are never evicted.
     fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
-        let mut candidates = [NIL; 32 + 2 * WAYS];
-        let mut n = 0;
         let slots = WHEEL_SLOTS as u64;
+        let mut seen = 0;
         let mut t = self.cur_tick;
-        while t < self.cur_tick + 64 && n < 32 {
+        while t < self.cur_tick + 64 && seen < 32 {
             let mut i = self.wheel[(t % slots) as usize];
-            while i != NIL && n < 32 {
-                candidates[n] = i;
-                n += 1;
-                i = self.e(i).next;
+            while i != NIL && seen < 32 {
+                // Judged as reached: a walk that stops at the first usable
+                // entry reads no further links.
+                if self.evict_if_allowed(i, now) {
+                    return true;
+                }
+                seen += 1;
+                i = self.c(i).next;
             }
             t += 1;
         }
         let (b1, b2) = self.buckets_of(hash);
         for b in [b1, b2] {
-            for &v in &self.buckets[b].idx {
-                if v != EMPTY {
-                    candidates[n] = v >> 1;
-                    n += 1;
+            for w in 0..WAYS {
+                let v = self.buckets[b].idx[w];
+                if v != EMPTY && self.evict_if_allowed(v >> 1, now) {
+                    return true;
                 }
             }
         }
-        for &i in &candidates[..n] {
-            let e = self.e(i);
-            if self.deadline_of(e) <= now.nanos() {
-                self.free(i);
-                self.stats.expired += 1;
-                return true;
-            }
-            if !e.has(flag::ASSURED) {
-                self.free(i);
-                self.stats.early_drop += 1;
-                return true;
-            }
-        }
         false
+    }
+
+    /// Frees entry `i` if its timeout has passed or it is not assured.
+    fn evict_if_allowed(&mut self, i: u32, now: Instant) -> bool {
+        let e = self.e(i);
+        if self.deadline_of(e) <= now.nanos() {
+            self.free(i);
+            self.stats.expired += 1;
+            true
+        } else if !e.has(flag::ASSURED) {
+            self.free(i);
+            self.stats.early_drop += 1;
+            true
+        } else {
+            false
+        }
     }
 
     // ---- management (between bursts) -------------------------------------
@@ -1145,6 +1191,7 @@ impl Shard {
 
     fn raw_of(&self, i: u32, now: Instant) -> RawConn {
         let e = self.e(i);
+        let c = self.c(i);
         let ft = self
             .ft
             .get((i >> CHUNK_SHIFT) as usize)
@@ -1159,7 +1206,8 @@ impl Shard {
             remaining: Duration::from_nanos(deadline.saturating_sub(now.nanos())),
             dying: deadline <= now.nanos(),
             ft,
-            rate: [e.rate(now, 0), e.rate(now, 1)],
+            rate: [c.rate(e, now, 0), c.rate(e, now, 1)],
+            mark: c.mark,
         }
     }
 
@@ -1239,11 +1287,16 @@ impl Shard {
         }
     }
 
+    /// `connection-mark` of connection `id` (0 when unset).
+    pub fn connection_mark(&self, id: ConnId) -> Option<u32> {
+        self.resolve_id(id).map(|i| self.c(i).mark)
+    }
+
     /// Sets `connection-mark` (0 clears it).
     pub fn set_connection_mark(&mut self, id: ConnId, mark: u32) -> bool {
         match self.resolve_id(id) {
             Some(i) => {
-                self.e_mut(i).mark = mark;
+                self.c_mut(i).mark = mark;
                 true
             }
             None => false,
@@ -1333,8 +1386,8 @@ impl Shard {
             let mut prev = HEAD | s as u32;
             let mut i = head;
             while i != NIL {
-                let e = self.e(i);
-                if !e.is_live() || e.prev != prev {
+                let c = self.c(i);
+                if !self.e(i).is_live() || c.prev != prev {
                     return Err(format!("wheel slot {s}: bad link at entry {i}"));
                 }
                 in_wheel += 1;
@@ -1342,7 +1395,7 @@ impl Shard {
                     return Err("wheel holds more entries than the table".into());
                 }
                 prev = i;
-                i = e.next;
+                i = c.next;
             }
         }
         if in_wheel != self.live {
