@@ -16,6 +16,8 @@
 #                                     loop (pinned to CPU 0) GETs the whole
 #                                     connection list over the API
 #   ctrack tracking FastTrack         --fasttrack established, same connections
+#   ctrack TCP full path / FastTrack  the same two over CONNS TCP connections
+#                                     picked up mid-stream (tcp-CONNS.pcap)
 #
 # Every row is measured after a warm-up (first traffic + WARM seconds, and at
 # least two passes of the capture, so that every connection exists, is
@@ -69,23 +71,37 @@ if [ ! -s "$cap" ]; then
     "$ctrack" generate "$cap.tmp" --tcp 0 --udp "$conns" --icmp 0 --exchanges 1 --payload 18 >/dev/null
     mv "$cap.tmp" "$cap"
 fi
+# TCP: CONNS connections seen mid-stream (one data segment each way, no
+# handshake: a 1M-connection capture with handshakes would not fit in
+# infinite_rx's mbufs). The first pass picks each one up (loose tracking,
+# the default) and its reply makes it established and assured; replayed
+# segments are retransmissions, in window.
+tcap="$out/tcp-${conns}.pcap"
+if [ ! -s "$tcap" ]; then
+    "$ctrack" generate "$tcap.tmp" --tcp "$conns" --udp 0 --icmp 0 --exchanges 1 --payload 6 --midstream >/dev/null
+    mv "$tcap.tmp" "$tcap"
+fi
 
 echo "forwarding, 1 core (lcore 1), net_pcap (${conns} UDP connections, $((2 * conns)) packets of 60 B, infinite_rx) -> net_null"
 echo "${secs}s per row after ${warm}s warm-up; $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ctrack $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo '+dirty'); EAL -m ${eal_mb}, ${mbufs} mbufs, max-entries ${max_entries}"
 
-exec python3 - "$ctrack" "$cap" "$conns" "$mbufs" "$eal_mb" "$max_entries" "$secs" "$warm" "$out" "$list_cmd" <<'PY'
+exec python3 - "$ctrack" "$cap" "$tcap" "$conns" "$mbufs" "$eal_mb" "$max_entries" "$secs" "$warm" "$out" "$list_cmd" <<'PY'
 import json, os, re, signal, socket, subprocess, sys, threading, time, urllib.request
 
-ctrack, cap, conns, mbufs, eal_mb, max_entries, secs, warm, out, list_cmd = sys.argv[1:]
+ctrack, cap, tcap, conns, mbufs, eal_mb, max_entries, secs, warm, out, list_cmd = sys.argv[1:]
 conns, mbufs, max_entries = int(conns), int(mbufs), int(max_entries)
 secs, warm = float(secs), float(warm)
 npkts = 2 * conns
 STARTUP_MAX = 300  # seconds to first traffic (EAL memory + loading the capture)
 
-eal = ["--no-huge", "-m", eal_mb, "--iova-mode=va", "--no-pci", "--no-shconf", "-l", "0-1",
-       "--log-level=error", "--vdev", f"net_pcap0,rx_pcap={cap},infinite_rx=1",
-       "--vdev", "net_null0,no-rx=1"]
+def eal_for(capture):
+    return ["--no-huge", "-m", eal_mb, "--iova-mode=va", "--no-pci", "--no-shconf", "-l", "0-1",
+            "--log-level=error", "--vdev", f"net_pcap0,rx_pcap={capture},infinite_rx=1",
+            "--vdev", "net_null0,no-rx=1"]
+
+
+eal = eal_for(cap)
 
 
 def stop(p, timeout=60):
@@ -195,13 +211,13 @@ def listing_loop(api):
         start_new_session=True)
 
 
-def ctrack_run(name, args, listing=False):
+def ctrack_run(name, args, listing=False, capture=cap):
     api, met = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     log = open(f"{out}/ctrack-{name}.log", "w")
     p = subprocess.Popen(
         [ctrack, "run", "--workers", "1", "--mbufs", str(mbufs), "--max-entries", str(max_entries),
          "--api", api, "--metrics", met, "--duration", f"{int(STARTUP_MAX + 4 * (warm + secs) + 300)}s",
-         *args, "--", *eal],
+         *args, "--", *eal_for(capture)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://{met}/metrics"
     res = {}
@@ -259,16 +275,20 @@ for mode in ("io", "macswap", "5tswap"):
         rows[f"testpmd {mode}"] = testpmd(mode)["pps"]
     except Exception as e:  # a failed row is reported, the others still run
         notes.append(str(e))
-for name, args, listing in (("off", ["--set", "enabled=no"], False),
-                            ("full", [], True),
-                            ("fasttrack", ["--fasttrack", "established"], False)):
+for name, args, listing, capture in (
+        ("off", ["--set", "enabled=no"], False, cap),
+        ("full", [], True, cap),
+        ("fasttrack", ["--fasttrack", "established"], False, cap),
+        ("tcp-full", [], False, tcap),
+        ("tcp-fasttrack", ["--fasttrack", "established"], False, tcap)):
     try:
-        r = ctrack_run(name, args, listing)
+        r = ctrack_run(name, args, listing, capture)
     except Exception as e:
         notes.append(str(e))
         continue
     label = {"off": "ctrack tracking off", "full": "ctrack full path",
-             "fasttrack": "ctrack FastTrack"}[name]
+             "fasttrack": "ctrack FastTrack", "tcp-full": "ctrack TCP full path",
+             "tcp-fasttrack": "ctrack TCP FastTrack"}[name]
     rows[label] = r["full"]["pps"]
     if name != "off":
         notes.append(f"{label}: {int(r['full']['entries'])} live connections, "
@@ -288,7 +308,9 @@ mac, full = rows.get("testpmd macswap"), rows.get("ctrack full path")
 ratio = lambda a, b: f"{a / b:.2f}" if a and b else "n/a"
 print(f"\n{'row':<24} {'Mpps':>7} {'vs macswap':>11} {'vs full path':>13}")
 for name, v in rows.items():
-    print(f"{name:<24} {v / 1e6:>7.2f} {ratio(v, mac):>11} {ratio(v, full):>13}")
+    # TCP rows are compared with the TCP full path, the others with UDP's.
+    base = rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else full
+    print(f"{name:<24} {v / 1e6:>7.2f} {ratio(v, mac):>11} {ratio(v, base):>13}")
 
 
 def target(label, ok, text):
@@ -296,11 +318,15 @@ def target(label, ok, text):
 
 
 ft, lst = rows.get("ctrack FastTrack"), rows.get("ctrack full + API list")
+tfull, tft = rows.get("ctrack TCP full path"), rows.get("ctrack TCP FastTrack")
 print("\ntargets (figures, not assertions):")
 target("tracking on >= 0.5x testpmd macswap", full / mac >= 0.5 if full and mac else None,
-       f"{ratio(full, mac)}x")
-target("FastTrack >= 1.3x full path", ft / full >= 1.3 if ft and full else None,
-       f"{ratio(ft, full)}x")
+       f"{ratio(full, mac)}x (UDP; TCP: {ratio(tfull, mac)}x)")
+# FastTrack skips the TCP tracker (window checks); a UDP stream's full path
+# has little to skip until rules and NAT exist: the target is judged on TCP,
+# and UDP is shown beside it.
+target("FastTrack >= 1.3x full path (TCP)", tft / tfull >= 1.3 if tft and tfull else None,
+       f"{ratio(tft, tfull)}x (UDP: {ratio(ft, full)}x)")
 cost = (1 - lst / full) if lst and full else None
 target("listing all connections costs <= 5%", cost <= 0.05 if cost is not None else None,
        f"{100 * cost:.1f}% of full-path throughput" if cost is not None else "n/a")

@@ -81,6 +81,10 @@ struct GenerateArgs {
     /// Leave the TCP connections open (no FIN).
     #[arg(long)]
     keep_open: bool,
+    /// TCP connections seen mid-stream: data exchanges only, no handshake
+    /// and no FIN (a tracker picks them up with loose-tcp-tracking=yes).
+    #[arg(long)]
+    midstream: bool,
 }
 
 #[derive(Args)]
@@ -223,6 +227,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         exchanges: args.exchanges,
         payload: args.payload.min(1400),
         keep_open: args.keep_open,
+        midstream: args.midstream,
     };
     let create = |path: &PathBuf| -> Result<PcapWriter<std::io::BufWriter<std::fs::File>>> {
         let f =

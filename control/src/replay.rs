@@ -213,6 +213,7 @@ mod tests {
             exchanges: 3,
             payload: 100,
             keep_open: true,
+            midstream: false,
         };
         let n = mix.packets().len() as u64;
         let out = replay(&capture(&mix)[..], 1, &Settings::default(), 1024).unwrap();
@@ -252,6 +253,7 @@ mod tests {
             exchanges: 2,
             payload: 50,
             keep_open: false,
+            midstream: false,
         };
         let cap = capture(&mix);
         let one = replay(&cap[..], 1, &Settings::default(), 4096).unwrap();

@@ -179,6 +179,9 @@ pub struct Mix {
     pub payload: usize,
     /// Leave TCP connections open (no FIN) at the end.
     pub keep_open: bool,
+    /// TCP connections seen mid-stream: the data exchanges only, no
+    /// handshake and no FIN (tracked by loose pickup, `loose-tcp-tracking`).
+    pub midstream: bool,
 }
 
 impl Default for Mix {
@@ -190,6 +193,7 @@ impl Default for Mix {
             exchanges: 4,
             payload: 200,
             keep_open: false,
+            midstream: false,
         }
     }
 }
@@ -240,22 +244,23 @@ impl Mix {
         let (cp, sp) = (20000 + (i % 40000) as u16, 80);
         let (mut cs, mut ss) = (1000u32.wrapping_mul(i + 1), 5000u32.wrapping_mul(i + 7));
         let n = self.payload;
-        let mut v = vec![
-            (
+        let mut v = Vec::new();
+        if !self.midstream {
+            v.push((
                 Side::Orig,
                 tcp_frame(c, s, cp, sp, cs, 0, SYN, 0, Some(7), true),
-            ),
-            (
+            ));
+            v.push((
                 Side::Reply,
                 tcp_frame(s, c, sp, cp, ss, cs + 1, SYN | ACK, 0, Some(7), false),
-            ),
-        ];
-        cs += 1;
-        ss += 1;
-        v.push((
-            Side::Orig,
-            tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true),
-        ));
+            ));
+            cs += 1;
+            ss += 1;
+            v.push((
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, cs, ss, ACK, 0, None, true),
+            ));
+        }
         for _ in 0..self.exchanges {
             v.push((
                 Side::Orig,
@@ -268,7 +273,7 @@ impl Mix {
             ));
             ss = ss.wrapping_add(n as u32);
         }
-        if !self.keep_open {
+        if !self.keep_open && !self.midstream {
             v.push((
                 Side::Orig,
                 tcp_frame(c, s, cp, sp, cs, ss, FIN | ACK, 0, None, true),
@@ -331,6 +336,7 @@ mod tests {
             exchanges: 2,
             payload: 10,
             keep_open: false,
+            midstream: false,
         };
         let p = m.packets();
         // TCP: 3 handshake + 2*2 data + 3 close = 10 each; UDP 4 each; ICMP 4.
@@ -340,5 +346,48 @@ mod tests {
             p.iter().filter(|x| x.side == Side::Reply).count(),
             2 * 4 + 3 * 2 + 2
         );
+    }
+
+    #[test]
+    fn midstream_tcp_is_picked_up_established_and_fast_tracked_on_replay() {
+        use crate::conntrack::{
+            Dir, FastTrackMode, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
+        };
+        let m = Mix {
+            tcp: 3,
+            udp: 0,
+            icmp: 0,
+            exchanges: 1,
+            payload: 18,
+            keep_open: false,
+            midstream: true,
+        };
+        let p = m.packets();
+        // Data each way only: no SYN, no FIN.
+        assert_eq!(p.len(), 3 * 2);
+        let mut s = Shard::new(TableConfig::new(16), Settings::default(), 0);
+        s.set_fasttrack_mode(FastTrackMode::Established);
+        let mut at = 0;
+        for pass in 0..3 {
+            for pkt in &p {
+                let repr = crate::packet::parse_ethernet(&pkt.frame).unwrap();
+                at += 1000;
+                let v = s.handle_packet(Instant(at), &repr);
+                let Verdict::Tracked { created, dir, .. } = v else {
+                    panic!("pass {pass}: {v:?}");
+                };
+                assert_eq!(created, pass == 0 && pkt.side == Side::Orig);
+                assert_eq!(dir == Dir::Orig, pkt.side == Side::Orig);
+            }
+        }
+        assert_eq!(s.total_entries(), 3);
+        let mut rows = Vec::new();
+        s.for_each_snapshot(Instant(at), |r| rows.push(r));
+        for r in &rows {
+            assert_eq!(r.tcp_state.as_deref(), Some(TcpState::Established.name()));
+            assert!(r.assured && r.fasttrack, "{r:?}");
+            assert!(r.orig_fasttrack_packets > 0 && r.repl_fasttrack_packets > 0);
+        }
+        assert_eq!(s.stats().invalid.iter().sum::<u64>(), 0);
     }
 }

@@ -68,6 +68,7 @@ fn api_table_and_metrics_match_replay_of_the_same_capture() {
         exchanges: 3,
         payload: 120,
         keep_open: true,
+        midstream: false,
     };
     let sent = one_port_capture(&dir, &mix);
     let run = Running::start(&run_args(&dir, 2, false, &[]));
@@ -172,6 +173,7 @@ fn live_settings_remove_and_bad_input() {
         exchanges: 2,
         payload: 40,
         keep_open: true,
+        midstream: false,
     };
     one_port_capture(&dir, &mix);
     let run = Running::start(&run_args(&dir, 2, true, &[]));
