@@ -116,6 +116,18 @@ impl Bucket {
         idx: [EMPTY; WAYS],
         overflow: 0,
     };
+
+    /// Bit `w` set for each way whose signature is `sig` (empty ways
+    /// included: callers check the slot). A fixed-size compare that the
+    /// compiler turns into SIMD instead of a branch per way.
+    #[inline]
+    fn sig_mask(&self, sig: u16) -> u32 {
+        let mut m = 0;
+        for w in 0..WAYS {
+            m |= u32::from(self.sig[w] == sig) << w;
+        }
+        m
+    }
 }
 
 /// `handle_burst`'s prefetch distance, in packets: a packet's bucket is
@@ -447,12 +459,15 @@ impl Shard {
     #[inline]
     fn scan(&self, b: usize, sig: u16, key: &Key, flipped: bool) -> Option<(u32, Dir)> {
         let bucket = &self.buckets[b];
-        for w in 0..WAYS {
+        let mut m = bucket.sig_mask(sig);
+        while m != 0 {
+            let w = m.trailing_zeros() as usize;
+            m &= m - 1;
             let v = bucket.idx[w];
             // The slot's canonical key is the entry's key in direction
             // `v & 1`; the packet's key is that one, or its reply if flipped.
             let d = (v & 1) ^ u32::from(flipped);
-            if v != EMPTY && bucket.sig[w] == sig && self.key_in_dir(v >> 1, d) == *key {
+            if v != EMPTY && self.key_in_dir(v >> 1, d) == *key {
                 let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
                 return Some((v >> 1, dir));
             }
@@ -857,9 +872,12 @@ impl Shard {
             {
                 let (b1, b2) = self.buckets_of(hash);
                 let b = &self.buckets[b1];
-                let sig = sig_of(hash);
-                if let Some(w) = (0..WAYS).find(|&w| b.sig[w] == sig && b.idx[w] != EMPTY) {
-                    prefetch_all(self.e(b.idx[w] >> 1));
+                let mut m = b.sig_mask(sig_of(hash));
+                while m != 0 && b.idx[m.trailing_zeros() as usize] == EMPTY {
+                    m &= m - 1;
+                }
+                if m != 0 {
+                    prefetch_all(self.e(b.idx[m.trailing_zeros() as usize] >> 1));
                 } else if b.overflow != 0 {
                     prefetch(&self.buckets[b2]);
                 }
