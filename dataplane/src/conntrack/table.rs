@@ -133,7 +133,7 @@ impl Bucket {
 /// `handle_burst`'s prefetch distance, in packets: a packet's bucket is
 /// prefetched this many packets before its entry is, and its entry this many
 /// before it is resolved.
-const PREFETCH_DIST: usize = 8;
+const PREFETCH_DIST: usize = 4;
 /// Lookups `handle_burst` keeps in flight (a power of two > 2 * distance).
 const PIPE: usize = 32;
 const _: () = assert!(PIPE.is_power_of_two() && PIPE > 2 * PREFETCH_DIST);
