@@ -5,6 +5,11 @@
 //! [`crate::ops`], shared with the CLI (which talks to this API) and with
 //! [`crate::metrics`]. See `docs/api.md` for the routes and every error.
 //!
+//! A listing is streamed ([`Answer::Stream`]): rows are serialised as the
+//! dataplane visits them ([`Dataplane::for_each_connection`]) and sent in
+//! chunks of [`STREAM_CHUNK`] bytes, so its memory does not grow with the
+//! table. Every other answer is a fixed-length [`Reply`].
+//!
 //! Robustness: the server is a minimal HTTP/1.1 implementation on std (see
 //! [`HttpServer`]): a small fixed pool of threads ([`HANDLER_THREADS`]), one
 //! request per connection, read and write timeouts and a whole-request
@@ -14,8 +19,9 @@
 //! dataplane itself is only ever reached through [`Dataplane`], whose calls
 //! are bounded.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +111,44 @@ impl Reply {
     }
 }
 
+/// Writes a streamed body (see [`Answer::Stream`]).
+pub(crate) type Produce = Box<dyn FnOnce(&mut dyn Write) -> Result<(), StreamError> + Send>;
+
+/// What a handler answers.
+pub(crate) enum Answer {
+    /// A fixed-length answer (`Content-Length`).
+    Fixed(Reply),
+    /// A 200 whose body is written as it is produced, in chunks of at most
+    /// [`STREAM_CHUNK`] bytes (`Transfer-Encoding: chunked`), so its size
+    /// costs no memory. The head goes out with the first chunk: a producer
+    /// that fails before then still answers with its error [`Reply`]; one
+    /// that fails later ends the transfer without its last chunk.
+    Stream {
+        content_type: &'static str,
+        produce: Produce,
+    },
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Answer {
+        Answer::Fixed(r)
+    }
+}
+
+/// Why a streamed body stopped before its end.
+pub(crate) enum StreamError {
+    /// The producer failed: this is the answer if nothing was sent yet.
+    Failed(Reply),
+    /// The client is gone or too slow.
+    Io(io::Error),
+}
+
+impl From<io::Error> for StreamError {
+    fn from(e: io::Error) -> StreamError {
+        StreamError::Io(e)
+    }
+}
+
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
@@ -134,6 +178,8 @@ pub(crate) struct Req<'a> {
 }
 
 type Handler = dyn Fn(&mut Req<'_>) -> Reply + Send + Sync;
+/// A handler that may stream its answer.
+type AnswerHandler = dyn Fn(&mut Req<'_>) -> Answer + Send + Sync;
 
 /// Per-read socket timeout.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +187,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest request line plus headers.
 const MAX_HEAD: usize = 16 * 1024;
+/// Bytes of a streamed body gathered before they leave as one chunk.
+pub(crate) const STREAM_CHUNK: usize = 64 * 1024;
 
 /// A minimal HTTP/1.1 server on std: a fixed pool of threads, each accepting
 /// and answering one request per connection (`Connection: close`), with read
@@ -155,11 +203,23 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
+    /// Serves `handler`'s fixed-length answers.
     pub(crate) fn start(
         addr: SocketAddr,
         name: &str,
         threads: usize,
         handler: Arc<Handler>,
+    ) -> Result<HttpServer, ApiError> {
+        let answer: Arc<AnswerHandler> = Arc::new(move |req: &mut Req<'_>| handler(req).into());
+        HttpServer::start_answering(addr, name, threads, answer)
+    }
+
+    /// Serves `handler`'s answers, streamed ones included.
+    fn start_answering(
+        addr: SocketAddr,
+        name: &str,
+        threads: usize,
+        handler: Arc<AnswerHandler>,
     ) -> Result<HttpServer, ApiError> {
         let bind_err = |e: std::io::Error| ApiError::Bind {
             addr,
@@ -225,7 +285,7 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(listener: &TcpListener, stop: &AtomicBool, handler: &Handler) {
+fn serve(listener: &TcpListener, stop: &AtomicBool, handler: &AnswerHandler) {
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
@@ -252,12 +312,12 @@ enum ReadFail {
 }
 
 /// Reads one request, answers it, closes.
-fn connection(mut stream: TcpStream, handler: &Handler) {
+fn connection(mut stream: TcpStream, handler: &AnswerHandler) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + REQUEST_DEADLINE;
-    let (reply, head_only) = match read_request(&mut stream, deadline) {
+    let (answer, head_only) = match read_request(&mut stream, deadline) {
         Ok((head, body)) => {
             let is_head = head.method == "HEAD";
             let mut body_reader: &[u8] = &body;
@@ -268,14 +328,22 @@ fn connection(mut stream: TcpStream, handler: &Handler) {
                 body_length: Some(body.len()),
                 body: &mut body_reader,
             };
-            let reply = catch_unwind(AssertUnwindSafe(|| handler(&mut req)))
-                .unwrap_or_else(|_| Reply::error(500, "internal error".to_string(), String::new()));
-            (reply, is_head)
+            let answer = catch_unwind(AssertUnwindSafe(|| handler(&mut req)))
+                .unwrap_or_else(|_| internal_error().into());
+            (answer, is_head)
         }
-        Err(ReadFail::Reply(r)) => (r, false),
+        Err(ReadFail::Reply(r)) => (Answer::Fixed(r), false),
         Err(ReadFail::Drop) => return,
     };
-    let _ = write_reply(&mut stream, &reply, head_only);
+    // A truncated stream closes the same way: the client then sees the end
+    // of the connection where the last chunk should have been.
+    let _ = match answer {
+        Answer::Fixed(r) => write_reply(&mut stream, &r, head_only),
+        Answer::Stream {
+            content_type,
+            produce,
+        } => write_stream(&mut stream, content_type, produce, head_only),
+    };
     // Let the client read the answer before the close: drain a little of
     // whatever it still sends (an unread body), bounded in bytes and time.
     let _ = stream.shutdown(Shutdown::Write);
@@ -410,7 +478,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn write_reply(stream: &mut TcpStream, r: &Reply, head_only: bool) -> std::io::Result<()> {
+fn internal_error() -> Reply {
+    Reply::error(500, "internal error".to_string(), String::new())
+}
+
+fn write_reply<W: Write + ?Sized>(stream: &mut W, r: &Reply, head_only: bool) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         r.status,
@@ -429,6 +501,119 @@ fn write_reply(stream: &mut TcpStream, r: &Reply, head_only: bool) -> std::io::R
         stream.write_all(&r.body)?;
     }
     stream.flush()
+}
+
+/// Sends an [`Answer::Stream`]: runs `produce` into a [`ChunkedBody`]. A
+/// failure before the first chunk left answers with the producer's error
+/// reply, as a fixed-length answer would. After it, the status is sent: the
+/// transfer stops without its last (empty) chunk, so the client sees a
+/// truncated body rather than a shorter valid one, and the failure is
+/// logged, once. A HEAD stops producing as soon as its head is known.
+fn write_stream<W: Write>(
+    stream: &mut W,
+    content_type: &str,
+    produce: Produce,
+    head_only: bool,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n",
+        reason_phrase(200)
+    );
+    let mut body = ChunkedBody {
+        out: stream,
+        head,
+        head_only,
+        buf: Vec::with_capacity(STREAM_CHUNK),
+        committed: false,
+        sent: 0,
+    };
+    let produced = catch_unwind(AssertUnwindSafe(|| produce(&mut body)))
+        .unwrap_or_else(|_| Err(StreamError::Failed(internal_error())));
+    match produced {
+        Ok(()) => body.finish(),
+        Err(_) if head_only && body.committed => Ok(()),
+        Err(StreamError::Failed(r)) if !body.committed => write_reply(body.out, &r, head_only),
+        Err(StreamError::Failed(r)) => {
+            eprintln!(
+                "ctrack: api: a streamed answer failed after {} bytes of its body were sent \
+                 (connection closed without the last chunk): {}",
+                body.sent,
+                String::from_utf8_lossy(&r.body)
+            );
+            Err(io::Error::other("streamed answer truncated"))
+        }
+        Err(StreamError::Io(e)) => Err(e),
+    }
+}
+
+/// The body of an [`Answer::Stream`] on its way out. Bytes gather in one
+/// buffer of [`STREAM_CHUNK`] bytes, allocated once, and leave as one HTTP
+/// chunk when it is full (`flush` does not force a short chunk). The head is
+/// held back until the first chunk leaves.
+struct ChunkedBody<'o, W: Write> {
+    out: &'o mut W,
+    /// Status line and headers, sent with the first chunk.
+    head: String,
+    /// HEAD: send the head, then stop the producer.
+    head_only: bool,
+    buf: Vec<u8>,
+    /// Something was sent: the status can no longer change.
+    committed: bool,
+    /// Body bytes sent so far.
+    sent: u64,
+}
+
+impl<W: Write> ChunkedBody<'_, W> {
+    fn commit(&mut self) -> io::Result<()> {
+        if !self.committed {
+            self.committed = true;
+            self.out.write_all(self.head.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn send_chunk(&mut self) -> io::Result<()> {
+        self.commit()?;
+        if self.head_only {
+            return Err(io::Error::other("HEAD: no body to send"));
+        }
+        // An empty chunk would end the body.
+        if !self.buf.is_empty() {
+            write!(self.out, "{:x}\r\n", self.buf.len())?;
+            self.out.write_all(&self.buf)?;
+            self.out.write_all(b"\r\n")?;
+            self.sent += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and the last chunk.
+    fn finish(mut self) -> io::Result<()> {
+        if self.head_only {
+            self.commit()?;
+        } else {
+            self.send_chunk()?;
+            self.out.write_all(b"0\r\n\r\n")?;
+        }
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for ChunkedBody<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() == STREAM_CHUNK {
+            self.send_chunk()?;
+        }
+        let n = data.len().min(STREAM_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn too_large() -> Reply {
@@ -457,7 +642,7 @@ impl ApiServer {
         if token.is_none() && !addr.ip().is_loopback() {
             return Err(ApiError::TokenRequired { addr });
         }
-        let handler: Arc<Handler> = Arc::new(move |req: &mut Req<'_>| {
+        let handler: Arc<AnswerHandler> = Arc::new(move |req: &mut Req<'_>| {
             if let Some(t) = &token
                 && !authorized(req.authorization, t)
             {
@@ -466,11 +651,12 @@ impl ApiServer {
                     "missing or wrong bearer token (Authorization header)".to_string(),
                     String::new(),
                 )
-                .with_header("WWW-Authenticate", "Bearer");
+                .with_header("WWW-Authenticate", "Bearer")
+                .into();
             }
-            route(req, &*dp)
+            route(req, &dp)
         });
-        let http = HttpServer::start(addr, "ctrack-api", HANDLER_THREADS, handler)?;
+        let http = HttpServer::start_answering(addr, "ctrack-api", HANDLER_THREADS, handler)?;
         Ok(ApiServer { http })
     }
 
@@ -538,25 +724,26 @@ fn method_not_allowed(method: &str, path: &str, allow: &str) -> Reply {
 }
 
 /// Dispatches one request.
-pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     let (raw_path, query) = match req.url.split_once('?') {
         Some((p, q)) => (p, q),
         None => (req.url, ""),
     };
     let path = match percent_decode(raw_path, false) {
         Ok(p) => p,
-        Err(e) => return bad_request(e, "path"),
+        Err(e) => return bad_request(e, "path").into(),
     };
     let path = match path.trim_end_matches('/') {
         "" => "/",
         p => p,
     };
     let method = req.method;
+    if path == CONNECTION && method == "GET" {
+        return list(query, dp);
+    }
+    let dp = &**dp;
     match path {
-        CONNECTION => match method {
-            "GET" => list(query, dp),
-            _ => method_not_allowed(method, path, "GET"),
-        },
+        CONNECTION => method_not_allowed(method, path, "GET"),
         TRACKING => match method {
             "GET" => Reply::json(200, &dp.tracking()),
             "PATCH" => set_tracking(req, dp),
@@ -574,6 +761,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
             _ => Reply::error(404, format!("no such path: {p}"), String::new()),
         },
     }
+    .into()
 }
 
 fn ops_error(e: OpsError) -> Reply {
@@ -687,24 +875,34 @@ fn yes(v: &str) -> Option<bool> {
     }
 }
 
-fn list(query: &str, dp: &dyn Dataplane) -> Reply {
-    let mut filter = Vec::new();
-    let mut count_only = false;
-    let mut proplist: Option<Vec<String>> = None;
+/// A listing's query: filters, `count-only`, `.proplist`.
+struct ListQuery {
+    filter: Vec<(String, String)>,
+    count_only: bool,
+    proplist: Option<Vec<String>>,
+}
+
+/// Parses and checks a listing's query; `Err` is the 400 to send.
+fn list_query(query: &str) -> Result<ListQuery, Reply> {
+    let mut q = ListQuery {
+        filter: Vec::new(),
+        count_only: false,
+        proplist: None,
+    };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = match (percent_decode(k, true), percent_decode(v, true)) {
             (Ok(k), Ok(v)) => (k, v),
-            (Err(e), _) | (_, Err(e)) => return bad_request(e, "query"),
+            (Err(e), _) | (_, Err(e)) => return Err(bad_request(e, "query")),
         };
         match k.as_str() {
             "count-only" => match yes(&v) {
-                Some(b) => count_only = b,
+                Some(b) => q.count_only = b,
                 None => {
-                    return bad_request(
+                    return Err(bad_request(
                         format!("bad value {v:?} for count-only: expected yes or no"),
                         String::new(),
-                    );
+                    ));
                 }
             },
             ".proplist" => {
@@ -717,55 +915,109 @@ fn list(query: &str, dp: &dyn Dataplane) -> Reply {
                     .iter()
                     .find(|p| !ConnSnapshot::PROPERTIES.contains(&p.as_str()))
                 {
-                    return bad_request(
+                    return Err(bad_request(
                         format!("unknown connection property {p:?} in .proplist"),
                         format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
-                    );
+                    ));
                 }
-                proplist = Some(props);
+                q.proplist = Some(props);
             }
             _ => {
                 if let Err((m, d)) = check_filter(&k, &v) {
-                    return bad_request(m, d);
+                    return Err(bad_request(m, d));
                 }
-                filter.push((k, v));
+                q.filter.push((k, v));
             }
         }
     }
-    if count_only {
-        return match dp.count(&filter) {
+    Ok(q)
+}
+
+/// `GET /rest/ip/firewall/connection`: the query is checked here, before
+/// anything is sent; the rows are then streamed (see [`write_rows`]).
+fn list(query: &str, dp: &Arc<dyn Dataplane>) -> Answer {
+    let q = match list_query(query) {
+        Ok(q) => q,
+        Err(r) => return r.into(),
+    };
+    if q.count_only {
+        return match dp.count(&q.filter) {
             Ok(n) => Reply::json(200, &json!({ "count": n })),
             Err(e) => ops_error(e),
-        };
+        }
+        .into();
     }
-    let rows = match dp.connections(&filter) {
-        Ok(rows) => rows,
-        Err(e) => return ops_error(e),
+    let dp = Arc::clone(dp);
+    Answer::Stream {
+        content_type: "application/json",
+        produce: Box::new(move |out| write_rows(&*dp, &q.filter, q.proplist.as_deref(), out)),
+    }
+}
+
+/// A listing's body, `[row,row,...]`, written row by row as the dataplane
+/// visits them: each row exactly as `serde_json` writes a [`ConnSnapshot`]
+/// (or its `.proplist` pick), so the document is byte for byte the one the
+/// whole array would give. One row is encoded at a time, into one reused
+/// buffer; nothing else is kept.
+fn write_rows(
+    dp: &dyn Dataplane,
+    filter: &[(String, String)],
+    proplist: Option<&[String]>,
+    out: &mut dyn Write,
+) -> Result<(), StreamError> {
+    out.write_all(b"[")?;
+    let mut row_buf = Vec::with_capacity(1024);
+    let mut first = true;
+    let mut stopped = None;
+    let walked = dp.for_each_connection(filter, &mut |row| {
+        row_buf.clear();
+        if !first {
+            row_buf.push(b',');
+        }
+        first = false;
+        let encoded = match proplist {
+            None => serde_json::to_writer(&mut row_buf, &row),
+            Some(props) => serde_json::to_writer(&mut row_buf, &pick(&row, props)),
+        };
+        let written = match encoded {
+            Ok(()) => out.write_all(&row_buf).map_err(StreamError::Io),
+            Err(e) => Err(StreamError::Failed(Reply::error(
+                500,
+                format!("cannot encode the answer: {e}"),
+                String::new(),
+            ))),
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                stopped = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    walked.map_err(|e| StreamError::Failed(ops_error(e)))?;
+    out.write_all(b"]")?;
+    Ok(())
+}
+
+/// The `.proplist` properties of a row, in that order.
+fn pick(r: &ConnSnapshot, props: &[String]) -> Value {
+    let mut full = match serde_json::to_value(r) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
     };
-    match proplist {
-        None => Reply::json(200, &rows),
-        Some(props) => {
-            let picked: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    let mut full = match serde_json::to_value(r) {
-                        Ok(Value::Object(m)) => m,
-                        _ => Map::new(),
-                    };
-                    let mut m = Map::new();
-                    for p in &props {
-                        if p == "flags" {
-                            m.insert(p.clone(), Value::String(r.flags()));
-                        } else if let Some(v) = full.remove(p) {
-                            m.insert(p.clone(), v);
-                        }
-                    }
-                    Value::Object(m)
-                })
-                .collect();
-            Reply::json(200, &picked)
+    let mut m = Map::new();
+    for p in props {
+        if p == "flags" {
+            m.insert(p.clone(), Value::String(r.flags()));
+        } else if let Some(v) = full.remove(p) {
+            m.insert(p.clone(), v);
         }
     }
+    Value::Object(m)
 }
 
 /// Reads at most [`MAX_BODY`] bytes; `Err` is the 4xx to send.
@@ -1211,15 +1463,343 @@ pub(crate) mod tests {
         assert_error(call("PATCH", &url, Some(&at), None), 400, "udp-timeout");
     }
 
-    /// Raw bytes in, the status line's code out.
+    /// Raw bytes in, the whole answer out.
     fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-        use std::io::Write;
+        String::from_utf8_lossy(&raw_bytes(addr, bytes)).to_string()
+    }
+
+    fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let _ = s.write_all(bytes);
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).to_string()
+        out
+    }
+
+    /// An answer's head (up to the blank line) and body.
+    fn split_answer(raw: &[u8]) -> (String, &[u8]) {
+        let end = find(raw, b"\r\n\r\n").expect("a complete head") + 4;
+        (
+            String::from_utf8_lossy(&raw[..end]).to_string(),
+            &raw[end..],
+        )
+    }
+
+    /// A chunked body decoded: the payload, whether the last (empty) chunk
+    /// ended it, and each chunk's size. Panics on a malformed chunk.
+    fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool, Vec<usize>) {
+        let (mut payload, mut sizes) = (Vec::new(), Vec::new());
+        while !b.is_empty() {
+            let line = find(b, b"\r\n").expect("a chunk-size line");
+            let size = usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap(), 16).unwrap();
+            b = &b[line + 2..];
+            if size == 0 {
+                assert_eq!(b, b"\r\n", "nothing after the last chunk");
+                return (payload, true, sizes);
+            }
+            assert!(b.len() >= size + 2, "a whole chunk");
+            payload.extend_from_slice(&b[..size]);
+            assert_eq!(&b[size..size + 2], b"\r\n");
+            b = &b[size + 2..];
+            sizes.push(size);
+        }
+        (payload, false, sizes)
+    }
+
+    /// `n` connections (the three of [`rows`] in turn, each its own id),
+    /// about 580 bytes of JSON each.
+    fn many(n: usize) -> Vec<ConnSnapshot> {
+        let three = rows();
+        (0..n)
+            .map(|i| ConnSnapshot {
+                id: format!("*{:x}", 0x100 + i),
+                ..three[i % 3].clone()
+            })
+            .collect()
+    }
+
+    fn fake_of(rows: Vec<ConnSnapshot>, list_fails_after: Option<usize>) -> Arc<FakeDataplane> {
+        Arc::new(FakeDataplane {
+            rows: parking_lot::Mutex::new(rows),
+            list_fails_after,
+            ..FakeDataplane::default()
+        })
+    }
+
+    fn get_raw(addr: SocketAddr, method: &str, target: &str) -> Vec<u8> {
+        raw_bytes(
+            addr,
+            format!("{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn listings_are_streamed_in_chunks_of_the_same_document() {
+        let (srv, _) = start(fake_of(many(3000), None), None);
+        let a = srv.local_addr();
+        let out = get_raw(a, "GET", CONNECTION);
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nContent-Type: application/json\r\n"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("content-length"),
+            "{head}"
+        );
+        let (doc, ended, sizes) = dechunk(body);
+        assert!(ended);
+        assert!(sizes.len() > 10, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n == STREAM_CHUNK) || {
+                let (last, full) = sizes.split_last().unwrap();
+                *last <= STREAM_CHUNK && full.iter().all(|&n| n == STREAM_CHUNK)
+            }
+        );
+        // Byte for byte what serialising the whole array gives.
+        assert_eq!(doc, serde_json::to_vec(&many(3000)).unwrap());
+
+        // Filters and .proplist apply, with the same document as before.
+        let out = get_raw(
+            a,
+            "GET",
+            &format!("{CONNECTION}?.proplist=id,flags,timeout&protocol=udp"),
+        );
+        let (head, body) = split_answer(&out);
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        let (doc, ended, _) = dechunk(body);
+        assert!(ended);
+        let want: Vec<Value> = many(3000)
+            .iter()
+            .filter(|r| r.protocol == "udp")
+            .map(|r| json!({ "id": r.id, "flags": r.flags(), "timeout": r.timeout }))
+            .collect();
+        assert_eq!(want.len(), 1000);
+        assert_eq!(doc, serde_json::to_vec(&want).unwrap());
+        let (_, body) = call(
+            "GET",
+            &format!("http://{a}{CONNECTION}?worker=1&.proplist=id"),
+            None,
+            None,
+        );
+        assert_eq!(json_of(&body).as_array().unwrap().len(), 1000);
+
+        // Nothing to list: an empty array, chunked all the same.
+        let (srv, _) = start(fake_of(Vec::new(), None), None);
+        let out = get_raw(srv.local_addr(), "GET", CONNECTION);
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert_eq!(body, b"2\r\n[]\r\n0\r\n\r\n");
+
+        // count-only and one connection keep their fixed-length answers.
+        let out = get_raw(a, "GET", &format!("{CONNECTION}?count-only=yes"));
+        let (head, body) = split_answer(&out);
+        assert!(head.contains("Content-Length: 14\r\n"), "{head}");
+        assert_eq!(body, br#"{"count":3000}"#);
+        let out = get_raw(a, "GET", &format!("{CONNECTION}/*100"));
+        let (head, body) = split_answer(&out);
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(!head.contains("chunked"), "{head}");
+
+        // HEAD: the head a GET would have, no body.
+        let out = get_raw(a, "HEAD", CONNECTION);
+        let (head, body) = split_answer(&out);
+        assert!(
+            head.starts_with("HTTP/1.1 200 ") && head.contains("Transfer-Encoding: chunked"),
+            "{head}"
+        );
+        assert!(body.is_empty(), "{} body bytes", body.len());
+    }
+
+    #[test]
+    fn a_listing_that_fails_before_its_first_chunk_answers_with_the_error() {
+        // 50 rows are less than one chunk: nothing was sent when it fails.
+        for after in [0, 2, 50] {
+            let (srv, base) = start(fake_of(many(3000), Some(after)), None);
+            let out = get_raw(srv.local_addr(), "GET", CONNECTION);
+            let (head, body) = split_answer(&out);
+            assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+            assert!(
+                head.contains(&format!("Content-Length: {}\r\n", body.len())),
+                "{head}"
+            );
+            assert!(!head.contains("chunked"), "{head}");
+            assert_error(
+                call("GET", &format!("{base}{CONNECTION}"), None, None),
+                503,
+                "did not answer",
+            );
+            assert_error(
+                call(
+                    "GET",
+                    &format!("{base}{CONNECTION}?protocol=udp"),
+                    None,
+                    None,
+                ),
+                503,
+                "did not answer",
+            );
+            let out = get_raw(srv.local_addr(), "HEAD", CONNECTION);
+            let (head, body) = split_answer(&out);
+            assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+            assert!(body.is_empty());
+        }
+        // Bad input is refused before anything is walked.
+        let (_srv, base) = start(fake_of(many(10), Some(0)), None);
+        assert_error(
+            call(
+                "GET",
+                &format!("{base}{CONNECTION}?protcol=udp"),
+                None,
+                None,
+            ),
+            400,
+            "protcol",
+        );
+    }
+
+    #[test]
+    fn a_listing_that_fails_midway_ends_without_its_last_chunk() {
+        let (srv, base) = start(fake_of(many(3000), Some(1000)), None);
+        let out = get_raw(srv.local_addr(), "GET", CONNECTION);
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(!body.ends_with(b"0\r\n\r\n"));
+        let (doc, ended, sizes) = dechunk(body);
+        assert!(!ended, "no last chunk");
+        assert!(sizes.iter().all(|&n| n == STREAM_CHUNK), "{sizes:?}");
+        let full = serde_json::to_vec(&many(3000)).unwrap();
+        assert!(doc.len() >= STREAM_CHUNK && full.starts_with(&doc));
+        assert!(serde_json::from_slice::<Value>(&doc).is_err());
+
+        // An HTTP client sees a failed transfer, not a shorter list.
+        let mut resp = agent().get(format!("{base}{CONNECTION}")).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.body_mut().read_to_string().is_err());
+        let e = crate::client::execute(
+            crate::client::ConnectionCmd::Print {
+                where_: Vec::new(),
+                json: true,
+                count: false,
+            },
+            &base,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cut short"), "{e}");
+    }
+
+    /// Runs `produce` as a streamed answer into memory.
+    fn streamed(produce: Produce, head_only: bool) -> (io::Result<()>, Vec<u8>) {
+        let mut sink = Vec::new();
+        let r = write_stream(&mut sink, "text/plain", produce, head_only);
+        (r, sink)
+    }
+
+    #[test]
+    fn a_stream_goes_out_in_full_chunks_from_one_buffer() {
+        let (r, out) = streamed(
+            Box::new(|out| {
+                for i in 0..3000u32 {
+                    out.write_all(&[b'a' + (i % 26) as u8; 100])?;
+                }
+                Ok(())
+            }),
+            false,
+        );
+        r.unwrap();
+        let (head, body) = split_answer(&out);
+        assert!(head.contains("Content-Type: text/plain\r\n"), "{head}");
+        let (payload, ended, sizes) = dechunk(body);
+        assert!(ended);
+        assert_eq!(payload.len(), 300_000);
+        assert_eq!(
+            sizes,
+            [
+                STREAM_CHUNK,
+                STREAM_CHUNK,
+                STREAM_CHUNK,
+                STREAM_CHUNK,
+                37_856
+            ]
+        );
+
+        // One big write does not grow the buffer.
+        let mut sink = Vec::new();
+        let mut body = ChunkedBody {
+            out: &mut sink,
+            head: String::new(),
+            head_only: false,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+            committed: false,
+            sent: 0,
+        };
+        body.write_all(&vec![b'x'; 5 * STREAM_CHUNK + 1]).unwrap();
+        assert_eq!(body.buf.capacity(), STREAM_CHUNK);
+        assert_eq!((body.buf.len(), body.sent), (1, 5 * STREAM_CHUNK as u64));
+    }
+
+    #[test]
+    fn a_stream_that_fails_answers_the_error_or_stops_short() {
+        let fail = || StreamError::Failed(Reply::error(503, "gone".to_string(), String::new()));
+        // Before the first chunk: the error, as a fixed-length answer.
+        let (r, out) = streamed(
+            Box::new(move |out| {
+                out.write_all(b"[1,2")?;
+                Err(fail())
+            }),
+            false,
+        );
+        r.unwrap();
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert_eq!(
+            json_of(std::str::from_utf8(body).unwrap())["message"],
+            "gone"
+        );
+
+        // After it: what was sent, and no last chunk.
+        let (r, out) = streamed(
+            Box::new(move |out| {
+                out.write_all(&vec![b'x'; STREAM_CHUNK + 10])?;
+                Err(fail())
+            }),
+            false,
+        );
+        assert!(r.is_err());
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert_eq!(
+            dechunk(body),
+            (vec![b'x'; STREAM_CHUNK], false, vec![STREAM_CHUNK])
+        );
+
+        // A panic is a 500 before the first chunk.
+        let (r, out) = streamed(Box::new(|_| panic!("bug")), false);
+        r.unwrap();
+        assert!(out.starts_with(b"HTTP/1.1 500 "));
+
+        // HEAD: the head, and the producer stopped at its first chunk.
+        let (r, out) = streamed(
+            Box::new(|out| {
+                for _ in 0..100 {
+                    out.write_all(&[b'x'; 1024])?;
+                }
+                panic!("HEAD should have stopped the producer");
+            }),
+            true,
+        );
+        r.unwrap();
+        let (head, body) = split_answer(&out);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert!(body.is_empty());
     }
 
     #[test]

@@ -258,6 +258,22 @@ fn snapshot_from_json(v: &Value) -> Result<ConnSnapshot> {
     })
 }
 
+/// Why the body of an answer could not be read, in the terms of docs/api.md.
+fn body_error(e: ureq::Error) -> anyhow::Error {
+    match &e {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => anyhow!(
+            "the API's answer was cut short (the server failed midway; its log says why): {e}"
+        ),
+        // A chunk-size line that does not end before the close, or within
+        // the decoder's buffer.
+        ureq::Error::BodyStalled => anyhow!(
+            "the API's answer is malformed or cut short (a chunk-size line does not end): {e}"
+        ),
+        ureq::Error::Protocol(_) => anyhow!("the API's answer is malformed: {e}"),
+        _ => anyhow!("cannot read the API's answer: {e}"),
+    }
+}
+
 /// Percent-encodes everything but unreserved characters.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -329,6 +345,13 @@ impl Client {
     }
 
     /// The body of a 2xx answer, or the API's error message.
+    ///
+    /// Listings come `Transfer-Encoding: chunked` (docs/api.md); `ureq`
+    /// decodes the chunks, reading each chunk-size line into its fixed-size
+    /// input buffer (a size line longer than 20 characters, or not hex, is an
+    /// error). A body that ends before its last, empty chunk is an error, not
+    /// a short answer: the server ends a listing that way when it fails
+    /// midway.
     fn finish(
         &self,
         r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -340,7 +363,7 @@ impl Client {
             .with_config()
             .limit(u64::MAX)
             .read_to_string()
-            .map_err(|e| anyhow!("cannot read the API's answer: {e}"))?;
+            .map_err(body_error)?;
         if (200..300).contains(&status) {
             return Ok(body);
         }
@@ -520,6 +543,83 @@ mod tests {
         drop(srv);
         let e = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap_err();
         assert!(e.to_string().contains("cannot reach the API"), "{e}");
+    }
+
+    /// Answers one request with `answer`, then closes (after a while with
+    /// `hold`); the URL to ask.
+    fn serve_once(answer: Vec<u8>, hold: bool) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = s.write_all(&answer);
+            if hold {
+                std::thread::sleep(Duration::from_secs(30));
+            }
+        });
+        url
+    }
+
+    fn chunked(body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn chunked_answers_are_decoded_and_bad_ones_refused() {
+        let get = |answer: Vec<u8>| Client::new(&serve_once(answer, false), None).get(CONNECTION);
+
+        let ok = get(chunked("1\r\n[\r\n3\r\n1,2\r\n1;ext=1\r\n]\r\n0\r\n\r\n")).unwrap();
+        assert_eq!(ok, "[1,2]");
+        // Chunk sizes are hex; an empty body is just the last chunk.
+        let big = "x".repeat(0x1a);
+        assert_eq!(
+            get(chunked(&format!("1A\r\n{big}\r\n0\r\n\r\n"))).unwrap(),
+            big
+        );
+        assert_eq!(get(chunked("0\r\n\r\n")).unwrap(), "");
+        // The last chunk then the close, without the blank line after it:
+        // the body did end (ureq accepts it; the server always sends both).
+        assert_eq!(get(chunked("2\r\n[]\r\n0\r\n")).unwrap(), "[]");
+
+        for bad in [
+            "zz\r\n[]\r\n0\r\n\r\n",
+            "-2\r\n[]\r\n0\r\n\r\n",
+            // More than usize: not a size.
+            "fffffffffffffffffff\r\n[]\r\n0\r\n\r\n",
+            // A size line longer than the decoder reads.
+            "000000000000000000000000000002\r\n[]\r\n0\r\n\r\n",
+            // The chunk is longer than its size says.
+            "1\r\n[]\r\n0\r\n\r\n",
+        ] {
+            let e = get(chunked(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("malformed") && e.contains("chunk"),
+                "{bad:?}: {e}"
+            );
+        }
+
+        // Truncated: no last chunk, or cut inside a chunk, then the close.
+        for cut in ["2\r\n[1\r\n", "5\r\n[1,", "5\r\n[1,2]\r\n", "", "2", "2\r"] {
+            let e = get(chunked(cut)).unwrap_err().to_string();
+            assert!(e.contains("cut short"), "{cut:?}: {e}");
+        }
+        // A size line that does not end is not read without bound: refused
+        // once the decoder's buffer is full, while the connection is open.
+        let url = serve_once(chunked(&"1".repeat(1 << 20)), true);
+        let t = std::time::Instant::now();
+        let e = Client::new(&url, None).get(CONNECTION).unwrap_err();
+        assert!(e.to_string().contains("malformed"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! ([`crate::workers::WorkerSet`]) and, in tests, by [`FakeDataplane`].
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use dataplane::conntrack::{
     ConnId, ConnSnapshot, FilterError, Settings, SettingsError, ShardStats,
@@ -92,13 +93,34 @@ pub struct MetricsSnapshot {
 /// any thread and never blocks a worker: workers answer between bursts with
 /// bounded work, so a call may wait (bounded) but a worker never does.
 pub trait Dataplane: Send + Sync {
-    /// Connections matching every `(property, value)` filter (seed names,
-    /// values as shown in JSON; `yes`/`no` or `true`/`false` for flags).
-    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError>;
+    /// Calls `visit` with each connection matching every `(property, value)`
+    /// filter (seed names, values as shown in JSON; `yes`/`no` or
+    /// `true`/`false` for flags), one at a time, without collecting them:
+    /// the memory a walk takes is that of one chunk of the table, whatever
+    /// the table's size. `visit` returns [`ControlFlow::Break`] to stop the
+    /// walk early (the call then returns `Ok`). `visit` may take its time
+    /// (the API writes each row to its client): no worker waits on it. An
+    /// error (unknown property, a worker that does not answer) may come
+    /// after some rows were visited.
+    fn for_each_connection(
+        &self,
+        filter: &[(String, String)],
+        visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
+    ) -> Result<(), OpsError>;
+    /// Connections matching every filter (see [`Dataplane::for_each_connection`]),
+    /// collected: memory grows with the table; the API streams instead.
+    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
+        let mut all = Vec::new();
+        self.for_each_connection(filter, &mut |row| {
+            all.push(row);
+            ControlFlow::Continue(())
+        })?;
+        Ok(all)
+    }
     /// How many connections match (`count-only`); without a filter, from
     /// the workers' published counts, without walking the table.
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
-        Ok(self.connections(filter)?.len() as u64)
+        count_by_walking(self, filter)
     }
     /// One connection.
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError>;
@@ -111,6 +133,19 @@ pub trait Dataplane: Send + Sync {
     fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError>;
     /// Counters for `/metrics`.
     fn metrics(&self) -> MetricsSnapshot;
+}
+
+/// How many connections match `filter`, by walking them (nothing is kept).
+pub fn count_by_walking<D: Dataplane + ?Sized>(
+    dp: &D,
+    filter: &[(String, String)],
+) -> Result<u64, OpsError> {
+    let mut n = 0;
+    dp.for_each_connection(filter, &mut |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    })?;
+    Ok(n)
 }
 
 /// Validates and applies `changes` to a copy of `current`: all or nothing.
@@ -151,11 +186,41 @@ pub struct FakeDataplane {
     pub settings: Mutex<Settings>,
     pub metrics: Mutex<MetricsSnapshot>,
     pub max_entries: u64,
+    /// When set, a walk ([`Dataplane::for_each_connection`]) fails with
+    /// [`OpsError::Unavailable`] once it has looked at this many rows, as a
+    /// worker that stops answering mid-listing would.
+    pub list_fails_after: Option<usize>,
 }
 
 impl Dataplane for FakeDataplane {
-    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
-        filter_rows(self.rows.lock().clone(), filter)
+    fn for_each_connection(
+        &self,
+        filter: &[(String, String)],
+        visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
+    ) -> Result<(), OpsError> {
+        for (p, _) in filter {
+            dataplane::conntrack::snapshot::check_property(p)?;
+        }
+        // One row at a time, the lock not held while visiting: like the
+        // workers' chunks, a slow visitor holds nothing.
+        for i in 0.. {
+            if self.list_fails_after == Some(i) {
+                return Err(OpsError::Unavailable(format!(
+                    "fake: listing failed after {i} rows"
+                )));
+            }
+            let Some(row) = self.rows.lock().get(i).cloned() else {
+                break;
+            };
+            let mut keep = true;
+            for (p, v) in filter {
+                keep &= row.matches(p, v)?;
+            }
+            if keep && visit(row).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {

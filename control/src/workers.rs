@@ -4,18 +4,20 @@
 //! bursts, so no request can stall it; a request that gets no answer in
 //! [`ANSWER_TIMEOUT`] fails with [`OpsError::Unavailable`].
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 use dataplane::conntrack::tcp::TcpState;
-use dataplane::conntrack::{ConnId, ConnSnapshot, FastTrackMode, Settings, protocol_name};
+use dataplane::conntrack::{ConnId, ConnSnapshot, FastTrackMode, RawConn, Settings, protocol_name};
 use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
 use parking_lot::Mutex;
 
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
+    count_by_walking,
 };
 
 /// How long the control thread waits for a worker's answer.
@@ -72,38 +74,41 @@ impl WorkerSet {
             .map_err(|_| OpsError::Unavailable(format!("worker {w} did not answer")))
     }
 
-    /// Every connection of worker `w` matching `filter`, fetched in bounded
-    /// chunks of raw records (one buffer goes back and forth) and formatted
-    /// here, on the control thread.
+    /// Visits every connection of worker `w` matching `filter`, fetched in
+    /// bounded chunks of raw records and formatted here, on the control
+    /// thread, one row at a time. `buf` is the one buffer that goes back and
+    /// forth (the worker copies into it and allocates nothing); it comes back
+    /// for the next worker, except on an error.
     fn list_worker(
         &self,
         w: usize,
         filter: &[(String, String)],
-        out: &mut Vec<ConnSnapshot>,
-    ) -> Result<(), OpsError> {
-        let mut buf = Vec::with_capacity(LIST_CHUNK_MAX);
+        buf: &mut Vec<RawConn>,
+        visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, OpsError> {
         let mut cursor = Some(0);
         while let Some(c) = cursor {
+            let lent = std::mem::take(buf);
             let chunk = self.ask(w, |reply| Command::List {
                 cursor: c,
                 max: LIST_CHUNK_MAX,
-                buf,
+                buf: lent,
                 reply,
             })?;
-            for raw in &chunk.rows {
+            *buf = chunk.rows;
+            for raw in buf.iter() {
                 let row = raw.snapshot();
                 let mut keep = true;
                 for (p, v) in filter {
                     keep &= row.matches(p, v)?;
                 }
-                if keep {
-                    out.push(row);
+                if keep && visit(row).is_break() {
+                    return Ok(ControlFlow::Break(()));
                 }
             }
-            buf = chunk.rows;
             cursor = chunk.next;
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Packets received by all workers so far.
@@ -138,23 +143,29 @@ impl WorkerSet {
 }
 
 impl Dataplane for WorkerSet {
-    fn connections(&self, filter: &[(String, String)]) -> Result<Vec<ConnSnapshot>, OpsError> {
+    fn for_each_connection(
+        &self,
+        filter: &[(String, String)],
+        visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
+    ) -> Result<(), OpsError> {
         // Reject an unknown property before walking the table.
         for (p, _) in filter {
             dataplane::conntrack::snapshot::check_property(p)?;
         }
-        let mut all = Vec::new();
+        let mut buf = Vec::with_capacity(LIST_CHUNK_MAX);
         for w in 0..self.workers.len() {
-            self.list_worker(w, filter, &mut all)?;
+            if self.list_worker(w, filter, &mut buf, visit)?.is_break() {
+                break;
+            }
         }
-        Ok(all)
+        Ok(())
     }
 
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
         if filter.is_empty() {
             return Ok(self.workers.iter().map(|w| w.counters.read().entries).sum());
         }
-        Ok(self.connections(filter)?.len() as u64)
+        count_by_walking(self, filter)
     }
 
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {
@@ -245,5 +256,154 @@ impl Dataplane for WorkerSet {
             workers,
             ports: (self.port_stats)(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
+
+    use dataplane::conntrack::{Instant, Shard, TableConfig};
+    use dataplane::io::mem::MemIo;
+    use dataplane::io::pcap::{LinkType, parse_link};
+    use dataplane::synth::Mix;
+    use dataplane::worker::{Mesh, Worker};
+
+    use super::*;
+
+    /// Workers on threads, each with a table of its own, answering commands.
+    struct Running {
+        set: WorkerSet,
+        stop: Arc<AtomicBool>,
+        threads: Vec<JoinHandle<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// `workers` workers, each tracking the same `flows` UDP flows (their ids
+    /// differ by worker); with `deaf`, that worker takes no commands.
+    fn running(workers: u16, flows: u32, deaf: Option<u16>) -> Running {
+        let mix = Mix {
+            tcp: 0,
+            udp: flows,
+            icmp: 0,
+            exchanges: 1,
+            ..Mix::default()
+        };
+        let packets = mix.packets();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut handles, mut threads) = (Vec::new(), Vec::new());
+        for id in 0..workers {
+            let mut shard = Shard::new(TableConfig::new(4096), Settings::default(), id);
+            let mut now = Instant::ZERO;
+            for p in &packets {
+                now = Instant(p.ts_nanos);
+                shard.handle_packet(now, &parse_link(LinkType::Ethernet, &p.frame).unwrap());
+            }
+            let mut io = MemIo::new(Vec::new(), 2, &[0, 1], 32);
+            io.clock = now;
+            let (tx, rx) = command_queue();
+            let counters = Arc::new(WorkerCounters::default());
+            let mut w = Worker::new(
+                id,
+                io,
+                shard,
+                Mesh::new(1, vec![0, 0]),
+                rx,
+                Arc::clone(&counters),
+            );
+            if deaf == Some(id) {
+                drop(w);
+            } else {
+                let stop = Arc::clone(&stop);
+                threads.push(std::thread::spawn(move || w.run(&stop)));
+            }
+            handles.push(WorkerHandle {
+                commands: tx,
+                counters,
+            });
+        }
+        let set = WorkerSet::new(handles, Settings::default(), Box::new(Vec::new));
+        Running { set, stop, threads }
+    }
+
+    fn filter(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_walk_visits_every_chunk_of_every_worker_once() {
+        // More flows than one chunk holds.
+        let flows = LIST_CHUNK_MAX as u32 + 44;
+        let r = running(2, flows, None);
+        let mut ids = Vec::new();
+        r.set
+            .for_each_connection(&[], &mut |c| {
+                ids.push(c.id);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 2 * flows as usize);
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "each connection once");
+
+        // The collected listing is the walk; filters apply to both.
+        let all = r.set.connections(&[]).unwrap();
+        assert_eq!(all.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids);
+        let one = filter(&[("worker", "1"), ("protocol", "udp")]);
+        let rows = r.set.connections(&one).unwrap();
+        assert_eq!(rows.len(), flows as usize);
+        assert!(rows.iter().all(|c| c.worker == 1));
+        assert_eq!(r.set.count(&one).unwrap(), flows as u64);
+        assert_eq!(r.set.count(&filter(&[("protocol", "tcp")])).unwrap(), 0);
+
+        // Break stops the walk.
+        let mut seen = 0;
+        r.set
+            .for_each_connection(&[], &mut |_| {
+                seen += 1;
+                if seen == 10 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(seen, 10);
+
+        // An unknown property is refused before anything is visited.
+        let e = r
+            .set
+            .for_each_connection(&filter(&[("protcol", "udp")]), &mut |_| panic!("visited"))
+            .unwrap_err();
+        assert!(matches!(e, OpsError::Filter(_)), "{e}");
+    }
+
+    #[test]
+    fn a_worker_that_does_not_answer_fails_the_walk_after_the_others_rows() {
+        let r = running(2, 5, Some(1));
+        let mut seen = 0;
+        let e = r
+            .set
+            .for_each_connection(&[], &mut |_| {
+                seen += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert_eq!(seen, 5, "worker 0's rows came first");
+        assert!(matches!(e, OpsError::Unavailable(_)), "{e}");
     }
 }

@@ -1,8 +1,10 @@
 //! The control plane of a running dataplane, end to end through real DPDK
 //! ports: the API's table against `ctrack replay`, Prometheus metrics
-//! against what was sent, live settings, removal, and bad input.
+//! against what was sent, live settings, removal, bad input, and a listing
+//! streamed in chunks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use ctrack_tests::{
@@ -285,6 +287,101 @@ fn live_settings_remove_and_bad_input() {
     );
     // Nothing of that stopped the workers: the streams are all still there.
     assert_eq!(run.table().len(), 8);
+
+    let out = run.stop();
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// The raw answer to `GET target` on the API: (head, body as sent).
+fn raw_get(api: &str, target: &str) -> (String, Vec<u8>) {
+    let addr = api.strip_prefix("http://").unwrap_or(api);
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read the answer");
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    let body = out.split_off(end);
+    (String::from_utf8_lossy(&out).to_string(), body)
+}
+
+/// A chunked body's chunk sizes and payload; panics unless it is complete.
+fn dechunk(mut b: &[u8]) -> (Vec<usize>, Vec<u8>) {
+    let (mut sizes, mut payload) = (Vec::new(), Vec::new());
+    loop {
+        let line = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk-size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap(), 16).unwrap();
+        b = &b[line + 2..];
+        if size == 0 {
+            assert_eq!(b, b"\r\n", "the body ends with its last chunk");
+            return (sizes, payload);
+        }
+        payload.extend_from_slice(&b[..size]);
+        assert_eq!(&b[size..size + 2], b"\r\n");
+        b = &b[size + 2..];
+        sizes.push(size);
+    }
+}
+
+#[test]
+fn a_large_listing_is_streamed_in_chunks() {
+    let dir = scratch_dir("streamed-listing");
+    // More connections per worker than one chunk of the workers' listing
+    // (256), and several chunks of the answer (64 KiB).
+    let mix = Mix {
+        tcp: 0,
+        udp: 700,
+        icmp: 0,
+        exchanges: 1,
+        payload: 20,
+        keep_open: true,
+        midstream: false,
+    };
+    let sent = one_port_capture(&dir, &mix);
+    let run = Running::start(&run_args(&dir, 2, false, &[]));
+    let all_in = run.wait_until(200, |r| {
+        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
+    });
+    assert!(all_in, "ctrack did not receive the {sent} packets");
+
+    let (head, body) = raw_get(&run.api, "/rest/ip/firewall/connection");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert!(!head.contains("Content-Length"), "{head}");
+    let (sizes, payload) = dechunk(&body);
+    assert!(sizes.len() > 2, "{sizes:?}");
+    let rows: Vec<Value> = serde_json::from_slice(&payload).expect("a JSON array");
+    assert_eq!(rows.len(), 700);
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 700, "each connection listed once");
+    for w in [0, 1] {
+        assert!(rows.iter().any(|r| r["worker"] == w), "worker {w} listed");
+    }
+
+    // The CLI reads the same listing; filters, .proplist and count-only apply.
+    assert_eq!(run.table().len(), 700);
+    let (_, body) = raw_get(
+        &run.api,
+        "/rest/ip/firewall/connection?worker=1&.proplist=id,worker",
+    );
+    let picked: Vec<Value> = serde_json::from_slice(&dechunk(&body).1).unwrap();
+    let on_1 = rows.iter().filter(|r| r["worker"] == 1).count();
+    assert_eq!(picked.len(), on_1);
+    assert!(picked.iter().all(|r| r.as_object().unwrap().len() == 2));
+    let (head, body) = raw_get(&run.api, "/rest/ip/firewall/connection?count-only=yes");
+    assert!(head.contains("Content-Length: "), "{head}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        serde_json::json!({ "count": 700 })
+    );
 
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
