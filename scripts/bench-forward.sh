@@ -28,7 +28,8 @@
 #   scripts/bench-forward.sh [SECONDS]        (default 5 s per row)
 #
 # Environment: CONNS (default 1000000; halved until the memory fits),
-# WARM (default 3 s), LIST_CMD (curl | count: what the listing loop runs).
+# WARM (default 3 s), LIST_CMD (curl | count: what the listing loop runs),
+# ROUNDS (default 2: every row that many times, in turn; medians printed).
 # Figures, not assertions: the targets are printed PASS/MISS and the script
 # exits 0 either way. Ratios carry over between machines, absolute rates do not
 # (shared 2-core VMs are noisy: run it on an idle machine).
@@ -93,6 +94,8 @@ ctrack, cap, tcap, conns, mbufs, eal_mb, max_entries, secs, warm, out, list_cmd 
 conns, mbufs, max_entries = int(conns), int(mbufs), int(max_entries)
 secs, warm = float(secs), float(warm)
 npkts = 2 * conns
+ROUNDS = int(os.environ.get("ROUNDS", "2"))  # every row this many times, in turn
+LIST_PAIRS = 2  # without/with listing windows per full-path process
 STARTUP_MAX = 300  # seconds to first traffic (EAL memory + loading the capture)
 
 def eal_for(capture):
@@ -179,6 +182,12 @@ def testpmd(mode):
         log.close()
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -249,19 +258,27 @@ def ctrack_run(name, args, listing=False, capture=cap):
                        "ft_share": d("ctrack_fasttrack_packets_total") / max(1, b[1] - a[1]),
                        "tx_dropped": d("ctrack_worker_tx_dropped_total")}
         if listing:
-            lp = listing_loop(api)
-            try:
-                time.sleep(0.5)
-                pps, a, b = measure(sample, lambda: True, time.monotonic() - warm)
-            finally:
-                os.killpg(lp.pid, signal.SIGTERM)
-                lp.wait()
+            # Alternate windows with and without the listing loop in the same
+            # process, so that the cost is a ratio of neighbouring windows.
+            costs, on_pps = [], []
+            for _ in range(LIST_PAIRS):
+                off_pps, _, _ = measure(sample, lambda: True, time.monotonic() - warm)
+                lp = listing_loop(api)
+                try:
+                    time.sleep(0.5)
+                    pps, a, b = measure(sample, lambda: True, time.monotonic() - warm)
+                finally:
+                    os.killpg(lp.pid, signal.SIGTERM)
+                    lp.wait()
+                costs.append(1 - pps / off_pps)
+                on_pps.append(pps)
             lists = []
             for line in open(f"{out}/listing.log"):
                 f = line.split()
                 if len(f) == 2:
                     lists.append((int(f[0]), float(f[1])))
-            res["listing"] = {"pps": pps, "entries": b[2].get("ctrack_conntrack_entries", 0),
+            res["listing"] = {"pps": median(on_pps), "cost": median(costs), "costs": costs,
+                              "entries": b[2].get("ctrack_conntrack_entries", 0),
                               "lists": lists}
         return res
     finally:
@@ -269,48 +286,60 @@ def ctrack_run(name, args, listing=False, capture=cap):
         log.close()
 
 
-rows, notes = {}, []
-for mode in ("io", "macswap", "5tswap"):
-    try:
-        rows[f"testpmd {mode}"] = testpmd(mode)["pps"]
-    except Exception as e:  # a failed row is reported, the others still run
-        notes.append(str(e))
-for name, args, listing, capture in (
-        ("off", ["--set", "enabled=no"], False, cap),
-        ("full", [], True, cap),
-        ("fasttrack", ["--fasttrack", "established"], False, cap),
-        ("tcp-full", [], False, tcap),
-        ("tcp-fasttrack", ["--fasttrack", "established"], False, tcap)):
-    try:
-        r = ctrack_run(name, args, listing, capture)
-    except Exception as e:
-        notes.append(str(e))
-        continue
-    label = {"off": "ctrack tracking off", "full": "ctrack full path",
-             "fasttrack": "ctrack FastTrack", "tcp-full": "ctrack TCP full path",
-             "tcp-fasttrack": "ctrack TCP FastTrack"}[name]
-    rows[label] = r["full"]["pps"]
-    if name != "off":
-        notes.append(f"{label}: {int(r['full']['entries'])} live connections, "
-                     f"{100 * r['full']['ft_share']:.0f}% of packets fast-tracked")
-    if "listing" in r:
-        rows["ctrack full + API list"] = r["listing"]["pps"]
-        ls = r["listing"]["lists"]
-        if ls:
-            notes.append(f"API listing: {len(ls)} complete listings of {ls[0][0] / 1e6:.0f} MB "
-                         f"({int(r['listing']['entries'])} connections), "
-                         f"{sum(t for _, t in ls) / len(ls):.1f} s each")
-        else:
-            notes.append("API listing: no listing completed within the row's window "
-                         f"(see {out}/listing.log)")
+# Every row ROUNDS times, the rows in turn (a slow spell of the shared
+# machine then hits every row once, not one row every time); each row's
+# figure is the median of its rounds, and the spread is printed.
+runs, notes, extra = {}, [], {}
+configs = [
+    ("off", ["--set", "enabled=no"], False, cap, "ctrack tracking off"),
+    ("full", [], True, cap, "ctrack full path"),
+    ("fasttrack", ["--fasttrack", "established"], False, cap, "ctrack FastTrack"),
+    ("tcp-full", [], False, tcap, "ctrack TCP full path"),
+    ("tcp-fasttrack", ["--fasttrack", "established"], False, tcap, "ctrack TCP FastTrack"),
+]
+order = [f"testpmd {m}" for m in ("io", "macswap", "5tswap")] + [c[4] for c in configs]
+for rnd in range(ROUNDS):
+    for mode in ("io", "macswap", "5tswap"):
+        try:
+            runs.setdefault(f"testpmd {mode}", []).append(testpmd(mode)["pps"])
+        except Exception as e:  # a failed row is reported, the others still run
+            notes.append(str(e))
+    for name, args, listing, capture, label in configs:
+        try:
+            r = ctrack_run(name, args, listing, capture)
+        except Exception as e:
+            notes.append(str(e))
+            continue
+        runs.setdefault(label, []).append(r["full"]["pps"])
+        if rnd == 0 and name != "off":
+            notes.append(f"{label}: {int(r['full']['entries'])} live connections, "
+                         f"{100 * r['full']['ft_share']:.0f}% of packets fast-tracked")
+        if "listing" in r:
+            L = r["listing"]
+            runs.setdefault("ctrack full + API list", []).append(L["pps"])
+            extra.setdefault("list_costs", []).extend(L["costs"])
+            ls = L["lists"]
+            if ls and rnd == 0:
+                notes.append(f"API listing: {len(ls)} complete listings of {ls[0][0] / 1e6:.0f} MB "
+                             f"({int(L['entries'])} connections), "
+                             f"{sum(t for _, t in ls) / len(ls):.1f} s each")
+            elif not ls:
+                notes.append("API listing: no listing completed within a window "
+                             f"(see {out}/listing.log)")
+order.insert(order.index("ctrack full path") + 1, "ctrack full + API list")
+rows = {k: median(runs[k]) for k in order if runs.get(k)}
+spread = {k: (min(runs[k]), max(runs[k])) for k in rows}
 
 mac, full = rows.get("testpmd macswap"), rows.get("ctrack full path")
 ratio = lambda a, b: f"{a / b:.2f}" if a and b else "n/a"
-print(f"\n{'row':<24} {'Mpps':>7} {'vs macswap':>11} {'vs full path':>13}")
+print(f"\n{ROUNDS} round(s); Mpps is the median of the rounds, range = min-max")
+print(f"{'row':<24} {'Mpps':>7} {'range':>13} {'vs macswap':>11} {'vs full path':>13}")
 for name, v in rows.items():
     # TCP rows are compared with the TCP full path, the others with UDP's.
     base = rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else full
-    print(f"{name:<24} {v / 1e6:>7.2f} {ratio(v, mac):>11} {ratio(v, base):>13}")
+    lo, hi = spread[name]
+    rng = f"{lo / 1e6:.2f}-{hi / 1e6:.2f}"
+    print(f"{name:<24} {v / 1e6:>7.2f} {rng:>13} {ratio(v, mac):>11} {ratio(v, base):>13}")
 
 
 def target(label, ok, text):
@@ -327,11 +356,16 @@ target("tracking on >= 0.5x testpmd macswap", full / mac >= 0.5 if full and mac 
 # and UDP is shown beside it.
 target("FastTrack >= 1.3x full path (TCP)", tft / tfull >= 1.3 if tft and tfull else None,
        f"{ratio(tft, tfull)}x (UDP: {ratio(ft, full)}x)")
-cost = (1 - lst / full) if lst and full else None
+# The listing's cost: the median over every pair of neighbouring windows
+# (without, then with the listing loop) in the full-path processes.
+lc = extra.get("list_costs", [])
+cost = median(lc) if lc else None
 target("listing all connections costs <= 5%", cost <= 0.05 if cost is not None else None,
-       f"{100 * cost:.1f}% of full-path throughput" if cost is not None else "n/a")
+       f"{100 * cost:.1f}% of full-path throughput (median of {len(lc)} window pairs: "
+       + ", ".join(f"{100 * c:.1f}%" for c in lc) + ")" if cost is not None else "n/a")
 for n in notes:
     print(f"note: {n}")
-json.dump({"conns": conns, "secs": secs, "warm": warm, "pps": rows, "notes": notes},
+json.dump({"conns": conns, "secs": secs, "warm": warm, "rounds": ROUNDS, "pps": rows,
+           "runs": runs, "list_costs": lc, "notes": notes},
           open(f"{out}/forward.json", "w"), indent=1)
 PY
