@@ -183,7 +183,8 @@ pub struct Shard {
 
 /// Which connections are fast-tracked automatically. Until firewall rules
 /// exist (RouterOS marks connections with an `action=fasttrack-connection`
-/// rule), this setting stands in for that rule; see `docs/fasttrack.md`.
+/// rule), this setting stands in for that rule; see `docs/dataplane.md`
+/// (FastTrack).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FastTrackMode {
