@@ -998,10 +998,11 @@ impl Shard {
         pkt: &FlowRepr,
     ) -> Verdict {
         let loose = self.settings.loose_tcp_tracking;
-        let old_timeout = self.timeout_of(self.e(i));
         match (self.e(i).proto, &pkt.l4) {
             (ProtoState::Tcp(mut conn), L4::Tcp(info)) => match conn.handle(dir, info, loose) {
                 TcpResult::Accept(o) => {
+                    // The entry still holds the old state (`conn` is a copy).
+                    let old_timeout = self.timeout_of(self.e(i));
                     self.account(i, now, dir, pkt.ip_len, true);
                     let e = self.e_mut(i);
                     e.proto = ProtoState::Tcp(conn);
