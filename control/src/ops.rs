@@ -135,6 +135,14 @@ pub trait Dataplane: Send + Sync {
     fn metrics(&self) -> MetricsSnapshot;
 }
 
+/// Refuses a filter naming an unknown property (before any walk).
+pub fn check_filter_properties(filter: &[(String, String)]) -> Result<(), OpsError> {
+    for (p, _) in filter {
+        dataplane::conntrack::snapshot::check_property(p)?;
+    }
+    Ok(())
+}
+
 /// How many connections match `filter`, by walking them (nothing is kept).
 pub fn count_by_walking<D: Dataplane + ?Sized>(
     dp: &D,
@@ -198,9 +206,7 @@ impl Dataplane for FakeDataplane {
         filter: &[(String, String)],
         visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
     ) -> Result<(), OpsError> {
-        for (p, _) in filter {
-            dataplane::conntrack::snapshot::check_property(p)?;
-        }
+        check_filter_properties(filter)?;
         // One row at a time, the lock not held while visiting: like the
         // workers' chunks, a slow visitor holds nothing.
         for i in 0.. {

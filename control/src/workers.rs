@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
-    count_by_walking,
+    check_filter_properties, count_by_walking,
 };
 
 /// How long the control thread waits for a worker's answer.
@@ -149,9 +149,7 @@ impl Dataplane for WorkerSet {
         visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
     ) -> Result<(), OpsError> {
         // Reject an unknown property before walking the table.
-        for (p, _) in filter {
-            dataplane::conntrack::snapshot::check_property(p)?;
-        }
+        check_filter_properties(filter)?;
         let mut buf = Vec::with_capacity(LIST_CHUNK_MAX);
         for w in 0..self.workers.len() {
             if self.list_worker(w, filter, &mut buf, visit)?.is_break() {

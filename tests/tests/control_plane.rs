@@ -60,6 +60,18 @@ fn key(e: &Value) -> String {
     )
 }
 
+/// Runs ctrack (2 workers) over a one-port capture of `mix` and waits until
+/// it received every packet; returns it and the packet count.
+fn run_capture(dir: &Path, mix: &Mix) -> (Running, usize) {
+    let sent = one_port_capture(dir, mix);
+    let run = Running::start(&run_args(dir, 2, false, &[]));
+    let all_in = run.wait_until(200, |r| {
+        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
+    });
+    assert!(all_in, "ctrack did not receive the {sent} packets");
+    (run, sent)
+}
+
 #[test]
 fn api_table_and_metrics_match_replay_of_the_same_capture() {
     let dir = scratch_dir("api-vs-replay");
@@ -72,12 +84,7 @@ fn api_table_and_metrics_match_replay_of_the_same_capture() {
         keep_open: true,
         midstream: false,
     };
-    let sent = one_port_capture(&dir, &mix);
-    let run = Running::start(&run_args(&dir, 2, false, &[]));
-    let all_in = run.wait_until(200, |r| {
-        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
-    });
-    assert!(all_in, "ctrack did not receive the {sent} packets");
+    let (run, sent) = run_capture(&dir, &mix);
     let api = run.table();
 
     let replay = ctrack(&[
@@ -345,12 +352,7 @@ fn a_large_listing_is_streamed_in_chunks() {
         keep_open: true,
         midstream: false,
     };
-    let sent = one_port_capture(&dir, &mix);
-    let run = Running::start(&run_args(&dir, 2, false, &[]));
-    let all_in = run.wait_until(200, |r| {
-        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
-    });
-    assert!(all_in, "ctrack did not receive the {sent} packets");
+    let (run, _) = run_capture(&dir, &mix);
 
     let (head, body) = raw_get(&run.api, "/rest/ip/firewall/connection");
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
