@@ -22,6 +22,7 @@ ctrack_need_packages() {
             curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
             ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
             ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;
+            valgrind) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Instructions per packet in Shard::handle_burst, counted by callgrind: a
+# deterministic measure of the table's compute (in cache), immune to this
+# shared VM's noise, for A/B-ing code changes. Four cases: UDP and TCP
+# established connections, full path and FastTrack; FastTrack is printed as a
+# ratio to the full path of the same protocol. See docs/benchmarks.md.
+#
+#   scripts/bench-icount.sh          (~1 minute; installs valgrind if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+ctrack_need_packages valgrind
+
+cargo build --release -q -p dataplane --no-default-features --example icount
+bin=${CARGO_TARGET_DIR:-target}/release/examples/icount
+out=out/bench
+mkdir -p "$out"
+count() { # proto path -> instructions per timed packet
+    local f="$out/callgrind.$1-$2"
+    valgrind --tool=callgrind --callgrind-out-file="$f" \
+        --toggle-collect='dataplane::conntrack::table::Shard::handle_burst' \
+        "$bin" "$1" "$2" >"$f.log" 2>&1
+    local ir pkts
+    ir=$(awk '/Collected :/ {print $NF}' "$f.log")
+    pkts=$(awk '/packets through handle_burst/ {print $1}' "$f.log")
+    python3 -c "print(f'{$ir / $pkts:.0f}')"
+}
+echo "instructions per packet in Shard::handle_burst (1024 established connections, in cache)"
+printf '%-6s %10s %10s %10s\n' proto full fasttrack ratio
+for p in udp tcp; do
+    full=$(count "$p" full)
+    ft=$(count "$p" fasttrack)
+    printf '%-6s %10s %10s %10s\n' "$p" "$full" "$ft" "$(python3 -c "print(f'{$ft / $full:.2f}')")"
+done
+echo "(callgrind profiles: $out/callgrind.*; callgrind_annotate --auto=yes FILE shows where)"
