@@ -434,11 +434,17 @@ impl Shard {
 
     // ---- index -----------------------------------------------------------
 
+    /// The key's primary bucket (see [`Shard::buckets_of`]).
+    #[inline]
+    fn primary_of(&self, h: u64) -> usize {
+        ((u128::from(h) * self.buckets.len() as u128) >> 64) as usize
+    }
+
     /// The key's two candidate buckets: primary and secondary (never equal).
     #[inline]
     fn buckets_of(&self, h: u64) -> (usize, usize) {
         let nb = self.buckets.len() as u128;
-        let b1 = ((u128::from(h) * nb) >> 64) as usize;
+        let b1 = self.primary_of(h);
         let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         let mut b2 = ((u128::from(h2) * nb) >> 64) as usize;
         if b2 == b1 {
@@ -482,14 +488,14 @@ impl Shard {
     #[inline]
     fn find(&self, key: &Key, h: u64, flipped: bool) -> Option<(u32, Dir)> {
         let sig = sig_of(h);
-        let (b1, b2) = self.buckets_of(h);
+        let b1 = self.primary_of(h);
         if let Some(hit) = self.scan(b1, sig, key, flipped) {
             return Some(hit);
         }
         if self.buckets[b1].overflow == 0 {
             return None;
         }
-        self.scan(b2, sig, key, flipped)
+        self.scan(self.buckets_of(h).1, sig, key, flipped)
     }
 
     /// [`Shard::find`] for a key not yet canonicalised.
@@ -864,15 +870,14 @@ impl Shard {
             if j < n {
                 let p = self.prepare(&pkts[j]);
                 if let Prep::Lookup { hash, .. } = p {
-                    prefetch(&self.buckets[self.buckets_of(hash).0]);
+                    prefetch(&self.buckets[self.primary_of(hash)]);
                 }
                 pipe[j % PIPE] = p;
             }
             if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
                 && let Prep::Lookup { hash, .. } = pipe[k % PIPE]
             {
-                let (b1, b2) = self.buckets_of(hash);
-                let b = &self.buckets[b1];
+                let b = &self.buckets[self.primary_of(hash)];
                 let mut m = b.sig_mask(sig_of(hash));
                 while m != 0 && b.idx[m.trailing_zeros() as usize] == EMPTY {
                     m &= m - 1;
@@ -880,7 +885,7 @@ impl Shard {
                 if m != 0 {
                     prefetch_all(self.e(b.idx[m.trailing_zeros() as usize] >> 1));
                 } else if b.overflow != 0 {
-                    prefetch(&self.buckets[b2]);
+                    prefetch(&self.buckets[self.buckets_of(hash).1]);
                 }
             }
             if let Some(k) = j.checked_sub(2 * D) {
