@@ -615,11 +615,11 @@ mod tests {
         }
         // A size line that does not end is not read without bound: refused
         // once the decoder's buffer is full, while the connection is open.
+        // (Unbounded, the read would wait on the open connection and end in
+        // a timeout, not in this error.)
         let url = serve_once(chunked(&"1".repeat(1 << 20)), true);
-        let t = std::time::Instant::now();
         let e = Client::new(&url, None).get(CONNECTION).unwrap_err();
         assert!(e.to_string().contains("malformed"), "{e}");
-        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     }
 
     #[test]

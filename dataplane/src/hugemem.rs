@@ -50,14 +50,10 @@ impl<T: Copy> HugeSlice<T> {
             handle_alloc_error(layout)
         };
         if huge {
+            // Failure (e.g. THP disabled) leaves ordinary pages: ignored.
             // SAFETY: `raw..raw + bytes` is the allocation just made, 2 MiB
-            // aligned (so page aligned, as madvise requires); the advice
-            // changes how pages are backed, never their contents, and the
-            // memory is not yet initialised anyway. Failure (e.g. THP
-            // disabled) leaves ordinary pages: ignored on purpose.
-            unsafe {
-                libc::madvise(raw.cast(), bytes, libc::MADV_HUGEPAGE);
-            }
+            // (so page) aligned; the advice never changes contents.
+            unsafe { libc::madvise(raw.cast(), bytes, libc::MADV_HUGEPAGE) };
         }
         for i in 0..len {
             // SAFETY: `i < len` and the allocation holds `len` `T`s, aligned
