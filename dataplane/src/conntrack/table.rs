@@ -117,16 +117,25 @@ impl Bucket {
         overflow: 0,
     };
 
-    /// Bit `w` set for each way whose signature is `sig` (empty ways
-    /// included: callers check the slot). A fixed-size compare that the
-    /// compiler turns into SIMD instead of a branch per way.
+    /// The occupied slots whose signature is `sig`, in way order. The ten
+    /// signatures are compared at once (a fixed-size compare the compiler
+    /// turns into SIMD) instead of with a branch per way.
     #[inline]
-    fn sig_mask(&self, sig: u16) -> u32 {
-        let mut m = 0;
+    fn candidates(&self, sig: u16) -> impl Iterator<Item = u32> + '_ {
+        let mut m = 0u32;
         for w in 0..WAYS {
             m |= u32::from(self.sig[w] == sig) << w;
         }
-        m
+        core::iter::from_fn(move || {
+            while m != 0 {
+                let w = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if self.idx[w] != EMPTY {
+                    return Some(self.idx[w]);
+                }
+            }
+            None
+        })
     }
 }
 
@@ -223,6 +232,11 @@ struct Hashed {
     flipped: bool,
 }
 
+/// One arena chunk's fasttrack counters.
+fn new_ft_chunk() -> Box<[FtSlot]> {
+    vec![FtSlot::default(); CHUNK].into_boxed_slice()
+}
+
 #[inline]
 fn sig_of(h: u64) -> u16 {
     h as u16
@@ -276,9 +290,7 @@ impl Shard {
         match mode {
             FastTrackMode::Established => {
                 for slot in &mut self.ft {
-                    if slot.is_none() {
-                        *slot = Some(vec![FtSlot::default(); CHUNK].into_boxed_slice());
-                    }
+                    slot.get_or_insert_with(new_ft_chunk);
                 }
             }
             FastTrackMode::No => {
@@ -297,8 +309,8 @@ impl Shard {
             return;
         }
         let base = self.e(i).counters();
-        if let Some(Some(ft)) = self.ft.get_mut((i >> CHUNK_SHIFT) as usize) {
-            ft[i as usize & (CHUNK - 1)].base = base;
+        if let Some(slot) = self.ft_slot_mut(i) {
+            slot.base = base;
         }
         self.e_mut(i).flags |= flag::FASTTRACK;
     }
@@ -309,11 +321,21 @@ impl Shard {
         if !e.has(flag::FASTTRACK) {
             return;
         }
-        if let Some(Some(ft)) = self.ft.get_mut((i >> CHUNK_SHIFT) as usize) {
-            let slot = &mut ft[i as usize & (CHUNK - 1)];
+        if let Some(slot) = self.ft_slot_mut(i) {
             slot.done = slot.read(&e);
         }
         self.e_mut(i).flags &= !flag::FASTTRACK;
+    }
+
+    /// Entry `i`'s fasttrack counters, if its chunk has them.
+    fn ft_slot(&self, i: u32) -> Option<&FtSlot> {
+        let (c, o) = Self::at(i);
+        self.ft.get(c)?.as_ref().map(|ft| &ft[o])
+    }
+
+    fn ft_slot_mut(&mut self, i: u32) -> Option<&mut FtSlot> {
+        let (c, o) = Self::at(i);
+        self.ft.get_mut(c)?.as_mut().map(|ft| &mut ft[o])
     }
 
     pub fn fasttrack_mode(&self) -> FastTrackMode {
@@ -374,24 +396,44 @@ impl Shard {
 
     // ---- arena -----------------------------------------------------------
 
+    /// Entry `i`'s chunk and its position in it (in `chunks`, `colds` and
+    /// `ft` alike).
+    #[inline]
+    fn at(i: u32) -> (usize, usize) {
+        ((i >> CHUNK_SHIFT) as usize, i as usize & (CHUNK - 1))
+    }
+
     #[inline]
     fn e(&self, i: u32) -> &Entry {
-        &self.chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+        let (c, o) = Self::at(i);
+        &self.chunks[c][o]
     }
 
     #[inline]
     fn e_mut(&mut self, i: u32) -> &mut Entry {
-        &mut self.chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+        let (c, o) = Self::at(i);
+        &mut self.chunks[c][o]
     }
 
     #[inline]
     fn c(&self, i: u32) -> &Cold {
-        &self.colds[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+        let (c, o) = Self::at(i);
+        &self.colds[c][o]
     }
 
     #[inline]
     fn c_mut(&mut self, i: u32) -> &mut Cold {
-        &mut self.colds[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+        let (c, o) = Self::at(i);
+        &mut self.colds[c][o]
+    }
+
+    /// Puts entry `i` (no longer in the index or the wheel) on the free list.
+    fn push_free(&mut self, i: u32) {
+        let free_head = self.free_head;
+        let c = self.c_mut(i);
+        c.next = free_head;
+        c.prev = NIL;
+        self.free_head = i;
     }
 
     fn alloc(&mut self) -> Option<u32> {
@@ -409,8 +451,7 @@ impl Shard {
             let len = CHUNK.min((self.max_entries - self.high_water) as usize);
             self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
             self.colds.push(HugeSlice::new(len, Cold::EMPTY));
-            let ft = (self.fasttrack == FastTrackMode::Established)
-                .then(|| vec![FtSlot::default(); CHUNK].into_boxed_slice());
+            let ft = (self.fasttrack == FastTrackMode::Established).then(new_ft_chunk);
             self.ft.push(ft);
         }
         let i = self.high_water;
@@ -465,16 +506,11 @@ impl Shard {
 
     #[inline]
     fn scan(&self, b: usize, sig: u16, key: &Key, flipped: bool) -> Option<(u32, Dir)> {
-        let bucket = &self.buckets[b];
-        let mut m = bucket.sig_mask(sig);
-        while m != 0 {
-            let w = m.trailing_zeros() as usize;
-            m &= m - 1;
-            let v = bucket.idx[w];
+        for v in self.buckets[b].candidates(sig) {
             // The slot's canonical key is the entry's key in direction
             // `v & 1`; the packet's key is that one, or its reply if flipped.
             let d = (v & 1) ^ u32::from(flipped);
-            if v != EMPTY && self.key_in_dir(v >> 1, d) == *key {
+            if self.key_in_dir(v >> 1, d) == *key {
                 let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
                 return Some((v >> 1, dir));
             }
@@ -677,19 +713,14 @@ impl Shard {
         let (c, flipped) = self.e(i).key.canonical();
         self.index_remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
         self.wheel_unlink(i);
-        let chunk = (i >> CHUNK_SHIFT) as usize;
-        if let Some(Some(ft)) = self.ft.get_mut(chunk) {
-            ft[i as usize & (CHUNK - 1)] = FtSlot::default();
+        if let Some(slot) = self.ft_slot_mut(i) {
+            *slot = FtSlot::default();
         }
-        let free_head = self.free_head;
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         e.flags = 0;
         e.generation = e.generation.wrapping_add(1);
-        let c = self.c_mut(i);
-        c.next = free_head;
-        c.prev = NIL;
-        self.free_head = i;
+        self.push_free(i);
         self.live -= 1;
         self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
     }
@@ -827,7 +858,7 @@ impl Shard {
 
     #[inline]
     fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
-        let (ci, ei) = ((i >> CHUNK_SHIFT) as usize, i as usize & (CHUNK - 1));
+        let (ci, ei) = Self::at(i);
         let e = &mut self.chunks[ci][ei];
         if refresh && e.window_rolls(now) {
             // Once per connection and second at most: the cold part.
@@ -878,12 +909,8 @@ impl Shard {
                 && let Prep::Lookup { hash, .. } = pipe[k % PIPE]
             {
                 let b = &self.buckets[self.primary_of(hash)];
-                let mut m = b.sig_mask(sig_of(hash));
-                while m != 0 && b.idx[m.trailing_zeros() as usize] == EMPTY {
-                    m &= m - 1;
-                }
-                if m != 0 {
-                    prefetch_all(self.e(b.idx[m.trailing_zeros() as usize] >> 1));
+                if let Some(v) = b.candidates(sig_of(hash)).next() {
+                    prefetch_all(self.e(v >> 1));
                 } else if b.overflow != 0 {
                     prefetch(&self.buckets[self.buckets_of(hash).1]);
                 }
@@ -1135,10 +1162,8 @@ impl Shard {
     }
 
     fn insert_failed(&mut self, i: u32) -> Verdict {
-        let free_head = self.free_head;
         self.e_mut(i).flags = 0;
-        self.c_mut(i).next = free_head;
-        self.free_head = i;
+        self.push_free(i);
         self.stats.insert_failed += 1;
         self.count(Verdict::Dropped(DropReason::IndexFull))
     }
@@ -1217,12 +1242,7 @@ impl Shard {
     fn raw_of(&self, i: u32, now: Instant) -> RawConn {
         let e = self.e(i);
         let c = self.c(i);
-        let ft = self
-            .ft
-            .get((i >> CHUNK_SHIFT) as usize)
-            .and_then(|c| c.as_ref())
-            .map(|c| c[i as usize & (CHUNK - 1)].read(e))
-            .unwrap_or_default();
+        let ft = self.ft_slot(i).map(|s| s.read(e)).unwrap_or_default();
         let deadline = self.deadline_of(e);
         RawConn {
             entry: *e,
@@ -1334,10 +1354,9 @@ impl Shard {
         let Some(i) = self.resolve_id(id) else {
             return false;
         };
-        let chunk = (i >> CHUNK_SHIFT) as usize;
         if on {
-            if let Some(slot @ None) = self.ft.get_mut(chunk) {
-                *slot = Some(vec![FtSlot::default(); CHUNK].into_boxed_slice());
+            if let Some(slot) = self.ft.get_mut(Self::at(i).0) {
+                slot.get_or_insert_with(new_ft_chunk);
             }
             self.ft_mark(i);
         } else {
