@@ -151,10 +151,12 @@ const _: () = assert!(PIPE.is_power_of_two() && PIPE > 2 * PREFETCH_DIST);
 #[derive(Clone, Copy)]
 enum Prep {
     /// `key` is the packet's own key; `hash` is the hash of its canonical
-    /// form, and `flipped` says that the canonical form is `key.reply()`.
+    /// form, `bucket` its primary bucket, and `flipped` says that the
+    /// canonical form is `key.reply()`.
     Lookup {
         key: Key,
         hash: u64,
+        bucket: u32,
         flipped: bool,
         related: bool,
     },
@@ -519,12 +521,11 @@ impl Shard {
     }
 
     /// Finds the entry (and the direction) of `key`, whose canonical form
-    /// hashes to `h` (`flipped`: see [`Prep::Lookup`]): the primary bucket,
+    /// hashes to `h` with primary bucket `b1` (`flipped`: see [`Prep::Lookup`]): the primary bucket,
     /// and the secondary only if some key of this primary lives there.
     #[inline]
-    fn find(&self, key: &Key, h: u64, flipped: bool) -> Option<(u32, Dir)> {
+    fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
         let sig = sig_of(h);
-        let b1 = self.primary_of(h);
         if let Some(hit) = self.scan(b1, sig, key, flipped) {
             return Some(hit);
         }
@@ -537,7 +538,8 @@ impl Shard {
     /// [`Shard::find`] for a key not yet canonicalised.
     fn find_key(&self, key: &Key) -> Option<(u32, Dir)> {
         let (c, flipped) = key.canonical();
-        self.find(key, c.hash(&self.seed), flipped)
+        let h = c.hash(&self.seed);
+        self.find(key, h, self.primary_of(h), flipped)
     }
 
     fn free_way(&self, b: usize) -> Option<usize> {
@@ -814,9 +816,11 @@ impl Shard {
         }
         let lookup = |key: Key, related: bool| {
             let (c, flipped) = key.canonical();
+            let hash = c.hash(&self.seed);
             Prep::Lookup {
                 key,
-                hash: c.hash(&self.seed),
+                hash,
+                bucket: self.primary_of(hash) as u32,
                 flipped,
                 related,
             }
@@ -900,15 +904,15 @@ impl Shard {
         for j in 0..n + 2 * D {
             if j < n {
                 let p = self.prepare(&pkts[j]);
-                if let Prep::Lookup { hash, .. } = p {
-                    prefetch(&self.buckets[self.primary_of(hash)]);
+                if let Prep::Lookup { bucket, .. } = p {
+                    prefetch(&self.buckets[bucket as usize]);
                 }
                 pipe[j % PIPE] = p;
             }
             if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
-                && let Prep::Lookup { hash, .. } = pipe[k % PIPE]
+                && let Prep::Lookup { hash, bucket, .. } = pipe[k % PIPE]
             {
-                let b = &self.buckets[self.primary_of(hash)];
+                let b = &self.buckets[bucket as usize];
                 if let Some(v) = b.candidates(sig_of(hash)).next() {
                     prefetch_all(self.e(v >> 1));
                 } else if b.overflow != 0 {
@@ -923,18 +927,19 @@ impl Shard {
     }
 
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep) -> Verdict {
-        let (key, hash, flipped, related) = match prep {
+        let (key, hash, bucket, flipped, related) = match prep {
             Prep::Done(v) => return self.count(v),
             Prep::Lookup {
                 key,
                 hash,
+                bucket,
                 flipped,
                 related,
-            } => (key, hash, flipped, related),
+            } => (key, hash, bucket as usize, flipped, related),
         };
         let hk = Hashed { hash, flipped };
         self.start_clock(now);
-        let found = self.find(&key, hash, flipped);
+        let found = self.find(&key, hash, bucket, flipped);
         if related {
             return match found {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
