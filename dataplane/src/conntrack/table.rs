@@ -521,8 +521,9 @@ impl Shard {
     }
 
     /// Finds the entry (and the direction) of `key`, whose canonical form
-    /// hashes to `h` with primary bucket `b1` (`flipped`: see [`Prep::Lookup`]): the primary bucket,
-    /// and the secondary only if some key of this primary lives there.
+    /// hashes to `h`, in primary bucket `b1` (`flipped`: see
+    /// [`Prep::Lookup`]): the primary bucket, and the secondary only if some
+    /// key of this primary lives there.
     #[inline]
     fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
         let sig = sig_of(h);
