@@ -168,22 +168,14 @@ pub fn apply_changes(
     Ok(next)
 }
 
-/// Keeps the rows matching every filter; an unknown property is an error.
-pub fn filter_rows(
-    rows: Vec<ConnSnapshot>,
-    filter: &[(String, String)],
-) -> Result<Vec<ConnSnapshot>, OpsError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut keep = true;
-        for (p, v) in filter {
-            keep &= r.matches(p, v)?;
-        }
-        if keep {
-            out.push(r);
-        }
+/// Whether `row` matches every `(property, value)` of `filter`. Every pair
+/// is checked, so a malformed value is an error whatever the others say.
+pub fn matches_filter(row: &ConnSnapshot, filter: &[(String, String)]) -> Result<bool, OpsError> {
+    let mut keep = true;
+    for (p, v) in filter {
+        keep &= row.matches(p, v)?;
     }
-    Ok(out)
+    Ok(keep)
 }
 
 /// An in-memory [`Dataplane`] for tests of the API, metrics and CLI: a fixed
@@ -218,11 +210,7 @@ impl Dataplane for FakeDataplane {
             let Some(row) = self.rows.lock().get(i).cloned() else {
                 break;
             };
-            let mut keep = true;
-            for (p, v) in filter {
-                keep &= row.matches(p, v)?;
-            }
-            if keep && visit(row).is_break() {
+            if matches_filter(&row, filter)? && visit(row).is_break() {
                 break;
             }
         }

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
-    check_filter_properties, count_by_walking,
+    check_filter_properties, count_by_walking, matches_filter,
 };
 
 /// How long the control thread waits for a worker's answer.
@@ -98,11 +98,7 @@ impl WorkerSet {
             *buf = chunk.rows;
             for raw in buf.iter() {
                 let row = raw.snapshot();
-                let mut keep = true;
-                for (p, v) in filter {
-                    keep &= row.matches(p, v)?;
-                }
-                if keep && visit(row).is_break() {
+                if matches_filter(&row, filter)? && visit(row).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
             }
