@@ -957,8 +957,8 @@ fn list(query: &str, dp: &Arc<dyn Dataplane>) -> Answer {
 /// A listing's body, `[row,row,...]`, written row by row as the dataplane
 /// visits them: each row exactly as `serde_json` writes a [`ConnSnapshot`]
 /// (or its `.proplist` pick), so the document is byte for byte the one the
-/// whole array would give. One row is encoded at a time, into one reused
-/// buffer; nothing else is kept.
+/// whole array would give. Rows are encoded straight into the body, whose
+/// one chunk buffer is all the memory a listing takes.
 fn write_rows(
     dp: &dyn Dataplane,
     filter: &[(String, String)],
@@ -966,27 +966,15 @@ fn write_rows(
     out: &mut dyn Write,
 ) -> Result<(), StreamError> {
     out.write_all(b"[")?;
-    let mut row_buf = Vec::with_capacity(1024);
     let mut first = true;
     let mut stopped = None;
     let walked = dp.for_each_connection(filter, &mut |row| {
-        row_buf.clear();
-        if !first {
-            row_buf.push(b',');
-        }
+        let sep: &[u8] = if first { b"" } else { b"," };
         first = false;
-        let encoded = match proplist {
-            None => serde_json::to_writer(&mut row_buf, &row),
-            Some(props) => serde_json::to_writer(&mut row_buf, &pick(&row, props)),
-        };
-        let written = match encoded {
-            Ok(()) => out.write_all(&row_buf).map_err(StreamError::Io),
-            Err(e) => Err(StreamError::Failed(Reply::error(
-                500,
-                format!("cannot encode the answer: {e}"),
-                String::new(),
-            ))),
-        };
+        let written = out
+            .write_all(sep)
+            .map_err(StreamError::Io)
+            .and_then(|()| encode_row(out, &row, proplist));
         match written {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
@@ -1001,6 +989,29 @@ fn write_rows(
     walked.map_err(|e| StreamError::Failed(ops_error(e)))?;
     out.write_all(b"]")?;
     Ok(())
+}
+
+/// One row of a listing, straight into the (buffered) body.
+fn encode_row(
+    out: &mut dyn Write,
+    row: &ConnSnapshot,
+    proplist: Option<&[String]>,
+) -> Result<(), StreamError> {
+    let encoded = match proplist {
+        None => serde_json::to_writer(&mut *out, row),
+        Some(props) => serde_json::to_writer(&mut *out, &pick(row, props)),
+    };
+    encoded.map_err(|e| {
+        if e.is_io() {
+            StreamError::Io(e.into())
+        } else {
+            StreamError::Failed(Reply::error(
+                500,
+                format!("cannot encode the answer: {e}"),
+                String::new(),
+            ))
+        }
+    })
 }
 
 /// The `.proplist` properties of a row, in that order.
