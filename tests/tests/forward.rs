@@ -159,70 +159,41 @@ fn bad_eal_argument_is_a_clear_error() {
     );
 }
 
+/// `ctrack run [run_args] --duration 1s -- <a small EAL> [eal_extra]`.
+fn short_run(run_args: &[&'static str], eal_extra: &[&'static str]) -> Vec<&'static str> {
+    let mut a = vec!["run"];
+    a.extend_from_slice(run_args);
+    a.extend_from_slice(&["--duration", "1s", "--"]);
+    a.extend_from_slice(&[
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-pci",
+        "--no-shconf",
+        "-l",
+        "0",
+    ]);
+    a.extend_from_slice(eal_extra);
+    a
+}
+
 #[test]
 fn no_port_is_a_clear_error() {
-    run_expecting_error(
-        &[
-            "run",
-            "--duration",
-            "1s",
-            "--",
-            "--no-huge",
-            "-m",
-            "256",
-            "--no-pci",
-            "--no-shconf",
-            "-l",
-            "0",
-        ],
-        "no DPDK port",
-    );
+    run_expecting_error(&short_run(&[], &[]), "no DPDK port");
 }
 
 #[test]
 fn odd_port_count_is_a_clear_error() {
-    run_expecting_error(
-        &[
-            "run",
-            "--duration",
-            "1s",
-            "--",
-            "--no-huge",
-            "-m",
-            "256",
-            "--no-pci",
-            "--no-shconf",
-            "-l",
-            "0",
-            "--vdev",
-            "net_ring0",
-        ],
-        "even number",
-    );
+    run_expecting_error(&short_run(&[], &["--vdev", "net_ring0"]), "even number");
 }
 
 #[test]
 fn a_port_that_does_not_exist_is_a_clear_error() {
     run_expecting_error(
-        &[
-            "run",
-            "--ports",
-            "0,5",
-            "--duration",
-            "1s",
-            "--",
-            "--no-huge",
-            "-m",
-            "256",
-            "--no-pci",
-            "--no-shconf",
-            "-l",
-            "0",
-            "--vdev",
-            "net_ring0",
-            "--vdev",
-            "net_ring1",
-        ],
+        &short_run(
+            &["--ports", "0,5"],
+            &["--vdev", "net_ring0", "--vdev", "net_ring1"],
+        ),
         "port 5 does not exist",
     );
 }
