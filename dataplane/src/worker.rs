@@ -32,7 +32,7 @@ use crate::conntrack::{
 };
 use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
-use crate::packet::parse_ethernet;
+use crate::packet::parse_ethernet_into;
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
@@ -358,15 +358,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         let n = rx.len().min(MAX_BURST);
         let mut k = 0;
         for i in 0..n {
-            self.disp[i] = match parse_ethernet(rx.data(i)) {
-                Ok(repr) => {
-                    let owner = self.dispatch.as_ref().map_or(self.id, |d| d.owner(&repr));
+            // Parsed in place, into the slot the table reads (see
+            // `parse_ethernet_into`); a packet for another worker is moved
+            // out of it.
+            let slot = &mut self.local[k];
+            self.disp[i] = match parse_ethernet_into(rx.data(i), slot) {
+                Ok(()) => {
+                    let owner = self.dispatch.as_ref().map_or(self.id, |d| d.owner(slot));
                     if owner == self.id {
-                        self.local[k] = repr;
                         k += 1;
                         Disp::Local((k - 1) as u8)
                     } else {
-                        self.parsed[i] = repr;
+                        self.parsed[i] = *slot;
                         Disp::Remote(owner)
                     }
                 }
