@@ -294,13 +294,15 @@ fn is_icmp(family: Family, proto: u8) -> bool {
 /// Fills the ports of `tuple` from the L4 header in `data` (the IP payload,
 /// bounded by the IP length) and `out` with the per-protocol summary.
 fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseError> {
-    *out = match tuple.proto {
+    // Each arm stores its own variant: one `*out = match ..` builds the
+    // value in a temporary first and copies it (see `parse_ethernet_into`).
+    match tuple.proto {
         proto::TCP => {
             let tcp = TcpPacket::new_checked(data)?;
             let opts = tcp.parsed_options();
             tuple.src_port = tcp.src_port();
             tuple.dst_port = tcp.dst_port();
-            L4::Tcp(TcpInfo {
+            *out = L4::Tcp(TcpInfo {
                 seq: tcp.seq_number(),
                 ack: tcp.ack_number(),
                 flags: tcp.flags(),
@@ -308,13 +310,13 @@ fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseErr
                 wscale: opts.wscale,
                 sack_perm: opts.sack_perm,
                 payload_len: tcp.payload().len() as u32,
-            })
+            });
         }
         proto::UDP => {
             let udp = UdpPacket::new_checked(data)?;
             tuple.src_port = udp.src_port();
             tuple.dst_port = udp.dst_port();
-            L4::Udp
+            *out = L4::Udp;
         }
         p if is_icmp(tuple.family, p) => {
             let icmp = IcmpPacket::new_checked(data)?;
@@ -331,23 +333,23 @@ fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseErr
             } else {
                 None
             };
-            L4::Icmp(IcmpInfo {
+            *out = L4::Icmp(IcmpInfo {
                 icmp_type: t,
                 code,
                 id,
                 inner,
-            })
+            });
         }
         proto::GRE => {
             let gre = GrePacket::new_checked(data)?;
-            L4::Gre(GreInfo {
+            *out = L4::Gre(GreInfo {
                 version: gre.version(),
                 key: gre.key(),
                 protocol: gre.protocol(),
-            })
+            });
         }
-        _ => L4::Other,
-    };
+        _ => *out = L4::Other,
+    }
     Ok(())
 }
 
