@@ -299,7 +299,14 @@ fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseErr
     match tuple.proto {
         proto::TCP => {
             let tcp = TcpPacket::new_checked(data)?;
-            let opts = tcp.parsed_options();
+            // Most segments carry no options (or only timestamps): skip the
+            // walk, and read just the two fields the tracker needs.
+            let (wscale, sack_perm) = if tcp.options().is_empty() {
+                (None, false)
+            } else {
+                let o = tcp.parsed_options();
+                (o.wscale, o.sack_perm)
+            };
             tuple.src_port = tcp.src_port();
             tuple.dst_port = tcp.dst_port();
             *out = L4::Tcp(TcpInfo {
@@ -307,8 +314,8 @@ fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseErr
                 ack: tcp.ack_number(),
                 flags: tcp.flags(),
                 window: tcp.window_len(),
-                wscale: opts.wscale,
-                sack_perm: opts.sack_perm,
+                wscale,
+                sack_perm,
                 payload_len: tcp.payload().len() as u32,
             });
         }

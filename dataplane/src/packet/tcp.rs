@@ -146,6 +146,7 @@ impl Options {
     /// fits in what is left, or the walk stops there (what was read before is
     /// kept). A known kind with an unexpected length is skipped, not
     /// interpreted. Never fails, never panics.
+    #[inline]
     pub fn parse(mut opts: &[u8]) -> Options {
         let mut out = Options::default();
         while let Some((&kind, rest)) = opts.split_first() {
