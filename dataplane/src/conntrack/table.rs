@@ -1078,41 +1078,48 @@ impl Shard {
         out: &mut Verdict,
     ) {
         let loose = self.settings.loose_tcp_tracking;
-        match (self.e(i).proto, &pkt.l4) {
-            (ProtoState::Tcp(mut conn), L4::Tcp(info)) => match conn.handle(dir, info, loose) {
-                TcpResult::Accept(o) => {
-                    // The entry still holds the old state (`conn` is a copy).
-                    let old_timeout = self.timeout_of(self.e(i));
-                    self.account(i, now, dir, pkt.ip_len, true);
-                    let e = self.e_mut(i);
-                    e.proto = ProtoState::Tcp(conn);
-                    if dir == Dir::Reply || conn.seen_reply() {
-                        e.flags |= flag::SEEN_REPLY;
+        // The tracker steps the entry's own TCP state, in place (it leaves
+        // it as it was when it refuses a segment), so the old timeout is
+        // taken first. A stepped copy written back into the entry would be
+        // read just after being built, with wider loads than its stores,
+        // and stall on store forwarding.
+        let old_timeout = self.timeout_of(self.e(i));
+        match (&mut self.e_mut(i).proto, &pkt.l4) {
+            (ProtoState::Tcp(conn), L4::Tcp(info)) => {
+                let result = conn.handle(dir, info, loose);
+                let (seen_reply, assured) = (conn.seen_reply(), conn.assured());
+                match result {
+                    TcpResult::Accept(o) => {
+                        self.account(i, now, dir, pkt.ip_len, true);
+                        let e = self.e_mut(i);
+                        if dir == Dir::Reply || seen_reply {
+                            e.flags |= flag::SEEN_REPLY;
+                        }
+                        if o.became_assured || assured {
+                            e.flags |= flag::ASSURED;
+                        }
+                        if o.remove_now {
+                            self.free(i);
+                            self.stats.closed += 1;
+                        } else {
+                            self.reslot_if_sooner(i, old_timeout);
+                        }
+                        *out = Verdict::Tracked {
+                            id,
+                            dir,
+                            created: false,
+                        };
                     }
-                    if o.became_assured || conn.assured() {
-                        e.flags |= flag::ASSURED;
+                    TcpResult::Invalid(r) => {
+                        *out = self.count(Verdict::Invalid(InvalidReason::Tcp(r)));
                     }
-                    if o.remove_now {
+                    TcpResult::Reopen => {
                         self.free(i);
                         self.stats.closed += 1;
-                    } else {
-                        self.reslot_if_sooner(i, old_timeout);
+                        *out = self.create(now, key, hk, pkt);
                     }
-                    *out = Verdict::Tracked {
-                        id,
-                        dir,
-                        created: false,
-                    };
                 }
-                TcpResult::Invalid(r) => {
-                    *out = self.count(Verdict::Invalid(InvalidReason::Tcp(r)));
-                }
-                TcpResult::Reopen => {
-                    self.free(i);
-                    self.stats.closed += 1;
-                    *out = self.create(now, key, hk, pkt);
-                }
-            },
+            }
             (ProtoState::Tcp(_), _) | (_, L4::Tcp(_)) => {
                 *out = self.count(Verdict::Invalid(InvalidReason::Other(
                     OtherInvalid::L4Mismatch,

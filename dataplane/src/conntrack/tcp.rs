@@ -459,10 +459,19 @@ impl TcpConn {
         let Some(class) = classify(info.flags) else {
             return TcpResult::Invalid(TcpInvalid::BadFlags);
         };
-        let mut next = *self;
-        let (became_assured, remove_now) = match next.step(dir, info, class) {
-            Step::Invalid(why) => return TcpResult::Invalid(why),
-            Step::Reopen => return TcpResult::Reopen,
+        // Stepped in place, restored from `saved` if refused: stepping a
+        // copy and writing it back costs a store-forwarding stall on every
+        // accepted segment (see `Shard::update_full`).
+        let saved = *self;
+        let (became_assured, remove_now) = match self.step(dir, info, class) {
+            Step::Invalid(why) => {
+                *self = saved;
+                return TcpResult::Invalid(why);
+            }
+            Step::Reopen => {
+                *self = saved;
+                return TcpResult::Reopen;
+            }
             Step::Ignore => (false, false),
             Step::Accept {
                 became_assured,
@@ -470,9 +479,8 @@ impl TcpConn {
             } => (became_assured, remove_now),
         };
         if dir == Dir::Reply {
-            next.cflags |= C_SEEN_REPLY;
+            self.cflags |= C_SEEN_REPLY;
         }
-        *self = next;
         TcpResult::Accept(TcpOutcome {
             state: self.state,
             became_assured,
