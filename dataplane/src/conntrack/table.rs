@@ -809,12 +809,12 @@ impl Shard {
 
     // ---- packets ---------------------------------------------------------
 
-    #[inline]
     /// The packet's lookup record, written into `slot` (the pipeline's
     /// ring). TCP and UDP, nearly all traffic, take a straight path that
     /// stores the record's fields into the slot; building it in a temporary
     /// and copying that would stall on store forwarding (see
     /// [`Shard::resolve`]).
+    #[inline]
     fn prepare(&self, pkt: &FlowRepr, slot: &mut Prep) {
         if self.settings.enabled.is_tracking()
             && matches!(

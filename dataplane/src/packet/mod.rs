@@ -299,8 +299,8 @@ fn parse_l4(tuple: &mut Tuple, out: &mut L4, data: &[u8]) -> Result<(), ParseErr
     match tuple.proto {
         proto::TCP => {
             let tcp = TcpPacket::new_checked(data)?;
-            // Most segments carry no options (or only timestamps): skip the
-            // walk, and read just the two fields the tracker needs.
+            // A segment without options (most, unless the peers use
+            // timestamps) skips the walk; only two of its fields are kept.
             let (wscale, sack_perm) = if tcp.options().is_empty() {
                 (None, false)
             } else {
