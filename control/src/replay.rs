@@ -213,7 +213,7 @@ mod tests {
             exchanges: 3,
             payload: 100,
             keep_open: true,
-            midstream: false,
+            ..Mix::default()
         };
         let n = mix.packets().len() as u64;
         let out = replay(&capture(&mix)[..], 1, &Settings::default(), 1024).unwrap();
@@ -253,7 +253,7 @@ mod tests {
             exchanges: 2,
             payload: 50,
             keep_open: false,
-            midstream: false,
+            ..Mix::default()
         };
         let cap = capture(&mix);
         let one = replay(&cap[..], 1, &Settings::default(), 4096).unwrap();

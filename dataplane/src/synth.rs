@@ -336,7 +336,7 @@ mod tests {
             exchanges: 2,
             payload: 10,
             keep_open: false,
-            midstream: false,
+            ..Mix::default()
         };
         let p = m.packets();
         // TCP: 3 handshake + 2*2 data + 3 close = 10 each; UDP 4 each; ICMP 4.

@@ -554,7 +554,7 @@ mod tests {
             exchanges: 3,
             payload: 64,
             keep_open: true,
-            midstream: false,
+            ..Mix::default()
         }
     }
 

@@ -157,7 +157,7 @@ fn mix(tcp: u32, udp: u32, icmp: u32, exchanges: u32, payload: usize) -> Vec<Vec
         exchanges,
         payload,
         keep_open: false,
-        midstream: false,
+        ..Mix::default()
     }
     .packets()
     .into_iter()

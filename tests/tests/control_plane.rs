@@ -82,7 +82,7 @@ fn api_table_and_metrics_match_replay_of_the_same_capture() {
         exchanges: 3,
         payload: 120,
         keep_open: true,
-        midstream: false,
+        ..Mix::default()
     };
     let (run, sent) = run_capture(&dir, &mix);
     let api = run.table();
@@ -182,7 +182,7 @@ fn live_settings_remove_and_bad_input() {
         exchanges: 2,
         payload: 40,
         keep_open: true,
-        midstream: false,
+        ..Mix::default()
     };
     one_port_capture(&dir, &mix);
     let run = Running::start(&run_args(&dir, 2, true, &[]));
@@ -350,7 +350,7 @@ fn a_large_listing_is_streamed_in_chunks() {
         exchanges: 1,
         payload: 20,
         keep_open: true,
-        midstream: false,
+        ..Mix::default()
     };
     let (run, _) = run_capture(&dir, &mix);
 

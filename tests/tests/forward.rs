@@ -59,7 +59,7 @@ fn forward_capture(workers: u32) {
         exchanges: 5,
         payload: 300,
         keep_open: false,
-        midstream: false,
+        ..Mix::default()
     };
     let (orig, reply) = write_inputs(&dir, &mix);
     let summary = dir.join("summary.json");
@@ -226,7 +226,7 @@ fn config_file_drives_a_run() {
         exchanges: 2,
         payload: 64,
         keep_open: true,
-        midstream: false,
+        ..Mix::default()
     };
     let (orig, _) = write_inputs(&dir, &mix);
     let mut eal = eal_base();
