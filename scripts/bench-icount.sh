@@ -18,7 +18,7 @@ mkdir -p "$out"
 count() { # proto path -> instructions per timed packet
     local f="$out/callgrind.$1-$2"
     valgrind --tool=callgrind --callgrind-out-file="$f" \
-        --toggle-collect='dataplane::conntrack::table::Shard::handle_burst' \
+        --toggle-collect='ctrack_core::conntrack::table::Shard::handle_burst' \
         "$bin" "$1" "$2" >"$f.log" 2>&1
     local ir pkts
     ir=$(awk '/Collected :/ {print $NF}' "$f.log")

@@ -17,12 +17,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 run() { "$@" 2>&1 | tee -a "$log"; }
 
-# The conntrack core must build and pass without DPDK.
+# The sans-io core (its own crate) and the worker must build and pass
+# without DPDK.
+run cargo test -p ctrack-core
 run cargo test -p dataplane --no-default-features
 # Everything else, with DPDK (dataplane ran above). The end-to-end tests run
 # the ctrack binary, built first.
 cargo build -p control --bins
-run cargo test --workspace --exclude dataplane
+run cargo test --workspace --exclude dataplane --exclude ctrack-core
 # The fuzz targets' own tests (seeds and fixed mutations, without libFuzzer):
 # keeps the separate fuzz crate building against the dataplane API.
 run cargo test --release --manifest-path fuzz/Cargo.toml

@@ -706,7 +706,7 @@ fn free_hugepages() -> u64 {
 fn main() {
     // The baseline gets huge pages when the machine has them free
     // (`scripts/bench-conntrack.sh` reserves them as root), as the table
-    // does (transparent huge pages, see `dataplane/src/hugemem.rs`): the
+    // does (transparent huge pages, see `ctrack-core/src/hugemem.rs`): the
     // comparison is then page size for page size.
     let huge = free_hugepages() >= 1024;
     let pages: &[&str] = if huge {

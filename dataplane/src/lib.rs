@@ -1,21 +1,15 @@
-//! ctrack's dataplane.
+//! ctrack's dataplane: the poll-mode worker and its I/O adapters, around the
+//! sans-io core of the `ctrack-core` crate (re-exported here as [`conntrack`],
+//! [`flow`] and [`packet`], so callers keep one path).
 //!
-//! - [`packet`]: zero-copy header views and [`flow::FlowRepr`], the validated
-//!   summary of one packet that conntrack consumes.
-//! - [`conntrack`]: the sans-io connection tracking core. It contains no I/O and
-//!   reads no clock: time comes in as an argument ([`conntrack::Instant`]).
-//! - `hugemem` and `prefetch`: the crate's two audited `unsafe` spots (huge
-//!   page arrays for the table, a cache prefetch hint).
 //! - [`worker`]: the poll-mode loop, generic over [`io::PacketIo`]; DPDK queues
 //!   are one implementation (feature `dpdk`), in-memory ones serve tests.
+//! - [`rss`]: the symmetric Toeplitz hash and software dispatch to the owner.
+//! - [`stats`]: per-worker counters.
 #![deny(unsafe_code)]
 
-pub mod conntrack;
-pub mod flow;
-pub(crate) mod hugemem;
+pub use ctrack_core::{conntrack, flow, packet};
 pub mod io;
-pub mod packet;
-pub(crate) mod prefetch;
 pub mod rss;
 pub mod stats;
 pub mod synth;
