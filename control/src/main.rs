@@ -218,8 +218,8 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
-    use dataplane::io::pcap::{LinkType, PcapWriter};
-    use dataplane::synth::{Mix, Side};
+    use ctrack_traffic::pcap::{LinkType, PcapWriter};
+    use ctrack_traffic::synth::{Mix, Side};
     let mix = Mix {
         tcp: args.tcp,
         udp: args.udp,

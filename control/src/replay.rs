@@ -10,11 +10,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ctrack_traffic::pcap::{PcapReader, parse_link};
 use dataplane::conntrack::{
     ConnSnapshot, DropReason, Instant, InvalidReason, Settings, Shard, ShardStats, TableConfig,
     UntrackedReason,
 };
-use dataplane::io::pcap::{PcapReader, parse_link};
 use dataplane::packet::ParseError;
 use dataplane::rss::Dispatch;
 use serde::Serialize;
@@ -185,8 +185,8 @@ fn nonzero(names: impl Iterator<Item = &'static str>, values: &[u64]) -> Vec<(&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::io::pcap::{LinkType, PcapWriter};
-    use dataplane::synth::Mix;
+    use ctrack_traffic::pcap::{LinkType, PcapWriter};
+    use ctrack_traffic::synth::Mix;
 
     fn capture(mix: &Mix) -> Vec<u8> {
         let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, true).unwrap();

@@ -258,10 +258,10 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread::JoinHandle;
 
+    use ctrack_traffic::pcap::{LinkType, parse_link};
+    use ctrack_traffic::synth::Mix;
     use dataplane::conntrack::{Instant, Shard, TableConfig};
     use dataplane::io::mem::MemIo;
-    use dataplane::io::pcap::{LinkType, parse_link};
-    use dataplane::synth::Mix;
     use dataplane::worker::{Mesh, Worker};
 
     use super::*;

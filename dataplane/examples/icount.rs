@@ -7,10 +7,10 @@
 //!
 //!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack
 
+use ctrack_traffic::synth::Mix;
 use dataplane::conntrack::{
     FastTrackMode, Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict,
 };
-use dataplane::synth::Mix;
 
 const CONNS: u32 = 1024;
 const ROUNDS: u64 = 2000;

@@ -12,5 +12,4 @@ pub use ctrack_core::{conntrack, flow, packet};
 pub mod io;
 pub mod rss;
 pub mod stats;
-pub mod synth;
 pub mod worker;

@@ -540,7 +540,7 @@ mod tests {
     use super::*;
     use crate::conntrack::TableConfig;
     use crate::io::mem::{MemIo, MemLink};
-    use crate::synth::{Mix, Side};
+    use ctrack_traffic::synth::{Mix, Side};
 
     fn shard(id: u16) -> Shard {
         Shard::new(TableConfig::new(4096), Settings::default(), id)

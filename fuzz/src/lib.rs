@@ -4,7 +4,7 @@
 //!
 //! - [`parse::run`]: the `parse_only` target.
 //! - [`track::run`]: the `parse_track` target (input format in [`track`]).
-//! - [`seeds`]: the seed corpus, built from `dataplane::synth` frames.
+//! - [`seeds`]: the seed corpus, built from `ctrack_traffic::synth` frames.
 
 pub mod parse;
 pub mod seeds;

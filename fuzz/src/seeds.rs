@@ -1,11 +1,11 @@
-//! The seed corpus: whole connections from `dataplane::synth`, plus a few
+//! The seed corpus: whole connections from `ctrack_traffic::synth`, plus a few
 //! hand-built frames synth does not make (IPv6, VLAN tags, GRE, an ICMP
 //! error quoting a tracked connection), encoded in the `parse_track` input
 //! format ([`crate::track`]). `examples/gen_seeds.rs` writes them under
 //! `corpus/`; `tests/seeds.rs` replays them.
 
 use dataplane::flow::{proto, tcp_flags::*};
-use dataplane::synth::{Mix, icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
+use ctrack_traffic::synth::{Mix, icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 
 const C: [u8; 4] = [10, 1, 0, 1];
 const S: [u8; 4] = [10, 2, 0, 1];

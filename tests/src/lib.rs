@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use dataplane::io::pcap::{LinkType, PcapReader, PcapWriter};
+use ctrack_traffic::pcap::{LinkType, PcapReader, PcapWriter};
 
 pub mod netns;
 

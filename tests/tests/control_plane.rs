@@ -10,7 +10,7 @@ use std::path::Path;
 use ctrack_tests::{
     Running, ctrack, eal_base, ephemeral_servers, metric_sum, scratch_dir, show, write_pcap,
 };
-use dataplane::synth::Mix;
+use ctrack_traffic::synth::Mix;
 use serde_json::Value;
 
 /// A capture of both directions, for port 0; port 1 gets an empty one. One

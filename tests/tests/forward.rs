@@ -8,7 +8,7 @@ use ctrack_tests::{
     by_flow, ctrack, eal_base, ephemeral_servers, read_pcap, read_summary, scratch_dir, show,
     write_pcap,
 };
-use dataplane::synth::{Mix, Side};
+use ctrack_traffic::synth::{Mix, Side};
 
 /// Splits a synthetic mix into per-port input captures: originators' packets
 /// enter port 0, responders' packets enter port 1.

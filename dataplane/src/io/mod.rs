@@ -9,7 +9,6 @@
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
-pub mod pcap;
 
 use crate::conntrack::Instant;
 

@@ -3,7 +3,7 @@
 //! for tests, benchmarks, `ctrack generate` and the demo. Checksums are valid,
 //! so the frames also read cleanly in tcpdump and Wireshark.
 
-use crate::flow::proto;
+use ctrack_core::flow::proto;
 
 /// Which way a packet travels relative to its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ impl Mix {
     }
 
     fn tcp_flow(&self, i: u32) -> Vec<(Side, Vec<u8>)> {
-        use crate::flow::tcp_flags::*;
+        use ctrack_core::flow::tcp_flags::*;
         let (c, s) = (client(i), server(i));
         let (cp, sp) = (20000 + (i % 40000) as u16, 80);
         let (mut cs, mut ss) = (1000u32.wrapping_mul(i + 1), 5000u32.wrapping_mul(i + 7));
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn midstream_tcp_is_picked_up_established_and_fast_tracked_on_replay() {
-        use crate::conntrack::{
+        use ctrack_core::conntrack::{
             Dir, FastTrackMode, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
         };
         let m = Mix {
@@ -370,7 +370,7 @@ mod tests {
         let mut at = 0;
         for pass in 0..3 {
             for pkt in &p {
-                let repr = crate::packet::parse_ethernet(&pkt.frame).unwrap();
+                let repr = ctrack_core::packet::parse_ethernet(&pkt.frame).unwrap();
                 at += 1000;
                 let v = s.handle_packet(Instant(at), &repr);
                 let Verdict::Tracked { created, dir, .. } = v else {

@@ -5,7 +5,7 @@
 //! (nanosecond timestamps) in either byte order; link types Ethernet (1), raw
 //! IP (101), IPv4 (228), IPv6 (229), Linux cooked capture SLL (113) and SLL2
 //! (276). [`parse_link`] turns a record of any of them into a
-//! [`FlowRepr`] through [`crate::packet`].
+//! [`FlowRepr`] through [`ctrack_core::packet`].
 //!
 //! A malformed file is a [`PcapError`], never a panic: a bad magic, a record
 //! longer than [`MAX_RECORD_LEN`] (a corrupt length would otherwise make us
@@ -13,8 +13,8 @@
 
 use std::io::{self, Read, Write};
 
-use crate::flow::FlowRepr;
-use crate::packet::{self, ParseError};
+use ctrack_core::flow::FlowRepr;
+use ctrack_core::packet::{self, ParseError};
 
 /// Largest record accepted (and written): 256 KiB, libpcap's own maximum
 /// snapshot length.
@@ -336,7 +336,7 @@ pub fn parse_link(link_type: LinkType, data: &[u8]) -> Result<FlowRepr, ParseErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::L4;
+    use ctrack_core::flow::L4;
 
     /// IPv4 UDP 10.0.0.1:1000 -> 10.0.0.2:53, 4 bytes of payload.
     const IPV4_UDP: [u8; 32] = [
