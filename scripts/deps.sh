@@ -23,6 +23,8 @@ ctrack_need_packages() {
             ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
             ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;
             valgrind) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
+            nfdump) command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump) ;;
+            tshark) command -v tshark >/dev/null 2>&1 || missing+=(tshark) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-# The namespace test (run as root) uses ip, ethtool, ping and python3.
+# The namespace test (run as root) uses ip, ethtool, ping and python3; the
+# flow export tests read what ctrack exports with nfdump's collector and
+# tshark.
 if [ "$(id -u)" = 0 ]; then
-    ctrack_need_packages ip ethtool ping python3
+    ctrack_need_packages ip ethtool ping python3 nfdump tshark
 else
     ctrack_need_packages
 fi
