@@ -25,6 +25,7 @@ ctrack_need_packages() {
             valgrind) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
             nfdump) command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump) ;;
             tshark) command -v tshark >/dev/null 2>&1 || missing+=(tshark) ;;
+            luac) command -v luac5.3 >/dev/null 2>&1 || missing+=(lua5.3) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then
