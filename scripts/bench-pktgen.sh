@@ -127,9 +127,24 @@ def run_pktgen(case):
     return kv
 
 
+def wait_listening(dut, kind):
+    """The device is up once its memif server sockets exist."""
+    deadline = time.monotonic() + 120
+    while not all(os.path.exists(s) for s in socks):
+        if dut.poll() is not None:
+            raise RuntimeError(f"{kind} exited ({dut.returncode}) before listening: see {dut.log.name}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{kind} did not create its memif sockets: see {dut.log.name}")
+        time.sleep(0.1)
+
+
 def one(kind, case):
+    for s in socks:
+        if os.path.exists(s):
+            os.unlink(s)
     dut = start_dut(kind, case)
     try:
+        wait_listening(dut, kind)
         kv = run_pktgen(case)
     finally:
         stop(dut)
