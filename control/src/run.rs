@@ -84,8 +84,12 @@ pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Resul
     let eal = Eal::init(&cfg.eal)
         .context("EAL initialisation failed (check the EAL arguments after --)")?;
     let result = run_with_eal(&eal, cfg, tracking, stop);
-    // Every port, queue and mempool is dropped by now.
-    let _ = eal.cleanup();
+    // Every port, queue and mempool is dropped by now, and every worker
+    // joined; cleanup checks it and refuses otherwise (the process then ends
+    // without it, which is harmless).
+    if let Err((_, e)) = eal.cleanup() {
+        eprintln!("ctrack: warning: EAL not cleaned up: {e}");
+    }
     result
 }
 
@@ -154,7 +158,7 @@ fn run_with_eal(
         tx_queues: workers as u16,
         rx_desc,
         tx_desc,
-        rss_key: dataplane::rss::SYMMETRIC_RSS_KEY.to_vec(),
+        rss_key: dataplane::rss::symmetric_rss_key,
         reta: dataplane::rss::Reta::for_nic,
         promiscuous: true,
     };
@@ -204,17 +208,22 @@ fn run_with_eal(
             .iter()
             .map(|&(p, q)| {
                 ports[p as usize]
-                    .rx_queue(q)
+                    .take_rx_queue(q)
                     .map(|rxq| (rxq, p ^ 1))
-                    .with_context(|| format!("RX queue {q} missing on port {p}"))
+                    .with_context(|| format!("RX queue {q} missing or taken twice on port {p}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let tx = wp
-            .tx
-            .iter()
-            .enumerate()
-            .map(|(p, q)| q.and_then(|q| ports[p].tx_queue(q)))
-            .collect();
+        let tx =
+            wp.tx
+                .iter()
+                .enumerate()
+                .map(|(p, q)| match q {
+                    Some(q) => ports[p].take_tx_queue(*q).map(Some).with_context(|| {
+                        format!("TX queue {q} missing or taken twice on port {p}")
+                    }),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
         let counters = Arc::new(WorkerCounters::default());
         let (cmd_tx, cmd_rx) = command_queue();
         handles_ctl.push(WorkerHandle {
@@ -238,7 +247,8 @@ fn run_with_eal(
                 if let Some(cpu) = cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
-                dpdk::register_thread().context("registering the worker thread with DPDK")?;
+                let _dpdk =
+                    dpdk::register_thread().context("registering the worker thread with DPDK")?;
                 let io = DpdkIo::new(rx, tx, burst);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.run(&stop_w);

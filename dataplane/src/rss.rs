@@ -30,6 +30,25 @@ pub const SYMMETRIC_RSS_KEY: [u8; 40] = symmetric_key();
 /// The same key for NICs that take 52 bytes (e.g. Intel E810/ice, some mlx5).
 pub const SYMMETRIC_RSS_KEY_52: [u8; 52] = symmetric_key();
 
+/// The symmetric key for a NIC whose RSS key has `size` bytes (0: the
+/// driver does not say, and takes the usual 40). `None` below 40 bytes: such
+/// a key cannot cover the 36 bytes of an IPv6 4-tuple, so the NIC's hash
+/// would not be the one [`Dispatch`] computes. Any length from 40 is the
+/// same repeated pattern, and hashes like [`SYMMETRIC_RSS_KEY`] (only the
+/// first 40 bytes are ever used).
+pub fn symmetric_rss_key(size: usize) -> Option<Vec<u8>> {
+    let size = if size == 0 {
+        SYMMETRIC_RSS_KEY.len()
+    } else {
+        size
+    };
+    (size >= SYMMETRIC_RSS_KEY.len()).then(|| {
+        (0..size)
+            .map(|i| if i % 2 == 0 { 0x6d } else { 0x5a })
+            .collect()
+    })
+}
+
 const fn symmetric_key<const N: usize>() -> [u8; N] {
     let mut k = [0u8; N];
     let mut i = 0;
@@ -455,6 +474,22 @@ mod tests {
         let b = Toeplitz::new(&SYMMETRIC_RSS_KEY_52);
         let input: Vec<u8> = (0..36).collect();
         assert_eq!(a.hash(&input), b.hash(&input));
+    }
+
+    #[test]
+    fn key_by_the_nic_size() {
+        // Unreported size: the usual 40 bytes.
+        assert_eq!(symmetric_rss_key(0).unwrap(), SYMMETRIC_RSS_KEY);
+        assert_eq!(symmetric_rss_key(40).unwrap(), SYMMETRIC_RSS_KEY);
+        // E810 (ice) and some mlx5: 52 bytes.
+        assert_eq!(symmetric_rss_key(52).unwrap(), SYMMETRIC_RSS_KEY_52);
+        // Odd sizes keep the pattern from the start, and hash the same.
+        let k = symmetric_rss_key(41).unwrap();
+        assert_eq!(k.len(), 41);
+        assert_eq!(&k[..40], &SYMMETRIC_RSS_KEY[..]);
+        // Too short to cover an IPv6 4-tuple.
+        assert_eq!(symmetric_rss_key(16), None);
+        assert_eq!(symmetric_rss_key(39), None);
     }
 
     #[test]

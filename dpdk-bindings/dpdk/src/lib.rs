@@ -16,10 +16,13 @@ mod mempool;
 mod port;
 
 pub use eal::{
-    Eal, LcoreId, TscClock, lcore_id, main_lcore, rdtsc, register_thread, tsc_hz, worker_lcores,
+    Eal, LcoreId, ThreadRegistration, TscClock, lcore_id, main_lcore, rdtsc, register_thread,
+    tsc_hz, worker_lcores,
 };
 pub use error::{DpdkError, Result};
 pub use hash::RteHash;
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};
 pub use mempool::Mempool;
-pub use port::{Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue};
+pub use port::{
+    Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RssProblem, RssStatus, RxQueue, TxQueue,
+};
