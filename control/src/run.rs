@@ -26,6 +26,9 @@ pub struct PortSummary {
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
+    /// Why the port's NIC could not be given symmetric RSS as asked (it has
+    /// several RX queues); `null` when it could, or has one RX queue.
+    pub rss_warning: Option<String>,
     /// Port id, name and DPDK counters.
     #[serde(flatten)]
     pub counters: PortMetrics,
@@ -45,6 +48,7 @@ fn port_metrics(p: &Port) -> PortMetrics {
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
+        rss_degraded: p.rss().problem.is_some(),
     }
 }
 
@@ -170,6 +174,18 @@ fn run_with_eal(
                 .with_context(|| format!("setting up port {p} ({})", info.name))
         })
         .collect::<Result<Vec<_>>>()?;
+    for p in &ports {
+        if let Some(why) = &p.rss().problem {
+            eprintln!(
+                "ctrack: warning: port {} ({}): {} RX queues without symmetric RSS: {why}; \
+                 software dispatch hands each packet to its connection's worker, at the cost \
+                 of more handoffs",
+                p.id(),
+                p.port_info().name,
+                p.rx_queue_count(),
+            );
+        }
+    }
     let queues: Vec<PortQueues> = ports
         .iter()
         .map(|p| PortQueues {
@@ -305,6 +321,7 @@ fn run_with_eal(
             rx_queues: p.rx_queue_count(),
             tx_queues: p.tx_queue_count(),
             rss: p.rss_enabled(),
+            rss_warning: p.rss().problem.as_ref().map(ToString::to_string),
             counters: port_metrics(p),
         })
         .collect();
