@@ -186,6 +186,21 @@ fn run_with_eal(
             );
         }
     }
+    // Ports whose per-packet RSS hash dispatch may use instead of its own.
+    let nic_hash_ports: Vec<PortId> = ports
+        .iter()
+        .filter(|p| {
+            let rss = p.rss();
+            rss.enabled
+                && dataplane::rss::NicRss {
+                    key: rss.key.as_deref(),
+                    l4_ports: rss.hashes_l4_ports(),
+                    ipv6_ext: rss.hashes_ipv6_ext(),
+                }
+                .hash_is_symmetric_toeplitz()
+        })
+        .map(Port::id)
+        .collect();
     let queues: Vec<PortQueues> = ports
         .iter()
         .map(|p| PortQueues {
@@ -255,6 +270,7 @@ fn run_with_eal(
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
+        let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
         let cpu = cpus[w];
         let spawned = std::thread::Builder::new()
@@ -265,7 +281,7 @@ fn run_with_eal(
                 }
                 let _dpdk =
                     dpdk::register_thread().context("registering the worker thread with DPDK")?;
-                let io = DpdkIo::new(rx, tx, burst);
+                let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.run(&stop_w);
                 Ok(WorkerEnd {

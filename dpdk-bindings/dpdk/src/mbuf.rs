@@ -192,6 +192,22 @@ impl MbufBurst {
         }
     }
 
+    /// The NIC's RSS hash of mbuf `i`, if the driver set one.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    pub fn rss_hash(&self, i: usize) -> Option<u32> {
+        let m = self.ptrs[..self.len][i];
+        // SAFETY: slots below len hold owned, valid mbufs; the union member
+        // is only read when ol_flags says the NIC wrote it.
+        unsafe {
+            let m = &*m;
+            (m.ol_flags & dpdk_sys::RTE_MBUF_F_RX_RSS_HASH != 0)
+                .then_some(m.__bindgen_anon_2.hash.rss)
+        }
+    }
+
     /// Writable packet bytes of mbuf `i`.
     ///
     /// # Panics
