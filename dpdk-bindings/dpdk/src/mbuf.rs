@@ -5,8 +5,9 @@ use crate::Mempool;
 /// Largest burst [`MbufBurst`] holds.
 pub const MAX_BURST: usize = 64;
 
-/// One owned packet buffer. Freed on drop; never cloned (a clone would free
-/// twice).
+/// One owned packet buffer. Freed on drop, into the pool it came from, which
+/// stays allocated until [`Eal::cleanup`](crate::Eal::cleanup) (see
+/// [`Mempool`]); never cloned (a clone would free twice).
 #[derive(Debug)]
 pub struct Mbuf {
     raw: NonNull<dpdk_sys::rte_mbuf>,
