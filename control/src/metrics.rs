@@ -344,6 +344,17 @@ pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
                 .map(|p| (vec![p.port.to_string(), p.name.clone()], get(p))),
         );
     }
+    f.gauge(
+        "ctrack_port_rss_degraded",
+        "1 if the port has several RX queues but symmetric RSS could not be set as asked.",
+        &["port", "name"],
+        m.ports.iter().map(|p| {
+            (
+                vec![p.port.to_string(), p.name.clone()],
+                f64::from(u8::from(p.rss_degraded)),
+            )
+        }),
+    );
 
     if let Some(e) = f.err {
         return Err(e);
@@ -473,6 +484,7 @@ mod tests {
                     ierrors: 6,
                     oerrors: 7,
                     rx_nombuf: 8,
+                    rss_degraded: true,
                 },
                 PortMetrics {
                     port: 1,
@@ -694,6 +706,8 @@ mod tests {
         assert_eq!(get(&s, "ctrack_port_rx_errors_total", &p0), 6.0);
         assert_eq!(get(&s, "ctrack_port_tx_errors_total", &p0), 7.0);
         assert_eq!(get(&s, "ctrack_port_rx_nombuf_total", &p0), 8.0);
+        assert_eq!(get(&s, "ctrack_port_rss_degraded", &p0), 1.0);
+        assert_eq!(get(&s, "ctrack_port_rss_degraded", &[("port", "1")]), 0.0);
         assert_eq!(
             get(&s, "ctrack_port_rx_packets_total", &[("port", "1")]),
             1.0

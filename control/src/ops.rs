@@ -80,6 +80,8 @@ pub struct PortMetrics {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+    /// Several RX queues, but symmetric RSS could not be set as asked.
+    pub rss_degraded: bool,
 }
 
 /// Everything `/metrics` shows, gathered once per scrape.

@@ -26,6 +26,9 @@ pub struct PortSummary {
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
+    /// Why the port's NIC could not be given symmetric RSS as asked (it has
+    /// several RX queues); `null` when it could, or has one RX queue.
+    pub rss_warning: Option<String>,
     /// Port id, name and DPDK counters.
     #[serde(flatten)]
     pub counters: PortMetrics,
@@ -45,6 +48,7 @@ fn port_metrics(p: &Port) -> PortMetrics {
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
+        rss_degraded: p.rss().problem.is_some(),
     }
 }
 
@@ -84,8 +88,12 @@ pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Resul
     let eal = Eal::init(&cfg.eal)
         .context("EAL initialisation failed (check the EAL arguments after --)")?;
     let result = run_with_eal(&eal, cfg, tracking, stop);
-    // Every port, queue and mempool is dropped by now.
-    let _ = eal.cleanup();
+    // Every port, queue and mempool is dropped by now, and every worker
+    // joined; cleanup checks it and refuses otherwise (the process then ends
+    // without it, which is harmless).
+    if let Err((_, e)) = eal.cleanup() {
+        eprintln!("ctrack: warning: EAL not cleaned up: {e}");
+    }
     result
 }
 
@@ -154,7 +162,7 @@ fn run_with_eal(
         tx_queues: workers as u16,
         rx_desc,
         tx_desc,
-        rss_key: dataplane::rss::SYMMETRIC_RSS_KEY.to_vec(),
+        rss_key: dataplane::rss::symmetric_rss_key,
         reta: dataplane::rss::Reta::for_nic,
         promiscuous: true,
     };
@@ -166,6 +174,33 @@ fn run_with_eal(
                 .with_context(|| format!("setting up port {p} ({})", info.name))
         })
         .collect::<Result<Vec<_>>>()?;
+    for p in &ports {
+        if let Some(why) = &p.rss().problem {
+            eprintln!(
+                "ctrack: warning: port {} ({}): {} RX queues without symmetric RSS: {why}; \
+                 software dispatch hands each packet to its connection's worker, at the cost \
+                 of more handoffs",
+                p.id(),
+                p.port_info().name,
+                p.rx_queue_count(),
+            );
+        }
+    }
+    // Ports whose per-packet RSS hash dispatch may use instead of its own.
+    let nic_hash_ports: Vec<PortId> = ports
+        .iter()
+        .filter(|p| {
+            let rss = p.rss();
+            rss.enabled
+                && dataplane::rss::NicRss {
+                    key: rss.key.as_deref(),
+                    l4_ports: rss.hashes_l4_ports(),
+                    ipv6_ext: rss.hashes_ipv6_ext(),
+                }
+                .hash_is_symmetric_toeplitz()
+        })
+        .map(Port::id)
+        .collect();
     let queues: Vec<PortQueues> = ports
         .iter()
         .map(|p| PortQueues {
@@ -204,17 +239,22 @@ fn run_with_eal(
             .iter()
             .map(|&(p, q)| {
                 ports[p as usize]
-                    .rx_queue(q)
+                    .take_rx_queue(q)
                     .map(|rxq| (rxq, p ^ 1))
-                    .with_context(|| format!("RX queue {q} missing on port {p}"))
+                    .with_context(|| format!("RX queue {q} missing or taken twice on port {p}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let tx = wp
-            .tx
-            .iter()
-            .enumerate()
-            .map(|(p, q)| q.and_then(|q| ports[p].tx_queue(q)))
-            .collect();
+        let tx =
+            wp.tx
+                .iter()
+                .enumerate()
+                .map(|(p, q)| match q {
+                    Some(q) => ports[p].take_tx_queue(*q).map(Some).with_context(|| {
+                        format!("TX queue {q} missing or taken twice on port {p}")
+                    }),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
         let counters = Arc::new(WorkerCounters::default());
         let (cmd_tx, cmd_rx) = command_queue();
         handles_ctl.push(WorkerHandle {
@@ -230,6 +270,7 @@ fn run_with_eal(
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
+        let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
         let cpu = cpus[w];
         let spawned = std::thread::Builder::new()
@@ -238,8 +279,9 @@ fn run_with_eal(
                 if let Some(cpu) = cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
-                dpdk::register_thread().context("registering the worker thread with DPDK")?;
-                let io = DpdkIo::new(rx, tx, burst);
+                let _dpdk =
+                    dpdk::register_thread().context("registering the worker thread with DPDK")?;
+                let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.run(&stop_w);
                 Ok(WorkerEnd {
@@ -295,6 +337,7 @@ fn run_with_eal(
             rx_queues: p.rx_queue_count(),
             tx_queues: p.tx_queue_count(),
             rss: p.rss_enabled(),
+            rss_warning: p.rss().problem.as_ref().map(ToString::to_string),
             counters: port_metrics(p),
         })
         .collect();

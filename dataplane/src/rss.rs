@@ -30,6 +30,25 @@ pub const SYMMETRIC_RSS_KEY: [u8; 40] = symmetric_key();
 /// The same key for NICs that take 52 bytes (e.g. Intel E810/ice, some mlx5).
 pub const SYMMETRIC_RSS_KEY_52: [u8; 52] = symmetric_key();
 
+/// The symmetric key for a NIC whose RSS key has `size` bytes (0: the
+/// driver does not say, and takes the usual 40). `None` below 40 bytes: such
+/// a key cannot cover the 36 bytes of an IPv6 4-tuple, so the NIC's hash
+/// would not be the one [`Dispatch`] computes. Any length from 40 is the
+/// same repeated pattern, and hashes like [`SYMMETRIC_RSS_KEY`] (only the
+/// first 40 bytes are ever used).
+pub fn symmetric_rss_key(size: usize) -> Option<Vec<u8>> {
+    let size = if size == 0 {
+        SYMMETRIC_RSS_KEY.len()
+    } else {
+        size
+    };
+    (size >= SYMMETRIC_RSS_KEY.len()).then(|| {
+        (0..size)
+            .map(|i| if i % 2 == 0 { 0x6d } else { 0x5a })
+            .collect()
+    })
+}
+
 const fn symmetric_key<const N: usize>() -> [u8; N] {
     let mut k = [0u8; N];
     let mut i = 0;
@@ -179,6 +198,35 @@ impl Toeplitz {
     }
 }
 
+/// A NIC's RSS as read back from it: what decides whether the hash it puts
+/// in each packet is the one [`Dispatch`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NicRss<'a> {
+    /// The key the NIC reports it hashes with; `None` if it cannot say.
+    pub key: Option<&'a [u8]>,
+    /// It hashes addresses and TCP/UDP ports of unfragmented IPv4 and IPv6.
+    pub l4_ports: bool,
+    /// It may hash addresses from IPv6 extension headers instead of the
+    /// header's own (DPDK's `*_EX` hash types).
+    pub ipv6_ext: bool,
+}
+
+impl NicRss<'_> {
+    /// Whether the NIC's hash of a TCP or UDP packet is
+    /// [`Toeplitz::flow_hash`] with [`SYMMETRIC_RSS_KEY`]: it reports that
+    /// key (the first 40 bytes are all a 36-byte input uses), hashes ports
+    /// for both families, and not extension-header addresses. The hash
+    /// function itself cannot be read back in DPDK 22.11 (`rte_eth_rss_conf`
+    /// has no algorithm field): a port's RSS is the driver's default,
+    /// Toeplitz on the NICs this targets (ixgbe, i40e, ice, mlx5), and we
+    /// program no `rte_flow` rule that would change it.
+    pub fn hash_is_symmetric_toeplitz(&self) -> bool {
+        self.l4_ports
+            && !self.ipv6_ext
+            && self.key.is_some_and(|k| k.starts_with(&SYMMETRIC_RSS_KEY))
+    }
+}
+
 /// A redirection table: hash -> queue, indexed by the low bits of the hash
 /// as NICs do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,6 +339,29 @@ impl Dispatch {
     pub fn owner(&self, pkt: &crate::flow::FlowRepr) -> u16 {
         self.reta
             .queue_for(self.toeplitz.flow_hash(Self::owner_tuple(pkt)))
+    }
+
+    /// As [`Dispatch::owner`], given the hash the NIC put in the packet,
+    /// if it did and its port's hash is the symmetric Toeplitz
+    /// ([`NicRss::hash_is_symmetric_toeplitz`]). The NIC's hash is used
+    /// for TCP and UDP only, where it hashes exactly the fields
+    /// [`Toeplitz::flow_hash`] does (fragments never get here: they are not
+    /// parsed); for other protocols which fields a NIC hashes varies with
+    /// the hash types, and an ICMP error is owned by the tuple it quotes,
+    /// not the addresses the NIC hashed. Those are hashed in software.
+    #[inline]
+    pub fn owner_with_nic_hash(&self, pkt: &crate::flow::FlowRepr, nic_hash: Option<u32>) -> u16 {
+        match nic_hash {
+            Some(h) if Self::nic_hash_applies(pkt) => self.reta.queue_for(h),
+            _ => self.owner(pkt),
+        }
+    }
+
+    /// Whether a symmetric-Toeplitz NIC hashes the same fields as
+    /// [`Dispatch::owner`] for `pkt` (see [`Dispatch::owner_with_nic_hash`]).
+    #[inline]
+    pub fn nic_hash_applies(pkt: &crate::flow::FlowRepr) -> bool {
+        matches!(pkt.tuple.proto, proto::TCP | proto::UDP)
     }
 }
 
@@ -458,6 +529,22 @@ mod tests {
     }
 
     #[test]
+    fn key_by_the_nic_size() {
+        // Unreported size: the usual 40 bytes.
+        assert_eq!(symmetric_rss_key(0).unwrap(), SYMMETRIC_RSS_KEY);
+        assert_eq!(symmetric_rss_key(40).unwrap(), SYMMETRIC_RSS_KEY);
+        // E810 (ice) and some mlx5: 52 bytes.
+        assert_eq!(symmetric_rss_key(52).unwrap(), SYMMETRIC_RSS_KEY_52);
+        // Odd sizes keep the pattern from the start, and hash the same.
+        let k = symmetric_rss_key(41).unwrap();
+        assert_eq!(k.len(), 41);
+        assert_eq!(&k[..40], &SYMMETRIC_RSS_KEY[..]);
+        // Too short to cover an IPv6 4-tuple.
+        assert_eq!(symmetric_rss_key(16), None);
+        assert_eq!(symmetric_rss_key(39), None);
+    }
+
+    #[test]
     fn reta_distribution() {
         for (size, queues) in [(128, 1), (128, 3), (128, 4), (512, 6), (512, 16)] {
             let reta = Reta::even(size, queues);
@@ -581,6 +668,126 @@ mod tests {
             owners.insert(d.owner(&fwd));
         }
         assert_eq!(owners.len(), 4, "64 flows should reach every worker");
+    }
+
+    #[test]
+    fn the_nic_hash_is_trusted_only_when_it_is_ours() {
+        let ours = NicRss {
+            key: Some(&SYMMETRIC_RSS_KEY_52),
+            l4_ports: true,
+            ipv6_ext: false,
+        };
+        assert!(ours.hash_is_symmetric_toeplitz());
+        assert!(
+            NicRss {
+                key: Some(&SYMMETRIC_RSS_KEY),
+                ..ours
+            }
+            .hash_is_symmetric_toeplitz()
+        );
+        // Key unknown, another key, too short a key.
+        assert!(!NicRss { key: None, ..ours }.hash_is_symmetric_toeplitz());
+        assert!(
+            !NicRss {
+                key: Some(&MICROSOFT_RSS_KEY),
+                ..ours
+            }
+            .hash_is_symmetric_toeplitz()
+        );
+        assert!(
+            !NicRss {
+                key: Some(&SYMMETRIC_RSS_KEY[..36]),
+                ..ours
+            }
+            .hash_is_symmetric_toeplitz()
+        );
+        // Ports not hashed, or extension-header addresses hashed.
+        assert!(
+            !NicRss {
+                l4_ports: false,
+                ..ours
+            }
+            .hash_is_symmetric_toeplitz()
+        );
+        assert!(
+            !NicRss {
+                ipv6_ext: true,
+                ..ours
+            }
+            .hash_is_symmetric_toeplitz()
+        );
+    }
+
+    #[test]
+    fn a_trusted_nic_hash_gives_the_same_owner_as_software() {
+        use crate::flow::{Addr, FlowRepr, IcmpInfo, L4, TcpInfo};
+        // What a NIC programmed with the symmetric key computes.
+        let nic = Toeplitz::new(&SYMMETRIC_RSS_KEY_52);
+        let d = Dispatch::with_reta(4, 512);
+        for i in 0..500u32 {
+            for (proto, l4) in [
+                (proto::TCP, L4::Tcp(TcpInfo::default())),
+                (proto::UDP, L4::Udp),
+            ] {
+                let tuple = Tuple {
+                    src: Addr::from_v4([10, 1, (i >> 8) as u8, i as u8]),
+                    dst: Addr::from_v4([192, 0, 2, 7]),
+                    src_port: 20000 + i as u16,
+                    dst_port: 53,
+                    proto,
+                    family: Family::V4,
+                };
+                for t in [tuple, tuple.reversed()] {
+                    let pkt = FlowRepr {
+                        tuple: t,
+                        ip_len: 40,
+                        l4,
+                    };
+                    assert!(Dispatch::nic_hash_applies(&pkt));
+                    let hw = nic.flow_hash(&t);
+                    assert_eq!(d.owner_with_nic_hash(&pkt, Some(hw)), d.owner(&pkt));
+                }
+            }
+        }
+        // The NIC's hash is used as given for TCP and UDP (a wrong one would
+        // show here), and ignored where it would hash other fields: an ICMP
+        // error belongs to the tuple it quotes.
+        let quoted = Tuple {
+            src: Addr::from_v4([10, 0, 0, 1]),
+            dst: Addr::from_v4([10, 0, 0, 2]),
+            src_port: 1000,
+            dst_port: 80,
+            proto: proto::UDP,
+            family: Family::V4,
+        };
+        let udp = FlowRepr {
+            tuple: quoted,
+            ip_len: 28,
+            l4: L4::Udp,
+        };
+        let owner = d.owner(&udp);
+        let wrong = (0..512u32).find(|&h| d.reta.queue_for(h) != owner).unwrap();
+        assert_ne!(d.owner_with_nic_hash(&udp, Some(wrong)), owner);
+        assert_eq!(d.owner_with_nic_hash(&udp, None), owner);
+        let err = FlowRepr {
+            tuple: Tuple {
+                src: Addr::from_v4([192, 0, 2, 1]),
+                dst: quoted.src,
+                src_port: 0,
+                dst_port: 3 << 8 | 3,
+                proto: proto::ICMP,
+                family: Family::V4,
+            },
+            ip_len: 56,
+            l4: L4::Icmp(IcmpInfo {
+                icmp_type: 3,
+                code: 3,
+                id: 0,
+                inner: Some(quoted),
+            }),
+        };
+        assert!(!Dispatch::nic_hash_applies(&err));
+        assert_eq!(d.owner_with_nic_hash(&err, Some(wrong)), owner);
     }
 
     #[test]

@@ -246,7 +246,8 @@ impl<I: PacketIo> Worker<I> {
             work += n;
             self.core.totals.rx_packets += n as u64;
             let egress = self.io.egress(link);
-            self.core.classify(&self.rx, now);
+            let nic_hash = self.io.nic_hash(link);
+            self.core.classify(&self.rx, nic_hash, now);
             let (core, io) = (&mut self.core, &mut self.io);
             self.rx
                 .drain_each(|i, pkt| core.route_received(io, i, pkt, egress));
@@ -354,7 +355,9 @@ impl<I: PacketIo> Worker<I> {
 
 impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// Parses the burst and tracks this worker's packets as one burst.
-    fn classify(&mut self, rx: &B, now: Instant) {
+    /// `nic_hash`: the packets' RSS hashes may stand in for dispatch's own
+    /// (see [`PacketIo::nic_hash`]).
+    fn classify(&mut self, rx: &B, nic_hash: bool, now: Instant) {
         let n = rx.len().min(MAX_BURST);
         let mut k = 0;
         for i in 0..n {
@@ -364,7 +367,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             let slot = &mut self.local[k];
             self.disp[i] = match parse_ethernet_into(rx.data(i), slot) {
                 Ok(()) => {
-                    let owner = self.dispatch.as_ref().map_or(self.id, |d| d.owner(slot));
+                    let owner = self.dispatch.as_ref().map_or(self.id, |d| {
+                        if nic_hash {
+                            d.owner_with_nic_hash(slot, rx.rss_hash(i))
+                        } else {
+                            d.owner(slot)
+                        }
+                    });
                     if owner == self.id {
                         k += 1;
                         Disp::Local((k - 1) as u8)

@@ -1,6 +1,6 @@
 //! [`PacketIo`] over DPDK queues.
 
-use dpdk::{Mbuf, MbufBurst, RxQueue, TscClock, TxQueue};
+use dpdk::{Mbuf, MbufBurst, PortId, RxQueue, TscClock, TxQueue};
 
 use super::{Burst, PacketIo};
 use crate::conntrack::Instant;
@@ -24,6 +24,11 @@ impl Burst for MbufBurst {
     }
 
     #[inline]
+    fn rss_hash(&self, i: usize) -> Option<u32> {
+        MbufBurst::rss_hash(self, i)
+    }
+
+    #[inline]
     fn push(&mut self, p: Mbuf) -> Result<(), Mbuf> {
         MbufBurst::push(self, p)
     }
@@ -44,6 +49,8 @@ impl Burst for MbufBurst {
 pub struct DpdkIo {
     /// RX queues with the egress port of each.
     links: Vec<(RxQueue, u16)>,
+    /// For each link: its packets' RSS hash is the symmetric Toeplitz.
+    nic_hash: Vec<bool>,
     tx: Vec<Option<TxQueue>>,
     burst_size: usize,
     clock: TscClock,
@@ -55,11 +62,23 @@ impl DpdkIo {
     /// `burst_size` is clamped to 1..=[`dpdk::MAX_BURST`].
     pub fn new(links: Vec<(RxQueue, u16)>, tx: Vec<Option<TxQueue>>, burst_size: usize) -> Self {
         DpdkIo {
+            nic_hash: vec![false; links.len()],
             links,
             tx,
             burst_size,
             clock: TscClock::new(),
         }
+    }
+
+    /// Marks the links received on `ports` as carrying the NIC's symmetric
+    /// Toeplitz hash ([`crate::rss::NicRss::hash_is_symmetric_toeplitz`] of
+    /// the port's RSS as read back), which dispatch then uses instead of
+    /// computing it.
+    pub fn trust_nic_hash(mut self, ports: &[PortId]) -> Self {
+        for (t, (q, _)) in self.nic_hash.iter_mut().zip(&self.links) {
+            *t = ports.contains(&q.port());
+        }
+        self
     }
 }
 
@@ -73,6 +92,11 @@ impl PacketIo for DpdkIo {
 
     fn links(&self) -> usize {
         self.links.len()
+    }
+
+    #[inline]
+    fn nic_hash(&self, link: usize) -> bool {
+        self.nic_hash.get(link).copied().unwrap_or(false)
     }
 
     #[inline]

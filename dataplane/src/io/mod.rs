@@ -24,6 +24,10 @@ pub trait Burst {
     fn is_full(&self) -> bool;
     /// Bytes of packet `i` (`i < len()`).
     fn data(&self, i: usize) -> &[u8];
+    /// The RSS hash the NIC put in packet `i`, if any (none by default).
+    fn rss_hash(&self, _i: usize) -> Option<u32> {
+        None
+    }
     /// Adds a packet; gives it back if the burst is full.
     fn push(&mut self, p: Self::Packet) -> Result<(), Self::Packet>;
     /// Moves every packet out, in order, to `f(index, packet)`.
@@ -45,6 +49,13 @@ pub trait PacketIo {
     fn egress(&self, link: usize) -> u16;
     /// Receives into `burst` from link `link`; returns the count.
     fn rx(&mut self, link: usize, burst: &mut Self::Burst) -> usize;
+    /// Whether the RSS hash of packets received on `link`
+    /// ([`Burst::rss_hash`]) is the symmetric Toeplitz hash dispatch
+    /// computes ([`crate::rss::NicRss::hash_is_symmetric_toeplitz`]), so
+    /// that dispatch may use it instead. False by default.
+    fn nic_hash(&self, _link: usize) -> bool {
+        false
+    }
     /// Number of ports (the highest port id + 1).
     fn ports(&self) -> usize;
     /// Whether this worker owns a TX queue on `port`.

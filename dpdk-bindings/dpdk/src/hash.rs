@@ -1,6 +1,7 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+use crate::eal::Live;
 use crate::error::{DpdkError, Result};
 
 /// DPDK's `rte_hash` (cuckoo hash, CRC32 hash function), used as the baseline
@@ -9,6 +10,7 @@ use crate::error::{DpdkError, Result};
 pub struct RteHash {
     raw: NonNull<dpdk_sys::rte_hash>,
     key_len: usize,
+    _live: Live,
 }
 
 // SAFETY: the table is only reached through &mut self for writes; DPDK's
@@ -31,12 +33,15 @@ impl RteHash {
             socket_id: 0,
             extra_flag: 0,
         };
-        // SAFETY: params and name are valid for the call; the result is checked.
+        let live = Live::enter("rte_hash_create")?;
+        // SAFETY: the EAL is running (live); params and name are valid for
+        // the call; the result is checked.
         let raw = unsafe { dpdk_sys::rte_hash_create(&params) };
         NonNull::new(raw)
             .map(|raw| RteHash {
                 raw,
                 key_len: key_len as usize,
+                _live: live,
             })
             .ok_or_else(|| DpdkError::from_rte_errno("rte_hash_create"))
     }

@@ -1,12 +1,20 @@
 //! A thin safe layer over `dpdk-sys`: EAL, lcores, mempools, mbufs, ports and
 //! queues, and `rte_hash` (for baselines).
 //!
-//! With `dpdk-sys`, this is the only crate that writes `unsafe`. Every unsafe
+//! With `dpdk-sys`, this is the only crate that writes `unsafe` besides two
+//! audited spots in `ctrack-core` (`hugemem.rs`, `prefetch.rs`). Every unsafe
 //! block names the invariant it relies on in a `// SAFETY:` line.
 //!
-//! Thread-safety follows DPDK's: an [`RxQueue`]/[`TxQueue`] handle is `Send`
-//! but not `Sync`, so one thread polls one queue; mempools are multi-thread
-//! safe; [`Mbuf`] owns its buffer and frees it on drop.
+//! Safe code cannot reach a use-after-free or a queue polled twice:
+//! - each queue has one handle at a time ([`Port::take_rx_queue`]), `Send`
+//!   but not `Sync` nor `Clone`, so one thread polls one queue;
+//! - a queue keeps its port open; a port keeps its mempool;
+//! - [`Mbuf`] owns its buffer and frees it on drop, into its pool, which is
+//!   therefore never freed while the EAL runs: dropping a [`Mempool`] retires
+//!   it, and [`Eal::cleanup`] frees it;
+//! - [`Eal::cleanup`] consumes the `Eal` and refuses while any port, queue,
+//!   pool handle, hash table, registered thread or mbuf is alive; objects
+//!   cannot be created before init or after cleanup.
 
 mod eal;
 mod error;
@@ -16,10 +24,13 @@ mod mempool;
 mod port;
 
 pub use eal::{
-    Eal, LcoreId, TscClock, lcore_id, main_lcore, rdtsc, register_thread, tsc_hz, worker_lcores,
+    Eal, LcoreId, ThreadRegistration, TscClock, lcore_id, main_lcore, rdtsc, register_thread,
+    tsc_hz, worker_lcores,
 };
 pub use error::{DpdkError, Result};
 pub use hash::RteHash;
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};
 pub use mempool::Mempool;
-pub use port::{Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue};
+pub use port::{
+    Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RssProblem, RssStatus, RxQueue, TxQueue,
+};

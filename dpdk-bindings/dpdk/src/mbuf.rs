@@ -5,8 +5,9 @@ use crate::Mempool;
 /// Largest burst [`MbufBurst`] holds.
 pub const MAX_BURST: usize = 64;
 
-/// One owned packet buffer. Freed on drop; never cloned (a clone would free
-/// twice).
+/// One owned packet buffer. Freed on drop, into the pool it came from, which
+/// stays allocated until [`Eal::cleanup`](crate::Eal::cleanup) (see
+/// [`Mempool`]); never cloned (a clone would free twice).
 #[derive(Debug)]
 pub struct Mbuf {
     raw: NonNull<dpdk_sys::rte_mbuf>,
@@ -189,6 +190,22 @@ impl MbufBurst {
                 m.buf_addr.cast::<u8>().add(m.data_off as usize),
                 m.data_len as usize,
             )
+        }
+    }
+
+    /// The NIC's RSS hash of mbuf `i`, if the driver set one.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    pub fn rss_hash(&self, i: usize) -> Option<u32> {
+        let m = self.ptrs[..self.len][i];
+        // SAFETY: slots below len hold owned, valid mbufs; the union member
+        // is only read when ol_flags says the NIC wrote it.
+        unsafe {
+            let m = &*m;
+            (m.ol_flags & dpdk_sys::RTE_MBUF_F_RX_RSS_HASH != 0)
+                .then_some(m.__bindgen_anon_2.hash.rss)
         }
     }
 

@@ -1,14 +1,21 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+use crate::eal::{Live, retire_mempool};
 use crate::error::{DpdkError, Result};
 
 /// A packet-mbuf mempool. Multi-thread safe (DPDK's mempool is), so it is
-/// `Send + Sync`; freed on drop, which must happen before `Eal::cleanup` and
-/// after every port using it was closed.
+/// `Send + Sync`.
+///
+/// An [`Mbuf`](crate::Mbuf) frees itself into the pool it came from, so the
+/// pool must outlive its mbufs, which may be anywhere (in a ring, on another
+/// thread). Dropping the handle therefore does not free the pool: it is
+/// retired, and [`Eal::cleanup`](crate::Eal::cleanup) frees it once every
+/// mbuf has come back. Its name stays taken until then.
 #[derive(Debug)]
 pub struct Mempool {
     raw: NonNull<dpdk_sys::rte_mempool>,
+    _live: Live,
 }
 
 // SAFETY: rte_mempool get/put operations are multi-thread safe; the pointer is
@@ -29,12 +36,14 @@ impl Mempool {
     ) -> Result<Mempool> {
         let cname = CString::new(name)
             .map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", libc::EINVAL))?;
-        // SAFETY: cname is a valid C string; the returned pointer is checked.
+        let live = Live::enter("rte_pktmbuf_pool_create")?;
+        // SAFETY: the EAL is running (live); cname is a valid C string; the
+        // returned pointer is checked.
         let raw = unsafe {
             dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)
         };
         NonNull::new(raw)
-            .map(|raw| Mempool { raw })
+            .map(|raw| Mempool { raw, _live: live })
             .ok_or_else(|| DpdkError::from_rte_errno("rte_pktmbuf_pool_create"))
     }
 
@@ -63,8 +72,7 @@ impl Mempool {
 
 impl Drop for Mempool {
     fn drop(&mut self) {
-        // SAFETY: we own the pool; the ports that used it are closed by the
-        // caller's shutdown order (Port drops close them first).
-        unsafe { dpdk_sys::rte_mempool_free(self.raw.as_ptr()) }
+        // Not freed: mbufs may still point to it (see the type's docs).
+        retire_mempool(self.raw.as_ptr());
     }
 }
