@@ -10,7 +10,7 @@ use dataplane::conntrack::{Instant, Settings, Shard, TableConfig};
 use dataplane::io::mem::{MemBurst, MemIo, MemLink};
 use dataplane::io::{Burst, PacketIo};
 use dataplane::rss::Reta;
-use dataplane::synth::{Mix, Side};
+use ctrack_traffic::synth::{Mix, Side};
 use dataplane::worker::{Mesh, Worker};
 
 /// [`MemBurst`] whose packets all carry `hash` as their RSS hash.
