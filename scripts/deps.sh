@@ -23,6 +23,9 @@ ctrack_need_packages() {
             ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
             ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;
             valgrind) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
+            # dpdk-hugepages.py and dpdk-devbind.py (scripts/setup-host.sh).
+            dpdk-tools) command -v dpdk-devbind.py >/dev/null 2>&1 || missing+=(dpdk) ;;
+            prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then
