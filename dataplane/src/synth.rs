@@ -317,10 +317,10 @@ impl Mix {
             let j = (k / 2) as u32;
             let cj = cs.wrapping_add((n as u32).wrapping_mul(j));
             let sj = ss.wrapping_add((n as u32).wrapping_mul(j));
-            return Some(if k % 2 == 0 {
-                orig(cj, sj, PSH | ACK, n, None)
-            } else {
+            return Some(if k % 2 == 1 {
                 reply(sj, cj.wrapping_add(n as u32), PSH | ACK, n, None)
+            } else {
+                orig(cj, sj, PSH | ACK, n, None)
             });
         }
         if self.keep_open || self.midstream {
