@@ -10,6 +10,8 @@ ctrack_need_packages() {
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
     command -v dpdk-testpmd >/dev/null 2>&1 || missing+=(dpdk-dev)
+    # dpdk-hugepages.py and dpdk-devbind.py, for scripts/setup-host.sh.
+    command -v dpdk-devbind.py >/dev/null 2>&1 || missing+=(dpdk)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
     command -v c++ >/dev/null 2>&1 || missing+=(g++)
     for extra in "$@"; do
@@ -23,8 +25,6 @@ ctrack_need_packages() {
             ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
             ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;
             valgrind) command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) ;;
-            # dpdk-hugepages.py and dpdk-devbind.py (scripts/setup-host.sh).
-            dpdk-tools) command -v dpdk-devbind.py >/dev/null 2>&1 || missing+=(dpdk) ;;
             prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
         esac
     done
