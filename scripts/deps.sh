@@ -10,6 +10,8 @@ ctrack_need_packages() {
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
     command -v dpdk-testpmd >/dev/null 2>&1 || missing+=(dpdk-dev)
+    # dpdk-hugepages.py and dpdk-devbind.py, for scripts/setup-host.sh.
+    command -v dpdk-devbind.py >/dev/null 2>&1 || missing+=(dpdk)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
     command -v c++ >/dev/null 2>&1 || missing+=(g++)
     for extra in "$@"; do
@@ -26,6 +28,7 @@ ctrack_need_packages() {
             nfdump) command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump) ;;
             tshark) command -v tshark >/dev/null 2>&1 || missing+=(tshark) ;;
             luac) command -v luac5.3 >/dev/null 2>&1 || missing+=(lua5.3) ;;
+            prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
         esac
     done
     if [ ${#missing[@]} -gt 0 ]; then

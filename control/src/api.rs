@@ -535,8 +535,8 @@ fn write_stream<W: Write>(
         Err(_) if head_only && body.committed => Ok(()),
         Err(StreamError::Failed(r)) if !body.committed => write_reply(body.out, &r, head_only),
         Err(StreamError::Failed(r)) => {
-            eprintln!(
-                "ctrack: api: a streamed answer failed after {} bytes of its body were sent \
+            tracing::warn!(
+                "api: a streamed answer failed after {} bytes of its body were sent \
                  (connection closed without the last chunk): {}",
                 body.sent,
                 String::from_utf8_lossy(&r.body)

@@ -1,23 +1,64 @@
-//! The `ctrack` binary.
+//! The `ctrack` binary: the clap definitions (also the source of the man
+//! page and shell completions), logging set-up, and the commands.
+//!
+//! Logs go to stderr through `tracing`, one line per event with a timestamp
+//! and a level, plain or JSON (`--log-format`, `CTRACK_LOG_FORMAT`), without
+//! colour unless stderr is a terminal: under systemd the journal takes them
+//! as they are. Results (tables, listening addresses, the final totals) go to
+//! stdout; a command that fails ends with one `ctrack: error: ...` line on
+//! stderr, which scripts and tests look for.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use control::config::{ConfigFile, Listen, RunConfig};
+use control::metrics::build;
 use dataplane::conntrack::Duration;
 use dataplane::conntrack::Settings;
+
+/// `ctrack --version`: the version, the git commit and the DPDK version.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CTRACK_GIT_COMMIT"),
+    ", DPDK ",
+    env!("CTRACK_DPDK_VERSION"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "ctrack",
-    version,
-    about = "Connection-tracking dataplane on DPDK"
+    version = VERSION,
+    about = "Connection-tracking dataplane on DPDK",
+    long_about = "Connection tracking with RouterOS `/ip firewall connection` semantics \
+                  and Linux nf_conntrack behaviour, on DPDK. See docs/operations.md for \
+                  running it as a service."
 )]
 struct Cli {
+    /// Log format: plain (timestamp, level, message) or json (one object a line).
+    #[arg(
+        long,
+        global = true,
+        env = "CTRACK_LOG_FORMAT",
+        default_value = "plain"
+    )]
+    log_format: LogFormat,
+    /// Log level or filter: error, warn, info, debug, trace, or per module
+    /// (e.g. `info,control::api=debug`).
+    #[arg(long, global = true, env = "CTRACK_LOG", default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -35,6 +76,32 @@ enum Command {
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
     Replay(ReplayArgs),
+    /// Validate a configuration file without starting DPDK: syntax, known
+    /// keys, ranges, tracking settings, port pairing and the listening
+    /// addresses. Exits 0 and prints a summary when the file is valid.
+    Check(CheckArgs),
+    /// Write the man pages (ctrack.1 and one per subcommand) to a directory.
+    Man {
+        /// Output directory (created if missing).
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
+    /// Print a shell completion script to stdout, e.g.
+    /// `ctrack completions bash > /etc/bash_completion.d/ctrack`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The TOML config file to validate.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A tracking setting to validate with it, as `ctrack run --set` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args)]
@@ -145,11 +212,24 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("ctrack: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Generate(args) => cmd_generate(args),
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
+        Command::Check(args) => cmd_check(args),
+        Command::Man { out_dir } => cmd_man(&out_dir),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ctrack", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,6 +238,139 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sets up the `tracing` subscriber: stderr, a timestamp and level on every
+/// line, colour only on a terminal.
+fn init_logging(format: LogFormat, filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("bad --log-level / CTRACK_LOG {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let r = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// Writes `ctrack.1` and `ctrack-SUB.1` for every subcommand to `dir`.
+fn cmd_man(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command();
+    let mut written = Vec::new();
+    let mut write = |name: String, c: clap::Command| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+    write("ctrack".into(), cmd.clone())?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("ctrack-{}", sub.get_name());
+        write(name.clone(), sub.clone().name(name))?;
+    }
+    for p in &written {
+        println!("{}", p.display());
+    }
+    Ok(())
+}
+
+/// `ctrack check`: everything `ctrack run` checks before DPDK starts, and
+/// what it would only find out later (odd port lists, an API beyond
+/// loopback without a token, the API and metrics on one address).
+fn cmd_check(args: CheckArgs) -> Result<()> {
+    let shown = args.config.display().to_string();
+    let file = ConfigFile::load(&args.config)?;
+    let mut tracking = file.tracking;
+    apply_sets(&mut tracking, &args.set)?;
+    let run = &file.run;
+    if let Some(p) = &run.ports
+        && p.len() % 2 != 0
+    {
+        anyhow::bail!(
+            "{shown}: ports {p:?}: ports are paired in order (0<->1, 2<->3), so list an even number"
+        );
+    }
+    let default = |s: &str| -> Result<Listen> { s.parse().map_err(anyhow::Error::msg) };
+    let api = match run.api {
+        Some(l) => l,
+        None => default(RunConfig::DEFAULT_API)?,
+    };
+    let metrics = match run.metrics {
+        Some(l) => l,
+        None => default(RunConfig::DEFAULT_METRICS)?,
+    };
+    let token = run.api_token.is_some() || std::env::var_os("CTRACK_TOKEN").is_some();
+    if let Listen::At(addr) = api
+        && !addr.ip().is_loopback()
+        && !token
+    {
+        anyhow::bail!(
+            "{shown}: {}",
+            control::api::ApiError::TokenRequired { addr }
+        );
+    }
+    if let (Listen::At(a), Listen::At(m)) = (api, metrics)
+        && a == m
+        && a.port() != 0
+    {
+        anyhow::bail!("{shown}: api and metrics both on {a}: give them different ports");
+    }
+    let mut warnings = Vec::new();
+    if run.eal.is_empty() {
+        warnings.push(
+            "eal is empty: DPDK will use every NIC bound to a DPDK driver and its default \
+             memory; list the lcores (-l) and NICs (-a) explicitly"
+                .to_string(),
+        );
+    }
+    if let Some(d) = run.duration {
+        warnings.push(format!(
+            "duration = {d}: ctrack will stop by itself after that"
+        ));
+    }
+    if let Some(d) = run.idle_exit {
+        warnings.push(format!(
+            "idle-exit = {d}: ctrack will stop once no packet arrives for that long"
+        ));
+    }
+    for w in &warnings {
+        eprintln!("ctrack: warning: {shown}: {w}");
+    }
+    let listen = |l: Listen| match l {
+        Listen::Off => "off".to_string(),
+        Listen::At(a) => a.to_string(),
+    };
+    println!("ctrack: {shown}: configuration is valid");
+    println!("  eal:         {}", run.eal.join(" "));
+    println!(
+        "  workers:     {}",
+        run.workers
+            .map_or("one per EAL lcore beyond the main one".into(), |w| w
+                .to_string())
+    );
+    println!(
+        "  ports:       {}",
+        run.ports
+            .as_ref()
+            .map_or("every probed port".into(), |p| format!("{p:?}"))
+    );
+    println!(
+        "  max-entries: {} per worker",
+        run.max_entries.unwrap_or(RunConfig::DEFAULT_MAX_ENTRIES)
+    );
+    println!("  api:         {}", listen(api));
+    println!("  metrics:     {}", listen(metrics));
+    println!(
+        "  tracking:    {}",
+        serde_json::to_string(&tracking).unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// Applies `--set KEY=VALUE` arguments to `settings`.
@@ -196,6 +409,13 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
+    tracing::info!(
+        version = build::VERSION,
+        commit = build::COMMIT,
+        dpdk = build::DPDK,
+        config = args.config.as_ref().map(|p| p.display().to_string()),
+        "starting ctrack"
+    );
     run_dataplane(&cfg, &tracking, args.summary_json)
 }
 
@@ -240,13 +460,15 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     };
     let mut orig = create(&args.out)?;
     let mut reply = args.reply_out.as_ref().map(create).transpose()?;
-    let packets = mix.packets();
-    for p in &packets {
+    // One packet at a time: memory stays flat whatever the capture's size.
+    let mut packets = 0u64;
+    for p in mix.iter() {
         let w = match (&mut reply, p.side) {
             (Some(r), Side::Reply) => r,
             _ => &mut orig,
         };
         w.write_packet(p.ts_nanos, &p.frame)?;
+        packets += 1;
     }
     orig.flush()?;
     if let Some(r) = &mut reply {
@@ -254,7 +476,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     }
     println!(
         "ctrack: wrote {} packets of {} connections",
-        packets.len(),
+        packets,
         mix.tcp + mix.udp + mix.icmp
     );
     Ok(())

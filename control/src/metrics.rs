@@ -1,8 +1,10 @@
 //! Prometheus `/metrics`, on its own address.
 //!
-//! Every scrape takes one [`MetricsSnapshot`] from the [`Dataplane`] and
-//! renders it through a fresh `prometheus::Registry`, so the text is always
-//! one consistent instant and nothing is kept between scrapes. Names are
+//! One `prometheus::Registry` per endpoint, built at start, holds three
+//! collectors: [`CtrackCollector`], which takes one [`MetricsSnapshot`] from
+//! the [`Dataplane`] per scrape (so the `ctrack_*` values are one consistent
+//! instant and nothing is kept between scrapes), `ctrack_build_info`, and
+//! the `prometheus` crate's process collector (`process_*`). Names are
 //! `ctrack_*`; the concepts of node_exporter's conntrack collector
 //! (`node_nf_conntrack_entries`, `..._stat_found`, ...) keep their names
 //! after the prefix, so dashboards port by renaming. See `docs/metrics.md`.
@@ -12,6 +14,8 @@ use std::sync::Arc;
 
 use dataplane::conntrack::{InvalidReason, UntrackedReason};
 use dataplane::packet::ParseError;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::api::{ApiError, HttpServer, Reply, Req};
@@ -22,18 +26,26 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 /// Threads answering scrapes.
 const THREADS: usize = 2;
 
-/// Collects families into one registry; the first error is kept.
+/// Builds metric families; the first error is kept.
+#[derive(Default)]
 struct Families {
-    reg: Registry,
+    out: Vec<MetricFamily>,
     err: Option<prometheus::Error>,
 }
 
 impl Families {
-    fn keep(&mut self, r: Result<(), prometheus::Error>) {
-        if let Err(e) = r
-            && self.err.is_none()
-        {
-            self.err = Some(e);
+    fn keep(&mut self, r: Result<Vec<MetricFamily>, prometheus::Error>) {
+        match r {
+            // An empty family (no ports, no workers) is left out, as a
+            // registry's gather does: the encoder refuses it.
+            Ok(f) => self
+                .out
+                .extend(f.into_iter().filter(|f| !f.get_metric().is_empty())),
+            Err(e) => {
+                if self.err.is_none() {
+                    self.err = Some(e);
+                }
+            }
         }
     }
 
@@ -48,7 +60,7 @@ impl Families {
                 let l: Vec<&str> = l.as_ref().iter().map(String::as_str).collect();
                 c.get_metric_with_label_values(&l)?.inc_by(v);
             }
-            self.reg.register(Box::new(c))
+            Ok(c.collect())
         })();
         self.keep(r);
     }
@@ -64,7 +76,7 @@ impl Families {
                 let l: Vec<&str> = l.as_ref().iter().map(String::as_str).collect();
                 g.get_metric_with_label_values(&l)?.set(v);
             }
-            self.reg.register(Box::new(g))
+            Ok(g.collect())
         })();
         self.keep(r);
     }
@@ -74,12 +86,21 @@ fn none() -> Vec<String> {
     Vec::new()
 }
 
-/// Renders `m` in the Prometheus text exposition format (0.0.4).
+/// Renders `m` alone (no build or process metrics) in the Prometheus text
+/// exposition format (0.0.4).
 pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
-    let mut f = Families {
-        reg: Registry::new(),
-        err: None,
-    };
+    encode(&families(m)?)
+}
+
+fn encode(families: &[MetricFamily]) -> Result<String, prometheus::Error> {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(families, &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+/// The `ctrack_*` families of one snapshot (not `ctrack_build_info`).
+pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let mut f = Families::default();
     let w = &m.workers;
     let wl = |n: u16| vec![n.to_string()];
     let sum = |get: &dyn Fn(&crate::ops::WorkerMetrics) -> u64| w.iter().map(get).sum::<u64>();
@@ -216,15 +237,19 @@ pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
     );
     f.counter(
         "ctrack_fasttrack_packets_total",
-        "Packets that took the FastTrack path.",
-        &[],
-        [(none(), sum(&|x| x.fasttrack_packets))],
+        "Packets that took the FastTrack path, by direction (also in ctrack_packets_total).",
+        &["direction"],
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| (vec![d.to_string()], sum(&|x| x.fasttrack_packets[i]))),
     );
     f.counter(
         "ctrack_fasttrack_bytes_total",
-        "Bytes that took the FastTrack path.",
-        &[],
-        [(none(), sum(&|x| x.fasttrack_bytes))],
+        "Bytes that took the FastTrack path, by direction.",
+        &["direction"],
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| (vec![d.to_string()], sum(&|x| x.fasttrack_bytes[i]))),
     );
     f.counter(
         "ctrack_handoffs_total",
@@ -239,7 +264,7 @@ pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
         per_worker(&|x| x.handoffs_in),
     );
     f.counter(
-        "ctrack_handoff_dropped_total",
+        "ctrack_handoffs_dropped_total",
         "Packets dropped because a handoff ring was full.",
         &["worker"],
         per_worker(&|x| x.handoff_dropped),
@@ -356,15 +381,79 @@ pub fn render(m: &MetricsSnapshot) -> Result<String, prometheus::Error> {
         }),
     );
 
-    if let Some(e) = f.err {
-        return Err(e);
+    match f.err {
+        Some(e) => Err(e),
+        None => Ok(f.out),
     }
-    let mut out = Vec::new();
-    TextEncoder::new().encode(&f.reg.gather(), &mut out)?;
-    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }
 
-fn handle(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+/// What `ctrack --version` and `ctrack_build_info` report, fixed at build
+/// time by `control/build.rs`.
+pub mod build {
+    /// The crate version.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The git commit (12 hex digits), or `unknown` outside a git checkout.
+    pub const COMMIT: &str = env!("CTRACK_GIT_COMMIT");
+    /// The DPDK version built against (`libdpdk`'s pkg-config version),
+    /// `none` without the `dpdk` feature, or `unknown`.
+    pub const DPDK: &str = env!("CTRACK_DPDK_VERSION");
+}
+
+/// The `ctrack_*` families of a running dataplane: every
+/// [`Collector::collect`] takes one [`MetricsSnapshot`], so one scrape
+/// shows one instant. Its families vary with the snapshot (no ports, no
+/// connections), so it declares no fixed descriptors.
+pub struct CtrackCollector {
+    dp: Arc<dyn Dataplane>,
+}
+
+impl CtrackCollector {
+    pub fn new(dp: Arc<dyn Dataplane>) -> CtrackCollector {
+        CtrackCollector { dp }
+    }
+}
+
+impl Collector for CtrackCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match families(&self.dp.metrics()) {
+            Ok(f) => f,
+            Err(e) => {
+                // Only a bug (a label count that does not match) gets here.
+                tracing::error!("metrics: cannot build the ctrack families: {e}");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The one registry a metrics endpoint serves, built once: the ctrack
+/// families, `ctrack_build_info`, and the process collector's `process_*`
+/// (CPU, memory, file descriptors, start time; Linux only).
+pub fn registry(dp: Arc<dyn Dataplane>) -> Result<Registry, prometheus::Error> {
+    let reg = Registry::new();
+    reg.register(Box::new(CtrackCollector::new(dp)))?;
+    let info = GaugeVec::new(
+        Opts::new(
+            "ctrack_build_info",
+            "Always 1; the labels tell the version, git commit and DPDK version.",
+        ),
+        &["version", "commit", "dpdk"],
+    )?;
+    info.with_label_values(&[build::VERSION, build::COMMIT, build::DPDK])
+        .set(1.0);
+    reg.register(Box::new(info))?;
+    #[cfg(target_os = "linux")]
+    reg.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(reg)
+}
+
+fn handle(req: &mut Req<'_>, registry: &Registry) -> Reply {
     let path = req.url.split('?').next().unwrap_or("");
     if path != "/metrics" {
         return Reply::error(
@@ -380,7 +469,8 @@ fn handle(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
             "allowed: GET".to_string(),
         );
     }
-    match render(&dp.metrics()) {
+    let families = registry.gather();
+    match encode(&families) {
         Ok(text) => Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -391,6 +481,17 @@ fn handle(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
     }
 }
 
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The address could not be bound.
+    #[error(transparent)]
+    Listen(#[from] ApiError),
+    /// A collector was refused (a duplicate family name: a bug).
+    #[error("cannot set up the metrics registry: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
 /// The `/metrics` endpoint. Stops on [`MetricsServer::stop`] or drop.
 pub struct MetricsServer {
     http: HttpServer,
@@ -398,13 +499,14 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Listens on `addr` (any address: the metrics are read-only) and answers
-    /// `GET /metrics` from `dp.metrics()`.
-    pub fn start(addr: SocketAddr, dp: Arc<dyn Dataplane>) -> Result<MetricsServer, ApiError> {
+    /// `GET /metrics` from [`registry`]`(dp)`.
+    pub fn start(addr: SocketAddr, dp: Arc<dyn Dataplane>) -> Result<MetricsServer, MetricsError> {
+        let registry = registry(dp)?;
         let http = HttpServer::start(
             addr,
             "ctrack-metrics",
             THREADS,
-            Arc::new(move |req: &mut Req<'_>| handle(req, &*dp)),
+            Arc::new(move |req: &mut Req<'_>| handle(req, &registry)),
         )?;
         Ok(MetricsServer { http })
     }
@@ -459,8 +561,8 @@ mod tests {
                 handoffs_out: 17 * k,
                 handoffs_in: 19 * k,
                 handoff_dropped: k,
-                fasttrack_packets: 300 * k,
-                fasttrack_bytes: 450_000 * k,
+                fasttrack_packets: [300 * k, 200 * k],
+                fasttrack_bytes: [450_000 * k, 250_000 * k],
                 loops: 1000,
                 busy_loops: 250 * k,
                 parse_errors,
@@ -545,8 +647,29 @@ mod tests {
 
         // Every family has a type and help, and counters end in _total.
         for (name, doc) in &s.docs {
-            assert!(name.starts_with("ctrack_"), "{name}");
+            assert!(
+                name.starts_with("ctrack_") || name.starts_with("process_"),
+                "{name}"
+            );
             assert!(!doc.is_empty(), "{name}");
+        }
+        // The build and the process.
+        let info: Vec<_> = s
+            .samples
+            .iter()
+            .filter(|x| x.metric == "ctrack_build_info")
+            .collect();
+        assert_eq!(info.len(), 1, "{info:?}");
+        assert_eq!(value(&info[0].value), 1.0);
+        assert_eq!(info[0].labels.get("version"), Some(build::VERSION));
+        assert_eq!(info[0].labels.get("commit"), Some(build::COMMIT));
+        assert_eq!(info[0].labels.get("dpdk"), Some(build::DPDK));
+        assert!(!build::COMMIT.is_empty() && !build::DPDK.is_empty());
+        #[cfg(target_os = "linux")]
+        {
+            assert!(get(&s, "process_start_time_seconds", &[]) > 0.0);
+            assert!(get(&s, "process_resident_memory_bytes", &[]) > 0.0);
+            assert!(get(&s, "process_open_fds", &[]) > 0.0);
         }
         for x in &s.samples {
             if matches!(x.value, Value::Counter(_)) {
@@ -661,15 +784,41 @@ mod tests {
             get(&s, "ctrack_bytes_total", &[("direction", "reply")]),
             4_500_000.0
         );
-        assert_eq!(get(&s, "ctrack_fasttrack_packets_total", &[]), 900.0);
-        assert_eq!(get(&s, "ctrack_fasttrack_bytes_total", &[]), 1_350_000.0);
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_fasttrack_packets_total",
+                &[("direction", "orig")]
+            ),
+            900.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_fasttrack_packets_total",
+                &[("direction", "reply")]
+            ),
+            600.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_fasttrack_bytes_total", &[("direction", "orig")]),
+            1_350_000.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_fasttrack_bytes_total",
+                &[("direction", "reply")]
+            ),
+            750_000.0
+        );
         assert_eq!(get(&s, "ctrack_handoffs_total", &[("worker", "1")]), 34.0);
         assert_eq!(
             get(&s, "ctrack_handoffs_received_total", &[("worker", "1")]),
             38.0
         );
         assert_eq!(
-            get(&s, "ctrack_handoff_dropped_total", &[("worker", "0")]),
+            get(&s, "ctrack_handoffs_dropped_total", &[("worker", "0")]),
             1.0
         );
         assert_eq!(
@@ -715,12 +864,33 @@ mod tests {
 
         // Every metric documented in docs/metrics.md.
         let doc = include_str!("../../docs/metrics.md");
-        for name in s.docs.keys() {
+        for name in s.docs.keys().filter(|n| n.starts_with("ctrack_")) {
             assert!(
                 doc.contains(&format!("`{name}`")),
                 "{name} missing from docs/metrics.md"
             );
         }
+
+        // A second scrape of the same registry shows the same values: the
+        // families are rebuilt from each snapshot, not added up.
+        let again = parse(
+            &agent
+                .get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap(),
+        );
+        assert_eq!(
+            get(
+                &again,
+                "ctrack_conntrack_stat_found_total",
+                &[("worker", "1")]
+            ),
+            200.0
+        );
+        assert_eq!(get(&again, "ctrack_conntrack_entries", &[]), 150.0);
 
         // Other paths and methods.
         let base = format!("http://{}", srv.local_addr());

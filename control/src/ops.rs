@@ -54,8 +54,9 @@ pub struct WorkerMetrics {
     pub handoffs_in: u64,
     /// Packets dropped because a handoff ring was full.
     pub handoff_dropped: u64,
-    pub fasttrack_packets: u64,
-    pub fasttrack_bytes: u64,
+    /// FastTrack packets and bytes, by direction (orig, reply).
+    pub fasttrack_packets: [u64; 2],
+    pub fasttrack_bytes: [u64; 2],
     pub loops: u64,
     pub busy_loops: u64,
     /// Parse failures by [`dataplane::packet::ParseError::index`].

@@ -44,21 +44,51 @@ pub struct Counters {
     pub dropped: Vec<(&'static str, u64)>,
 }
 
-/// Runs the conntrack core over the capture at `path`.
+/// Captures from this size on show a progress bar (on a terminal).
+pub const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+/// Runs the conntrack core over the capture at `path`. A capture of
+/// [`PROGRESS_MIN_BYTES`] or more shows a progress bar on stderr when stderr
+/// is a terminal, and nothing otherwise (pipes, logs, tests).
 pub fn replay_file(
     path: &Path,
     workers: u16,
     settings: &Settings,
     max_entries: u32,
 ) -> Result<ReplayOutcome> {
+    use std::io::IsTerminal;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    replay(
-        std::io::BufReader::new(file),
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if size >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() {
+        progress_bar(size, path)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let out = replay(
+        std::io::BufReader::new(bar.wrap_read(file)),
         workers,
         settings,
         max_entries,
     )
-    .with_context(|| format!("replaying {}", path.display()))
+    .with_context(|| format!("replaying {}", path.display()));
+    bar.finish_and_clear();
+    out
+}
+
+/// Bytes of the capture read so far, with rate and time left.
+fn progress_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(
+        "replaying {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, {eta} left",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    indicatif::ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr())
+        .with_style(style)
+        .with_message(name)
 }
 
 pub fn replay<R: Read>(

@@ -367,7 +367,7 @@ fn run_with_eal(
                 invalid: e.stats.invalid_total(),
                 untracked: e.stats.untracked_total(),
                 not_parsed: t.parse_errors.iter().sum(),
-                fasttrack_packets: e.stats.fasttrack_packets,
+                fasttrack_packets: e.stats.fasttrack_packets.iter().sum(),
             }
         })
         .collect();

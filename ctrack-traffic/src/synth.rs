@@ -15,7 +15,7 @@ pub enum Side {
 }
 
 /// One generated frame.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthPacket {
     /// Nanoseconds since the start of the capture.
     pub ts_nanos: u64,
@@ -209,8 +209,178 @@ fn server(i: u32) -> [u8; 4] {
 
 impl Mix {
     /// The packets of every flow, flows interleaved round-robin (one packet of
-    /// each flow in turn), 10 µs apart.
+    /// each flow in turn), 10 µs apart. Holds them all: [`Mix::iter`] gives
+    /// the same packets one at a time.
     pub fn packets(&self) -> Vec<SynthPacket> {
+        self.iter().collect()
+    }
+
+    /// The packets of [`Mix::packets`], in the same order, built as they are
+    /// asked for: a capture of any size is written in constant memory.
+    pub fn iter(&self) -> MixIter {
+        let tcp_len = if self.tcp == 0 {
+            0
+        } else {
+            let ends = if self.midstream { 0 } else { 3 };
+            let fin = if self.keep_open || self.midstream {
+                0
+            } else {
+                3
+            };
+            ends + 2 * self.exchanges as usize + fin
+        };
+        let udp_len = if self.udp == 0 {
+            0
+        } else {
+            2 * self.exchanges as usize
+        };
+        let icmp_len = if self.icmp == 0 {
+            0
+        } else {
+            2 * usize::from(self.exchanges as u16)
+        };
+        MixIter {
+            mix: *self,
+            rounds: tcp_len.max(udp_len).max(icmp_len),
+            round: 0,
+            flow: 0,
+            sent: 0,
+        }
+    }
+
+    /// Packet `k` of flow `f` (TCP flows first, then UDP, then ICMP).
+    fn flow_packet(&self, f: u32, k: usize) -> Option<(Side, Vec<u8>)> {
+        if f < self.tcp {
+            return self.tcp_packet(f, k);
+        }
+        let f = f - self.tcp;
+        let (j, reply) = (k / 2, k % 2 == 1);
+        if f < self.udp {
+            let (c, s) = (client(1000 + f), server(f));
+            let cp = 30000 + (f % 30000) as u16;
+            return (j < self.exchanges as usize).then(|| {
+                if reply {
+                    (Side::Reply, udp_frame(s, c, 53, cp, self.payload, false))
+                } else {
+                    (Side::Orig, udp_frame(c, s, cp, 53, self.payload, true))
+                }
+            });
+        }
+        let i = f - self.udp;
+        if i >= self.icmp || j >= usize::from(self.exchanges as u16) {
+            return None;
+        }
+        let (c, s) = (client(2000 + i), server(i));
+        let (id, seq) = (0x100 + i as u16, j as u16);
+        Some(if reply {
+            (Side::Reply, icmp_echo_frame(s, c, id, seq, true, false))
+        } else {
+            (Side::Orig, icmp_echo_frame(c, s, id, seq, false, true))
+        })
+    }
+
+    /// Packet `k` of TCP connection `i`: handshake, data exchanges, close.
+    fn tcp_packet(&self, i: u32, k: usize) -> Option<(Side, Vec<u8>)> {
+        use ctrack_core::flow::tcp_flags::*;
+        let (c, s) = (client(i), server(i));
+        let (cp, sp) = (20000 + (i % 40000) as u16, 80);
+        let (cs0, ss0) = (1000u32.wrapping_mul(i + 1), 5000u32.wrapping_mul(i + 7));
+        let n = self.payload;
+        let orig = |seq, ack, flags, len, ws| {
+            (
+                Side::Orig,
+                tcp_frame(c, s, cp, sp, seq, ack, flags, len, ws, true),
+            )
+        };
+        let reply = |seq, ack, flags, len, ws| {
+            (
+                Side::Reply,
+                tcp_frame(s, c, sp, cp, seq, ack, flags, len, ws, false),
+            )
+        };
+        let mut k = k;
+        if !self.midstream {
+            match k {
+                0 => return Some(orig(cs0, 0, SYN, 0, Some(7))),
+                1 => return Some(reply(ss0, cs0.wrapping_add(1), SYN | ACK, 0, Some(7))),
+                2 => return Some(orig(cs0.wrapping_add(1), ss0.wrapping_add(1), ACK, 0, None)),
+                _ => k -= 3,
+            }
+        }
+        let (cs, ss) = if self.midstream {
+            (cs0, ss0)
+        } else {
+            (cs0.wrapping_add(1), ss0.wrapping_add(1))
+        };
+        let ex = self.exchanges as usize;
+        if k < 2 * ex {
+            let j = (k / 2) as u32;
+            let cj = cs.wrapping_add((n as u32).wrapping_mul(j));
+            let sj = ss.wrapping_add((n as u32).wrapping_mul(j));
+            return Some(if k % 2 == 1 {
+                reply(sj, cj.wrapping_add(n as u32), PSH | ACK, n, None)
+            } else {
+                orig(cj, sj, PSH | ACK, n, None)
+            });
+        }
+        if self.keep_open || self.midstream {
+            return None;
+        }
+        let ce = cs.wrapping_add((n as u32).wrapping_mul(ex as u32));
+        let se = ss.wrapping_add((n as u32).wrapping_mul(ex as u32));
+        match k - 2 * ex {
+            0 => Some(orig(ce, se, FIN | ACK, 0, None)),
+            1 => Some(reply(se, ce.wrapping_add(1), FIN | ACK, 0, None)),
+            2 => Some(orig(ce.wrapping_add(1), se.wrapping_add(1), ACK, 0, None)),
+            _ => None,
+        }
+    }
+}
+
+/// The packets of a [`Mix`], one at a time (see [`Mix::iter`]).
+#[derive(Debug, Clone)]
+pub struct MixIter {
+    mix: Mix,
+    /// Packets of the longest flow: the rounds of the round-robin.
+    rounds: usize,
+    round: usize,
+    /// The next flow to ask for a packet in this round.
+    flow: u32,
+    sent: u64,
+}
+
+impl Iterator for MixIter {
+    type Item = SynthPacket;
+
+    fn next(&mut self) -> Option<SynthPacket> {
+        let flows = self.mix.tcp + self.mix.udp + self.mix.icmp;
+        while self.round < self.rounds {
+            if self.flow >= flows {
+                self.flow = 0;
+                self.round += 1;
+                continue;
+            }
+            let f = self.flow;
+            self.flow += 1;
+            if let Some((side, frame)) = self.mix.flow_packet(f, self.round) {
+                let ts_nanos = self.sent * 10_000;
+                self.sent += 1;
+                return Some(SynthPacket {
+                    ts_nanos,
+                    side,
+                    frame,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The eager form [`Mix::iter`] replaced, kept as its reference: every
+/// flow built whole, then interleaved.
+#[cfg(test)]
+impl Mix {
+    fn packets_reference(&self) -> Vec<SynthPacket> {
         let mut flows: Vec<Vec<(Side, Vec<u8>)>> = Vec::new();
         for i in 0..self.tcp {
             flows.push(self.tcp_flow(i));
@@ -318,6 +488,58 @@ impl Mix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iter_gives_the_packets_of_the_eager_reference() {
+        let base = Mix {
+            tcp: 5,
+            udp: 3,
+            icmp: 2,
+            exchanges: 3,
+            payload: 100,
+            ..Mix::default()
+        };
+        let mixes = [
+            base,
+            Mix::default(),
+            Mix {
+                keep_open: true,
+                ..base
+            },
+            Mix {
+                midstream: true,
+                ..base
+            },
+            Mix { tcp: 0, ..base },
+            Mix {
+                udp: 0,
+                icmp: 0,
+                ..base
+            },
+            Mix {
+                exchanges: 0,
+                ..base
+            },
+            Mix {
+                exchanges: 9,
+                payload: 1400,
+                ..base
+            },
+            Mix {
+                tcp: 0,
+                udp: 0,
+                icmp: 0,
+                ..base
+            },
+        ];
+        for m in mixes {
+            let want = m.packets_reference();
+            let got: Vec<SynthPacket> = m.iter().collect();
+            assert_eq!(got.len(), want.len(), "{m:?}");
+            assert!(got == want, "{m:?}: packets differ");
+            assert_eq!(m.packets(), want, "{m:?}");
+        }
+    }
 
     #[test]
     fn ipv4_header_checksum_verifies() {

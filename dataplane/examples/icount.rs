@@ -57,6 +57,6 @@ fn main() {
         "{} packets through handle_burst ({} in the timed rounds), {} fast-tracked",
         (ROUNDS + 1) * pkts.len() as u64,
         ROUNDS * pkts.len() as u64,
-        s.fasttrack_packets
+        s.fasttrack_packets.iter().sum::<u64>()
     );
 }

@@ -404,7 +404,7 @@ fn linux_traffic_between_namespaces_is_tracked_once_with_both_directions() {
     let m = run.scrape();
     let rx = metric_sum(&m, "ctrack_worker_rx_packets_total") as u64;
     let handoffs = metric_sum(&m, "ctrack_handoffs_total") as u64;
-    let dropped = metric_sum(&m, "ctrack_handoff_dropped_total") as u64;
+    let dropped = metric_sum(&m, "ctrack_handoffs_dropped_total") as u64;
     eprintln!(
         "netns: workers received {rx} packets (kernels sent at least {sent}), {handoffs} handoffs"
     );

@@ -1061,8 +1061,8 @@ impl Shard {
     #[inline]
     fn fast_account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32) {
         self.account(i, now, dir, ip_len, true);
-        self.stats.fasttrack_packets += 1;
-        self.stats.fasttrack_bytes += u64::from(ip_len);
+        self.stats.fasttrack_packets[dir.index()] += 1;
+        self.stats.fasttrack_bytes[dir.index()] += u64::from(ip_len);
     }
 
     #[allow(clippy::too_many_arguments)]

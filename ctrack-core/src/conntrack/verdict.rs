@@ -172,9 +172,10 @@ pub struct ShardStats {
     /// Packets that had been counted on connections that are gone: with the
     /// live entries' counters this adds up to `packets[0] + packets[1]`.
     pub packets_retired: u64,
-    /// Packets and bytes that took the fasttrack path (also in `packets`/`bytes`).
-    pub fasttrack_packets: u64,
-    pub fasttrack_bytes: u64,
+    /// Packets and bytes that took the fasttrack path (also in `packets`/`bytes`),
+    /// by [`Dir::index`].
+    pub fasttrack_packets: [u64; 2],
+    pub fasttrack_bytes: [u64; 2],
 }
 
 impl ShardStats {
