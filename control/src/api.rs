@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dataplane::conntrack::{ConnId, ConnSnapshot, SettingsError, parse_duration};
+use ctrack_model::{ConnSnapshot, SettingsError};
+use dataplane::conntrack::{ConnId, parse_duration};
 use serde_json::{Map, Value, json};
 
 use crate::ops::{Dataplane, OpsError};
@@ -1138,7 +1139,6 @@ pub(crate) mod tests {
             dstnat: false,
             connection_mark: String::new(),
             connection_type: String::new(),
-            timeout_nanos: 86_398_000_000_000,
         };
         let udp = ConnSnapshot {
             id: "*1000000002b".to_string(),
@@ -1150,7 +1150,6 @@ pub(crate) mod tests {
             reply_dst_address: "10.0.0.1:5353".to_string(),
             tcp_state: None,
             timeout: "8s".to_string(),
-            timeout_nanos: 8_000_000_000,
             orig_packets: 1,
             orig_bytes: 80,
             repl_packets: 0,
@@ -1172,7 +1171,6 @@ pub(crate) mod tests {
             icmp_type: Some(8),
             icmp_code: Some(0),
             timeout: "9s".to_string(),
-            timeout_nanos: 9_000_000_000,
             ..base.clone()
         };
         vec![base, udp, icmp]
