@@ -14,7 +14,7 @@ use dataplane::conntrack::{InvalidReason, UntrackedReason};
 use dataplane::packet::ParseError;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::api::{ApiError, HttpServer, Reply, Req};
+use crate::http::{ApiError, HttpServer, Reply, Req};
 use crate::ops::{Dataplane, MetricsSnapshot};
 
 /// The metrics endpoint's default address (loopback).
