@@ -21,8 +21,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use ctrack_model::settings::READ_ONLY;
-use ctrack_model::{ConnSnapshot, SettingsError};
-use dataplane::conntrack::{ConnId, parse_duration};
+use ctrack_model::{ConnSnapshot, SettingsError, check_filter_value, check_property};
+use dataplane::conntrack::ConnId;
 use serde_json::{Map, Value, json};
 
 pub(crate) use crate::http::percent_decode;
@@ -188,69 +188,17 @@ fn one(method: &str, raw_id: &str, dp: &dyn Dataplane) -> Reply {
     }
 }
 
-const BOOL_PROPS: [&str; 8] = [
-    "assured",
-    "confirmed",
-    "seen-reply",
-    "dying",
-    "expected",
-    "fasttrack",
-    "srcnat",
-    "dstnat",
-];
-
-const NUMBER_PROPS: [&str; 15] = [
-    "worker",
-    "icmp-id",
-    "icmp-type",
-    "icmp-code",
-    "gre-key",
-    "orig-packets",
-    "orig-bytes",
-    "orig-fasttrack-packets",
-    "orig-fasttrack-bytes",
-    "orig-rate",
-    "repl-packets",
-    "repl-bytes",
-    "repl-fasttrack-packets",
-    "repl-fasttrack-bytes",
-    "repl-rate",
-];
-
 /// Checks a `where PROP=VALUE` filter before it reaches the workers: the
-/// property must exist and the value must have the property's form.
+/// property must exist and the value must have the property's form
+/// ([`ctrack_model::check_filter_value`]).
 pub(crate) fn check_filter(prop: &str, value: &str) -> Result<(), (String, String)> {
-    if !ConnSnapshot::PROPERTIES.contains(&prop) {
+    if let Err(e) = check_property(prop) {
         return Err((
-            format!("unknown connection property {prop:?}"),
+            e.to_string(),
             format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
         ));
     }
-    let v = value.trim();
-    let problem = if BOOL_PROPS.contains(&prop) {
-        (!matches!(v, "yes" | "no" | "true" | "false")).then_some("expected yes or no")
-    } else if NUMBER_PROPS.contains(&prop) {
-        v.parse::<u64>()
-            .is_err()
-            .then_some("expected a non-negative integer")
-    } else if prop == "timeout" {
-        parse_duration(v)
-            .is_err()
-            .then_some("expected a time such as 10s, 3m or 1d2h")
-    } else if prop == "id" {
-        v.parse::<ConnId>()
-            .is_err()
-            .then_some("expected * and hex digits, e.g. *1f2a")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err((
-            format!("bad value {value:?} for {prop}: {p}"),
-            String::new(),
-        )),
-        None => Ok(()),
-    }
+    check_filter_value(prop, value).map_err(|e| (e.to_string(), String::new()))
 }
 
 fn yes(v: &str) -> Option<bool> {

@@ -12,7 +12,7 @@
 use core::fmt::Write as _;
 use std::net::IpAddr;
 
-use ctrack_core::conntrack::{Dir, ProtoState, RawConn, format_duration, parse_duration};
+use ctrack_core::conntrack::{ConnId, Dir, ProtoState, RawConn, format_duration, parse_duration};
 use ctrack_core::flow::{Addr, Family, proto};
 
 use crate::settings::yes_no;
@@ -302,8 +302,7 @@ impl ConnSnapshot {
             return Ok(true);
         }
         Ok(match prop {
-            "assured" | "confirmed" | "seen-reply" | "dying" | "expected" | "fasttrack"
-            | "srcnat" | "dstnat" => {
+            p if BOOL_PROPERTIES.contains(&p) => {
                 let want = matches!(value, "yes" | "true");
                 let known = matches!(value, "yes" | "true" | "no" | "false");
                 known && (have == "yes") == want
@@ -320,6 +319,80 @@ impl ConnSnapshot {
             "id" => value.eq_ignore_ascii_case(&have),
             _ => false,
         })
+    }
+}
+
+/// The properties that are flags (`yes`/`no`).
+pub const BOOL_PROPERTIES: [&str; 8] = [
+    "assured",
+    "confirmed",
+    "seen-reply",
+    "dying",
+    "expected",
+    "fasttrack",
+    "srcnat",
+    "dstnat",
+];
+
+/// The properties that are non-negative integers.
+pub const NUMBER_PROPERTIES: [&str; 15] = [
+    "worker",
+    "icmp-id",
+    "icmp-type",
+    "icmp-code",
+    "gre-key",
+    "orig-packets",
+    "orig-bytes",
+    "orig-fasttrack-packets",
+    "orig-fasttrack-bytes",
+    "orig-rate",
+    "repl-packets",
+    "repl-bytes",
+    "repl-fasttrack-packets",
+    "repl-fasttrack-bytes",
+    "repl-rate",
+];
+
+/// `where PROP=VALUE` gave a value that does not have the property's form
+/// (so it could never match).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad value {value:?} for {prop}: {problem}")]
+pub struct FilterValueError {
+    pub prop: String,
+    pub value: String,
+    pub problem: &'static str,
+}
+
+/// Checks that `value` has the form of property `prop` (known to
+/// [`check_property`]): flags take yes/no/true/false, counters a
+/// non-negative integer, `timeout` a RouterOS time, `id` `*` and hex digits;
+/// text properties take anything.
+pub fn check_filter_value(prop: &str, value: &str) -> Result<(), FilterValueError> {
+    let v = value.trim();
+    let problem = if BOOL_PROPERTIES.contains(&prop) {
+        (!matches!(v, "yes" | "no" | "true" | "false")).then_some("expected yes or no")
+    } else if NUMBER_PROPERTIES.contains(&prop) {
+        v.parse::<u64>()
+            .is_err()
+            .then_some("expected a non-negative integer")
+    } else if prop == "timeout" {
+        parse_duration(v)
+            .is_err()
+            .then_some("expected a time such as 10s, 3m or 1d2h")
+    } else if prop == "id" {
+        v.parse::<ConnId>()
+            .is_err()
+            .then_some("expected * and hex digits, e.g. *1f2a")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(FilterValueError {
+            prop: prop.to_string(),
+            value: value.to_string(),
+            problem,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -426,5 +499,28 @@ fn format_rate(bps: u64) -> String {
         format!("{:.1}Mbps", bps as f64 / 1e6)
     } else {
         format!("{:.1}Gbps", bps as f64 / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_values_are_checked_by_the_propertys_form() {
+        for (prop, good, bad) in [
+            ("assured", "yes", "maybe"),
+            ("orig-packets", "12", "many"),
+            ("timeout", "1d2h", "soon"),
+            ("id", "*1f2a", "1f2a"),
+        ] {
+            check_filter_value(prop, good).unwrap();
+            let e = check_filter_value(prop, bad).unwrap_err().to_string();
+            assert!(e.contains(prop) && e.contains(bad), "{e}");
+        }
+        check_filter_value("src-address", "anything").unwrap();
+        for p in BOOL_PROPERTIES.iter().chain(&NUMBER_PROPERTIES) {
+            check_property(p).unwrap();
+        }
     }
 }

@@ -16,5 +16,8 @@
 pub mod connection;
 pub mod settings;
 
-pub use connection::{ConnSnapshot, FilterError, check_property, format_table, protocol_name};
+pub use connection::{
+    ConnSnapshot, FilterError, FilterValueError, check_filter_value, check_property, format_table,
+    protocol_name,
+};
 pub use settings::{SettingsError, SettingsExt};

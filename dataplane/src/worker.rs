@@ -722,8 +722,10 @@ mod tests {
         assert!(rrx.recv().unwrap());
         assert_eq!(w[0].shard().total_entries(), total - 1);
 
-        let mut s = Settings::default();
-        s.udp_stream_timeout = crate::conntrack::Duration::from_secs(3600);
+        let s = Settings {
+            udp_stream_timeout: crate::conntrack::Duration::from_secs(3600),
+            ..Settings::default()
+        };
         tx.send(Command::Settings(Box::new(s.clone()))).unwrap();
         w[0].poll_once();
         assert_eq!(w[0].shard().settings(), &s);

@@ -255,8 +255,10 @@ mod tests {
 
     #[test]
     fn validation_refuses_a_zero_timeout_by_name() {
-        let mut s = Settings::default();
-        s.udp_timeout = Duration::from_secs(0);
+        let s = Settings {
+            udp_timeout: Duration::from_secs(0),
+            ..Settings::default()
+        };
         let e = s.validate().unwrap_err();
         assert_eq!(e.key, "udp-timeout");
         assert!(e.to_string().contains("udp-timeout"), "{e}");

@@ -399,8 +399,10 @@ fn loose_tracking_off_leaves_midstream_untracked() {
     let mid = tcp(A, 1000, B, 80, ACK, 5000, 7000);
     let (id, ..) = tracked(s.handle_packet(at(0), &mid));
     assert_eq!(s.get(id).unwrap().tcp_state(), Some(TcpState::Established));
-    let mut set = Settings::default();
-    set.loose_tcp_tracking = false;
+    let set = Settings {
+        loose_tcp_tracking: false,
+        ..Settings::default()
+    };
     s.apply_settings(&set);
     let v = s.handle_packet(at(0), &tcp(A, 1001, B, 80, ACK, 5000, 7000));
     assert_eq!(v, Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
@@ -414,8 +416,10 @@ fn loose_tracking_off_leaves_midstream_untracked() {
 #[test]
 fn enabled_no_tracks_nothing() {
     let mut s = shard(16);
-    let mut set = Settings::default();
-    set.enabled = Enabled::No;
+    let set = Settings {
+        enabled: Enabled::No,
+        ..Settings::default()
+    };
     s.apply_settings(&set);
     assert_eq!(
         s.handle_packet(at(0), &udp(A, 1, B, 2)),
@@ -507,8 +511,10 @@ fn long_gaps_and_parked_timers() {
 fn settings_change_applies_to_live_entries() {
     let mut s = shard(16);
     let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 1, B, 2)));
-    let mut set = Settings::default();
-    set.udp_timeout = Duration::from_secs(3600);
+    let mut set = Settings {
+        udp_timeout: Duration::from_secs(3600),
+        ..Settings::default()
+    };
     s.apply_settings(&set);
     assert_eq!(s.poll_expired(at(20), 100), 0);
     assert_eq!(s.remaining(id, at(20)), Some(Duration::from_secs(3580)));
