@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use dataplane::conntrack::{ConnSnapshot, Settings, format_table};
+use anyhow::{Context, Result, anyhow};
+use ctrack_model::settings::KEYS;
+use ctrack_model::{ConnSnapshot, format_table};
 use serde_json::Value;
 
 /// Default `--api`: the API's default address.
@@ -123,9 +124,8 @@ pub fn execute(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<Str
                     .ok_or_else(|| anyhow!("the API's answer has no count: {body}"))?;
                 return Ok(format!("{n}\n"));
             }
-            let rows: Vec<Value> = serde_json::from_str(&body).context("the API's answer")?;
             let rows: Vec<ConnSnapshot> =
-                rows.iter().map(snapshot_from_json).collect::<Result<_>>()?;
+                serde_json::from_str(&body).context("the API's answer")?;
             Ok(format_table(&rows))
         }
         ConnectionCmd::Remove { id } => {
@@ -162,16 +162,12 @@ fn tracking_lines(body: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("the API's answer is not an object: {body}"))?;
     let width = obj.keys().map(String::len).max().unwrap_or(0);
     // The seed's order, then anything this client does not know yet.
-    let mut keys: Vec<&str> = Settings::KEYS
+    let mut keys: Vec<&str> = KEYS
         .iter()
         .copied()
         .filter(|k| obj.contains_key(*k))
         .collect();
-    keys.extend(
-        obj.keys()
-            .map(String::as_str)
-            .filter(|k| !Settings::KEYS.contains(k)),
-    );
+    keys.extend(obj.keys().map(String::as_str).filter(|k| !KEYS.contains(k)));
     let mut out = String::new();
     for k in keys {
         let v = &obj[k];
@@ -183,79 +179,6 @@ fn tracking_lines(body: &str) -> Result<String> {
         let _ = writeln!(out, "{k:>width$}: {text}");
     }
     Ok(out)
-}
-
-fn text(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn num(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn flag(v: &Value, k: &str) -> bool {
-    v.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// A [`ConnSnapshot`] back from its JSON (it has no `Deserialize`).
-fn snapshot_from_json(v: &Value) -> Result<ConnSnapshot> {
-    if !v.is_object() {
-        bail!("the API's answer has a row that is not an object: {v}");
-    }
-    let opt = |k: &str| v.get(k).and_then(Value::as_u64);
-    let timeout = text(v, "timeout");
-    Ok(ConnSnapshot {
-        id: text(v, "id"),
-        worker: u16::try_from(num(v, "worker")).unwrap_or(u16::MAX),
-        protocol: text(v, "protocol"),
-        src_address: text(v, "src-address"),
-        dst_address: text(v, "dst-address"),
-        reply_src_address: text(v, "reply-src-address"),
-        reply_dst_address: text(v, "reply-dst-address"),
-        tcp_state: v
-            .get("tcp-state")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        icmp_id: opt("icmp-id").and_then(|x| u16::try_from(x).ok()),
-        icmp_type: opt("icmp-type").and_then(|x| u8::try_from(x).ok()),
-        icmp_code: opt("icmp-code").and_then(|x| u8::try_from(x).ok()),
-        gre_key: opt("gre-key").and_then(|x| u32::try_from(x).ok()),
-        gre_version: v
-            .get("gre-version")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        gre_protocol: v
-            .get("gre-protocol")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        timeout_nanos: dataplane::conntrack::parse_duration(&timeout)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        timeout,
-        orig_packets: num(v, "orig-packets"),
-        orig_bytes: num(v, "orig-bytes"),
-        orig_fasttrack_packets: num(v, "orig-fasttrack-packets"),
-        orig_fasttrack_bytes: num(v, "orig-fasttrack-bytes"),
-        orig_rate: num(v, "orig-rate"),
-        repl_packets: num(v, "repl-packets"),
-        repl_bytes: num(v, "repl-bytes"),
-        repl_fasttrack_packets: num(v, "repl-fasttrack-packets"),
-        repl_fasttrack_bytes: num(v, "repl-fasttrack-bytes"),
-        repl_rate: num(v, "repl-rate"),
-        assured: flag(v, "assured"),
-        confirmed: flag(v, "confirmed"),
-        seen_reply: flag(v, "seen-reply"),
-        dying: flag(v, "dying"),
-        expected: flag(v, "expected"),
-        fasttrack: flag(v, "fasttrack"),
-        srcnat: flag(v, "srcnat"),
-        dstnat: flag(v, "dstnat"),
-        connection_mark: text(v, "connection-mark"),
-        connection_type: text(v, "connection-type"),
-    })
 }
 
 /// Why the body of an answer could not be read, in the terms of docs/api.md.
@@ -381,6 +304,7 @@ mod tests {
     use crate::api::ApiServer;
     use crate::api::tests::{fake, rows};
     use clap::Parser;
+    use ctrack_model::SettingsExt;
 
     #[derive(clap::Parser, Debug)]
     struct Cli {

@@ -54,7 +54,10 @@ pub enum ConfigError {
 pub struct ConfigFile {
     #[serde(default)]
     pub run: RunConfig,
-    /// Connection tracking settings (the seed's names and defaults).
+    /// Connection tracking settings (the seed's names and defaults). Reading
+    /// them validates them as `--set` and the API do
+    /// ([`Settings::validate`]): a value they refuse is refused here, with a
+    /// message naming the key.
     #[serde(default)]
     pub tracking: Settings,
 }
@@ -165,21 +168,17 @@ impl RunConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn range(field: &'static str, v: Option<u64>, lo: u64, hi: u64) -> Result<(), ConfigError> {
-            match v {
-                Some(v) if v < lo || v > hi => Err(ConfigError::Value {
-                    field,
-                    message: format!("{v} is outside {lo}..={hi}"),
-                }),
-                _ => Ok(()),
-            }
+        if let Some(w) = self.workers {
+            check_workers(w)?;
         }
-        range("workers", self.workers.map(u64::from), 1, 128)?;
-        range("rx-desc", self.rx_desc.map(u64::from), 32, 32768)?;
-        range("tx-desc", self.tx_desc.map(u64::from), 32, 32768)?;
-        range("burst", self.burst.map(u64::from), 1, 64)?;
-        range("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
-        range("max-entries", self.max_entries.map(u64::from), 1, 1 << 28)?;
+        if let Some(m) = self.max_entries {
+            check_max_entries(m)?;
+        }
+        let opt = |field, v: Option<u64>, lo, hi| v.map_or(Ok(()), |v| range(field, v, lo, hi));
+        opt("rx-desc", self.rx_desc.map(u64::from), 32, 32768)?;
+        opt("tx-desc", self.tx_desc.map(u64::from), 32, 32768)?;
+        opt("burst", self.burst.map(u64::from), 1, 64)?;
+        opt("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
         if let Some(p) = &self.ports {
             let mut sorted = p.clone();
             sorted.sort_unstable();
@@ -195,6 +194,38 @@ impl RunConfig {
     }
 }
 
+/// Most workers `run` and `replay` take.
+pub const MAX_WORKERS: u16 = 128;
+/// Largest `max-entries` (per worker) `run` and `replay` take: a table's
+/// index is allocated whole for its ceiling (about 7 bytes a connection),
+/// so the bound keeps a typo from asking for gigabytes.
+pub const MAX_MAX_ENTRIES: u32 = 1 << 28;
+
+/// `workers` is within 1..=[`MAX_WORKERS`] (`run` and `replay`).
+pub fn check_workers(workers: u16) -> Result<(), ConfigError> {
+    range("workers", u64::from(workers), 1, u64::from(MAX_WORKERS))
+}
+
+/// `max-entries` is within 1..=[`MAX_MAX_ENTRIES`] (`run` and `replay`).
+pub fn check_max_entries(max_entries: u32) -> Result<(), ConfigError> {
+    range(
+        "max-entries",
+        u64::from(max_entries),
+        1,
+        u64::from(MAX_MAX_ENTRIES),
+    )
+}
+
+fn range(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::Value {
+            field,
+            message: format!("{v} is outside {lo}..={hi}"),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +239,22 @@ mod tests {
         assert_eq!(f.run.idle_exit, Some(Duration::from_millis(500)));
         let err = toml::from_str::<ConfigFile>("[run]\nwrokers = 2\n").unwrap_err();
         assert!(err.message().contains("wrokers"), "{}", err.message());
+    }
+
+    #[test]
+    fn a_tracking_value_the_api_refuses_is_refused_in_the_file_too() {
+        // serde reaches the same validation as `--set` and the API.
+        let err = toml::from_str::<ConfigFile>("[tracking]\nudp-timeout = \"0s\"\n").unwrap_err();
+        assert!(err.message().contains("udp-timeout"), "{}", err.message());
+        let dir = std::env::temp_dir().join(format!("ctrack-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("zero-timeout.toml");
+        std::fs::write(&path, "[tracking]\nicmp-timeout = \"0s\"\n").unwrap();
+        let e = ConfigFile::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("icmp-timeout") && e.contains("0s"), "{e}");
+        let ok: ConfigFile = toml::from_str("[tracking]\nudp-timeout = \"30s\"\n").unwrap();
+        assert_eq!(ok.tracking.udp_timeout, Duration::from_secs(30));
     }
 
     #[test]

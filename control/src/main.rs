@@ -373,14 +373,17 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
-/// Applies `--set KEY=VALUE` arguments to `settings`.
+/// Applies `--set KEY=VALUE` arguments to `settings`, all or nothing,
+/// through the one validation ([`ctrack_model::settings::apply`]).
 fn apply_sets(settings: &mut Settings, sets: &[String]) -> Result<()> {
+    let mut changes = Vec::with_capacity(sets.len());
     for kv in sets {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
-        settings.set(k.trim(), v.trim())?;
+        changes.push((k.trim().to_string(), v.trim().to_string()));
     }
+    *settings = ctrack_model::settings::apply(settings, &changes)?;
     Ok(())
 }
 
@@ -430,7 +433,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out.connections)?);
         eprint!("{}", out.counters.render());
     } else {
-        print!("{}", dataplane::conntrack::format_table(&out.connections));
+        print!("{}", ctrack_model::format_table(&out.connections));
         println!();
         print!("{}", out.counters.render());
     }

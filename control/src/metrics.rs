@@ -18,7 +18,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::api::{ApiError, HttpServer, Reply, Req};
+use crate::http::{ApiError, HttpServer, Reply, Req};
 use crate::ops::{Dataplane, MetricsSnapshot};
 
 /// The metrics endpoint's default address (loopback).

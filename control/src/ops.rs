@@ -8,9 +8,8 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use dataplane::conntrack::{
-    ConnId, ConnSnapshot, FilterError, Settings, SettingsError, ShardStats,
-};
+use ctrack_model::{ConnSnapshot, FilterError, SettingsError};
+use dataplane::conntrack::{ConnId, Settings, ShardStats};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -141,7 +140,7 @@ pub trait Dataplane: Send + Sync {
 /// Refuses a filter naming an unknown property (before any walk).
 pub fn check_filter_properties(filter: &[(String, String)]) -> Result<(), OpsError> {
     for (p, _) in filter {
-        dataplane::conntrack::snapshot::check_property(p)?;
+        ctrack_model::check_property(p)?;
     }
     Ok(())
 }
@@ -159,16 +158,13 @@ pub fn count_by_walking<D: Dataplane + ?Sized>(
     Ok(n)
 }
 
-/// Validates and applies `changes` to a copy of `current`: all or nothing.
+/// Parses and applies `changes` to a copy of `current`, then validates it
+/// ([`ctrack_model::settings::apply`]): all or nothing.
 pub fn apply_changes(
     current: &Settings,
     changes: &[(String, String)],
 ) -> Result<Settings, OpsError> {
-    let mut next = current.clone();
-    for (k, v) in changes {
-        next.set(k, v)?;
-    }
-    Ok(next)
+    Ok(ctrack_model::settings::apply(current, changes)?)
 }
 
 /// Whether `row` matches every `(property, value)` of `filter`. Every pair
@@ -262,6 +258,8 @@ impl Dataplane for FakeDataplane {
 
 #[cfg(test)]
 mod tests {
+    use ctrack_model::SettingsExt;
+
     use super::*;
 
     #[test]

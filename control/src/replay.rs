@@ -10,10 +10,10 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ctrack_model::ConnSnapshot;
 use ctrack_traffic::pcap::{PcapReader, parse_link};
 use dataplane::conntrack::{
-    ConnSnapshot, DropReason, Instant, InvalidReason, Settings, Shard, ShardStats, TableConfig,
-    UntrackedReason,
+    DropReason, Instant, InvalidReason, Settings, Shard, ShardStats, TableConfig, UntrackedReason,
 };
 use dataplane::packet::ParseError;
 use dataplane::rss::Dispatch;
@@ -57,6 +57,7 @@ pub fn replay_file(
     max_entries: u32,
 ) -> Result<ReplayOutcome> {
     use std::io::IsTerminal;
+    check_bounds(workers, max_entries)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = if size >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() {
@@ -91,13 +92,24 @@ fn progress_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
         .with_message(name)
 }
 
+/// Refuses `workers` or `max_entries` outside `run`'s bounds
+/// ([`crate::config::check_workers`], [`crate::config::check_max_entries`])
+/// before anything is allocated, with a message naming the flag.
+fn check_bounds(workers: u16, max_entries: u32) -> Result<()> {
+    crate::config::check_workers(workers).context("--workers")?;
+    crate::config::check_max_entries(max_entries).context("--max-entries")?;
+    Ok(())
+}
+
+/// Runs the conntrack core over a capture read from `input`; `workers` and
+/// `max_entries` are bounded as [`replay_file`]'s.
 pub fn replay<R: Read>(
     input: R,
     workers: u16,
     settings: &Settings,
     max_entries: u32,
 ) -> Result<ReplayOutcome> {
-    let workers = workers.max(1);
+    check_bounds(workers, max_entries)?;
     let mut reader = PcapReader::new(input)?;
     let link = reader.link_type();
     let dispatch = Dispatch::new(workers);
@@ -127,7 +139,7 @@ pub fn replay<R: Read>(
     }
     let mut connections = Vec::new();
     for s in &shards {
-        s.for_each_snapshot(now, |c| connections.push(c));
+        s.for_each_snapshot(now, |c| connections.push(ConnSnapshot::from_raw(&c)));
     }
     connections.sort_by(|a, b| {
         (&a.protocol, &a.src_address, &a.dst_address).cmp(&(
@@ -293,6 +305,27 @@ mod tests {
         assert!(workers.len() > 1, "connections should spread over shards");
         assert_eq!(strip_ids(one.connections), strip_ids(four.connections));
         assert_eq!(one.counters, four.counters);
+    }
+
+    #[test]
+    fn workers_and_max_entries_are_bounded_like_runs() {
+        // Refused before the file is opened or anything allocated (the
+        // path does not exist: a bound error must come first).
+        let path = Path::new("/nonexistent/ctrack-replay-bounds.pcap");
+        let s = Settings::default();
+        for (workers, max, flag) in [
+            (1000, 1024, "--workers"),
+            (0, 1024, "--workers"),
+            (1, u32::MAX, "--max-entries"),
+            (1, 0, "--max-entries"),
+        ] {
+            let e = format!("{:#}", replay_file(path, workers, &s, max).unwrap_err());
+            assert!(e.contains(flag) && e.contains("outside"), "{e}");
+            let e = format!("{:#}", replay(&b""[..], workers, &s, max).unwrap_err());
+            assert!(e.contains(flag), "{e}");
+        }
+        let e = format!("{:#}", replay_file(path, 128, &s, 1 << 28).unwrap_err());
+        assert!(e.contains("opening"), "the largest bounds are taken: {e}");
     }
 
     #[test]

@@ -3,17 +3,22 @@
 //! published counters. A worker serves a few commands per loop between
 //! bursts, so no request can stall it; a request that gets no answer in
 //! [`ANSWER_TIMEOUT`] fails with [`OpsError::Unavailable`].
+//!
+//! New settings go to every worker or to none ([`WorkerSet`]'s
+//! `set_tracking`): every command is sent through one gate, and a settings
+//! change holds it alone, checks that every queue has room, then sends.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, bounded};
+use ctrack_model::{ConnSnapshot, protocol_name};
 use dataplane::conntrack::tcp::TcpState;
-use dataplane::conntrack::{ConnId, ConnSnapshot, FastTrackMode, RawConn, Settings, protocol_name};
+use dataplane::conntrack::{ConnId, FastTrackMode, RawConn, Settings};
 use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
@@ -40,6 +45,10 @@ pub struct WorkerSet {
     workers: Vec<WorkerHandle>,
     settings: Mutex<Settings>,
     port_stats: PortStatsFn,
+    /// Every send to a worker queue holds this shared; a settings change
+    /// holds it exclusively, so that room it found in every queue is still
+    /// there when it sends (workers only ever take commands out).
+    send_gate: RwLock<()>,
 }
 
 /// A worker's command queue and its end of it.
@@ -57,14 +66,55 @@ impl WorkerSet {
             workers,
             settings: Mutex::new(settings),
             port_stats,
+            send_gate: RwLock::new(()),
         }
     }
 
     fn send(&self, w: usize, cmd: Command) -> Result<(), OpsError> {
+        let _gate = self.send_gate.read();
         self.workers[w]
             .commands
             .send_timeout(cmd, ANSWER_TIMEOUT)
             .map_err(|_| OpsError::Unavailable(format!("worker {w} is not taking commands")))
+    }
+
+    /// Sends `next` to every worker, or to none: with the send gate held
+    /// alone, a worker whose queue is full fails the change before any
+    /// worker got it. Only a worker that has exited (its queue closed) can
+    /// fail a send after that; the workers before it then get `old` back.
+    fn broadcast_settings(&self, old: &Settings, next: &Settings) -> Result<(), OpsError> {
+        let Some(_gate) = self.send_gate.try_write_for(ANSWER_TIMEOUT) else {
+            return Err(OpsError::Unavailable(
+                "the workers' queues stayed busy; no worker changed".to_string(),
+            ));
+        };
+        if let Some(w) = self.workers.iter().position(|h| h.commands.is_full()) {
+            return Err(OpsError::Unavailable(format!(
+                "worker {w} is not taking commands (its queue is full); no worker changed"
+            )));
+        }
+        for (w, h) in self.workers.iter().enumerate() {
+            if h.commands
+                .try_send(Command::Settings(Box::new(next.clone())))
+                .is_err()
+            {
+                for (back, h) in self.workers[..w].iter().enumerate() {
+                    if h.commands
+                        .send_timeout(Command::Settings(Box::new(old.clone())), ANSWER_TIMEOUT)
+                        .is_err()
+                    {
+                        return Err(OpsError::Unavailable(format!(
+                            "worker {w} has stopped, and worker {back} could not be given \
+                             the old settings back"
+                        )));
+                    }
+                }
+                return Err(OpsError::Unavailable(format!(
+                    "worker {w} has stopped; no worker changed"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn ask<T>(&self, w: usize, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, OpsError> {
@@ -97,7 +147,7 @@ impl WorkerSet {
             })?;
             *buf = chunk.rows;
             for raw in buf.iter() {
-                let row = raw.snapshot();
+                let row = ConnSnapshot::from_raw(raw);
                 if matches_filter(&row, filter)? && visit(row).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -168,6 +218,7 @@ impl Dataplane for WorkerSet {
             return Err(OpsError::NotFound(id.to_string()));
         }
         self.ask(w, |reply| Command::Get { id, reply })?
+            .map(|raw| ConnSnapshot::from_raw(&raw))
             .ok_or_else(|| OpsError::NotFound(id.to_string()))
     }
 
@@ -197,9 +248,7 @@ impl Dataplane for WorkerSet {
         {
             let mut cur = self.settings.lock();
             let next = apply_changes(&cur, changes)?;
-            for w in 0..self.workers.len() {
-                self.send(w, Command::Settings(Box::new(next.clone())))?;
-            }
+            self.broadcast_settings(&cur, &next)?;
             *cur = next;
         }
         Ok(self.tracking())
@@ -384,6 +433,52 @@ mod tests {
             .for_each_connection(&filter(&[("protcol", "udp")]), &mut |_| panic!("visited"))
             .unwrap_err();
         assert!(matches!(e, OpsError::Filter(_)), "{e}");
+    }
+
+    #[test]
+    fn a_settings_change_reaches_every_worker_or_none() {
+        // Two workers that do not run: the test reads their queues.
+        let (tx0, rx0) = command_queue();
+        let (tx1, rx1) = command_queue();
+        let handle = |commands| WorkerHandle {
+            commands,
+            counters: Arc::new(WorkerCounters::default()),
+        };
+        let set = WorkerSet::new(
+            vec![handle(tx0), handle(tx1.clone())],
+            Settings::default(),
+            Box::new(Vec::new),
+        );
+        // Worker 1 is busy: its queue is full.
+        for _ in 0..COMMAND_QUEUE {
+            tx1.try_send(Command::FastTrack(FastTrackMode::No)).unwrap();
+        }
+        let change = filter(&[("udp-timeout", "30s")]);
+        let e = set.set_tracking(&change).unwrap_err();
+        assert!(matches!(e, OpsError::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("worker 1"), "{e}");
+        assert!(
+            rx0.try_recv().is_err(),
+            "worker 0 got settings: not all or nothing"
+        );
+        assert_eq!(set.tracking().settings, Settings::default());
+
+        // Once worker 1 drains its queue, the change reaches both.
+        while rx1.try_recv().is_ok() {}
+        let t = set.set_tracking(&change).unwrap();
+        assert_eq!(t.settings.udp_timeout.as_secs(), 30);
+        for rx in [&rx0, &rx1] {
+            match rx.try_recv() {
+                Ok(Command::Settings(s)) => assert_eq!(*s, t.settings),
+                _ => panic!("a worker did not get the new settings"),
+            }
+        }
+        // A refused value reaches no worker either.
+        let e = set
+            .set_tracking(&filter(&[("udp-timeout", "0s")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("udp-timeout"), "{e}");
+        assert!(rx0.try_recv().is_err() && rx1.try_recv().is_err());
     }
 
     #[test]

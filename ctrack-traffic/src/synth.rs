@@ -606,9 +606,11 @@ mod tests {
         let mut rows = Vec::new();
         s.for_each_snapshot(Instant(at), |r| rows.push(r));
         for r in &rows {
-            assert_eq!(r.tcp_state.as_deref(), Some(TcpState::Established.name()));
-            assert!(r.assured && r.fasttrack, "{r:?}");
-            assert!(r.orig_fasttrack_packets > 0 && r.repl_fasttrack_packets > 0);
+            let e = r.entry();
+            assert_eq!(e.tcp_state(), Some(TcpState::Established));
+            assert!(e.assured() && e.fasttrack(), "{r:?}");
+            let ft = r.fasttrack_counters();
+            assert!(ft.packets[0] > 0 && ft.packets[1] > 0);
         }
         assert_eq!(s.stats().invalid.iter().sum::<u64>(), 0);
     }

@@ -27,8 +27,7 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, ConnSnapshot, FastTrackMode, Instant, RawConn, Settings, Shard, ShardStats,
-    Verdict,
+    Census, ConnId, FastTrackMode, Instant, RawConn, Settings, Shard, ShardStats, Verdict,
 };
 use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
@@ -118,7 +117,7 @@ pub enum Command {
     },
     Get {
         id: ConnId,
-        reply: Sender<Option<ConnSnapshot>>,
+        reply: Sender<Option<RawConn>>,
     },
     Remove {
         id: ConnId,
@@ -663,7 +662,12 @@ mod tests {
         );
         for w in &workers {
             w.shard().for_each_snapshot(Instant::ZERO, |c| {
-                assert!(c.orig_packets > 0 && c.repl_packets > 0, "{c:?}");
+                let e = c.entry();
+                assert!(
+                    e.packets(crate::conntrack::Dir::Orig) > 0
+                        && e.packets(crate::conntrack::Dir::Reply) > 0,
+                    "{c:?}"
+                );
             });
             w.shard().check_invariants().unwrap();
         }
@@ -715,20 +719,22 @@ mod tests {
             let chunk = rrx.recv().unwrap();
             assert!(chunk.rows.len() <= 5, "bounded by the buffer's capacity");
             assert_eq!(chunk.rows.capacity(), 5, "the worker did not reallocate");
-            seen.extend(chunk.rows.iter().map(|r| r.snapshot().id));
+            seen.extend(chunk.rows.iter().map(RawConn::id));
             cursor = chunk.next;
         }
         assert_eq!(seen.len() as u32, total);
 
-        let id: ConnId = seen[0].parse().unwrap();
+        let id = seen[0];
         let (rtx, rrx) = crossbeam::channel::bounded(1);
         tx.send(Command::Remove { id, reply: rtx }).unwrap();
         w[0].poll_once();
         assert!(rrx.recv().unwrap());
         assert_eq!(w[0].shard().total_entries(), total - 1);
 
-        let mut s = Settings::default();
-        s.set("udp-stream-timeout", "1h").unwrap();
+        let s = Settings {
+            udp_stream_timeout: crate::conntrack::Duration::from_secs(3600),
+            ..Settings::default()
+        };
         tx.send(Command::Settings(Box::new(s.clone()))).unwrap();
         w[0].poll_once();
         assert_eq!(w[0].shard().settings(), &s);

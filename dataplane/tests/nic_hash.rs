@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use dataplane::conntrack::{Instant, Settings, Shard, TableConfig};
+use ctrack_traffic::synth::{Mix, Side};
+use dataplane::conntrack::{Dir, Instant, Settings, Shard, TableConfig};
 use dataplane::io::mem::{MemBurst, MemIo, MemLink};
 use dataplane::io::{Burst, PacketIo};
 use dataplane::rss::Reta;
-use ctrack_traffic::synth::{Mix, Side};
 use dataplane::worker::{Mesh, Worker};
 
 /// [`MemBurst`] whose packets all carry `hash` as their RSS hash.
@@ -149,8 +149,15 @@ fn run(trusted: bool, hash: u32) -> Vec<Vec<String>> {
         .map(|w| {
             let mut protos = Vec::new();
             w.shard().for_each_snapshot(Instant::ZERO, |c| {
-                assert!(c.orig_packets > 0 && c.repl_packets > 0, "{c:?}");
-                protos.push(c.protocol.clone());
+                let e = c.entry();
+                assert!(e.packets(Dir::Orig) > 0 && e.packets(Dir::Reply) > 0);
+                let name = match e.protocol() {
+                    6 => "tcp",
+                    17 => "udp",
+                    1 => "icmp",
+                    _ => "other",
+                };
+                protos.push(name.to_string());
             });
             protos
         })

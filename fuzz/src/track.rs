@@ -66,11 +66,13 @@
 //! live entry once (whole and in chunks), with the entry's counters, and each
 //! property they show matches itself in `where PROP=VALUE`.
 
+use ctrack_model::settings::KEYS;
+use ctrack_model::{ConnSnapshot, SettingsExt, format_table};
 use dataplane::conntrack::key::HashSeed;
 use dataplane::conntrack::table::TICK_NS;
 use dataplane::conntrack::{
-    ConnId, ConnSnapshot, Dir, DropReason, Enabled, Instant, InvalidReason, Key, Settings, Shard,
-    ShardStats, TableConfig, UntrackedReason, Verdict, format_table,
+    ConnId, Dir, DropReason, Enabled, Instant, InvalidReason, Key, Settings, Shard,
+    ShardStats, TableConfig, UntrackedReason, Verdict,
 };
 use dataplane::flow::{FlowRepr, L4};
 use dataplane::packet::{parse_ethernet, parse_ip};
@@ -611,7 +613,7 @@ impl State {
             7 => self.snapshots(arg),
             8 => self.flush(),
             9 => {
-                let key = Settings::KEYS[usize::from(arg & 15)];
+                let key = KEYS[usize::from(arg & 15)];
                 let value = SET_VALUES[usize::from(arg >> 4) % SET_VALUES.len()];
                 let mut s = self.a.settings().clone();
                 if s.set(key, value).is_ok() {
@@ -653,8 +655,8 @@ impl State {
         }
         let mut late = Vec::new();
         self.a.for_each_snapshot(Instant(t0 - 1), |s| {
-            if s.timeout_nanos == 0 {
-                late.push(s.id.clone());
+            if s.remaining().as_nanos() == 0 {
+                late.push(s.id());
             }
         });
         assert!(
@@ -669,14 +671,19 @@ impl State {
     fn snapshots(&mut self, arg: u8) {
         let now = self.now;
         let mut all = Vec::new();
-        self.a.for_each_snapshot(now, |s| all.push(s));
+        let mut raws = Vec::new();
+        self.a.for_each_snapshot(now, |s| {
+            all.push(ConnSnapshot::from_raw(&s));
+            raws.push(s);
+        });
         assert_eq!(
             all.len(),
             self.a.total_entries() as usize,
             "snapshot count vs total_entries"
         );
         let mut all_b = Vec::new();
-        self.b.for_each_snapshot(now, |s| all_b.push(s));
+        self.b
+            .for_each_snapshot(now, |s| all_b.push(ConnSnapshot::from_raw(&s)));
         assert_eq!(all, all_b, "burst and single tables differ");
         let mut chunked = Vec::new();
         let mut cursor = Some(0);
@@ -684,23 +691,25 @@ impl State {
         while let Some(c) = cursor {
             cursor = self
                 .a
-                .snapshot_chunk(now, c, usize::from(arg % 7), &mut chunked);
+                .raw_chunk(now, c, usize::from(arg % 7), &mut chunked);
             rounds += 1;
-            assert!(rounds <= 1 + all.len() + 70, "snapshot_chunk does not end");
+            assert!(rounds <= 1 + all.len() + 70, "raw_chunk does not end");
         }
-        assert_eq!(chunked, all, "snapshot_chunk vs for_each_snapshot");
+        let chunked: Vec<ConnSnapshot> = chunked.iter().map(ConnSnapshot::from_raw).collect();
+        assert_eq!(chunked, all, "raw_chunk vs for_each_snapshot");
         let _ = format_table(&all);
-        for s in &all {
+        for (s, raw) in all.iter().zip(&raws) {
             let id: ConnId = s.id.parse().expect("snapshot id does not parse");
+            assert_eq!(id, raw.id());
             let e = self.a.get(id).expect("snapshot of a dead id");
-            let snap = self.a.snapshot(id, now).unwrap();
+            let snap = ConnSnapshot::from_raw(&self.a.snapshot(id, now).unwrap());
             assert_eq!(&snap, s);
             assert_eq!(s.orig_packets, e.packets(Dir::Orig));
             assert_eq!(s.repl_packets, e.packets(Dir::Reply));
             assert_eq!(s.orig_bytes, e.bytes(Dir::Orig));
             assert_eq!(s.repl_bytes, e.bytes(Dir::Reply));
             assert!(s.confirmed);
-            assert_eq!(s.dying, s.timeout_nanos == 0);
+            assert_eq!(s.dying, raw.remaining().as_nanos() == 0);
             let props = ConnSnapshot::PROPERTIES.iter().copied();
             for p in props.chain(["nonexistent-property"]) {
                 match s.get(p) {

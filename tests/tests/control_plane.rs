@@ -388,3 +388,42 @@ fn a_large_listing_is_streamed_in_chunks() {
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
 }
+
+/// Input refused before anything runs, each with a message naming what is
+/// wrong and exit status 1 (an abort would end on a signal instead): a
+/// zero timeout in a config file (as `--set` and the API refuse it), and
+/// `replay --workers`/`--max-entries` beyond `run`'s bounds.
+#[test]
+fn bad_settings_and_bounds_are_refused_with_a_clear_error() {
+    let dir = scratch_dir("refused-input");
+    let pcap = dir.join("empty.pcap");
+    write_pcap(&pcap, &[]);
+    let toml = dir.join("zero-timeout.toml");
+    std::fs::write(&toml, "[tracking]\nudp-timeout = \"0s\"\n").unwrap();
+    let out = ctrack(&["run".into(), "--config".into(), toml.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("udp-timeout") && err.contains("0s"),
+        "{}",
+        show(&out)
+    );
+
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay".to_string(), pcap.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ctrack(&args)
+    };
+    for (extra, names) in [
+        (&["--workers", "1000"][..], "--workers"),
+        (&["--max-entries", "4294967295"][..], "--max-entries"),
+        (&["--set", "udp-timeout=0s"][..], "udp-timeout"),
+    ] {
+        let out = replay(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(names), "{extra:?}: {}", show(&out));
+    }
+    let out = replay(&["--workers", "2"]);
+    assert!(out.status.success(), "{}", show(&out));
+}

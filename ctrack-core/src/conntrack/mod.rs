@@ -2,7 +2,7 @@
 //!
 //! This module contains no I/O and reads no clock: every input is a value
 //! ([`Instant`], [`crate::flow::FlowRepr`], [`Settings`]) and every output is
-//! returned ([`Verdict`], expired counts, [`ConnSnapshot`]s). The worker owns
+//! returned ([`Verdict`], expired counts, [`RawConn`] records). The worker owns
 //! one [`Shard`] and calls, in this order per loop iteration:
 //!
 //! - `handle_*` with packets: [`Shard::handle_burst`] (or
@@ -11,7 +11,7 @@
 //! - `poll_*` for time: [`Shard::poll_expired`] with a work budget, and
 //!   [`Shard::next_deadline`] to know when that next has work;
 //! - management, between bursts: [`Shard::apply_settings`],
-//!   [`Shard::snapshot_chunk`], [`Shard::remove`], [`Shard::set_connection_mark`],
+//!   [`Shard::raw_chunk`], [`Shard::remove`], [`Shard::set_connection_mark`],
 //!   [`Shard::set_fasttrack`], and the plain getters ([`Shard::stats`],
 //!   [`Shard::total_entries`], [`Shard::max_entries`]).
 //!
@@ -32,8 +32,8 @@ mod tests;
 
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
 pub use key::Key;
-pub use settings::{Enabled, Settings, SettingsError};
-pub use snapshot::{ConnSnapshot, FilterError, RawConn, format_table, protocol_name};
+pub use settings::{Enabled, InvalidSetting, Settings};
+pub use snapshot::RawConn;
 pub use table::{Census, FastTrackMode, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
 pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};

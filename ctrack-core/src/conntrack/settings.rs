@@ -11,8 +11,12 @@
 //! tcp-established-timeout = "1d"
 //! udp-stream-timeout = "3m"
 //! ```
+//!
+//! This module holds the typed settings and their one validation
+//! ([`Settings::validate`]); the string-keyed form (`set udp-timeout=30s`,
+//! `print`) is presentation and lives in `ctrack-model`.
 
-use super::time::{Duration, format_duration_exact, parse_duration};
+use super::time::{Duration, format_duration_exact};
 use crate::flow::proto;
 
 /// `enabled`: whether connections are tracked.
@@ -45,8 +49,8 @@ impl Enabled {
 }
 
 /// The connection tracking settings. `Default` gives the seed's defaults.
-#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Settings {
     pub enabled: Enabled,
     pub loose_tcp_tracking: bool,
@@ -86,29 +90,22 @@ impl Default for Settings {
     }
 }
 
-/// Why `Settings::set`/`get` refused a key or value. Every message names the key.
+/// A setting whose value is out of its range, found by [`Settings::validate`].
+/// The message names the key, as every settings error does.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// No setting of that name.
-    #[error("unknown setting {key:?}; known: {known}")]
-    UnknownKey { key: String, known: String },
-    /// The value does not parse for that setting.
-    #[error("bad value {value:?} for {key}: {problem}")]
-    BadValue {
-        key: &'static str,
-        value: String,
-        problem: String,
-    },
-    /// A read-only property was given to `set`.
-    #[error("{key} is read-only")]
-    ReadOnly { key: &'static str },
+#[error("bad value {value:?} for {key}: {problem}")]
+pub struct InvalidSetting {
+    /// The seed's name of the setting (`udp-timeout`).
+    pub key: &'static str,
+    /// The value as RouterOS writes it (`0s`).
+    pub value: String,
+    pub problem: &'static str,
 }
 
 impl Settings {
-    /// Every settable key, in the seed's order.
-    pub const KEYS: [&'static str; 16] = [
-        "enabled",
-        "loose-tcp-tracking",
+    /// The seed's names of the timeouts, in the seed's order (the order of
+    /// [`Settings::timeouts`]).
+    pub const TIMEOUT_KEYS: [&'static str; 12] = [
         "tcp-syn-sent-timeout",
         "tcp-syn-received-timeout",
         "tcp-established-timeout",
@@ -121,103 +118,54 @@ impl Settings {
         "udp-stream-timeout",
         "icmp-timeout",
         "generic-timeout",
-        // Read-only, shown by `print` but refused by `set`.
-        "max-entries",
-        "total-entries",
     ];
 
-    fn time_mut(&mut self, key: &str) -> Option<(&'static str, &mut Duration)> {
-        Some(match key {
-            "tcp-syn-sent-timeout" => ("tcp-syn-sent-timeout", &mut self.tcp_syn_sent_timeout),
-            "tcp-syn-received-timeout" => (
-                "tcp-syn-received-timeout",
-                &mut self.tcp_syn_received_timeout,
-            ),
-            "tcp-established-timeout" => {
-                ("tcp-established-timeout", &mut self.tcp_established_timeout)
-            }
-            "tcp-fin-wait-timeout" => ("tcp-fin-wait-timeout", &mut self.tcp_fin_wait_timeout),
-            "tcp-close-wait-timeout" => {
-                ("tcp-close-wait-timeout", &mut self.tcp_close_wait_timeout)
-            }
-            "tcp-last-ack-timeout" => ("tcp-last-ack-timeout", &mut self.tcp_last_ack_timeout),
-            "tcp-time-wait-timeout" => ("tcp-time-wait-timeout", &mut self.tcp_time_wait_timeout),
-            "tcp-close-timeout" => ("tcp-close-timeout", &mut self.tcp_close_timeout),
-            "udp-timeout" => ("udp-timeout", &mut self.udp_timeout),
-            "udp-stream-timeout" => ("udp-stream-timeout", &mut self.udp_stream_timeout),
-            "icmp-timeout" => ("icmp-timeout", &mut self.icmp_timeout),
-            "generic-timeout" => ("generic-timeout", &mut self.generic_timeout),
-            _ => return None,
-        })
+    /// Every timeout with its seed name, in [`Settings::TIMEOUT_KEYS`] order.
+    pub fn timeouts(&self) -> [(&'static str, Duration); 12] {
+        let mut copy = self.clone();
+        copy.timeouts_mut().map(|(k, d)| (k, *d))
     }
 
-    /// Sets one setting by its seed name (`udp-timeout`, `enabled`, ...) from
-    /// its RouterOS text form (`30s`, `yes`).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
-        let v = value.trim();
-        match key {
-            "enabled" => {
-                self.enabled = match v {
-                    "yes" | "true" => Enabled::Yes,
-                    "no" | "false" => Enabled::No,
-                    "auto" => Enabled::Auto,
-                    _ => return Err(bad("enabled", value, "expected yes, no or auto")),
-                };
-                Ok(())
-            }
-            "loose-tcp-tracking" => {
-                self.loose_tcp_tracking = match v {
-                    "yes" | "true" => true,
-                    "no" | "false" => false,
-                    _ => return Err(bad("loose-tcp-tracking", value, "expected yes or no")),
-                };
-                Ok(())
-            }
-            "max-entries" => Err(SettingsError::ReadOnly { key: "max-entries" }),
-            "total-entries" => Err(SettingsError::ReadOnly {
-                key: "total-entries",
-            }),
-            _ => match self.time_mut(key) {
-                Some((name, slot)) => {
-                    let d = parse_duration(v).map_err(|e| bad(name, value, &e.to_string()))?;
-                    if d.as_nanos() == 0 {
-                        return Err(bad(name, value, "a timeout must be longer than 0s"));
-                    }
-                    *slot = d;
-                    Ok(())
-                }
-                None => Err(SettingsError::UnknownKey {
-                    key: key.to_string(),
-                    known: Settings::KEYS[..14].join(", "),
-                }),
-            },
-        }
+    /// As [`Settings::timeouts`], to change one by name. A value set here is
+    /// not checked: pass the result through [`Settings::validate`].
+    pub fn timeouts_mut(&mut self) -> [(&'static str, &mut Duration); 12] {
+        let k = Settings::TIMEOUT_KEYS;
+        [
+            (k[0], &mut self.tcp_syn_sent_timeout),
+            (k[1], &mut self.tcp_syn_received_timeout),
+            (k[2], &mut self.tcp_established_timeout),
+            (k[3], &mut self.tcp_fin_wait_timeout),
+            (k[4], &mut self.tcp_close_wait_timeout),
+            (k[5], &mut self.tcp_last_ack_timeout),
+            (k[6], &mut self.tcp_time_wait_timeout),
+            (k[7], &mut self.tcp_close_timeout),
+            (k[8], &mut self.udp_timeout),
+            (k[9], &mut self.udp_stream_timeout),
+            (k[10], &mut self.icmp_timeout),
+            (k[11], &mut self.generic_timeout),
+        ]
     }
 
-    /// The text form of one setting (`"10s"`, `"auto"`, `"yes"`). Read-only
-    /// properties (`max-entries`, `total-entries`) live on the shard, not here.
-    pub fn get(&self, key: &str) -> Result<String, SettingsError> {
-        match key {
-            "enabled" => Ok(self.enabled.name().to_string()),
-            "loose-tcp-tracking" => Ok(yes_no(self.loose_tcp_tracking).to_string()),
-            _ => {
-                let mut copy = self.clone();
-                match copy.time_mut(key) {
-                    Some((_, d)) => Ok(format_duration_exact(*d)),
-                    None => Err(SettingsError::UnknownKey {
-                        key: key.to_string(),
-                        known: Settings::KEYS[..14].join(", "),
-                    }),
-                }
+    /// The one validation of settings, whichever way they arrive: the config
+    /// file's `[tracking]` and any other serde input (the `Deserialize` impl
+    /// calls it), `--set` and the API's `tracking/set` (through
+    /// `ctrack_model::settings::apply`), and a future `.rsc` loader (which
+    /// is to call `ctrack_model::settings::apply` too). A shard never runs
+    /// settings this refuses.
+    ///
+    /// Every timeout must be longer than 0s: with a zero timeout an entry
+    /// expires at once, so every packet would create a new connection.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (key, d) in self.timeouts() {
+            if d.as_nanos() == 0 {
+                return Err(InvalidSetting {
+                    key,
+                    value: format_duration_exact(d),
+                    problem: "a timeout must be longer than 0s",
+                });
             }
         }
-    }
-
-    /// `(key, value)` pairs of every setting, in the seed's order, for `print`.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        Settings::KEYS[..14]
-            .iter()
-            .map(move |k| (*k, self.get(k).unwrap_or_default()))
+        Ok(())
     }
 
     /// Timeout for a connection that is not TCP, by protocol.
@@ -232,27 +180,46 @@ impl Settings {
 
     /// Whether any timeout got shorter from `old` to `self`.
     pub(crate) fn any_shorter_than(&self, old: &Settings) -> bool {
-        let mut a = self.clone();
-        let mut b = old.clone();
-        Settings::KEYS[2..14]
+        self.timeouts()
             .iter()
-            .any(|k| match (a.time_mut(k), b.time_mut(k)) {
-                (Some((_, x)), Some((_, y))) => *x < *y,
-                _ => false,
-            })
+            .zip(old.timeouts())
+            .any(|((_, new), (_, old))| *new < old)
     }
 }
 
-fn bad(key: &'static str, value: &str, problem: &str) -> SettingsError {
-    SettingsError::BadValue {
-        key,
-        value: value.to_string(),
-        problem: problem.to_string(),
+/// Deserialising validates ([`Settings::validate`]): a config file cannot
+/// bring in what `--set` and the API refuse.
+impl<'de> serde::Deserialize<'de> for Settings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Settings, D::Error> {
+        let s = Unchecked::deserialize(d)?;
+        s.validate().map_err(serde::de::Error::custom)?;
+        Ok(s)
     }
 }
 
-pub(crate) fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+/// [`Settings`]' fields as serde reads them, before validation.
+#[derive(serde::Deserialize)]
+#[serde(
+    remote = "Settings",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    default = "Settings::default"
+)]
+struct Unchecked {
+    enabled: Enabled,
+    loose_tcp_tracking: bool,
+    tcp_syn_sent_timeout: Duration,
+    tcp_syn_received_timeout: Duration,
+    tcp_established_timeout: Duration,
+    tcp_fin_wait_timeout: Duration,
+    tcp_close_wait_timeout: Duration,
+    tcp_last_ack_timeout: Duration,
+    tcp_time_wait_timeout: Duration,
+    tcp_close_timeout: Duration,
+    udp_timeout: Duration,
+    udp_stream_timeout: Duration,
+    icmp_timeout: Duration,
+    generic_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -262,10 +229,8 @@ mod tests {
     #[test]
     fn defaults_are_the_seeds() {
         let s = Settings::default();
-        let got: Vec<(&str, String)> = s.iter().collect();
+        let got = s.timeouts().map(|(k, d)| (k, format_duration_exact(d)));
         let want = [
-            ("enabled", "auto"),
-            ("loose-tcp-tracking", "yes"),
             ("tcp-syn-sent-timeout", "5s"),
             ("tcp-syn-received-timeout", "5s"),
             ("tcp-established-timeout", "1d"),
@@ -279,33 +244,39 @@ mod tests {
             ("icmp-timeout", "10s"),
             ("generic-timeout", "10m"),
         ];
-        assert_eq!(got.len(), want.len());
         for ((gk, gv), (wk, wv)) in got.iter().zip(want) {
             assert_eq!((*gk, gv.as_str()), (wk, wv));
         }
+        assert_eq!(s.enabled, Enabled::Auto);
+        assert!(s.loose_tcp_tracking);
         assert!(s.enabled.is_tracking());
+        s.validate().unwrap();
     }
 
     #[test]
-    fn set_and_errors_name_the_key() {
-        let mut s = Settings::default();
-        s.set("udp-timeout", "30s").unwrap();
-        assert_eq!(s.udp_timeout, Duration::from_secs(30));
-        s.set("enabled", "no").unwrap();
-        assert!(!s.enabled.is_tracking());
-        s.set("loose-tcp-tracking", "no").unwrap();
-        assert!(!s.loose_tcp_tracking);
-        let e = s.set("udp-timeout", "soon").unwrap_err().to_string();
-        assert!(e.contains("udp-timeout") && e.contains("soon"), "{e}");
-        let e = s.set("udp-timeout", "0s").unwrap_err().to_string();
-        assert!(e.contains("udp-timeout"), "{e}");
-        let e = s.set("enabled", "maybe").unwrap_err().to_string();
-        assert!(e.contains("enabled"), "{e}");
-        let e = s.set("udp-timout", "1s").unwrap_err().to_string();
-        assert!(e.contains("udp-timout"), "{e}");
-        let e = s.set("max-entries", "1").unwrap_err().to_string();
-        assert!(e.contains("max-entries"), "{e}");
-        assert!(s.get("nope").is_err());
+    fn validation_refuses_a_zero_timeout_by_name() {
+        let s = Settings {
+            udp_timeout: Duration::from_secs(0),
+            ..Settings::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "udp-timeout");
+        assert!(e.to_string().contains("udp-timeout"), "{e}");
+        for (i, key) in Settings::TIMEOUT_KEYS.iter().enumerate() {
+            let mut s = Settings::default();
+            *s.timeouts_mut()[i].1 = Duration::from_nanos(0);
+            assert_eq!(s.validate().unwrap_err().key, *key);
+        }
+    }
+
+    #[test]
+    fn any_shorter_than_compares_each_timeout() {
+        let old = Settings::default();
+        let mut new = old.clone();
+        assert!(!new.any_shorter_than(&old));
+        new.generic_timeout = Duration::from_secs(1);
+        assert!(new.any_shorter_than(&old));
+        assert!(!old.any_shorter_than(&new));
     }
 
     #[test]
@@ -325,5 +296,8 @@ mod tests {
         assert!(err.to_string().contains("udp-timeuot"));
         let err = serde_json::from_str::<Settings>(r#"{"udp-timeout":"1q"}"#).unwrap_err();
         assert!(err.to_string().contains("1q"));
+        // Deserialising validates.
+        let err = serde_json::from_str::<Settings>(r#"{"udp-timeout":"0s"}"#).unwrap_err();
+        assert!(err.to_string().contains("udp-timeout"), "{err}");
     }
 }

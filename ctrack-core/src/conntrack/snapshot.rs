@@ -1,124 +1,18 @@
-//! Owned, serialisable records of connections, for `print`, the REST API and
-//! `ctrack replay`.
+//! Typed, owned records of connections, copied out of a shard: what `print`,
+//! the REST API and `ctrack replay` show, before any formatting.
 //!
-//! JSON keys are the seed's property names plus `id` and `worker`. Keys that do
-//! not apply to a connection's protocol are omitted: `tcp-state` only for
-//! TCP; `icmp-id`, `icmp-type`, `icmp-code` only for ICMP/ICMPv6; `gre-key`,
-//! `gre-version`, `gre-protocol` only for GRE. Booleans are JSON booleans,
-//! counters, rates and the ICMP fields integers, `timeout` a RouterOS time,
-//! `connection-mark` and `connection-type` strings (empty when unset).
+//! The core gives [`RawConn`]s; turning one into the RouterOS row (names,
+//! addresses and times as text, the `where` matcher, the `print` table) is
+//! presentation and lives in the `ctrack-model` crate, so the core stays
+//! free of strings on this path and of any particular view.
 
-use core::fmt::Write as _;
-use std::net::IpAddr;
-
-use super::entry::{ConnId, Entry, FtCounters, ProtoState};
-use super::settings::yes_no;
-use super::time::{Duration, format_duration};
-use crate::flow::{Family, proto};
-
-/// One connection as seen at one instant.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ConnSnapshot {
-    pub id: String,
-    pub worker: u16,
-    pub protocol: String,
-    pub src_address: String,
-    pub dst_address: String,
-    pub reply_src_address: String,
-    pub reply_dst_address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_state: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_id: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_type: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_code: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gre_key: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gre_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gre_protocol: Option<String>,
-    pub timeout: String,
-    pub orig_packets: u64,
-    pub orig_bytes: u64,
-    pub orig_fasttrack_packets: u64,
-    pub orig_fasttrack_bytes: u64,
-    pub orig_rate: u64,
-    pub repl_packets: u64,
-    pub repl_bytes: u64,
-    pub repl_fasttrack_packets: u64,
-    pub repl_fasttrack_bytes: u64,
-    pub repl_rate: u64,
-    pub assured: bool,
-    pub confirmed: bool,
-    pub seen_reply: bool,
-    pub dying: bool,
-    pub expected: bool,
-    pub fasttrack: bool,
-    pub srcnat: bool,
-    pub dstnat: bool,
-    pub connection_mark: String,
-    pub connection_type: String,
-    /// Time left, for sorting (not serialised).
-    #[serde(skip)]
-    pub timeout_nanos: u64,
-}
-
-/// `where PROP=VALUE` named a property no connection has.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown connection property {0:?}")]
-pub struct FilterError(pub String);
-
-/// The seed's name for IP protocol `p` (or its number).
-pub fn protocol_name(p: u8) -> String {
-    let s = match p {
-        1 => "icmp",
-        2 => "igmp",
-        4 => "ipip",
-        6 => "tcp",
-        17 => "udp",
-        33 => "dccp",
-        41 => "ipv6-encap",
-        47 => "gre",
-        50 => "ipsec-esp",
-        51 => "ipsec-ah",
-        58 => "icmpv6",
-        89 => "ospf",
-        103 => "pim",
-        112 => "vrrp",
-        115 => "l2tp",
-        132 => "sctp",
-        136 => "udp-lite",
-        _ => return p.to_string(),
-    };
-    s.to_string()
-}
-
-fn gre_protocol_name(ethertype: u16) -> String {
-    match ethertype {
-        0x0800 => "ip".to_string(),
-        0x86dd => "ipv6".to_string(),
-        0x880b => "ppp".to_string(),
-        0x6558 => "teb".to_string(),
-        0x8847 => "mpls".to_string(),
-        x => format!("0x{x:04x}"),
-    }
-}
-
-fn address(ip: IpAddr, port: Option<u16>) -> String {
-    match (ip, port) {
-        (IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
-        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-        (ip, None) => ip.to_string(),
-    }
-}
+use super::Dir;
+use super::entry::{ConnId, Entry, FtCounters};
+use super::time::Duration;
 
 /// A connection's raw state, copied out of the table as it stands at one
 /// instant: plain data, no formatting. A worker hands these to the control
-/// thread, which formats them ([`RawConn::snapshot`]) off the packet path.
+/// thread, which formats them off the packet path.
 #[derive(Clone, Copy, Debug)]
 pub struct RawConn {
     pub(crate) entry: Entry,
@@ -132,324 +26,43 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// The connection's id (as `print` shows it: `*1f2a`).
     pub fn id(&self) -> ConnId {
         self.id
     }
 
-    /// The formatted record (strings for addresses, times, names).
-    pub fn snapshot(&self) -> ConnSnapshot {
-        ConnSnapshot::build(self)
-    }
-}
-
-impl ConnSnapshot {
-    /// Every property name [`ConnSnapshot::get`] and [`ConnSnapshot::matches`] know.
-    pub const PROPERTIES: [&'static str; 36] = [
-        "id",
-        "worker",
-        "protocol",
-        "src-address",
-        "dst-address",
-        "reply-src-address",
-        "reply-dst-address",
-        "tcp-state",
-        "icmp-id",
-        "icmp-type",
-        "icmp-code",
-        "gre-key",
-        "gre-version",
-        "gre-protocol",
-        "timeout",
-        "orig-packets",
-        "orig-bytes",
-        "orig-fasttrack-packets",
-        "orig-fasttrack-bytes",
-        "orig-rate",
-        "repl-packets",
-        "repl-bytes",
-        "repl-fasttrack-packets",
-        "repl-fasttrack-bytes",
-        "repl-rate",
-        "assured",
-        "confirmed",
-        "seen-reply",
-        "dying",
-        "expected",
-        "fasttrack",
-        "srcnat",
-        "dstnat",
-        "connection-mark",
-        "connection-type",
-        // The `print` flags column, e.g. `AC` (see [`ConnSnapshot::flags`]).
-        "flags",
-    ];
-
-    fn build(raw: &RawConn) -> ConnSnapshot {
-        let RawConn {
-            entry: ref e,
-            id,
-            worker,
-            remaining,
-            dying,
-            ref ft,
-            rate,
-            mark,
-        } = *raw;
-        let k = e.key();
-        let r = e.reply_key();
-        let ported = matches!(k.proto, proto::TCP | proto::UDP);
-        let ip = |a: &crate::flow::Addr, f: Family| a.to_ip(f);
-        let fam = k.family;
-        let port = |p: u16| ported.then_some(p);
-        let icmp = matches!(k.proto, proto::ICMP | proto::ICMPV6);
-        let (gre_version, gre_protocol) = match e.proto_state() {
-            ProtoState::Gre { protocol, .. } if k.proto == proto::GRE => (
-                Some(k.ver.saturating_sub(1).to_string()),
-                Some(gre_protocol_name(*protocol)),
-            ),
-            _ => (None, None),
-        };
-        ConnSnapshot {
-            id: id.to_string(),
-            worker,
-            protocol: protocol_name(k.proto),
-            src_address: address(ip(&k.src, fam), port(k.sport)),
-            dst_address: address(ip(&k.dst, fam), port(k.dport)),
-            reply_src_address: address(ip(&r.src, fam), port(r.sport)),
-            reply_dst_address: address(ip(&r.dst, fam), port(r.dport)),
-            tcp_state: e.tcp_state().map(|s| s.name().to_string()),
-            icmp_id: icmp.then_some(k.sport),
-            icmp_type: icmp.then_some((k.dport >> 8) as u8),
-            icmp_code: icmp.then_some((k.dport & 0xff) as u8),
-            gre_key: if gre_version.is_some() {
-                e.gre_key()
-            } else {
-                None
-            },
-            gre_version,
-            gre_protocol,
-            timeout: format_duration(remaining),
-            orig_packets: e.packets[0],
-            orig_bytes: e.bytes[0],
-            orig_fasttrack_packets: ft.packets[0],
-            orig_fasttrack_bytes: ft.bytes[0],
-            orig_rate: rate[0],
-            repl_packets: e.packets[1],
-            repl_bytes: e.bytes[1],
-            repl_fasttrack_packets: ft.packets[1],
-            repl_fasttrack_bytes: ft.bytes[1],
-            repl_rate: rate[1],
-            assured: e.assured(),
-            confirmed: e.confirmed(),
-            seen_reply: e.seen_reply(),
-            dying,
-            expected: e.expected(),
-            fasttrack: e.fasttrack(),
-            srcnat: e.srcnat(),
-            dstnat: e.dstnat(),
-            connection_mark: if mark == 0 {
-                String::new()
-            } else {
-                mark.to_string()
-            },
-            connection_type: String::new(),
-            timeout_nanos: remaining.as_nanos(),
-        }
+    /// The entry: keys, protocol state, flags, counters.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
     }
 
-    /// RouterOS `print` flags: A assured, C confirmed, F fasttrack,
-    /// S srcnat, D dstnat, E expected.
-    pub fn flags(&self) -> String {
-        let mut s = String::new();
-        for (on, c) in [
-            (self.assured, 'A'),
-            (self.confirmed, 'C'),
-            (self.fasttrack, 'F'),
-            (self.srcnat, 'S'),
-            (self.dstnat, 'D'),
-            (self.expected, 'E'),
-        ] {
-            if on {
-                s.push(c);
-            }
-        }
-        s
+    /// The worker (shard) that owns the connection.
+    pub fn worker(&self) -> u16 {
+        self.worker
     }
 
-    /// The text form of property `prop` (`Ok(None)` when it does not apply
-    /// to this connection's protocol).
-    pub fn get(&self, prop: &str) -> Result<Option<String>, FilterError> {
-        let b = |v: bool| Some(yes_no(v).to_string());
-        let n = |v: u64| Some(v.to_string());
-        Ok(match prop {
-            "id" => Some(self.id.clone()),
-            "worker" => n(u64::from(self.worker)),
-            "protocol" => Some(self.protocol.clone()),
-            "src-address" => Some(self.src_address.clone()),
-            "dst-address" => Some(self.dst_address.clone()),
-            "reply-src-address" => Some(self.reply_src_address.clone()),
-            "reply-dst-address" => Some(self.reply_dst_address.clone()),
-            "tcp-state" => self.tcp_state.clone(),
-            "icmp-id" => self.icmp_id.map(|v| v.to_string()),
-            "icmp-type" => self.icmp_type.map(|v| v.to_string()),
-            "icmp-code" => self.icmp_code.map(|v| v.to_string()),
-            "gre-key" => self.gre_key.map(|v| v.to_string()),
-            "gre-version" => self.gre_version.clone(),
-            "gre-protocol" => self.gre_protocol.clone(),
-            "timeout" => Some(self.timeout.clone()),
-            "orig-packets" => n(self.orig_packets),
-            "orig-bytes" => n(self.orig_bytes),
-            "orig-fasttrack-packets" => n(self.orig_fasttrack_packets),
-            "orig-fasttrack-bytes" => n(self.orig_fasttrack_bytes),
-            "orig-rate" => n(self.orig_rate),
-            "repl-packets" => n(self.repl_packets),
-            "repl-bytes" => n(self.repl_bytes),
-            "repl-fasttrack-packets" => n(self.repl_fasttrack_packets),
-            "repl-fasttrack-bytes" => n(self.repl_fasttrack_bytes),
-            "repl-rate" => n(self.repl_rate),
-            "assured" => b(self.assured),
-            "confirmed" => b(self.confirmed),
-            "seen-reply" => b(self.seen_reply),
-            "dying" => b(self.dying),
-            "expected" => b(self.expected),
-            "fasttrack" => b(self.fasttrack),
-            "srcnat" => b(self.srcnat),
-            "dstnat" => b(self.dstnat),
-            "connection-mark" => Some(self.connection_mark.clone()),
-            "connection-type" => Some(self.connection_type.clone()),
-            "flags" => Some(self.flags()),
-            _ => return Err(FilterError(prop.to_string())),
-        })
+    /// Time left before the connection times out (0 once its deadline passed).
+    pub fn remaining(&self) -> Duration {
+        self.remaining
     }
 
-    /// `where PROP=VALUE`: booleans accept yes/no/true/false; an address
-    /// property also matches by IP alone (`src-address=10.0.0.1` matches
-    /// `10.0.0.1:80`); `timeout` compares as a time; everything else as text.
-    /// A property that does not apply to the protocol never matches.
-    pub fn matches(&self, prop: &str, value: &str) -> Result<bool, FilterError> {
-        let Some(have) = self.get(prop)? else {
-            return Ok(false);
-        };
-        let value = value.trim();
-        if have == value {
-            return Ok(true);
-        }
-        Ok(match prop {
-            "assured" | "confirmed" | "seen-reply" | "dying" | "expected" | "fasttrack"
-            | "srcnat" | "dstnat" => {
-                let want = matches!(value, "yes" | "true");
-                let known = matches!(value, "yes" | "true" | "no" | "false");
-                known && (have == "yes") == want
-            }
-            "src-address" | "dst-address" | "reply-src-address" | "reply-dst-address" => {
-                strip_port(&have) == value.trim_start_matches('[').trim_end_matches(']')
-            }
-            "timeout" => match super::time::parse_duration(value) {
-                Ok(d) => d.as_secs() == self.timeout_nanos / 1_000_000_000,
-                Err(_) => false,
-            },
-            "id" => value.eq_ignore_ascii_case(&have),
-            _ => false,
-        })
+    /// Whether its deadline has passed (it goes at the next expiry poll).
+    pub fn dying(&self) -> bool {
+        self.dying
     }
-}
 
-/// `Ok` if `prop` is a property a filter may name.
-pub fn check_property(prop: &str) -> Result<(), FilterError> {
-    if ConnSnapshot::PROPERTIES.contains(&prop) {
-        Ok(())
-    } else {
-        Err(FilterError(prop.to_string()))
+    /// Packets and bytes that went the FastTrack way, per direction.
+    pub fn fasttrack_counters(&self) -> FtCounters {
+        self.ft
     }
-}
 
-/// `10.0.0.1:80` -> `10.0.0.1`, `[2001:db8::1]:80` -> `2001:db8::1`.
-fn strip_port(a: &str) -> &str {
-    if let Some(rest) = a.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+    /// Bits per second in direction `dir`, over the last whole window.
+    pub fn rate(&self, dir: Dir) -> u64 {
+        self.rate[dir.index()]
     }
-    match a.rsplit_once(':') {
-        Some((ip, _)) if !ip.contains(':') => ip,
-        _ => a,
-    }
-}
 
-/// RouterOS `print`-like table of connections.
-pub fn format_table(rows: &[ConnSnapshot]) -> String {
-    const HEAD: [&str; 13] = [
-        "#",
-        "",
-        "PROTOCOL",
-        "SRC-ADDRESS",
-        "DST-ADDRESS",
-        "TCP-STATE",
-        "TIMEOUT",
-        "ORIG-PACKETS",
-        "REPL-PACKETS",
-        "ORIG-BYTES",
-        "REPL-BYTES",
-        "ORIG-RATE",
-        "REPL-RATE",
-    ];
-    let cells: Vec<[String; 13]> = rows
-        .iter()
-        .enumerate()
-        .map(|(n, r)| {
-            [
-                n.to_string(),
-                r.flags(),
-                r.protocol.clone(),
-                r.src_address.clone(),
-                r.dst_address.clone(),
-                r.tcp_state.clone().unwrap_or_default(),
-                r.timeout.clone(),
-                r.orig_packets.to_string(),
-                r.repl_packets.to_string(),
-                r.orig_bytes.to_string(),
-                r.repl_bytes.to_string(),
-                format_rate(r.orig_rate),
-                format_rate(r.repl_rate),
-            ]
-        })
-        .collect();
-    let mut width = HEAD.map(str::len);
-    for row in &cells {
-        for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::from(
-        "Flags: A - ASSURED; C - CONFIRMED; F - FASTTRACK; S - SRCNAT; D - DSTNAT; E - EXPECTED\n",
-    );
-    let mut line = |row: &[String]| {
-        let mut l = String::new();
-        for (i, (c, w)) in row.iter().zip(width).enumerate() {
-            // Numbers right-aligned, text left-aligned, as RouterOS prints.
-            if i == 0 || i >= 7 {
-                let _ = write!(l, "{c:>w$} ");
-            } else {
-                let _ = write!(l, "{c:<w$} ");
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&HEAD.map(String::from));
-    for row in &cells {
-        line(row);
-    }
-    out
-}
-
-/// `1.2Mbps`-style rate, as RouterOS shows rates in `print`.
-fn format_rate(bps: u64) -> String {
-    if bps < 1000 {
-        format!("{bps}bps")
-    } else if bps < 1_000_000 {
-        format!("{:.1}kbps", bps as f64 / 1e3)
-    } else if bps < 1_000_000_000 {
-        format!("{:.1}Mbps", bps as f64 / 1e6)
-    } else {
-        format!("{:.1}Gbps", bps as f64 / 1e9)
+    /// `connection-mark` (0 when unset).
+    pub fn mark(&self) -> u32 {
+        self.mark
     }
 }

@@ -27,7 +27,7 @@
 use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
 use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
 use super::settings::Settings;
-use super::snapshot::{ConnSnapshot, RawConn};
+use super::snapshot::RawConn;
 use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
 use super::time::Duration;
 use super::verdict::{
@@ -1315,41 +1315,28 @@ impl Shard {
         }
     }
 
-    fn snapshot_of(&self, i: u32, now: Instant) -> ConnSnapshot {
-        self.raw_of(i, now).snapshot()
+    /// A typed record of connection `id` as of `now` (the RouterOS row is
+    /// made from it by `ctrack-model`).
+    pub fn snapshot(&self, id: ConnId, now: Instant) -> Option<RawConn> {
+        self.resolve_id(id).map(|i| self.raw_of(i, now))
     }
 
-    /// An owned record of connection `id` as of `now`.
-    pub fn snapshot(&self, id: ConnId, now: Instant) -> Option<ConnSnapshot> {
-        self.resolve_id(id).map(|i| self.snapshot_of(i, now))
-    }
-
-    /// Calls `f` with a snapshot of every live connection.
-    pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(ConnSnapshot)) {
+    /// Calls `f` with a record of every live connection.
+    pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(RawConn)) {
         for i in 0..self.high_water {
             if self.e(i).is_live() {
-                f(self.snapshot_of(i, now));
+                f(self.raw_of(i, now));
             }
         }
     }
 
-    /// Appends snapshots of up to `max` live connections from arena position
+    /// Appends records of up to `max` live connections from arena position
     /// `cursor` on (at least one), and returns the cursor to continue from
-    /// (`None` when the end was reached). Start with 0. Connections created or removed between
-    /// chunks may or may not appear; none appears twice.
-    pub fn snapshot_chunk(
-        &self,
-        now: Instant,
-        cursor: u32,
-        max: usize,
-        out: &mut Vec<ConnSnapshot>,
-    ) -> Option<u32> {
-        self.chunk(cursor, max, |i| out.push(self.snapshot_of(i, now)))
-    }
-
-    /// As [`Shard::snapshot_chunk`], with raw records: a copy of each entry,
-    /// no formatting (what a worker hands to the control thread). Pushes at
-    /// most `max` records, so a buffer with that capacity never reallocates.
+    /// (`None` when the end was reached). Start with 0. Connections created
+    /// or removed between chunks may or may not appear; none appears twice.
+    /// A record is a copy of the entry, no formatting (what a worker hands
+    /// to the control thread). Pushes at most `max` records, so a buffer
+    /// with that capacity never reallocates.
     pub fn raw_chunk(
         &self,
         now: Instant,
