@@ -65,10 +65,15 @@ fn key(e: &Value) -> String {
 fn run_capture(dir: &Path, mix: &Mix) -> (Running, usize) {
     let sent = one_port_capture(dir, mix);
     let run = Running::start(&run_args(dir, 2, false, &[]));
+    // Every packet received, and every one handed to its owner tracked
+    // there (a loaded machine may run the owner a while after the receiver).
     let all_in = run.wait_until(200, |r| {
-        metric_sum(&r.scrape(), "ctrack_worker_rx_packets_total") as usize == sent
+        let m = r.scrape();
+        metric_sum(&m, "ctrack_worker_rx_packets_total") as usize == sent
+            && metric_sum(&m, "ctrack_handoffs_received_total")
+                == metric_sum(&m, "ctrack_handoffs_total")
     });
-    assert!(all_in, "ctrack did not receive the {sent} packets");
+    assert!(all_in, "ctrack did not receive and track the {sent} packets");
     (run, sent)
 }
 
