@@ -15,13 +15,19 @@
 //! and where ctrack differs.
 #![deny(unsafe_code)]
 
+pub mod engine;
 pub mod error;
 pub mod export;
 pub mod lex;
+pub mod lists;
 pub mod model;
 pub mod parse;
 pub mod value;
 
+pub use engine::{
+    ConnCtx, ConnState, Env, Final, Hook, L7State, Names, NoEnv, PacketCtx, RuleCounter, RuleId,
+    RuleInfo, Ruleset, Verdict, WorkerState,
+};
 pub use error::{CompileError, ParseError};
 pub use export::export;
 pub use model::{Action, Config, Firewall, Matcher, Rule, Table};
