@@ -171,7 +171,9 @@ impl Lexer {
                 break;
             }
             if self.at_continuation() {
-                break;
+                // `/export` wraps long lines anywhere, also inside a word.
+                self.eat_continuation();
+                continue;
             }
             if c == '"' {
                 // A quoted bare word (a positional value).
@@ -200,7 +202,11 @@ impl Lexer {
                 value.push_str(&self.quoted()?);
                 continue;
             }
-            if c.is_whitespace() || c == ']' || c == ';' || self.at_continuation() {
+            if self.at_continuation() {
+                self.eat_continuation();
+                continue;
+            }
+            if c.is_whitespace() || c == ']' || c == ';' {
                 break;
             }
             value.push(c);
@@ -335,6 +341,22 @@ mod tests {
     fn continuation_inside_a_quoted_value() {
         let s = lex("add comment=\"long\\\n    er\"\n").unwrap();
         assert_eq!(s[0].words[1], p("comment", "longer"));
+    }
+
+    #[test]
+    fn continuation_inside_a_word_or_before_a_quoted_value() {
+        let s = lex(
+            "add comment=\\\n    \"x y\" state=\\\n    new,inv\\\n    alid net\\\n    work=1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s[0].words[1..],
+            [
+                p("comment", "x y"),
+                p("state", "new,invalid"),
+                p("network", "1")
+            ]
+        );
     }
 
     #[test]
