@@ -1069,60 +1069,109 @@ fn build_prefilter(c: &mut Chain) {
     c.masks = masks;
 }
 
+/// Checks the jump graph of one table: no loops, and no nesting deeper than
+/// [`MAX_JUMP_DEPTH`] chains. Each chain is visited once (its height is
+/// memoised), so the check is linear in the number of rules.
 fn check_jumps(
     chains: &[Chain],
     names: &[&str],
     fam: Fam,
     table: Table,
 ) -> Result<(), CompileError> {
-    // Depth-first from every chain; `path` is the current jump path.
-    fn visit(
-        c: usize,
-        chains: &[Chain],
-        path: &mut Vec<usize>,
-        done: &mut [bool],
-        names: &[&str],
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        New,
+        Open,
+        /// Chains on the longest jump path starting here, this one included.
+        Height(usize),
+    }
+    struct Walk<'a> {
+        chains: &'a [Chain],
+        names: &'a [&'a str],
+        st: Vec<St>,
+        path: Vec<usize>,
         fam: Fam,
         table: Table,
-    ) -> Result<(), CompileError> {
-        let show = |path: &[usize], last: usize| {
-            path.iter()
+    }
+    impl Walk<'_> {
+        fn show(&self, from: usize, last: usize) -> String {
+            self.path[from..]
+                .iter()
                 .chain(std::iter::once(&last))
-                .map(|&i| names[i])
+                .map(|&i| self.names[i])
                 .collect::<Vec<_>>()
                 .join(" -> ")
-        };
-        if path.contains(&c) {
-            return Err(CompileError::JumpLoop {
-                family: fam_name(fam),
-                table: table.name(),
-                path: show(path, c),
-            });
         }
-        if path.len() + 1 > MAX_JUMP_DEPTH {
+
+        /// The longest path below `c`, following the tallest target.
+        fn tallest(&self, c: usize) -> String {
+            let mut out = vec![self.names[c]];
+            let mut cur = c;
+            loop {
+                let next = self.chains[cur]
+                    .rules
+                    .iter()
+                    .filter_map(|r| match r.action {
+                        CAction::Jump(t) => Some(t as usize),
+                        _ => None,
+                    })
+                    .max_by_key(|&t| match self.st[t] {
+                        St::Height(h) => h,
+                        _ => 0,
+                    });
+                match next {
+                    Some(t) if out.len() <= MAX_JUMP_DEPTH => {
+                        out.push(self.names[t]);
+                        cur = t;
+                    }
+                    _ => return out.join(" -> "),
+                }
+            }
+        }
+
+        fn visit(&mut self, c: usize) -> Result<usize, CompileError> {
+            match self.st[c] {
+                St::Height(h) => return Ok(h),
+                St::Open => {
+                    let from = self.path.iter().position(|&x| x == c).unwrap_or(0);
+                    return Err(CompileError::JumpLoop {
+                        family: fam_name(self.fam),
+                        table: self.table.name(),
+                        path: self.show(from, c),
+                    });
+                }
+                St::New => {}
+            }
+            self.st[c] = St::Open;
+            self.path.push(c);
+            let mut h = 1;
+            let chains = self.chains;
+            for r in &chains[c].rules {
+                if let CAction::Jump(t) = r.action {
+                    h = h.max(1 + self.visit(t as usize)?);
+                }
+            }
+            self.path.pop();
+            self.st[c] = St::Height(h);
+            Ok(h)
+        }
+    }
+    let mut w = Walk {
+        chains,
+        names,
+        st: vec![St::New; chains.len()],
+        path: Vec::new(),
+        fam,
+        table,
+    };
+    for c in 0..chains.len() {
+        if w.visit(c)? > MAX_JUMP_DEPTH {
             return Err(CompileError::TooDeep {
                 family: fam_name(fam),
                 table: table.name(),
                 max: MAX_JUMP_DEPTH,
-                path: show(path, c),
+                path: w.tallest(c),
             });
-        }
-        path.push(c);
-        for r in &chains[c].rules {
-            if let CAction::Jump(t) = r.action {
-                visit(t as usize, chains, path, done, names, fam, table)?;
-            }
-        }
-        path.pop();
-        if path.is_empty() {
-            done[c] = true;
-        }
-        Ok(())
-    }
-    let mut done = vec![false; chains.len()];
-    for c in 0..chains.len() {
-        if !done[c] {
-            visit(c, chains, &mut Vec::new(), &mut done, names, fam, table)?;
         }
     }
     Ok(())

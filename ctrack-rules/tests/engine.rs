@@ -391,6 +391,30 @@ fn jump_loops_and_depth_are_compile_errors() {
 }
 
 #[test]
+fn wide_jump_graphs_compile_in_linear_time() {
+    // Every chain jumps 100 times to the next: 100^8 paths, 8 levels. A
+    // check that walked paths would not finish; one that visits each chain
+    // once does.
+    let mut s = String::from("/ip firewall filter\n");
+    for level in 0..8 {
+        let from = if level == 0 {
+            "forward".to_string()
+        } else {
+            format!("l{level}")
+        };
+        for _ in 0..100 {
+            s.push_str(&format!(
+                "add chain={from} action=jump jump-target=l{}\n",
+                level + 1
+            ));
+        }
+    }
+    s.push_str("add chain=l8 action=drop\n");
+    let (rs, _) = compile(&s);
+    assert_eq!(fwd(&rs, &pkt()), Final::Drop);
+}
+
+#[test]
 fn terminal_and_non_terminal_actions() {
     let (rs, _) = compile(
         "/ip firewall filter\n\
