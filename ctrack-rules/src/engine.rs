@@ -1488,7 +1488,10 @@ fn take_token(b: &mut Bucket, l: &Limit, now: Instant, size: u32) -> bool {
     }
     let elapsed = now.nanos().saturating_sub(b.last) as u128;
     b.last = b.last.max(now.nanos());
-    b.credit = (b.credit + elapsed * count).min(cap);
+    b.credit = b
+        .credit
+        .saturating_add(elapsed.saturating_mul(count))
+        .min(cap);
     if b.credit >= cost {
         b.credit -= cost;
         true

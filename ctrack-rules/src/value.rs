@@ -172,8 +172,8 @@ impl AddrSpec {
         match *self {
             AddrSpec::Range { lo, hi } => (to_u128(lo), to_u128(hi)),
             AddrSpec::Prefix { addr, len } => {
-                let bits = if addr.is_ipv4() { 32 } else { 128 };
-                let host = bits - len as u32;
+                let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
+                let host = bits.saturating_sub(len as u32);
                 let lo = to_u128(addr);
                 let span = if host >= 128 {
                     u128::MAX

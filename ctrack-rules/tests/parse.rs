@@ -168,6 +168,21 @@ fn plain_menus() {
         c.ip.address_list[0].timeout,
         Some(ctrack_core::conntrack::Duration::from_secs(86400))
     );
+    // They export and read back to the same model.
+    let text = export(&c);
+    assert_eq!(
+        parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}")),
+        c,
+        "{text}"
+    );
+    assert!(
+        text.contains("/interface ethernet\nset [ find default-name=ether1 ] name=wan\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/ip firewall service-port\nset ftp disabled=yes\nset sip ports=5060,5061\n"),
+        "{text}"
+    );
     // Value checks in plain menus.
     assert_eq!(
         err("/ip arp\nadd address=1.2.3.4 interface=x mac-address=zz\n").1,
