@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use ctrack_core::conntrack::{Duration, Instant};
-use ctrack_core::flow::{Addr, Family, proto};
+use ctrack_core::flow::{Addr, Family, FlowRepr, L4, proto};
 
 use crate::error::CompileError;
 use crate::lists::{DynamicLists, ListAdd, ListId, RangeSet};
@@ -168,6 +168,43 @@ pub struct PacketCtx<'a> {
     pub conn: ConnCtx,
     /// The L4 payload, for layer7 (may be empty when no rule uses layer7).
     pub payload: &'a [u8],
+}
+
+impl PacketCtx<'static> {
+    /// The header part of a context from conntrack's [`FlowRepr`]: family,
+    /// addresses, protocol, ports (TCP/UDP only), TCP flags, ICMP type and
+    /// code, IP length. Interfaces are [`NO_IFACE`]; the caller sets them,
+    /// `ttl`, `dscp`, `packet_mark`, `conn` and `payload`.
+    pub fn from_flow(f: &FlowRepr) -> PacketCtx<'static> {
+        let t = &f.tuple;
+        let mut p = PacketCtx {
+            family: t.family,
+            src: t.src,
+            dst: t.dst,
+            proto: t.proto,
+            size: f.ip_len,
+            in_iface: NO_IFACE,
+            out_iface: NO_IFACE,
+            ..PacketCtx::default()
+        };
+        match f.l4 {
+            L4::Tcp(tcp) => {
+                p.src_port = t.src_port;
+                p.dst_port = t.dst_port;
+                p.tcp_flags = tcp.flags;
+            }
+            L4::Udp => {
+                p.src_port = t.src_port;
+                p.dst_port = t.dst_port;
+            }
+            L4::Icmp(icmp) => {
+                p.icmp_type = icmp.icmp_type;
+                p.icmp_code = icmp.code;
+            }
+            L4::Gre(_) | L4::Other => {}
+        }
+        p
+    }
 }
 
 /// Answers the engine's questions about the connection table.

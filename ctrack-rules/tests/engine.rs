@@ -616,3 +616,56 @@ fn bursts_and_sharing() {
     assert_eq!(acts, [Final::Accept, Final::Drop, Final::Accept]);
     assert_eq!(w.counters()[0].packets, 1);
 }
+
+#[test]
+fn context_from_a_flow_repr() {
+    use ctrack_core::flow::{FlowRepr, IcmpInfo, L4, TcpInfo, Tuple};
+    let tuple = Tuple {
+        src: v4([10, 0, 0, 1]),
+        dst: v4([10, 0, 0, 2]),
+        src_port: 1234,
+        dst_port: 80,
+        proto: proto::TCP,
+        family: Family::V4,
+    };
+    let f = FlowRepr {
+        tuple,
+        ip_len: 60,
+        l4: L4::Tcp(TcpInfo {
+            flags: F::SYN,
+            ..TcpInfo::default()
+        }),
+    };
+    let p = PacketCtx::from_flow(&f);
+    assert_eq!(
+        (p.src_port, p.dst_port, p.tcp_flags, p.size),
+        (1234, 80, F::SYN, 60)
+    );
+    assert_eq!((p.in_iface, p.out_iface), (NO_IFACE, NO_IFACE));
+    assert!(drops(
+        "protocol=tcp tcp-flags=syn dst-port=80 src-address=10.0.0.1",
+        &p
+    ));
+    // ICMP: the tuple's id and type/code are not ports.
+    let icmp = FlowRepr {
+        tuple: Tuple {
+            proto: proto::ICMP,
+            src_port: 7,
+            dst_port: 8 << 8,
+            ..tuple
+        },
+        ip_len: 84,
+        l4: L4::Icmp(IcmpInfo {
+            icmp_type: 8,
+            code: 0,
+            id: 7,
+            inner: None,
+        }),
+    };
+    let p = PacketCtx::from_flow(&icmp);
+    assert_eq!(
+        (p.src_port, p.dst_port, p.icmp_type, p.icmp_code),
+        (0, 0, 8, 0)
+    );
+    assert!(drops("protocol=icmp icmp-options=8:0", &p));
+}
