@@ -73,7 +73,10 @@ fn run_capture(dir: &Path, mix: &Mix) -> (Running, usize) {
             && metric_sum(&m, "ctrack_handoffs_received_total")
                 == metric_sum(&m, "ctrack_handoffs_total")
     });
-    assert!(all_in, "ctrack did not receive and track the {sent} packets");
+    assert!(
+        all_in,
+        "ctrack did not receive and track the {sent} packets"
+    );
     (run, sent)
 }
 
