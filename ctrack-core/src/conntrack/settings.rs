@@ -10,10 +10,21 @@
 //! tcp-syn-sent-timeout = "5s"
 //! tcp-established-timeout = "1d"
 //! udp-stream-timeout = "3m"
+//! checksum-verify = true
 //! ```
+//!
+//! `checksum-verify` is not RouterOS's (it has no such setting): it is
+//! Linux's `net.netfilter.nf_conntrack_checksum`, see `docs/conntrack.md`.
 
 use super::time::{Duration, format_duration_exact, parse_duration};
 use crate::flow::proto;
+
+/// A GRE connection's timeout until both directions were seen: Linux's
+/// `GRE_TIMEOUT_UNREPLIED` (`nf_conntrack_proto_gre.c`).
+pub const GRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A GRE connection's timeout once both directions were seen (it is then
+/// assured): Linux's `GRE_TIMEOUT_REPLIED`.
+pub const GRE_STREAM_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// `enabled`: whether connections are tracked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -62,6 +73,10 @@ pub struct Settings {
     pub udp_stream_timeout: Duration,
     pub icmp_timeout: Duration,
     pub generic_timeout: Duration,
+    /// Verify the IPv4 header and TCP/UDP/ICMP/ICMPv6 checksums of packets
+    /// the NIC did not vouch for before tracking them; a bad one makes the
+    /// packet invalid (Linux's `nf_conntrack_checksum`, on by default).
+    pub checksum_verify: bool,
 }
 
 impl Default for Settings {
@@ -82,6 +97,7 @@ impl Default for Settings {
             udp_stream_timeout: s(180),
             icmp_timeout: s(10),
             generic_timeout: s(600),
+            checksum_verify: true,
         }
     }
 }
@@ -105,8 +121,10 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Every settable key, in the seed's order.
-    pub const KEYS: [&'static str; 16] = [
+    /// Every key, in the seed's order, then `checksum-verify` (not the
+    /// seed's), then the read-only ones. The first [`Settings::SETTABLE`] are
+    /// settable.
+    pub const KEYS: [&'static str; 17] = [
         "enabled",
         "loose-tcp-tracking",
         "tcp-syn-sent-timeout",
@@ -121,10 +139,14 @@ impl Settings {
         "udp-stream-timeout",
         "icmp-timeout",
         "generic-timeout",
+        "checksum-verify",
         // Read-only, shown by `print` but refused by `set`.
         "max-entries",
         "total-entries",
     ];
+
+    /// How many of [`Settings::KEYS`] are settable (the rest are read-only).
+    pub const SETTABLE: usize = 15;
 
     fn time_mut(&mut self, key: &str) -> Option<(&'static str, &mut Duration)> {
         Some(match key {
@@ -173,6 +195,14 @@ impl Settings {
                 };
                 Ok(())
             }
+            "checksum-verify" => {
+                self.checksum_verify = match v {
+                    "yes" | "true" => true,
+                    "no" | "false" => false,
+                    _ => return Err(bad("checksum-verify", value, "expected yes or no")),
+                };
+                Ok(())
+            }
             "max-entries" => Err(SettingsError::ReadOnly { key: "max-entries" }),
             "total-entries" => Err(SettingsError::ReadOnly {
                 key: "total-entries",
@@ -188,7 +218,7 @@ impl Settings {
                 }
                 None => Err(SettingsError::UnknownKey {
                     key: key.to_string(),
-                    known: Settings::KEYS[..14].join(", "),
+                    known: Settings::KEYS[..Settings::SETTABLE].join(", "),
                 }),
             },
         }
@@ -200,13 +230,14 @@ impl Settings {
         match key {
             "enabled" => Ok(self.enabled.name().to_string()),
             "loose-tcp-tracking" => Ok(yes_no(self.loose_tcp_tracking).to_string()),
+            "checksum-verify" => Ok(yes_no(self.checksum_verify).to_string()),
             _ => {
                 let mut copy = self.clone();
                 match copy.time_mut(key) {
                     Some((_, d)) => Ok(format_duration_exact(*d)),
                     None => Err(SettingsError::UnknownKey {
                         key: key.to_string(),
-                        known: Settings::KEYS[..14].join(", "),
+                        known: Settings::KEYS[..Settings::SETTABLE].join(", "),
                     }),
                 }
             }
@@ -215,17 +246,22 @@ impl Settings {
 
     /// `(key, value)` pairs of every setting, in the seed's order, for `print`.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        Settings::KEYS[..14]
+        Settings::KEYS[..Settings::SETTABLE]
             .iter()
             .map(move |k| (*k, self.get(k).unwrap_or_default()))
     }
 
-    /// Timeout for a connection that is not TCP, by protocol.
+    /// Timeout for a connection that is not TCP, by protocol. GRE has
+    /// Linux's own fixed timeouts ([`GRE_TIMEOUT`], [`GRE_STREAM_TIMEOUT`]),
+    /// not `generic-timeout`: RouterOS has no GRE setting and, on Linux,
+    /// times GRE out as Linux does (see `docs/conntrack.md`).
     pub(crate) fn proto_timeout(&self, protocol: u8, stream: bool) -> Duration {
         match protocol {
             proto::UDP if stream => self.udp_stream_timeout,
             proto::UDP => self.udp_timeout,
             proto::ICMP | proto::ICMPV6 => self.icmp_timeout,
+            proto::GRE if stream => GRE_STREAM_TIMEOUT,
+            proto::GRE => GRE_TIMEOUT,
             _ => self.generic_timeout,
         }
     }
@@ -278,6 +314,7 @@ mod tests {
             ("udp-stream-timeout", "3m"),
             ("icmp-timeout", "10s"),
             ("generic-timeout", "10m"),
+            ("checksum-verify", "yes"),
         ];
         assert_eq!(got.len(), want.len());
         for ((gk, gv), (wk, wv)) in got.iter().zip(want) {
@@ -295,6 +332,14 @@ mod tests {
         assert!(!s.enabled.is_tracking());
         s.set("loose-tcp-tracking", "no").unwrap();
         assert!(!s.loose_tcp_tracking);
+        s.set("checksum-verify", "no").unwrap();
+        assert!(!s.checksum_verify);
+        assert_eq!(s.get("checksum-verify").unwrap(), "no");
+        let e = s
+            .set("checksum-verify", "sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checksum-verify"), "{e}");
         let e = s.set("udp-timeout", "soon").unwrap_err().to_string();
         assert!(e.contains("udp-timeout") && e.contains("soon"), "{e}");
         let e = s.set("udp-timeout", "0s").unwrap_err().to_string();
@@ -315,6 +360,7 @@ mod tests {
         assert_eq!(j["tcp-established-timeout"], "1d");
         assert_eq!(j["enabled"], "auto");
         assert_eq!(j["loose-tcp-tracking"], true);
+        assert_eq!(j["checksum-verify"], true);
         let back: Settings = serde_json::from_value(j).unwrap();
         assert_eq!(back, s);
         let partial: Settings =

@@ -876,6 +876,13 @@ impl Shard {
         }
     }
 
+    /// Counts a packet found invalid before it reached the table (a bad
+    /// checksum: [`OtherInvalid::BadChecksum`]) and returns its verdict.
+    /// Nothing else changes: no connection is created or counted on.
+    pub fn count_invalid(&mut self, reason: InvalidReason) -> Verdict {
+        self.count(Verdict::Invalid(reason))
+    }
+
     fn count(&mut self, v: Verdict) -> Verdict {
         match v {
             Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
@@ -982,8 +989,9 @@ impl Shard {
         if related {
             *out = match found {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
+                    // As Linux: the error is `related` to the connection but
+                    // counted nowhere on it (no packets, no bytes, no refresh).
                     let dir = d.flip();
-                    self.account(i, now, dir, pkt.ip_len, false);
                     self.stats.related += 1;
                     Verdict::Related {
                         id: self.id_of(i),

@@ -27,13 +27,13 @@
 //! ([`ParseError::Fragment`]: not reassembled for now) and frames with more
 //! than two VLAN tags ([`ParseError::VlanTooDeep`]).
 //!
-//! # Checksums are not verified
+//! # Checksums are verified next to the parser, not by it
 //!
-//! Neither the IPv4 header checksum nor TCP/UDP/ICMP checksums are checked.
-//! NICs verify them in hardware and flag the mbuf (the worker may look at those
-//! flags), software verification would cost a pass over every payload, and
-//! Linux itself makes the check optional (`nf_conntrack_checksum`, a per-host
-//! setting that only applies to packets the NIC did not verify).
+//! The parser reads no checksum. [`checksum::verify_ip`] checks the ones
+//! Linux conntrack checks (IPv4 header, TCP, UDP, ICMP, ICMPv6) on a packet
+//! that parsed, trusting the NIC's RX flags where the port reports them; the
+//! worker calls it before tracking while `checksum-verify=yes` (see
+//! `docs/conntrack.md`, "Checksums"), and a packet that fails is invalid.
 //!
 //! # What the parser accepts
 //!
@@ -52,6 +52,7 @@
 
 use crate::flow::{Addr, Family, FlowRepr, GreInfo, IcmpInfo, L4, TcpInfo, Tuple, proto};
 
+pub mod checksum;
 pub mod ethernet;
 pub mod gre;
 pub mod icmp;

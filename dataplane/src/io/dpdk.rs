@@ -1,9 +1,10 @@
 //! [`PacketIo`] over DPDK queues.
 
-use dpdk::{Mbuf, MbufBurst, RxQueue, TscClock, TxQueue};
+use dpdk::{Mbuf, MbufBurst, RxCksum, RxQueue, TscClock, TxQueue};
 
 use super::{Burst, PacketIo};
 use crate::conntrack::Instant;
+use crate::packet::checksum::{Offload, RxChecksum};
 
 impl Burst for MbufBurst {
     type Packet = Mbuf;
@@ -21,6 +22,20 @@ impl Burst for MbufBurst {
     #[inline]
     fn data(&self, i: usize) -> &[u8] {
         MbufBurst::data(self, i)
+    }
+
+    #[inline]
+    fn rx_checksum(&self, i: usize) -> RxChecksum {
+        let offload = |c| match c {
+            RxCksum::Good | RxCksum::None => Offload::Good,
+            RxCksum::Bad => Offload::Bad,
+            RxCksum::Unknown => Offload::Unknown,
+        };
+        let (ip, l4) = self.rx_cksum(i);
+        RxChecksum {
+            ip: offload(ip),
+            l4: offload(l4),
+        }
     }
 
     #[inline]

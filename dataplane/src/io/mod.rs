@@ -12,6 +12,7 @@ pub mod mem;
 pub mod pcap;
 
 use crate::conntrack::Instant;
+use crate::packet::checksum::RxChecksum;
 
 /// A reusable burst of owned packets. Dropping or clearing it frees what it
 /// still holds, so an unsent packet is never leaked.
@@ -25,6 +26,15 @@ pub trait Burst {
     fn is_full(&self) -> bool;
     /// Bytes of packet `i` (`i < len()`).
     fn data(&self, i: usize) -> &[u8];
+    /// What the NIC said about received packet `i`'s checksums (`i <
+    /// len()`): read from metadata the NIC already wrote, so it costs no pass
+    /// over the packet. [`RxChecksum::UNKNOWN`] (the default) where the port
+    /// reports nothing: the worker then verifies in software.
+    #[inline]
+    fn rx_checksum(&self, i: usize) -> RxChecksum {
+        let _ = i;
+        RxChecksum::UNKNOWN
+    }
     /// Adds a packet; gives it back if the burst is full.
     fn push(&mut self, p: Self::Packet) -> Result<(), Self::Packet>;
     /// Moves every packet out, in order, to `f(index, packet)`.

@@ -45,6 +45,8 @@ pub struct PortInfo {
     pub hash_key_size: u8,
     /// RSS hash functions the device supports (`RTE_ETH_RSS_*`).
     pub rss_offloads: u64,
+    /// RX offloads the device supports (`RTE_ETH_RX_OFFLOAD_*`).
+    pub rx_offloads: u64,
     pub socket: i32,
 }
 
@@ -150,6 +152,7 @@ impl Port {
             reta_size: raw.reta_size,
             hash_key_size: raw.hash_key_size,
             rss_offloads: raw.flow_type_rss_offloads,
+            rx_offloads: raw.rx_offload_capa,
             socket,
         })
     }
@@ -180,6 +183,10 @@ impl Port {
                 conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
             }
         }
+        // RX checksum verification where the device has it: the NIC then
+        // flags each mbuf (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`, see
+        // `MbufBurst::rx_cksum`) and software skips that work.
+        conf.rxmode.offloads |= info.rx_offloads & dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM;
         // SAFETY: valid port, conf outlives the call (DPDK copies the key).
         check("rte_eth_dev_configure", unsafe {
             dpdk_sys::rte_eth_dev_configure(id.0, rx_queues, tx_queues, &conf)
