@@ -966,9 +966,8 @@ impl Shard {
     ///
     /// Verdicts are written where the caller reads them, on every path,
     /// rather than returned: a `Verdict` merged from several paths goes
-    /// through a stack temporary, and copying that temporary (with loads
-    /// wider than the stores that built it) stalls on store forwarding. In
-    /// the forwarding benchmark that copy cost ~4% of all cycles.
+    /// through a stack temporary whose copy stalls on store forwarding
+    /// (`docs/dataplane.md#store-forwarding`).
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep, out: &mut Verdict) {
         let (key, hash, bucket, flipped, related) = match prep {
             Prep::Done(v) => {

@@ -24,6 +24,8 @@ pub enum Verdict {
     Dropped(DropReason),
 }
 
+const _: () = assert!(core::mem::size_of::<Verdict>() <= 16);
+
 macro_rules! reason_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
         $(#[$m])*
@@ -213,6 +215,5 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
-        assert!(core::mem::size_of::<Verdict>() <= 16);
     }
 }

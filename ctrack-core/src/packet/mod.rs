@@ -195,10 +195,8 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<FlowRepr, ParseError> {
 /// [`parse_ethernet`] into `out`, which on error holds a partial parse.
 ///
 /// The worker's path: the summary is written field by field where the table
-/// will read it, instead of built in a `Result` and copied. Copying a value
-/// just assembled from narrow stores with wide loads defeats the CPU's store
-/// forwarding; in the forwarding benchmark those copies cost more than
-/// parsing itself.
+/// will read it, instead of built in a `Result` and copied (store
+/// forwarding: `docs/dataplane.md#store-forwarding`).
 pub fn parse_ethernet_into(frame: &[u8], out: &mut FlowRepr) -> Result<(), ParseError> {
     let u = ethernet::strip(frame)?;
     match u.ethertype {
