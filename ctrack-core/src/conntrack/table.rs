@@ -234,9 +234,10 @@ struct Hashed {
     flipped: bool,
 }
 
-/// One arena chunk's fasttrack counters.
-fn new_ft_chunk() -> Box<[FtSlot]> {
-    vec![FtSlot::default(); CHUNK].into_boxed_slice()
+/// One arena chunk's fasttrack counters: `len` of them, the chunk's length
+/// (a small table's only chunk is shorter than [`CHUNK`]).
+fn new_ft_chunk(len: usize) -> Box<[FtSlot]> {
+    vec![FtSlot::default(); len].into_boxed_slice()
 }
 
 #[inline]
@@ -291,8 +292,8 @@ impl Shard {
         self.fasttrack = mode;
         match mode {
             FastTrackMode::Established => {
-                for slot in &mut self.ft {
-                    slot.get_or_insert_with(new_ft_chunk);
+                for (slot, chunk) in self.ft.iter_mut().zip(&self.chunks) {
+                    slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
                 }
             }
             FastTrackMode::No => {
@@ -388,7 +389,8 @@ impl Shard {
         self.buckets.len() * core::mem::size_of::<Bucket>()
             + self.chunks.iter().map(|c| c.len()).sum::<usize>()
                 * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
-            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtSlot>()
+            + self.ft.iter().flatten().map(|f| f.len()).sum::<usize>()
+                * core::mem::size_of::<FtSlot>()
             + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
             + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
             + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
@@ -453,7 +455,7 @@ impl Shard {
             let len = CHUNK.min((self.max_entries - self.high_water) as usize);
             self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
             self.colds.push(HugeSlice::new(len, Cold::EMPTY));
-            let ft = (self.fasttrack == FastTrackMode::Established).then(new_ft_chunk);
+            let ft = (self.fasttrack == FastTrackMode::Established).then(|| new_ft_chunk(len));
             self.ft.push(ft);
         }
         let i = self.high_water;
@@ -1421,8 +1423,9 @@ impl Shard {
             return false;
         };
         if on {
-            if let Some(slot) = self.ft.get_mut(Self::at(i).0) {
-                slot.get_or_insert_with(new_ft_chunk);
+            let c = Self::at(i).0;
+            if let (Some(slot), Some(chunk)) = (self.ft.get_mut(c), self.chunks.get(c)) {
+                slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
             }
             self.ft_mark(i);
         } else {
