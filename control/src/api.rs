@@ -729,6 +729,12 @@ pub(crate) mod tests {
         let v = json_of(&body);
         assert_eq!(v["loose-tcp-tracking"], true);
         assert_eq!(v["icmp-timeout"], "20s");
+        // checksum-verify (Linux's nf_conntrack_checksum), set live.
+        assert_eq!(v["checksum-verify"], true);
+        let (st, body) = call("PATCH", &url, Some(r#"{"checksum-verify": "no"}"#), None);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(json_of(&body)["checksum-verify"], false);
+        assert!(!dp.settings.lock().checksum_verify);
         let (st, _) = call("PATCH", &url, Some("{}"), None);
         assert_eq!(st, 200);
     }

@@ -436,7 +436,8 @@ mod tests {
         // tracking print / set
         let out = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 16, "{out}");
+        assert_eq!(lines.len(), 17, "{out}");
+        assert!(out.contains("        checksum-verify: yes\n"), "{out}");
         assert!(out.contains("                enabled: auto\n"), "{out}");
         assert!(out.contains("tcp-established-timeout: 1d\n"), "{out}");
         assert!(out.contains("     loose-tcp-tracking: yes\n"), "{out}");

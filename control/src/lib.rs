@@ -1,4 +1,4 @@
-//! ctrack's control plane: configuration, the run composition, and (later)
+//! ctrack's control plane: configuration, the run composition, and on top
 //! settings, stats aggregation, Prometheus metrics and the management API.
 //! `main.rs` is only the command-line front end.
 #![deny(unsafe_code)]

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ctrack_model::ConnSnapshot;
-use ctrack_traffic::pcap::{PcapReader, parse_link};
+use ctrack_traffic::pcap::{PcapReader, parse_link, verify_link};
 use dataplane::conntrack::{
-    DropReason, Instant, InvalidReason, Settings, Shard, ShardStats, TableConfig, UntrackedReason,
+    DropReason, Instant, InvalidReason, OtherInvalid, Settings, Shard, ShardStats, TableConfig,
+    UntrackedReason,
 };
 use dataplane::packet::ParseError;
 use dataplane::rss::Dispatch;
@@ -129,7 +130,15 @@ pub fn replay<R: Read>(
         }
         match parse_link(link, &buf) {
             Ok(pkt) => {
-                shards[dispatch.owner(&pkt) as usize].handle_packet(now, &pkt);
+                let shard = &mut shards[dispatch.owner(&pkt) as usize];
+                // As the worker: checksums first (Linux's nf_conntrack_checksum).
+                let s = shard.settings();
+                if s.checksum_verify && s.enabled.is_tracking() && verify_link(link, &buf).is_err()
+                {
+                    shard.count_invalid(InvalidReason::Other(OtherInvalid::BadChecksum));
+                } else {
+                    shard.handle_packet(now, &pkt);
+                }
             }
             Err(e) => parse_errors[e.index()] += 1,
         }
@@ -332,5 +341,50 @@ mod tests {
     fn a_bad_capture_is_an_error_not_a_panic() {
         let err = replay(&b"not a pcap at all"[..], 1, &Settings::default(), 16).unwrap_err();
         assert!(err.to_string().contains("magic") || !err.to_string().is_empty());
+    }
+
+    /// A SYN and a UDP datagram with bad checksums, then the same two intact.
+    fn bad_then_good() -> Vec<u8> {
+        use ctrack_traffic::synth::{tcp_frame, udp_frame};
+        use dataplane::flow::tcp_flags::SYN;
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let syn = tcp_frame(a, b, 40000, 80, 1, 0, SYN, 0, None, true);
+        let dgram = udp_frame(a, b, 5000, 53, 10, true);
+        let mut bad_syn = syn.clone();
+        bad_syn[14 + 20 + 16] ^= 0x55;
+        let mut bad_dgram = dgram.clone();
+        *bad_dgram.last_mut().unwrap() ^= 1;
+        let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, true).unwrap();
+        for (i, f) in [bad_syn, bad_dgram, syn, dgram].iter().enumerate() {
+            w.write_packet(i as u64 * 1000, f).unwrap();
+        }
+        w.into_inner()
+    }
+
+    #[test]
+    fn bad_checksums_are_invalid_unless_verification_is_off() {
+        let cap = bad_then_good();
+        let out = replay(&cap[..], 1, &Settings::default(), 16).unwrap();
+        assert_eq!(out.counters.invalid, vec![("bad_checksum", 2)]);
+        assert_eq!(out.counters.inserted, 2);
+        // Only the intact packets are counted on the connections.
+        assert!(
+            out.connections
+                .iter()
+                .all(|c| (c.orig_packets, c.repl_packets) == (1, 0)),
+            "{:?}",
+            out.connections
+        );
+        let mut off = Settings::default();
+        off.checksum_verify = false;
+        let out = replay(&cap[..], 1, &off, 16).unwrap();
+        assert!(out.counters.invalid.is_empty(), "{:?}", out.counters);
+        assert!(
+            out.connections
+                .iter()
+                .all(|c| (c.orig_packets, c.repl_packets) == (2, 0)),
+            "{:?}",
+            out.connections
+        );
     }
 }

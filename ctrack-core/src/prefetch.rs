@@ -26,7 +26,7 @@ pub fn prefetch<T>(p: &T) {
 }
 
 /// [`prefetch`] for every cache line `*p` touches (values larger than one
-/// line, at any alignment: a 152-byte entry may span four lines).
+/// line, at any alignment: a 128-byte value not aligned to 64 spans three).
 #[inline(always)]
 pub fn prefetch_all<T>(p: &T) {
     let start = (p as *const T).cast::<u8>();

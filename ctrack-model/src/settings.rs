@@ -14,9 +14,9 @@ use ctrack_core::conntrack::{
     Duration, Enabled, InvalidSetting, Settings, format_duration_exact, parse_duration,
 };
 
-/// Every key `print` shows, in the seed's order: the settable ones, then the
-/// read-only ones.
-pub const KEYS: [&str; 16] = [
+/// Every key `print` shows, in the seed's order, then `checksum-verify` (not
+/// the seed's: Linux's `nf_conntrack_checksum`), then the read-only ones.
+pub const KEYS: [&str; 17] = [
     "enabled",
     "loose-tcp-tracking",
     "tcp-syn-sent-timeout",
@@ -31,13 +31,14 @@ pub const KEYS: [&str; 16] = [
     "udp-stream-timeout",
     "icmp-timeout",
     "generic-timeout",
+    "checksum-verify",
     // Read-only, shown by `print` but refused by `set`.
     "max-entries",
     "total-entries",
 ];
 
 /// The keys `set` takes.
-pub const SETTABLE: &[&str] = KEYS.split_at(14).0;
+pub const SETTABLE: &[&str] = KEYS.split_at(15).0;
 
 /// The keys `print` shows but `set` refuses (they live on the shard).
 pub const READ_ONLY: [&str; 2] = ["max-entries", "total-entries"];
@@ -89,6 +90,7 @@ impl SettingsExt for Settings {
         match key {
             "enabled" => Ok(self.enabled.name().to_string()),
             "loose-tcp-tracking" => Ok(yes_no(self.loose_tcp_tracking).to_string()),
+            "checksum-verify" => Ok(yes_no(self.checksum_verify).to_string()),
             _ => self
                 .timeouts()
                 .iter()
@@ -135,6 +137,14 @@ fn parse_into(s: &mut Settings, key: &str, value: &str) -> Result<(), SettingsEr
                 "yes" | "true" => true,
                 "no" | "false" => false,
                 _ => return Err(bad("loose-tcp-tracking", value, "expected yes or no")),
+            };
+            Ok(())
+        }
+        "checksum-verify" => {
+            s.checksum_verify = match v {
+                "yes" | "true" => true,
+                "no" | "false" => false,
+                _ => return Err(bad("checksum-verify", value, "expected yes or no")),
             };
             Ok(())
         }
@@ -197,6 +207,7 @@ mod tests {
             ("udp-stream-timeout", "3m"),
             ("icmp-timeout", "10s"),
             ("generic-timeout", "10m"),
+            ("checksum-verify", "yes"),
         ];
         assert_eq!(got.len(), want.len());
         for ((gk, gv), (wk, wv)) in got.iter().zip(want) {
@@ -253,5 +264,18 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("icmp-timeout"), "{e}");
+    }
+
+    #[test]
+    fn checksum_verify_is_set_and_shown_by_name() {
+        let mut s = Settings::default();
+        s.set("checksum-verify", "no").unwrap();
+        assert!(!s.checksum_verify);
+        assert_eq!(s.get("checksum-verify").unwrap(), "no");
+        let e = s
+            .set("checksum-verify", "sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checksum-verify"), "{e}");
     }
 }

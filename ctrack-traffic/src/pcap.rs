@@ -5,7 +5,9 @@
 //! (nanosecond timestamps) in either byte order; link types Ethernet (1), raw
 //! IP (101), IPv4 (228), IPv6 (229), Linux cooked capture SLL (113) and SLL2
 //! (276). [`parse_link`] turns a record of any of them into a
-//! [`FlowRepr`] through [`ctrack_core::packet`].
+//! [`FlowRepr`] through [`ctrack_core::packet`]; [`verify_link`] checks its
+//! checksums as the worker does (a capture carries no NIC flags, so always
+//! in software).
 //!
 //! A malformed file is a [`PcapError`], never a panic: a bad magic, a record
 //! longer than [`MAX_RECORD_LEN`] (a corrupt length would otherwise make us
@@ -14,6 +16,7 @@
 use std::io::{self, Read, Write};
 
 use ctrack_core::flow::FlowRepr;
+use ctrack_core::packet::checksum::{self, BadChecksum, RxChecksum};
 use ctrack_core::packet::{self, ParseError};
 
 /// Largest record accepted (and written): 256 KiB, libpcap's own maximum
@@ -333,6 +336,25 @@ pub fn parse_link(link_type: LinkType, data: &[u8]) -> Result<FlowRepr, ParseErr
     }
 }
 
+/// [`checksum::verify_ip`] on one record of a capture with link type
+/// `link_type` (cooked headers skipped as [`parse_link`] skips them), in
+/// software: a capture has no NIC flags. A record that is not IP is `Ok`.
+///
+/// A capture taken on the sending host with TX checksum offload holds
+/// checksums the NIC was yet to fill in: replay it with
+/// `checksum-verify=no`.
+pub fn verify_link(link_type: LinkType, data: &[u8]) -> Result<(), BadChecksum> {
+    let nic = RxChecksum::UNKNOWN;
+    let header_len = match link_type {
+        LinkType::Ethernet => return checksum::verify_ethernet(data, nic),
+        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => 0,
+        LinkType::LinuxSll => sll::HEADER_LEN,
+        LinkType::LinuxSll2 => sll2::HEADER_LEN,
+    };
+    data.get(header_len..)
+        .map_or(Ok(()), |ip| checksum::verify_ip(ip, nic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +521,32 @@ mod tests {
         let h = r.next_record(&mut buf).unwrap().unwrap();
         assert_eq!(h.caplen, MAX_RECORD_LEN);
         assert_eq!(h.orig_len, MAX_RECORD_LEN + 10);
+    }
+
+    #[test]
+    fn verify_link_types() {
+        let mut good = IPV4_UDP.to_vec();
+        ctrack_core::packet::checksum::fill_ip(&mut good);
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        for (ip, want) in [(&good, Ok(())), (&bad, Err(BadChecksum::L4))] {
+            assert_eq!(verify_link(LinkType::RawIp, ip), want);
+            assert_eq!(verify_link(LinkType::Ipv4, ip), want);
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(ip);
+            assert_eq!(verify_link(LinkType::Ethernet, &f), want);
+            let mut sll = vec![0u8; sll::HEADER_LEN];
+            sll[sll::PROTOCOL].copy_from_slice(&[0x08, 0x00]);
+            sll.extend_from_slice(ip);
+            assert_eq!(verify_link(LinkType::LinuxSll, &sll), want);
+            let mut sll2 = vec![0u8; sll2::HEADER_LEN];
+            sll2[sll2::PROTOCOL].copy_from_slice(&[0x08, 0x00]);
+            sll2.extend_from_slice(ip);
+            assert_eq!(verify_link(LinkType::LinuxSll2, &sll2), want);
+        }
+        // Too short for the cooked header: nothing to verify.
+        assert_eq!(verify_link(LinkType::LinuxSll2, &[0; 3]), Ok(()));
     }
 
     #[test]

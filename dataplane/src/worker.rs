@@ -27,10 +27,12 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, FastTrackMode, Instant, RawConn, Settings, Shard, ShardStats, Verdict,
+    Census, ConnId, FastTrackMode, Instant, InvalidReason, OtherInvalid, RawConn, Settings, Shard,
+    ShardStats, Verdict,
 };
-use crate::flow::FlowRepr;
+use crate::flow::{FlowRepr, proto};
 use crate::io::{Burst, PacketIo};
+use crate::packet::checksum::{RxChecksum, verify_ethernet};
 use crate::packet::parse_ethernet_into;
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
@@ -352,12 +354,28 @@ impl<I: PacketIo> Worker<I> {
     }
 }
 
+/// Whether received packet `i` (parsed into `repr`) passes the checksum
+/// check Linux makes. A TCP or UDP packet the NIC vouched for entirely costs
+/// nothing more; anything else is verified in software
+/// ([`verify_ethernet`]).
+#[inline]
+fn checksum_ok<B: Burst>(rx: &B, i: usize, repr: &FlowRepr) -> bool {
+    let nic = rx.rx_checksum(i);
+    if nic == RxChecksum::GOOD && matches!(repr.tuple.proto, proto::TCP | proto::UDP) {
+        return true;
+    }
+    verify_ethernet(rx.data(i), nic).is_ok()
+}
+
 impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
-    /// Parses the burst and tracks this worker's packets as one burst.
-    /// `nic_hash`: the packets' RSS hashes may stand in for dispatch's own
-    /// (see [`PacketIo::nic_hash`]).
+    /// Parses the burst, verifies checksums, and tracks this worker's
+    /// packets as one burst. `nic_hash`: the packets' RSS hashes may stand in
+    /// for dispatch's own (see [`PacketIo::nic_hash`]).
     fn classify(&mut self, rx: &B, nic_hash: bool, now: Instant) {
         let n = rx.len().min(MAX_BURST);
+        let settings = self.shard.settings();
+        // Linux verifies only where conntrack runs at all.
+        let verify = settings.checksum_verify && settings.enabled.is_tracking();
         let mut k = 0;
         for i in 0..n {
             // Parsed in place, into the slot the table reads (see
@@ -365,6 +383,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             // out of it.
             let slot = &mut self.local[k];
             self.disp[i] = match parse_ethernet_into(rx.data(i), slot) {
+                Ok(()) if verify && !checksum_ok(rx, i, slot) => {
+                    // Invalid, as in Linux: nothing created, nothing counted
+                    // on a connection; forwarded (there is no firewall).
+                    self.shard
+                        .count_invalid(InvalidReason::Other(OtherInvalid::BadChecksum));
+                    Disp::Untracked
+                }
                 Ok(()) => {
                     let owner = self.dispatch.as_ref().map_or(self.id, |d| {
                         if nic_hash {
@@ -597,10 +622,12 @@ mod tests {
             MemLink {
                 port: 0,
                 input: orig.clone().into(),
+                ..MemLink::default()
             },
             MemLink {
                 port: 1,
                 input: reply.clone().into(),
+                ..MemLink::default()
             },
         ];
         let io = MemIo::new(links, 2, &[0, 1], 32);
@@ -632,6 +659,7 @@ mod tests {
                 let links = vec![MemLink {
                     port: id,
                     input: input.into(),
+                    ..MemLink::default()
                 }];
                 let io = MemIo::new(links, 2, &[id ^ 1], 32);
                 let (tx, rx) = crossbeam::channel::bounded(4);
@@ -684,10 +712,12 @@ mod tests {
             MemLink {
                 port: 0,
                 input: orig.into(),
+                ..MemLink::default()
             },
             MemLink {
                 port: 1,
                 input: reply.into(),
+                ..MemLink::default()
             },
         ];
         let io = MemIo::new(links, 2, &[0, 1], 32);
@@ -751,6 +781,143 @@ mod tests {
         assert_eq!(
             report.census.counts.values().sum::<u64>(),
             u64::from(total - 1)
+        );
+    }
+
+    /// Frames with a bad TCP checksum (a SYN), a bad UDP checksum and a bad
+    /// IPv4 header checksum, from port 0.
+    fn bad_checksum_frames() -> Vec<Vec<u8>> {
+        use crate::flow::tcp_flags::SYN;
+        use ctrack_traffic::synth::{tcp_frame, udp_frame};
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let mut syn = tcp_frame(a, b, 40000, 80, 1, 0, SYN, 0, None, true);
+        syn[14 + 20 + 16] ^= 0x55;
+        let mut dgram = udp_frame(a, b, 5000, 53, 10, true);
+        *dgram.last_mut().unwrap() ^= 1;
+        let mut header = udp_frame(a, b, 5001, 53, 10, true);
+        header[14 + 8] ^= 1; // TTL: the header checksum no longer matches
+        vec![syn, dgram, header]
+    }
+
+    /// One worker with `settings`, whose link 0 "NIC" says `nic`, after
+    /// `frames` went through it.
+    fn run_frames(settings: Settings, nic: RxChecksum, frames: &[Vec<u8>]) -> Worker<MemIo> {
+        let links = vec![MemLink {
+            port: 0,
+            input: frames.to_vec().into(),
+            nic,
+        }];
+        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let (_tx, rx) = crossbeam::channel::bounded(4);
+        let shard = Shard::new(TableConfig::new(64), settings, 0);
+        let mut w = [Worker::new(
+            0,
+            io,
+            shard,
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        )];
+        run_to_idle(&mut w);
+        let [w] = w;
+        w
+    }
+
+    fn bad_checksum_count(w: &Worker<MemIo>) -> u64 {
+        w.shard().stats().invalid[InvalidReason::Other(OtherInvalid::BadChecksum).index()]
+    }
+
+    /// As Linux (`nf_conntrack_checksum=1`): a packet with a bad checksum is
+    /// invalid, creates nothing and is counted on nothing, and is still
+    /// forwarded (there is no firewall to drop it).
+    #[test]
+    fn bad_checksums_are_invalid_and_create_nothing() {
+        let frames = bad_checksum_frames();
+        let w = run_frames(Settings::default(), RxChecksum::UNKNOWN, &frames);
+        assert_eq!(w.shard().total_entries(), 0);
+        assert_eq!(bad_checksum_count(&w), 3);
+        assert_eq!(w.shard().stats().invalid_total(), 3);
+        assert_eq!(w.shard().stats().packets, [0, 0]);
+        assert_eq!(w.io().output(1), &frames[..]);
+        // The same packets with their checksums intact are tracked.
+        let good = inputs().0;
+        let w = run_frames(Settings::default(), RxChecksum::UNKNOWN, &good);
+        assert_eq!(bad_checksum_count(&w), 0);
+        assert!(w.shard().total_entries() > 0);
+    }
+
+    #[test]
+    fn checksum_verify_no_tracks_them() {
+        let settings = Settings {
+            checksum_verify: false,
+            ..Settings::default()
+        };
+        let w = run_frames(settings, RxChecksum::UNKNOWN, &bad_checksum_frames());
+        assert_eq!(w.shard().total_entries(), 3);
+        assert_eq!(bad_checksum_count(&w), 0);
+    }
+
+    /// The NIC's word is taken as it is: good means no software check (so
+    /// these corrupt frames pass), bad means invalid whatever the bytes.
+    #[test]
+    fn the_nics_word_is_trusted() {
+        let w = run_frames(
+            Settings::default(),
+            RxChecksum::GOOD,
+            &bad_checksum_frames(),
+        );
+        assert_eq!((w.shard().total_entries(), bad_checksum_count(&w)), (3, 0));
+        let nic_bad = RxChecksum {
+            ip: crate::packet::checksum::Offload::Good,
+            l4: crate::packet::checksum::Offload::Bad,
+        };
+        // NICs check TCP and UDP; ICMP is checked in software (and is good).
+        let (icmp, tcp_udp): (Vec<_>, Vec<_>) = inputs()
+            .0
+            .into_iter()
+            .partition(|f| f[14 + 9] == proto::ICMP);
+        let w = run_frames(Settings::default(), nic_bad, &tcp_udp);
+        assert_eq!(w.shard().total_entries(), 0);
+        assert_eq!(bad_checksum_count(&w), tcp_udp.len() as u64);
+        let w = run_frames(Settings::default(), nic_bad, &icmp);
+        assert_eq!(w.shard().total_entries(), mix().icmp);
+        assert_eq!(bad_checksum_count(&w), 0);
+    }
+
+    /// `checksum-verify` changes live, through the worker's command channel.
+    #[test]
+    fn checksum_verify_is_settable_live() {
+        let links = vec![MemLink {
+            port: 0,
+            ..MemLink::default()
+        }];
+        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let (tx, rx) = crossbeam::channel::bounded(4);
+        let shard = Shard::new(TableConfig::new(64), Settings::default(), 0);
+        let mut w = [Worker::new(
+            0,
+            io,
+            shard,
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        )];
+        let frames = bad_checksum_frames();
+        w[0].io_mut().links[0].input.extend(frames.clone());
+        run_to_idle(&mut w);
+        assert_eq!(
+            (w[0].shard().total_entries(), bad_checksum_count(&w[0])),
+            (0, 3)
+        );
+        let mut off = Settings::default();
+        off.checksum_verify = false;
+        tx.send(Command::Settings(Box::new(off))).unwrap();
+        w[0].poll_once();
+        w[0].io_mut().links[0].input.extend(frames);
+        run_to_idle(&mut w);
+        assert_eq!(
+            (w[0].shard().total_entries(), bad_checksum_count(&w[0])),
+            (3, 3)
         );
     }
 }

@@ -119,6 +119,7 @@ fn run(trusted: bool, hash: u32) -> Vec<Vec<String>> {
             let links = vec![MemLink {
                 port: id,
                 input: input.into(),
+                ..MemLink::default()
             }];
             let io = HashedIo {
                 inner: MemIo::new(links, 2, &[id ^ 1], 32),

@@ -13,10 +13,15 @@
 //! - an `Ok` packet parses the same with padding after it, and cut to exactly
 //!   its `ip_len` (the parser reads nothing beyond the IP length, and needs
 //!   nothing beyond it);
-//! - every error's `index()` is below `ParseError::COUNT` and names itself.
+//! - every error's `index()` is below `ParseError::COUNT` and names itself;
+//! - checksum verification ([`checksum::verify_ip`]) never panics, gives the
+//!   same answer behind an Ethernet header, and accepts the packet once
+//!   [`checksum::fill_ip`] wrote its checksums, if it still parses (the
+//!   parse is the same: the parser reads no checksum).
 
 use dataplane::conntrack::Key;
 use dataplane::flow::{Family, FlowRepr, L4, proto};
+use dataplane::packet::checksum::{self, RxChecksum};
 use dataplane::packet::{ParseError, parse_ethernet, parse_ip, quoted_tuple};
 
 /// Runs the `parse_only` target on one input.
@@ -72,6 +77,27 @@ pub fn run(data: &[u8]) {
         Err(ParseError::VlanTooDeep),
         "three tags"
     );
+
+    // Checksums: the same verdict behind Ethernet; filled in, they pass.
+    let nic = RxChecksum::UNKNOWN;
+    let verdict = checksum::verify_ip(data, nic);
+    assert_eq!(
+        checksum::verify_ethernet(&wrap(&[vlan]), nic),
+        verdict,
+        "checksum verdict differs behind 802.1Q"
+    );
+    let mut filled = data.to_vec();
+    checksum::fill_ip(&mut filled);
+    let refilled = parse_ip(&filled);
+    if raw.is_ok() {
+        assert_eq!(refilled, raw, "filling checksums changed the parse");
+        assert_eq!(
+            checksum::verify_ip(&filled, nic),
+            Ok(()),
+            "fill_ip's checksums do not verify"
+        );
+        assert_eq!(checksum::verify_ip(&filled, RxChecksum::GOOD), Ok(()));
+    }
 
     if let Ok(r) = raw {
         // Padding is not part of the packet.

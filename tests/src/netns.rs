@@ -251,20 +251,42 @@ impl Topology {
     }
 
     /// `tcpdump -w PATH` on the veth end inside namespace `i`, for debugging
-    /// (the test starts it when `CTRACK_NETNS_CAPTURE` is set).
+    /// (the test starts it when `CTRACK_NETNS_CAPTURE` is set). Returns once
+    /// tcpdump says it is listening (its "listening on" line), so nothing
+    /// sent after is missed; panics if it does not within 10 s.
     pub fn capture(&self, i: usize, path: &std::path::Path) -> Background {
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns[i], "tcpdump", "-U", "-n", "-i"])
             .arg(&self.inner[i])
             .arg("-w")
             .arg(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tcpdump");
-        std::thread::sleep(Duration::from_secs(1));
-        Background { child }
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Drains tcpdump's stderr for as long as it runs.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut bg = Background { child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains("listening on") => return bg,
+                Ok(l) => seen.push(l),
+                Err(e) => {
+                    let _ = bg.child.kill();
+                    panic!("tcpdump in {} did not start ({e}): {seen:?}", self.ns[i]);
+                }
+            }
+        }
     }
 
     /// (rx, tx) packets of the veth end inside namespace `i`.

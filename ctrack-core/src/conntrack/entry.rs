@@ -127,7 +127,10 @@ pub(crate) struct Cold {
 /// With the index's 7.1 bytes per connection at its 90% load, at most 160
 /// bytes per tracked connection (`docs/conntrack.md`).
 const _: () = assert!(core::mem::size_of::<Entry>() == 128);
+const _: () = assert!(core::mem::align_of::<Entry>() == 128);
 const _: () = assert!(core::mem::size_of::<Cold>() == 24);
+const _: () = assert!(core::mem::size_of::<Key>() == 40);
+const _: () = assert!(core::mem::size_of::<ProtoState>() == 44);
 
 /// A byte count of one rate window in 16 bits, a small float: 5 bits of
 /// exponent `e` and 11 of mantissa `m`. `e == 0` stands for `m` itself
@@ -418,16 +421,5 @@ mod tests {
             assert!(got >= last);
             last = got;
         }
-    }
-
-    #[test]
-    fn entry_layout() {
-        use core::mem::{align_of, size_of};
-        assert_eq!(size_of::<Key>(), 40);
-        assert_eq!(size_of::<TcpConn>(), 44);
-        assert_eq!(size_of::<ProtoState>(), 44);
-        assert_eq!(align_of::<Entry>(), 128);
-        assert_eq!(size_of::<Entry>(), 128);
-        assert_eq!(size_of::<Cold>(), 24);
     }
 }

@@ -2,18 +2,26 @@
 //!
 //! This module contains no I/O and reads no clock: every input is a value
 //! ([`Instant`], [`crate::flow::FlowRepr`], [`Settings`]) and every output is
-//! returned ([`Verdict`], expired counts, [`RawConn`] records). The worker owns
-//! one [`Shard`] and calls, in this order per loop iteration:
+//! returned ([`Verdict`], expired counts, [`RawConn`] records). The worker
+//! (`dataplane/src/worker.rs`) owns one [`Shard`] and calls, per loop:
 //!
-//! - `handle_*` with packets: [`Shard::handle_burst`] (or
-//!   [`Shard::handle_packet`]) with the burst's time, and
-//!   [`Shard::handle_fasttrack`] for fast-tracked connections;
-//! - `poll_*` for time: [`Shard::poll_expired`] with a work budget, and
-//!   [`Shard::next_deadline`] to know when that next has work;
+//! - with packets: [`Shard::handle_burst`] with the burst's time (and
+//!   [`Shard::count_invalid`] for a packet it found invalid before the table,
+//!   a bad checksum). Fast-tracked connections take the same call: the table
+//!   checks the entry's fasttrack flag itself. [`Shard::handle_packet`] (one
+//!   packet) serves `ctrack replay`, tests and the fuzzer;
+//!   [`Shard::handle_fasttrack`] (count a packet of a known fast-tracked id
+//!   without a lookup) is not called by the worker yet: only tests and the
+//!   fuzzer use it;
+//! - for time: [`Shard::poll_expired`] with a work budget
+//!   ([`Shard::next_deadline`] says when that next has work; the worker polls
+//!   every loop instead);
 //! - management, between bursts: [`Shard::apply_settings`],
-//!   [`Shard::raw_chunk`], [`Shard::remove`], [`Shard::set_connection_mark`],
-//!   [`Shard::set_fasttrack`], and the plain getters ([`Shard::stats`],
-//!   [`Shard::total_entries`], [`Shard::max_entries`]).
+//!   [`Shard::set_fasttrack_mode`], [`Shard::raw_chunk`], [`Shard::snapshot`],
+//!   [`Shard::remove`], [`Shard::census_chunk`], and the plain getters
+//!   ([`Shard::stats`], [`Shard::total_entries`], [`Shard::max_entries`]).
+//!   [`Shard::set_connection_mark`] and [`Shard::set_fasttrack`] have no
+//!   worker command yet.
 //!
 //! See `docs/conntrack.md` for the table layout, the timer wheel and where we
 //! differ from Linux and RouterOS.

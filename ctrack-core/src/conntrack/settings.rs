@@ -10,14 +10,24 @@
 //! tcp-syn-sent-timeout = "5s"
 //! tcp-established-timeout = "1d"
 //! udp-stream-timeout = "3m"
+//! checksum-verify = true
 //! ```
 //!
 //! This module holds the typed settings and their one validation
 //! ([`Settings::validate`]); the string-keyed form (`set udp-timeout=30s`,
 //! `print`) is presentation and lives in `ctrack-model`.
+//! `checksum-verify` is not RouterOS's (it has no such setting): it is
+//! Linux's `net.netfilter.nf_conntrack_checksum`, see `docs/conntrack.md`.
 
 use super::time::{Duration, format_duration_exact};
 use crate::flow::proto;
+
+/// A GRE connection's timeout until both directions were seen: Linux's
+/// `GRE_TIMEOUT_UNREPLIED` (`nf_conntrack_proto_gre.c`).
+pub const GRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A GRE connection's timeout once both directions were seen (it is then
+/// assured): Linux's `GRE_TIMEOUT_REPLIED`.
+pub const GRE_STREAM_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// `enabled`: whether connections are tracked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -66,6 +76,10 @@ pub struct Settings {
     pub udp_stream_timeout: Duration,
     pub icmp_timeout: Duration,
     pub generic_timeout: Duration,
+    /// Verify the IPv4 header and TCP/UDP/ICMP/ICMPv6 checksums of packets
+    /// the NIC did not vouch for before tracking them; a bad one makes the
+    /// packet invalid (Linux's `nf_conntrack_checksum`, on by default).
+    pub checksum_verify: bool,
 }
 
 impl Default for Settings {
@@ -86,6 +100,7 @@ impl Default for Settings {
             udp_stream_timeout: s(180),
             icmp_timeout: s(10),
             generic_timeout: s(600),
+            checksum_verify: true,
         }
     }
 }
@@ -168,12 +183,17 @@ impl Settings {
         Ok(())
     }
 
-    /// Timeout for a connection that is not TCP, by protocol.
+    /// Timeout for a connection that is not TCP, by protocol. GRE has
+    /// Linux's own fixed timeouts ([`GRE_TIMEOUT`], [`GRE_STREAM_TIMEOUT`]),
+    /// not `generic-timeout`: RouterOS has no GRE setting and, on Linux,
+    /// times GRE out as Linux does (see `docs/conntrack.md`).
     pub(crate) fn proto_timeout(&self, protocol: u8, stream: bool) -> Duration {
         match protocol {
             proto::UDP if stream => self.udp_stream_timeout,
             proto::UDP => self.udp_timeout,
             proto::ICMP | proto::ICMPV6 => self.icmp_timeout,
+            proto::GRE if stream => GRE_STREAM_TIMEOUT,
+            proto::GRE => GRE_TIMEOUT,
             _ => self.generic_timeout,
         }
     }
@@ -220,6 +240,7 @@ struct Unchecked {
     udp_stream_timeout: Duration,
     icmp_timeout: Duration,
     generic_timeout: Duration,
+    checksum_verify: bool,
 }
 
 #[cfg(test)]
@@ -244,6 +265,7 @@ mod tests {
             ("icmp-timeout", "10s"),
             ("generic-timeout", "10m"),
         ];
+        assert!(s.checksum_verify);
         for ((gk, gv), (wk, wv)) in got.iter().zip(want) {
             assert_eq!((*gk, gv.as_str()), (wk, wv));
         }
@@ -286,6 +308,7 @@ mod tests {
         assert_eq!(j["tcp-established-timeout"], "1d");
         assert_eq!(j["enabled"], "auto");
         assert_eq!(j["loose-tcp-tracking"], true);
+        assert_eq!(j["checksum-verify"], true);
         let back: Settings = serde_json::from_value(j).unwrap();
         assert_eq!(back, s);
         let partial: Settings =

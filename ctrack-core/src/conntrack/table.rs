@@ -234,9 +234,10 @@ struct Hashed {
     flipped: bool,
 }
 
-/// One arena chunk's fasttrack counters.
-fn new_ft_chunk() -> Box<[FtSlot]> {
-    vec![FtSlot::default(); CHUNK].into_boxed_slice()
+/// One arena chunk's fasttrack counters: `len` of them, the chunk's length
+/// (a small table's only chunk is shorter than [`CHUNK`]).
+fn new_ft_chunk(len: usize) -> Box<[FtSlot]> {
+    vec![FtSlot::default(); len].into_boxed_slice()
 }
 
 #[inline]
@@ -291,8 +292,8 @@ impl Shard {
         self.fasttrack = mode;
         match mode {
             FastTrackMode::Established => {
-                for slot in &mut self.ft {
-                    slot.get_or_insert_with(new_ft_chunk);
+                for (slot, chunk) in self.ft.iter_mut().zip(&self.chunks) {
+                    slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
                 }
             }
             FastTrackMode::No => {
@@ -388,7 +389,8 @@ impl Shard {
         self.buckets.len() * core::mem::size_of::<Bucket>()
             + self.chunks.iter().map(|c| c.len()).sum::<usize>()
                 * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
-            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtSlot>()
+            + self.ft.iter().flatten().map(|f| f.len()).sum::<usize>()
+                * core::mem::size_of::<FtSlot>()
             + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
             + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
             + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
@@ -453,7 +455,7 @@ impl Shard {
             let len = CHUNK.min((self.max_entries - self.high_water) as usize);
             self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
             self.colds.push(HugeSlice::new(len, Cold::EMPTY));
-            let ft = (self.fasttrack == FastTrackMode::Established).then(new_ft_chunk);
+            let ft = (self.fasttrack == FastTrackMode::Established).then(|| new_ft_chunk(len));
             self.ft.push(ft);
         }
         let i = self.high_water;
@@ -876,6 +878,13 @@ impl Shard {
         }
     }
 
+    /// Counts a packet found invalid before it reached the table (a bad
+    /// checksum: [`OtherInvalid::BadChecksum`]) and returns its verdict.
+    /// Nothing else changes: no connection is created or counted on.
+    pub fn count_invalid(&mut self, reason: InvalidReason) -> Verdict {
+        self.count(Verdict::Invalid(reason))
+    }
+
     fn count(&mut self, v: Verdict) -> Verdict {
         match v {
             Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
@@ -959,9 +968,8 @@ impl Shard {
     ///
     /// Verdicts are written where the caller reads them, on every path,
     /// rather than returned: a `Verdict` merged from several paths goes
-    /// through a stack temporary, and copying that temporary (with loads
-    /// wider than the stores that built it) stalls on store forwarding. In
-    /// the forwarding benchmark that copy cost ~4% of all cycles.
+    /// through a stack temporary whose copy stalls on store forwarding
+    /// (`docs/dataplane.md#store-forwarding`).
     fn resolve(&mut self, now: Instant, pkt: &FlowRepr, prep: Prep, out: &mut Verdict) {
         let (key, hash, bucket, flipped, related) = match prep {
             Prep::Done(v) => {
@@ -982,8 +990,9 @@ impl Shard {
         if related {
             *out = match found {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
+                    // As Linux: the error is `related` to the connection but
+                    // counted nowhere on it (no packets, no bytes, no refresh).
                     let dir = d.flip();
-                    self.account(i, now, dir, pkt.ip_len, false);
                     self.stats.related += 1;
                     Verdict::Related {
                         id: self.id_of(i),
@@ -1401,8 +1410,9 @@ impl Shard {
             return false;
         };
         if on {
-            if let Some(slot) = self.ft.get_mut(Self::at(i).0) {
-                slot.get_or_insert_with(new_ft_chunk);
+            let c = Self::at(i).0;
+            if let (Some(slot), Some(chunk)) = (self.ft.get_mut(c), self.chunks.get(c)) {
+                slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
             }
             self.ft_mark(i);
         } else {

@@ -11,9 +11,10 @@ pub enum Verdict {
     /// it opened the connection. The entry may already be gone again (a
     /// connection whose only answer was an RST is removed at once).
     Tracked { id: ConnId, dir: Dir, created: bool },
-    /// An ICMP error about connection `id` (Linux's "related"): counted on
-    /// that connection as a packet of direction `dir`; it does not refresh
-    /// the connection's timeout.
+    /// An ICMP error about connection `id` (Linux's "related"), sent in
+    /// direction `dir` of it. As in Linux, it is counted nowhere on the
+    /// connection (not in its packets or bytes) and does not refresh its
+    /// timeout; only [`ShardStats::related`] counts it.
     Related { id: ConnId, dir: Dir },
     /// Refused by a protocol tracker: the firewall's `connection-state=invalid`.
     Invalid(InvalidReason),
@@ -22,6 +23,8 @@ pub enum Verdict {
     /// No room for a new connection.
     Dropped(DropReason),
 }
+
+const _: () = assert!(core::mem::size_of::<Verdict>() <= 16);
 
 macro_rules! reason_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
@@ -82,6 +85,11 @@ reason_enum!(
         GreBadVersion => "gre_bad_version",
         /// The parsed L4 summary does not fit the IP protocol number.
         L4Mismatch => "l4_mismatch",
+        /// A bad IPv4 header, TCP, UDP, ICMP or ICMPv6 checksum
+        /// (`checksum-verify=yes`; Linux's "bad checksum"). Counted by the
+        /// caller that verified it ([`super::Shard::count_invalid`]), before
+        /// the table sees the packet.
+        BadChecksum => "bad_checksum",
     }
 );
 
@@ -166,7 +174,7 @@ pub struct ShardStats {
     /// Dropped packets, by [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
     /// Packets and bytes counted on connections, by [`Dir::index`]
-    /// (tracked, related and fast-tracked packets).
+    /// (tracked and fast-tracked packets; related ones are not counted).
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
     /// Packets that had been counted on connections that are gone: with the
@@ -208,6 +216,5 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
-        assert!(core::mem::size_of::<Verdict>() <= 16);
     }
 }

@@ -27,13 +27,13 @@
 //! ([`ParseError::Fragment`]: not reassembled for now) and frames with more
 //! than two VLAN tags ([`ParseError::VlanTooDeep`]).
 //!
-//! # Checksums are not verified
+//! # Checksums are verified next to the parser, not by it
 //!
-//! Neither the IPv4 header checksum nor TCP/UDP/ICMP checksums are checked.
-//! NICs verify them in hardware and flag the mbuf (the worker may look at those
-//! flags), software verification would cost a pass over every payload, and
-//! Linux itself makes the check optional (`nf_conntrack_checksum`, a per-host
-//! setting that only applies to packets the NIC did not verify).
+//! The parser reads no checksum. [`checksum::verify_ip`] checks the ones
+//! Linux conntrack checks (IPv4 header, TCP, UDP, ICMP, ICMPv6) on a packet
+//! that parsed, trusting the NIC's RX flags where the port reports them; the
+//! worker calls it before tracking while `checksum-verify=yes` (see
+//! `docs/conntrack.md`, "Checksums"), and a packet that fails is invalid.
 //!
 //! # What the parser accepts
 //!
@@ -52,6 +52,7 @@
 
 use crate::flow::{Addr, Family, FlowRepr, GreInfo, IcmpInfo, L4, TcpInfo, Tuple, proto};
 
+pub mod checksum;
 pub mod ethernet;
 pub mod gre;
 pub mod icmp;
@@ -194,10 +195,8 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<FlowRepr, ParseError> {
 /// [`parse_ethernet`] into `out`, which on error holds a partial parse.
 ///
 /// The worker's path: the summary is written field by field where the table
-/// will read it, instead of built in a `Result` and copied. Copying a value
-/// just assembled from narrow stores with wide loads defeats the CPU's store
-/// forwarding; in the forwarding benchmark those copies cost more than
-/// parsing itself.
+/// will read it, instead of built in a `Result` and copied (store
+/// forwarding: `docs/dataplane.md#store-forwarding`).
 pub fn parse_ethernet_into(frame: &[u8], out: &mut FlowRepr) -> Result<(), ParseError> {
     let u = ethernet::strip(frame)?;
     match u.ethertype {

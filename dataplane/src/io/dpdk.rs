@@ -1,9 +1,10 @@
 //! [`PacketIo`] over DPDK queues.
 
-use dpdk::{Mbuf, MbufBurst, PortId, RxQueue, TscClock, TxQueue};
+use dpdk::{Mbuf, MbufBurst, PortId, RxCksum, RxQueue, TscClock, TxQueue};
 
 use super::{Burst, PacketIo};
 use crate::conntrack::Instant;
+use crate::packet::checksum::{Offload, RxChecksum};
 
 impl Burst for MbufBurst {
     type Packet = Mbuf;
@@ -26,6 +27,19 @@ impl Burst for MbufBurst {
     #[inline]
     fn rss_hash(&self, i: usize) -> Option<u32> {
         MbufBurst::rss_hash(self, i)
+    }
+
+    fn rx_checksum(&self, i: usize) -> RxChecksum {
+        let offload = |c| match c {
+            RxCksum::Good | RxCksum::None => Offload::Good,
+            RxCksum::Bad => Offload::Bad,
+            RxCksum::Unknown => Offload::Unknown,
+        };
+        let (ip, l4) = self.rx_cksum(i);
+        RxChecksum {
+            ip: offload(ip),
+            l4: offload(l4),
+        }
     }
 
     #[inline]

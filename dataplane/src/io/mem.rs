@@ -6,12 +6,15 @@ use std::collections::VecDeque;
 
 use super::{Burst, PacketIo};
 use crate::conntrack::Instant;
+use crate::packet::checksum::RxChecksum;
 
 /// A burst of owned frames.
 #[derive(Debug, Default)]
 pub struct MemBurst {
     pkts: VecDeque<Vec<u8>>,
     cap: usize,
+    /// The NIC's word on every packet received into it: its link's.
+    nic: RxChecksum,
 }
 
 impl Burst for MemBurst {
@@ -27,6 +30,10 @@ impl Burst for MemBurst {
 
     fn data(&self, i: usize) -> &[u8] {
         &self.pkts[i]
+    }
+
+    fn rx_checksum(&self, _i: usize) -> RxChecksum {
+        self.nic
     }
 
     fn push(&mut self, p: Vec<u8>) -> Result<(), Vec<u8>> {
@@ -55,6 +62,9 @@ impl Burst for MemBurst {
 pub struct MemLink {
     pub port: u16,
     pub input: VecDeque<Vec<u8>>,
+    /// What this link's "NIC" says about every frame's checksums
+    /// (default: nothing, so the worker verifies in software).
+    pub nic: RxChecksum,
 }
 
 /// One TX queue: frames transmitted on a port.
@@ -107,6 +117,7 @@ impl PacketIo for MemIo {
         MemBurst {
             pkts: VecDeque::with_capacity(self.burst_size),
             cap: self.burst_size,
+            nic: RxChecksum::UNKNOWN,
         }
     }
 
@@ -123,6 +134,7 @@ impl PacketIo for MemIo {
         let room = burst.cap.saturating_sub(burst.pkts.len());
         let n = room.min(l.input.len());
         burst.pkts.extend(l.input.drain(..n));
+        burst.nic = l.nic;
         n
     }
 

@@ -11,6 +11,7 @@ pub mod dpdk;
 pub mod mem;
 
 use crate::conntrack::Instant;
+use crate::packet::checksum::RxChecksum;
 
 /// A reusable burst of owned packets. Dropping or clearing it frees what it
 /// still holds, so an unsent packet is never leaked.
@@ -27,6 +28,16 @@ pub trait Burst {
     /// The RSS hash the NIC put in packet `i`, if any (none by default).
     fn rss_hash(&self, _i: usize) -> Option<u32> {
         None
+    }
+
+    /// What the NIC said about received packet `i`'s checksums (`i <
+    /// len()`): read from metadata the NIC already wrote, so it costs no pass
+    /// over the packet. [`RxChecksum::UNKNOWN`] (the default) where the port
+    /// reports nothing: the worker then verifies in software.
+    #[inline]
+    fn rx_checksum(&self, i: usize) -> RxChecksum {
+        let _ = i;
+        RxChecksum::UNKNOWN
     }
     /// Adds a packet; gives it back if the burst is full.
     fn push(&mut self, p: Self::Packet) -> Result<(), Self::Packet>;

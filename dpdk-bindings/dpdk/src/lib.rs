@@ -29,7 +29,7 @@ pub use eal::{
 };
 pub use error::{DpdkError, Result};
 pub use hash::RteHash;
-pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};
+pub use mbuf::{MAX_BURST, Mbuf, MbufBurst, RxCksum};
 pub use mempool::Mempool;
 pub use port::{
     Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RssProblem, RssStatus, RxQueue, TxQueue,

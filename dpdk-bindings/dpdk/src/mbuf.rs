@@ -116,6 +116,34 @@ impl Drop for Mbuf {
     }
 }
 
+/// One checksum's RX offload flag (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RxCksum {
+    /// Not checked (or the port does not report it).
+    Unknown,
+    /// Checked: correct.
+    Good,
+    /// Checked: wrong.
+    Bad,
+    /// The field is not filled in, but the data is known intact (e.g. a
+    /// virtio peer that never computed it).
+    None,
+}
+
+impl RxCksum {
+    fn from_bits(masked: u64, good: u64, bad: u64, none: u64) -> RxCksum {
+        if masked == none {
+            RxCksum::None
+        } else if masked == good {
+            RxCksum::Good
+        } else if masked == bad {
+            RxCksum::Bad
+        } else {
+            RxCksum::Unknown
+        }
+    }
+}
+
 /// A reusable array of up to [`MAX_BURST`] owned mbufs: filled by RX, drained
 /// by TX. Whatever is still in it when cleared or dropped is freed, so a packet
 /// that could not be sent is never leaked.
@@ -207,6 +235,32 @@ impl MbufBurst {
             (m.ol_flags & dpdk_sys::RTE_MBUF_F_RX_RSS_HASH != 0)
                 .then_some(m.__bindgen_anon_2.hash.rss)
         }
+    }
+
+    /// What the NIC reported about mbuf `i`'s IPv4 header checksum and its
+    /// L4 (TCP/UDP) checksum, from its RX offload flags: `(ip, l4)`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline]
+    pub fn rx_cksum(&self, i: usize) -> (RxCksum, RxCksum) {
+        let m = self.ptrs[..self.len][i];
+        // SAFETY: slots below len hold owned, valid mbufs; reading a field.
+        let f = unsafe { (*m).ol_flags };
+        (
+            RxCksum::from_bits(
+                f & dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK,
+                dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD,
+                dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_NONE,
+            ),
+            RxCksum::from_bits(
+                f & dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK,
+                dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+                dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD,
+                dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_NONE,
+            ),
+        )
     }
 
     /// Writable packet bytes of mbuf `i`.

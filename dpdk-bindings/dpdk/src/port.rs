@@ -47,6 +47,8 @@ pub struct PortInfo {
     pub hash_key_size: u8,
     /// RSS hash functions the device supports (`RTE_ETH_RSS_*`).
     pub rss_offloads: u64,
+    /// RX offloads the device supports (`RTE_ETH_RX_OFFLOAD_*`).
+    pub rx_offloads: u64,
     pub socket: i32,
 }
 
@@ -218,6 +220,7 @@ impl Port {
             reta_size: raw.reta_size,
             hash_key_size: raw.hash_key_size,
             rss_offloads: raw.flow_type_rss_offloads,
+            rx_offloads: raw.rx_offload_capa,
             socket,
         })
     }
@@ -272,6 +275,10 @@ impl Port {
                 problem = Some(RssProblem::NoKeyOfSize(size));
             }
         }
+        // RX checksum verification where the device has it: the NIC then
+        // flags each mbuf (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`, see
+        // `MbufBurst::rx_cksum`) and software skips that work.
+        conf.rxmode.offloads |= info.rx_offloads & dpdk_sys::RTE_ETH_RX_OFFLOAD_CHECKSUM;
         let configure = |conf: &dpdk_sys::rte_eth_conf| {
             // SAFETY: valid port; conf (and the key it points to) outlives
             // the call, and DPDK copies the key.
