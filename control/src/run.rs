@@ -221,7 +221,12 @@ fn run_with_eal(
             commands: cmd_tx,
             counters: counters.clone(),
         });
-        let mut shard = Shard::new(TableConfig::new(max_entries), tracking.clone(), w as u16);
+        let mut shard = Shard::new(
+            TableConfig::new(max_entries),
+            tracking.clone(),
+            w as u16,
+            dataplane::worker::random_seed(),
+        );
         shard.set_fasttrack_mode(fasttrack);
         setups.push((rx, tx, shard, cmd_rx, counters));
     }

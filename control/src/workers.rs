@@ -296,7 +296,12 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let (mut handles, mut threads) = (Vec::new(), Vec::new());
         for id in 0..workers {
-            let mut shard = Shard::new(TableConfig::new(4096), Settings::default(), id);
+            let mut shard = Shard::new(
+                TableConfig::new(4096),
+                Settings::default(),
+                id,
+                dataplane::worker::random_seed(),
+            );
             let mut now = Instant::ZERO;
             for p in &packets {
                 now = Instant(p.ts_nanos);

@@ -431,7 +431,12 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str,
         return;
     }
     let t0 = StdInstant::now();
-    let mut shard = Shard::new(TableConfig::new(n), Settings::default(), 0);
+    let mut shard = Shard::new(
+        TableConfig::new(n),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     if fasttrack {
         shard.set_fasttrack_mode(FastTrackMode::Established);
     }
@@ -583,7 +588,12 @@ fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) 
         tcp_syn_sent_timeout: Duration::from_secs(1),
         ..Settings::default()
     };
-    let shard = Shard::new(TableConfig::new(max), settings, 0);
+    let shard = Shard::new(
+        TableConfig::new(max),
+        settings,
+        0,
+        dataplane::worker::random_seed(),
+    );
     // Fresh tuples: 6M of them last 3 s of simulated time, by when every
     // connection of the previous round has expired (1 s + one 134 ms tick)
     // or was dropped.
@@ -650,7 +660,12 @@ fn ovs_shape(c: &mut Criterion, sum: &mut Summary) {
     if !wanted(&["ovs-shape/4-udp-flows", "rte_hash-ovs-shape/4-udp-flows"]) {
         return;
     }
-    let shard = Shard::new(TableConfig::new(1024), Settings::default(), 0);
+    let shard = Shard::new(
+        TableConfig::new(1024),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     let flow = |f: u32| {
         udp(tuple(
             Addr::from_v4([10, 1, 1, 1]),

@@ -35,7 +35,12 @@ fn main() {
         .collect();
     // max-entries = the connections: a full table, buckets ~90% loaded, as
     // in the conntrack benchmark.
-    let mut shard = Shard::new(TableConfig::new(CONNS), Settings::default(), 0);
+    let mut shard = Shard::new(
+        TableConfig::new(CONNS),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     if fasttrack {
         shard.set_fasttrack_mode(FastTrackMode::Established);
     }

@@ -365,7 +365,12 @@ mod tests {
         let p = m.packets();
         // Data each way only: no SYN, no FIN.
         assert_eq!(p.len(), 3 * 2);
-        let mut s = Shard::new(TableConfig::new(16), Settings::default(), 0);
+        let mut s = Shard::new(
+            TableConfig::new(16),
+            Settings::default(),
+            0,
+            crate::worker::random_seed(),
+        );
         s.set_fasttrack_mode(FastTrackMode::Established);
         let mut at = 0;
         for pass in 0..3 {

@@ -36,6 +36,16 @@ use crate::packet::parse_ethernet_into;
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
+/// A hash seed for a new [`Shard`] from the process's random state: the
+/// sans-io core draws no entropy itself, so the dataplane does, once per
+/// shard.
+pub fn random_seed() -> crate::conntrack::key::HashSeed {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6374_7261_636b);
+    crate::conntrack::key::HashSeed::from_u64(h.finish())
+}
+
 /// TX attempts for one burst before the rest is dropped.
 pub const TX_RETRIES: usize = 8;
 /// Most packets handled as one burst.
@@ -543,7 +553,12 @@ mod tests {
     use crate::synth::{Mix, Side};
 
     fn shard(id: u16) -> Shard {
-        Shard::new(TableConfig::new(4096), Settings::default(), id)
+        Shard::new(
+            TableConfig::new(4096),
+            Settings::default(),
+            id,
+            random_seed(),
+        )
     }
 
     fn mix() -> Mix {

@@ -277,7 +277,7 @@ pub fn run_stats(data: &[u8]) -> Option<ShardStats> {
         _ => 1_000_000_000,
     };
     let shard = || {
-        Shard::with_seed(
+        Shard::new(
             TableConfig::new(max),
             settings.clone(),
             WORKER,

@@ -18,7 +18,12 @@
 //! See `docs/conntrack.md` for the table layout, the timer wheel and where we
 //! differ from Linux and RouterOS.
 
+pub(crate) mod arena;
 pub mod entry;
+pub mod fasttrack;
+pub mod gre;
+pub mod icmp;
+pub mod index;
 pub mod key;
 pub mod settings;
 pub mod snapshot;
@@ -26,15 +31,17 @@ pub mod table;
 pub mod tcp;
 pub mod time;
 pub mod verdict;
+pub(crate) mod wheel;
 
 #[cfg(test)]
 mod tests;
 
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
+pub use fasttrack::FastTrackMode;
 pub use key::Key;
 pub use settings::{Enabled, Settings, SettingsError};
 pub use snapshot::{ConnSnapshot, FilterError, RawConn, format_table, protocol_name};
-pub use table::{Census, FastTrackMode, Shard, TableConfig};
+pub use table::{Census, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
 pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};
 

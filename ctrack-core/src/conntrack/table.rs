@@ -1,31 +1,24 @@
-//! The per-worker connection table: index, entry arena, timer wheel.
+//! The per-worker connection table: the [`Shard`] that puts together the
+//! cuckoo index ([`super::index`]), the entry arena ([`super::arena`]), the
+//! timer wheel ([`super::wheel`]) and the per-protocol rules (TCP in
+//! [`super::tcp`], ICMP in [`super::icmp`], GRE in [`super::gre`]; UDP and
+//! generic protocols have none beyond their timeouts), and runs the packet
+//! path.
 //!
-//! - **Index**: a bucketized cuckoo hash (as DPDK's `rte_hash`): 64-byte
-//!   buckets of 10 slots (a 16-bit hash signature and a `u32` entry reference
-//!   each), sized once for `max_entries` keys at <= 90% load. Each connection
-//!   is indexed once, under its canonical key ([`Key::canonical`]: the smaller
-//!   of its original and reply tuples), which packets of both directions
-//!   compute; the slot says which of the two it is. A key lives
-//!   in its primary or its secondary bucket; an insert that finds both full
-//!   moves other keys to their alternatives along a path found by a bounded
-//!   breadth-first search. Each bucket counts the keys of which it is the
-//!   primary that live in their secondary, so a lookup (also a miss) reads
-//!   one cache line unless that count is non-zero. Never rehashed.
-//! - **Arena**: entries live in chunks of [`CHUNK`] allocated on demand up to
-//!   `max_entries`; live entries never move; freed slots are reused through a
-//!   free list, with a generation so stale [`ConnId`]s miss.
-//! - **Timer wheel**: [`WHEEL_SLOTS`] slots of [`TICK_NS`] (~134 ms), a
-//!   horizon of ~18 minutes. A packet only updates `last_seen`; the deadline is
-//!   `last_seen + timeout(state, settings)`. An entry sits in one slot (an
-//!   intrusive doubly linked list); when its slot comes due and the deadline
-//!   has not passed it is moved to the right slot (lazy re-slotting), so
-//!   longer timeouts and later packets cost nothing per packet.
+//! Each connection is indexed once, under its canonical key
+//! ([`Key::canonical`]: the smaller of its original and reply tuples), which
+//! packets of both directions compute; the index value is `entry << 1 | d`,
+//! `d` being 1 when the canonical key is the entry's reply key.
 //!
 //! A `Shard` is single-threaded: the worker owns it and calls management
-//! functions between bursts.
+//! functions between bursts. FastTrack (the short path and its policy) is in
+//! [`super::fasttrack`].
 
+use super::arena::Arena;
 use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
-use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
+use super::fasttrack::{FastTrackMode, fasttrack_eligible};
+use super::index::{EMPTY, Index, WAYS, sig_of};
+use super::key::{HashSeed, Key};
 use super::settings::Settings;
 use super::snapshot::{ConnSnapshot, RawConn};
 use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
@@ -33,36 +26,19 @@ use super::time::Duration;
 use super::verdict::{
     DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
 };
-use super::{Dir, Instant};
+pub use super::wheel::{TICK_NS, WHEEL_SLOTS};
+use super::wheel::{TICK_SHIFT, Wheel};
+use super::{Dir, Instant, gre, icmp};
 use crate::flow::{FlowRepr, L4, proto};
-use crate::hugemem::HugeSlice;
-use crate::prefetch::{prefetch, prefetch_all};
+use crate::prefetch::prefetch_all;
 
-/// Entries per arena chunk: 2 MiB of entries, one huge page.
-pub const CHUNK: usize = 16384;
-const CHUNK_SHIFT: u32 = 14;
-const _: () = assert!(CHUNK == 1 << CHUNK_SHIFT);
-const _: () = assert!(CHUNK * core::mem::size_of::<Entry>() == crate::hugemem::HUGE);
-/// Slots per index bucket.
-const WAYS: usize = 10;
-/// Buckets the insert's breadth-first search for room may visit.
-pub const MAX_PATH_NODES: usize = 64;
-/// Index load target (keys / slots).
-const LOAD_NUM: u64 = 9;
-const LOAD_DEN: u64 = 10;
-/// Timer wheel: tick length is 2^27 ns (~134 ms).
-const TICK_SHIFT: u32 = 27;
-pub const TICK_NS: u64 = 1 << TICK_SHIFT;
-pub const WHEEL_SLOTS: usize = 8192;
 /// Entries whose timer is moved per `poll_expired` call after a settings
 /// change made a timeout shorter.
 const RESCAN_BATCH: u32 = 4096;
 /// Largest table: entry indices must leave the top bit of a `u32` free.
 pub const MAX_ENTRIES_LIMIT: u32 = 1 << 30;
 
-const NIL: u32 = u32::MAX;
-const HEAD: u32 = 0x8000_0000;
-const EMPTY: u32 = u32::MAX;
+const NIL: u32 = super::arena::NIL;
 
 /// How big a shard may grow.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,7 +60,7 @@ impl TableConfig {
     /// 6.4-byte slots: 7.1 bytes, rounded up).
     pub const fn bytes_per_entry() -> u64 {
         (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>()) as u64
-            + (64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
+            + Index::bytes_per_key()
     }
 
     /// The largest `max_entries` whose table fits `bytes_budget` when full
@@ -93,49 +69,6 @@ impl TableConfig {
         let fixed = (WHEEL_SLOTS * 4) as u64 + 4096;
         let n = bytes_budget.saturating_sub(fixed) / Self::bytes_per_entry();
         TableConfig::new(n.min(u64::from(MAX_ENTRIES_LIMIT)) as u32)
-    }
-}
-
-/// One index bucket: a cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Bucket {
-    sig: [u16; WAYS],
-    /// `entry << 1 | dir`, or [`EMPTY`]: `dir` is 1 when the canonical key
-    /// the slot stands for is the entry's reply key.
-    idx: [u32; WAYS],
-    /// Keys whose primary bucket is this one that sit in their secondary.
-    overflow: u16,
-}
-
-const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
-
-impl Bucket {
-    const EMPTY: Bucket = Bucket {
-        sig: [0; WAYS],
-        idx: [EMPTY; WAYS],
-        overflow: 0,
-    };
-
-    /// The occupied slots whose signature is `sig`, in way order. The ten
-    /// signatures are compared at once (a fixed-size compare the compiler
-    /// turns into SIMD) instead of with a branch per way.
-    #[inline]
-    fn candidates(&self, sig: u16) -> impl Iterator<Item = u32> + '_ {
-        let mut m = 0u32;
-        for w in 0..WAYS {
-            m |= u32::from(self.sig[w] == sig) << w;
-        }
-        core::iter::from_fn(move || {
-            while m != 0 {
-                let w = m.trailing_zeros() as usize;
-                m &= m - 1;
-                if self.idx[w] != EMPTY {
-                    return Some(self.idx[w]);
-                }
-            }
-            None
-        })
     }
 }
 
@@ -165,58 +98,20 @@ enum Prep {
 
 /// One worker's connection table (see the module doc).
 pub struct Shard {
-    settings: Settings,
+    pub(super) settings: Settings,
     worker: u16,
     max_entries: u32,
     seed: HashSeed,
-    /// The index and the entry chunks live on huge pages (see
-    /// [`crate::hugemem`]).
-    buckets: HugeSlice<Bucket>,
-    chunks: Vec<HugeSlice<Entry>>,
-    /// The entries' cold parts, chunk for chunk.
-    colds: Vec<HugeSlice<Cold>>,
-    /// Fasttrack counters, per arena chunk, allocated when a connection of
-    /// that chunk is first fast-tracked.
-    ft: Vec<Option<Box<[FtSlot]>>>,
-    free_head: u32,
-    high_water: u32,
-    live: u32,
-    wheel: Vec<u32>,
-    cur_tick: u64,
-    started: bool,
+    pub(super) index: Index,
+    pub(super) arena: Arena,
+    pub(super) wheel: Wheel,
+    pub(super) live: u32,
     rescan: Option<u32>,
     /// `handle_burst`'s lookups in flight ([`PIPE`] of them), kept between
     /// calls (no allocation on the packet path).
     preps: Vec<Prep>,
-    fasttrack: FastTrackMode,
-    stats: ShardStats,
-}
-
-/// Which connections are fast-tracked automatically. Until firewall rules
-/// exist (RouterOS marks connections with an `action=fasttrack-connection`
-/// rule), this setting stands in for that rule; see `docs/dataplane.md`
-/// (FastTrack).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FastTrackMode {
-    /// No connection is fast-tracked automatically.
-    #[default]
-    No,
-    /// Established TCP connections and UDP streams (assured) are.
-    Established,
-}
-
-impl core::str::FromStr for FastTrackMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "no" => Ok(FastTrackMode::No),
-            "established" => Ok(FastTrackMode::Established),
-            _ => Err(format!(
-                "bad fasttrack mode {s:?}: expected no or established"
-            )),
-        }
-    }
+    pub(super) fasttrack: FastTrackMode,
+    pub(super) stats: ShardStats,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -234,131 +129,27 @@ struct Hashed {
     flipped: bool,
 }
 
-/// One arena chunk's fasttrack counters.
-fn new_ft_chunk() -> Box<[FtSlot]> {
-    vec![FtSlot::default(); CHUNK].into_boxed_slice()
-}
-
-#[inline]
-fn sig_of(h: u64) -> u16 {
-    h as u16
-}
-
 impl Shard {
-    /// A shard for `worker` with the given ceiling. Allocates the index (and
-    /// the timer wheel) now, entries later.
-    pub fn new(config: TableConfig, settings: Settings, worker: u16) -> Shard {
-        Shard::with_seed(config, settings, worker, HashSeed::random())
-    }
-
-    /// As [`Shard::new`] with a fixed hash seed (tests, reproducible replays).
-    pub fn with_seed(
-        config: TableConfig,
-        settings: Settings,
-        worker: u16,
-        seed: HashSeed,
-    ) -> Shard {
+    /// A shard for `worker` with the given ceiling and hash `seed` (the
+    /// caller draws it: the core reads no entropy; see
+    /// `dataplane::worker::random_seed`). Allocates the index (and the timer
+    /// wheel) now, entries later.
+    pub fn new(config: TableConfig, settings: Settings, worker: u16, seed: HashSeed) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
-        let keys = u64::from(max);
-        let nb = (keys * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM).max(2) as usize;
         Shard {
             settings,
             worker,
             max_entries: max,
             seed,
-            buckets: HugeSlice::new(nb, Bucket::EMPTY),
-            chunks: Vec::new(),
-            colds: Vec::new(),
-            ft: Vec::new(),
-            free_head: NIL,
-            high_water: 0,
+            index: Index::new(u64::from(max)),
+            arena: Arena::new(max),
+            wheel: Wheel::new(),
             live: 0,
-            wheel: vec![NIL; WHEEL_SLOTS],
-            cur_tick: 0,
-            started: false,
             rescan: None,
             preps: vec![Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); PIPE],
             fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
-    }
-
-    /// Sets which connections are fast-tracked from now on. Turning it on
-    /// allocates the fasttrack counters of every arena chunk (and of chunks
-    /// added later) so that marking a connection never allocates on the
-    /// packet path. Turning it off returns every connection to the full path.
-    pub fn set_fasttrack_mode(&mut self, mode: FastTrackMode) {
-        self.fasttrack = mode;
-        match mode {
-            FastTrackMode::Established => {
-                for slot in &mut self.ft {
-                    slot.get_or_insert_with(new_ft_chunk);
-                }
-            }
-            FastTrackMode::No => {
-                for i in 0..self.high_water {
-                    self.ft_unmark(i);
-                }
-            }
-        }
-    }
-
-    /// Puts entry `i` on the short path, noting its counters (the fasttrack
-    /// arena chunk must exist: it does in `Established` mode, and
-    /// [`Shard::set_fasttrack`] allocates it).
-    fn ft_mark(&mut self, i: u32) {
-        if self.e(i).has(flag::FASTTRACK) {
-            return;
-        }
-        let base = self.e(i).counters();
-        if let Some(slot) = self.ft_slot_mut(i) {
-            slot.base = base;
-        }
-        self.e_mut(i).flags |= flag::FASTTRACK;
-    }
-
-    /// Takes entry `i` off the short path, keeping what it counted there.
-    fn ft_unmark(&mut self, i: u32) {
-        let e = *self.e(i);
-        if !e.has(flag::FASTTRACK) {
-            return;
-        }
-        if let Some(slot) = self.ft_slot_mut(i) {
-            slot.done = slot.read(&e);
-        }
-        self.e_mut(i).flags &= !flag::FASTTRACK;
-    }
-
-    /// Entry `i`'s fasttrack counters, if its chunk has them.
-    fn ft_slot(&self, i: u32) -> Option<&FtSlot> {
-        let (c, o) = Self::at(i);
-        self.ft.get(c)?.as_ref().map(|ft| &ft[o])
-    }
-
-    fn ft_slot_mut(&mut self, i: u32) -> Option<&mut FtSlot> {
-        let (c, o) = Self::at(i);
-        self.ft.get_mut(c)?.as_mut().map(|ft| &mut ft[o])
-    }
-
-    pub fn fasttrack_mode(&self) -> FastTrackMode {
-        self.fasttrack
-    }
-
-    /// Counts live connections by protocol and TCP state from arena position
-    /// `cursor` on, at most `max` positions; returns where to continue, or
-    /// `None` at the end. Bounded work, for metrics between bursts.
-    pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
-        let end = cursor
-            .saturating_add(max.max(1) as u32)
-            .min(self.high_water);
-        for i in cursor..end {
-            let e = self.e(i);
-            if e.is_live() {
-                let state = e.tcp_state().map_or(u8::MAX, |s| s.index() as u8);
-                *out.counts.entry((e.protocol(), state)).or_default() += 1;
-            }
-        }
-        (end < self.high_water).then_some(end)
     }
 
     // ---- read-only properties ------------------------------------------
@@ -385,80 +176,45 @@ impl Shard {
 
     /// Bytes held by this shard: index, entry chunks, fasttrack chunks, wheel.
     pub fn memory_bytes(&self) -> usize {
-        self.buckets.len() * core::mem::size_of::<Bucket>()
-            + self.chunks.iter().map(|c| c.len()).sum::<usize>()
-                * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
-            + self.ft.iter().flatten().count() * CHUNK * core::mem::size_of::<FtSlot>()
-            + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
-            + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
-            + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
-            + self.wheel.len() * 4
+        self.index.memory_bytes()
+            + self.arena.memory_bytes()
+            + self.wheel.memory_bytes()
             + core::mem::size_of::<Shard>()
     }
 
     // ---- arena -----------------------------------------------------------
 
-    /// Entry `i`'s chunk and its position in it (in `chunks`, `colds` and
-    /// `ft` alike).
     #[inline]
-    fn at(i: u32) -> (usize, usize) {
-        ((i >> CHUNK_SHIFT) as usize, i as usize & (CHUNK - 1))
+    pub(super) fn e(&self, i: u32) -> &Entry {
+        self.arena.e(i)
     }
 
     #[inline]
-    fn e(&self, i: u32) -> &Entry {
-        let (c, o) = Self::at(i);
-        &self.chunks[c][o]
-    }
-
-    #[inline]
-    fn e_mut(&mut self, i: u32) -> &mut Entry {
-        let (c, o) = Self::at(i);
-        &mut self.chunks[c][o]
+    pub(super) fn e_mut(&mut self, i: u32) -> &mut Entry {
+        self.arena.e_mut(i)
     }
 
     #[inline]
     fn c(&self, i: u32) -> &Cold {
-        let (c, o) = Self::at(i);
-        &self.colds[c][o]
+        self.arena.c(i)
     }
 
     #[inline]
     fn c_mut(&mut self, i: u32) -> &mut Cold {
-        let (c, o) = Self::at(i);
-        &mut self.colds[c][o]
+        self.arena.c_mut(i)
     }
 
-    /// Puts entry `i` (no longer in the index or the wheel) on the free list.
-    fn push_free(&mut self, i: u32) {
-        let free_head = self.free_head;
-        let c = self.c_mut(i);
-        c.next = free_head;
-        c.prev = NIL;
-        self.free_head = i;
+    pub(super) fn ft_slot(&self, i: u32) -> Option<&FtSlot> {
+        self.arena.ft_slot(i)
+    }
+
+    pub(super) fn ft_slot_mut(&mut self, i: u32) -> Option<&mut FtSlot> {
+        self.arena.ft_slot_mut(i)
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        if self.free_head != NIL {
-            let i = self.free_head;
-            self.free_head = self.c(i).next;
-            return Some(i);
-        }
-        if self.high_water >= self.max_entries {
-            return None;
-        }
-        if self.high_water as usize >= self.chunks.len() * CHUNK {
-            // The last chunk holds only what is left up to the ceiling, so a
-            // full table costs exactly its entries.
-            let len = CHUNK.min((self.max_entries - self.high_water) as usize);
-            self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
-            self.colds.push(HugeSlice::new(len, Cold::EMPTY));
-            let ft = (self.fasttrack == FastTrackMode::Established).then(new_ft_chunk);
-            self.ft.push(ft);
-        }
-        let i = self.high_water;
-        self.high_water += 1;
-        Some(i)
+        self.arena
+            .alloc(self.fasttrack == FastTrackMode::Established)
     }
 
     fn id_of(&self, i: u32) -> ConnId {
@@ -466,9 +222,9 @@ impl Shard {
     }
 
     /// The entry index of `id` if it names a live entry of this shard.
-    fn resolve_id(&self, id: ConnId) -> Option<u32> {
+    pub(super) fn resolve_id(&self, id: ConnId) -> Option<u32> {
         let i = id.slot();
-        if id.worker() != self.worker || i >= self.high_water {
+        if id.worker() != self.worker || i >= self.arena.high_water() {
             return None;
         }
         let e = self.e(i);
@@ -477,163 +233,43 @@ impl Shard {
 
     // ---- index -----------------------------------------------------------
 
-    /// The key's primary bucket (see [`Shard::buckets_of`]).
     #[inline]
-    fn primary_of(&self, h: u64) -> usize {
-        ((u128::from(h) * self.buckets.len() as u128) >> 64) as usize
-    }
-
-    /// The key's two candidate buckets: primary and secondary (never equal).
-    #[inline]
-    fn buckets_of(&self, h: u64) -> (usize, usize) {
-        let nb = self.buckets.len() as u128;
-        let b1 = self.primary_of(h);
-        let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let mut b2 = ((u128::from(h2) * nb) >> 64) as usize;
-        if b2 == b1 {
-            b2 = if b1 + 1 == self.buckets.len() {
-                0
-            } else {
-                b1 + 1
-            };
-        }
-        (b1, b2)
-    }
-
-    #[inline]
-    fn key_in_dir(&self, i: u32, dir: u32) -> Key {
-        let k = self.e(i).key;
+    fn key_in_dir(arena: &Arena, i: u32, dir: u32) -> Key {
+        let k = arena.e(i).key;
         if dir == 0 { k } else { k.reply() }
-    }
-
-    #[inline]
-    fn scan(&self, b: usize, sig: u16, key: &Key, flipped: bool) -> Option<(u32, Dir)> {
-        for v in self.buckets[b].candidates(sig) {
-            // The slot's canonical key is the entry's key in direction
-            // `v & 1`; the packet's key is that one, or its reply if flipped.
-            let d = (v & 1) ^ u32::from(flipped);
-            if self.key_in_dir(v >> 1, d) == *key {
-                let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
-                return Some((v >> 1, dir));
-            }
-        }
-        None
     }
 
     /// Finds the entry (and the direction) of `key`, whose canonical form
     /// hashes to `h`, in primary bucket `b1` (`flipped`: see
-    /// [`Prep::Lookup`]): the primary bucket, and the secondary only if some
-    /// key of this primary lives there.
+    /// [`Prep::Lookup`]).
     #[inline]
     fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
-        let sig = sig_of(h);
-        if let Some(hit) = self.scan(b1, sig, key, flipped) {
-            return Some(hit);
-        }
-        if self.buckets[b1].overflow == 0 {
-            return None;
-        }
-        self.scan(self.buckets_of(h).1, sig, key, flipped)
+        let arena = &self.arena;
+        self.index.find(h, b1, |v| {
+            // The slot's canonical key is the entry's key in direction
+            // `v & 1`; the packet's key is that one, or its reply if flipped.
+            let d = (v & 1) ^ u32::from(flipped);
+            (Self::key_in_dir(arena, v >> 1, d) == *key)
+                .then_some((v >> 1, if d == 0 { Dir::Orig } else { Dir::Reply }))
+        })
     }
 
     /// [`Shard::find`] for a key not yet canonicalised.
     fn find_key(&self, key: &Key) -> Option<(u32, Dir)> {
         let (c, flipped) = key.canonical();
         let h = c.hash(&self.seed);
-        self.find(key, h, self.primary_of(h), flipped)
-    }
-
-    fn free_way(&self, b: usize) -> Option<usize> {
-        self.buckets[b].idx.iter().position(|&x| x == EMPTY)
+        self.find(key, h, self.index.primary_of(h), flipped)
     }
 
     /// Hash of the key an index value stands for (read from its entry).
-    fn hash_of_value(&self, v: u32) -> u64 {
-        self.key_in_dir(v >> 1, v & 1).hash(&self.seed)
+    fn hash_of_value(arena: &Arena, seed: &HashSeed, v: u32) -> u64 {
+        Self::key_in_dir(arena, v >> 1, v & 1).hash(seed)
     }
 
-    /// Places `(sig, v)` of a key hashing to `h` in bucket `b`, way `w`.
-    fn place(&mut self, b: usize, w: usize, h: u64, v: u32) {
-        let (b1, _) = self.buckets_of(h);
-        self.buckets[b].idx[w] = v;
-        self.buckets[b].sig[w] = sig_of(h);
-        if b != b1 {
-            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_add(1);
-        }
-    }
-
-    /// Clears bucket `b`, way `w`, holding a key hashing to `h`.
-    fn clear(&mut self, b: usize, w: usize, h: u64) {
-        let (b1, _) = self.buckets_of(h);
-        self.buckets[b].idx[w] = EMPTY;
-        if b != b1 {
-            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_sub(1);
-        }
-    }
-
-    /// Inserts a key: its primary bucket, else its secondary, else moves
-    /// other keys to their alternative buckets along the shortest path a
-    /// bounded breadth-first search finds ([`MAX_PATH_NODES`] buckets), as
-    /// DPDK's `rte_hash` does.
     fn index_insert(&mut self, h: u64, v: u32) -> bool {
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(w) = self.free_way(b) {
-                self.place(b, w, h, v);
-                return true;
-            }
-        }
-        // (bucket, parent node, way in the parent whose key moves here)
-        let mut nodes = [(0usize, usize::MAX, 0usize); MAX_PATH_NODES];
-        nodes[0] = (b1, usize::MAX, 0);
-        nodes[1] = (b2, usize::MAX, 0);
-        let mut len = 2;
-        let mut at = 0;
-        while at < len {
-            let b = nodes[at].0;
-            for w in 0..WAYS {
-                let vh = self.hash_of_value(self.buckets[b].idx[w]);
-                let (p1, p2) = self.buckets_of(vh);
-                let alt = if b == p1 { p2 } else { p1 };
-                if let Some(fw) = self.free_way(alt) {
-                    // Found room: shift keys down the path, leaf first.
-                    self.move_key(b, w, alt, fw);
-                    let (mut node, mut freed) = (at, w);
-                    while nodes[node].1 != usize::MAX {
-                        let (nb, parent, pw) = nodes[node];
-                        self.move_key(nodes[parent].0, pw, nb, freed);
-                        node = parent;
-                        freed = pw;
-                    }
-                    self.place(nodes[node].0, freed, h, v);
-                    return true;
-                }
-                if len < MAX_PATH_NODES && !nodes[..len].iter().any(|n| n.0 == alt) {
-                    nodes[len] = (alt, at, w);
-                    len += 1;
-                }
-            }
-            at += 1;
-        }
-        false
-    }
-
-    fn move_key(&mut self, from: usize, fw: usize, to: usize, tw: usize) {
-        let v = self.buckets[from].idx[fw];
-        let h = self.hash_of_value(v);
-        self.clear(from, fw, h);
-        self.place(to, tw, h, v);
-    }
-
-    fn index_remove(&mut self, h: u64, v: u32) -> bool {
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(w) = self.buckets[b].idx.iter().position(|&x| x == v) {
-                self.clear(b, w, h);
-                return true;
-            }
-        }
-        false
+        let (arena, seed) = (&self.arena, &self.seed);
+        self.index
+            .insert(h, v, |x| Self::hash_of_value(arena, seed, x))
     }
 
     // ---- timers ----------------------------------------------------------
@@ -662,59 +298,23 @@ impl Shard {
         }
     }
 
-    fn deadline_of(&self, e: &Entry) -> u64 {
+    pub(super) fn deadline_of(&self, e: &Entry) -> u64 {
         e.last_seen.saturating_add(self.timeout_of(e).as_nanos())
     }
 
     fn wheel_link(&mut self, i: u32, deadline: u64) {
-        let t = (deadline >> TICK_SHIFT)
-            .max(self.cur_tick)
-            .min(self.cur_tick + WHEEL_SLOTS as u64 - 1);
-        let slot = (t % WHEEL_SLOTS as u64) as u32;
-        let head = self.wheel[slot as usize];
-        {
-            let c = self.c_mut(i);
-            c.next = head;
-            c.prev = HEAD | slot;
-        }
-        if head != NIL {
-            self.c_mut(head).prev = i;
-        }
-        self.wheel[slot as usize] = i;
+        self.wheel.link(&mut self.arena, i, deadline);
     }
 
     fn wheel_unlink(&mut self, i: u32) {
-        let (p, n) = {
-            let c = self.c(i);
-            (c.prev, c.next)
-        };
-        if p == NIL {
-            return;
-        }
-        if p & HEAD != 0 {
-            self.wheel[(p & !HEAD) as usize] = n;
-        } else {
-            self.c_mut(p).next = n;
-        }
-        if n != NIL {
-            self.c_mut(n).prev = p;
-        }
-        let c = self.c_mut(i);
-        c.next = NIL;
-        c.prev = NIL;
-    }
-
-    fn start_clock(&mut self, now: Instant) {
-        if !self.started {
-            self.started = true;
-            self.cur_tick = now.nanos() >> TICK_SHIFT;
-        }
+        self.wheel.unlink(&mut self.arena, i);
     }
 
     /// Removes entry `i` from index, wheel and arena.
     fn free(&mut self, i: u32) {
         let (c, flipped) = self.e(i).key.canonical();
-        self.index_remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
+        self.index
+            .remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
         self.wheel_unlink(i);
         if let Some(slot) = self.ft_slot_mut(i) {
             *slot = FtSlot::default();
@@ -723,7 +323,7 @@ impl Shard {
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         e.flags = 0;
         e.generation = e.generation.wrapping_add(1);
-        self.push_free(i);
+        self.arena.push_free(i);
         self.live -= 1;
         self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
     }
@@ -734,9 +334,11 @@ impl Shard {
     /// `4 * budget + 64` entries examined, one turn of the wheel's (empty)
     /// slots passed, plus one rescan batch.
     pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
-        self.start_clock(now);
+        self.wheel.start(now);
         if let Some(cursor) = self.rescan {
-            let end = cursor.saturating_add(RESCAN_BATCH).min(self.high_water);
+            let end = cursor
+                .saturating_add(RESCAN_BATCH)
+                .min(self.arena.high_water());
             for i in cursor..end {
                 if self.e(i).is_live() {
                     let d = self.deadline_of(self.e(i));
@@ -744,25 +346,25 @@ impl Shard {
                     self.wheel_link(i, d);
                 }
             }
-            self.rescan = (end < self.high_water).then_some(end);
+            self.rescan = (end < self.arena.high_water()).then_some(end);
         }
         let now_tick = now.nanos() >> TICK_SHIFT;
         let n = WHEEL_SLOTS as u64;
-        if now_tick > self.cur_tick + n {
+        if now_tick > self.wheel.cur_tick + n {
             // Every slot is due: visit each once, starting anywhere.
-            self.cur_tick = now_tick - n;
+            self.wheel.cur_tick = now_tick - n;
         }
         let max_work = budget.saturating_mul(4).saturating_add(64);
         let (mut removed, mut work, mut empty) = (0, 0, 0);
-        while self.cur_tick < now_tick && removed < budget && work < max_work {
-            let head = self.wheel[(self.cur_tick % n) as usize];
+        while self.wheel.cur_tick < now_tick && removed < budget && work < max_work {
+            let head = self.wheel.head(self.wheel.cur_tick);
             if head == NIL {
                 // Passing an empty slot is one load: allow a whole turn.
                 empty += 1;
                 if empty > WHEEL_SLOTS {
                     break;
                 }
-                self.cur_tick += 1;
+                self.wheel.cur_tick += 1;
                 continue;
             }
             work += 1;
@@ -787,11 +389,11 @@ impl Shard {
             return None;
         }
         if self.rescan.is_some() {
-            return Some(Instant(self.cur_tick << TICK_SHIFT));
+            return Some(Instant(self.wheel.cur_tick << TICK_SHIFT));
         }
         let n = WHEEL_SLOTS as u64;
-        (self.cur_tick..self.cur_tick + n)
-            .find(|t| self.wheel[(t % n) as usize] != NIL)
+        (self.wheel.cur_tick..self.wheel.cur_tick + n)
+            .find(|&t| self.wheel.head(t) != NIL)
             .map(|t| Instant((t + 1).saturating_mul(TICK_NS)))
     }
 
@@ -802,11 +404,10 @@ impl Shard {
     pub fn apply_settings(&mut self, s: &Settings) {
         let shorter = s.any_shorter_than(&self.settings);
         self.settings = s.clone();
-        if shorter && self.high_water > 0 {
+        if shorter && self.arena.high_water() > 0 {
             self.rescan = Some(0);
         }
     }
-
     // ---- packets ---------------------------------------------------------
 
     /// The packet's lookup record, written into `slot` (the pipeline's
@@ -835,7 +436,7 @@ impl Shard {
         *slot = Prep::Lookup {
             key,
             hash,
-            bucket: self.primary_of(hash) as u32,
+            bucket: self.index.primary_of(hash) as u32,
             flipped,
             related,
         };
@@ -856,18 +457,18 @@ impl Shard {
         match (pkt.tuple.proto, &pkt.l4) {
             (proto::TCP, L4::Tcp(_)) | (proto::UDP, L4::Udp) => normal(slot),
             (proto::ICMP | proto::ICMPV6, L4::Icmp(i)) => {
-                if let Some(inner) = &i.inner {
-                    return self.prepare_lookup(Key::of_quoted(inner), true, slot);
-                }
-                match icmp_kind(pkt.tuple.proto == proto::ICMPV6, i.icmp_type) {
-                    IcmpKind::Request | IcmpKind::Reply => normal(slot),
-                    IcmpKind::Error => invalid(slot, O::IcmpErrorTruncated),
-                    IcmpKind::NdMld => done(slot, Verdict::Untracked(UntrackedReason::Icmpv6NdMld)),
-                    IcmpKind::Other => invalid(slot, O::IcmpBadType),
+                match icmp::classify(pkt.tuple.proto == proto::ICMPV6, i) {
+                    icmp::IcmpClass::Lookup => normal(slot),
+                    icmp::IcmpClass::Related(inner) => {
+                        self.prepare_lookup(Key::of_quoted(inner), true, slot)
+                    }
+                    icmp::IcmpClass::Done(v) => done(slot, v),
                 }
             }
-            (proto::GRE, L4::Gre(g)) if g.version <= 1 => normal(slot),
-            (proto::GRE, L4::Gre(_)) => invalid(slot, O::GreBadVersion),
+            (proto::GRE, L4::Gre(g)) => match gre::check(g) {
+                Ok(()) => normal(slot),
+                Err(o) => invalid(slot, o),
+            },
             (proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | proto::GRE, _) => {
                 invalid(slot, O::L4Mismatch)
             }
@@ -887,12 +488,11 @@ impl Shard {
     }
 
     #[inline]
-    fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
-        let (ci, ei) = Self::at(i);
-        let e = &mut self.chunks[ci][ei];
+    pub(super) fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
+        let (e, c) = self.arena.both_mut(i);
         if refresh && e.window_rolls(now) {
             // Once per connection and second at most: the cold part.
-            self.colds[ci][ei].roll(e, now);
+            c.roll(e, now);
         }
         e.account(now, dir, ip_len, refresh);
         let d = dir.index();
@@ -935,17 +535,17 @@ impl Shard {
                 let slot = &mut pipe[j % PIPE];
                 self.prepare(&pkts[j], slot);
                 if let Prep::Lookup { bucket, .. } = *slot {
-                    prefetch(&self.buckets[bucket as usize]);
+                    self.index.prefetch(bucket as usize);
                 }
             }
             if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
                 && let Prep::Lookup { hash, bucket, .. } = pipe[k % PIPE]
             {
-                let b = &self.buckets[bucket as usize];
+                let b = self.index.bucket(bucket as usize);
                 if let Some(v) = b.candidates(sig_of(hash)).next() {
                     prefetch_all(self.e(v >> 1));
-                } else if b.overflow != 0 {
-                    prefetch(&self.buckets[self.buckets_of(hash).1]);
+                } else if b.overflowed() {
+                    self.index.prefetch(self.index.buckets_of(hash).1);
                 }
             }
             if let Some(k) = j.checked_sub(2 * D) {
@@ -977,7 +577,7 @@ impl Shard {
             } => (key, hash, bucket as usize, flipped, related),
         };
         let hk = Hashed { hash, flipped };
-        self.start_clock(now);
+        self.wheel.start(now);
         let found = self.find(&key, hash, bucket, flipped);
         if related {
             *out = match found {
@@ -1041,28 +641,10 @@ impl Shard {
             && let Verdict::Tracked { id: vid, .. } = *out
             && vid == id
             && self.e(i).is_live()
-            && self.fasttrack_eligible(self.e(i))
+            && fasttrack_eligible(self.e(i))
         {
             self.ft_mark(i);
         }
-    }
-
-    /// Established TCP and UDP streams may be fast-tracked.
-    fn fasttrack_eligible(&self, e: &Entry) -> bool {
-        e.has(flag::ASSURED)
-            && match e.tcp_state() {
-                Some(st) => st == TcpState::Established,
-                None => e.key.proto == proto::UDP,
-            }
-    }
-
-    /// The short path's accounting: the entry and the shard's counters only
-    /// (the fasttrack counters follow from the entry's, see [`FtSlot`]).
-    #[inline]
-    fn fast_account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32) {
-        self.account(i, now, dir, ip_len, true);
-        self.stats.fasttrack_packets += 1;
-        self.stats.fasttrack_bytes += u64::from(ip_len);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1165,18 +747,11 @@ impl Shard {
                 }
                 Err(r) => return self.count(Verdict::Invalid(InvalidReason::Tcp(r))),
             },
-            L4::Icmp(i) => {
-                if icmp_kind(key.proto == proto::ICMPV6, i.icmp_type) != IcmpKind::Request {
-                    return self.count(Verdict::Invalid(InvalidReason::Other(
-                        OtherInvalid::IcmpUnsolicitedReply,
-                    )));
-                }
-                ProtoState::Plain
-            }
-            L4::Gre(g) => ProtoState::Gre {
-                protocol: g.protocol,
-                call_id: g.call_id().unwrap_or(0),
+            L4::Icmp(i) => match icmp::new_state(key.proto == proto::ICMPV6, i.icmp_type) {
+                Ok(s) => s,
+                Err(v) => return self.count(v),
             },
+            L4::Gre(g) => gre::new_state(g),
             L4::Udp | L4::Other => ProtoState::Plain,
         };
         if self.live >= self.max_entries && !self.early_drop(now, hash) {
@@ -1222,7 +797,7 @@ impl Shard {
 
     fn insert_failed(&mut self, i: u32) -> Verdict {
         self.e_mut(i).flags = 0;
-        self.push_free(i);
+        self.arena.push_free(i);
         self.stats.insert_failed += 1;
         self.count(Verdict::Dropped(DropReason::IndexFull))
     }
@@ -1234,11 +809,10 @@ impl Shard {
     /// key's two index buckets. The search stops at the first usable one.
     /// Assured entries are never evicted.
     fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
-        let slots = WHEEL_SLOTS as u64;
         let mut seen = 0;
-        let mut t = self.cur_tick;
-        while t < self.cur_tick + 64 && seen < 32 {
-            let mut i = self.wheel[(t % slots) as usize];
+        let mut t = self.wheel.cur_tick;
+        while t < self.wheel.cur_tick + 64 && seen < 32 {
+            let mut i = self.wheel.head(t);
             while i != NIL && seen < 32 {
                 // Judged as reached: a walk that stops at the first usable
                 // entry reads no further links.
@@ -1250,10 +824,10 @@ impl Shard {
             }
             t += 1;
         }
-        let (b1, b2) = self.buckets_of(hash);
+        let (b1, b2) = self.index.buckets_of(hash);
         for b in [b1, b2] {
             for w in 0..WAYS {
-                let v = self.buckets[b].idx[w];
+                let v = self.index.bucket(b).value(w);
                 if v != EMPTY && self.evict_if_allowed(v >> 1, now) {
                     return true;
                 }
@@ -1298,6 +872,123 @@ impl Shard {
         self.find_key(key).map(|(i, d)| (self.id_of(i), d))
     }
 
+    /// Removes connection `id` (`remove` in the management API).
+    pub fn remove(&mut self, id: ConnId) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.free(i);
+                self.stats.removed += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `connection-mark` of connection `id` (0 when unset).
+    pub fn connection_mark(&self, id: ConnId) -> Option<u32> {
+        self.resolve_id(id).map(|i| self.c(i).mark)
+    }
+
+    /// Sets `connection-mark` (0 clears it).
+    pub fn set_connection_mark(&mut self, id: ConnId, mark: u32) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.c_mut(i).mark = mark;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Checks the table's invariants (O(entries); for tests and fuzzing):
+    /// every live entry is found by both its keys (the index holds one key per
+    /// live entry, each where its hash says), is in exactly one wheel slot,
+    /// counts add up, and the table is within its ceiling.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live = 0u32;
+        let mut packets = 0u64;
+        for i in 0..self.arena.high_water() {
+            let e = self.e(i);
+            if !e.is_live() {
+                continue;
+            }
+            live += 1;
+            packets = packets
+                .wrapping_add(e.packets[0])
+                .wrapping_add(e.packets[1]);
+            let k = e.key;
+            let r = k.reply();
+            match self.find_key(&k) {
+                Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
+                other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
+            }
+            match self.find_key(&r) {
+                Some((j, d)) if j == i && (d == Dir::Reply || k == r) => {}
+                other => return Err(format!("entry {i} not found by its reply {r:?}: {other:?}")),
+            }
+        }
+        if live != self.live {
+            return Err(format!("live count {} but {live} live entries", self.live));
+        }
+        // One index key per connection, and nothing else in the index.
+        let mut keys = 0usize;
+        for v in self.index.values() {
+            keys += 1;
+            let i = v >> 1;
+            if i >= self.arena.high_water() || !self.e(i).is_live() {
+                return Err(format!("index value {v:#x} names no live entry"));
+            }
+        }
+        if keys != self.live as usize {
+            return Err(format!("{keys} index keys for {} live entries", self.live));
+        }
+        let (arena, seed) = (&self.arena, &self.seed);
+        self.index.check(|v| Self::hash_of_value(arena, seed, v))?;
+        if self.live > self.max_entries {
+            return Err(format!(
+                "{} entries over max {}",
+                self.live, self.max_entries
+            ));
+        }
+        let in_wheel = self
+            .wheel
+            .check(&self.arena, self.live, |i| self.e(i).is_live())?;
+        if in_wheel != self.live {
+            return Err(format!(
+                "{in_wheel} entries in the wheel, {} live",
+                self.live
+            ));
+        }
+        let fed = self.stats.packets[0].wrapping_add(self.stats.packets[1]);
+        if packets.wrapping_add(self.stats.packets_retired) != fed {
+            return Err(format!(
+                "packets on entries {packets} + retired {} != counted {fed}",
+                self.stats.packets_retired
+            ));
+        }
+        Ok(())
+    }
+}
+
+// Listing and counting (between bursts).
+impl Shard {
+    /// Counts live connections by protocol and TCP state from arena position
+    /// `cursor` on, at most `max` positions; returns where to continue, or
+    /// `None` at the end. Bounded work, for metrics between bursts.
+    pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
+        let end = cursor
+            .saturating_add(max.max(1) as u32)
+            .min(self.arena.high_water());
+        for i in cursor..end {
+            let e = self.e(i);
+            if e.is_live() {
+                let state = e.tcp_state().map_or(u8::MAX, |s| s.index() as u8);
+                *out.counts.entry((e.protocol(), state)).or_default() += 1;
+            }
+        }
+        (end < self.arena.high_water()).then_some(end)
+    }
+
     fn raw_of(&self, i: u32, now: Instant) -> RawConn {
         let e = self.e(i);
         let c = self.c(i);
@@ -1326,7 +1017,7 @@ impl Shard {
 
     /// Calls `f` with a snapshot of every live connection.
     pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(ConnSnapshot)) {
-        for i in 0..self.high_water {
+        for i in 0..self.arena.high_water() {
             if self.e(i).is_live() {
                 f(self.snapshot_of(i, now));
             }
@@ -1366,7 +1057,7 @@ impl Shard {
         let mut i = cursor;
         let mut n = 0;
         let max = max.max(1);
-        while i < self.high_water {
+        while i < self.arena.high_water() {
             if n >= max {
                 return Some(i);
             }
@@ -1377,143 +1068,5 @@ impl Shard {
             i += 1;
         }
         None
-    }
-
-    /// Removes connection `id` (`remove` in the management API).
-    pub fn remove(&mut self, id: ConnId) -> bool {
-        match self.resolve_id(id) {
-            Some(i) => {
-                self.free(i);
-                self.stats.removed += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// `connection-mark` of connection `id` (0 when unset).
-    pub fn connection_mark(&self, id: ConnId) -> Option<u32> {
-        self.resolve_id(id).map(|i| self.c(i).mark)
-    }
-
-    /// Sets `connection-mark` (0 clears it).
-    pub fn set_connection_mark(&mut self, id: ConnId, mark: u32) -> bool {
-        match self.resolve_id(id) {
-            Some(i) => {
-                self.c_mut(i).mark = mark;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Marks connection `id` fast-tracked (or not). Allocates the fasttrack
-    /// counters of its arena chunk on first use (never on the packet path).
-    pub fn set_fasttrack(&mut self, id: ConnId, on: bool) -> bool {
-        let Some(i) = self.resolve_id(id) else {
-            return false;
-        };
-        if on {
-            if let Some(slot) = self.ft.get_mut(Self::at(i).0) {
-                slot.get_or_insert_with(new_ft_chunk);
-            }
-            self.ft_mark(i);
-        } else {
-            self.ft_unmark(i);
-        }
-        true
-    }
-
-    /// The fast path: counts a packet of a fast-tracked connection (its
-    /// counters, fasttrack counters, rate and last-seen time) without running
-    /// the tracker. Returns false if the entry is gone or its timeout passed;
-    /// the packet then takes the full path.
-    pub fn handle_fasttrack(&mut self, now: Instant, id: ConnId, dir: Dir, ip_len: u32) -> bool {
-        let Some(i) = self.resolve_id(id) else {
-            return false;
-        };
-        if self.deadline_of(self.e(i)) <= now.nanos() {
-            return false;
-        }
-        self.fast_account(i, now, dir, ip_len);
-        true
-    }
-
-    /// Checks the table's invariants (O(entries); for tests and fuzzing):
-    /// every live entry is found by both its keys (the index holds one key per
-    /// live entry), is in exactly one wheel
-    /// slot, counts add up, and the table is within its ceiling.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut live = 0u32;
-        let mut packets = 0u64;
-        for i in 0..self.high_water {
-            let e = self.e(i);
-            if !e.is_live() {
-                continue;
-            }
-            live += 1;
-            packets = packets
-                .wrapping_add(e.packets[0])
-                .wrapping_add(e.packets[1]);
-            let k = e.key;
-            let r = k.reply();
-            match self.find_key(&k) {
-                Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
-                other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
-            }
-            match self.find_key(&r) {
-                Some((j, d)) if j == i && (d == Dir::Reply || k == r) => {}
-                other => return Err(format!("entry {i} not found by its reply {r:?}: {other:?}")),
-            }
-        }
-        if live != self.live {
-            return Err(format!("live count {} but {live} live entries", self.live));
-        }
-        // One index key per connection, and nothing else in the index.
-        let keys = self
-            .buckets
-            .iter()
-            .map(|b| b.idx.iter().filter(|&&v| v != EMPTY).count())
-            .sum::<usize>();
-        if keys != self.live as usize {
-            return Err(format!("{keys} index keys for {} live entries", self.live));
-        }
-        if self.live > self.max_entries {
-            return Err(format!(
-                "{} entries over max {}",
-                self.live, self.max_entries
-            ));
-        }
-        let mut in_wheel = 0u32;
-        for (s, &head) in self.wheel.iter().enumerate() {
-            let mut prev = HEAD | s as u32;
-            let mut i = head;
-            while i != NIL {
-                let c = self.c(i);
-                if !self.e(i).is_live() || c.prev != prev {
-                    return Err(format!("wheel slot {s}: bad link at entry {i}"));
-                }
-                in_wheel += 1;
-                if in_wheel > self.live {
-                    return Err("wheel holds more entries than the table".into());
-                }
-                prev = i;
-                i = c.next;
-            }
-        }
-        if in_wheel != self.live {
-            return Err(format!(
-                "{in_wheel} entries in the wheel, {} live",
-                self.live
-            ));
-        }
-        let fed = self.stats.packets[0].wrapping_add(self.stats.packets[1]);
-        if packets.wrapping_add(self.stats.packets_retired) != fed {
-            return Err(format!(
-                "packets on entries {packets} + retired {} != counted {fed}",
-                self.stats.packets_retired
-            ));
-        }
-        Ok(())
     }
 }

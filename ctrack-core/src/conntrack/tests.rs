@@ -79,7 +79,7 @@ fn gre(src: [u8; 4], dst: [u8; 4], version: u8, key: Option<u32>, protocol: u16)
 }
 
 fn shard(max: u32) -> Shard {
-    table::Shard::with_seed(
+    table::Shard::new(
         TableConfig::new(max),
         Settings::default(),
         1,
@@ -964,7 +964,12 @@ fn extreme_times_do_not_panic() {
 #[ignore]
 fn bench_smoke() {
     let n: u32 = 1 << 20;
-    let mut s = Shard::new(TableConfig::new(n), Settings::default(), 0);
+    let mut s = Shard::new(
+        TableConfig::new(n),
+        Settings::default(),
+        0,
+        HashSeed::from_u64(7),
+    );
     let pkt = |i: u32| udp([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1000, B, 53);
     let flows: Vec<FlowRepr> = (0..n).map(pkt).collect();
     let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
