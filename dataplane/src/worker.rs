@@ -27,8 +27,8 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, ConnSnapshot, FastTrackMode, Instant, RawConn, Settings, Shard, ShardStats,
-    Verdict,
+    Census, ConnId, ConnSnapshot, Decision, FastTrackMode, Instant, RawConn, Settings, Shard,
+    ShardStats, Verdict,
 };
 use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
@@ -185,6 +185,8 @@ struct Core<P, B> {
     disp: [Disp; MAX_BURST],
     local: [FlowRepr; MAX_BURST],
     verdicts: [Verdict; MAX_BURST],
+    /// This worker's decisions for the burst's new connections.
+    decisions: [Decision; MAX_BURST],
     staged: Vec<(P, u16)>,
 }
 
@@ -226,6 +228,7 @@ impl<I: PacketIo> Worker<I> {
                 local: [FlowRepr::default(); MAX_BURST],
                 verdicts: [Verdict::Untracked(crate::conntrack::UntrackedReason::TrackingDisabled);
                     MAX_BURST],
+                decisions: [Decision::ACCEPT; MAX_BURST],
                 staged: Vec::with_capacity(MAX_BURST),
             },
             commands,
@@ -390,8 +393,37 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             };
         }
         if k > 0 {
-            self.shard
-                .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+            self.track(now, k);
+        }
+    }
+
+    /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
+    /// lookup, this worker's decision for each new connection, commit (see
+    /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
+    /// the default one: accept, no translation, no mark, not fast-tracked.
+    fn track(&mut self, now: Instant, k: usize) {
+        let mut done = 0;
+        while done < k {
+            let m = self
+                .shard
+                .lookup_burst(now, &self.local[done..k], &mut self.verdicts[done..k]);
+            let end = done + m;
+            let mut new = false;
+            for j in done..end {
+                if self.verdicts[j] == Verdict::New {
+                    self.decisions[j] = Decision::ACCEPT;
+                    new = true;
+                }
+            }
+            if new {
+                self.shard.commit_burst(
+                    now,
+                    &self.local[done..end],
+                    &self.decisions[done..end],
+                    &mut self.verdicts[done..end],
+                );
+            }
+            done = end;
         }
     }
 
@@ -427,7 +459,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         pkt: P,
         egress: u16,
     ) {
-        if let Verdict::Dropped(_) = v {
+        // `Refused`: a decision dropped the packet (none does yet).
+        if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
             self.totals.table_dropped += 1;
             drop(pkt);
         } else {
@@ -512,8 +545,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if k > 0 {
-                self.shard
-                    .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+                self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     self.after_verdict(io, self.verdicts[j], pkt, port);

@@ -167,7 +167,7 @@ impl Index {
 
     /// The first value in bucket `b` with `h`'s signature for which
     /// `matches` holds, with what `matches` returned.
-    #[inline]
+    #[inline(always)]
     fn scan<T>(&self, b: usize, h: u64, matches: &mut impl FnMut(u32) -> Option<T>) -> Option<T> {
         for v in self.buckets[b].candidates(sig_of(h)) {
             if let Some(t) = matches(v) {
@@ -181,7 +181,7 @@ impl Index {
     /// value with its signature for which `matches` returns something, in
     /// the primary bucket, then in the secondary only if some key of this
     /// primary lives there.
-    #[inline]
+    #[inline(always)]
     pub fn find<T>(
         &self,
         h: u64,

@@ -5,15 +5,25 @@
 //! returned ([`Verdict`], expired counts, [`ConnSnapshot`]s). The worker owns
 //! one [`Shard`] and calls, in this order per loop iteration:
 //!
-//! - `handle_*` with packets: [`Shard::handle_burst`] (or
-//!   [`Shard::handle_packet`]) with the burst's time, and
-//!   [`Shard::handle_fasttrack`] for fast-tracked connections;
+//! - packets, in two phases per burst, as OVS's `conn_not_found` splits
+//!   creation: [`Shard::lookup_burst`] tracks the packets of known
+//!   connections and leaves those that would open one waiting
+//!   ([`Verdict::New`], nothing inserted or evicted); the caller decides for
+//!   each (rules, NAT, mangle: a [`Decision`]) and [`Shard::commit_burst`]
+//!   creates the accepted ones. [`Shard::handle_burst`] and
+//!   [`Shard::handle_packet`] do both with the default decision (accept).
+//!   [`Shard::handle_fasttrack`] serves fast-tracked connections;
 //! - `poll_*` for time: [`Shard::poll_expired`] with a work budget, and
 //!   [`Shard::next_deadline`] to know when that next has work;
 //! - management, between bursts: [`Shard::apply_settings`],
 //!   [`Shard::snapshot_chunk`], [`Shard::remove`], [`Shard::set_connection_mark`],
 //!   [`Shard::set_fasttrack`], and the plain getters ([`Shard::stats`],
 //!   [`Shard::total_entries`], [`Shard::max_entries`]).
+//!
+//! Files by concern: [`table`] (the shard and its packet path), [`index`]
+//! (the cuckoo index), `arena` (entries), `wheel` (timers), [`fasttrack`],
+//! per-protocol rules in [`tcp`], [`icmp`] and [`gre`], [`key`] (tuples and
+//! hashing), [`entry`], [`verdict`].
 //!
 //! See `docs/conntrack.md` for the table layout, the timer wheel and where we
 //! differ from Linux and RouterOS.
@@ -43,7 +53,9 @@ pub use settings::{Enabled, Settings, SettingsError};
 pub use snapshot::{ConnSnapshot, FilterError, RawConn, format_table, protocol_name};
 pub use table::{Census, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
-pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};
+pub use verdict::{
+    Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
+};
 
 /// Direction of a packet relative to the connection that it belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

@@ -1,6 +1,6 @@
 //! The per-worker connection table: the [`Shard`] that puts together the
-//! cuckoo index ([`super::index`]), the entry arena ([`super::arena`]), the
-//! timer wheel ([`super::wheel`]) and the per-protocol rules (TCP in
+//! cuckoo index ([`super::index`]), the entry arena (`arena.rs`), the
+//! timer wheel (`wheel.rs`) and the per-protocol rules (TCP in
 //! [`super::tcp`], ICMP in [`super::icmp`], GRE in [`super::gre`]; UDP and
 //! generic protocols have none beyond their timeouts), and runs the packet
 //! path.
@@ -24,7 +24,7 @@ use super::snapshot::{ConnSnapshot, RawConn};
 use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
 use super::time::Duration;
 use super::verdict::{
-    DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
+    Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
 };
 pub use super::wheel::{TICK_NS, WHEEL_SLOTS};
 use super::wheel::{TICK_SHIFT, Wheel};
@@ -96,6 +96,38 @@ enum Prep {
     Done(Verdict),
 }
 
+/// Packets that may wait for a decision in one lookup phase (and entries
+/// freed after them): the phase ends early when either is reached.
+pub const PENDING_MAX: usize = 64;
+
+/// The two-phase packet path's state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Between calls (management, expiry): frees go on the free list at once.
+    Idle,
+    /// In [`Shard::lookup_burst`]: a miss becomes a [`Pending`].
+    Lookup,
+    /// In [`Shard::commit_burst`], committing a packet with this decision:
+    /// a miss creates the connection.
+    Commit(Decision),
+}
+
+/// A packet of the lookup phase that waits for the caller's decision: what
+/// the commit needs, so that it neither rehashes nor re-validates.
+#[derive(Clone, Copy)]
+struct Pending {
+    /// The packet's position in the segment.
+    pos: u32,
+    key: Key,
+    hk: Hashed,
+    related: bool,
+    /// The new connection's state; `None` when the packet is deferred:
+    /// another pending packet of the segment opens its connection (or, for
+    /// an ICMP error, is the connection it quotes), so it is looked up again
+    /// once that one is committed.
+    state: Option<ProtoState>,
+}
+
 /// One worker's connection table (see the module doc).
 pub struct Shard {
     pub(super) settings: Settings,
@@ -110,6 +142,21 @@ pub struct Shard {
     /// `handle_burst`'s lookups in flight ([`PIPE`] of them), kept between
     /// calls (no allocation on the packet path).
     preps: Vec<Prep>,
+    /// Where the two-phase packet path is (see [`Phase`]).
+    phase: Phase,
+    /// The segment's packets that wait for the caller's decision, in packet
+    /// order (at most [`PENDING_MAX`]; no allocation on the packet path).
+    pending: Vec<Pending>,
+    /// Entries freed during the lookup phase after a pending packet, with
+    /// that packet's position: they leave the index and the wheel and go
+    /// back on the free list at commit, in packet order (so that index ways,
+    /// early-drop candidates and connection ids are those that
+    /// packet-by-packet handling would give).
+    freed: Vec<(u32, u32)>,
+    /// Position of the packet being resolved in the lookup phase.
+    cur_pos: u32,
+    /// The lookup phase must end after the packet being resolved.
+    seg_end: bool,
     pub(super) fasttrack: FastTrackMode,
     pub(super) stats: ShardStats,
 }
@@ -147,6 +194,11 @@ impl Shard {
             live: 0,
             rescan: None,
             preps: vec![Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); PIPE],
+            phase: Phase::Idle,
+            pending: Vec::with_capacity(PENDING_MAX),
+            freed: Vec::with_capacity(PENDING_MAX),
+            cur_pos: 0,
+            seg_end: false,
             fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
@@ -242,14 +294,16 @@ impl Shard {
     /// Finds the entry (and the direction) of `key`, whose canonical form
     /// hashes to `h`, in primary bucket `b1` (`flipped`: see
     /// [`Prep::Lookup`]).
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
         let arena = &self.arena;
         self.index.find(h, b1, |v| {
             // The slot's canonical key is the entry's key in direction
             // `v & 1`; the packet's key is that one, or its reply if flipped.
+            // A dead entry is in the index only between the two phases
+            // (see `free`).
             let d = (v & 1) ^ u32::from(flipped);
-            (Self::key_in_dir(arena, v >> 1, d) == *key)
+            (Self::key_in_dir(arena, v >> 1, d) == *key && arena.e(v >> 1).is_live())
                 .then_some((v >> 1, if d == 0 { Dir::Orig } else { Dir::Reply }))
         })
     }
@@ -310,8 +364,30 @@ impl Shard {
         self.wheel.unlink(&mut self.arena, i);
     }
 
-    /// Removes entry `i` from index, wheel and arena.
+    /// Removes entry `i`: it is dead at once (lookups and ids miss it, the
+    /// counts drop); it leaves index, wheel and arena at once too, except in
+    /// the lookup phase after a pending packet, where that waits for the
+    /// commit (see [`Shard::freed`]): the index's way order and the free
+    /// list then change in packet order, as packet by packet.
     fn free(&mut self, i: u32) {
+        let e = self.e_mut(i);
+        let pk = e.packets[0].wrapping_add(e.packets[1]);
+        e.flags = 0;
+        e.generation = e.generation.wrapping_add(1);
+        self.live -= 1;
+        self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
+        if self.phase == Phase::Lookup && !self.pending.is_empty() {
+            self.freed.push((self.cur_pos, i));
+            if self.freed.len() >= PENDING_MAX {
+                self.seg_end = true;
+            }
+        } else {
+            self.unlink_free(i);
+        }
+    }
+
+    /// Takes dead entry `i` out of index and wheel, onto the free list.
+    fn unlink_free(&mut self, i: u32) {
         let (c, flipped) = self.e(i).key.canonical();
         self.index
             .remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
@@ -319,13 +395,7 @@ impl Shard {
         if let Some(slot) = self.ft_slot_mut(i) {
             *slot = FtSlot::default();
         }
-        let e = self.e_mut(i);
-        let pk = e.packets[0].wrapping_add(e.packets[1]);
-        e.flags = 0;
-        e.generation = e.generation.wrapping_add(1);
         self.arena.push_free(i);
-        self.live -= 1;
-        self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
     }
 
     /// Expires up to `budget` connections whose timeout has passed, and
@@ -482,12 +552,15 @@ impl Shard {
             Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
             Verdict::Untracked(r) => self.stats.untracked[r.index()] += 1,
             Verdict::Dropped(r) => self.stats.dropped[r.index()] += 1,
-            Verdict::Tracked { .. } | Verdict::Related { .. } => {}
+            Verdict::Tracked { .. }
+            | Verdict::Related { .. }
+            | Verdict::New
+            | Verdict::Refused(_) => {}
         }
         v
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
         let (e, c) = self.arena.both_mut(i);
         if refresh && e.window_rolls(now) {
@@ -500,36 +573,85 @@ impl Shard {
         self.stats.bytes[d] = self.stats.bytes[d].wrapping_add(u64::from(ip_len));
     }
 
-    /// Tracks one packet. See [`Verdict`].
+    /// Tracks one packet with the default decision ([`Decision::ACCEPT`]):
+    /// [`Shard::lookup_burst`] and [`Shard::commit_burst`] of one packet.
     pub fn handle_packet(&mut self, now: Instant, pkt: &FlowRepr) -> Verdict {
+        let mut v = [Verdict::Untracked(UntrackedReason::TrackingDisabled)];
+        self.begin_lookup();
         let mut prep = Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled));
         self.prepare(pkt, &mut prep);
-        let mut v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
-        self.resolve(now, pkt, prep, &mut v);
-        v
+        self.resolve(now, pkt, prep, &mut v[0]);
+        self.phase = Phase::Idle;
+        if !self.pending.is_empty() {
+            self.commit_with(now, core::slice::from_ref(pkt), &mut v, |_| {
+                Decision::ACCEPT
+            });
+        }
+        v[0]
     }
 
-    /// Tracks a burst as a software pipeline, so that the cache misses of
-    /// different packets overlap (as DPDK's `rte_hash_lookup_bulk` does, but
-    /// with a fixed distance rather than a fixed group): packet `j` is hashed
-    /// and its primary bucket prefetched; packet `j - D` has its bucket read
-    /// and the entry its signature points to prefetched (and its secondary
-    /// bucket, if keys overflowed there); packet `j - 2D` is resolved, in
-    /// order. `D` is [`PREFETCH_DIST`]. The prefetches are hints: resolving
-    /// looks everything up again, so a table changed by an earlier packet of
-    /// the burst only costs a wasted prefetch. Writes
+    /// Tracks a burst with the default decision ([`Decision::ACCEPT`] for
+    /// every new connection): [`Shard::lookup_burst`] and
+    /// [`Shard::commit_burst`] until every packet is done. The verdicts are
+    /// those that [`Shard::handle_packet`] gives packet by packet. Writes
     /// `min(pkts.len(), out.len())` verdicts.
     pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
         let n = pkts.len().min(out.len());
+        let mut done = 0;
+        while done < n {
+            let m = self.lookup_burst(now, &pkts[done..n], &mut out[done..n]);
+            if !self.pending.is_empty() {
+                let (p, o) = (&pkts[done..done + m], &mut out[done..done + m]);
+                self.commit_with(now, p, o, |_| Decision::ACCEPT);
+            }
+            done += m;
+        }
+    }
+
+    /// Phase 1 of the packet path: looks a burst up and tracks every packet
+    /// of a known connection (exactly as [`Shard::handle_packet`] would);
+    /// a packet that would open a connection gets [`Verdict::New`] and
+    /// waits, with nothing inserted and nothing evicted, for the caller's
+    /// [`Decision`] and [`Shard::commit_burst`], which must come next (no
+    /// other call on this shard in between).
+    ///
+    /// Looks up the first `m` packets, `m >= 1` (unless the burst is empty),
+    /// and returns `m`: the phase ends early after a new connection that
+    /// will need room made (the table is full: the eviction must happen at
+    /// that packet's place in the burst), when [`PENDING_MAX`] packets
+    /// wait, or before a TCP packet of another connection that follows a
+    /// pending one (see `reorders`). The caller commits those `m` and calls
+    /// again with the rest. These rules make the verdicts, ids and counters
+    /// those of packet-by-packet handling when every decision accepts.
+    ///
+    /// A later packet of a connection that an earlier packet of the same
+    /// phase opens (two first packets of one tuple, a reply in the same
+    /// burst, an ICMP error about it) also gets [`Verdict::New`]: the commit
+    /// tracks it on that connection, if it was accepted.
+    ///
+    /// A software pipeline, so that the cache misses of different packets
+    /// overlap (as DPDK's `rte_hash_lookup_bulk` does, but with a fixed
+    /// distance rather than a fixed group): packet `j` is hashed and its
+    /// primary bucket prefetched; packet `j - D` has its bucket read and the
+    /// entry its signature points to prefetched (and its secondary bucket,
+    /// if keys overflowed there); packet `j - 2D` is resolved, in order. `D`
+    /// is [`PREFETCH_DIST`]. The prefetches are hints: resolving looks
+    /// everything up again, so a table changed by an earlier packet of the
+    /// burst only costs a wasted prefetch.
+    pub fn lookup_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) -> usize {
+        let n = pkts.len().min(out.len());
+        self.begin_lookup();
         if !self.settings.enabled.is_tracking() {
             // `enabled=no`: every packet untracked, counted at once.
             let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
             out[..n].fill(v);
             self.stats.untracked[UntrackedReason::TrackingDisabled.index()] += n as u64;
-            return;
+            self.phase = Phase::Idle;
+            return n;
         }
         const D: usize = PREFETCH_DIST;
         let mut pipe = std::mem::take(&mut self.preps);
+        let mut m = n;
         for j in 0..n + 2 * D {
             if j < n {
                 let slot = &mut pipe[j % PIPE];
@@ -549,10 +671,112 @@ impl Shard {
                 }
             }
             if let Some(k) = j.checked_sub(2 * D) {
+                if !self.pending.is_empty() && self.reorders(&pipe[k % PIPE]) {
+                    m = k;
+                    break;
+                }
+                self.cur_pos = k as u32;
                 self.resolve(now, &pkts[k], pipe[k % PIPE], &mut out[k]);
+                if self.seg_end {
+                    m = k + 1;
+                    break;
+                }
             }
         }
         self.preps = pipe;
+        self.phase = Phase::Idle;
+        m
+    }
+
+    /// Phase 2: commits the packets that [`Shard::lookup_burst`] left
+    /// waiting ([`Verdict::New`]), in packet order, each with
+    /// `decisions[k]` (`k` its position in `pkts`; other positions are not
+    /// read), and writes their final verdicts into `out`. `pkts` and `out`
+    /// are those given to `lookup_burst` (at least its first `m`).
+    ///
+    /// An accepted packet creates its connection (making room by early drop
+    /// if the table is full) with the decision's mark and FastTrack flag; a
+    /// deferred one (see `lookup_burst`) is tracked on the connection that an
+    /// earlier packet created, ignoring its own decision. A dropped packet
+    /// gets [`Verdict::Refused`] with the decision's reason: nothing is
+    /// inserted and nothing evicted (the caller counts it).
+    pub fn commit_burst(
+        &mut self,
+        now: Instant,
+        pkts: &[FlowRepr],
+        decisions: &[Decision],
+        out: &mut [Verdict],
+    ) {
+        self.commit_with(now, pkts, out, |k| {
+            decisions.get(k).copied().unwrap_or(Decision::ACCEPT)
+        });
+    }
+
+    /// Starts a lookup phase; a phase whose commit never came is committed
+    /// with the default decision's freeing only (its pending packets lost).
+    fn begin_lookup(&mut self) {
+        debug_assert!(self.pending.is_empty(), "lookup_burst without commit_burst");
+        let freed = std::mem::take(&mut self.freed);
+        for &(_, i) in &freed {
+            self.unlink_free(i);
+        }
+        self.freed = freed;
+        self.freed.clear();
+        self.pending.clear();
+        self.seg_end = false;
+        self.cur_pos = 0;
+        self.phase = Phase::Lookup;
+    }
+
+    fn commit_with(
+        &mut self,
+        now: Instant,
+        pkts: &[FlowRepr],
+        out: &mut [Verdict],
+        decide: impl Fn(usize) -> Decision,
+    ) {
+        let pending = std::mem::take(&mut self.pending);
+        let freed = std::mem::take(&mut self.freed);
+        let mut f = 0;
+        for p in &pending {
+            let k = p.pos as usize;
+            if k >= pkts.len().min(out.len()) {
+                break;
+            }
+            // Entries freed before this packet (or by it: a dead entry
+            // reaped, a TCP connection reopened) are free for it.
+            while f < freed.len() && freed[f].0 <= p.pos {
+                self.unlink_free(freed[f].1);
+                f += 1;
+            }
+            let d = decide(k);
+            if let Action::Drop(reason) = d.action {
+                out[k] = Verdict::Refused(reason);
+                continue;
+            }
+            self.phase = Phase::Commit(d);
+            match p.state {
+                Some(state) => out[k] = self.create(now, p.key, p.hk, state, &pkts[k], &d),
+                None => {
+                    let prep = Prep::Lookup {
+                        key: p.key,
+                        hash: p.hk.hash,
+                        bucket: self.index.primary_of(p.hk.hash) as u32,
+                        flipped: p.hk.flipped,
+                        related: p.related,
+                    };
+                    self.resolve(now, &pkts[k], prep, &mut out[k]);
+                }
+            }
+        }
+        for &(_, i) in &freed[f..] {
+            self.unlink_free(i);
+        }
+        self.phase = Phase::Idle;
+        self.pending = pending;
+        self.pending.clear();
+        self.freed = freed;
+        self.freed.clear();
     }
 
     /// Resolves one prepared packet into `out`.
@@ -590,6 +814,9 @@ impl Shard {
                         dir,
                     }
                 }
+                _ if self.phase == Phase::Lookup && self.pending_conn(&key, hash) => {
+                    self.wait(key, hk, true, None)
+                }
                 _ => self.count(Verdict::Invalid(InvalidReason::Other(
                     OtherInvalid::IcmpErrorNoConnection,
                 ))),
@@ -604,7 +831,95 @@ impl Shard {
             self.free(i);
             self.stats.expired += 1;
         }
-        *out = self.create(now, key, hk, pkt);
+        *out = self.miss(now, key, hk, pkt);
+    }
+
+    /// A packet of no known connection: in the lookup phase it waits for the
+    /// caller's decision (if it may open a connection); in the commit it
+    /// opens one with the decision being committed.
+    #[cold]
+    fn miss(&mut self, now: Instant, key: Key, hk: Hashed, pkt: &FlowRepr) -> Verdict {
+        match self.phase {
+            Phase::Commit(d) => match self.new_state(&key, pkt) {
+                Ok(state) => self.create(now, key, hk, state, pkt, &d),
+                Err(v) => self.count(v),
+            },
+            _ if self.pending_conn(&key, hk.hash) => self.wait(key, hk, false, None),
+            _ => match self.new_state(&key, pkt) {
+                Ok(state) => {
+                    // Room is made at commit: if this one will need it, the
+                    // phase ends here, so that the eviction happens where
+                    // packet-by-packet handling would make it.
+                    let opening = self.pending.iter().filter(|p| p.state.is_some()).count();
+                    if self.live as usize + opening >= self.max_entries as usize {
+                        self.seg_end = true;
+                    }
+                    self.wait(key, hk, false, Some(state))
+                }
+                Err(v) => self.count(v),
+            },
+        }
+    }
+
+    /// Whether a packet must wait for the next lookup phase because a packet
+    /// of this one is pending: a TCP packet of another connection may move
+    /// that connection's timer (a shorter timeout), and the wheel's order of
+    /// two timers in one slot must be the one that packet-by-packet handling
+    /// gives, so the pending connection is committed (and its timer linked)
+    /// first.
+    fn reorders(&self, prep: &Prep) -> bool {
+        match *prep {
+            Prep::Lookup {
+                key,
+                hash,
+                related: false,
+                ..
+            } => key.proto == proto::TCP && !self.pending_conn(&key, hash),
+            _ => false,
+        }
+    }
+
+    /// Whether a pending packet of this lookup phase is of the connection
+    /// of `key` (either direction), whose canonical form hashes to `hash`.
+    fn pending_conn(&self, key: &Key, hash: u64) -> bool {
+        !self.pending.is_empty() && {
+            let r = key.reply();
+            self.pending
+                .iter()
+                .any(|p| p.hk.hash == hash && (p.key == *key || p.key == r))
+        }
+    }
+
+    /// Makes the packet being resolved wait for the caller's decision.
+    fn wait(&mut self, key: Key, hk: Hashed, related: bool, state: Option<ProtoState>) -> Verdict {
+        self.pending.push(Pending {
+            pos: self.cur_pos,
+            key,
+            hk,
+            related,
+            state,
+        });
+        if self.pending.len() >= PENDING_MAX {
+            self.seg_end = true;
+        }
+        Verdict::New
+    }
+
+    /// The state of a connection that `pkt` (of key `key`) would open, or
+    /// the verdict that says why it opens none.
+    fn new_state(&self, key: &Key, pkt: &FlowRepr) -> Result<ProtoState, Verdict> {
+        Ok(match &pkt.l4 {
+            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
+                Ok(c) => ProtoState::Tcp(c),
+                Err(TcpInvalid::NotSynLooseOff) => {
+                    return Err(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
+                }
+                Err(r) => return Err(Verdict::Invalid(InvalidReason::Tcp(r))),
+            },
+            L4::Icmp(i) => icmp::new_state(key.proto == proto::ICMPV6, i.icmp_type)?,
+            L4::Gre(g) => gre::new_state(g),
+            L4::Udp | L4::Other => ProtoState::Plain,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -698,7 +1013,7 @@ impl Shard {
                     TcpResult::Reopen => {
                         self.free(i);
                         self.stats.closed += 1;
-                        *out = self.create(now, key, hk, pkt);
+                        *out = self.miss(now, key, hk, pkt);
                     }
                 }
             }
@@ -737,23 +1052,18 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, now: Instant, key: Key, hk: Hashed, pkt: &FlowRepr) -> Verdict {
+    /// Creates the connection of `pkt` (its first packet, of key `key`) in
+    /// `state`, as decided by `d`.
+    fn create(
+        &mut self,
+        now: Instant,
+        key: Key,
+        hk: Hashed,
+        state: ProtoState,
+        pkt: &FlowRepr,
+        d: &Decision,
+    ) -> Verdict {
         let hash = hk.hash;
-        let state = match &pkt.l4 {
-            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
-                Ok(c) => ProtoState::Tcp(c),
-                Err(TcpInvalid::NotSynLooseOff) => {
-                    return self.count(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
-                }
-                Err(r) => return self.count(Verdict::Invalid(InvalidReason::Tcp(r))),
-            },
-            L4::Icmp(i) => match icmp::new_state(key.proto == proto::ICMPV6, i.icmp_type) {
-                Ok(s) => s,
-                Err(v) => return self.count(v),
-            },
-            L4::Gre(g) => gre::new_state(g),
-            L4::Udp | L4::Other => ProtoState::Plain,
-        };
         if self.live >= self.max_entries && !self.early_drop(now, hash) {
             self.stats.drop += 1;
             return self.count(Verdict::Dropped(DropReason::TableFull));
@@ -786,8 +1096,14 @@ impl Shard {
         self.live += 1;
         self.stats.insert += 1;
         self.account(i, now, Dir::Orig, pkt.ip_len, true);
-        let d = self.deadline_of(self.e(i));
-        self.wheel_link(i, d);
+        let deadline = self.deadline_of(self.e(i));
+        self.wheel_link(i, deadline);
+        self.c_mut(i).mark = d.mark;
+        if d.fasttrack {
+            // Once per arena chunk at most, as the chunk itself.
+            self.arena.ft_alloc(i);
+            self.ft_mark(i);
+        }
         Verdict::Tracked {
             id: self.id_of(i),
             dir: Dir::Orig,

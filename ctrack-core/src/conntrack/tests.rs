@@ -1090,3 +1090,182 @@ fn every_listed_property_is_known_to_get() {
     assert!(snapshot::check_property("bogus").is_err());
     assert!(snap.get("bogus").is_err());
 }
+
+// ---- two-phase creation ----------------------------------------------------
+
+/// `lookup_burst` over the whole burst (it must not end early here).
+fn lookup_all(s: &mut Shard, now: Instant, pkts: &[FlowRepr]) -> Vec<Verdict> {
+    let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); pkts.len()];
+    assert_eq!(s.lookup_burst(now, pkts, &mut out), pkts.len());
+    out
+}
+
+#[test]
+fn two_first_packets_of_one_tuple_in_a_burst_share_one_connection() {
+    for proto_tcp in [false, true] {
+        let mut s = shard(16);
+        let (first, again, reply) = if proto_tcp {
+            (
+                tcp(A, 1000, B, 80, SYN, 1, 0),
+                tcp(A, 1000, B, 80, SYN, 1, 0),
+                tcp(B, 80, A, 1000, SYN | ACK, 500, 2),
+            )
+        } else {
+            (
+                udp(A, 1000, B, 53),
+                udp(A, 1000, B, 53),
+                udp(B, 53, A, 1000),
+            )
+        };
+        let pkts = [first, again, reply];
+        let mut out = lookup_all(&mut s, at(1), &pkts);
+        // Nothing is inserted before the decision; all three wait for it.
+        assert_eq!(out, vec![Verdict::New; 3]);
+        assert_eq!(s.total_entries(), 0);
+        let decisions = [
+            Decision {
+                mark: 7,
+                ..Decision::ACCEPT
+            },
+            Decision {
+                mark: 9,
+                ..Decision::ACCEPT
+            },
+            Decision::ACCEPT,
+        ];
+        s.commit_burst(at(1), &pkts, &decisions, &mut out);
+        let (id, dir, created) = tracked(out[0]);
+        assert_eq!((dir, created), (Dir::Orig, true));
+        assert_eq!(
+            tracked(out[1]),
+            (id, Dir::Orig, false),
+            "second first packet"
+        );
+        assert_eq!(
+            tracked(out[2]),
+            (id, Dir::Reply, false),
+            "reply in the same burst"
+        );
+        assert_eq!(s.total_entries(), 1);
+        assert_eq!(s.stats().insert, 1);
+        // The first packet's decision holds: the second's mark is ignored.
+        assert_eq!(s.connection_mark(id), Some(7));
+        let e = s.get(id).unwrap();
+        assert_eq!((e.packets(Dir::Orig), e.packets(Dir::Reply)), (2, 1));
+        s.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_dropped_decision_inserts_and_evicts_nothing() {
+    let mut s = shard(2);
+    let a = tracked(s.handle_packet(at(1), &udp(A, 1, B, 53))).0;
+    let b = tracked(s.handle_packet(at(1), &udp(A, 2, B, 53))).0;
+    let pkts = [udp(A, 3, B, 53)];
+    let mut out = lookup_all(&mut s, at(2), &pkts);
+    assert_eq!(out[0], Verdict::New);
+    let before = s.stats().clone();
+    s.commit_burst(at(2), &pkts, &[Decision::drop(5)], &mut out);
+    assert_eq!(out[0], Verdict::Refused(5));
+    assert_eq!(s.total_entries(), 2);
+    assert!(
+        s.get(a).is_some() && s.get(b).is_some(),
+        "something was evicted"
+    );
+    assert_eq!(s.stats(), &before, "a refused packet changed the counters");
+    s.check_invariants().unwrap();
+    // Accepted, the same packet evicts the oldest unassured connection.
+    let mut out = lookup_all(&mut s, at(3), &pkts);
+    s.commit_burst(at(3), &pkts, &[Decision::ACCEPT], &mut out);
+    assert!(tracked(out[0]).2);
+    assert_eq!(s.stats().early_drop, 1);
+    assert_eq!(s.total_entries(), 2);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_decision_sets_the_new_connections_mark_and_fasttrack() {
+    let mut s = shard(16);
+    let pkts = [udp(A, 1, B, 53), udp(A, 2, B, 53)];
+    let mut out = lookup_all(&mut s, at(1), &pkts);
+    let d = Decision {
+        mark: 0x42,
+        fasttrack: true,
+        ..Decision::ACCEPT
+    };
+    s.commit_burst(at(1), &pkts, &[d, Decision::ACCEPT], &mut out);
+    let (x, y) = (tracked(out[0]).0, tracked(out[1]).0);
+    assert_eq!(s.connection_mark(x), Some(0x42));
+    assert_eq!(s.connection_mark(y), Some(0));
+    assert!(s.get(x).unwrap().fasttrack());
+    assert!(!s.get(y).unwrap().fasttrack());
+    // The next packet of the fast-tracked one takes the short path.
+    tracked(s.handle_packet(at(2), &udp(A, 1, B, 53)));
+    assert_eq!(s.stats().fasttrack_packets, 1);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_table_ends_the_lookup_phase_at_the_packet_that_needs_room() {
+    let mut s = shard(2);
+    tracked(s.handle_packet(at(1), &udp(A, 1, B, 53)));
+    let pkts = [udp(A, 2, B, 53), udp(A, 3, B, 53), udp(A, 1, B, 53)];
+    let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); 3];
+    // The first new one fits; the second needs an eviction: the phase ends
+    // after it, so the third packet's lookup sees what the eviction did.
+    assert_eq!(s.lookup_burst(at(2), &pkts, &mut out), 2);
+    assert_eq!(&out[..2], &[Verdict::New, Verdict::New]);
+    s.commit_burst(at(2), &pkts[..2], &[Decision::ACCEPT; 2], &mut out[..2]);
+    assert!(tracked(out[0]).2 && tracked(out[1]).2);
+    assert_eq!(s.stats().early_drop, 1);
+    s.check_invariants().unwrap();
+}
+
+fn burst_op_strategy() -> impl Strategy<Value = (FlowRepr, u64, bool, usize)> {
+    (
+        pkt_strategy(),
+        prop_oneof![4 => Just(0u64), 1 => 0u64..300_000],
+        prop::bool::weighted(0.2),
+        0usize..6,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Bursts through the two phases give exactly the verdicts, ids and
+    /// counters of packet-by-packet handling (small tables: early drop and
+    /// table-full happen inside bursts).
+    #[test]
+    fn bursts_match_packets_through_the_two_phases(
+        ops in proptest::collection::vec(burst_op_strategy(), 1..150),
+        max in 1u32..8,
+    ) {
+        let mut one = shard(max);
+        let mut many = shard(max);
+        let mut now = 0u64;
+        let mut burst: Vec<FlowRepr> = Vec::new();
+        let flush = |one: &mut Shard, many: &mut Shard, burst: &mut Vec<FlowRepr>, now: u64| {
+            let a: Vec<Verdict> = burst.iter().map(|p| one.handle_packet(Instant(now), p)).collect();
+            let mut b = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); burst.len()];
+            many.handle_burst(Instant(now), burst, &mut b);
+            burst.clear();
+            (a, b)
+        };
+        for (pkt, dt_ms, cut, budget) in ops {
+            burst.push(pkt);
+            if cut || dt_ms > 0 {
+                let (a, b) = flush(&mut one, &mut many, &mut burst, now);
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(one.stats(), many.stats());
+                many.check_invariants().map_err(TestCaseError::fail)?;
+                now += dt_ms * 1_000_000;
+                prop_assert_eq!(one.poll_expired(Instant(now), budget), many.poll_expired(Instant(now), budget));
+            }
+        }
+        let (a, b) = flush(&mut one, &mut many, &mut burst, now);
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(one.stats(), many.stats());
+        many.check_invariants().map_err(TestCaseError::fail)?;
+    }
+}
