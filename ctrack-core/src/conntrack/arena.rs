@@ -10,6 +10,7 @@
 //! a connection in it was fast-tracked (or FastTrack was turned on).
 
 use super::entry::{Cold, Entry, FtSlot};
+use super::key::Key;
 use crate::hugemem::HugeSlice;
 
 /// Entries per arena chunk: 2 MiB of entries, one huge page.
@@ -35,6 +36,9 @@ pub struct Arena {
     colds: Vec<HugeSlice<Cold>>,
     /// Fasttrack counters, per arena chunk.
     ft: Vec<Option<Box<[FtSlot]>>>,
+    /// Stored reply keys of NAT connections, per arena chunk: allocated when
+    /// the chunk's first such connection is created.
+    nat: Vec<Option<Box<[Key]>>>,
     free_head: u32,
     high_water: u32,
 }
@@ -47,6 +51,7 @@ impl Arena {
             chunks: Vec::new(),
             colds: Vec::new(),
             ft: Vec::new(),
+            nat: Vec::new(),
             free_head: NIL,
             high_water: 0,
         }
@@ -126,6 +131,26 @@ impl Arena {
         self.ft.iter().flatten().count()
     }
 
+    /// Entry `i`'s stored reply key (meaningful only while its entry has
+    /// `NAT_REPLY`; the default key if its chunk has none).
+    #[inline]
+    pub fn nat_reply(&self, i: u32) -> Key {
+        let (c, o) = Self::at(i);
+        match self.nat.get(c) {
+            Some(Some(keys)) => keys[o],
+            _ => Key::default(),
+        }
+    }
+
+    /// Stores entry `i`'s reply key, allocating its chunk's array on first
+    /// use (once per chunk, like the chunk itself).
+    pub fn set_nat_reply(&mut self, i: u32, k: Key) {
+        let (c, o) = Self::at(i);
+        if let Some(slot) = self.nat.get_mut(c) {
+            slot.get_or_insert_with(|| vec![Key::default(); CHUNK].into_boxed_slice())[o] = k;
+        }
+    }
+
     /// Puts entry `i` (no longer in the index or the wheel) on the free list.
     pub fn push_free(&mut self, i: u32) {
         let free_head = self.free_head;
@@ -154,6 +179,7 @@ impl Arena {
             self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
             self.colds.push(HugeSlice::new(len, Cold::EMPTY));
             self.ft.push(with_ft.then(new_ft_chunk));
+            self.nat.push(None);
         }
         let i = self.high_water;
         self.high_water += 1;
@@ -167,6 +193,8 @@ impl Arena {
             * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
             + self.ft_chunks() * CHUNK * core::mem::size_of::<FtSlot>()
             + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
+            + self.nat.iter().flatten().count() * CHUNK * core::mem::size_of::<Key>()
+            + self.nat.len() * core::mem::size_of::<Option<Box<[Key]>>>()
             + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
             + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
     }

@@ -157,6 +157,10 @@ pub struct Shard {
     cur_pos: u32,
     /// The lookup phase must end after the packet being resolved.
     seg_end: bool,
+    /// This commit created a connection with a NAT reply key.
+    nat_committed: bool,
+    /// Connections with a NAT reply key in the index.
+    nat_live: u32,
     pub(super) fasttrack: FastTrackMode,
     pub(super) stats: ShardStats,
 }
@@ -199,6 +203,8 @@ impl Shard {
             freed: Vec::with_capacity(PENDING_MAX),
             cur_pos: 0,
             seg_end: false,
+            nat_committed: false,
+            nat_live: 0,
             fasttrack: FastTrackMode::No,
             stats: ShardStats::default(),
         }
@@ -298,13 +304,22 @@ impl Shard {
     fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
         let arena = &self.arena;
         self.index.find(h, b1, |v| {
-            // The slot's canonical key is the entry's key in direction
-            // `v & 1`; the packet's key is that one, or its reply if flipped.
-            // A dead entry is in the index only between the two phases
-            // (see `free`).
-            let d = (v & 1) ^ u32::from(flipped);
-            (Self::key_in_dir(arena, v >> 1, d) == *key && arena.e(v >> 1).is_live())
-                .then_some((v >> 1, if d == 0 { Dir::Orig } else { Dir::Reply }))
+            let (i, s) = (v >> 1, v & 1);
+            let e = arena.e(i);
+            // Un-NATed: the slot's canonical key is the entry's key in
+            // direction `s`; the packet's key is that one, or its reply if
+            // flipped. NAT: slot `s` stands for the original key (0) or the
+            // stored reply key (1), whatever the packet's orientation. A dead
+            // entry is in the index only between the two phases (see `free`).
+            let (k, d) = if e.flags & flag::NAT_REPLY == 0 {
+                let d = s ^ u32::from(flipped);
+                (if d == 0 { e.key } else { e.key.reply() }, d)
+            } else if s == 0 {
+                (e.key, 0)
+            } else {
+                (arena.nat_reply(i), 1)
+            };
+            (k == *key && e.is_live()).then_some((i, if d == 0 { Dir::Orig } else { Dir::Reply }))
         })
     }
 
@@ -317,7 +332,27 @@ impl Shard {
 
     /// Hash of the key an index value stands for (read from its entry).
     fn hash_of_value(arena: &Arena, seed: &HashSeed, v: u32) -> u64 {
-        Self::key_in_dir(arena, v >> 1, v & 1).hash(seed)
+        let i = v >> 1;
+        if arena.e(i).flags & flag::NAT_REPLY == 0 {
+            Self::key_in_dir(arena, i, v & 1).hash(seed)
+        } else {
+            let k = if v & 1 == 0 {
+                arena.e(i).key
+            } else {
+                arena.nat_reply(i)
+            };
+            k.canonical().0.hash(seed)
+        }
+    }
+
+    /// The key that reply packets of entry `i` carry.
+    fn reply_of(&self, i: u32) -> Key {
+        let e = self.e(i);
+        if e.has(flag::NAT_REPLY) {
+            self.arena.nat_reply(i)
+        } else {
+            e.key.reply()
+        }
     }
 
     fn index_insert(&mut self, h: u64, v: u32) -> bool {
@@ -372,7 +407,8 @@ impl Shard {
     fn free(&mut self, i: u32) {
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
-        e.flags = 0;
+        // Dead; `NAT_REPLY` stays until its slots leave the index.
+        e.flags &= flag::NAT_REPLY;
         e.generation = e.generation.wrapping_add(1);
         self.live -= 1;
         self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
@@ -388,9 +424,19 @@ impl Shard {
 
     /// Takes dead entry `i` out of index and wheel, onto the free list.
     fn unlink_free(&mut self, i: u32) {
-        let (c, flipped) = self.e(i).key.canonical();
-        self.index
-            .remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
+        let e = self.e(i);
+        let (c, flipped) = e.key.canonical();
+        if e.has(flag::NAT_REPLY) {
+            // Both slots; the flag goes with them.
+            let r = self.arena.nat_reply(i).canonical().0;
+            self.index.remove(c.hash(&self.seed), i << 1);
+            self.index.remove(r.hash(&self.seed), i << 1 | 1);
+            self.e_mut(i).flags &= !flag::NAT_REPLY;
+            self.nat_live -= 1;
+        } else {
+            self.index
+                .remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
+        }
         self.wheel_unlink(i);
         if let Some(slot) = self.ft_slot_mut(i) {
             *slot = FtSlot::default();
@@ -738,6 +784,7 @@ impl Shard {
         let pending = std::mem::take(&mut self.pending);
         let freed = std::mem::take(&mut self.freed);
         let mut f = 0;
+        self.nat_committed = false;
         for p in &pending {
             let k = p.pos as usize;
             if k >= pkts.len().min(out.len()) {
@@ -755,7 +802,20 @@ impl Shard {
                 continue;
             }
             self.phase = Phase::Commit(d);
-            match p.state {
+            // A NAT connection committed in this burst may own this packet's
+            // key (its reply key): look it up again rather than create.
+            let state = p.state.filter(|_| {
+                !self.nat_committed
+                    || self
+                        .find(
+                            &p.key,
+                            p.hk.hash,
+                            self.index.primary_of(p.hk.hash),
+                            p.hk.flipped,
+                        )
+                        .is_none()
+            });
+            match state {
                 Some(state) => out[k] = self.create(now, p.key, p.hk, state, &pkts[k], &d),
                 None => {
                     let prep = Prep::Lookup {
@@ -1064,6 +1124,17 @@ impl Shard {
         d: &Decision,
     ) -> Verdict {
         let hash = hk.hash;
+        // The reply key must be no other connection's (Linux refuses such a
+        // clash at confirm time): a NAT reply key, or, while NAT
+        // connections exist, the inverse (a NAT connection's original key
+        // may be it). Nothing is created or evicted then.
+        let nat = d.reply.filter(|r| *r != key.reply());
+        if (nat.is_some() || self.nat_live > 0)
+            && self.find_key(&nat.unwrap_or_else(|| key.reply())).is_some()
+        {
+            self.stats.insert_failed += 1;
+            return self.count(Verdict::Dropped(DropReason::ReplyTaken));
+        }
         if self.live >= self.max_entries && !self.early_drop(now, hash) {
             self.stats.drop += 1;
             return self.count(Verdict::Dropped(DropReason::TableFull));
@@ -1090,8 +1161,27 @@ impl Shard {
         *self.c_mut(i) = Cold::EMPTY;
         // The packet's key is the original: the canonical key is the reply
         // when the packet's key was flipped.
-        if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
-            return self.insert_failed(i);
+        match nat {
+            Some(r) => {
+                // NAT: a slot per key.
+                self.arena.set_nat_reply(i, r);
+                self.e_mut(i).flags |= flag::NAT_REPLY;
+                let rh = r.canonical().0.hash(&self.seed);
+                if !self.index_insert(hash, i << 1) {
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+                if !self.index_insert(rh, i << 1 | 1) {
+                    self.index.remove(hash, i << 1);
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+                self.nat_committed = true;
+                self.nat_live += 1;
+            }
+            _ => {
+                if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+            }
         }
         self.live += 1;
         self.stats.insert += 1;
@@ -1111,11 +1201,11 @@ impl Shard {
         }
     }
 
-    fn insert_failed(&mut self, i: u32) -> Verdict {
+    fn insert_failed(&mut self, i: u32, why: DropReason) -> Verdict {
         self.e_mut(i).flags = 0;
         self.arena.push_free(i);
         self.stats.insert_failed += 1;
-        self.count(Verdict::Dropped(DropReason::IndexFull))
+        self.count(Verdict::Dropped(why))
     }
 
     /// Makes room for one new connection: the first entry, among a bounded
@@ -1183,6 +1273,12 @@ impl Shard {
         ))
     }
 
+    /// The key that reply packets of connection `id` carry: the inverse of
+    /// its original key, or the NAT reply key its decision gave.
+    pub fn reply_key(&self, id: ConnId) -> Option<Key> {
+        self.resolve_id(id).map(|i| self.reply_of(i))
+    }
+
     /// Looks a tuple key up, as a packet would (either direction).
     pub fn lookup(&self, key: &Key) -> Option<(ConnId, Dir)> {
         self.find_key(key).map(|(i, d)| (self.id_of(i), d))
@@ -1222,6 +1318,7 @@ impl Shard {
     /// counts add up, and the table is within its ceiling.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut live = 0u32;
+        let mut nat = 0usize;
         let mut packets = 0u64;
         for i in 0..self.arena.high_water() {
             let e = self.e(i);
@@ -1233,7 +1330,10 @@ impl Shard {
                 .wrapping_add(e.packets[0])
                 .wrapping_add(e.packets[1]);
             let k = e.key;
-            let r = k.reply();
+            let r = self.reply_of(i);
+            if e.has(flag::NAT_REPLY) {
+                nat += 1;
+            }
             match self.find_key(&k) {
                 Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
                 other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
@@ -1246,7 +1346,7 @@ impl Shard {
         if live != self.live {
             return Err(format!("live count {} but {live} live entries", self.live));
         }
-        // One index key per connection, and nothing else in the index.
+        // One index key per connection (two for NAT), and nothing else.
         let mut keys = 0usize;
         for v in self.index.values() {
             keys += 1;
@@ -1255,8 +1355,11 @@ impl Shard {
                 return Err(format!("index value {v:#x} names no live entry"));
             }
         }
-        if keys != self.live as usize {
-            return Err(format!("{keys} index keys for {} live entries", self.live));
+        if keys != self.live as usize + nat {
+            return Err(format!(
+                "{keys} index keys for {} live entries ({nat} with NAT)",
+                self.live
+            ));
         }
         let (arena, seed) = (&self.arena, &self.seed);
         self.index.check(|v| Self::hash_of_value(arena, seed, v))?;

@@ -1269,3 +1269,150 @@ proptest! {
         many.check_invariants().map_err(TestCaseError::fail)?;
     }
 }
+
+// ---- NAT: connections with a stored reply key ------------------------------
+
+/// A decision that source-NATs the connection to `C:port`: its replies come
+/// back to `C:port`, not to the original source.
+fn snat(orig: &FlowRepr, port: u16) -> Decision {
+    let k = key_of(orig);
+    let mut r = k.reply();
+    r.dst = Addr::from_v4(C);
+    r.dport = port;
+    Decision {
+        reply: Some(r),
+        ..Decision::ACCEPT
+    }
+}
+
+/// Creates the connection of `p` with decision `d`, through the two phases.
+fn create_with(s: &mut Shard, now: Instant, p: &FlowRepr, d: Decision) -> Verdict {
+    let pkts = [*p];
+    let mut out = lookup_all(s, now, &pkts);
+    assert_eq!(out[0], Verdict::New);
+    s.commit_burst(now, &pkts, &[d], &mut out);
+    out[0]
+}
+
+#[test]
+fn a_nat_connection_is_found_by_both_keys_with_counters_per_direction() {
+    let mut s = shard(16);
+    let first = udp(A, 1000, B, 53);
+    let (id, _, created) = tracked(create_with(&mut s, at(1), &first, snat(&first, 4000)));
+    assert!(created);
+    let r = s.reply_key(id).unwrap();
+    assert_ne!(r, key_of(&first).reply());
+    assert_eq!(s.lookup(&key_of(&first)), Some((id, Dir::Orig)));
+    assert_eq!(s.lookup(&r), Some((id, Dir::Reply)));
+    // The translated reply is the connection's reply direction.
+    let reply = udp(B, 53, C, 4000);
+    assert_eq!(key_of(&reply), r);
+    assert_eq!(
+        tracked(s.handle_packet(at(2), &reply)),
+        (id, Dir::Reply, false)
+    );
+    assert_eq!(
+        tracked(s.handle_packet(at(3), &first)),
+        (id, Dir::Orig, false)
+    );
+    let e = s.get(id).unwrap();
+    assert_eq!((e.packets(Dir::Orig), e.packets(Dir::Reply)), (2, 1));
+    assert!(e.assured(), "a UDP stream once both directions were seen");
+    // The un-translated inverse is not this connection's, and cannot open
+    // one: its reply would be this connection's original key.
+    let stray = udp(B, 53, A, 1000);
+    assert_eq!(
+        s.handle_packet(at(4), &stray),
+        Verdict::Dropped(DropReason::ReplyTaken)
+    );
+    let other = tracked(s.handle_packet(at(4), &udp(B, 53, A, 1001))).0;
+    s.check_invariants().unwrap();
+    // Removal takes both slots out.
+    assert!(s.remove(id));
+    assert_eq!(s.lookup(&key_of(&first)), None);
+    assert_eq!(s.lookup(&r), None);
+    assert_eq!(
+        s.lookup(&key_of(&udp(B, 53, A, 1001))).map(|f| f.0),
+        Some(other)
+    );
+    // With no NAT connection left, the inverse opens one.
+    tracked(s.handle_packet(at(5), &stray));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn nat_connections_leave_the_index_whole_on_expiry_and_early_drop() {
+    let mut s = shard(2);
+    let a = udp(A, 1, B, 53);
+    let b = udp(A, 2, B, 53);
+    let ida = tracked(create_with(&mut s, at(1), &a, snat(&a, 4001))).0;
+    let idb = tracked(create_with(&mut s, at(1), &b, snat(&b, 4002))).0;
+    let (ra, rb) = (s.reply_key(ida).unwrap(), s.reply_key(idb).unwrap());
+    s.check_invariants().unwrap();
+    // Full: a third connection early-drops one of them (neither is assured).
+    let c = udp(A, 3, B, 53);
+    tracked(create_with(&mut s, at(2), &c, snat(&c, 4003)));
+    assert_eq!(s.stats().early_drop, 1);
+    assert_eq!(s.total_entries(), 2);
+    let gone = if s.get(ida).is_none() { ra } else { rb };
+    assert_eq!(s.lookup(&gone), None, "an evicted connection's reply key");
+    s.check_invariants().unwrap();
+    // Everything expires; the index is empty again.
+    assert_eq!(s.poll_expired(at(1_000), 100), 2);
+    assert_eq!(s.total_entries(), 0);
+    s.check_invariants().unwrap();
+    for k in [ra, rb] {
+        assert_eq!(s.lookup(&k), None);
+    }
+}
+
+#[test]
+fn a_taken_nat_reply_key_refuses_the_connection() {
+    let mut s = shard(16);
+    let existing = udp(B, 53, C, 4000);
+    let id = tracked(s.handle_packet(at(1), &existing)).0;
+    let first = udp(A, 1000, B, 53);
+    // Replies to C:4000 from B:53 would be the existing connection's.
+    let v = create_with(&mut s, at(2), &first, snat(&first, 4000));
+    assert_eq!(v, Verdict::Dropped(DropReason::ReplyTaken));
+    assert_eq!(s.total_entries(), 1);
+    assert_eq!(s.lookup(&key_of(&existing)), Some((id, Dir::Orig)));
+    assert_eq!(s.lookup(&key_of(&first)), None);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn two_first_packets_of_one_tuple_keep_the_first_translation() {
+    for proto_tcp in [false, true] {
+        let mut s = shard(16);
+        let first = if proto_tcp {
+            tcp(A, 1000, B, 80, SYN, 1, 0)
+        } else {
+            udp(A, 1000, B, 80)
+        };
+        let pkts = [first, first];
+        let mut out = lookup_all(&mut s, at(1), &pkts);
+        assert_eq!(out, vec![Verdict::New; 2]);
+        let (d1, d2) = (snat(&first, 4000), snat(&first, 5000));
+        s.commit_burst(at(1), &pkts, &[d1, d2], &mut out);
+        let (id, _, created) = tracked(out[0]);
+        assert!(created);
+        assert_eq!(
+            tracked(out[1]),
+            (id, Dir::Orig, false),
+            "both forwarded, one connection"
+        );
+        assert_eq!(s.total_entries(), 1);
+        assert_eq!(s.reply_key(id), d1.reply, "the first packet's translation");
+        let reply = if proto_tcp {
+            tcp(B, 80, C, 4000, SYN | ACK, 500, 2)
+        } else {
+            udp(B, 80, C, 4000)
+        };
+        assert_eq!(
+            tracked(s.handle_packet(at(2), &reply)),
+            (id, Dir::Reply, false)
+        );
+        s.check_invariants().unwrap();
+    }
+}

@@ -43,6 +43,12 @@ pub struct Decision {
     /// Put the new connection on the short path at once (after its first
     /// packet).
     pub fasttrack: bool,
+    /// NAT: the key that the connection's reply packets carry, when it is
+    /// not the inverse of the original ([`super::Key::reply`]); the
+    /// connection is then found by both keys. It must be no other
+    /// connection's key (the NAT picks a free one): a taken one refuses the
+    /// connection ([`DropReason::ReplyTaken`]).
+    pub reply: Option<super::Key>,
 }
 
 /// Whether a new connection is created.
@@ -60,6 +66,7 @@ impl Decision {
         action: Action::Accept,
         mark: 0,
         fasttrack: false,
+        reply: None,
     };
 
     /// Drop with the caller's reason code.
@@ -68,6 +75,7 @@ impl Decision {
             action: Action::Drop(reason),
             mark: 0,
             fasttrack: false,
+            reply: None,
         }
     }
 }
@@ -119,6 +127,9 @@ reason_enum!(
         /// The index found no free slot within its probe limit (not expected
         /// below max-entries; counted as `insert_failed` too).
         IndexFull => "index_full",
+        /// A decision's NAT reply key is already another connection's key
+        /// (counted as `insert_failed` too).
+        ReplyTaken => "reply_taken",
     }
 );
 
