@@ -227,7 +227,7 @@ fn run_with_eal(
             w as u16,
             dataplane::worker::random_seed(),
         );
-        shard.set_fasttrack_mode(fasttrack);
+        fasttrack.apply(&mut shard);
         setups.push((rx, tx, shard, cmd_rx, counters));
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 use dataplane::conntrack::tcp::TcpState;
-use dataplane::conntrack::{ConnId, ConnSnapshot, FastTrackMode, RawConn, Settings, protocol_name};
+use dataplane::conntrack::{ConnId, ConnSnapshot, RawConn, Settings, protocol_name};
+use dataplane::policy::FastTrackMode;
 use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
 use parking_lot::Mutex;

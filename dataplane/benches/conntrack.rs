@@ -34,7 +34,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput};
 use dataplane::conntrack::{
-    Duration, FastTrackMode, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
+    Duration, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
 };
 use dataplane::flow::{Addr, Family, FlowRepr, L4, TcpInfo, Tuple, proto, tcp_flags};
 use dpdk::RteHash;
@@ -415,7 +415,7 @@ impl Summary {
 
 // ---- cases -----------------------------------------------------------------
 
-/// `fasttrack`: with `FastTrackMode::Established`, so that the set-up marks
+/// `fasttrack`: with `set_fasttrack_established(true)` (the `established` policy), so that the set-up marks
 /// every connection and the timed packets take the short path.
 fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str, fasttrack: bool) {
     let pname = match (p == proto::TCP, fasttrack) {
@@ -438,7 +438,7 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str,
         dataplane::worker::random_seed(),
     );
     if fasttrack {
-        shard.set_fasttrack_mode(FastTrackMode::Established);
+        shard.set_fasttrack_established(true);
     }
     let mut out = no_verdicts();
     let mut now = 1_000_000_000u64;

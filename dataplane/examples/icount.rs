@@ -7,9 +7,7 @@
 //!
 //!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack
 
-use dataplane::conntrack::{
-    FastTrackMode, Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict,
-};
+use dataplane::conntrack::{Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict};
 use dataplane::synth::Mix;
 
 const CONNS: u32 = 1024;
@@ -42,7 +40,7 @@ fn main() {
         dataplane::worker::random_seed(),
     );
     if fasttrack {
-        shard.set_fasttrack_mode(FastTrackMode::Established);
+        shard.set_fasttrack_established(true);
     }
     let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
     let mut now = 1_000_000_000;

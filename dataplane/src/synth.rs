@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn midstream_tcp_is_picked_up_established_and_fast_tracked_on_replay() {
         use crate::conntrack::{
-            Dir, FastTrackMode, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
+            Dir, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
         };
         let m = Mix {
             tcp: 3,
@@ -371,7 +371,7 @@ mod tests {
             0,
             crate::worker::random_seed(),
         );
-        s.set_fasttrack_mode(FastTrackMode::Established);
+        s.set_fasttrack_established(true);
         let mut at = 0;
         for pass in 0..3 {
             for pkt in &p {

@@ -27,12 +27,12 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, ConnSnapshot, Decision, FastTrackMode, Instant, RawConn, Settings, Shard,
-    ShardStats, Verdict,
+    Census, ConnId, ConnSnapshot, Decision, Instant, RawConn, Settings, Shard, ShardStats, Verdict,
 };
 use crate::flow::FlowRepr;
 use crate::io::{Burst, PacketIo};
 use crate::packet::parse_ethernet_into;
+use crate::policy::{self, FastTrackMode};
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
@@ -312,7 +312,7 @@ impl<I: PacketIo> Worker<I> {
             // A reply the requester stopped waiting for is not an error.
             match cmd {
                 Command::Settings(s) => shard.apply_settings(&s),
-                Command::FastTrack(m) => shard.set_fasttrack_mode(m),
+                Command::FastTrack(m) => m.apply(shard),
                 Command::List {
                     cursor,
                     max,
@@ -400,7 +400,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
     /// lookup, this worker's decision for each new connection, commit (see
     /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
-    /// the default one: accept, no translation, no mark, not fast-tracked.
+    /// [`policy::new_connection`].
     fn track(&mut self, now: Instant, k: usize) {
         let mut done = 0;
         while done < k {
@@ -411,7 +411,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             let mut new = false;
             for j in done..end {
                 if self.verdicts[j] == Verdict::New {
-                    self.decisions[j] = Decision::ACCEPT;
+                    self.decisions[j] = policy::new_connection();
                     new = true;
                 }
             }

@@ -1,45 +1,24 @@
-//! FastTrack: the short path for marked connections, and the policy of
-//! which connections are marked.
+//! FastTrack: the short path for marked connections.
+//!
+//! Which connections are marked is the caller's policy, not the table's: a
+//! [`super::Decision`] marks a new one, [`Shard::set_fasttrack`] any one,
+//! and [`Shard::set_fasttrack_established`] asks the table to mark each
+//! connection on the packet that makes it eligible (established TCP, a UDP
+//! stream), which costs nothing extra per packet (the dataplane's
+//! `fasttrack = established` setting is that).
 //!
 //! A fast-tracked connection's packets skip the tracker: the table only
 //! counts them and refreshes `last_seen` (a FIN or RST gives the connection
 //! back to the full path). Its counters since marking are kept in a side
 //! arena (`FtSlot`), whose chunk exists only once a connection of that
-//! chunk was marked, or while [`FastTrackMode::Established`] is on (so that
-//! marking never allocates on the packet path).
+//! chunk was marked, or while marking on eligibility is on (so that marking
+//! never allocates on the packet path).
 
 use super::entry::{ConnId, Entry, flag};
 use super::table::Shard;
 use super::tcp::TcpState;
 use super::{Dir, Instant};
 use crate::flow::proto;
-
-/// Which connections are fast-tracked automatically. Until firewall rules
-/// exist (RouterOS marks connections with an `action=fasttrack-connection`
-/// rule), this setting stands in for that rule; see `docs/dataplane.md`
-/// (FastTrack).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FastTrackMode {
-    /// No connection is fast-tracked automatically.
-    #[default]
-    No,
-    /// Established TCP connections and UDP streams (assured) are.
-    Established,
-}
-
-impl core::str::FromStr for FastTrackMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "no" => Ok(FastTrackMode::No),
-            "established" => Ok(FastTrackMode::Established),
-            _ => Err(format!(
-                "bad fasttrack mode {s:?}: expected no or established"
-            )),
-        }
-    }
-}
 
 /// Established TCP and UDP streams may be fast-tracked.
 pub fn fasttrack_eligible(e: &Entry) -> bool {
@@ -51,28 +30,29 @@ pub fn fasttrack_eligible(e: &Entry) -> bool {
 }
 
 impl Shard {
-    /// Sets which connections are fast-tracked from now on. Turning it on
-    /// allocates the fasttrack counters of every arena chunk (and of chunks
-    /// added later) so that marking a connection never allocates on the
-    /// packet path. Turning it off returns every connection to the full path.
-    pub fn set_fasttrack_mode(&mut self, mode: FastTrackMode) {
-        self.fasttrack = mode;
-        match mode {
-            FastTrackMode::Established => self.arena.ft_alloc_all(),
-            FastTrackMode::No => {
-                for i in 0..self.arena.high_water() {
-                    self.ft_unmark(i);
-                }
+    /// The caller's policy: whether the table marks each connection
+    /// fast-tracked on the packet that makes it eligible (established TCP,
+    /// a UDP stream; see [`fasttrack_eligible`]). Turning it on allocates the
+    /// fasttrack counters of every arena chunk (and of chunks added later)
+    /// so that marking never allocates on the packet path. Turning it off
+    /// returns every connection to the full path.
+    pub fn set_fasttrack_established(&mut self, on: bool) {
+        self.ft_established = on;
+        if on {
+            self.arena.ft_alloc_all();
+        } else {
+            for i in 0..self.arena.high_water() {
+                self.ft_unmark(i);
             }
         }
     }
 
-    pub fn fasttrack_mode(&self) -> FastTrackMode {
-        self.fasttrack
+    pub fn fasttrack_established(&self) -> bool {
+        self.ft_established
     }
 
     /// Puts entry `i` on the short path, noting its counters (the fasttrack
-    /// arena chunk must exist: it does in `Established` mode, and
+    /// arena chunk must exist: it does while marking on eligibility, and
     /// [`Shard::set_fasttrack`] allocates it).
     pub(super) fn ft_mark(&mut self, i: u32) {
         if self.e(i).has(flag::FASTTRACK) {

@@ -47,7 +47,6 @@ pub(crate) mod wheel;
 mod tests;
 
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
-pub use fasttrack::FastTrackMode;
 pub use key::Key;
 pub use settings::{Enabled, Settings, SettingsError};
 pub use snapshot::{ConnSnapshot, FilterError, RawConn, format_table, protocol_name};

@@ -16,7 +16,7 @@
 
 use super::arena::Arena;
 use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
-use super::fasttrack::{FastTrackMode, fasttrack_eligible};
+use super::fasttrack::fasttrack_eligible;
 use super::index::{EMPTY, Index, WAYS, sig_of};
 use super::key::{HashSeed, Key};
 use super::settings::Settings;
@@ -161,7 +161,9 @@ pub struct Shard {
     nat_committed: bool,
     /// Connections with a NAT reply key in the index.
     nat_live: u32,
-    pub(super) fasttrack: FastTrackMode,
+    /// Mark connections fast-tracked when they become eligible (see
+    /// [`Shard::set_fasttrack_established`]).
+    pub(super) ft_established: bool,
     pub(super) stats: ShardStats,
 }
 
@@ -205,7 +207,7 @@ impl Shard {
             seg_end: false,
             nat_committed: false,
             nat_live: 0,
-            fasttrack: FastTrackMode::No,
+            ft_established: false,
             stats: ShardStats::default(),
         }
     }
@@ -271,8 +273,7 @@ impl Shard {
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        self.arena
-            .alloc(self.fasttrack == FastTrackMode::Established)
+        self.arena.alloc(self.ft_established)
     }
 
     fn id_of(&self, i: u32) -> ConnId {
@@ -1012,7 +1013,7 @@ impl Shard {
             }
         }
         self.update_full(now, i, id, dir, key, hk, pkt, out);
-        if self.fasttrack == FastTrackMode::Established
+        if self.ft_established
             && let Verdict::Tracked { id: vid, .. } = *out
             && vid == id
             && self.e(i).is_live()

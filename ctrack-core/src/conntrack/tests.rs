@@ -1008,7 +1008,7 @@ fn bench_smoke() {
 #[test]
 fn fasttrack_mode_established_takes_the_short_path_until_fin() {
     let mut s = shard(16);
-    s.set_fasttrack_mode(FastTrackMode::Established);
+    s.set_fasttrack_established(true);
     let id = handshake(&mut s, at(0));
     // The ACK that established it marked it.
     assert!(s.get(id).unwrap().fasttrack());
@@ -1040,14 +1040,14 @@ fn fasttrack_mode_established_takes_the_short_path_until_fin() {
 #[test]
 fn fasttrack_mode_marks_udp_streams_not_one_way_flows() {
     let mut s = shard(16);
-    s.set_fasttrack_mode(FastTrackMode::Established);
+    s.set_fasttrack_established(true);
     let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 5000, B, 53)));
     tracked(s.handle_packet(at(0), &udp(A, 5000, B, 53)));
     assert!(!s.get(id).unwrap().fasttrack());
     tracked(s.handle_packet(at(0), &udp(B, 53, A, 5000)));
     assert!(s.get(id).unwrap().fasttrack());
     // Switching the mode off gives every connection back to the full path.
-    s.set_fasttrack_mode(FastTrackMode::No);
+    s.set_fasttrack_established(false);
     assert!(!s.get(id).unwrap().fasttrack());
 }
 
