@@ -1416,3 +1416,77 @@ fn two_first_packets_of_one_tuple_keep_the_first_translation() {
         s.check_invariants().unwrap();
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Random traffic through the two phases with random decisions (drop,
+    /// NAT to one of a few reply keys, mark): the table's invariants hold
+    /// after every commit and expiry, and every tracked packet is found on
+    /// its connection in its direction.
+    #[test]
+    fn random_decisions_keep_invariants(
+        ops in proptest::collection::vec((burst_op_strategy(), 0u8..8, 0u16..4), 1..150),
+        max in 1u32..10,
+    ) {
+        let mut s = shard(max);
+        let mut now = 0u64;
+        let mut burst: Vec<(FlowRepr, Decision)> = Vec::new();
+        let run = |s: &mut Shard, burst: &mut Vec<(FlowRepr, Decision)>, now: u64| -> Result<(), TestCaseError> {
+            let pkts: Vec<FlowRepr> = burst.iter().map(|b| b.0).collect();
+            let decisions: Vec<Decision> = burst.iter().map(|b| b.1).collect();
+            let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); pkts.len()];
+            let mut done = 0;
+            while done < pkts.len() {
+                let m = s.lookup_burst(Instant(now), &pkts[done..], &mut out[done..]);
+                prop_assert!(m >= 1);
+                s.commit_burst(Instant(now), &pkts[done..done + m], &decisions[done..done + m], &mut out[done..done + m]);
+                s.check_invariants().map_err(TestCaseError::fail)?;
+                done += m;
+            }
+            for (p, v) in pkts.iter().zip(&out) {
+                prop_assert!(!matches!(v, Verdict::New), "left waiting: {p:?}");
+                if let Verdict::Tracked { id, dir, .. } = *v
+                    && s.get(id).is_some()
+                    && !matches!(p.l4, L4::Icmp(_))
+                {
+                    let k = key_of(p);
+                    let found = s.lookup(&k);
+                    prop_assert_eq!(found.map(|f| f.0), Some(id), "{:?}", p);
+                    if k != k.reply() {
+                        prop_assert_eq!(found.map(|f| f.1), Some(dir), "{:?}", p);
+                    }
+                }
+            }
+            burst.clear();
+            Ok(())
+        };
+        for ((pkt, dt_ms, cut, budget), what, port) in ops {
+            let d = match what {
+                0 => Decision::drop(port),
+                1 | 2 => {
+                    let mut r = key_of(&pkt).reply();
+                    r.dst = Addr::from_v4([192, 0, 2, 1]);
+                    r.dport = 4000 + port;
+                    Decision { reply: Some(r), mark: u32::from(port), ..Decision::ACCEPT }
+                }
+                3 => Decision { fasttrack: true, ..Decision::ACCEPT },
+                _ => Decision::ACCEPT,
+            };
+            burst.push((pkt, d));
+            if cut || dt_ms > 0 {
+                run(&mut s, &mut burst, now)?;
+                now += dt_ms * 1_000_000;
+                s.poll_expired(Instant(now), budget);
+                s.check_invariants().map_err(TestCaseError::fail)?;
+            }
+        }
+        run(&mut s, &mut burst, now)?;
+        now += 100 * 86_400 * 1_000_000_000;
+        for _ in 0..1000 {
+            s.poll_expired(Instant(now), 64);
+        }
+        prop_assert_eq!(s.total_entries(), 0);
+        s.check_invariants().map_err(TestCaseError::fail)?;
+    }
+}
