@@ -1490,3 +1490,27 @@ proptest! {
         s.check_invariants().map_err(TestCaseError::fail)?;
     }
 }
+
+#[test]
+fn a_lookup_phase_without_its_commit_leaks_nothing() {
+    let mut s = shard(4);
+    // A dead entry reaped after a waiting packet is released at the next
+    // lookup phase even though this phase's commit never comes.
+    let old = udp(A, 9, B, 53);
+    tracked(s.handle_packet(at(0), &old));
+    let pkts = [udp(A, 1, B, 53), old];
+    let mut out = lookup_all(&mut s, at(100), &pkts);
+    assert_eq!(out, vec![Verdict::New; 2]);
+    let again = lookup_all(&mut s, at(100), &pkts[..1]);
+    assert_eq!(again, vec![Verdict::New]);
+    s.commit_burst(at(100), &pkts[..1], &[Decision::ACCEPT], &mut out[..1]);
+    assert!(tracked(out[0]).2);
+    assert_eq!(s.total_entries(), 1);
+    s.check_invariants().unwrap();
+    // All four slots are usable.
+    for p in 2..5 {
+        tracked(s.handle_packet(at(100), &udp(A, p, B, 53)));
+    }
+    assert_eq!(s.total_entries(), 4);
+    s.check_invariants().unwrap();
+}
