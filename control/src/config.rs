@@ -28,7 +28,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use dataplane::conntrack::{Duration, FastTrackMode, Settings};
+use dataplane::conntrack::{Duration, Settings};
+use dataplane::policy::FastTrackMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -189,7 +189,7 @@ struct RunArgs {
     max_entries: Option<u32>,
     /// Fast-track established TCP and UDP streams: no | established.
     #[arg(long)]
-    fasttrack: Option<dataplane::conntrack::FastTrackMode>,
+    fasttrack: Option<dataplane::policy::FastTrackMode>,
     /// Management API address (IP:PORT) or `off` [default: 127.0.0.1:8728].
     #[arg(long)]
     api: Option<Listen>,

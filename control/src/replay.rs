@@ -115,7 +115,14 @@ pub fn replay<R: Read>(
     let link = reader.link_type();
     let dispatch = Dispatch::new(workers);
     let mut shards: Vec<Shard> = (0..workers)
-        .map(|w| Shard::new(TableConfig::new(max_entries), settings.clone(), w))
+        .map(|w| {
+            Shard::new(
+                TableConfig::new(max_entries),
+                settings.clone(),
+                w,
+                dataplane::worker::random_seed(),
+            )
+        })
         .collect();
     let mut parse_errors = [0u64; ParseError::COUNT];
     let mut buf = Vec::new();

@@ -261,8 +261,13 @@ fn run_with_eal(
             commands: cmd_tx,
             counters: counters.clone(),
         });
-        let mut shard = Shard::new(TableConfig::new(max_entries), tracking.clone(), w as u16);
-        shard.set_fasttrack_mode(fasttrack);
+        let mut shard = Shard::new(
+            TableConfig::new(max_entries),
+            tracking.clone(),
+            w as u16,
+            dataplane::worker::random_seed(),
+        );
+        fasttrack.apply(&mut shard);
         setups.push((rx, tx, shard, cmd_rx, counters));
     }
 

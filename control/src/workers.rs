@@ -15,7 +15,8 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, Sender, bounded};
 use ctrack_model::{ConnSnapshot, protocol_name};
 use dataplane::conntrack::tcp::TcpState;
-use dataplane::conntrack::{ConnId, FastTrackMode, RawConn, Settings};
+use dataplane::conntrack::{ConnId, RawConn, Settings};
+use dataplane::policy::FastTrackMode;
 use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
 use parking_lot::{Mutex, RwLock};
@@ -345,7 +346,12 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let (mut handles, mut threads) = (Vec::new(), Vec::new());
         for id in 0..workers {
-            let mut shard = Shard::new(TableConfig::new(4096), Settings::default(), id);
+            let mut shard = Shard::new(
+                TableConfig::new(4096),
+                Settings::default(),
+                id,
+                dataplane::worker::random_seed(),
+            );
             let mut now = Instant::ZERO;
             for p in &packets {
                 now = Instant(p.ts_nanos);

@@ -573,7 +573,7 @@ mod tests {
     #[test]
     fn midstream_tcp_is_picked_up_established_and_fast_tracked_on_replay() {
         use ctrack_core::conntrack::{
-            Dir, FastTrackMode, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
+            Dir, Instant, Settings, Shard, TableConfig, Verdict, tcp::TcpState,
         };
         let m = Mix {
             tcp: 3,
@@ -587,8 +587,13 @@ mod tests {
         let p = m.packets();
         // Data each way only: no SYN, no FIN.
         assert_eq!(p.len(), 3 * 2);
-        let mut s = Shard::new(TableConfig::new(16), Settings::default(), 0);
-        s.set_fasttrack_mode(FastTrackMode::Established);
+        let mut s = Shard::new(
+            TableConfig::new(16),
+            Settings::default(),
+            0,
+            ctrack_core::conntrack::key::HashSeed::from_u64(1),
+        );
+        s.set_fasttrack_established(true);
         let mut at = 0;
         for pass in 0..3 {
             for pkt in &p {

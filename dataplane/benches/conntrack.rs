@@ -34,7 +34,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput};
 use dataplane::conntrack::{
-    Duration, FastTrackMode, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
+    Duration, Instant, Key, Settings, Shard, TableConfig, UntrackedReason, Verdict,
 };
 use dataplane::flow::{Addr, Family, FlowRepr, L4, TcpInfo, Tuple, proto, tcp_flags};
 use dpdk::RteHash;
@@ -415,7 +415,7 @@ impl Summary {
 
 // ---- cases -----------------------------------------------------------------
 
-/// `fasttrack`: with `FastTrackMode::Established`, so that the set-up marks
+/// `fasttrack`: with `set_fasttrack_established(true)` (the `established` policy), so that the set-up marks
 /// every connection and the timed packets take the short path.
 fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str, fasttrack: bool) {
     let pname = match (p == proto::TCP, fasttrack) {
@@ -431,9 +431,14 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str,
         return;
     }
     let t0 = StdInstant::now();
-    let mut shard = Shard::new(TableConfig::new(n), Settings::default(), 0);
+    let mut shard = Shard::new(
+        TableConfig::new(n),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     if fasttrack {
-        shard.set_fasttrack_mode(FastTrackMode::Established);
+        shard.set_fasttrack_established(true);
     }
     let mut out = no_verdicts();
     let mut now = 1_000_000_000u64;
@@ -583,7 +588,12 @@ fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) 
         tcp_syn_sent_timeout: Duration::from_secs(1),
         ..Settings::default()
     };
-    let shard = Shard::new(TableConfig::new(max), settings, 0);
+    let shard = Shard::new(
+        TableConfig::new(max),
+        settings,
+        0,
+        dataplane::worker::random_seed(),
+    );
     // Fresh tuples: 6M of them last 3 s of simulated time, by when every
     // connection of the previous round has expired (1 s + one 134 ms tick)
     // or was dropped.
@@ -650,7 +660,12 @@ fn ovs_shape(c: &mut Criterion, sum: &mut Summary) {
     if !wanted(&["ovs-shape/4-udp-flows", "rte_hash-ovs-shape/4-udp-flows"]) {
         return;
     }
-    let shard = Shard::new(TableConfig::new(1024), Settings::default(), 0);
+    let shard = Shard::new(
+        TableConfig::new(1024),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     let flow = |f: u32| {
         udp(tuple(
             Addr::from_v4([10, 1, 1, 1]),

@@ -8,9 +8,7 @@
 //!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack
 
 use ctrack_traffic::synth::Mix;
-use dataplane::conntrack::{
-    FastTrackMode, Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict,
-};
+use dataplane::conntrack::{Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict};
 
 const CONNS: u32 = 1024;
 const ROUNDS: u64 = 2000;
@@ -35,9 +33,14 @@ fn main() {
         .collect();
     // max-entries = the connections: a full table, buckets ~90% loaded, as
     // in the conntrack benchmark.
-    let mut shard = Shard::new(TableConfig::new(CONNS), Settings::default(), 0);
+    let mut shard = Shard::new(
+        TableConfig::new(CONNS),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
     if fasttrack {
-        shard.set_fasttrack_mode(FastTrackMode::Established);
+        shard.set_fasttrack_established(true);
     }
     let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
     let mut now = 1_000_000_000;

@@ -10,6 +10,7 @@
 
 pub use ctrack_core::{conntrack, flow, packet};
 pub mod io;
+pub mod policy;
 pub mod rss;
 pub mod stats;
 pub mod worker;

@@ -27,15 +27,26 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{
-    Census, ConnId, FastTrackMode, Instant, InvalidReason, OtherInvalid, RawConn, Settings, Shard,
+    Census, ConnId, Decision, Instant, InvalidReason, OtherInvalid, RawConn, Settings, Shard,
     ShardStats, Verdict,
 };
 use crate::flow::{FlowRepr, proto};
 use crate::io::{Burst, PacketIo};
 use crate::packet::checksum::{RxChecksum, verify_ethernet};
 use crate::packet::parse_ethernet_into;
+use crate::policy::{self, FastTrackMode};
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
+
+/// A hash seed for a new [`Shard`] from the process's random state: the
+/// sans-io core draws no entropy itself, so the dataplane does, once per
+/// shard.
+pub fn random_seed() -> crate::conntrack::key::HashSeed {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6374_7261_636b);
+    crate::conntrack::key::HashSeed::from_u64(h.finish())
+}
 
 /// TX attempts for one burst before the rest is dropped.
 pub const TX_RETRIES: usize = 8;
@@ -176,6 +187,8 @@ struct Core<P, B> {
     disp: [Disp; MAX_BURST],
     local: [FlowRepr; MAX_BURST],
     verdicts: [Verdict; MAX_BURST],
+    /// This worker's decisions for the burst's new connections.
+    decisions: [Decision; MAX_BURST],
     staged: Vec<(P, u16)>,
 }
 
@@ -217,6 +230,7 @@ impl<I: PacketIo> Worker<I> {
                 local: [FlowRepr::default(); MAX_BURST],
                 verdicts: [Verdict::Untracked(crate::conntrack::UntrackedReason::TrackingDisabled);
                     MAX_BURST],
+                decisions: [Decision::ACCEPT; MAX_BURST],
                 staged: Vec::with_capacity(MAX_BURST),
             },
             commands,
@@ -301,7 +315,7 @@ impl<I: PacketIo> Worker<I> {
             // A reply the requester stopped waiting for is not an error.
             match cmd {
                 Command::Settings(s) => shard.apply_settings(&s),
-                Command::FastTrack(m) => shard.set_fasttrack_mode(m),
+                Command::FastTrack(m) => m.apply(shard),
                 Command::List {
                     cursor,
                     max,
@@ -413,8 +427,37 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             };
         }
         if k > 0 {
-            self.shard
-                .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+            self.track(now, k);
+        }
+    }
+
+    /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
+    /// lookup, this worker's decision for each new connection, commit (see
+    /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
+    /// [`policy::new_connection`].
+    fn track(&mut self, now: Instant, k: usize) {
+        let mut done = 0;
+        while done < k {
+            let m = self
+                .shard
+                .lookup_burst(now, &self.local[done..k], &mut self.verdicts[done..k]);
+            let end = done + m;
+            let mut new = false;
+            for j in done..end {
+                if self.verdicts[j] == Verdict::New {
+                    self.decisions[j] = policy::new_connection();
+                    new = true;
+                }
+            }
+            if new {
+                self.shard.commit_burst(
+                    now,
+                    &self.local[done..end],
+                    &self.decisions[done..end],
+                    &mut self.verdicts[done..end],
+                );
+            }
+            done = end;
         }
     }
 
@@ -450,7 +493,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         pkt: P,
         egress: u16,
     ) {
-        if let Verdict::Dropped(_) = v {
+        // `Refused`: a decision dropped the packet (none does yet).
+        if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
             self.totals.table_dropped += 1;
             drop(pkt);
         } else {
@@ -535,8 +579,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if k > 0 {
-                self.shard
-                    .handle_burst(now, &self.local[..k], &mut self.verdicts[..k]);
+                self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     self.after_verdict(io, self.verdicts[j], pkt, port);
@@ -576,7 +619,12 @@ mod tests {
     use ctrack_traffic::synth::{Mix, Side};
 
     fn shard(id: u16) -> Shard {
-        Shard::new(TableConfig::new(4096), Settings::default(), id)
+        Shard::new(
+            TableConfig::new(4096),
+            Settings::default(),
+            id,
+            random_seed(),
+        )
     }
 
     fn mix() -> Mix {
@@ -809,7 +857,7 @@ mod tests {
         }];
         let io = MemIo::new(links, 2, &[0, 1], 32);
         let (_tx, rx) = crossbeam::channel::bounded(4);
-        let shard = Shard::new(TableConfig::new(64), settings, 0);
+        let shard = Shard::new(TableConfig::new(64), settings, 0, random_seed());
         let mut w = [Worker::new(
             0,
             io,
@@ -893,7 +941,7 @@ mod tests {
         }];
         let io = MemIo::new(links, 2, &[0, 1], 32);
         let (tx, rx) = crossbeam::channel::bounded(4);
-        let shard = Shard::new(TableConfig::new(64), Settings::default(), 0);
+        let shard = Shard::new(TableConfig::new(64), Settings::default(), 0, random_seed());
         let mut w = [Worker::new(
             0,
             io,

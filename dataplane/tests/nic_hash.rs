@@ -128,7 +128,12 @@ fn run(trusted: bool, hash: u32) -> Vec<Vec<String>> {
             };
             let (tx, rx) = crossbeam::channel::bounded(4);
             senders.push(tx);
-            let shard = Shard::new(TableConfig::new(4096), Settings::default(), id);
+            let shard = Shard::new(
+                TableConfig::new(4096),
+                Settings::default(),
+                id,
+                dataplane::worker::random_seed(),
+            );
             Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default())
         })
         .collect();

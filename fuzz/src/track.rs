@@ -190,6 +190,8 @@ impl Model {
             Verdict::Invalid(r) => self.invalid[r.index()] += 1,
             Verdict::Untracked(r) => self.untracked[r.index()] += 1,
             Verdict::Dropped(r) => self.dropped[r.index()] += 1,
+            // The conveniences decide (accept) and commit every new packet.
+            Verdict::New | Verdict::Refused(_) => panic!("{v:?} out of handle_*"),
         }
     }
 
@@ -287,7 +289,7 @@ pub fn run_stats(data: &[u8]) -> Option<ShardStats> {
         _ => 1_000_000_000,
     };
     let shard = || {
-        Shard::with_seed(
+        Shard::new(
             TableConfig::new(max),
             settings.clone(),
             WORKER,
@@ -455,6 +457,7 @@ impl State {
                 }
                 self.remember(id);
             }
+            Verdict::New | Verdict::Refused(_) => panic!("{v:?} out of handle_packet"),
             Verdict::Invalid(_) | Verdict::Untracked(_) | Verdict::Dropped(_) => {
                 assert_eq!(counted, 0, "{v:?} counted a packet");
                 assert!(entries_after <= entries, "{v:?} added an entry");

@@ -89,6 +89,9 @@ pub(crate) mod flag {
     pub const SRCNAT: u8 = 0x10;
     pub const DSTNAT: u8 = 0x20;
     pub const EXPECTED: u8 = 0x40;
+    /// The reply key is stored (NAT: not the original's inverse), in the
+    /// arena's side array, and the connection has two index slots.
+    pub const NAT_REPLY: u8 = 0x80;
 }
 
 /// One tracked connection: the part a packet touches.
@@ -224,6 +227,8 @@ impl Entry {
     }
 
     /// The reply direction's tuple key.
+    /// (Derived: for a connection with a stored NAT reply key, use
+    /// `Shard::reply_key`.)
     pub fn reply_key(&self) -> Key {
         self.key.reply()
     }

@@ -225,7 +225,9 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// Per-shard hash key.
+/// Per-shard hash key. The core draws no entropy: the caller makes one
+/// from a random `u64` (the dataplane: `dataplane::worker::random_seed`),
+/// or a fixed one for reproducible tests and replays.
 #[derive(Clone, Debug)]
 pub struct HashSeed([u64; 7]);
 
@@ -242,14 +244,6 @@ impl HashSeed {
             *w = (z ^ (z >> 31)) | 1;
         }
         HashSeed(s)
-    }
-
-    /// A seed from the process's random state (once, at shard creation).
-    pub fn random() -> HashSeed {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x6374_7261_636b);
-        HashSeed::from_u64(h.finish())
     }
 }
 

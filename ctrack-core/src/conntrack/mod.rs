@@ -5,28 +5,43 @@
 //! returned ([`Verdict`], expired counts, [`RawConn`] records). The worker
 //! (`dataplane/src/worker.rs`) owns one [`Shard`] and calls, per loop:
 //!
-//! - with packets: [`Shard::handle_burst`] with the burst's time (and
-//!   [`Shard::count_invalid`] for a packet it found invalid before the table,
-//!   a bad checksum). Fast-tracked connections take the same call: the table
-//!   checks the entry's fasttrack flag itself. [`Shard::handle_packet`] (one
-//!   packet) serves `ctrack replay`, tests and the fuzzer;
+//! - packets, in two phases per burst, as OVS's `conn_not_found` splits
+//!   creation: [`Shard::lookup_burst`] tracks the packets of known
+//!   connections and leaves those that would open one waiting
+//!   ([`Verdict::New`], nothing inserted or evicted); the caller decides for
+//!   each (rules, NAT, mangle: a [`Decision`]) and [`Shard::commit_burst`]
+//!   creates the accepted ones. [`Shard::handle_burst`] and
+//!   [`Shard::handle_packet`] do both with the default decision (accept).
+//!   [`Shard::count_invalid`] counts a packet found invalid before the
+//!   table (a bad checksum). Fast-tracked connections take the same calls:
+//!   the table checks the entry's fasttrack flag itself.
 //!   [`Shard::handle_fasttrack`] (count a packet of a known fast-tracked id
-//!   without a lookup) is not called by the worker yet: only tests and the
+//!   without a lookup) is not called by the worker: only tests and the
 //!   fuzzer use it;
 //! - for time: [`Shard::poll_expired`] with a work budget
 //!   ([`Shard::next_deadline`] says when that next has work; the worker polls
 //!   every loop instead);
 //! - management, between bursts: [`Shard::apply_settings`],
-//!   [`Shard::set_fasttrack_mode`], [`Shard::raw_chunk`], [`Shard::snapshot`],
+//!   [`Shard::set_fasttrack_established`], [`Shard::raw_chunk`], [`Shard::snapshot`],
 //!   [`Shard::remove`], [`Shard::census_chunk`], and the plain getters
 //!   ([`Shard::stats`], [`Shard::total_entries`], [`Shard::max_entries`]).
 //!   [`Shard::set_connection_mark`] and [`Shard::set_fasttrack`] have no
 //!   worker command yet.
 //!
+//! Files by concern: [`table`] (the shard and its packet path), [`index`]
+//! (the cuckoo index), `arena` (entries), `wheel` (timers), [`fasttrack`],
+//! per-protocol rules in [`tcp`], [`icmp`] and [`gre`], [`key`] (tuples and
+//! hashing), [`entry`], [`verdict`].
+//!
 //! See `docs/conntrack.md` for the table layout, the timer wheel and where we
 //! differ from Linux and RouterOS.
 
+pub(crate) mod arena;
 pub mod entry;
+pub mod fasttrack;
+pub mod gre;
+pub mod icmp;
+pub mod index;
 pub mod key;
 pub mod settings;
 pub mod snapshot;
@@ -34,6 +49,7 @@ pub mod table;
 pub mod tcp;
 pub mod time;
 pub mod verdict;
+pub(crate) mod wheel;
 
 #[cfg(test)]
 mod tests;
@@ -42,9 +58,11 @@ pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
 pub use key::Key;
 pub use settings::{Enabled, InvalidSetting, Settings};
 pub use snapshot::RawConn;
-pub use table::{Census, FastTrackMode, Shard, TableConfig};
+pub use table::{Census, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
-pub use verdict::{DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict};
+pub use verdict::{
+    Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
+};
 
 /// Direction of a packet relative to the connection that it belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

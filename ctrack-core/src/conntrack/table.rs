@@ -1,68 +1,44 @@
-//! The per-worker connection table: index, entry arena, timer wheel.
+//! The per-worker connection table: the [`Shard`] that puts together the
+//! cuckoo index ([`super::index`]), the entry arena (`arena.rs`), the
+//! timer wheel (`wheel.rs`) and the per-protocol rules (TCP in
+//! [`super::tcp`], ICMP in [`super::icmp`], GRE in [`super::gre`]; UDP and
+//! generic protocols have none beyond their timeouts), and runs the packet
+//! path.
 //!
-//! - **Index**: a bucketized cuckoo hash (as DPDK's `rte_hash`): 64-byte
-//!   buckets of 10 slots (a 16-bit hash signature and a `u32` entry reference
-//!   each), sized once for `max_entries` keys at <= 90% load. Each connection
-//!   is indexed once, under its canonical key ([`Key::canonical`]: the smaller
-//!   of its original and reply tuples), which packets of both directions
-//!   compute; the slot says which of the two it is. A key lives
-//!   in its primary or its secondary bucket; an insert that finds both full
-//!   moves other keys to their alternatives along a path found by a bounded
-//!   breadth-first search. Each bucket counts the keys of which it is the
-//!   primary that live in their secondary, so a lookup (also a miss) reads
-//!   one cache line unless that count is non-zero. Never rehashed.
-//! - **Arena**: entries live in chunks of [`CHUNK`] allocated on demand up to
-//!   `max_entries`; live entries never move; freed slots are reused through a
-//!   free list, with a generation so stale [`ConnId`]s miss.
-//! - **Timer wheel**: [`WHEEL_SLOTS`] slots of [`TICK_NS`] (~134 ms), a
-//!   horizon of ~18 minutes. A packet only updates `last_seen`; the deadline is
-//!   `last_seen + timeout(state, settings)`. An entry sits in one slot (an
-//!   intrusive doubly linked list); when its slot comes due and the deadline
-//!   has not passed it is moved to the right slot (lazy re-slotting), so
-//!   longer timeouts and later packets cost nothing per packet.
+//! Each connection is indexed once, under its canonical key
+//! ([`Key::canonical`]: the smaller of its original and reply tuples), which
+//! packets of both directions compute; the index value is `entry << 1 | d`,
+//! `d` being 1 when the canonical key is the entry's reply key.
 //!
 //! A `Shard` is single-threaded: the worker owns it and calls management
-//! functions between bursts.
+//! functions between bursts. FastTrack (the short path and its policy) is in
+//! [`super::fasttrack`].
 
+use super::arena::Arena;
 use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
-use super::key::{HashSeed, IcmpKind, Key, icmp_kind};
+use super::fasttrack::fasttrack_eligible;
+use super::index::{EMPTY, Index, WAYS, sig_of};
+use super::key::{HashSeed, Key};
 use super::settings::Settings;
 use super::snapshot::RawConn;
 use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
 use super::time::Duration;
 use super::verdict::{
-    DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
+    Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
 };
-use super::{Dir, Instant};
+pub use super::wheel::{TICK_NS, WHEEL_SLOTS};
+use super::wheel::{TICK_SHIFT, Wheel};
+use super::{Dir, Instant, gre, icmp};
 use crate::flow::{FlowRepr, L4, proto};
-use crate::hugemem::HugeSlice;
-use crate::prefetch::{prefetch, prefetch_all};
+use crate::prefetch::prefetch_all;
 
-/// Entries per arena chunk: 2 MiB of entries, one huge page.
-pub const CHUNK: usize = 16384;
-const CHUNK_SHIFT: u32 = 14;
-const _: () = assert!(CHUNK == 1 << CHUNK_SHIFT);
-const _: () = assert!(CHUNK * core::mem::size_of::<Entry>() == crate::hugemem::HUGE);
-/// Slots per index bucket.
-const WAYS: usize = 10;
-/// Buckets the insert's breadth-first search for room may visit.
-pub const MAX_PATH_NODES: usize = 64;
-/// Index load target (keys / slots).
-const LOAD_NUM: u64 = 9;
-const LOAD_DEN: u64 = 10;
-/// Timer wheel: tick length is 2^27 ns (~134 ms).
-const TICK_SHIFT: u32 = 27;
-pub const TICK_NS: u64 = 1 << TICK_SHIFT;
-pub const WHEEL_SLOTS: usize = 8192;
 /// Entries whose timer is moved per `poll_expired` call after a settings
 /// change made a timeout shorter.
 const RESCAN_BATCH: u32 = 4096;
 /// Largest table: entry indices must leave the top bit of a `u32` free.
 pub const MAX_ENTRIES_LIMIT: u32 = 1 << 30;
 
-const NIL: u32 = u32::MAX;
-const HEAD: u32 = 0x8000_0000;
-const EMPTY: u32 = u32::MAX;
+const NIL: u32 = super::arena::NIL;
 
 /// How big a shard may grow.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,7 +60,7 @@ impl TableConfig {
     /// 6.4-byte slots: 7.1 bytes, rounded up).
     pub const fn bytes_per_entry() -> u64 {
         (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>()) as u64
-            + (64 * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM)
+            + Index::bytes_per_key()
     }
 
     /// The largest `max_entries` whose table fits `bytes_budget` when full
@@ -93,49 +69,6 @@ impl TableConfig {
         let fixed = (WHEEL_SLOTS * 4) as u64 + 4096;
         let n = bytes_budget.saturating_sub(fixed) / Self::bytes_per_entry();
         TableConfig::new(n.min(u64::from(MAX_ENTRIES_LIMIT)) as u32)
-    }
-}
-
-/// One index bucket: a cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Bucket {
-    sig: [u16; WAYS],
-    /// `entry << 1 | dir`, or [`EMPTY`]: `dir` is 1 when the canonical key
-    /// the slot stands for is the entry's reply key.
-    idx: [u32; WAYS],
-    /// Keys whose primary bucket is this one that sit in their secondary.
-    overflow: u16,
-}
-
-const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
-
-impl Bucket {
-    const EMPTY: Bucket = Bucket {
-        sig: [0; WAYS],
-        idx: [EMPTY; WAYS],
-        overflow: 0,
-    };
-
-    /// The occupied slots whose signature is `sig`, in way order. The ten
-    /// signatures are compared at once (a fixed-size compare the compiler
-    /// turns into SIMD) instead of with a branch per way.
-    #[inline]
-    fn candidates(&self, sig: u16) -> impl Iterator<Item = u32> + '_ {
-        let mut m = 0u32;
-        for w in 0..WAYS {
-            m |= u32::from(self.sig[w] == sig) << w;
-        }
-        core::iter::from_fn(move || {
-            while m != 0 {
-                let w = m.trailing_zeros() as usize;
-                m &= m - 1;
-                if self.idx[w] != EMPTY {
-                    return Some(self.idx[w]);
-                }
-            }
-            None
-        })
     }
 }
 
@@ -163,60 +96,75 @@ enum Prep {
     Done(Verdict),
 }
 
+/// Packets that may wait for a decision in one lookup phase (and entries
+/// freed after them): the phase ends early when either is reached.
+pub const PENDING_MAX: usize = 64;
+
+/// The two-phase packet path's state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Between calls (management, expiry): frees go on the free list at once.
+    Idle,
+    /// In [`Shard::lookup_burst`]: a miss becomes a [`Pending`].
+    Lookup,
+    /// In [`Shard::commit_burst`], committing a packet with this decision:
+    /// a miss creates the connection.
+    Commit(Decision),
+}
+
+/// A packet of the lookup phase that waits for the caller's decision: what
+/// the commit needs, so that it neither rehashes nor re-validates.
+#[derive(Clone, Copy)]
+struct Pending {
+    /// The packet's position in the segment.
+    pos: u32,
+    key: Key,
+    hk: Hashed,
+    related: bool,
+    /// The new connection's state; `None` when the packet is deferred:
+    /// another pending packet of the segment opens its connection (or, for
+    /// an ICMP error, is the connection it quotes), so it is looked up again
+    /// once that one is committed.
+    state: Option<ProtoState>,
+}
+
 /// One worker's connection table (see the module doc).
 pub struct Shard {
-    settings: Settings,
+    pub(super) settings: Settings,
     worker: u16,
     max_entries: u32,
     seed: HashSeed,
-    /// The index and the entry chunks live on huge pages (see
-    /// [`crate::hugemem`]).
-    buckets: HugeSlice<Bucket>,
-    chunks: Vec<HugeSlice<Entry>>,
-    /// The entries' cold parts, chunk for chunk.
-    colds: Vec<HugeSlice<Cold>>,
-    /// Fasttrack counters, per arena chunk, allocated when a connection of
-    /// that chunk is first fast-tracked.
-    ft: Vec<Option<Box<[FtSlot]>>>,
-    free_head: u32,
-    high_water: u32,
-    live: u32,
-    wheel: Vec<u32>,
-    cur_tick: u64,
-    started: bool,
+    pub(super) index: Index,
+    pub(super) arena: Arena,
+    pub(super) wheel: Wheel,
+    pub(super) live: u32,
     rescan: Option<u32>,
     /// `handle_burst`'s lookups in flight ([`PIPE`] of them), kept between
     /// calls (no allocation on the packet path).
     preps: Vec<Prep>,
-    fasttrack: FastTrackMode,
-    stats: ShardStats,
-}
-
-/// Which connections are fast-tracked automatically. Until firewall rules
-/// exist (RouterOS marks connections with an `action=fasttrack-connection`
-/// rule), this setting stands in for that rule; see `docs/dataplane.md`
-/// (FastTrack).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FastTrackMode {
-    /// No connection is fast-tracked automatically.
-    #[default]
-    No,
-    /// Established TCP connections and UDP streams (assured) are.
-    Established,
-}
-
-impl core::str::FromStr for FastTrackMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "no" => Ok(FastTrackMode::No),
-            "established" => Ok(FastTrackMode::Established),
-            _ => Err(format!(
-                "bad fasttrack mode {s:?}: expected no or established"
-            )),
-        }
-    }
+    /// Where the two-phase packet path is (see [`Phase`]).
+    phase: Phase,
+    /// The segment's packets that wait for the caller's decision, in packet
+    /// order (at most [`PENDING_MAX`]; no allocation on the packet path).
+    pending: Vec<Pending>,
+    /// Entries freed during the lookup phase after a pending packet, with
+    /// that packet's position: they leave the index and the wheel and go
+    /// back on the free list at commit, in packet order (so that index ways,
+    /// early-drop candidates and connection ids are those that
+    /// packet-by-packet handling would give).
+    freed: Vec<(u32, u32)>,
+    /// Position of the packet being resolved in the lookup phase.
+    cur_pos: u32,
+    /// The lookup phase must end after the packet being resolved.
+    seg_end: bool,
+    /// This commit created a connection with a NAT reply key.
+    nat_committed: bool,
+    /// Connections with a NAT reply key in the index.
+    nat_live: u32,
+    /// Mark connections fast-tracked when they become eligible (see
+    /// [`Shard::set_fasttrack_established`]).
+    pub(super) ft_established: bool,
+    pub(super) stats: ShardStats,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -234,132 +182,34 @@ struct Hashed {
     flipped: bool,
 }
 
-/// One arena chunk's fasttrack counters: `len` of them, the chunk's length
-/// (a small table's only chunk is shorter than [`CHUNK`]).
-fn new_ft_chunk(len: usize) -> Box<[FtSlot]> {
-    vec![FtSlot::default(); len].into_boxed_slice()
-}
-
-#[inline]
-fn sig_of(h: u64) -> u16 {
-    h as u16
-}
-
 impl Shard {
-    /// A shard for `worker` with the given ceiling. Allocates the index (and
-    /// the timer wheel) now, entries later.
-    pub fn new(config: TableConfig, settings: Settings, worker: u16) -> Shard {
-        Shard::with_seed(config, settings, worker, HashSeed::random())
-    }
-
-    /// As [`Shard::new`] with a fixed hash seed (tests, reproducible replays).
-    pub fn with_seed(
-        config: TableConfig,
-        settings: Settings,
-        worker: u16,
-        seed: HashSeed,
-    ) -> Shard {
+    /// A shard for `worker` with the given ceiling and hash `seed` (the
+    /// caller draws it: the core reads no entropy; see
+    /// `dataplane::worker::random_seed`). Allocates the index (and the timer
+    /// wheel) now, entries later.
+    pub fn new(config: TableConfig, settings: Settings, worker: u16, seed: HashSeed) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
-        let keys = u64::from(max);
-        let nb = (keys * LOAD_DEN).div_ceil(WAYS as u64 * LOAD_NUM).max(2) as usize;
         Shard {
             settings,
             worker,
             max_entries: max,
             seed,
-            buckets: HugeSlice::new(nb, Bucket::EMPTY),
-            chunks: Vec::new(),
-            colds: Vec::new(),
-            ft: Vec::new(),
-            free_head: NIL,
-            high_water: 0,
+            index: Index::new(u64::from(max)),
+            arena: Arena::new(max),
+            wheel: Wheel::new(),
             live: 0,
-            wheel: vec![NIL; WHEEL_SLOTS],
-            cur_tick: 0,
-            started: false,
             rescan: None,
             preps: vec![Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled)); PIPE],
-            fasttrack: FastTrackMode::No,
+            phase: Phase::Idle,
+            pending: Vec::with_capacity(PENDING_MAX),
+            freed: Vec::with_capacity(PENDING_MAX),
+            cur_pos: 0,
+            seg_end: false,
+            nat_committed: false,
+            nat_live: 0,
+            ft_established: false,
             stats: ShardStats::default(),
         }
-    }
-
-    /// Sets which connections are fast-tracked from now on. Turning it on
-    /// allocates the fasttrack counters of every arena chunk (and of chunks
-    /// added later) so that marking a connection never allocates on the
-    /// packet path. Turning it off returns every connection to the full path.
-    pub fn set_fasttrack_mode(&mut self, mode: FastTrackMode) {
-        self.fasttrack = mode;
-        match mode {
-            FastTrackMode::Established => {
-                for (slot, chunk) in self.ft.iter_mut().zip(&self.chunks) {
-                    slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
-                }
-            }
-            FastTrackMode::No => {
-                for i in 0..self.high_water {
-                    self.ft_unmark(i);
-                }
-            }
-        }
-    }
-
-    /// Puts entry `i` on the short path, noting its counters (the fasttrack
-    /// arena chunk must exist: it does in `Established` mode, and
-    /// [`Shard::set_fasttrack`] allocates it).
-    fn ft_mark(&mut self, i: u32) {
-        if self.e(i).has(flag::FASTTRACK) {
-            return;
-        }
-        let base = self.e(i).counters();
-        if let Some(slot) = self.ft_slot_mut(i) {
-            slot.base = base;
-        }
-        self.e_mut(i).flags |= flag::FASTTRACK;
-    }
-
-    /// Takes entry `i` off the short path, keeping what it counted there.
-    fn ft_unmark(&mut self, i: u32) {
-        let e = *self.e(i);
-        if !e.has(flag::FASTTRACK) {
-            return;
-        }
-        if let Some(slot) = self.ft_slot_mut(i) {
-            slot.done = slot.read(&e);
-        }
-        self.e_mut(i).flags &= !flag::FASTTRACK;
-    }
-
-    /// Entry `i`'s fasttrack counters, if its chunk has them.
-    fn ft_slot(&self, i: u32) -> Option<&FtSlot> {
-        let (c, o) = Self::at(i);
-        self.ft.get(c)?.as_ref().map(|ft| &ft[o])
-    }
-
-    fn ft_slot_mut(&mut self, i: u32) -> Option<&mut FtSlot> {
-        let (c, o) = Self::at(i);
-        self.ft.get_mut(c)?.as_mut().map(|ft| &mut ft[o])
-    }
-
-    pub fn fasttrack_mode(&self) -> FastTrackMode {
-        self.fasttrack
-    }
-
-    /// Counts live connections by protocol and TCP state from arena position
-    /// `cursor` on, at most `max` positions; returns where to continue, or
-    /// `None` at the end. Bounded work, for metrics between bursts.
-    pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
-        let end = cursor
-            .saturating_add(max.max(1) as u32)
-            .min(self.high_water);
-        for i in cursor..end {
-            let e = self.e(i);
-            if e.is_live() {
-                let state = e.tcp_state().map_or(u8::MAX, |s| s.index() as u8);
-                *out.counts.entry((e.protocol(), state)).or_default() += 1;
-            }
-        }
-        (end < self.high_water).then_some(end)
     }
 
     // ---- read-only properties ------------------------------------------
@@ -386,81 +236,44 @@ impl Shard {
 
     /// Bytes held by this shard: index, entry chunks, fasttrack chunks, wheel.
     pub fn memory_bytes(&self) -> usize {
-        self.buckets.len() * core::mem::size_of::<Bucket>()
-            + self.chunks.iter().map(|c| c.len()).sum::<usize>()
-                * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())
-            + self.ft.iter().flatten().map(|f| f.len()).sum::<usize>()
-                * core::mem::size_of::<FtSlot>()
-            + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
-            + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
-            + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
-            + self.wheel.len() * 4
+        self.index.memory_bytes()
+            + self.arena.memory_bytes()
+            + self.wheel.memory_bytes()
             + core::mem::size_of::<Shard>()
     }
 
     // ---- arena -----------------------------------------------------------
 
-    /// Entry `i`'s chunk and its position in it (in `chunks`, `colds` and
-    /// `ft` alike).
     #[inline]
-    fn at(i: u32) -> (usize, usize) {
-        ((i >> CHUNK_SHIFT) as usize, i as usize & (CHUNK - 1))
+    pub(super) fn e(&self, i: u32) -> &Entry {
+        self.arena.e(i)
     }
 
     #[inline]
-    fn e(&self, i: u32) -> &Entry {
-        let (c, o) = Self::at(i);
-        &self.chunks[c][o]
-    }
-
-    #[inline]
-    fn e_mut(&mut self, i: u32) -> &mut Entry {
-        let (c, o) = Self::at(i);
-        &mut self.chunks[c][o]
+    pub(super) fn e_mut(&mut self, i: u32) -> &mut Entry {
+        self.arena.e_mut(i)
     }
 
     #[inline]
     fn c(&self, i: u32) -> &Cold {
-        let (c, o) = Self::at(i);
-        &self.colds[c][o]
+        self.arena.c(i)
     }
 
     #[inline]
     fn c_mut(&mut self, i: u32) -> &mut Cold {
-        let (c, o) = Self::at(i);
-        &mut self.colds[c][o]
+        self.arena.c_mut(i)
     }
 
-    /// Puts entry `i` (no longer in the index or the wheel) on the free list.
-    fn push_free(&mut self, i: u32) {
-        let free_head = self.free_head;
-        let c = self.c_mut(i);
-        c.next = free_head;
-        c.prev = NIL;
-        self.free_head = i;
+    pub(super) fn ft_slot(&self, i: u32) -> Option<&FtSlot> {
+        self.arena.ft_slot(i)
+    }
+
+    pub(super) fn ft_slot_mut(&mut self, i: u32) -> Option<&mut FtSlot> {
+        self.arena.ft_slot_mut(i)
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        if self.free_head != NIL {
-            let i = self.free_head;
-            self.free_head = self.c(i).next;
-            return Some(i);
-        }
-        if self.high_water >= self.max_entries {
-            return None;
-        }
-        if self.high_water as usize >= self.chunks.len() * CHUNK {
-            // The last chunk holds only what is left up to the ceiling, so a
-            // full table costs exactly its entries.
-            let len = CHUNK.min((self.max_entries - self.high_water) as usize);
-            self.chunks.push(HugeSlice::new(len, Entry::EMPTY));
-            self.colds.push(HugeSlice::new(len, Cold::EMPTY));
-            let ft = (self.fasttrack == FastTrackMode::Established).then(|| new_ft_chunk(len));
-            self.ft.push(ft);
-        }
-        let i = self.high_water;
-        self.high_water += 1;
-        Some(i)
+        self.arena.alloc(self.ft_established)
     }
 
     fn id_of(&self, i: u32) -> ConnId {
@@ -468,9 +281,9 @@ impl Shard {
     }
 
     /// The entry index of `id` if it names a live entry of this shard.
-    fn resolve_id(&self, id: ConnId) -> Option<u32> {
+    pub(super) fn resolve_id(&self, id: ConnId) -> Option<u32> {
         let i = id.slot();
-        if id.worker() != self.worker || i >= self.high_water {
+        if id.worker() != self.worker || i >= self.arena.high_water() {
             return None;
         }
         let e = self.e(i);
@@ -479,163 +292,74 @@ impl Shard {
 
     // ---- index -----------------------------------------------------------
 
-    /// The key's primary bucket (see [`Shard::buckets_of`]).
     #[inline]
-    fn primary_of(&self, h: u64) -> usize {
-        ((u128::from(h) * self.buckets.len() as u128) >> 64) as usize
-    }
-
-    /// The key's two candidate buckets: primary and secondary (never equal).
-    #[inline]
-    fn buckets_of(&self, h: u64) -> (usize, usize) {
-        let nb = self.buckets.len() as u128;
-        let b1 = self.primary_of(h);
-        let h2 = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let mut b2 = ((u128::from(h2) * nb) >> 64) as usize;
-        if b2 == b1 {
-            b2 = if b1 + 1 == self.buckets.len() {
-                0
-            } else {
-                b1 + 1
-            };
-        }
-        (b1, b2)
-    }
-
-    #[inline]
-    fn key_in_dir(&self, i: u32, dir: u32) -> Key {
-        let k = self.e(i).key;
+    fn key_in_dir(arena: &Arena, i: u32, dir: u32) -> Key {
+        let k = arena.e(i).key;
         if dir == 0 { k } else { k.reply() }
-    }
-
-    #[inline]
-    fn scan(&self, b: usize, sig: u16, key: &Key, flipped: bool) -> Option<(u32, Dir)> {
-        for v in self.buckets[b].candidates(sig) {
-            // The slot's canonical key is the entry's key in direction
-            // `v & 1`; the packet's key is that one, or its reply if flipped.
-            let d = (v & 1) ^ u32::from(flipped);
-            if self.key_in_dir(v >> 1, d) == *key {
-                let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
-                return Some((v >> 1, dir));
-            }
-        }
-        None
     }
 
     /// Finds the entry (and the direction) of `key`, whose canonical form
     /// hashes to `h`, in primary bucket `b1` (`flipped`: see
-    /// [`Prep::Lookup`]): the primary bucket, and the secondary only if some
-    /// key of this primary lives there.
-    #[inline]
+    /// [`Prep::Lookup`]).
+    #[inline(always)]
     fn find(&self, key: &Key, h: u64, b1: usize, flipped: bool) -> Option<(u32, Dir)> {
-        let sig = sig_of(h);
-        if let Some(hit) = self.scan(b1, sig, key, flipped) {
-            return Some(hit);
-        }
-        if self.buckets[b1].overflow == 0 {
-            return None;
-        }
-        self.scan(self.buckets_of(h).1, sig, key, flipped)
+        let arena = &self.arena;
+        self.index.find(h, b1, |v| {
+            let (i, s) = (v >> 1, v & 1);
+            let e = arena.e(i);
+            // Un-NATed: the slot's canonical key is the entry's key in
+            // direction `s`; the packet's key is that one, or its reply if
+            // flipped. NAT: slot `s` stands for the original key (0) or the
+            // stored reply key (1), whatever the packet's orientation. A dead
+            // entry is in the index only between the two phases (see `free`).
+            let (k, d) = if e.flags & flag::NAT_REPLY == 0 {
+                let d = s ^ u32::from(flipped);
+                (if d == 0 { e.key } else { e.key.reply() }, d)
+            } else if s == 0 {
+                (e.key, 0)
+            } else {
+                (arena.nat_reply(i), 1)
+            };
+            (k == *key && e.is_live()).then_some((i, if d == 0 { Dir::Orig } else { Dir::Reply }))
+        })
     }
 
     /// [`Shard::find`] for a key not yet canonicalised.
     fn find_key(&self, key: &Key) -> Option<(u32, Dir)> {
         let (c, flipped) = key.canonical();
         let h = c.hash(&self.seed);
-        self.find(key, h, self.primary_of(h), flipped)
-    }
-
-    fn free_way(&self, b: usize) -> Option<usize> {
-        self.buckets[b].idx.iter().position(|&x| x == EMPTY)
+        self.find(key, h, self.index.primary_of(h), flipped)
     }
 
     /// Hash of the key an index value stands for (read from its entry).
-    fn hash_of_value(&self, v: u32) -> u64 {
-        self.key_in_dir(v >> 1, v & 1).hash(&self.seed)
-    }
-
-    /// Places `(sig, v)` of a key hashing to `h` in bucket `b`, way `w`.
-    fn place(&mut self, b: usize, w: usize, h: u64, v: u32) {
-        let (b1, _) = self.buckets_of(h);
-        self.buckets[b].idx[w] = v;
-        self.buckets[b].sig[w] = sig_of(h);
-        if b != b1 {
-            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_add(1);
+    fn hash_of_value(arena: &Arena, seed: &HashSeed, v: u32) -> u64 {
+        let i = v >> 1;
+        if arena.e(i).flags & flag::NAT_REPLY == 0 {
+            Self::key_in_dir(arena, i, v & 1).hash(seed)
+        } else {
+            let k = if v & 1 == 0 {
+                arena.e(i).key
+            } else {
+                arena.nat_reply(i)
+            };
+            k.canonical().0.hash(seed)
         }
     }
 
-    /// Clears bucket `b`, way `w`, holding a key hashing to `h`.
-    fn clear(&mut self, b: usize, w: usize, h: u64) {
-        let (b1, _) = self.buckets_of(h);
-        self.buckets[b].idx[w] = EMPTY;
-        if b != b1 {
-            self.buckets[b1].overflow = self.buckets[b1].overflow.saturating_sub(1);
+    /// The key that reply packets of entry `i` carry.
+    fn reply_of(&self, i: u32) -> Key {
+        let e = self.e(i);
+        if e.has(flag::NAT_REPLY) {
+            self.arena.nat_reply(i)
+        } else {
+            e.key.reply()
         }
     }
 
-    /// Inserts a key: its primary bucket, else its secondary, else moves
-    /// other keys to their alternative buckets along the shortest path a
-    /// bounded breadth-first search finds ([`MAX_PATH_NODES`] buckets), as
-    /// DPDK's `rte_hash` does.
     fn index_insert(&mut self, h: u64, v: u32) -> bool {
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(w) = self.free_way(b) {
-                self.place(b, w, h, v);
-                return true;
-            }
-        }
-        // (bucket, parent node, way in the parent whose key moves here)
-        let mut nodes = [(0usize, usize::MAX, 0usize); MAX_PATH_NODES];
-        nodes[0] = (b1, usize::MAX, 0);
-        nodes[1] = (b2, usize::MAX, 0);
-        let mut len = 2;
-        let mut at = 0;
-        while at < len {
-            let b = nodes[at].0;
-            for w in 0..WAYS {
-                let vh = self.hash_of_value(self.buckets[b].idx[w]);
-                let (p1, p2) = self.buckets_of(vh);
-                let alt = if b == p1 { p2 } else { p1 };
-                if let Some(fw) = self.free_way(alt) {
-                    // Found room: shift keys down the path, leaf first.
-                    self.move_key(b, w, alt, fw);
-                    let (mut node, mut freed) = (at, w);
-                    while nodes[node].1 != usize::MAX {
-                        let (nb, parent, pw) = nodes[node];
-                        self.move_key(nodes[parent].0, pw, nb, freed);
-                        node = parent;
-                        freed = pw;
-                    }
-                    self.place(nodes[node].0, freed, h, v);
-                    return true;
-                }
-                if len < MAX_PATH_NODES && !nodes[..len].iter().any(|n| n.0 == alt) {
-                    nodes[len] = (alt, at, w);
-                    len += 1;
-                }
-            }
-            at += 1;
-        }
-        false
-    }
-
-    fn move_key(&mut self, from: usize, fw: usize, to: usize, tw: usize) {
-        let v = self.buckets[from].idx[fw];
-        let h = self.hash_of_value(v);
-        self.clear(from, fw, h);
-        self.place(to, tw, h, v);
-    }
-
-    fn index_remove(&mut self, h: u64, v: u32) -> bool {
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(w) = self.buckets[b].idx.iter().position(|&x| x == v) {
-                self.clear(b, w, h);
-                return true;
-            }
-        }
-        false
+        let (arena, seed) = (&self.arena, &self.seed);
+        self.index
+            .insert(h, v, |x| Self::hash_of_value(arena, seed, x))
     }
 
     // ---- timers ----------------------------------------------------------
@@ -664,70 +388,61 @@ impl Shard {
         }
     }
 
-    fn deadline_of(&self, e: &Entry) -> u64 {
+    pub(super) fn deadline_of(&self, e: &Entry) -> u64 {
         e.last_seen.saturating_add(self.timeout_of(e).as_nanos())
     }
 
     fn wheel_link(&mut self, i: u32, deadline: u64) {
-        let t = (deadline >> TICK_SHIFT)
-            .max(self.cur_tick)
-            .min(self.cur_tick + WHEEL_SLOTS as u64 - 1);
-        let slot = (t % WHEEL_SLOTS as u64) as u32;
-        let head = self.wheel[slot as usize];
-        {
-            let c = self.c_mut(i);
-            c.next = head;
-            c.prev = HEAD | slot;
-        }
-        if head != NIL {
-            self.c_mut(head).prev = i;
-        }
-        self.wheel[slot as usize] = i;
+        self.wheel.link(&mut self.arena, i, deadline);
     }
 
     fn wheel_unlink(&mut self, i: u32) {
-        let (p, n) = {
-            let c = self.c(i);
-            (c.prev, c.next)
-        };
-        if p == NIL {
-            return;
-        }
-        if p & HEAD != 0 {
-            self.wheel[(p & !HEAD) as usize] = n;
-        } else {
-            self.c_mut(p).next = n;
-        }
-        if n != NIL {
-            self.c_mut(n).prev = p;
-        }
-        let c = self.c_mut(i);
-        c.next = NIL;
-        c.prev = NIL;
+        self.wheel.unlink(&mut self.arena, i);
     }
 
-    fn start_clock(&mut self, now: Instant) {
-        if !self.started {
-            self.started = true;
-            self.cur_tick = now.nanos() >> TICK_SHIFT;
-        }
-    }
-
-    /// Removes entry `i` from index, wheel and arena.
+    /// Removes entry `i`: it is dead at once (lookups and ids miss it, the
+    /// counts drop); it leaves index, wheel and arena at once too, except in
+    /// the lookup phase after a pending packet, where that waits for the
+    /// commit (see [`Shard::freed`]): the index's way order and the free
+    /// list then change in packet order, as packet by packet.
     fn free(&mut self, i: u32) {
-        let (c, flipped) = self.e(i).key.canonical();
-        self.index_remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
+        let e = self.e_mut(i);
+        let pk = e.packets[0].wrapping_add(e.packets[1]);
+        // Dead; `NAT_REPLY` stays until its slots leave the index.
+        e.flags &= flag::NAT_REPLY;
+        e.generation = e.generation.wrapping_add(1);
+        self.live -= 1;
+        self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
+        if self.phase == Phase::Lookup && !self.pending.is_empty() {
+            self.freed.push((self.cur_pos, i));
+            if self.freed.len() >= PENDING_MAX {
+                self.seg_end = true;
+            }
+        } else {
+            self.unlink_free(i);
+        }
+    }
+
+    /// Takes dead entry `i` out of index and wheel, onto the free list.
+    fn unlink_free(&mut self, i: u32) {
+        let e = self.e(i);
+        let (c, flipped) = e.key.canonical();
+        if e.has(flag::NAT_REPLY) {
+            // Both slots; the flag goes with them.
+            let r = self.arena.nat_reply(i).canonical().0;
+            self.index.remove(c.hash(&self.seed), i << 1);
+            self.index.remove(r.hash(&self.seed), i << 1 | 1);
+            self.e_mut(i).flags &= !flag::NAT_REPLY;
+            self.nat_live -= 1;
+        } else {
+            self.index
+                .remove(c.hash(&self.seed), i << 1 | u32::from(flipped));
+        }
         self.wheel_unlink(i);
         if let Some(slot) = self.ft_slot_mut(i) {
             *slot = FtSlot::default();
         }
-        let e = self.e_mut(i);
-        let pk = e.packets[0].wrapping_add(e.packets[1]);
-        e.flags = 0;
-        e.generation = e.generation.wrapping_add(1);
-        self.push_free(i);
-        self.live -= 1;
-        self.stats.packets_retired = self.stats.packets_retired.wrapping_add(pk);
+        self.arena.push_free(i);
     }
 
     /// Expires up to `budget` connections whose timeout has passed, and
@@ -736,9 +451,11 @@ impl Shard {
     /// `4 * budget + 64` entries examined, one turn of the wheel's (empty)
     /// slots passed, plus one rescan batch.
     pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
-        self.start_clock(now);
+        self.wheel.start(now);
         if let Some(cursor) = self.rescan {
-            let end = cursor.saturating_add(RESCAN_BATCH).min(self.high_water);
+            let end = cursor
+                .saturating_add(RESCAN_BATCH)
+                .min(self.arena.high_water());
             for i in cursor..end {
                 if self.e(i).is_live() {
                     let d = self.deadline_of(self.e(i));
@@ -746,25 +463,25 @@ impl Shard {
                     self.wheel_link(i, d);
                 }
             }
-            self.rescan = (end < self.high_water).then_some(end);
+            self.rescan = (end < self.arena.high_water()).then_some(end);
         }
         let now_tick = now.nanos() >> TICK_SHIFT;
         let n = WHEEL_SLOTS as u64;
-        if now_tick > self.cur_tick + n {
+        if now_tick > self.wheel.cur_tick + n {
             // Every slot is due: visit each once, starting anywhere.
-            self.cur_tick = now_tick - n;
+            self.wheel.cur_tick = now_tick - n;
         }
         let max_work = budget.saturating_mul(4).saturating_add(64);
         let (mut removed, mut work, mut empty) = (0, 0, 0);
-        while self.cur_tick < now_tick && removed < budget && work < max_work {
-            let head = self.wheel[(self.cur_tick % n) as usize];
+        while self.wheel.cur_tick < now_tick && removed < budget && work < max_work {
+            let head = self.wheel.head(self.wheel.cur_tick);
             if head == NIL {
                 // Passing an empty slot is one load: allow a whole turn.
                 empty += 1;
                 if empty > WHEEL_SLOTS {
                     break;
                 }
-                self.cur_tick += 1;
+                self.wheel.cur_tick += 1;
                 continue;
             }
             work += 1;
@@ -789,11 +506,11 @@ impl Shard {
             return None;
         }
         if self.rescan.is_some() {
-            return Some(Instant(self.cur_tick << TICK_SHIFT));
+            return Some(Instant(self.wheel.cur_tick << TICK_SHIFT));
         }
         let n = WHEEL_SLOTS as u64;
-        (self.cur_tick..self.cur_tick + n)
-            .find(|t| self.wheel[(t % n) as usize] != NIL)
+        (self.wheel.cur_tick..self.wheel.cur_tick + n)
+            .find(|&t| self.wheel.head(t) != NIL)
             .map(|t| Instant((t + 1).saturating_mul(TICK_NS)))
     }
 
@@ -804,11 +521,10 @@ impl Shard {
     pub fn apply_settings(&mut self, s: &Settings) {
         let shorter = s.any_shorter_than(&self.settings);
         self.settings = s.clone();
-        if shorter && self.high_water > 0 {
+        if shorter && self.arena.high_water() > 0 {
             self.rescan = Some(0);
         }
     }
-
     // ---- packets ---------------------------------------------------------
 
     /// The packet's lookup record, written into `slot` (the pipeline's
@@ -837,7 +553,7 @@ impl Shard {
         *slot = Prep::Lookup {
             key,
             hash,
-            bucket: self.primary_of(hash) as u32,
+            bucket: self.index.primary_of(hash) as u32,
             flipped,
             related,
         };
@@ -858,18 +574,18 @@ impl Shard {
         match (pkt.tuple.proto, &pkt.l4) {
             (proto::TCP, L4::Tcp(_)) | (proto::UDP, L4::Udp) => normal(slot),
             (proto::ICMP | proto::ICMPV6, L4::Icmp(i)) => {
-                if let Some(inner) = &i.inner {
-                    return self.prepare_lookup(Key::of_quoted(inner), true, slot);
-                }
-                match icmp_kind(pkt.tuple.proto == proto::ICMPV6, i.icmp_type) {
-                    IcmpKind::Request | IcmpKind::Reply => normal(slot),
-                    IcmpKind::Error => invalid(slot, O::IcmpErrorTruncated),
-                    IcmpKind::NdMld => done(slot, Verdict::Untracked(UntrackedReason::Icmpv6NdMld)),
-                    IcmpKind::Other => invalid(slot, O::IcmpBadType),
+                match icmp::classify(pkt.tuple.proto == proto::ICMPV6, i) {
+                    icmp::IcmpClass::Lookup => normal(slot),
+                    icmp::IcmpClass::Related(inner) => {
+                        self.prepare_lookup(Key::of_quoted(inner), true, slot)
+                    }
+                    icmp::IcmpClass::Done(v) => done(slot, v),
                 }
             }
-            (proto::GRE, L4::Gre(g)) if g.version <= 1 => normal(slot),
-            (proto::GRE, L4::Gre(_)) => invalid(slot, O::GreBadVersion),
+            (proto::GRE, L4::Gre(g)) => match gre::check(g) {
+                Ok(()) => normal(slot),
+                Err(o) => invalid(slot, o),
+            },
             (proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | proto::GRE, _) => {
                 invalid(slot, O::L4Mismatch)
             }
@@ -890,18 +606,20 @@ impl Shard {
             Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
             Verdict::Untracked(r) => self.stats.untracked[r.index()] += 1,
             Verdict::Dropped(r) => self.stats.dropped[r.index()] += 1,
-            Verdict::Tracked { .. } | Verdict::Related { .. } => {}
+            Verdict::Tracked { .. }
+            | Verdict::Related { .. }
+            | Verdict::New
+            | Verdict::Refused(_) => {}
         }
         v
     }
 
-    #[inline]
-    fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
-        let (ci, ei) = Self::at(i);
-        let e = &mut self.chunks[ci][ei];
+    #[inline(always)]
+    pub(super) fn account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
+        let (e, c) = self.arena.both_mut(i);
         if refresh && e.window_rolls(now) {
             // Once per connection and second at most: the cold part.
-            self.colds[ci][ei].roll(e, now);
+            c.roll(e, now);
         }
         e.account(now, dir, ip_len, refresh);
         let d = dir.index();
@@ -909,59 +627,224 @@ impl Shard {
         self.stats.bytes[d] = self.stats.bytes[d].wrapping_add(u64::from(ip_len));
     }
 
-    /// Tracks one packet. See [`Verdict`].
+    /// Tracks one packet with the default decision ([`Decision::ACCEPT`]):
+    /// [`Shard::lookup_burst`] and [`Shard::commit_burst`] of one packet.
     pub fn handle_packet(&mut self, now: Instant, pkt: &FlowRepr) -> Verdict {
+        let mut v = [Verdict::Untracked(UntrackedReason::TrackingDisabled)];
+        self.begin_lookup();
         let mut prep = Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled));
         self.prepare(pkt, &mut prep);
-        let mut v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
-        self.resolve(now, pkt, prep, &mut v);
-        v
+        self.resolve(now, pkt, prep, &mut v[0]);
+        self.phase = Phase::Idle;
+        if !self.pending.is_empty() {
+            self.commit_with(now, core::slice::from_ref(pkt), &mut v, |_| {
+                Decision::ACCEPT
+            });
+        }
+        v[0]
     }
 
-    /// Tracks a burst as a software pipeline, so that the cache misses of
-    /// different packets overlap (as DPDK's `rte_hash_lookup_bulk` does, but
-    /// with a fixed distance rather than a fixed group): packet `j` is hashed
-    /// and its primary bucket prefetched; packet `j - D` has its bucket read
-    /// and the entry its signature points to prefetched (and its secondary
-    /// bucket, if keys overflowed there); packet `j - 2D` is resolved, in
-    /// order. `D` is [`PREFETCH_DIST`]. The prefetches are hints: resolving
-    /// looks everything up again, so a table changed by an earlier packet of
-    /// the burst only costs a wasted prefetch. Writes
+    /// Tracks a burst with the default decision ([`Decision::ACCEPT`] for
+    /// every new connection): [`Shard::lookup_burst`] and
+    /// [`Shard::commit_burst`] until every packet is done. The verdicts are
+    /// those that [`Shard::handle_packet`] gives packet by packet. Writes
     /// `min(pkts.len(), out.len())` verdicts.
     pub fn handle_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) {
         let n = pkts.len().min(out.len());
+        let mut done = 0;
+        while done < n {
+            let m = self.lookup_burst(now, &pkts[done..n], &mut out[done..n]);
+            if !self.pending.is_empty() {
+                let (p, o) = (&pkts[done..done + m], &mut out[done..done + m]);
+                self.commit_with(now, p, o, |_| Decision::ACCEPT);
+            }
+            done += m;
+        }
+    }
+
+    /// Phase 1 of the packet path: looks a burst up and tracks every packet
+    /// of a known connection (exactly as [`Shard::handle_packet`] would);
+    /// a packet that would open a connection gets [`Verdict::New`] and
+    /// waits, with nothing inserted and nothing evicted, for the caller's
+    /// [`Decision`] and [`Shard::commit_burst`], which must come next (no
+    /// other call on this shard in between).
+    ///
+    /// Looks up the first `m` packets, `m >= 1` (unless the burst is empty),
+    /// and returns `m`: the phase ends early after a new connection that
+    /// will need room made (the table is full: the eviction must happen at
+    /// that packet's place in the burst), when [`PENDING_MAX`] packets
+    /// wait, or before a TCP packet of another connection that follows a
+    /// pending one (see `reorders`). The caller commits those `m` and calls
+    /// again with the rest. These rules make the verdicts, ids and counters
+    /// those of packet-by-packet handling when every decision accepts.
+    ///
+    /// A later packet of a connection that an earlier packet of the same
+    /// phase opens (two first packets of one tuple, a reply in the same
+    /// burst, an ICMP error about it) also gets [`Verdict::New`]: the commit
+    /// tracks it on that connection, if it was accepted.
+    ///
+    /// A software pipeline, so that the cache misses of different packets
+    /// overlap (as DPDK's `rte_hash_lookup_bulk` does, but with a fixed
+    /// distance rather than a fixed group): packet `j` is hashed and its
+    /// primary bucket prefetched; packet `j - D` has its bucket read and the
+    /// entry its signature points to prefetched (and its secondary bucket,
+    /// if keys overflowed there); packet `j - 2D` is resolved, in order. `D`
+    /// is [`PREFETCH_DIST`]. The prefetches are hints: resolving looks
+    /// everything up again, so a table changed by an earlier packet of the
+    /// burst only costs a wasted prefetch.
+    pub fn lookup_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) -> usize {
+        let n = pkts.len().min(out.len());
+        self.begin_lookup();
         if !self.settings.enabled.is_tracking() {
             // `enabled=no`: every packet untracked, counted at once.
             let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
             out[..n].fill(v);
             self.stats.untracked[UntrackedReason::TrackingDisabled.index()] += n as u64;
-            return;
+            self.phase = Phase::Idle;
+            return n;
         }
         const D: usize = PREFETCH_DIST;
         let mut pipe = std::mem::take(&mut self.preps);
+        let mut m = n;
         for j in 0..n + 2 * D {
             if j < n {
                 let slot = &mut pipe[j % PIPE];
                 self.prepare(&pkts[j], slot);
                 if let Prep::Lookup { bucket, .. } = *slot {
-                    prefetch(&self.buckets[bucket as usize]);
+                    self.index.prefetch(bucket as usize);
                 }
             }
             if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
                 && let Prep::Lookup { hash, bucket, .. } = pipe[k % PIPE]
             {
-                let b = &self.buckets[bucket as usize];
+                let b = self.index.bucket(bucket as usize);
                 if let Some(v) = b.candidates(sig_of(hash)).next() {
                     prefetch_all(self.e(v >> 1));
-                } else if b.overflow != 0 {
-                    prefetch(&self.buckets[self.buckets_of(hash).1]);
+                } else if b.overflowed() {
+                    self.index.prefetch(self.index.buckets_of(hash).1);
                 }
             }
             if let Some(k) = j.checked_sub(2 * D) {
+                if !self.pending.is_empty() && self.reorders(&pipe[k % PIPE]) {
+                    m = k;
+                    break;
+                }
+                self.cur_pos = k as u32;
                 self.resolve(now, &pkts[k], pipe[k % PIPE], &mut out[k]);
+                if self.seg_end {
+                    m = k + 1;
+                    break;
+                }
             }
         }
         self.preps = pipe;
+        self.phase = Phase::Idle;
+        m
+    }
+
+    /// Phase 2: commits the packets that [`Shard::lookup_burst`] left
+    /// waiting ([`Verdict::New`]), in packet order, each with
+    /// `decisions[k]` (`k` its position in `pkts`; other positions are not
+    /// read), and writes their final verdicts into `out`. `pkts` and `out`
+    /// are those given to `lookup_burst` (at least its first `m`).
+    ///
+    /// An accepted packet creates its connection (making room by early drop
+    /// if the table is full) with the decision's mark and FastTrack flag; a
+    /// deferred one (see `lookup_burst`) is tracked on the connection that an
+    /// earlier packet created, ignoring its own decision. A dropped packet
+    /// gets [`Verdict::Refused`] with the decision's reason: nothing is
+    /// inserted and nothing evicted (the caller counts it).
+    pub fn commit_burst(
+        &mut self,
+        now: Instant,
+        pkts: &[FlowRepr],
+        decisions: &[Decision],
+        out: &mut [Verdict],
+    ) {
+        self.commit_with(now, pkts, out, |k| {
+            decisions.get(k).copied().unwrap_or(Decision::ACCEPT)
+        });
+    }
+
+    /// Starts a lookup phase. Should the previous phase's commit not have
+    /// come (a caller's bug), its waiting packets are forgotten (none was
+    /// inserted) and the entries it freed are released now.
+    fn begin_lookup(&mut self) {
+        let freed = std::mem::take(&mut self.freed);
+        for &(_, i) in &freed {
+            self.unlink_free(i);
+        }
+        self.freed = freed;
+        self.freed.clear();
+        self.pending.clear();
+        self.seg_end = false;
+        self.cur_pos = 0;
+        self.phase = Phase::Lookup;
+    }
+
+    fn commit_with(
+        &mut self,
+        now: Instant,
+        pkts: &[FlowRepr],
+        out: &mut [Verdict],
+        decide: impl Fn(usize) -> Decision,
+    ) {
+        let pending = std::mem::take(&mut self.pending);
+        let freed = std::mem::take(&mut self.freed);
+        let mut f = 0;
+        self.nat_committed = false;
+        for p in &pending {
+            let k = p.pos as usize;
+            if k >= pkts.len().min(out.len()) {
+                break;
+            }
+            // Entries freed before this packet (or by it: a dead entry
+            // reaped, a TCP connection reopened) are free for it.
+            while f < freed.len() && freed[f].0 <= p.pos {
+                self.unlink_free(freed[f].1);
+                f += 1;
+            }
+            let d = decide(k);
+            if let Action::Drop(reason) = d.action {
+                out[k] = Verdict::Refused(reason);
+                continue;
+            }
+            self.phase = Phase::Commit(d);
+            // A NAT connection committed in this burst may own this packet's
+            // key (its reply key): look it up again rather than create.
+            let state = p.state.filter(|_| {
+                !self.nat_committed
+                    || self
+                        .find(
+                            &p.key,
+                            p.hk.hash,
+                            self.index.primary_of(p.hk.hash),
+                            p.hk.flipped,
+                        )
+                        .is_none()
+            });
+            match state {
+                Some(state) => out[k] = self.create(now, p.key, p.hk, state, &pkts[k], &d),
+                None => {
+                    let prep = Prep::Lookup {
+                        key: p.key,
+                        hash: p.hk.hash,
+                        bucket: self.index.primary_of(p.hk.hash) as u32,
+                        flipped: p.hk.flipped,
+                        related: p.related,
+                    };
+                    self.resolve(now, &pkts[k], prep, &mut out[k]);
+                }
+            }
+        }
+        for &(_, i) in &freed[f..] {
+            self.unlink_free(i);
+        }
+        self.phase = Phase::Idle;
+        self.pending = pending;
+        self.pending.clear();
+        self.freed = freed;
+        self.freed.clear();
     }
 
     /// Resolves one prepared packet into `out`.
@@ -985,7 +868,7 @@ impl Shard {
             } => (key, hash, bucket as usize, flipped, related),
         };
         let hk = Hashed { hash, flipped };
-        self.start_clock(now);
+        self.wheel.start(now);
         let found = self.find(&key, hash, bucket, flipped);
         if related {
             *out = match found {
@@ -998,6 +881,9 @@ impl Shard {
                         id: self.id_of(i),
                         dir,
                     }
+                }
+                _ if self.phase == Phase::Lookup && self.pending_conn(&key, hash) => {
+                    self.wait(key, hk, true, None)
                 }
                 _ => self.count(Verdict::Invalid(InvalidReason::Other(
                     OtherInvalid::IcmpErrorNoConnection,
@@ -1013,7 +899,95 @@ impl Shard {
             self.free(i);
             self.stats.expired += 1;
         }
-        *out = self.create(now, key, hk, pkt);
+        *out = self.miss(now, key, hk, pkt);
+    }
+
+    /// A packet of no known connection: in the lookup phase it waits for the
+    /// caller's decision (if it may open a connection); in the commit it
+    /// opens one with the decision being committed.
+    #[cold]
+    fn miss(&mut self, now: Instant, key: Key, hk: Hashed, pkt: &FlowRepr) -> Verdict {
+        match self.phase {
+            Phase::Commit(d) => match self.new_state(&key, pkt) {
+                Ok(state) => self.create(now, key, hk, state, pkt, &d),
+                Err(v) => self.count(v),
+            },
+            _ if self.pending_conn(&key, hk.hash) => self.wait(key, hk, false, None),
+            _ => match self.new_state(&key, pkt) {
+                Ok(state) => {
+                    // Room is made at commit: if this one will need it, the
+                    // phase ends here, so that the eviction happens where
+                    // packet-by-packet handling would make it.
+                    let opening = self.pending.iter().filter(|p| p.state.is_some()).count();
+                    if self.live as usize + opening >= self.max_entries as usize {
+                        self.seg_end = true;
+                    }
+                    self.wait(key, hk, false, Some(state))
+                }
+                Err(v) => self.count(v),
+            },
+        }
+    }
+
+    /// Whether a packet must wait for the next lookup phase because a packet
+    /// of this one is pending: a TCP packet of another connection may move
+    /// that connection's timer (a shorter timeout), and the wheel's order of
+    /// two timers in one slot must be the one that packet-by-packet handling
+    /// gives, so the pending connection is committed (and its timer linked)
+    /// first.
+    fn reorders(&self, prep: &Prep) -> bool {
+        match *prep {
+            Prep::Lookup {
+                key,
+                hash,
+                related: false,
+                ..
+            } => key.proto == proto::TCP && !self.pending_conn(&key, hash),
+            _ => false,
+        }
+    }
+
+    /// Whether a pending packet of this lookup phase is of the connection
+    /// of `key` (either direction), whose canonical form hashes to `hash`.
+    fn pending_conn(&self, key: &Key, hash: u64) -> bool {
+        !self.pending.is_empty() && {
+            let r = key.reply();
+            self.pending
+                .iter()
+                .any(|p| p.hk.hash == hash && (p.key == *key || p.key == r))
+        }
+    }
+
+    /// Makes the packet being resolved wait for the caller's decision.
+    fn wait(&mut self, key: Key, hk: Hashed, related: bool, state: Option<ProtoState>) -> Verdict {
+        self.pending.push(Pending {
+            pos: self.cur_pos,
+            key,
+            hk,
+            related,
+            state,
+        });
+        if self.pending.len() >= PENDING_MAX {
+            self.seg_end = true;
+        }
+        Verdict::New
+    }
+
+    /// The state of a connection that `pkt` (of key `key`) would open, or
+    /// the verdict that says why it opens none.
+    fn new_state(&self, key: &Key, pkt: &FlowRepr) -> Result<ProtoState, Verdict> {
+        Ok(match &pkt.l4 {
+            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
+                Ok(c) => ProtoState::Tcp(c),
+                Err(TcpInvalid::NotSynLooseOff) => {
+                    return Err(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
+                }
+                Err(r) => return Err(Verdict::Invalid(InvalidReason::Tcp(r))),
+            },
+            L4::Icmp(i) => icmp::new_state(key.proto == proto::ICMPV6, i.icmp_type)?,
+            L4::Gre(g) => gre::new_state(g),
+            L4::Udp | L4::Other => ProtoState::Plain,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1046,32 +1020,14 @@ impl Shard {
             }
         }
         self.update_full(now, i, id, dir, key, hk, pkt, out);
-        if self.fasttrack == FastTrackMode::Established
+        if self.ft_established
             && let Verdict::Tracked { id: vid, .. } = *out
             && vid == id
             && self.e(i).is_live()
-            && self.fasttrack_eligible(self.e(i))
+            && fasttrack_eligible(self.e(i))
         {
             self.ft_mark(i);
         }
-    }
-
-    /// Established TCP and UDP streams may be fast-tracked.
-    fn fasttrack_eligible(&self, e: &Entry) -> bool {
-        e.has(flag::ASSURED)
-            && match e.tcp_state() {
-                Some(st) => st == TcpState::Established,
-                None => e.key.proto == proto::UDP,
-            }
-    }
-
-    /// The short path's accounting: the entry and the shard's counters only
-    /// (the fasttrack counters follow from the entry's, see [`FtSlot`]).
-    #[inline]
-    fn fast_account(&mut self, i: u32, now: Instant, dir: Dir, ip_len: u32) {
-        self.account(i, now, dir, ip_len, true);
-        self.stats.fasttrack_packets[dir.index()] += 1;
-        self.stats.fasttrack_bytes[dir.index()] += u64::from(ip_len);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1125,7 +1081,7 @@ impl Shard {
                     TcpResult::Reopen => {
                         self.free(i);
                         self.stats.closed += 1;
-                        *out = self.create(now, key, hk, pkt);
+                        *out = self.miss(now, key, hk, pkt);
                     }
                 }
             }
@@ -1164,30 +1120,29 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, now: Instant, key: Key, hk: Hashed, pkt: &FlowRepr) -> Verdict {
+    /// Creates the connection of `pkt` (its first packet, of key `key`) in
+    /// `state`, as decided by `d`.
+    fn create(
+        &mut self,
+        now: Instant,
+        key: Key,
+        hk: Hashed,
+        state: ProtoState,
+        pkt: &FlowRepr,
+        d: &Decision,
+    ) -> Verdict {
         let hash = hk.hash;
-        let state = match &pkt.l4 {
-            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
-                Ok(c) => ProtoState::Tcp(c),
-                Err(TcpInvalid::NotSynLooseOff) => {
-                    return self.count(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
-                }
-                Err(r) => return self.count(Verdict::Invalid(InvalidReason::Tcp(r))),
-            },
-            L4::Icmp(i) => {
-                if icmp_kind(key.proto == proto::ICMPV6, i.icmp_type) != IcmpKind::Request {
-                    return self.count(Verdict::Invalid(InvalidReason::Other(
-                        OtherInvalid::IcmpUnsolicitedReply,
-                    )));
-                }
-                ProtoState::Plain
-            }
-            L4::Gre(g) => ProtoState::Gre {
-                protocol: g.protocol,
-                call_id: g.call_id().unwrap_or(0),
-            },
-            L4::Udp | L4::Other => ProtoState::Plain,
-        };
+        // The reply key must be no other connection's (Linux refuses such a
+        // clash at confirm time): a NAT reply key, or, while NAT
+        // connections exist, the inverse (a NAT connection's original key
+        // may be it). Nothing is created or evicted then.
+        let nat = d.reply.filter(|r| *r != key.reply());
+        if (nat.is_some() || self.nat_live > 0)
+            && self.find_key(&nat.unwrap_or_else(|| key.reply())).is_some()
+        {
+            self.stats.insert_failed += 1;
+            return self.count(Verdict::Dropped(DropReason::ReplyTaken));
+        }
         if self.live >= self.max_entries && !self.early_drop(now, hash) {
             self.stats.drop += 1;
             return self.count(Verdict::Dropped(DropReason::TableFull));
@@ -1214,14 +1169,39 @@ impl Shard {
         *self.c_mut(i) = Cold::EMPTY;
         // The packet's key is the original: the canonical key is the reply
         // when the packet's key was flipped.
-        if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
-            return self.insert_failed(i);
+        match nat {
+            Some(r) => {
+                // NAT: a slot per key.
+                self.arena.set_nat_reply(i, r);
+                self.e_mut(i).flags |= flag::NAT_REPLY;
+                let rh = r.canonical().0.hash(&self.seed);
+                if !self.index_insert(hash, i << 1) {
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+                if !self.index_insert(rh, i << 1 | 1) {
+                    self.index.remove(hash, i << 1);
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+                self.nat_committed = true;
+                self.nat_live += 1;
+            }
+            _ => {
+                if !self.index_insert(hash, i << 1 | u32::from(hk.flipped)) {
+                    return self.insert_failed(i, DropReason::IndexFull);
+                }
+            }
         }
         self.live += 1;
         self.stats.insert += 1;
         self.account(i, now, Dir::Orig, pkt.ip_len, true);
-        let d = self.deadline_of(self.e(i));
-        self.wheel_link(i, d);
+        let deadline = self.deadline_of(self.e(i));
+        self.wheel_link(i, deadline);
+        self.c_mut(i).mark = d.mark;
+        if d.fasttrack {
+            // Once per arena chunk at most, as the chunk itself.
+            self.arena.ft_alloc(i);
+            self.ft_mark(i);
+        }
         Verdict::Tracked {
             id: self.id_of(i),
             dir: Dir::Orig,
@@ -1229,11 +1209,11 @@ impl Shard {
         }
     }
 
-    fn insert_failed(&mut self, i: u32) -> Verdict {
+    fn insert_failed(&mut self, i: u32, why: DropReason) -> Verdict {
         self.e_mut(i).flags = 0;
-        self.push_free(i);
+        self.arena.push_free(i);
         self.stats.insert_failed += 1;
-        self.count(Verdict::Dropped(DropReason::IndexFull))
+        self.count(Verdict::Dropped(why))
     }
 
     /// Makes room for one new connection: the first entry, among a bounded
@@ -1243,11 +1223,10 @@ impl Shard {
     /// key's two index buckets. The search stops at the first usable one.
     /// Assured entries are never evicted.
     fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
-        let slots = WHEEL_SLOTS as u64;
         let mut seen = 0;
-        let mut t = self.cur_tick;
-        while t < self.cur_tick + 64 && seen < 32 {
-            let mut i = self.wheel[(t % slots) as usize];
+        let mut t = self.wheel.cur_tick;
+        while t < self.wheel.cur_tick + 64 && seen < 32 {
+            let mut i = self.wheel.head(t);
             while i != NIL && seen < 32 {
                 // Judged as reached: a walk that stops at the first usable
                 // entry reads no further links.
@@ -1259,10 +1238,10 @@ impl Shard {
             }
             t += 1;
         }
-        let (b1, b2) = self.buckets_of(hash);
+        let (b1, b2) = self.index.buckets_of(hash);
         for b in [b1, b2] {
             for w in 0..WAYS {
-                let v = self.buckets[b].idx[w];
+                let v = self.index.bucket(b).value(w);
                 if v != EMPTY && self.evict_if_allowed(v >> 1, now) {
                     return true;
                 }
@@ -1302,77 +1281,15 @@ impl Shard {
         ))
     }
 
+    /// The key that reply packets of connection `id` carry: the inverse of
+    /// its original key, or the NAT reply key its decision gave.
+    pub fn reply_key(&self, id: ConnId) -> Option<Key> {
+        self.resolve_id(id).map(|i| self.reply_of(i))
+    }
+
     /// Looks a tuple key up, as a packet would (either direction).
     pub fn lookup(&self, key: &Key) -> Option<(ConnId, Dir)> {
         self.find_key(key).map(|(i, d)| (self.id_of(i), d))
-    }
-
-    fn raw_of(&self, i: u32, now: Instant) -> RawConn {
-        let e = self.e(i);
-        let c = self.c(i);
-        let ft = self.ft_slot(i).map(|s| s.read(e)).unwrap_or_default();
-        let deadline = self.deadline_of(e);
-        RawConn {
-            entry: *e,
-            id: self.id_of(i),
-            worker: self.worker,
-            remaining: Duration::from_nanos(deadline.saturating_sub(now.nanos())),
-            dying: deadline <= now.nanos(),
-            ft,
-            rate: [c.rate(e, now, 0), c.rate(e, now, 1)],
-            mark: c.mark,
-        }
-    }
-
-    /// A typed record of connection `id` as of `now` (the RouterOS row is
-    /// made from it by `ctrack-model`).
-    pub fn snapshot(&self, id: ConnId, now: Instant) -> Option<RawConn> {
-        self.resolve_id(id).map(|i| self.raw_of(i, now))
-    }
-
-    /// Calls `f` with a record of every live connection.
-    pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(RawConn)) {
-        for i in 0..self.high_water {
-            if self.e(i).is_live() {
-                f(self.raw_of(i, now));
-            }
-        }
-    }
-
-    /// Appends records of up to `max` live connections from arena position
-    /// `cursor` on (at least one), and returns the cursor to continue from
-    /// (`None` when the end was reached). Start with 0. Connections created
-    /// or removed between chunks may or may not appear; none appears twice.
-    /// A record is a copy of the entry, no formatting (what a worker hands
-    /// to the control thread). Pushes at most `max` records, so a buffer
-    /// with that capacity never reallocates.
-    pub fn raw_chunk(
-        &self,
-        now: Instant,
-        cursor: u32,
-        max: usize,
-        out: &mut Vec<RawConn>,
-    ) -> Option<u32> {
-        self.chunk(cursor, max, |i| out.push(self.raw_of(i, now)))
-    }
-
-    /// Calls `f` with up to `max` (at least one) live arena positions from
-    /// `cursor` on; returns where to continue, `None` at the end.
-    fn chunk(&self, cursor: u32, max: usize, mut f: impl FnMut(u32)) -> Option<u32> {
-        let mut i = cursor;
-        let mut n = 0;
-        let max = max.max(1);
-        while i < self.high_water {
-            if n >= max {
-                return Some(i);
-            }
-            if self.e(i).is_live() {
-                f(i);
-                n += 1;
-            }
-            i += 1;
-        }
-        None
     }
 
     /// Removes connection `id` (`remove` in the management API).
@@ -1403,47 +1320,15 @@ impl Shard {
         }
     }
 
-    /// Marks connection `id` fast-tracked (or not). Allocates the fasttrack
-    /// counters of its arena chunk on first use (never on the packet path).
-    pub fn set_fasttrack(&mut self, id: ConnId, on: bool) -> bool {
-        let Some(i) = self.resolve_id(id) else {
-            return false;
-        };
-        if on {
-            let c = Self::at(i).0;
-            if let (Some(slot), Some(chunk)) = (self.ft.get_mut(c), self.chunks.get(c)) {
-                slot.get_or_insert_with(|| new_ft_chunk(chunk.len()));
-            }
-            self.ft_mark(i);
-        } else {
-            self.ft_unmark(i);
-        }
-        true
-    }
-
-    /// The fast path: counts a packet of a fast-tracked connection (its
-    /// counters, fasttrack counters, rate and last-seen time) without running
-    /// the tracker. Returns false if the entry is gone or its timeout passed;
-    /// the packet then takes the full path.
-    pub fn handle_fasttrack(&mut self, now: Instant, id: ConnId, dir: Dir, ip_len: u32) -> bool {
-        let Some(i) = self.resolve_id(id) else {
-            return false;
-        };
-        if self.deadline_of(self.e(i)) <= now.nanos() {
-            return false;
-        }
-        self.fast_account(i, now, dir, ip_len);
-        true
-    }
-
     /// Checks the table's invariants (O(entries); for tests and fuzzing):
     /// every live entry is found by both its keys (the index holds one key per
-    /// live entry), is in exactly one wheel
-    /// slot, counts add up, and the table is within its ceiling.
+    /// live entry, each where its hash says), is in exactly one wheel slot,
+    /// counts add up, and the table is within its ceiling.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut live = 0u32;
+        let mut nat = 0usize;
         let mut packets = 0u64;
-        for i in 0..self.high_water {
+        for i in 0..self.arena.high_water() {
             let e = self.e(i);
             if !e.is_live() {
                 continue;
@@ -1453,7 +1338,10 @@ impl Shard {
                 .wrapping_add(e.packets[0])
                 .wrapping_add(e.packets[1]);
             let k = e.key;
-            let r = k.reply();
+            let r = self.reply_of(i);
+            if e.has(flag::NAT_REPLY) {
+                nat += 1;
+            }
             match self.find_key(&k) {
                 Some((j, d)) if j == i && (d == Dir::Orig || k == r) => {}
                 other => return Err(format!("entry {i} not found by its key {k:?}: {other:?}")),
@@ -1466,38 +1354,32 @@ impl Shard {
         if live != self.live {
             return Err(format!("live count {} but {live} live entries", self.live));
         }
-        // One index key per connection, and nothing else in the index.
-        let keys = self
-            .buckets
-            .iter()
-            .map(|b| b.idx.iter().filter(|&&v| v != EMPTY).count())
-            .sum::<usize>();
-        if keys != self.live as usize {
-            return Err(format!("{keys} index keys for {} live entries", self.live));
+        // One index key per connection (two for NAT), and nothing else.
+        let mut keys = 0usize;
+        for v in self.index.values() {
+            keys += 1;
+            let i = v >> 1;
+            if i >= self.arena.high_water() || !self.e(i).is_live() {
+                return Err(format!("index value {v:#x} names no live entry"));
+            }
         }
+        if keys != self.live as usize + nat {
+            return Err(format!(
+                "{keys} index keys for {} live entries ({nat} with NAT)",
+                self.live
+            ));
+        }
+        let (arena, seed) = (&self.arena, &self.seed);
+        self.index.check(|v| Self::hash_of_value(arena, seed, v))?;
         if self.live > self.max_entries {
             return Err(format!(
                 "{} entries over max {}",
                 self.live, self.max_entries
             ));
         }
-        let mut in_wheel = 0u32;
-        for (s, &head) in self.wheel.iter().enumerate() {
-            let mut prev = HEAD | s as u32;
-            let mut i = head;
-            while i != NIL {
-                let c = self.c(i);
-                if !self.e(i).is_live() || c.prev != prev {
-                    return Err(format!("wheel slot {s}: bad link at entry {i}"));
-                }
-                in_wheel += 1;
-                if in_wheel > self.live {
-                    return Err("wheel holds more entries than the table".into());
-                }
-                prev = i;
-                i = c.next;
-            }
-        }
+        let in_wheel = self
+            .wheel
+            .check(&self.arena, self.live, |i| self.e(i).is_live())?;
         if in_wheel != self.live {
             return Err(format!(
                 "{in_wheel} entries in the wheel, {} live",
@@ -1512,5 +1394,93 @@ impl Shard {
             ));
         }
         Ok(())
+    }
+}
+
+// Listing and counting (between bursts).
+impl Shard {
+    /// Counts live connections by protocol and TCP state from arena position
+    /// `cursor` on, at most `max` positions; returns where to continue, or
+    /// `None` at the end. Bounded work, for metrics between bursts.
+    pub fn census_chunk(&self, cursor: u32, max: usize, out: &mut Census) -> Option<u32> {
+        let end = cursor
+            .saturating_add(max.max(1) as u32)
+            .min(self.arena.high_water());
+        for i in cursor..end {
+            let e = self.e(i);
+            if e.is_live() {
+                let state = e.tcp_state().map_or(u8::MAX, |s| s.index() as u8);
+                *out.counts.entry((e.protocol(), state)).or_default() += 1;
+            }
+        }
+        (end < self.arena.high_water()).then_some(end)
+    }
+
+    fn raw_of(&self, i: u32, now: Instant) -> RawConn {
+        let e = self.e(i);
+        let c = self.c(i);
+        let ft = self.ft_slot(i).map(|s| s.read(e)).unwrap_or_default();
+        let deadline = self.deadline_of(e);
+        RawConn {
+            entry: *e,
+            id: self.id_of(i),
+            worker: self.worker,
+            remaining: Duration::from_nanos(deadline.saturating_sub(now.nanos())),
+            dying: deadline <= now.nanos(),
+            ft,
+            rate: [c.rate(e, now, 0), c.rate(e, now, 1)],
+            mark: c.mark,
+        }
+    }
+
+    /// A typed record of connection `id` as of `now` (the RouterOS row is
+    /// made from it by `ctrack-model`).
+    pub fn snapshot(&self, id: ConnId, now: Instant) -> Option<RawConn> {
+        self.resolve_id(id).map(|i| self.raw_of(i, now))
+    }
+
+    /// Calls `f` with a record of every live connection.
+    pub fn for_each_snapshot(&self, now: Instant, mut f: impl FnMut(RawConn)) {
+        for i in 0..self.arena.high_water() {
+            if self.e(i).is_live() {
+                f(self.raw_of(i, now));
+            }
+        }
+    }
+
+    /// Appends records of up to `max` live connections from arena position
+    /// `cursor` on (at least one), and returns the cursor to continue from
+    /// (`None` when the end was reached). Start with 0. Connections created
+    /// or removed between chunks may or may not appear; none appears twice.
+    /// A record is a copy of the entry, no formatting (what a worker hands
+    /// to the control thread). Pushes at most `max` records, so a buffer
+    /// with that capacity never reallocates.
+    pub fn raw_chunk(
+        &self,
+        now: Instant,
+        cursor: u32,
+        max: usize,
+        out: &mut Vec<RawConn>,
+    ) -> Option<u32> {
+        self.chunk(cursor, max, |i| out.push(self.raw_of(i, now)))
+    }
+
+    /// Calls `f` with up to `max` (at least one) live arena positions from
+    /// `cursor` on; returns where to continue, `None` at the end.
+    fn chunk(&self, cursor: u32, max: usize, mut f: impl FnMut(u32)) -> Option<u32> {
+        let mut i = cursor;
+        let mut n = 0;
+        let max = max.max(1);
+        while i < self.arena.high_water() {
+            if n >= max {
+                return Some(i);
+            }
+            if self.e(i).is_live() {
+                f(i);
+                n += 1;
+            }
+            i += 1;
+        }
+        None
     }
 }

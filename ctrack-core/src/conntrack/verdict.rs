@@ -22,6 +22,69 @@ pub enum Verdict {
     Untracked(UntrackedReason),
     /// No room for a new connection.
     Dropped(DropReason),
+    /// Only between [`super::Shard::lookup_burst`] and
+    /// [`super::Shard::commit_burst`]: the packet would open a connection
+    /// (or belongs to one that an earlier packet of the burst opens) and
+    /// waits for the caller's [`Decision`]. The commit replaces it.
+    New,
+    /// The caller's [`Decision`] dropped this first packet of a connection,
+    /// with the caller's reason code: nothing was inserted or evicted, and the
+    /// table counted nothing.
+    Refused(u16),
+}
+
+/// What the caller decided for a packet that would open a connection
+/// ([`Verdict::New`]): its rules, NAT and mangle, applied in
+/// [`super::Shard::commit_burst`]. Small and `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Decision {
+    pub action: Action,
+    /// The new connection's `connection-mark`.
+    pub mark: u32,
+    /// Put the new connection on the short path at once (after its first
+    /// packet).
+    pub fasttrack: bool,
+    /// NAT: the key that the connection's reply packets carry, when it is
+    /// not the inverse of the original ([`super::Key::reply`]); the
+    /// connection is then found by both keys. It must be no other
+    /// connection's key (the NAT picks a free one): a taken one refuses the
+    /// connection ([`DropReason::ReplyTaken`]).
+    pub reply: Option<super::Key>,
+}
+
+/// Whether a new connection is created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    Accept,
+    /// Drop the packet, create nothing; the code is the caller's (returned
+    /// in [`Verdict::Refused`], for the caller to count).
+    Drop(u16),
+}
+
+impl Decision {
+    /// Accept, no mark, not fast-tracked: what the table did before rules.
+    pub const ACCEPT: Decision = Decision {
+        action: Action::Accept,
+        mark: 0,
+        fasttrack: false,
+        reply: None,
+    };
+
+    /// Drop with the caller's reason code.
+    pub const fn drop(reason: u16) -> Decision {
+        Decision {
+            action: Action::Drop(reason),
+            mark: 0,
+            fasttrack: false,
+            reply: None,
+        }
+    }
+}
+
+impl Default for Decision {
+    fn default() -> Self {
+        Decision::ACCEPT
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Verdict>() <= 16);
@@ -67,6 +130,9 @@ reason_enum!(
         /// The index found no free slot within its probe limit (not expected
         /// below max-entries; counted as `insert_failed` too).
         IndexFull => "index_full",
+        /// A decision's NAT reply key is already another connection's key
+        /// (counted as `insert_failed` too).
+        ReplyTaken => "reply_taken",
     }
 );
 
