@@ -164,7 +164,8 @@ impl ConnSnapshot {
         let ft = raw.fasttrack_counters();
         let mark = raw.mark();
         let k = e.key();
-        let r = e.reply_key();
+        // The table's reply key: a translated connection's stored one.
+        let r = *raw.reply_key();
         let ported = matches!(k.proto, proto::TCP | proto::UDP);
         let ip = |a: &Addr, f: Family| a.to_ip(f);
         let fam = k.family;

@@ -6,7 +6,7 @@
 use ctrack_core::conntrack::key::HashSeed;
 use ctrack_core::conntrack::tcp::TcpState;
 use ctrack_core::conntrack::{
-    ConnId, Dir, Duration, Instant, Settings, Shard, TableConfig, Verdict,
+    ConnId, Decision, Dir, Duration, Instant, Settings, Shard, TableConfig, Verdict,
 };
 use ctrack_core::flow::{
     Addr, Family, FlowRepr, GreInfo, IcmpInfo, L4, TcpInfo, Tuple, proto, tcp_flags::*,
@@ -126,6 +126,29 @@ fn udp_rows_show_addresses_both_ways_and_the_time_left() {
     assert_eq!(snap.reply_src_address, "10.0.0.2:53");
     assert_eq!(snap.reply_dst_address, "10.0.0.1:1000");
     assert_eq!(row(&s, id, at(7)).timeout, "2m59s");
+}
+
+#[test]
+fn a_translated_rows_reply_addresses_are_its_stored_reply_tuple() {
+    let mut s = shard(16);
+    let first = udp(A, 1000, B, 53);
+    // Source NAT to 192.0.2.1:4000: the reply comes back there.
+    let mut reply = ctrack_core::conntrack::Key::of_packet(&first.tuple, &first.l4).reply();
+    reply.dst = Addr::from_v4([192, 0, 2, 1]);
+    reply.dport = 4000;
+    let pkts = [first];
+    let mut out = [Verdict::New];
+    assert_eq!(s.lookup_burst(at(0), &pkts, &mut out), 1);
+    let d = Decision {
+        reply: Some(reply),
+        ..Decision::ACCEPT
+    };
+    s.commit_burst(at(0), &pkts, &[d], &mut out);
+    let (id, ..) = tracked(out[0]);
+    let snap = row(&s, id, at(1));
+    assert_eq!(snap.src_address, "10.0.0.1:1000");
+    assert_eq!(snap.reply_src_address, "10.0.0.2:53");
+    assert_eq!(snap.reply_dst_address, "192.0.2.1:4000");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use super::Dir;
 use super::entry::{ConnId, Entry, FtCounters};
+use super::key::Key;
 use super::time::Duration;
 
 /// A connection's raw state, copied out of the table as it stands at one
@@ -16,6 +17,9 @@ use super::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct RawConn {
     pub(crate) entry: Entry,
+    /// The reply direction's key: the stored one of a translated connection
+    /// (NAT), else the inverse of the original.
+    pub(crate) reply: Key,
     pub(crate) id: ConnId,
     pub(crate) worker: u16,
     pub(crate) remaining: Duration,
@@ -34,6 +38,13 @@ impl RawConn {
     /// The entry: keys, protocol state, flags, counters.
     pub fn entry(&self) -> &Entry {
         &self.entry
+    }
+
+    /// The reply direction's key as the table indexes it: for a translated
+    /// connection (NAT) the stored reply tuple, not the inverse of the
+    /// original (which [`Entry::reply_key`] derives).
+    pub fn reply_key(&self) -> &Key {
+        &self.reply
     }
 
     /// The worker (shard) that owns the connection.

@@ -1423,6 +1423,7 @@ impl Shard {
         let deadline = self.deadline_of(e);
         RawConn {
             entry: *e,
+            reply: self.reply_of(i),
             id: self.id_of(i),
             worker: self.worker,
             remaining: Duration::from_nanos(deadline.saturating_sub(now.nanos())),

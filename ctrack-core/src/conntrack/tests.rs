@@ -1229,6 +1229,11 @@ fn a_nat_connection_is_found_by_both_keys_with_counters_per_direction() {
     let e = s.get(id).unwrap();
     assert_eq!((e.packets(Dir::Orig), e.packets(Dir::Reply)), (2, 1));
     assert!(e.assured(), "a UDP stream once both directions were seen");
+    // Listings carry the stored reply key, not the original's inverse.
+    assert_eq!(*s.snapshot(id, at(3)).unwrap().reply_key(), r);
+    let mut listed = Vec::new();
+    s.for_each_snapshot(at(3), |c| listed.push(*c.reply_key()));
+    assert_eq!(listed, vec![r]);
     // The un-translated inverse is not this connection's, and cannot open
     // one: its reply would be this connection's original key.
     let stray = udp(B, 53, A, 1000);
