@@ -382,8 +382,10 @@ mod tests {
             "{:?}",
             out.connections
         );
-        let mut off = Settings::default();
-        off.checksum_verify = false;
+        let off = Settings {
+            checksum_verify: false,
+            ..Settings::default()
+        };
         let out = replay(&cap[..], 1, &off, 16).unwrap();
         assert!(out.counters.invalid.is_empty(), "{:?}", out.counters);
         assert!(

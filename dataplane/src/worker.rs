@@ -957,8 +957,10 @@ mod tests {
             (w[0].shard().total_entries(), bad_checksum_count(&w[0])),
             (0, 3)
         );
-        let mut off = Settings::default();
-        off.checksum_verify = false;
+        let off = Settings {
+            checksum_verify: false,
+            ..Settings::default()
+        };
         tx.send(Command::Settings(Box::new(off))).unwrap();
         w[0].poll_once();
         w[0].io_mut().links[0].input.extend(frames);
