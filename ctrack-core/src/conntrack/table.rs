@@ -131,6 +131,8 @@ struct Pending {
 /// One worker's connection table (see the module doc).
 pub struct Shard {
     pub(super) settings: Settings,
+    /// `settings`' TCP timeouts by state (see [`Shard::tcp_timeouts_of`]).
+    tcp_timeouts: [Duration; TcpState::ALL.len()],
     worker: u16,
     max_entries: u32,
     seed: HashSeed,
@@ -190,6 +192,7 @@ impl Shard {
     pub fn new(config: TableConfig, settings: Settings, worker: u16, seed: HashSeed) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
         Shard {
+            tcp_timeouts: Self::tcp_timeouts_of(&settings),
             settings,
             worker,
             max_entries: max,
@@ -364,9 +367,10 @@ impl Shard {
 
     // ---- timers ----------------------------------------------------------
 
-    fn tcp_timeout(&self, st: TcpState) -> Duration {
-        let s = &self.settings;
-        match st {
+    /// Each TCP state's timeout under `s`, by [`TcpState::index`]: looked up
+    /// per packet as one load instead of a match over the settings' fields.
+    fn tcp_timeouts_of(s: &Settings) -> [Duration; TcpState::ALL.len()] {
+        TcpState::ALL.map(|st| match st {
             TcpState::None | TcpState::SynSent | TcpState::SynSent2 => s.tcp_syn_sent_timeout,
             TcpState::SynReceived => s.tcp_syn_received_timeout,
             TcpState::Established => s.tcp_established_timeout,
@@ -375,7 +379,12 @@ impl Shard {
             TcpState::LastAck => s.tcp_last_ack_timeout,
             TcpState::TimeWait => s.tcp_time_wait_timeout,
             TcpState::Close => s.tcp_close_timeout,
-        }
+        })
+    }
+
+    #[inline]
+    fn tcp_timeout(&self, st: TcpState) -> Duration {
+        self.tcp_timeouts[st.index()]
     }
 
     /// The timeout that applies to `e` now, from the current settings.
@@ -521,6 +530,7 @@ impl Shard {
     pub fn apply_settings(&mut self, s: &Settings) {
         let shorter = s.any_shorter_than(&self.settings);
         self.settings = s.clone();
+        self.tcp_timeouts = Self::tcp_timeouts_of(s);
         if shorter && self.arena.high_water() > 0 {
             self.rescan = Some(0);
         }
