@@ -11,7 +11,7 @@
 # reproducing input in hex and the command that replays it.
 #
 # Environment:
-#   FUZZ_SANITIZER  address (default) or none
+#   FUZZ_SANITIZER  none (default: thousands of inputs/s, see docs/fuzzing.md) or address
 #   FUZZ_JOBS       cargo build jobs (default 2)
 #
 # cargo-fuzz passes -Zsanitizer=address and other -Z flags. On a stable
@@ -31,7 +31,7 @@ fi
 case "$secs" in
     '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
-sanitizer="${FUZZ_SANITIZER:-address}"
+sanitizer="${FUZZ_SANITIZER:-none}"
 export CARGO_BUILD_JOBS="${FUZZ_JOBS:-2}"
 
 if ! command -v c++ >/dev/null 2>&1; then

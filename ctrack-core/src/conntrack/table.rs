@@ -481,16 +481,20 @@ impl Shard {
             self.wheel.cur_tick = now_tick - n;
         }
         let max_work = budget.saturating_mul(4).saturating_add(64);
-        let (mut removed, mut work, mut empty) = (0, 0, 0);
+        let (mut removed, mut work) = (0, 0);
         while self.wheel.cur_tick < now_tick && removed < budget && work < max_work {
             let head = self.wheel.head(self.wheel.cur_tick);
             if head == NIL {
-                // Passing an empty slot is one load: allow a whole turn.
-                empty += 1;
-                if empty > WHEEL_SLOTS {
-                    break;
+                // Jump over empty slots (the occupancy bitmap, 64 per word)
+                // to the next one holding an entry, or to `now_tick`. At most
+                // one turn: the jump never passes a slot that holds one.
+                match self.wheel.next_occupied(self.wheel.cur_tick, now_tick) {
+                    Some(t) => self.wheel.cur_tick = t,
+                    None => {
+                        self.wheel.cur_tick = now_tick;
+                        break;
+                    }
                 }
-                self.wheel.cur_tick += 1;
                 continue;
             }
             work += 1;
