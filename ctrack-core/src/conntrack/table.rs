@@ -944,19 +944,27 @@ impl Shard {
     }
 
     /// Whether a packet must wait for the next lookup phase because a packet
-    /// of this one is pending: a TCP packet of another connection may move
-    /// that connection's timer (a shorter timeout), and the wheel's order of
-    /// two timers in one slot must be the one that packet-by-packet handling
-    /// gives, so the pending connection is committed (and its timer linked)
-    /// first.
+    /// of this one is pending: a TCP packet of another, existing connection
+    /// may move that connection's timer (a shorter timeout), and the wheel's
+    /// order of two timers in one slot must be the one that packet-by-packet
+    /// handling gives, so the pending connection is committed (and its timer
+    /// linked) first. A TCP packet that finds no connection moves no timer
+    /// (it waits too, or is counted), so a flood of new connections keeps
+    /// the whole burst in one phase: the index lookup here is the one its
+    /// resolve does next, on lines the pipeline already prefetched.
     fn reorders(&self, prep: &Prep) -> bool {
         match *prep {
             Prep::Lookup {
                 key,
                 hash,
+                bucket,
+                flipped,
                 related: false,
-                ..
-            } => key.proto == proto::TCP && !self.pending_conn(&key, hash),
+            } => {
+                key.proto == proto::TCP
+                    && !self.pending_conn(&key, hash)
+                    && self.find(&key, hash, bucket as usize, flipped).is_some()
+            }
             _ => false,
         }
     }
