@@ -588,11 +588,11 @@ impl RxQueue {
         if room == 0 {
             return 0;
         }
+        let (port, queue) = (self.port.id.0, self.queue.0);
         // SAFETY: started port (the handle keeps it open) and a queue only
         // this handle polls (handed out once, and not Sync); `slots` has
         // room for `room` pointers.
-        let n =
-            unsafe { dpdk_sys::ctrack_rte_eth_rx_burst(self.port.id.0, self.queue.0, slots, room) };
+        let n = unsafe { dpdk_sys::ctrack_rte_eth_rx_burst(port, queue, slots, room) };
         // SAFETY: the driver filled n slots with mbufs it hands over to us.
         unsafe { burst.set_filled(n as usize) };
         n as usize
@@ -639,11 +639,11 @@ impl TxQueue {
         if n == 0 {
             return 0;
         }
+        let (port, queue) = (self.port.id.0, self.queue.0);
         // SAFETY: started port, a queue only this handle sends on (handed
         // out once, not Sync); ptrs holds n owned mbufs; the driver takes
         // ownership of the first `sent`.
-        let sent =
-            unsafe { dpdk_sys::ctrack_rte_eth_tx_burst(self.port.id.0, self.queue.0, ptrs, n) };
+        let sent = unsafe { dpdk_sys::ctrack_rte_eth_tx_burst(port, queue, ptrs, n) };
         burst.consume_front(sent as usize);
         sent as usize
     }
