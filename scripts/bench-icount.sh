@@ -3,7 +3,9 @@
 # deterministic measure of the table's compute (in cache), immune to this
 # shared VM's noise, for A/B-ing code changes. Four cases: UDP and TCP
 # established connections, full path and FastTrack; FastTrack is printed as a
-# ratio to the full path of the same protocol. See docs/benchmarks.md.
+# ratio to the full path of the same protocol. Then new connections: SYNs of
+# fresh tuples into a full table (two-phase creation with early drop). See
+# docs/benchmarks.md.
 #
 #   scripts/bench-icount.sh          (~1 minute; installs valgrind if missing)
 set -euo pipefail
@@ -32,4 +34,5 @@ for p in udp tcp; do
     ft=$(count "$p" fasttrack)
     printf '%-6s %10s %10s %10s\n' "$p" "$full" "$ft" "$(python3 -c "print(f'{$ft / $full:.2f}')")"
 done
+echo "new connections: $(count tcp new) instructions per SYN of a fresh tuple into a full table of 1024 (each creates one, early-drops one)"
 echo "(callgrind profiles: $out/callgrind.*; callgrind_annotate --auto=yes FILE shows where)"

@@ -5,10 +5,16 @@
 //! In cache, so the count is the table's compute per packet, without the
 //! memory system and without this shared machine's noise.
 //!
-//!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack
+//! With `new`, every packet is instead a SYN of a fresh tuple into a table
+//! of 1024 that is full after the first round, so each one early-drops a
+//! connection (`new tcp syn (early drop)` of the conntrack benchmark, in
+//! cache): the two-phase creation path's compute per new connection.
+//!
+//!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack|new
 
 use ctrack_traffic::synth::Mix;
 use dataplane::conntrack::{Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict};
+use dataplane::flow::{Addr, Family, FlowRepr, L4, TcpInfo, Tuple, proto, tcp_flags};
 
 const CONNS: u32 = 1024;
 const ROUNDS: u64 = 2000;
@@ -17,6 +23,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tcp = args.first().map(String::as_str) == Some("tcp");
     let fasttrack = args.get(1).map(String::as_str) == Some("fasttrack");
+    if args.get(1).map(String::as_str) == Some("new") {
+        return new_connections();
+    }
     let mix = Mix {
         tcp: if tcp { CONNS } else { 0 },
         udp: if tcp { 0 } else { CONNS },
@@ -62,4 +71,47 @@ fn main() {
         ROUNDS * pkts.len() as u64,
         s.fasttrack_packets.iter().sum::<u64>()
     );
+}
+
+/// SYNs of fresh tuples into a full table: every packet creates a connection
+/// and early-drops one (none is assured).
+fn new_connections() {
+    const SYNS: u32 = 64 * 1024;
+    let syn = |i: u32| FlowRepr {
+        tuple: Tuple {
+            src: Addr::from_v4([10, 1, (i >> 16) as u8, (i >> 8) as u8]),
+            dst: Addr::from_v4([10, 2, 0, 1]),
+            src_port: 1024 + (i & 0xff) as u16,
+            dst_port: 80,
+            proto: proto::TCP,
+            family: Family::V4,
+        },
+        ip_len: 40,
+        l4: L4::Tcp(TcpInfo {
+            seq: i,
+            ack: 0,
+            flags: tcp_flags::SYN,
+            window: 65535,
+            wscale: None,
+            sack_perm: false,
+            payload_len: 0,
+        }),
+    };
+    let pkts: Vec<FlowRepr> = (0..SYNS).map(syn).collect();
+    let mut shard = Shard::new(
+        TableConfig::new(CONNS),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
+    let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
+    let mut now = 1_000_000_000;
+    for burst in pkts.chunks(32) {
+        now += 320;
+        shard.handle_burst(Instant(now), burst, &mut out[..burst.len()]);
+    }
+    let s = shard.stats();
+    assert_eq!(s.insert, u64::from(SYNS));
+    assert_eq!(s.early_drop, u64::from(SYNS - CONNS));
+    println!("{SYNS} packets through handle_burst ({SYNS} in the timed rounds), 0 fast-tracked");
 }
