@@ -157,13 +157,7 @@ fn run(trusted: bool, hash: u32) -> Vec<Vec<String>> {
             w.shard().for_each_snapshot(Instant::ZERO, |c| {
                 let e = c.entry();
                 assert!(e.packets(Dir::Orig) > 0 && e.packets(Dir::Reply) > 0);
-                let name = match e.protocol() {
-                    6 => "tcp",
-                    17 => "udp",
-                    1 => "icmp",
-                    _ => "other",
-                };
-                protos.push(name.to_string());
+                protos.push(ctrack_model::protocol_name(e.protocol()));
             });
             protos
         })
