@@ -100,6 +100,14 @@ enum Prep {
 /// freed after them): the phase ends early when either is reached.
 pub const PENDING_MAX: usize = 64;
 
+/// The word and bit of [`Shard`]'s pending filter for a connection hash
+/// (bits the index does not use for buckets or signatures are as good as
+/// any: the filter only saves walks).
+#[inline]
+fn pending_bit(hash: u64) -> (usize, u64) {
+    (((hash >> 40) & 3) as usize, 1 << ((hash >> 42) & 63))
+}
+
 /// The two-phase packet path's state.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
@@ -159,6 +167,16 @@ pub struct Shard {
     cur_pos: u32,
     /// The lookup phase must end after the packet being resolved.
     seg_end: bool,
+    /// Pending packets of this lookup phase that open a connection.
+    opening: u32,
+    /// A filter over the pending packets' connection hashes (bit
+    /// `pending_bit(hash)` set for each): most packets that are of no
+    /// pending connection are told so without a walk of `pending`.
+    pending_bits: [u64; 4],
+    /// A pending packet of this lookup phase will need room made (the
+    /// table is full): a later packet that finds a connection waits for the
+    /// next phase (see `reorders`).
+    evicting: bool,
     /// This commit created a connection with a NAT reply key.
     nat_committed: bool,
     /// Connections with a NAT reply key in the index.
@@ -208,6 +226,9 @@ impl Shard {
             freed: Vec::with_capacity(PENDING_MAX),
             cur_pos: 0,
             seg_end: false,
+            opening: 0,
+            pending_bits: [0; 4],
+            evicting: false,
             nat_committed: false,
             nat_live: 0,
             ft_established: false,
@@ -684,11 +705,11 @@ impl Shard {
     /// other call on this shard in between).
     ///
     /// Looks up the first `m` packets, `m >= 1` (unless the burst is empty),
-    /// and returns `m`: the phase ends early after a new connection that
-    /// will need room made (the table is full: the eviction must happen at
-    /// that packet's place in the burst), when [`PENDING_MAX`] packets
-    /// wait, or before a TCP packet of another connection that follows a
-    /// pending one (see `reorders`). The caller commits those `m` and calls
+    /// and returns `m`: the phase ends early when [`PENDING_MAX`] packets
+    /// wait, or before a packet that must see what the commit of a pending
+    /// one does (see `reorders`: a TCP packet of an existing connection, or
+    /// any packet of one once a pending connection will need room made in
+    /// a full table). The caller commits those `m` and calls
     /// again with the rest. These rules make the verdicts, ids and counters
     /// those of packet-by-packet handling when every decision accepts.
     ///
@@ -792,6 +813,9 @@ impl Shard {
         self.freed.clear();
         self.pending.clear();
         self.seg_end = false;
+        self.opening = 0;
+        self.pending_bits = [0; 4];
+        self.evicting = false;
         self.cur_pos = 0;
         self.phase = Phase::Lookup;
     }
@@ -857,6 +881,7 @@ impl Shard {
         self.phase = Phase::Idle;
         self.pending = pending;
         self.pending.clear();
+        self.pending_bits = [0; 4];
         self.freed = freed;
         self.freed.clear();
     }
@@ -929,13 +954,14 @@ impl Shard {
             _ if self.pending_conn(&key, hk.hash) => self.wait(key, hk, false, None),
             _ => match self.new_state(&key, pkt) {
                 Ok(state) => {
-                    // Room is made at commit: if this one will need it, the
-                    // phase ends here, so that the eviction happens where
-                    // packet-by-packet handling would make it.
-                    let opening = self.pending.iter().filter(|p| p.state.is_some()).count();
-                    if self.live as usize + opening >= self.max_entries as usize {
-                        self.seg_end = true;
+                    // Room is made at commit, in packet order. If this one
+                    // will need it, no later packet of the phase may see a
+                    // connection that the eviction could take (see
+                    // `reorders`); later new ones still join the phase.
+                    if self.live + self.opening >= self.max_entries {
+                        self.evicting = true;
                     }
+                    self.opening += 1;
                     self.wait(key, hk, false, Some(state))
                 }
                 Err(v) => self.count(v),
@@ -944,14 +970,23 @@ impl Shard {
     }
 
     /// Whether a packet must wait for the next lookup phase because a packet
-    /// of this one is pending: a TCP packet of another, existing connection
-    /// may move that connection's timer (a shorter timeout), and the wheel's
-    /// order of two timers in one slot must be the one that packet-by-packet
-    /// handling gives, so the pending connection is committed (and its timer
-    /// linked) first. A TCP packet that finds no connection moves no timer
-    /// (it waits too, or is counted), so a flood of new connections keeps
-    /// the whole burst in one phase: the index lookup here is the one its
-    /// resolve does next, on lines the pipeline already prefetched.
+    /// of this one is pending:
+    ///
+    /// - a TCP packet of another, existing connection may move that
+    ///   connection's timer (a shorter timeout), and the wheel's order of two
+    ///   timers in one slot must be the one that packet-by-packet handling
+    ///   gives, so the pending connection is committed (and its timer linked)
+    ///   first;
+    /// - once a pending packet will need room made (`evicting`), any packet
+    ///   that finds a connection (or an ICMP error about one) waits: the
+    ///   eviction at commit may take that connection, or that packet's
+    ///   update may change which one the eviction takes.
+    ///
+    /// A packet that finds no connection moves no timer and sees nothing an
+    /// eviction takes (it waits too, or is counted), so a flood of new
+    /// connections keeps the whole burst in one phase, also into a full
+    /// table: the index lookup here is the one its resolve does next, on
+    /// lines the pipeline already prefetched.
     fn reorders(&self, prep: &Prep) -> bool {
         match *prep {
             Prep::Lookup {
@@ -959,9 +994,9 @@ impl Shard {
                 hash,
                 bucket,
                 flipped,
-                related: false,
+                related,
             } => {
-                key.proto == proto::TCP
+                (self.evicting || (key.proto == proto::TCP && !related))
                     && !self.pending_conn(&key, hash)
                     && self.find(&key, hash, bucket as usize, flipped).is_some()
             }
@@ -972,7 +1007,8 @@ impl Shard {
     /// Whether a pending packet of this lookup phase is of the connection
     /// of `key` (either direction), whose canonical form hashes to `hash`.
     fn pending_conn(&self, key: &Key, hash: u64) -> bool {
-        !self.pending.is_empty() && {
+        let (w, b) = pending_bit(hash);
+        self.pending_bits[w] & b != 0 && {
             let r = key.reply();
             self.pending
                 .iter()
@@ -982,6 +1018,8 @@ impl Shard {
 
     /// Makes the packet being resolved wait for the caller's decision.
     fn wait(&mut self, key: Key, hk: Hashed, related: bool, state: Option<ProtoState>) -> Verdict {
+        let (w, b) = pending_bit(hk.hash);
+        self.pending_bits[w] |= b;
         self.pending.push(Pending {
             pos: self.cur_pos,
             key,
@@ -1246,8 +1284,12 @@ impl Shard {
     /// Assured entries are never evicted.
     fn early_drop(&mut self, now: Instant, hash: u64) -> bool {
         let mut seen = 0;
+        let end = self.wheel.cur_tick + 64;
         let mut t = self.wheel.cur_tick;
-        while t < self.wheel.cur_tick + 64 && seen < 32 {
+        while seen < 32
+            && let Some(occupied) = self.wheel.next_occupied(t, end)
+        {
+            t = occupied;
             let mut i = self.wheel.head(t);
             while i != NIL && seen < 32 {
                 // Judged as reached: a walk that stops at the first usable

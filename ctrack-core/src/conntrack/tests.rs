@@ -1117,18 +1117,45 @@ fn a_decision_sets_the_new_connections_mark_and_fasttrack() {
 }
 
 #[test]
-fn a_full_table_ends_the_lookup_phase_at_the_packet_that_needs_room() {
+fn a_full_table_ends_the_lookup_phase_before_a_packet_the_eviction_may_touch() {
     let mut s = shard(2);
     tracked(s.handle_packet(at(1), &udp(A, 1, B, 53)));
     let pkts = [udp(A, 2, B, 53), udp(A, 3, B, 53), udp(A, 1, B, 53)];
     let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); 3];
     // The first new one fits; the second needs an eviction: the phase ends
-    // after it, so the third packet's lookup sees what the eviction did.
+    // before the third, which finds a connection, so that its lookup sees
+    // what the eviction did.
     assert_eq!(s.lookup_burst(at(2), &pkts, &mut out), 2);
     assert_eq!(&out[..2], &[Verdict::New, Verdict::New]);
     s.commit_burst(at(2), &pkts[..2], &[Decision::ACCEPT; 2], &mut out[..2]);
     assert!(tracked(out[0]).2 && tracked(out[1]).2);
     assert_eq!(s.stats().early_drop, 1);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn new_connections_into_a_full_table_share_one_lookup_phase() {
+    let mut s = shard(2);
+    let mut one = shard(2);
+    for sp in [1, 2] {
+        tracked(s.handle_packet(at(1), &udp(A, sp, B, 53)));
+        tracked(one.handle_packet(at(1), &udp(A, sp, B, 53)));
+    }
+    // Four new ones, each needing an eviction: one phase, evictions at
+    // commit in packet order, as packet by packet.
+    let pkts = [
+        udp(A, 3, B, 53),
+        udp(A, 4, B, 53),
+        udp(A, 5, B, 53),
+        udp(A, 6, B, 53),
+    ];
+    let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); 4];
+    assert_eq!(s.lookup_burst(at(2), &pkts, &mut out), 4);
+    s.commit_burst(at(2), &pkts, &[Decision::ACCEPT; 4], &mut out);
+    let each: Vec<Verdict> = pkts.iter().map(|p| one.handle_packet(at(2), p)).collect();
+    assert_eq!(out, each);
+    assert_eq!(s.stats(), one.stats());
+    assert_eq!(s.stats().early_drop, 4);
     s.check_invariants().unwrap();
 }
 
