@@ -43,6 +43,7 @@ pub mod gre;
 pub mod icmp;
 pub mod index;
 pub mod key;
+pub mod nat;
 pub mod settings;
 pub mod snapshot;
 pub mod table;
