@@ -5,6 +5,7 @@
 //!   summary of one packet that conntrack consumes.
 //! - [`conntrack`]: the connection tracking core. It contains no I/O and reads
 //!   no clock: time comes in as an argument ([`conntrack::Instant`]).
+//! - [`router`]: router mode's neighbour tables (ARP, IPv6 ND).
 //! - `hugemem` and `prefetch`: the crate's two audited `unsafe` spots (huge
 //!   page arrays for the table, a cache prefetch hint).
 #![deny(unsafe_code)]
@@ -14,3 +15,4 @@ pub mod flow;
 pub(crate) mod hugemem;
 pub mod packet;
 pub(crate) mod prefetch;
+pub mod router;
