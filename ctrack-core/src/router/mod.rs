@@ -1,4 +1,6 @@
 //! Router mode's sans-io parts (issue #11): neighbours (ARP, IPv6 neighbour
-//! discovery). Routes (`rte_lpm`) and forwarding live in the dataplane.
+//! discovery) and routes (the RouterOS model, the active route per prefix, a
+//! reference longest-prefix match; the fast path will use `rte_lpm`).
 
 pub mod neigh;
+pub mod route;
