@@ -9,6 +9,7 @@
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 #include <rte_hash_crc.h>
+#include <rte_lpm.h>
 
 #include "shim.h"
 
@@ -102,4 +103,15 @@ void ctrack_rte_prefetch0(const void *p)
 uint32_t ctrack_rte_hash_crc(const void *data, uint32_t data_len, uint32_t init_val)
 {
 	return rte_hash_crc(data, data_len, init_val);
+}
+
+int ctrack_rte_lpm_lookup(const struct rte_lpm *lpm, uint32_t ip, uint32_t *next_hop)
+{
+	return rte_lpm_lookup(lpm, ip, next_hop);
+}
+
+int ctrack_rte_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips,
+                               uint32_t *next_hops, unsigned n)
+{
+	return rte_lpm_lookup_bulk(lpm, ips, next_hops, n);
 }

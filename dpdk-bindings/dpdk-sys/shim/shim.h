@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <rte_mbuf.h>
+#include <rte_lpm.h>
 
 uint16_t ctrack_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
                                  struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
@@ -30,5 +31,9 @@ unsigned ctrack_rte_ring_count(const struct rte_ring *r);
 void ctrack_rte_prefetch0(const void *p);
 /* rte_hash_crc as a function with an address, for rte_hash_parameters.hash_func. */
 uint32_t ctrack_rte_hash_crc(const void *data, uint32_t data_len, uint32_t init_val);
+/* rte_lpm's lookups are static inline. */
+int ctrack_rte_lpm_lookup(const struct rte_lpm *lpm, uint32_t ip, uint32_t *next_hop);
+int ctrack_rte_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips,
+                               uint32_t *next_hops, unsigned n);
 
 #endif

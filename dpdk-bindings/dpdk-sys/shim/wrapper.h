@@ -14,4 +14,6 @@
 #include <rte_hash_crc.h>
 #include <rte_thash.h>
 #include <rte_version.h>
+#include <rte_lpm.h>
+#include <rte_lpm6.h>
 #include "shim.h"

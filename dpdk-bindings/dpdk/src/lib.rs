@@ -19,6 +19,7 @@
 mod eal;
 mod error;
 mod hash;
+mod lpm;
 mod mbuf;
 mod mempool;
 mod port;
@@ -29,6 +30,7 @@ pub use eal::{
 };
 pub use error::{DpdkError, Result};
 pub use hash::RteHash;
+pub use lpm::{Lpm, Lpm6, MAX_NEXT_HOP, MAX_NEXT_HOP6};
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst, RxCksum};
 pub use mempool::Mempool;
 pub use port::{
