@@ -1,4 +1,5 @@
 /* See shim.h. Compiled with the full `pkg-config --cflags libdpdk`. */
+#define ALLOW_EXPERIMENTAL_API 1
 #include <rte_config.h>
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -10,6 +11,8 @@
 #include <rte_ring.h>
 #include <rte_hash_crc.h>
 #include <rte_lpm.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
 
 #include "shim.h"
 
@@ -114,4 +117,66 @@ int ctrack_rte_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips,
                                uint32_t *next_hops, unsigned n)
 {
 	return rte_lpm_lookup_bulk(lpm, ips, next_hops, n);
+}
+
+struct rte_mbuf *ctrack_ip_reassemble(struct rte_ip_frag_tbl *tbl,
+                                      struct rte_ip_frag_death_row *dr,
+                                      struct rte_mbuf *mb, uint64_t tms,
+                                      uint16_t l2_len, int *status)
+{
+	struct rte_mbuf *out;
+	uint8_t *p;
+
+	if (rte_pktmbuf_data_len(mb) < l2_len + 40) {
+		*status = CTRACK_FRAG_NOT_FRAGMENT;
+		return mb;
+	}
+	p = rte_pktmbuf_mtod_offset(mb, uint8_t *, l2_len);
+	mb->l2_len = l2_len;
+	if ((p[0] >> 4) == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)p;
+		if (!rte_ipv4_frag_pkt_is_fragmented(ip)) {
+			*status = CTRACK_FRAG_NOT_FRAGMENT;
+			return mb;
+		}
+		mb->l3_len = rte_ipv4_hdr_len(ip);
+		out = rte_ipv4_frag_reassemble_packet(tbl, dr, mb, tms, ip);
+	} else if ((p[0] >> 4) == 6) {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)p;
+		struct rte_ipv6_fragment_ext *fh = rte_ipv6_frag_get_ipv6_fragment_header(ip);
+		if (fh == NULL) {
+			*status = CTRACK_FRAG_NOT_FRAGMENT;
+			return mb;
+		}
+		mb->l3_len = sizeof(*ip) + sizeof(*fh);
+		out = rte_ipv6_frag_reassemble_packet(tbl, dr, mb, tms, ip, fh);
+	} else {
+		*status = CTRACK_FRAG_NOT_FRAGMENT;
+		return mb;
+	}
+	if (out == NULL) {
+		*status = CTRACK_FRAG_HELD;
+		return NULL;
+	}
+	if (out->nb_segs > 1 && rte_pktmbuf_linearize(out) != 0) {
+		rte_pktmbuf_free(out);
+		*status = CTRACK_FRAG_TOO_BIG;
+		return NULL;
+	}
+	p = rte_pktmbuf_mtod_offset(out, uint8_t *, out->l2_len);
+	if ((p[0] >> 4) == 4) {
+		/* DPDK leaves the checksum to TX offload; compute it here. */
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)p;
+		ip->hdr_checksum = 0;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		out->ol_flags &= ~RTE_MBUF_F_TX_IP_CKSUM;
+	}
+	*status = CTRACK_FRAG_DONE;
+	return out;
+}
+
+void ctrack_ip_frag_expire(struct rte_ip_frag_tbl *tbl, struct rte_ip_frag_death_row *dr,
+                           uint64_t tms)
+{
+	rte_ip_frag_table_del_expired_entries(tbl, dr, tms);
 }

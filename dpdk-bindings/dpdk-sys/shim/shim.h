@@ -36,4 +36,20 @@ int ctrack_rte_lpm_lookup(const struct rte_lpm *lpm, uint32_t ip, uint32_t *next
 int ctrack_rte_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips,
                                uint32_t *next_hops, unsigned n);
 
+/* Reassembly through rte_ip_frag (see shim.c): the fragment's l2/l3
+ * lengths set, the result linearized and its IPv4 checksum filled. */
+#include <rte_ip_frag.h>
+enum {
+	CTRACK_FRAG_DONE = 1,
+	CTRACK_FRAG_HELD = 0,
+	CTRACK_FRAG_TOO_BIG = -1,
+	CTRACK_FRAG_NOT_FRAGMENT = -2,
+};
+struct rte_mbuf *ctrack_ip_reassemble(struct rte_ip_frag_tbl *tbl,
+                                      struct rte_ip_frag_death_row *dr,
+                                      struct rte_mbuf *mb, uint64_t tms,
+                                      uint16_t l2_len, int *status);
+void ctrack_ip_frag_expire(struct rte_ip_frag_tbl *tbl, struct rte_ip_frag_death_row *dr,
+                           uint64_t tms);
+
 #endif

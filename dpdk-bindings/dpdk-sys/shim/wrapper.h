@@ -16,4 +16,5 @@
 #include <rte_version.h>
 #include <rte_lpm.h>
 #include <rte_lpm6.h>
+#include <rte_ip_frag.h>
 #include "shim.h"
