@@ -101,10 +101,12 @@ impl FragTable {
         self.free_death_row();
         let out = NonNull::new(out);
         match (status, out) {
-            // SAFETY: DPDK gave the packet back (or made it); we own it now.
-            (dpdk_sys::CTRACK_FRAG_DONE, Some(p)) => Reassembly::Done(unsafe { Mbuf::from_raw(p) }),
-            // SAFETY: as above: the very packet we passed, untouched.
+            (dpdk_sys::CTRACK_FRAG_DONE, Some(p)) => {
+                // SAFETY: DPDK made the packet and gave it to us.
+                Reassembly::Done(unsafe { Mbuf::from_raw(p) })
+            }
             (dpdk_sys::CTRACK_FRAG_NOT_FRAGMENT, Some(p)) => {
+                // SAFETY: the very packet we passed, given back untouched.
                 Reassembly::NotFragment(unsafe { Mbuf::from_raw(p) })
             }
             (dpdk_sys::CTRACK_FRAG_TOO_BIG, _) => Reassembly::TooBig,
