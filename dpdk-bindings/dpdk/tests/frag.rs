@@ -3,7 +3,7 @@
 //! come back whole (in any order), a datagram too big for one mbuf is freed
 //! whole, unfinished ones expire, and no mbuf is leaked.
 
-use dpdk::{Eal, FragTable, Mbuf, Mempool, Reassembly};
+use dpdk::{Eal, FragTable, Mempool, Reassembly};
 
 const ETH4: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
 const ETH6: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
