@@ -338,6 +338,45 @@ pub fn translate_icmp_error(
     Ok(())
 }
 
+/// What [`decrement_ttl`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ttl {
+    /// Decremented; the packet may be forwarded.
+    Forward,
+    /// The TTL / hop limit was 0 or 1: not forwarded (the router answers
+    /// ICMP time exceeded); the frame is unchanged.
+    Expired,
+}
+
+/// Decrements a forwarded packet's IPv4 TTL (its header checksum updated
+/// incrementally, RFC 1624, as Linux's `ip_decrease_ttl`) or IPv6 hop limit.
+pub fn decrement_ttl(frame: &mut [u8]) -> Result<Ttl, RewriteError> {
+    let (at, _) = l3_offset(frame).ok_or(RewriteError::Malformed)?;
+    match frame.get(at).map(|b| b >> 4) {
+        Some(4) if frame.len() >= at + 20 => {
+            let ttl = frame[at + 8];
+            if ttl <= 1 {
+                return Ok(Ttl::Expired);
+            }
+            // TTL is the high byte of the word at offset 8.
+            let old = [frame[at + 8], frame[at + 9]];
+            frame[at + 8] = ttl - 1;
+            let new = [frame[at + 8], frame[at + 9]];
+            adjust(frame, at + 10, delta(&old, &new));
+            Ok(Ttl::Forward)
+        }
+        Some(6) if frame.len() >= at + 40 => {
+            let hl = frame[at + 7];
+            if hl <= 1 {
+                return Ok(Ttl::Expired);
+            }
+            frame[at + 7] = hl - 1;
+            Ok(Ttl::Forward)
+        }
+        _ => Err(RewriteError::Malformed),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +590,33 @@ mod tests {
         // are those of the inside packet.
         let expect = frame(&inside, 0, b"query", false);
         assert_eq!(&f[14 + 28..], &expect[14..]);
+    }
+
+    #[test]
+    fn ttl_decrements_with_a_valid_checksum_and_expires_at_one() {
+        for family in [Family::V4, Family::V6] {
+            let t = Tuple {
+                proto: proto::UDP,
+                family,
+                ..Tuple::default()
+            };
+            let mut f = frame(&t, 0, b"ttl", false);
+            let at = 14 + if family == Family::V4 { 8 } else { 7 };
+            for ttl in [64u8, 2, 255] {
+                f[at] = ttl;
+                fill_ip(&mut f[14..]);
+                assert_eq!(decrement_ttl(&mut f), Ok(Ttl::Forward));
+                assert_eq!(f[at], ttl - 1);
+                assert_eq!(verify_ethernet(&f, RxChecksum::default()), Ok(()));
+            }
+            for ttl in [0u8, 1] {
+                f[at] = ttl;
+                let before = f.clone();
+                assert_eq!(decrement_ttl(&mut f), Ok(Ttl::Expired));
+                assert_eq!(f, before);
+            }
+        }
+        assert_eq!(decrement_ttl(&mut [0u8; 10]), Err(RewriteError::Malformed));
     }
 
     #[test]
