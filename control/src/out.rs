@@ -34,6 +34,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(ErrorKind::BrokenPipe))
     })
 }
 
@@ -58,5 +60,21 @@ mod tests {
         let other: anyhow::Result<()> =
             Err(std::io::Error::from(ErrorKind::PermissionDenied).into());
         assert!(quiet_broken_pipe(other).is_err());
+        // serde_json keeps the io error inside its own.
+        let json: anyhow::Result<()> = serde_json::to_writer(Closed, &[1, 2])
+            .map_err(anyhow::Error::from)
+            .context("writing JSON");
+        assert!(quiet_broken_pipe(json).is_ok());
+    }
+
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
