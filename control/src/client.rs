@@ -952,7 +952,7 @@ mod tests {
         // tracking print / set
         let out = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 17, "{out}");
+        assert_eq!(lines.len(), 20, "{out}");
         assert!(out.contains("        checksum-verify: yes\n"), "{out}");
         assert!(out.contains("                enabled: auto\n"), "{out}");
         assert!(out.contains("tcp-established-timeout: 1d\n"), "{out}");
