@@ -993,6 +993,52 @@ mod tests {
         assert!(e.to_string().contains("cannot reach the API"), "{e}");
     }
 
+    #[test]
+    fn stats_reads_per_worker_counters_from_metrics() {
+        use crate::metrics::MetricsServer;
+        use crate::ops::{MetricsSnapshot, WorkerMetrics};
+        let dp = fake();
+        let mut w0 = WorkerMetrics {
+            worker: 0,
+            ..WorkerMetrics::default()
+        };
+        w0.shard.found = 1204;
+        w0.shard.insert = 96;
+        w0.shard.invalid[0] = 2;
+        w0.shard.invalid[1] = 1;
+        w0.shard.expired = 40;
+        let mut w1 = WorkerMetrics {
+            worker: 1,
+            ..WorkerMetrics::default()
+        };
+        w1.shard.early_drop = 7;
+        w1.shard.closed = 12;
+        *dp.metrics.lock() = MetricsSnapshot {
+            workers: vec![w0, w1],
+            ports: Vec::new(),
+        };
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), dp).unwrap();
+        let c = Client::new("http://127.0.0.1:1", None)
+            .with_metrics(&format!("http://{}", srv.local_addr()));
+        let mut out = Vec::new();
+        c.run(ConnectionCmd::Stats, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "worker=0    found=1204 invalid=3 insert=96 insert_failed=0 drop=0 early_drop=0 \
+             expired=40 removed=0 closed=0\n\
+             worker=1    found=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=7 \
+             expired=0 removed=0 closed=12\n"
+        );
+        // Not ctrack's metrics: an error that says so.
+        assert!(
+            stats_lines("up 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("per-worker")
+        );
+    }
+
     /// Answers one request with `answer`, then closes (after a while with
     /// `hold`); the URL to ask.
     fn serve_once(answer: Vec<u8>, hold: bool) -> String {
