@@ -72,7 +72,7 @@ enum Command {
     /// Talk to a running dataplane: `connection print`, `connection remove ID`,
     /// `connection tracking print`, `connection tracking set KEY=VALUE ...`.
     Connection(control::client::ConnectionArgs),
-    /// Run the conntrack core over a capture (Ethernet, raw IP or Linux
+    /// Run the conntrack core over a capture (pcap or pcapng, gzip or not; Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
     Replay(ReplayArgs),
