@@ -256,7 +256,7 @@ mod tests {
             "Flags: E - EXPECTED; S - SEEN-REPLY; A - ASSURED; C - CONFIRMED; D - DYING; \
              F - FASTTRACK; s - SRCNAT; d - DSTNAT\n"
         );
-        let t = format_table(&[r.clone()]);
+        let t = format_table(std::slice::from_ref(&r));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
         assert!(lines[1].starts_with("Columns: PROTOCOL, SRC-ADDRESS, DST-ADDRESS, TCP-STATE"));

@@ -300,7 +300,10 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn read_all(bytes: &[u8]) -> Result<(Format, bool, Vec<(u64, Vec<u8>)>), PcapError> {
+    /// The form, whether gzip, and the records (timestamp, frame).
+    type ReadBack = (Format, bool, Vec<(u64, Vec<u8>)>);
+
+    fn read_all(bytes: &[u8]) -> Result<ReadBack, PcapError> {
         let mut r = CaptureReader::new(bytes)?;
         let mut out = Vec::new();
         let mut buf = Vec::new();
