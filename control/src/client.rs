@@ -108,6 +108,9 @@ pub enum TrackingCmd {
 /// Runs parsed [`ConnectionArgs`] (the `ctrack connection` front end),
 /// printing to stdout as results arrive; a closed stdout ends it quietly.
 pub fn run_args(args: ConnectionArgs) -> Result<()> {
+    if let Some(w) = token_warning(args.token.as_deref(), std::env::var("CTRACK_TOKEN").ok()) {
+        eprintln!("ctrack: warning: {w}");
+    }
     let c = Client::new(&args.api, args.token.as_deref()).with_metrics(&args.metrics);
     let mut out = std::io::stdout().lock();
     let r = c.run(args.cmd, &mut out).and_then(|()| {
@@ -115,6 +118,18 @@ pub fn run_args(args: ConnectionArgs) -> Result<()> {
         Ok(())
     });
     crate::out::quiet_broken_pipe(r)
+}
+
+/// A warning when the token came from the command line (where `ps` shows
+/// it to every user), not from `CTRACK_TOKEN` (`env`, its value if set).
+fn token_warning(token: Option<&str>, env: Option<String>) -> Option<&'static str> {
+    match token {
+        Some(t) if !t.is_empty() && env.as_deref() != Some(t) => Some(
+            "--token on the command line is visible to every user (ps, /proc); \
+             set CTRACK_TOKEN instead",
+        ),
+        _ => None,
+    }
 }
 
 /// Runs `cmd` against the API at `api` and prints the result to stdout.
@@ -1114,6 +1129,14 @@ mod tests {
         let url = serve_once(chunked(&"1".repeat(1 << 20)), true);
         let e = Client::new(&url, None).get(CONNECTION).unwrap_err();
         assert!(e.to_string().contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn a_token_on_the_command_line_is_warned_about() {
+        assert!(token_warning(Some("t"), None).is_some());
+        assert!(token_warning(Some("t"), Some("other".into())).is_some());
+        assert!(token_warning(Some("t"), Some("t".into())).is_none());
+        assert!(token_warning(None, None).is_none());
     }
 
     #[test]
