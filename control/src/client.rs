@@ -456,8 +456,11 @@ impl Client {
         }
     }
 
+    /// The metrics endpoint, as `http://HOST:PORT` or its full
+    /// `http://HOST:PORT/metrics`.
     fn with_metrics(mut self, url: &str) -> Client {
-        self.metrics = url.trim_end_matches('/').to_string();
+        let url = url.trim_end_matches('/');
+        self.metrics = url.strip_suffix("/metrics").unwrap_or(url).to_string();
         self
     }
 
@@ -1006,6 +1009,51 @@ mod tests {
         drop(srv);
         let e = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap_err();
         assert!(e.to_string().contains("cannot reach the API"), "{e}");
+    }
+
+    #[test]
+    fn a_long_listing_is_streamed_with_the_first_rows_widths() {
+        let dp = fake();
+        {
+            let mut rows = dp.rows.lock();
+            let base = rows[1].clone();
+            rows.clear();
+            for i in 0..(TABLE_SAMPLE + 44) {
+                let mut r = base.clone();
+                r.id = format!("*{:x}", i + 1);
+                r.src_address = format!("10.0.{}.{}:5353", i / 256, i % 256);
+                // A row past the sample with a longer cell than any before.
+                if i == TABLE_SAMPLE + 10 {
+                    r.dst_address = "[2001:db8::1234:5678]:53".to_string();
+                }
+                rows.push(r);
+            }
+        }
+        let srv = ApiServer::start("127.0.0.1:0".parse().unwrap(), None, dp.clone()).unwrap();
+        let api = format!("http://{}", srv.local_addr());
+        let print = |w: &[&str]| ConnectionCmd::Print {
+            where_: w.iter().map(|s| s.to_string()).collect(),
+            json: false,
+            count: false,
+        };
+        let out = execute(print(&[]), &api, None).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3 + TABLE_SAMPLE + 44);
+        let n = TABLE_SAMPLE + 43;
+        assert!(lines.last().unwrap().starts_with(&format!("{n} ")), "{out}");
+        // Up to the long cell, the lines are the whole-table ones.
+        let rows = dp.rows.lock().clone();
+        let whole = format_table(&rows[..TABLE_SAMPLE]);
+        assert!(out.starts_with(&whole), "{out}");
+        assert!(lines[3 + TABLE_SAMPLE + 10].contains("[2001:db8::1234:5678]:53"));
+        // where over the stream: the CLI filters what the server sends.
+        let out = execute(
+            print(&["count-only", "where", "src-address~^10\\.0\\.1\\."]),
+            &api,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, "44\n");
     }
 
     #[test]
