@@ -69,8 +69,10 @@ enum Command {
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
-    /// Talk to a running dataplane: `connection print`, `connection remove ID`,
-    /// `connection tracking print`, `connection tracking set KEY=VALUE ...`.
+    /// Talk to a running dataplane as RouterOS's `/ip firewall connection`:
+    /// `print [detail|stats|count-only] [where EXPR]`, `remove ID|[find where
+    /// EXPR]`, `flush`, `stats`, `tracking print`, `tracking set KEY=VALUE ...`
+    /// (docs/cli.md).
     Connection(control::client::ConnectionArgs),
     /// Run the conntrack core over a capture (pcap or pcapng, gzip or not; Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
