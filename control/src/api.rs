@@ -646,7 +646,8 @@ pub(crate) mod tests {
             None,
             None,
         );
-        assert_eq!(json_of(&body), json!([{ "id": "*1f2a", "flags": "AC" }]));
+        // Seen-reply, assured, confirmed, in RouterOS v7's order.
+        assert_eq!(json_of(&body), json!([{ "id": "*1f2a", "flags": "SAC" }]));
 
         // Trailing slash is the same path.
         assert_eq!(call("GET", &format!("{url}/"), None, None).0, 200);

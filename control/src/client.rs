@@ -1,21 +1,44 @@
 //! `ctrack connection ...`: the CLI against a running dataplane, over the
-//! management API ([`crate::api`]). It only parses arguments and prints; the
-//! API does the checking, so both front ends refuse the same input with the
-//! same message.
+//! management API ([`crate::api`]), with RouterOS's console forms and
+//! conntrack-tools' (docs/cli.md):
+//!
+//! - `print [detail | stats | count-only] [where EXPR]`: the `where`
+//!   language is ctrack-model's ([`ctrack_model::query`]: `!=`, `<`, `>`,
+//!   `~`, `in`, `and`/`or`/`not`, parentheses). A `where` that is only
+//!   `PROP=VALUE` terms goes to the API's listing query (the server
+//!   filters); anything else is evaluated here on the streamed rows.
+//! - `remove ID...`, `remove [find where EXPR]`, `flush` (`conntrack -D`,
+//!   `-F`).
+//! - `stats` (`conntrack -S`): per-worker counters, read from `/metrics`.
+//!
+//! Listings are printed as they stream in (a table sizes its columns on the
+//! first rows); a closed stdout ends the command quietly ([`crate::out`]).
+//! Rows are read in this server's JSON and in RouterOS REST's (every value a
+//! string, `.id`) alike ([`ctrack_model::row_from_json`]).
 
 use std::fmt::Write as _;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use ctrack_model::print::{DEFAULT_COLUMNS, STATS_COLUMNS};
 use ctrack_model::settings::KEYS;
-use ctrack_model::{ConnSnapshot, format_table};
+use ctrack_model::{ConnSnapshot, Expr, TableWriter, format_detail, row_from_json};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Default `--api`: the API's default address.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8728";
+/// Default `--metrics`: the metrics endpoint's default address.
+pub const DEFAULT_METRICS_URL: &str = "http://127.0.0.1:9464";
 
 const CONNECTION: &str = "/rest/ip/firewall/connection";
 const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
+
+/// Rows a table reads before it writes its header, to size the columns.
+const TABLE_SAMPLE: usize = 256;
 
 /// `ctrack connection [--api URL] [--token T] <command>`.
 #[derive(Debug, clap::Args)]
@@ -23,9 +46,13 @@ pub struct ConnectionArgs {
     /// The management API of the running dataplane.
     #[arg(long, global = true, env = "CTRACK_API", default_value = DEFAULT_API_URL)]
     pub api: String,
-    /// Bearer token, when the API was started with one.
+    /// Bearer token, when the API was started with one. Prefer the
+    /// CTRACK_TOKEN environment variable: a command line shows in `ps`.
     #[arg(long, global = true, env = "CTRACK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The Prometheus endpoint of the running dataplane (for `stats`).
+    #[arg(long, global = true, env = "CTRACK_METRICS", default_value = DEFAULT_METRICS_URL)]
+    pub metrics: String,
     #[command(subcommand)]
     pub cmd: ConnectionCmd,
 }
@@ -33,24 +60,33 @@ pub struct ConnectionArgs {
 /// `/ip firewall connection` commands.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum ConnectionCmd {
-    /// List connections: `print [where PROP=VALUE ...] [--json] [--count]`,
-    /// e.g. `print where protocol=tcp tcp-state=established`.
+    /// List connections: `print [detail|stats|count-only] [where EXPR]
+    /// [--json] [--count]`, e.g. `print where protocol=tcp and
+    /// dst-address in 10.0.0.0/8`, `print detail where orig-bytes>1000000`.
     Print {
-        /// `where` followed by PROP=VALUE filters (all must match).
-        #[arg(value_name = "where PROP=VALUE")]
+        /// `detail`, `stats` or `count-only`, then `where` and an
+        /// expression (quote `(`, `)`, `!`, `<`, `>` from the shell).
+        #[arg(value_name = "where EXPR")]
         where_: Vec<String>,
-        /// Print the API's JSON instead of the table.
+        /// Print the API's JSON rows instead of the table.
         #[arg(long)]
         json: bool,
         /// Print only how many connections match (RouterOS `count-only`).
         #[arg(long)]
         count: bool,
     },
-    /// Remove a connection by id (`*1f2a`); its next packet creates a new one.
+    /// Remove connections (`conntrack -D`): by id (`remove *1f2a *1f2b`),
+    /// or every match (`remove [find where protocol=udp]`, `remove [find]`);
+    /// their next packets create new ones.
     Remove {
-        /// The connection's id, as `print --json` shows it.
-        id: String,
+        /// Ids as `print --json` shows them, or `[find where EXPR]`.
+        #[arg(value_name = "ID | [find where EXPR]", required = true)]
+        items: Vec<String>,
     },
+    /// Remove every connection (`conntrack -F`; RouterOS `remove [find]`).
+    Flush,
+    /// Per-worker counters, as `conntrack -S` prints per CPU.
+    Stats,
     /// `/ip firewall connection tracking`: settings.
     #[command(subcommand)]
     Tracking(TrackingCmd),
@@ -69,89 +105,110 @@ pub enum TrackingCmd {
     },
 }
 
-/// Runs parsed [`ConnectionArgs`] (the `ctrack connection` front end).
+/// Runs parsed [`ConnectionArgs`] (the `ctrack connection` front end),
+/// printing to stdout as results arrive; a closed stdout ends it quietly.
 pub fn run_args(args: ConnectionArgs) -> Result<()> {
-    run(args.cmd, &args.api, args.token.as_deref())
+    if let Some(w) = token_warning(args.token.as_deref(), std::env::var("CTRACK_TOKEN").ok()) {
+        eprintln!("ctrack: warning: {w}");
+    }
+    let c = Client::new(&args.api, args.token.as_deref()).with_metrics(&args.metrics);
+    let mut out = std::io::stdout().lock();
+    let r = c.run(args.cmd, &mut out).and_then(|()| {
+        out.flush()?;
+        Ok(())
+    });
+    crate::out::quiet_broken_pipe(r)
+}
+
+/// A warning when the token came from the command line (where `ps` shows
+/// it to every user), not from `CTRACK_TOKEN` (`env`, its value if set).
+fn token_warning(token: Option<&str>, env: Option<String>) -> Option<&'static str> {
+    match token {
+        Some(t) if !t.is_empty() && env.as_deref() != Some(t) => Some(
+            "--token on the command line is visible to every user (ps, /proc); \
+             set CTRACK_TOKEN instead",
+        ),
+        _ => None,
+    }
 }
 
 /// Runs `cmd` against the API at `api` and prints the result to stdout.
 /// An API error becomes an `Err` holding the API's message.
 pub fn run(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<()> {
-    let out = execute(cmd, api, token)?;
-    print!("{out}");
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    crate::out::quiet_broken_pipe(Client::new(api, token).run(cmd, &mut out))
 }
 
 /// Like [`run`], returning what it would print.
 pub fn execute(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<String> {
-    let c = Client::new(api, token);
-    match cmd {
-        ConnectionCmd::Print {
-            where_,
-            json,
-            count,
-        } => {
-            let mut words = where_.as_slice();
-            let mut count = count;
-            while let Some((first, rest)) = words.split_first() {
-                match first.as_str() {
-                    "where" => words = rest,
-                    "count-only" => {
-                        count = true;
-                        words = rest;
-                    }
-                    _ => break,
-                }
-            }
-            let mut query = Vec::new();
-            for w in words {
-                let (k, v) = w.split_once('=').ok_or_else(|| {
-                    anyhow!("expected PROP=VALUE after where, got {w:?} (e.g. protocol=tcp)")
-                })?;
-                query.push((k.to_string(), v.to_string()));
-            }
-            if count {
-                query.push(("count-only".to_string(), "yes".to_string()));
-            }
-            let body = c.get(&format!("{CONNECTION}{}", encode_query(&query)))?;
-            if json {
-                return Ok(ensure_newline(body));
-            }
-            if count {
-                let v: Value = serde_json::from_str(&body).context("the API's answer")?;
-                let n = v["count"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("the API's answer has no count: {body}"))?;
-                return Ok(format!("{n}\n"));
-            }
-            let rows: Vec<ConnSnapshot> =
-                serde_json::from_str(&body).context("the API's answer")?;
-            Ok(format_table(&rows))
-        }
-        ConnectionCmd::Remove { id } => {
-            c.delete(&format!("{CONNECTION}/{}", encode(&id)))?;
-            Ok(String::new())
-        }
-        ConnectionCmd::Tracking(TrackingCmd::Print) => tracking_lines(&c.get(TRACKING)?),
-        ConnectionCmd::Tracking(TrackingCmd::Set { kv }) => {
-            let mut obj = serde_json::Map::new();
-            for w in &kv {
-                let (k, v) = w.split_once('=').ok_or_else(|| {
-                    anyhow!("expected KEY=VALUE, got {w:?} (e.g. udp-timeout=30s)")
-                })?;
-                obj.insert(k.to_string(), Value::String(v.to_string()));
-            }
-            c.patch(TRACKING, &Value::Object(obj).to_string())?;
-            Ok(String::new())
-        }
-    }
+    let mut out = Vec::new();
+    Client::new(api, token).run(cmd, &mut out)?;
+    String::from_utf8(out).context("the output is not UTF-8")
 }
 
-fn ensure_newline(mut s: String) -> String {
-    if !s.ends_with('\n') {
-        s.push('\n');
+/// How `print` shows rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Table,
+    Detail,
+    Stats,
+    Json,
+}
+
+/// `print`'s words: leading modifiers (`detail`, `stats`, `count-only`),
+/// then `where` and the expression.
+fn print_words(words: &[String]) -> Result<(Option<Form>, bool, Expr)> {
+    let mut form = None;
+    let mut count = false;
+    let mut rest = words;
+    while let Some((first, tail)) = rest.split_first() {
+        match first.as_str() {
+            "detail" => form = Some(Form::Detail),
+            "stats" => form = Some(Form::Stats),
+            "count-only" => count = true,
+            "where" => {
+                rest = tail;
+                break;
+            }
+            w if w.contains(['=', '<', '>', '~', '!']) => break,
+            w => bail!(
+                "expected detail, stats, count-only or where, got {w:?} \
+                 (e.g. print where protocol=tcp)"
+            ),
+        }
+        rest = tail;
     }
-    s
+    let expr = Expr::parse_words(rest).map_err(|e| anyhow!("{e}"))?;
+    Ok((form, count, expr))
+}
+
+/// `remove`'s words: ids, or `[find]` / `[find where EXPR]` (the brackets
+/// may be separate words or stuck to the first and last ones, as the shell
+/// leaves them), or `find where EXPR` without brackets.
+fn remove_words(items: &[String]) -> Result<Option<Expr>> {
+    let text = items.join(" ");
+    let t = text.trim();
+    let inner = match t.strip_prefix('[') {
+        Some(rest) => Some(
+            rest.strip_suffix(']')
+                .ok_or_else(|| anyhow!("remove: a [ without its ]: {t}"))?
+                .trim(),
+        ),
+        None => t.starts_with("find").then_some(t),
+    };
+    let Some(inner) = inner else {
+        return Ok(None);
+    };
+    let rest = inner
+        .strip_prefix("find")
+        .ok_or_else(|| anyhow!("remove: expected [find where ...], got [{inner}]"))?
+        .trim_start();
+    let rest = match rest.strip_prefix("where") {
+        Some(r) => r,
+        None if rest.is_empty() => "",
+        None => bail!("remove: expected where after find, got {rest:?}"),
+    };
+    Ok(Some(Expr::parse(rest).map_err(|e| anyhow!("{e}"))?))
 }
 
 /// `key: value` lines, RouterOS `print` style, right-aligned keys.
@@ -181,6 +238,161 @@ fn tracking_lines(body: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Calls `f` with each element of a JSON array read from `r`, as it is read
+/// (the array is never held whole).
+fn for_each_element<R: Read>(r: R, f: &mut dyn FnMut(&RawValue) -> Result<()>) -> Result<()> {
+    struct Each<'a> {
+        f: &'a mut dyn FnMut(&RawValue) -> Result<()>,
+        err: &'a mut Option<anyhow::Error>,
+    }
+    impl<'de> Visitor<'de> for Each<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of connections")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(row) = seq.next_element::<Box<RawValue>>()? {
+                if let Err(e) = (self.f)(&row) {
+                    *self.err = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Each<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    let mut err = None;
+    let mut de = serde_json::Deserializer::from_reader(r);
+    let parsed = Each { f, err: &mut err }.deserialize(&mut de);
+    if let Some(e) = err {
+        return Err(e);
+    }
+    parsed
+        .and_then(|()| de.end())
+        .map_err(|e| match e.io_error_kind() {
+            Some(_) => anyhow!("the API's answer was cut short or malformed: {e}"),
+            None => anyhow!("the API's answer is not a list of connections: {e}"),
+        })
+}
+
+/// Sums a Prometheus text exposition's samples of `name` by their `worker`
+/// label (samples without one are left out).
+fn per_worker(text: &str, name: &str) -> std::collections::BTreeMap<u16, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let worker = labels.split(',').find_map(|l| {
+            l.trim()
+                .strip_prefix("worker=\"")?
+                .strip_suffix('"')?
+                .parse::<u16>()
+                .ok()
+        });
+        let value = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok());
+        if let (Some(w), Some(v)) = (worker, value) {
+            *out.entry(w).or_insert(0) += v as u64;
+        }
+    }
+    out
+}
+
+/// `conntrack -S`'s names beside the metrics they come from.
+const STATS: [(&str, &str); 9] = [
+    ("found", "ctrack_conntrack_stat_found_total"),
+    ("invalid", "ctrack_conntrack_stat_invalid_total"),
+    ("insert", "ctrack_conntrack_stat_insert_total"),
+    ("insert_failed", "ctrack_conntrack_stat_insert_failed_total"),
+    ("drop", "ctrack_conntrack_stat_drop_total"),
+    ("early_drop", "ctrack_conntrack_stat_early_drop_total"),
+    ("expired", "ctrack_connections_expired_total"),
+    ("removed", "ctrack_connections_removed_total"),
+    ("closed", "ctrack_connections_closed_total"),
+];
+
+/// `worker=N found=... invalid=...` lines from a `/metrics` text.
+fn stats_lines(text: &str) -> Result<String> {
+    let cols: Vec<_> = STATS
+        .iter()
+        .map(|(label, metric)| (*label, per_worker(text, metric)))
+        .collect();
+    let mut workers: Vec<u16> = cols.iter().flat_map(|(_, m)| m.keys().copied()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    if workers.is_empty() {
+        bail!("the metrics endpoint has no per-worker conntrack counters (is it ctrack's?)");
+    }
+    let mut out = String::new();
+    for w in workers {
+        let _ = write!(out, "worker={w:<4}");
+        for (label, m) in &cols {
+            let _ = write!(out, " {label}={}", m.get(&w).copied().unwrap_or(0));
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The API's message of an error answer: RouterOS REST puts the specifics
+/// in `detail` and the status text in `message`; this server has had them
+/// the other way round. Both are shown when both are there.
+fn error_message(status: u16, body: &str) -> anyhow::Error {
+    anyhow::Error::new(ApiError {
+        status,
+        message: message_of(status, body),
+    })
+}
+
+/// An answer with a non-2xx status: its status and message.
+#[derive(Debug)]
+struct ApiError {
+    status: u16,
+    message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn message_of(status: u16, body: &str) -> String {
+    let v = serde_json::from_str::<Value>(body).ok();
+    // The status text adds nothing to the status's own message.
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason());
+    let field = |k: &str| {
+        v.as_ref()
+            .and_then(|v| v[k].as_str())
+            .filter(|s| !s.is_empty() && Some(*s) != reason)
+            .map(str::to_string)
+    };
+    match (field("message"), field("detail")) {
+        (Some(m), Some(d)) => format!("{m}: {d}"),
+        (Some(m), None) => m,
+        (None, Some(d)) => d,
+        (None, None) => format!("HTTP {status}: {}", body.trim()),
+    }
+}
+
 /// Why the body of an answer could not be read, in the terms of docs/api.md.
 fn body_error(e: ureq::Error) -> anyhow::Error {
     match &e {
@@ -197,17 +409,16 @@ fn body_error(e: ureq::Error) -> anyhow::Error {
     }
 }
 
+/// What a query component keeps unencoded: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes everything but unreserved characters.
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn encode_query(q: &[(String, String)]) -> String {
@@ -225,6 +436,7 @@ struct Client {
     base: String,
     auth: Option<String>,
     agent: ureq::Agent,
+    metrics: String,
 }
 
 impl Client {
@@ -240,7 +452,212 @@ impl Client {
                 .filter(|t| !t.is_empty())
                 .map(|t| format!("Bearer {t}")),
             agent,
+            metrics: DEFAULT_METRICS_URL.to_string(),
         }
+    }
+
+    /// The metrics endpoint, as `http://HOST:PORT` or its full
+    /// `http://HOST:PORT/metrics`.
+    fn with_metrics(mut self, url: &str) -> Client {
+        let url = url.trim_end_matches('/');
+        self.metrics = url.strip_suffix("/metrics").unwrap_or(url).to_string();
+        self
+    }
+
+    /// Runs one command, writing what it prints to `out` as it comes.
+    fn run(&self, cmd: ConnectionCmd, out: &mut dyn Write) -> Result<()> {
+        match cmd {
+            ConnectionCmd::Print {
+                where_,
+                json,
+                count,
+            } => {
+                let (form, count_only, expr) = print_words(&where_)?;
+                let form = if json {
+                    Form::Json
+                } else {
+                    form.unwrap_or(Form::Table)
+                };
+                self.print(form, count || count_only, &expr, out)
+            }
+            ConnectionCmd::Remove { items } => match remove_words(&items)? {
+                Some(expr) => self.remove_matching(&expr, out),
+                None => {
+                    for id in &items {
+                        self.delete(&format!("{CONNECTION}/{}", encode(id)))?;
+                    }
+                    Ok(())
+                }
+            },
+            ConnectionCmd::Flush => self.remove_matching(&Expr::All, out),
+            ConnectionCmd::Stats => {
+                let text = self
+                    .get_from(&self.metrics, "/metrics")
+                    .with_context(|| format!("reading the metrics at {}", self.metrics))?;
+                out.write_all(stats_lines(&text)?.as_bytes())?;
+                Ok(())
+            }
+            ConnectionCmd::Tracking(TrackingCmd::Print) => {
+                out.write_all(tracking_lines(&self.get(TRACKING)?)?.as_bytes())?;
+                Ok(())
+            }
+            ConnectionCmd::Tracking(TrackingCmd::Set { kv }) => {
+                let mut obj = serde_json::Map::new();
+                for w in &kv {
+                    let (k, v) = w.split_once('=').ok_or_else(|| {
+                        anyhow!("expected KEY=VALUE, got {w:?} (e.g. udp-timeout=30s)")
+                    })?;
+                    obj.insert(k.to_string(), Value::String(v.to_string()));
+                }
+                self.patch(TRACKING, &Value::Object(obj).to_string())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// `print`: the rows matching `expr` in `form`, or their count.
+    fn print(&self, form: Form, count: bool, expr: &Expr, out: &mut dyn Write) -> Result<()> {
+        // What the server can filter itself.
+        let pushed = expr.as_equalities();
+        let mut query = pushed.clone().unwrap_or_default();
+        if count && pushed.is_some() {
+            query.push(("count-only".to_string(), "yes".to_string()));
+            let body = self.get(&format!("{CONNECTION}{}", encode_query(&query)))?;
+            let v: Value = serde_json::from_str(&body).context("the API's answer")?;
+            // This server's number, or RouterOS REST's string.
+            let n = match &v["count"] {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| anyhow!("the API's answer has no count: {body}"))?;
+            writeln!(out, "{n}")?;
+            return Ok(());
+        }
+        let path = format!("{CONNECTION}{}", encode_query(&query));
+        let mut n = 0u64;
+        let mut table: Option<TableWriter> = None;
+        let mut sample: Vec<ConnSnapshot> = Vec::new();
+        let columns: &[&'static str] = if form == Form::Stats {
+            &STATS_COLUMNS
+        } else {
+            &DEFAULT_COLUMNS
+        };
+        if form == Form::Json && !count {
+            out.write_all(b"[")?;
+        }
+        self.get_rows(&path, &mut |raw| {
+            let v: Value = serde_json::from_str(raw.get()).context("a row of the API's answer")?;
+            let row = row_from_json(&v).map_err(|e| anyhow!("the API's answer: {e}"))?;
+            if !expr.matches(&row) {
+                return Ok(());
+            }
+            n += 1;
+            if count {
+                return Ok(());
+            }
+            match form {
+                Form::Json => {
+                    if n > 1 {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(raw.get().as_bytes())?;
+                }
+                Form::Detail => out.write_all(format_detail(n as usize - 1, &row).as_bytes())?,
+                Form::Table | Form::Stats => match &mut table {
+                    Some(t) => out.write_all(t.row(&row).as_bytes())?,
+                    None => {
+                        sample.push(row);
+                        if sample.len() == TABLE_SAMPLE {
+                            let t = table.insert(TableWriter::new(columns, &sample));
+                            out.write_all(t.header().as_bytes())?;
+                            for r in sample.drain(..) {
+                                out.write_all(t.row(&r).as_bytes())?;
+                            }
+                        }
+                    }
+                },
+            }
+            Ok(())
+        })?;
+        if count {
+            writeln!(out, "{n}")?;
+            return Ok(());
+        }
+        match form {
+            Form::Json => out.write_all(b"]\n")?,
+            Form::Detail => {
+                if n == 0 {
+                    out.write_all(ctrack_model::print::legend().as_bytes())?;
+                }
+            }
+            Form::Table | Form::Stats => {
+                if table.is_none() {
+                    let mut t = TableWriter::new(columns, &sample);
+                    out.write_all(t.header().as_bytes())?;
+                    for r in &sample {
+                        out.write_all(t.row(r).as_bytes())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `remove [find where EXPR]`: lists the matching ids, then removes
+    /// each; one that is already gone (expired meanwhile) is not an error.
+    /// Says on stderr how many went, as `conntrack -D` does.
+    fn remove_matching(&self, expr: &Expr, _out: &mut dyn Write) -> Result<()> {
+        let query = expr.as_equalities().unwrap_or_default();
+        let mut ids = Vec::new();
+        self.get_rows(
+            &format!("{CONNECTION}{}", encode_query(&query)),
+            &mut |raw| {
+                let v: Value =
+                    serde_json::from_str(raw.get()).context("a row of the API's answer")?;
+                let row = row_from_json(&v).map_err(|e| anyhow!("the API's answer: {e}"))?;
+                if expr.matches(&row) {
+                    ids.push(row.id);
+                }
+                Ok(())
+            },
+        )?;
+        let mut removed = 0u64;
+        for id in &ids {
+            match self.delete(&format!("{CONNECTION}/{}", encode(id))) {
+                Ok(_) => removed += 1,
+                Err(e)
+                    if e.downcast_ref::<ApiError>()
+                        .is_some_and(|a| a.status == 404) => {}
+                Err(e) => return Err(e.context(format!("removed {removed} before {id}"))),
+            }
+        }
+        eprintln!("ctrack: {removed} connections removed");
+        Ok(())
+    }
+
+    /// Streams the JSON array at `path`, calling `f` with each row as it
+    /// arrives.
+    fn get_rows(&self, path: &str, f: &mut dyn FnMut(&RawValue) -> Result<()>) -> Result<()> {
+        let mut r = self.agent.get(format!("{}{path}", self.base));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        let mut resp = r
+            .call()
+            .map_err(|e| anyhow!("cannot reach the API at {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(self.error_of(status, &mut resp));
+        }
+        let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        for_each_element(reader, f)
+    }
+
+    /// GET `path` from another base URL (the metrics endpoint).
+    fn get_from(&self, base: &str, path: &str) -> Result<String> {
+        self.finish(self.agent.get(format!("{base}{path}")).call())
+            .map_err(|e| anyhow!("{e} (--metrics {base})"))
     }
 
     fn get(&self, path: &str) -> Result<String> {
@@ -290,11 +707,20 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let msg = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("HTTP {status}: {}", body.trim()));
-        Err(anyhow!(msg))
+        Err(error_message(status, &body))
+    }
+
+    /// The error of a non-2xx answer whose body is still unread.
+    fn error_of(&self, status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> anyhow::Error {
+        match resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+        {
+            Ok(body) => error_message(status, &body),
+            Err(e) => body_error(e),
+        }
     }
 }
 
@@ -304,7 +730,7 @@ mod tests {
     use crate::api::ApiServer;
     use crate::api::tests::{fake, rows};
     use clap::Parser;
-    use ctrack_model::SettingsExt;
+    use ctrack_model::{SettingsExt, format_table};
 
     #[derive(clap::Parser, Debug)]
     struct Cli {
@@ -348,7 +774,33 @@ mod tests {
         );
         let a = parse(&["--api", "http://127.0.0.1:1", "remove", "*1f2a"]);
         assert_eq!(a.api, "http://127.0.0.1:1");
-        assert_eq!(a.cmd, ConnectionCmd::Remove { id: "*1f2a".into() });
+        assert_eq!(
+            a.cmd,
+            ConnectionCmd::Remove {
+                items: vec!["*1f2a".into()]
+            }
+        );
+        let a = parse(&["remove", "[find", "where", "protocol=udp]"]);
+        assert_eq!(
+            remove_words(match &a.cmd {
+                ConnectionCmd::Remove { items } => items,
+                c => panic!("{c:?}"),
+            })
+            .unwrap()
+            .unwrap()
+            .as_equalities(),
+            Some(vec![("protocol".into(), "udp".into())])
+        );
+        assert!(matches!(
+            remove_words(&["[find]".into()]).unwrap(),
+            Some(Expr::All)
+        ));
+        assert!(remove_words(&["*1".into(), "*2".into()]).unwrap().is_none());
+        assert!(remove_words(&["[find where protocol=udp".into()]).is_err());
+        assert!(remove_words(&["[where protocol=udp]".into()]).is_err());
+        assert_eq!(parse(&["flush"]).cmd, ConnectionCmd::Flush);
+        assert_eq!(parse(&["stats"]).cmd, ConnectionCmd::Stats);
+        assert!(Cli::try_parse_from(["ctrack", "connection", "remove"]).is_err());
         let a = parse(&["tracking", "set", "udp-timeout=30s", "--token", "t"]);
         assert_eq!(a.token.as_deref(), Some("t"));
         assert_eq!(
@@ -383,8 +835,11 @@ mod tests {
 
         let table = execute(print(&[], false, false), &api, tok).unwrap();
         assert_eq!(table, format_table(&rows()));
-        assert!(table.starts_with("Flags: A - ASSURED"));
-        assert!(table.lines().nth(2).unwrap().contains(" AC "), "{table}");
+        assert!(table.starts_with("Flags: E - EXPECTED; S - SEEN-REPLY; A - ASSURED"));
+        // The legend, the columns, the heading, then the TCP row: seen-reply,
+        // assured, confirmed.
+        assert!(table.lines().nth(3).unwrap().contains(" SAC "), "{table}");
+        assert!(table.lines().nth(4).unwrap().contains(" C "), "{table}");
 
         let out = execute(
             print(
@@ -417,32 +872,112 @@ mod tests {
             "3\n"
         );
 
-        // Errors carry the API's message, naming the field.
+        // RouterOS's operators, evaluated on the streamed rows.
+        let ids = |w: &[&str]| -> Vec<String> {
+            let out = execute(print(w, true, false), &api, tok).unwrap();
+            let v: Vec<ConnSnapshot> = serde_json::from_str(&out).unwrap();
+            v.into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids(&["where", "protocol!=tcp"]), ["*1000000002b", "*7"]);
+        assert_eq!(
+            ids(&["where", "protocol=UDP", "or", "icmp-type=8"]),
+            ["*1000000002b", "*7"]
+        );
+        assert_eq!(ids(&["where", "repl-bytes>100"]), ["*1f2a", "*7"]);
+        assert_eq!(
+            ids(&["where", "repl-bytes>=3000", "protocol!=icmp"]),
+            ["*1f2a"]
+        );
+        assert_eq!(
+            ids(&["where", "dst-address", "in", "10.0.0.2/31"]),
+            ["*1f2a", "*1000000002b"]
+        );
+        assert_eq!(ids(&["where", "dst-address~\\.4$"]), ["*7"]);
+        assert_eq!(
+            ids(&["where", "not", "(assured", "or", "protocol=icmp)"]),
+            ["*1000000002b"]
+        );
+        assert_eq!(ids(&["where", "!seen-reply"]), ["*1000000002b"]);
+        assert_eq!(
+            execute(
+                print(&["count-only", "where", "orig-packets<5"], false, false),
+                &api,
+                tok
+            )
+            .unwrap(),
+            "1\n"
+        );
+        let detail = execute(
+            print(&["detail", "where", "protocol=icmp"], false, false),
+            &api,
+            tok,
+        )
+        .unwrap();
+        assert!(
+            detail.starts_with(" 0 SAC protocol=icmp src-address=10.0.0.1 "),
+            "{detail}"
+        );
+        assert!(detail.contains(" icmp-type=8 "), "{detail}");
+        let stats = execute(print(&["stats"], false, false), &api, tok).unwrap();
+        assert!(stats.contains("ORIG-FASTTRACK-PACKETS"), "{stats}");
+        assert_eq!(stats.lines().count(), 6, "{stats}");
+        // An empty listing still has its heading.
+        let none = execute(print(&["where", "protocol=gre"], false, false), &api, tok).unwrap();
+        assert_eq!(none, format_table(&[]));
+        assert_eq!(
+            execute(print(&["where", "protocol=gre"], true, false), &api, tok).unwrap(),
+            "[]\n"
+        );
+
+        // Errors carry the API's message, naming the field, or the where
+        // parser's, before anything is sent.
         let e = execute(print(&["where", "protcol=tcp"], false, false), &api, tok).unwrap_err();
         assert!(e.to_string().contains("protcol"), "{e}");
         let e = execute(print(&["where", "protocol"], false, false), &api, tok).unwrap_err();
-        assert!(e.to_string().contains("PROP=VALUE"), "{e}");
+        assert!(e.to_string().contains("protocol=VALUE"), "{e}");
+        let e = execute(
+            print(&["where", "orig-bytes>lots"], false, false),
+            &api,
+            tok,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("orig-bytes"), "{e}");
+        let e = execute(print(&["sideways"], false, false), &api, tok).unwrap_err();
+        assert!(e.to_string().contains("sideways"), "{e}");
         let e = execute(print(&[], false, false), &api, None).unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
 
         // remove
-        execute(ConnectionCmd::Remove { id: "*1f2a".into() }, &api, tok).unwrap();
+        let remove = |items: &[&str]| ConnectionCmd::Remove {
+            items: items.iter().map(|s| s.to_string()).collect(),
+        };
+        execute(remove(&["*1f2a"]), &api, tok).unwrap();
         assert_eq!(dp.rows.lock().len(), 2);
-        let e = execute(ConnectionCmd::Remove { id: "*1f2a".into() }, &api, tok).unwrap_err();
+        let e = execute(remove(&["*1f2a"]), &api, tok).unwrap_err();
         assert_eq!(e.to_string(), "no such connection: *1f2a");
-        let e = execute(ConnectionCmd::Remove { id: "1f2a".into() }, &api, tok).unwrap_err();
+        let e = execute(remove(&["1f2a"]), &api, tok).unwrap_err();
         assert!(e.to_string().contains("id"), "{e}");
+        // remove [find where ...]: only the matches.
+        execute(
+            remove(&["[find", "where", "protocol=icmp", "or", "orig-bytes>1000]"]),
+            &api,
+            tok,
+        )
+        .unwrap();
+        let left: Vec<String> = dp.rows.lock().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(left, ["*1000000002b"]);
 
         // tracking print / set
         let out = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 17, "{out}");
+        assert_eq!(lines.len(), 20, "{out}");
         assert!(out.contains("        checksum-verify: yes\n"), "{out}");
         assert!(out.contains("                enabled: auto\n"), "{out}");
         assert!(out.contains("tcp-established-timeout: 1d\n"), "{out}");
         assert!(out.contains("     loose-tcp-tracking: yes\n"), "{out}");
         assert!(out.contains("            max-entries: 1048576\n"), "{out}");
-        assert!(out.contains("          total-entries: 2\n"), "{out}");
+        // (One left after the removals above.)
+        assert!(out.contains("          total-entries: 1\n"), "{out}");
 
         let set = |kv: &[&str]| {
             ConnectionCmd::Tracking(TrackingCmd::Set {
@@ -464,10 +999,107 @@ mod tests {
         let e = execute(set(&["udp-timeout"]), &api, tok).unwrap_err();
         assert!(e.to_string().contains("KEY=VALUE"), "{e}");
 
+        // flush: remove [find].
+        dp.rows.lock().extend(rows());
+        execute(ConnectionCmd::Flush, &api, tok).unwrap();
+        assert!(dp.rows.lock().is_empty());
+        assert_eq!(execute(print(&[], false, true), &api, tok).unwrap(), "0\n");
+
         // Nothing listening.
         drop(srv);
         let e = execute(ConnectionCmd::Tracking(TrackingCmd::Print), &api, tok).unwrap_err();
         assert!(e.to_string().contains("cannot reach the API"), "{e}");
+    }
+
+    #[test]
+    fn a_long_listing_is_streamed_with_the_first_rows_widths() {
+        let dp = fake();
+        {
+            let mut rows = dp.rows.lock();
+            let base = rows[1].clone();
+            rows.clear();
+            for i in 0..(TABLE_SAMPLE + 44) {
+                let mut r = base.clone();
+                r.id = format!("*{:x}", i + 1);
+                r.src_address = format!("10.0.{}.{}:5353", i / 256, i % 256);
+                // A row past the sample with a longer cell than any before.
+                if i == TABLE_SAMPLE + 10 {
+                    r.dst_address = "[2001:db8::1234:5678]:53".to_string();
+                }
+                rows.push(r);
+            }
+        }
+        let srv = ApiServer::start("127.0.0.1:0".parse().unwrap(), None, dp.clone()).unwrap();
+        let api = format!("http://{}", srv.local_addr());
+        let print = |w: &[&str]| ConnectionCmd::Print {
+            where_: w.iter().map(|s| s.to_string()).collect(),
+            json: false,
+            count: false,
+        };
+        let out = execute(print(&[]), &api, None).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3 + TABLE_SAMPLE + 44);
+        let n = TABLE_SAMPLE + 43;
+        assert!(lines.last().unwrap().starts_with(&format!("{n} ")), "{out}");
+        // Up to the long cell, the lines are the whole-table ones.
+        let rows = dp.rows.lock().clone();
+        let whole = format_table(&rows[..TABLE_SAMPLE]);
+        assert!(out.starts_with(&whole), "{out}");
+        assert!(lines[3 + TABLE_SAMPLE + 10].contains("[2001:db8::1234:5678]:53"));
+        // where over the stream: the CLI filters what the server sends.
+        let out = execute(
+            print(&["count-only", "where", "src-address~^10\\.0\\.1\\."]),
+            &api,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, "44\n");
+    }
+
+    #[test]
+    fn stats_reads_per_worker_counters_from_metrics() {
+        use crate::metrics::MetricsServer;
+        use crate::ops::{MetricsSnapshot, WorkerMetrics};
+        let dp = fake();
+        let mut w0 = WorkerMetrics {
+            worker: 0,
+            ..WorkerMetrics::default()
+        };
+        w0.shard.found = 1204;
+        w0.shard.insert = 96;
+        w0.shard.invalid[0] = 2;
+        w0.shard.invalid[1] = 1;
+        w0.shard.expired = 40;
+        let mut w1 = WorkerMetrics {
+            worker: 1,
+            ..WorkerMetrics::default()
+        };
+        w1.shard.early_drop = 7;
+        w1.shard.closed = 12;
+        *dp.metrics.lock() = MetricsSnapshot {
+            workers: vec![w0, w1],
+            ports: Vec::new(),
+        };
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), dp).unwrap();
+        let c = Client::new("http://127.0.0.1:1", None)
+            .with_metrics(&format!("http://{}", srv.local_addr()));
+        let mut out = Vec::new();
+        c.run(ConnectionCmd::Stats, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "worker=0    found=1204 invalid=3 insert=96 insert_failed=0 drop=0 early_drop=0 \
+             expired=40 removed=0 closed=0\n\
+             worker=1    found=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=7 \
+             expired=0 removed=0 closed=12\n"
+        );
+        // Not ctrack's metrics: an error that says so.
+        assert!(
+            stats_lines("up 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("per-worker")
+        );
     }
 
     /// Answers one request with `answer`, then closes (after a while with
@@ -545,6 +1177,14 @@ mod tests {
         let url = serve_once(chunked(&"1".repeat(1 << 20)), true);
         let e = Client::new(&url, None).get(CONNECTION).unwrap_err();
         assert!(e.to_string().contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn a_token_on_the_command_line_is_warned_about() {
+        assert!(token_warning(Some("t"), None).is_some());
+        assert!(token_warning(Some("t"), Some("other".into())).is_some());
+        assert!(token_warning(Some("t"), Some("t".into())).is_none());
+        assert!(token_warning(None, None).is_none());
     }
 
     #[test]

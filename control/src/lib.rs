@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod out;
 pub mod plan;
 pub mod replay;
 #[cfg(feature = "dpdk")]

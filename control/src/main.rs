@@ -69,10 +69,12 @@ enum Command {
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
-    /// Talk to a running dataplane: `connection print`, `connection remove ID`,
-    /// `connection tracking print`, `connection tracking set KEY=VALUE ...`.
+    /// Talk to a running dataplane as RouterOS's `/ip firewall connection`:
+    /// `print [detail|stats|count-only] [where EXPR]`, `remove ID|[find where
+    /// EXPR]`, `flush`, `stats`, `tracking print`, `tracking set KEY=VALUE ...`
+    /// (docs/cli.md).
     Connection(control::client::ConnectionArgs),
-    /// Run the conntrack core over a capture (Ethernet, raw IP or Linux
+    /// Run the conntrack core over a capture (pcap or pcapng, gzip or not; Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
     Replay(ReplayArgs),
@@ -233,6 +235,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // stdout was closed (`| head -1`): the reader wanted no more.
+        Err(e) if control::out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ctrack: error: {e:#}");
             ExitCode::FAILURE
@@ -275,7 +279,7 @@ fn cmd_man(dir: &Path) -> Result<()> {
         write(name.clone(), sub.clone().name(name))?;
     }
     for p in &written {
-        println!("{}", p.display());
+        control::outln!("{}", p.display());
     }
     Ok(())
 }
@@ -346,27 +350,27 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         Listen::Off => "off".to_string(),
         Listen::At(a) => a.to_string(),
     };
-    println!("ctrack: {shown}: configuration is valid");
-    println!("  eal:         {}", run.eal.join(" "));
-    println!(
+    control::outln!("ctrack: {shown}: configuration is valid");
+    control::outln!("  eal:         {}", run.eal.join(" "));
+    control::outln!(
         "  workers:     {}",
         run.workers
             .map_or("one per EAL lcore beyond the main one".into(), |w| w
                 .to_string())
     );
-    println!(
+    control::outln!(
         "  ports:       {}",
         run.ports
             .as_ref()
             .map_or("every probed port".into(), |p| format!("{p:?}"))
     );
-    println!(
+    control::outln!(
         "  max-entries: {} per worker",
         run.max_entries.unwrap_or(RunConfig::DEFAULT_MAX_ENTRIES)
     );
-    println!("  api:         {}", listen(api));
-    println!("  metrics:     {}", listen(metrics));
-    println!(
+    control::outln!("  api:         {}", listen(api));
+    control::outln!("  metrics:     {}", listen(metrics));
+    control::outln!(
         "  tracking:    {}",
         serde_json::to_string(&tracking).unwrap_or_default()
     );
@@ -429,13 +433,23 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         anyhow::bail!("--max-entries must be at least 1");
     }
     let out = control::replay::replay_file(&args.file, args.workers, &settings, args.max_entries)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&out.connections)?);
+    // A closed stdout (`| head -1`) ends the listing quietly.
+    control::out::quiet_broken_pipe(print_replay(&out, args.json))
+}
+
+fn print_replay(out: &control::replay::ReplayOutcome, json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut w, &out.connections)?;
+        writeln!(w)?;
+        w.flush()?;
         eprint!("{}", out.counters.render());
     } else {
-        print!("{}", ctrack_model::format_table(&out.connections));
-        println!();
-        print!("{}", out.counters.render());
+        w.write_all(ctrack_model::format_table(&out.connections).as_bytes())?;
+        writeln!(w)?;
+        w.write_all(out.counters.render().as_bytes())?;
+        w.flush()?;
     }
     Ok(())
 }
@@ -477,7 +491,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     if let Some(r) = &mut reply {
         r.flush()?;
     }
-    println!(
+    control::outln!(
         "ctrack: wrote {} packets of {} connections",
         packets,
         mix.tcp + mix.udp + mix.icmp
@@ -513,11 +527,12 @@ fn run_dataplane(_: &RunConfig, _: &Settings, _: Option<PathBuf>) -> Result<()> 
 
 #[cfg(feature = "dpdk")]
 fn print_summary(s: &control::run::RunSummary) {
-    println!(
+    control::outln!(
         "ctrack: stopped ({}) after {:.3}s",
-        s.stop_reason, s.elapsed_secs
+        s.stop_reason,
+        s.elapsed_secs
     );
-    println!(
+    control::outln!(
         "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
         "PORT",
         "NAME",
@@ -533,7 +548,7 @@ fn print_summary(s: &control::run::RunSummary) {
     );
     for p in &s.ports {
         let c = &p.counters;
-        println!(
+        control::outln!(
             "{:<5} {:<16} {:<12} {:>3} {:>3} {:>3} {:>12} {:>12} {:>10} {:>10} {:>10}",
             c.port,
             c.name,
@@ -548,7 +563,7 @@ fn print_summary(s: &control::run::RunSummary) {
             c.rx_nombuf
         );
     }
-    println!(
+    control::outln!(
         "{:<7} {:>4} {:>12} {:>12} {:>10} {:>10} {:>11} {:>9} {:>9} {:>6}  RX-QUEUES",
         "WORKER",
         "CPU",
@@ -567,7 +582,7 @@ fn print_summary(s: &control::run::RunSummary) {
         } else {
             100.0 * w.busy_loops as f64 / w.loops as f64
         };
-        println!(
+        control::outln!(
             "{:<7} {:>4} {:>12} {:>12} {:>10} {:>10} {:>11} {:>9} {:>9} {:>6.2}  {}",
             w.worker,
             w.cpu.map_or("-".into(), |c| c.to_string()),
@@ -582,8 +597,10 @@ fn print_summary(s: &control::run::RunSummary) {
             w.rx_queues.join(", ")
         );
     }
-    println!(
+    control::outln!(
         "mempool: {} mbufs, in use at start {}, at end {}",
-        s.mempool_size, s.mempool_in_use_start, s.mempool_in_use_end
+        s.mempool_size,
+        s.mempool_in_use_start,
+        s.mempool_in_use_end
     );
 }

@@ -1,4 +1,5 @@
-//! `ctrack replay`: the conntrack core over a capture, with the capture's
+//! `ctrack replay`: the conntrack core over a capture (pcap or pcapng,
+//! gzip-compressed or not: [`CaptureReader`]), with the capture's
 //! timestamps as the clock.
 //!
 //! With `workers > 1` every packet goes to the shard that would own it in
@@ -11,7 +12,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ctrack_model::ConnSnapshot;
-use ctrack_traffic::pcap::{PcapReader, parse_link, verify_link};
+use ctrack_traffic::capture::CaptureReader;
+use ctrack_traffic::pcap::{parse_link, verify_link};
 use dataplane::conntrack::{
     DropReason, Instant, InvalidReason, OtherInvalid, Settings, Shard, ShardStats, TableConfig,
     UntrackedReason,
@@ -111,8 +113,8 @@ pub fn replay<R: Read>(
     max_entries: u32,
 ) -> Result<ReplayOutcome> {
     check_bounds(workers, max_entries)?;
-    let mut reader = PcapReader::new(input)?;
-    let link = reader.link_type();
+    // pcap or pcapng, gzip-compressed or not; the link type by record.
+    let mut reader = CaptureReader::new(input)?;
     let dispatch = Dispatch::new(workers);
     let mut shards: Vec<Shard> = (0..workers)
         .map(|w| {
@@ -130,8 +132,9 @@ pub fn replay<R: Read>(
     let mut now = Instant::ZERO;
     while let Some(rec) = reader.next_record(&mut buf)? {
         packets += 1;
+        let link = rec.link;
         // The capture's clock; it never runs backwards for the table.
-        now = now.max(Instant(rec.ts_nanos));
+        now = now.max(Instant(rec.header.ts_nanos));
         for s in &mut shards {
             s.poll_expired(now, usize::MAX);
         }
@@ -348,6 +351,26 @@ mod tests {
     fn a_bad_capture_is_an_error_not_a_panic() {
         let err = replay(&b"not a pcap at all"[..], 1, &Settings::default(), 16).unwrap_err();
         assert!(err.to_string().contains("magic") || !err.to_string().is_empty());
+    }
+
+    #[test]
+    fn a_gzip_compressed_capture_replays_as_the_plain_one() {
+        use std::io::Write;
+        let mix = Mix {
+            tcp: 6,
+            udp: 3,
+            icmp: 1,
+            ..Mix::default()
+        };
+        let plain = capture(&mix);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let a = replay(&plain[..], 1, &Settings::default(), 1024).unwrap();
+        let b = replay(&gz[..], 1, &Settings::default(), 1024).unwrap();
+        assert_eq!(b.packets, a.packets);
+        assert_eq!(strip_ids(b.connections), strip_ids(a.connections));
+        assert_eq!(a.packets, mix.packets().len() as u64);
     }
 
     /// A SYN and a UDP datagram with bad checksums, then the same two intact.

@@ -415,7 +415,7 @@ fn start_servers(cfg: &RunConfig, set: Arc<WorkerSet>) -> Result<Vec<Server>> {
         let dp: Arc<dyn Dataplane> = set.clone();
         let s = ApiServer::start(addr, cfg.api_token.clone(), dp)
             .with_context(|| format!("starting the management API on {addr}"))?;
-        println!(
+        crate::outln!(
             "ctrack: management API on http://{}/rest/ip/firewall/connection",
             s.local_addr()
         );
@@ -425,7 +425,7 @@ fn start_servers(cfg: &RunConfig, set: Arc<WorkerSet>) -> Result<Vec<Server>> {
         let dp: Arc<dyn Dataplane> = set;
         let s = MetricsServer::start(addr, dp)
             .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
-        println!(
+        crate::outln!(
             "ctrack: Prometheus metrics on http://{}/metrics",
             s.local_addr()
         );

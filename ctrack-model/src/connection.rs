@@ -9,7 +9,6 @@
 //! counters, rates and the ICMP fields integers, `timeout` a RouterOS time,
 //! `connection-mark` and `connection-type` strings (empty when unset).
 
-use core::fmt::Write as _;
 use std::net::IpAddr;
 
 use ctrack_core::conntrack::{ConnId, Dir, ProtoState, RawConn, format_duration, parse_duration};
@@ -225,23 +224,26 @@ impl ConnSnapshot {
         }
     }
 
-    /// RouterOS `print` flags: A assured, C confirmed, F fasttrack,
-    /// S srcnat, D dstnat, E expected.
+    /// RouterOS `print` flags, in RouterOS's order: `E` expected, `S`
+    /// seen-reply, `A` assured, `C` confirmed, `D` dying, `F` fasttrack,
+    /// `s` srcnat, `d` dstnat (see [`FLAGS`]).
     pub fn flags(&self) -> String {
-        let mut s = String::new();
-        for (on, c) in [
-            (self.assured, 'A'),
-            (self.confirmed, 'C'),
-            (self.fasttrack, 'F'),
-            (self.srcnat, 'S'),
-            (self.dstnat, 'D'),
-            (self.expected, 'E'),
-        ] {
-            if on {
-                s.push(c);
-            }
-        }
-        s
+        let on = [
+            self.expected,
+            self.seen_reply,
+            self.assured,
+            self.confirmed,
+            self.dying,
+            self.fasttrack,
+            self.srcnat,
+            self.dstnat,
+        ];
+        FLAGS
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|((c, _), _)| *c)
+            .collect()
     }
 
     /// The text form of property `prop` (`Ok(None)` when it does not apply
@@ -322,6 +324,20 @@ impl ConnSnapshot {
         })
     }
 }
+
+/// The `print` flags with the property each stands for, in RouterOS's order
+/// (v7's `Flags:` legend; `H` hw-offload is left out: ctrack offloads
+/// nothing to hardware).
+pub const FLAGS: [(char, &str); 8] = [
+    ('E', "expected"),
+    ('S', "seen-reply"),
+    ('A', "assured"),
+    ('C', "confirmed"),
+    ('D', "dying"),
+    ('F', "fasttrack"),
+    ('s', "srcnat"),
+    ('d', "dstnat"),
+];
 
 /// The properties that are flags (`yes`/`no`).
 pub const BOOL_PROPERTIES: [&str; 8] = [
@@ -420,86 +436,6 @@ fn strip_port(a: &str) -> &str {
 impl From<&RawConn> for ConnSnapshot {
     fn from(raw: &RawConn) -> ConnSnapshot {
         ConnSnapshot::from_raw(raw)
-    }
-}
-
-/// RouterOS `print`-like table of connections.
-pub fn format_table(rows: &[ConnSnapshot]) -> String {
-    const HEAD: [&str; 13] = [
-        "#",
-        "",
-        "PROTOCOL",
-        "SRC-ADDRESS",
-        "DST-ADDRESS",
-        "TCP-STATE",
-        "TIMEOUT",
-        "ORIG-PACKETS",
-        "REPL-PACKETS",
-        "ORIG-BYTES",
-        "REPL-BYTES",
-        "ORIG-RATE",
-        "REPL-RATE",
-    ];
-    let cells: Vec<[String; 13]> = rows
-        .iter()
-        .enumerate()
-        .map(|(n, r)| {
-            [
-                n.to_string(),
-                r.flags(),
-                r.protocol.clone(),
-                r.src_address.clone(),
-                r.dst_address.clone(),
-                r.tcp_state.clone().unwrap_or_default(),
-                r.timeout.clone(),
-                r.orig_packets.to_string(),
-                r.repl_packets.to_string(),
-                r.orig_bytes.to_string(),
-                r.repl_bytes.to_string(),
-                format_rate(r.orig_rate),
-                format_rate(r.repl_rate),
-            ]
-        })
-        .collect();
-    let mut width = HEAD.map(str::len);
-    for row in &cells {
-        for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::from(
-        "Flags: A - ASSURED; C - CONFIRMED; F - FASTTRACK; S - SRCNAT; D - DSTNAT; E - EXPECTED\n",
-    );
-    let mut line = |row: &[String]| {
-        let mut l = String::new();
-        for (i, (c, w)) in row.iter().zip(width).enumerate() {
-            // Numbers right-aligned, text left-aligned, as RouterOS prints.
-            if i == 0 || i >= 7 {
-                let _ = write!(l, "{c:>w$} ");
-            } else {
-                let _ = write!(l, "{c:<w$} ");
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&HEAD.map(String::from));
-    for row in &cells {
-        line(row);
-    }
-    out
-}
-
-/// `1.2Mbps`-style rate, as RouterOS shows rates in `print`.
-fn format_rate(bps: u64) -> String {
-    if bps < 1000 {
-        format!("{bps}bps")
-    } else if bps < 1_000_000 {
-        format!("{:.1}kbps", bps as f64 / 1e3)
-    } else if bps < 1_000_000_000 {
-        format!("{:.1}Mbps", bps as f64 / 1e6)
-    } else {
-        format!("{:.1}Gbps", bps as f64 / 1e9)
     }
 }
 

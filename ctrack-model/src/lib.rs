@@ -4,7 +4,11 @@
 //! - [`connection`]: `/ip firewall connection` rows ([`ConnSnapshot`], made
 //!   from the core's typed [`ctrack_core::conntrack::RawConn`]), their JSON
 //!   form (`Serialize` and `Deserialize`, so the API and the CLI client share
-//!   one type), the `where PROP=VALUE` matcher and the `print` table.
+//!   one type) and the `PROP=VALUE` matcher.
+//! - [`print`]: the `print` table (RouterOS v7's flags and columns),
+//!   `print detail`, `print stats`, and rows read back from JSON.
+//! - [`query`]: the `print where` language (`!=`, `<`, `>`, `~`, `in`,
+//!   `and`/`or`/`not`, parentheses).
 //! - [`settings`]: `/ip firewall connection tracking` as `KEY=VALUE` text:
 //!   parsing, printing, and [`settings::apply`], the one path every textual
 //!   change takes to the core's single validation.
@@ -14,10 +18,14 @@
 #![deny(unsafe_code)]
 
 pub mod connection;
+pub mod print;
+pub mod query;
 pub mod settings;
 
 pub use connection::{
-    ConnSnapshot, FilterError, FilterValueError, check_filter_value, check_property, format_table,
+    ConnSnapshot, FLAGS, FilterError, FilterValueError, check_filter_value, check_property,
     protocol_name,
 };
+pub use print::{TableWriter, format_detail, format_table, row_from_json};
+pub use query::{Expr, WhereError};
 pub use settings::{SettingsError, SettingsExt};

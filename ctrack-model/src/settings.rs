@@ -16,9 +16,11 @@ use ctrack_core::conntrack::{
 
 /// Every key `print` shows, in the seed's order, then `checksum-verify` (not
 /// the seed's: Linux's `nf_conntrack_checksum`), then the read-only ones.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 20] = [
     "enabled",
     "loose-tcp-tracking",
+    // RouterOS v7, beyond the seed (Linux's nf_conntrack_tcp_be_liberal).
+    "liberal-tcp-tracking",
     "tcp-syn-sent-timeout",
     "tcp-syn-received-timeout",
     "tcp-established-timeout",
@@ -27,6 +29,10 @@ pub const KEYS: [&str; 17] = [
     "tcp-last-ack-timeout",
     "tcp-time-wait-timeout",
     "tcp-close-timeout",
+    // RouterOS v7, beyond the seed (Linux's _timeout_max_retrans and
+    // _timeout_unacknowledged).
+    "tcp-max-retrans-timeout",
+    "tcp-unacked-timeout",
     "udp-timeout",
     "udp-stream-timeout",
     "icmp-timeout",
@@ -38,7 +44,7 @@ pub const KEYS: [&str; 17] = [
 ];
 
 /// The keys `set` takes.
-pub const SETTABLE: &[&str] = KEYS.split_at(15).0;
+pub const SETTABLE: &[&str] = KEYS.split_at(18).0;
 
 /// The keys `print` shows but `set` refuses (they live on the shard).
 pub const READ_ONLY: [&str; 2] = ["max-entries", "total-entries"];
@@ -90,6 +96,7 @@ impl SettingsExt for Settings {
         match key {
             "enabled" => Ok(self.enabled.name().to_string()),
             "loose-tcp-tracking" => Ok(yes_no(self.loose_tcp_tracking).to_string()),
+            "liberal-tcp-tracking" => Ok(yes_no(self.liberal_tcp_tracking).to_string()),
             "checksum-verify" => Ok(yes_no(self.checksum_verify).to_string()),
             _ => self
                 .timeouts()
@@ -137,6 +144,14 @@ fn parse_into(s: &mut Settings, key: &str, value: &str) -> Result<(), SettingsEr
                 "yes" | "true" => true,
                 "no" | "false" => false,
                 _ => return Err(bad("loose-tcp-tracking", value, "expected yes or no")),
+            };
+            Ok(())
+        }
+        "liberal-tcp-tracking" => {
+            s.liberal_tcp_tracking = match v {
+                "yes" | "true" => true,
+                "no" | "false" => false,
+                _ => return Err(bad("liberal-tcp-tracking", value, "expected yes or no")),
             };
             Ok(())
         }
@@ -195,6 +210,7 @@ mod tests {
         let want = [
             ("enabled", "auto"),
             ("loose-tcp-tracking", "yes"),
+            ("liberal-tcp-tracking", "no"),
             ("tcp-syn-sent-timeout", "5s"),
             ("tcp-syn-received-timeout", "5s"),
             ("tcp-established-timeout", "1d"),
@@ -203,6 +219,8 @@ mod tests {
             ("tcp-last-ack-timeout", "10s"),
             ("tcp-time-wait-timeout", "10s"),
             ("tcp-close-timeout", "10s"),
+            ("tcp-max-retrans-timeout", "5m"),
+            ("tcp-unacked-timeout", "5m"),
             ("udp-timeout", "10s"),
             ("udp-stream-timeout", "3m"),
             ("icmp-timeout", "10s"),

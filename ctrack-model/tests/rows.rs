@@ -378,7 +378,8 @@ fn listing_in_chunks_filters_and_print() {
     assert_eq!(all.len(), 11);
     let text = format_table(&rows);
     assert!(text.contains("PROTOCOL") && text.contains("SRC-ADDRESS") && text.contains("syn-sent"));
-    assert_eq!(text.lines().count(), 13);
+    // The legend, the `Columns:` line, the heading, one line per row.
+    assert_eq!(text.lines().count(), 14);
 }
 
 #[test]

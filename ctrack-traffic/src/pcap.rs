@@ -1,5 +1,9 @@
-//! Classic pcap files (not pcapng): a reader and a writer, sans-io over
-//! `std::io::Read` / `Write`, with no dependency beyond `std`.
+//! Classic pcap files: a reader and a writer, sans-io over
+//! `std::io::Read` / `Write`, with no dependency beyond `std`, and the
+//! link-layer parsing of records. Reading what users bring (pcapng too, and
+//! gzip-compressed captures) is [`crate::capture`]'s, through the `pcap-file`
+//! crate; this reader stays for the fuzz targets and as the reference its
+//! tests compare against.
 //!
 //! Supported: magic 0xa1b2c3d4 (microsecond timestamps) and 0xa1b23c4d
 //! (nanosecond timestamps) in either byte order; link types Ethernet (1), raw
@@ -78,8 +82,10 @@ pub enum PcapError {
     /// The underlying reader or writer failed.
     #[error("pcap I/O error: {0}")]
     Io(#[from] io::Error),
-    /// The file does not start with a classic pcap magic number.
-    #[error("not a classic pcap file (magic number {0:#010x}; pcapng is not supported)")]
+    /// The file does not start with a magic number of a capture form read
+    /// here ([`PcapReader`]: classic pcap; [`crate::capture::CaptureReader`]:
+    /// also pcapng and gzip).
+    #[error("not a pcap or pcapng capture, nor a gzip-compressed one (magic number {0:#010x})")]
     BadMagic(u32),
     /// The file ends inside its 24-byte header.
     #[error("pcap file header truncated")]
@@ -93,6 +99,10 @@ pub enum PcapError {
     /// The file ends inside a record (its header or its data).
     #[error("pcap record {index} truncated: file ends inside it")]
     TruncatedRecord { index: u64 },
+    /// A capture the `pcap-file` crate refused (pcapng's blocks, or a
+    /// classic file's records), in its words.
+    #[error("capture record {index}: {problem}")]
+    Malformed { index: u64, problem: String },
     /// A timestamp that does not fit the format (seconds beyond u32).
     #[error("timestamp {0} ns does not fit a pcap record")]
     TimestampOutOfRange(u64),

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ctrack_traffic::pcap::{LinkType, PcapReader, PcapWriter};
+use ctrack_traffic::capture::CaptureReader;
+use ctrack_traffic::pcap::{LinkType, PcapWriter};
 
 pub mod netns;
 
@@ -90,10 +91,10 @@ pub fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
     w.flush().expect("flush pcap");
 }
 
-/// The frames of a pcap (timestamps dropped).
+/// The frames of a capture (pcap or pcapng, gzip or not; timestamps dropped).
 pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut r = PcapReader::new(std::io::BufReader::new(f)).expect("pcap header");
+    let mut r = CaptureReader::new(std::io::BufReader::new(f)).expect("capture header");
     let mut out = Vec::new();
     let mut buf = Vec::new();
     while r.next_record(&mut buf).expect("pcap record").is_some() {

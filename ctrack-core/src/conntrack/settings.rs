@@ -9,6 +9,9 @@
 //! loose-tcp-tracking = true
 //! tcp-syn-sent-timeout = "5s"
 //! tcp-established-timeout = "1d"
+//! tcp-max-retrans-timeout = "5m"   # RouterOS v7, Linux's _timeout_max_retrans
+//! tcp-unacked-timeout = "5m"       # RouterOS v7, Linux's _timeout_unacknowledged
+//! liberal-tcp-tracking = false     # RouterOS v7, Linux's nf_conntrack_tcp_be_liberal
 //! udp-stream-timeout = "3m"
 //! checksum-verify = true
 //! ```
@@ -64,6 +67,9 @@ impl Enabled {
 pub struct Settings {
     pub enabled: Enabled,
     pub loose_tcp_tracking: bool,
+    /// Out-of-window segments other than RSTs pass (RouterOS v7; Linux's
+    /// `nf_conntrack_tcp_be_liberal`), off by default as on both.
+    pub liberal_tcp_tracking: bool,
     pub tcp_syn_sent_timeout: Duration,
     pub tcp_syn_received_timeout: Duration,
     pub tcp_established_timeout: Duration,
@@ -72,6 +78,13 @@ pub struct Settings {
     pub tcp_last_ack_timeout: Duration,
     pub tcp_time_wait_timeout: Duration,
     pub tcp_close_timeout: Duration,
+    /// Caps the state's timeout of a connection whose same segment came
+    /// three times or more in a row (RouterOS v7; Linux's
+    /// `nf_conntrack_tcp_timeout_max_retrans`).
+    pub tcp_max_retrans_timeout: Duration,
+    /// Caps the state's timeout of a connection with data not acknowledged
+    /// yet (RouterOS v7; Linux's `nf_conntrack_tcp_timeout_unacknowledged`).
+    pub tcp_unacked_timeout: Duration,
     pub udp_timeout: Duration,
     pub udp_stream_timeout: Duration,
     pub icmp_timeout: Duration,
@@ -88,6 +101,7 @@ impl Default for Settings {
         Settings {
             enabled: Enabled::Auto,
             loose_tcp_tracking: true,
+            liberal_tcp_tracking: false,
             tcp_syn_sent_timeout: s(5),
             tcp_syn_received_timeout: s(5),
             tcp_established_timeout: s(86_400),
@@ -96,6 +110,8 @@ impl Default for Settings {
             tcp_last_ack_timeout: s(10),
             tcp_time_wait_timeout: s(10),
             tcp_close_timeout: s(10),
+            tcp_max_retrans_timeout: s(300),
+            tcp_unacked_timeout: s(300),
             udp_timeout: s(10),
             udp_stream_timeout: s(180),
             icmp_timeout: s(10),
@@ -120,7 +136,7 @@ pub struct InvalidSetting {
 impl Settings {
     /// The seed's names of the timeouts, in the seed's order (the order of
     /// [`Settings::timeouts`]).
-    pub const TIMEOUT_KEYS: [&'static str; 12] = [
+    pub const TIMEOUT_KEYS: [&'static str; 14] = [
         "tcp-syn-sent-timeout",
         "tcp-syn-received-timeout",
         "tcp-established-timeout",
@@ -129,6 +145,8 @@ impl Settings {
         "tcp-last-ack-timeout",
         "tcp-time-wait-timeout",
         "tcp-close-timeout",
+        "tcp-max-retrans-timeout",
+        "tcp-unacked-timeout",
         "udp-timeout",
         "udp-stream-timeout",
         "icmp-timeout",
@@ -136,14 +154,14 @@ impl Settings {
     ];
 
     /// Every timeout with its seed name, in [`Settings::TIMEOUT_KEYS`] order.
-    pub fn timeouts(&self) -> [(&'static str, Duration); 12] {
+    pub fn timeouts(&self) -> [(&'static str, Duration); 14] {
         let mut copy = self.clone();
         copy.timeouts_mut().map(|(k, d)| (k, *d))
     }
 
     /// As [`Settings::timeouts`], to change one by name. A value set here is
     /// not checked: pass the result through [`Settings::validate`].
-    pub fn timeouts_mut(&mut self) -> [(&'static str, &mut Duration); 12] {
+    pub fn timeouts_mut(&mut self) -> [(&'static str, &mut Duration); 14] {
         let k = Settings::TIMEOUT_KEYS;
         [
             (k[0], &mut self.tcp_syn_sent_timeout),
@@ -154,10 +172,12 @@ impl Settings {
             (k[5], &mut self.tcp_last_ack_timeout),
             (k[6], &mut self.tcp_time_wait_timeout),
             (k[7], &mut self.tcp_close_timeout),
-            (k[8], &mut self.udp_timeout),
-            (k[9], &mut self.udp_stream_timeout),
-            (k[10], &mut self.icmp_timeout),
-            (k[11], &mut self.generic_timeout),
+            (k[8], &mut self.tcp_max_retrans_timeout),
+            (k[9], &mut self.tcp_unacked_timeout),
+            (k[10], &mut self.udp_timeout),
+            (k[11], &mut self.udp_stream_timeout),
+            (k[12], &mut self.icmp_timeout),
+            (k[13], &mut self.generic_timeout),
         ]
     }
 
@@ -228,6 +248,7 @@ impl<'de> serde::Deserialize<'de> for Settings {
 struct Unchecked {
     enabled: Enabled,
     loose_tcp_tracking: bool,
+    liberal_tcp_tracking: bool,
     tcp_syn_sent_timeout: Duration,
     tcp_syn_received_timeout: Duration,
     tcp_established_timeout: Duration,
@@ -236,6 +257,8 @@ struct Unchecked {
     tcp_last_ack_timeout: Duration,
     tcp_time_wait_timeout: Duration,
     tcp_close_timeout: Duration,
+    tcp_max_retrans_timeout: Duration,
+    tcp_unacked_timeout: Duration,
     udp_timeout: Duration,
     udp_stream_timeout: Duration,
     icmp_timeout: Duration,
@@ -260,6 +283,8 @@ mod tests {
             ("tcp-last-ack-timeout", "10s"),
             ("tcp-time-wait-timeout", "10s"),
             ("tcp-close-timeout", "10s"),
+            ("tcp-max-retrans-timeout", "5m"),
+            ("tcp-unacked-timeout", "5m"),
             ("udp-timeout", "10s"),
             ("udp-stream-timeout", "3m"),
             ("icmp-timeout", "10s"),
@@ -271,6 +296,7 @@ mod tests {
         }
         assert_eq!(s.enabled, Enabled::Auto);
         assert!(s.loose_tcp_tracking);
+        assert!(!s.liberal_tcp_tracking);
         assert!(s.enabled.is_tracking());
         s.validate().unwrap();
     }

@@ -21,7 +21,7 @@ use super::index::{EMPTY, Index, WAYS, sig_of};
 use super::key::{HashSeed, Key};
 use super::settings::Settings;
 use super::snapshot::RawConn;
-use super::tcp::{TcpConn, TcpInvalid, TcpResult, TcpState};
+use super::tcp::{TcpConn, TcpInvalid, TcpOpts, TcpResult, TcpState, TimeoutCap};
 use super::time::Duration;
 use super::verdict::{
     Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
@@ -403,6 +403,15 @@ impl Shard {
         })
     }
 
+    /// The TCP tracker's settings.
+    #[inline]
+    fn tcp_opts(&self) -> TcpOpts {
+        TcpOpts {
+            loose: self.settings.loose_tcp_tracking,
+            liberal: self.settings.liberal_tcp_tracking,
+        }
+    }
+
     #[inline]
     fn tcp_timeout(&self, st: TcpState) -> Duration {
         self.tcp_timeouts[st.index()]
@@ -411,7 +420,15 @@ impl Shard {
     /// The timeout that applies to `e` now, from the current settings.
     fn timeout_of(&self, e: &Entry) -> Duration {
         match &e.proto {
-            ProtoState::Tcp(c) => self.tcp_timeout(c.state()),
+            ProtoState::Tcp(c) => {
+                let t = self.tcp_timeout(c.state());
+                // Linux's caps: repeats, then unacknowledged data.
+                match c.timeout_cap() {
+                    TimeoutCap::None => t,
+                    TimeoutCap::MaxRetrans => t.min(self.settings.tcp_max_retrans_timeout),
+                    TimeoutCap::Unacked => t.min(self.settings.tcp_unacked_timeout),
+                }
+            }
             _ => self
                 .settings
                 .proto_timeout(e.key.proto, e.has(flag::ASSURED)),
@@ -1037,7 +1054,7 @@ impl Shard {
     /// the verdict that says why it opens none.
     fn new_state(&self, key: &Key, pkt: &FlowRepr) -> Result<ProtoState, Verdict> {
         Ok(match &pkt.l4 {
-            L4::Tcp(info) => match TcpConn::new(info, self.settings.loose_tcp_tracking) {
+            L4::Tcp(info) => match TcpConn::new_with(info, self.tcp_opts()) {
                 Ok(c) => ProtoState::Tcp(c),
                 Err(TcpInvalid::NotSynLooseOff) => {
                     return Err(Verdict::Untracked(UntrackedReason::TcpNotSynLooseOff));
@@ -1102,7 +1119,7 @@ impl Shard {
         pkt: &FlowRepr,
         out: &mut Verdict,
     ) {
-        let loose = self.settings.loose_tcp_tracking;
+        let opts = self.tcp_opts();
         // The tracker steps the entry's own TCP state, in place (it leaves
         // it as it was when it refuses a segment), so the old timeout is
         // taken first. A stepped copy written back into the entry would be
@@ -1111,7 +1128,7 @@ impl Shard {
         let old_timeout = self.timeout_of(self.e(i));
         match (&mut self.e_mut(i).proto, &pkt.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(info)) => {
-                let result = conn.handle(dir, info, loose);
+                let result = conn.handle_with(dir, info, opts);
                 let (seen_reply, assured) = (conn.seen_reply(), conn.assured());
                 match result {
                     TcpResult::Accept(o) => {

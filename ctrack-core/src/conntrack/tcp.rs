@@ -343,6 +343,10 @@ const C_LAST_WSCALE: u8 = 0x08;
 const C_CHALLENGE: u8 = 0x10;
 /// A SYN was seen from both ends.
 const C_SIMOPEN: u8 = 0x20;
+/// A direction sent data its receiver has not acknowledged yet (Linux's
+/// `IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED`): this bit for the originator, the
+/// next one up (shifted by [`Dir::index`]) for the responder.
+const C_UNACKED: u8 = 0x40;
 
 /// What the tracker knows about one direction's sender (Linux's `td_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -361,6 +365,38 @@ struct Side {
     maxack: u32,
 }
 
+/// The settings a segment is tracked under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOpts {
+    /// `loose-tcp-tracking` (Linux's `nf_conntrack_tcp_loose`): a
+    /// connection may start mid-stream (only read when one is created).
+    pub loose: bool,
+    /// `liberal-tcp-tracking` (Linux's `nf_conntrack_tcp_be_liberal`): only
+    /// out-of-window RSTs are invalid; other segments outside the window
+    /// pass, without moving it.
+    pub liberal: bool,
+}
+
+/// Which of Linux's shorter TCP timeouts caps a connection's state timeout
+/// now (`nf_conntrack_proto_tcp.c`, `tcp_packet`): the state's timeout is
+/// replaced by the cap's when that is shorter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutCap {
+    /// The state's timeout applies.
+    None,
+    /// The same segment came [`MAX_RETRANS`] times or more in a row:
+    /// `tcp-max-retrans-timeout` (Linux's `_timeout_max_retrans`).
+    MaxRetrans,
+    /// Some data is not acknowledged yet: `tcp-unacked-timeout` (Linux's
+    /// `_timeout_unacknowledged`).
+    Unacked,
+}
+
+/// Linux's `nf_conntrack_tcp_max_retrans` default: repeats of one segment
+/// before [`TimeoutCap::MaxRetrans`] applies. (RouterOS has no setting
+/// for the count.)
+pub const MAX_RETRANS: u8 = 3;
+
 /// Connection tracking data of one TCP connection (44 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpConn {
@@ -378,6 +414,10 @@ pub struct TcpConn {
     /// Class of the last noted segment (low nibble) and window scale of the
     /// last ignored SYN (high nibble).
     last: u8,
+    /// Plain ACK segments in a row that repeated the last one (same
+    /// direction, end and window): Linux's `retrans` (see
+    /// [`TcpConn::timeout_cap`]). Saturates.
+    retrans: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<TcpConn>() == 44);
@@ -404,6 +444,17 @@ enum Win {
 impl TcpConn {
     /// First packet of a would-be connection (orig direction).
     pub fn new(info: &TcpInfo, loose: bool) -> Result<TcpConn, TcpInvalid> {
+        TcpConn::new_with(
+            info,
+            TcpOpts {
+                loose,
+                liberal: false,
+            },
+        )
+    }
+
+    /// [`TcpConn::new`] under the settings `opts`.
+    pub fn new_with(info: &TcpInfo, opts: TcpOpts) -> Result<TcpConn, TcpInvalid> {
         let class = classify(info.flags).ok_or(TcpInvalid::BadFlags)?;
         let mut c = TcpConn {
             side: [Side::default(); 2],
@@ -413,6 +464,7 @@ impl TcpConn {
             state: TcpState::None,
             cflags: 0,
             last: Class::None as u8,
+            retrans: 0,
         };
         let end = seg_end(info);
         let win = u32::from(info.window).max(1);
@@ -427,7 +479,7 @@ impl TcpConn {
                 c.set_options(0, info.wscale);
             }
             Next::To(_) => {
-                if !loose {
+                if !opts.loose {
                     return Err(TcpInvalid::NotSynLooseOff);
                 }
                 // Mid-stream: the history is lost; start from this segment.
@@ -443,7 +495,7 @@ impl TcpConn {
             _ if class == Class::Rst => return Err(TcpInvalid::RstOnNew),
             _ => return Err(TcpInvalid::InvalidNew),
         }
-        match c.step(Dir::Orig, info, class) {
+        match c.step(Dir::Orig, info, class, opts.liberal) {
             Step::Accept { .. } | Step::Ignore => Ok(c),
             Step::Invalid(why) => Err(why),
             Step::Reopen => Err(TcpInvalid::InvalidNew),
@@ -455,7 +507,19 @@ impl TcpConn {
     /// `loose` (the `loose-tcp-tracking` setting) only matters when a
     /// connection is created; it is taken here so the caller need not care.
     pub fn handle(&mut self, dir: Dir, info: &TcpInfo, loose: bool) -> TcpResult {
-        let _ = loose;
+        self.handle_with(
+            dir,
+            info,
+            TcpOpts {
+                loose,
+                liberal: false,
+            },
+        )
+    }
+
+    /// [`TcpConn::handle`] under the settings `opts`.
+    #[inline]
+    pub fn handle_with(&mut self, dir: Dir, info: &TcpInfo, opts: TcpOpts) -> TcpResult {
         let Some(class) = classify(info.flags) else {
             return TcpResult::Invalid(TcpInvalid::BadFlags);
         };
@@ -463,7 +527,7 @@ impl TcpConn {
         // copy and writing it back costs a store-forwarding stall on every
         // accepted segment (see `Shard::update_full`).
         let saved = *self;
-        let (became_assured, remove_now) = match self.step(dir, info, class) {
+        let (became_assured, remove_now) = match self.step(dir, info, class, opts.liberal) {
             Step::Invalid(why) => {
                 *self = saved;
                 return TcpResult::Invalid(why);
@@ -506,6 +570,19 @@ impl TcpConn {
     /// SYNs carried the option).
     pub fn wscale(&self, dir: Dir) -> u8 {
         self.scale(dir.index())
+    }
+
+    /// Which shorter timeout applies now: repeats first, then unacknowledged
+    /// data, as Linux checks them.
+    #[inline]
+    pub fn timeout_cap(&self) -> TimeoutCap {
+        if self.retrans >= MAX_RETRANS {
+            TimeoutCap::MaxRetrans
+        } else if self.cflags & (C_UNACKED | C_UNACKED << 1) != 0 {
+            TimeoutCap::Unacked
+        } else {
+            TimeoutCap::None
+        }
     }
 
     /// True for a segment with FIN or RST (the fast path uses this to give the
@@ -608,7 +685,7 @@ impl TcpConn {
 
     /// Apply one classified segment to `self` (a scratch copy: the caller
     /// throws it away unless the result is an accept or an ignore).
-    fn step(&mut self, dir: Dir, info: &TcpInfo, class: Class) -> Step {
+    fn step(&mut self, dir: Dir, info: &TcpInfo, class: Class, liberal: bool) -> Step {
         let old = self.state;
         let mut new = match TABLE[dir.index()][class as usize][old.index()] {
             Next::Invalid => return Step::Invalid(TcpInvalid::InvalidTransition),
@@ -666,7 +743,7 @@ impl TcpConn {
         }
 
         if check_window {
-            match self.in_window(dir, info, class) {
+            match self.in_window(dir, info, class, liberal) {
                 Win::Ok => {}
                 Win::Ignore => return Step::Ignore,
                 Win::Invalid(why) => return Step::Invalid(why),
@@ -808,7 +885,7 @@ impl TcpConn {
     }
 
     /// The sequence and window checks, updating the window data on success.
-    fn in_window(&mut self, dir: Dir, info: &TcpInfo, class: Class) -> Win {
+    fn in_window(&mut self, dir: Dir, info: &TcpInfo, class: Class, liberal: bool) -> Win {
         let (s, r) = (dir.index(), dir.flip().index());
         let flags = info.flags;
         let syn = flags & tcp_flags::SYN != 0;
@@ -882,20 +959,20 @@ impl TcpConn {
                 // A sender overshooting the window a little: let it pass
                 // and follow it, so the ACK for it is in window.
                 self.side[s].end = end;
-                return self.window_failed(s, rst, Win::Ignore);
+                return self.window_failed(s, rst, liberal, Win::Ignore);
             }
-            return self.window_failed(s, rst, Win::Invalid(TcpInvalid::SeqOutOfWindow));
+            return self.window_failed(s, rst, liberal, Win::Invalid(TcpInvalid::SeqOutOfWindow));
         }
         if !before(ack, self.side[r].end.wrapping_add(1)) {
-            return self.window_failed(s, rst, Win::Invalid(TcpInvalid::AckOutOfWindow));
+            return self.window_failed(s, rst, liberal, Win::Invalid(TcpInvalid::AckOutOfWindow));
         }
         if self.side[r].maxwin != 0 && !after(end, seq_lower) {
             // Old data, already acknowledged: a retransmission.
-            return self.window_failed(s, rst, Win::Ignore);
+            return self.window_failed(s, rst, liberal, Win::Ignore);
         }
         if !after(ack, ack_lower) {
             // A very late ACK.
-            return self.window_failed(s, rst, Win::Ignore);
+            return self.window_failed(s, rst, liberal, Win::Ignore);
         }
 
         if !syn {
@@ -905,8 +982,12 @@ impl TcpConn {
         sender.maxwin = sender.maxwin.max(win);
         if after(end, sender.end) {
             sender.end = end;
+            // New data, not acknowledged yet.
+            self.cflags |= C_UNACKED << s;
         }
         let sender_maxend = sender.maxend;
+        // The ACK this sender sent last, if this is a repeat (its highest).
+        let prev_maxack = (self.dflags[s] & F_MAXACK != 0).then_some(self.side[s].maxack);
         if has_ack {
             if self.dflags[s] & F_MAXACK == 0 {
                 self.side[s].maxack = ack;
@@ -914,6 +995,10 @@ impl TcpConn {
             } else if after(ack, self.side[s].maxack) {
                 self.side[s].maxack = ack;
             }
+        }
+        if has_ack && ack == self.side[r].end {
+            // Everything the receiver sent is acknowledged.
+            self.cflags &= !(C_UNACKED << r);
         }
         let receiver = &mut self.side[r];
         if receiver.maxwin != 0 && after(end, sender_maxend) {
@@ -930,6 +1015,20 @@ impl TcpConn {
             };
         }
         if class == Class::Ack {
+            // A repeat of the last plain ACK, from the same end: a
+            // retransmission, or the same ACK again. Linux compares seq,
+            // ack, end and window; here end and window, and the ACK
+            // against the highest this end sent (which a repeat's is).
+            let repeat = self.last_class() == Class::Ack
+                && self.last_dir() == dir
+                && self.last_end == end
+                && self.last_win == info.window
+                && prev_maxack == Some(ack);
+            self.retrans = if repeat {
+                self.retrans.saturating_add(1)
+            } else {
+                0
+            };
             // Remember the last plain ACK (an RST right after it, from the
             // same end, is the end of a "train").
             self.note_last(dir, class);
@@ -944,8 +1043,10 @@ impl TcpConn {
     /// A window check failed with `res`. A connection picked up mid-stream
     /// does not know the window scale, so it lets such segments through
     /// (without learning from them), except RSTs.
-    fn window_failed(&self, s: usize, rst: bool, res: Win) -> Win {
-        if !rst && self.flags(s) & F_LIBERAL != 0 {
+    /// With `liberal` (`liberal-tcp-tracking`, Linux's
+    /// `nf_conntrack_tcp_be_liberal`) every connection does so.
+    fn window_failed(&self, s: usize, rst: bool, liberal: bool, res: Win) -> Win {
+        if !rst && (liberal || self.flags(s) & F_LIBERAL != 0) {
             return Win::Ok;
         }
         match res {

@@ -523,6 +523,72 @@ fn long_gaps_and_parked_timers() {
     s.check_invariants().unwrap();
 }
 
+/// `tcp` with a payload.
+fn tcp_data(
+    src: [u8; 4],
+    sp: u16,
+    dst: [u8; 4],
+    dp: u16,
+    seq: u32,
+    ack: u32,
+    len: u32,
+) -> FlowRepr {
+    let mut p = tcp(src, sp, dst, dp, ACK | PSH, seq, ack);
+    if let L4::Tcp(info) = &mut p.l4 {
+        info.payload_len = len;
+    }
+    p.ip_len += len;
+    p
+}
+
+#[test]
+fn unacked_data_and_repeats_cap_the_tcp_timeout() {
+    let mut s = shard(16);
+    s.apply_settings(&Settings {
+        tcp_unacked_timeout: Duration::from_secs(120),
+        tcp_max_retrans_timeout: Duration::from_secs(30),
+        ..Settings::default()
+    });
+    let id = handshake(&mut s, at(0));
+    assert_eq!(s.remaining(id, at(0)), Some(Duration::from_secs(86_400)));
+    // Data not acknowledged yet: tcp-unacked-timeout.
+    tracked(s.handle_packet(at(1), &tcp_data(A, 1000, B, 80, 101, 501, 100)));
+    assert_eq!(s.remaining(id, at(1)), Some(Duration::from_secs(120)));
+    // The same segment three more times: tcp-max-retrans-timeout.
+    for t in 2..5 {
+        tracked(s.handle_packet(at(t), &tcp_data(A, 1000, B, 80, 101, 501, 100)));
+    }
+    assert_eq!(s.remaining(id, at(4)), Some(Duration::from_secs(30)));
+    // Acknowledged: the state's own timeout again, and the entry outlives
+    // the shorter deadlines it had.
+    tracked(s.handle_packet(at(5), &tcp(B, 80, A, 1000, ACK, 501, 201)));
+    assert_eq!(s.remaining(id, at(5)), Some(Duration::from_secs(86_400)));
+    assert_eq!(s.poll_expired(at(200), 100), 0);
+    assert!(s.get(id).is_some());
+    // A cap never lengthens a shorter state timeout.
+    tracked(s.handle_packet(at(201), &tcp(A, 1000, B, 80, FIN | ACK, 201, 501)));
+    assert_eq!(s.remaining(id, at(201)), Some(Duration::from_secs(10)));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn liberal_tracking_is_applied_live() {
+    let mut s = shard(16);
+    let id = handshake(&mut s, at(0));
+    // Far beyond the window: invalid, then passed once liberal is on.
+    let far = tcp_data(A, 1000, B, 80, 101 + 10_000_000, 501, 10);
+    assert!(matches!(
+        s.handle_packet(at(1), &far),
+        Verdict::Invalid(InvalidReason::Tcp(_))
+    ));
+    s.apply_settings(&Settings {
+        liberal_tcp_tracking: true,
+        ..Settings::default()
+    });
+    assert_eq!(tracked(s.handle_packet(at(2), &far)).0, id);
+    s.check_invariants().unwrap();
+}
+
 #[test]
 fn settings_change_applies_to_live_entries() {
     let mut s = shard(16);

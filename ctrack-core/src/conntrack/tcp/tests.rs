@@ -917,3 +917,159 @@ proptest! {
         }
     }
 }
+
+const LIBERAL: TcpOpts = TcpOpts {
+    loose: true,
+    liberal: true,
+};
+
+#[test]
+fn liberal_lets_out_of_window_segments_pass_but_not_rsts() {
+    // The same segments `out_of_window_data_and_acks` finds invalid.
+    let mut c = established();
+    let before = c;
+    for (dir, info) in [
+        (O, seg(ACK, A + 1 + 1_000_000, B + 1, 100)),
+        (O, seg(ACK, A + 1, B + 5000, 0)),
+        (R, seg(ACK, B + 1, A + 2, 0)),
+    ] {
+        assert!(
+            matches!(c.handle(dir, &info, true), TcpResult::Invalid(_)),
+            "{info:?}"
+        );
+        match c.handle_with(dir, &info, LIBERAL) {
+            TcpResult::Accept(o) => assert_eq!(o.state, TcpState::Established),
+            other => panic!("liberal refused {info:?}: {other:?}"),
+        }
+    }
+    // Passing taught the window nothing: the strict check still refuses.
+    assert_eq!(
+        invalid(&mut c, O, seg(ACK, A + 1 + 1_000_000, B + 1, 100)),
+        TcpInvalid::SeqOutOfWindow
+    );
+    assert_eq!(c.side, before.side);
+    // An RST out of the window stays invalid, liberal or not.
+    let rst = seg(RST | ACK, A + 1 + 1_000_000, B + 1, 0);
+    assert_eq!(
+        c.handle_with(O, &rst, LIBERAL),
+        TcpResult::Invalid(TcpInvalid::RstOutOfWindow)
+    );
+    // A new connection under liberal tracking starts as any other.
+    let c = TcpConn::new_with(&syn(A, None), LIBERAL).unwrap();
+    assert_eq!(c.state(), TcpState::SynSent);
+}
+
+#[test]
+fn unacknowledged_data_caps_the_timeout_until_acked() {
+    let mut c = established();
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+    step(
+        &mut c,
+        O,
+        seg(ACK | PSH, A + 1, B + 1, 100),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::Unacked);
+    // A partial ACK leaves data unacknowledged.
+    step(&mut c, R, seg(ACK, B + 1, A + 51, 0), TcpState::Established);
+    assert_eq!(c.timeout_cap(), TimeoutCap::Unacked);
+    step(
+        &mut c,
+        R,
+        seg(ACK, B + 1, A + 101, 0),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+    // The other way round.
+    step(
+        &mut c,
+        R,
+        seg(ACK | PSH, B + 1, A + 101, 10),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::Unacked);
+    step(
+        &mut c,
+        O,
+        seg(ACK, A + 101, B + 11, 0),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+}
+
+#[test]
+fn the_same_segment_three_times_caps_the_timeout() {
+    let mut c = established();
+    let data = seg(ACK | PSH, A + 1, B + 1, 100);
+    step(&mut c, O, data, TcpState::Established);
+    // Two repeats: not yet.
+    for _ in 0..2 {
+        step(&mut c, O, data, TcpState::Established);
+        assert_ne!(c.timeout_cap(), TimeoutCap::MaxRetrans);
+    }
+    step(&mut c, O, data, TcpState::Established);
+    assert_eq!(c.timeout_cap(), TimeoutCap::MaxRetrans);
+    // An answer that moves on ends the run.
+    step(
+        &mut c,
+        R,
+        seg(ACK, B + 1, A + 101, 0),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+    // A repeat from the other end does not continue a run of this one's.
+    for _ in 0..3 {
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 101, B + 1, 0),
+            TcpState::Established,
+        );
+    }
+    step(
+        &mut c,
+        R,
+        seg(ACK, B + 1, A + 101, 0),
+        TcpState::Established,
+    );
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+}
+
+#[test]
+fn acks_that_move_on_are_not_repeats() {
+    // A download's pure ACKs: same end and window, a higher ACK each time.
+    let mut c = established();
+    let mut acked = 0;
+    for _ in 0..6 {
+        step(
+            &mut c,
+            R,
+            seg(ACK | PSH, B + 1 + acked, A + 1, 100),
+            TcpState::Established,
+        );
+        acked += 100;
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 1, B + 1 + acked, 0),
+            TcpState::Established,
+        );
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 1, B + 1 + acked, 0),
+            TcpState::Established,
+        );
+    }
+    assert_eq!(c.timeout_cap(), TimeoutCap::None);
+    // The same ACK three more times is a run.
+    for _ in 0..3 {
+        step(
+            &mut c,
+            O,
+            seg(ACK, A + 1, B + 1 + acked, 0),
+            TcpState::Established,
+        );
+    }
+    assert_eq!(c.timeout_cap(), TimeoutCap::MaxRetrans);
+}
