@@ -16,7 +16,7 @@
 
 use ctrack_core::conntrack::Instant;
 use ctrack_core::packet::respond::{
-    Answer, IcmpRateLimiter, IcmpSource, MAX_ANSWER, answer_destination, build, needs_rate_limit,
+    Answer, IcmpParams, IcmpRateLimiter, MAX_ANSWER, answer_destination, build, needs_rate_limit,
 };
 
 use crate::io::PacketIo;
@@ -41,7 +41,7 @@ pub struct RespondTotals {
 pub struct Responder {
     limiter: IcmpRateLimiter,
     /// Per port: the addresses its ICMP errors come from.
-    sources: Vec<IcmpSource>,
+    sources: Vec<IcmpParams>,
     /// The next IPv4 ID of an ICMP error.
     ident: u16,
     scratch: Box<[u8]>,
@@ -55,7 +55,7 @@ impl Responder {
     pub fn new(ports: usize) -> Self {
         Responder {
             limiter: IcmpRateLimiter::linux_default(),
-            sources: vec![IcmpSource::default(); ports],
+            sources: vec![IcmpParams::default(); ports],
             ident: 0,
             scratch: vec![0; MAX_ANSWER].into_boxed_slice(),
             totals: RespondTotals::default(),
@@ -75,6 +75,16 @@ impl Responder {
         if let Some(s) = self.sources.get_mut(usize::from(port)) {
             s.v4 = v4;
             s.v6 = v6;
+        }
+    }
+
+    /// Whether packets are routed (their TTL decremented) before the rules
+    /// that answer them: ICMP errors then quote them as Linux's FORWARD
+    /// hook does ([`IcmpParams::forwarded`]). Off by default (ctrack
+    /// forwards frames unchanged).
+    pub fn set_forwarded(&mut self, forwarded: bool) {
+        for s in &mut self.sources {
+            s.forwarded = forwarded;
         }
     }
 

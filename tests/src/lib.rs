@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ctrack_traffic::pcap::{LinkType, PcapReader, PcapWriter};
 
+pub mod linux_router;
 pub mod netns;
 
 /// The `ctrack` binary of this build profile.

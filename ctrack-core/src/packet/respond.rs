@@ -134,9 +134,9 @@ pub enum Answer {
     Tarpit,
 }
 
-/// The addresses and IPv4 ID an ICMP error is sent with.
+/// What an ICMP error is sent with, besides the packet it answers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct IcmpSource {
+pub struct IcmpParams {
     /// The IPv4 source (the interface's address); the original destination
     /// when `None`.
     pub v4: Option<[u8; 4]>,
@@ -144,6 +144,12 @@ pub struct IcmpSource {
     pub v6: Option<[u8; 16]>,
     /// The IPv4 identification field (the caller counts).
     pub ident: u16,
+    /// The packet was being routed: quote it as Linux's FORWARD hook sees
+    /// it, with its TTL / hop limit already decremented (`ip_forward`,
+    /// `ip6_forward` do so before the hook) and the IPv4 header checksum
+    /// updated. `false` quotes it exactly as received (a bridge, or the
+    /// INPUT and PREROUTING hooks).
+    pub forwarded: bool,
 }
 
 /// Whether Linux rate-limits this answer with [`IcmpRateLimiter`]: ICMP
@@ -156,7 +162,7 @@ pub const fn needs_rate_limit(a: Answer) -> bool {
 /// no packet is due, also when the answer does not suit the frame's family
 /// (an ICMPv6 kind for IPv4) or `out` is too small ([`MAX_ANSWER`] always
 /// suffices).
-pub fn build(answer: Answer, frame: &[u8], src: &IcmpSource, out: &mut [u8]) -> Option<usize> {
+pub fn build(answer: Answer, frame: &[u8], src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
     match answer {
         Answer::TcpReset => tcp_reset(frame, out),
         Answer::Icmp4(code) => icmp_unreachable(frame, IcmpCode::V4(code), src, out),
@@ -493,7 +499,7 @@ pub fn tarpit(frame: &[u8], out: &mut [u8]) -> Option<usize> {
 pub fn icmp_unreachable(
     frame: &[u8],
     code: IcmpCode,
-    src: &IcmpSource,
+    src: &IcmpParams,
     out: &mut [u8],
 ) -> Option<usize> {
     let r = receive(frame)?;
@@ -521,7 +527,7 @@ fn icmp4_eligible(p: &[u8]) -> bool {
     checksum::verify_ip(p, checksum::RxChecksum::UNKNOWN).is_ok()
 }
 
-fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpSource, out: &mut [u8]) -> Option<usize> {
+fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
     if !icmp4_eligible(p) {
         return None;
     }
@@ -548,6 +554,14 @@ fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpSource, out: &mut [u8]) -> Opt
     icmp[1] = code;
     icmp[2..8].fill(0);
     icmp[8..].copy_from_slice(quote);
+    if src.forwarded {
+        // The quote holds the whole header (548 >= 60 bytes).
+        let q = &mut icmp[8..];
+        q[8] = q[8].saturating_sub(1);
+        q[10..12].fill(0);
+        let c = checksum::checksum_of(checksum::sum(&q[..h.header_len()], 0));
+        q[10..12].copy_from_slice(&c.to_be_bytes());
+    }
     let c = checksum::checksum_of(checksum::sum(icmp, 0));
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     Some(len)
@@ -580,7 +594,7 @@ fn icmp6_eligible(p: &[u8]) -> bool {
     checksum::verify_ip(p, checksum::RxChecksum::UNKNOWN).is_ok()
 }
 
-fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpSource, out: &mut [u8]) -> Option<usize> {
+fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
     if !icmp6_eligible(p) {
         return None;
     }
@@ -598,6 +612,9 @@ fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpSource, out: &mut [u8]) -> Opt
     icmp[1] = code;
     icmp[2..8].fill(0);
     icmp[8..].copy_from_slice(quote);
+    if src.forwarded {
+        icmp[8 + 7] = icmp[8 + 7].saturating_sub(1);
+    }
     let pseudo = checksum::pseudo_v6(&from, &to, proto::ICMPV6, icmp_len as u32);
     let c = checksum::checksum_of(checksum::sum(icmp, pseudo));
     icmp[2..4].copy_from_slice(&c.to_be_bytes());

@@ -86,7 +86,7 @@ fn udp6(len: usize) -> Vec<u8> {
 
 fn answer(a: Answer, frame: &[u8]) -> Option<Vec<u8>> {
     let mut out = [0u8; MAX_ANSWER];
-    let n = build(a, frame, &IcmpSource::default(), &mut out)?;
+    let n = build(a, frame, &IcmpParams::default(), &mut out)?;
     Some(out[..n].to_vec())
 }
 
@@ -307,10 +307,11 @@ fn icmp_quotes_fill_576_and_1280_bytes() {
 #[test]
 fn icmp_source_is_the_given_address_or_the_original_destination() {
     let mut out = [0u8; MAX_ANSWER];
-    let src = IcmpSource {
+    let src = IcmpParams {
         v4: Some([203, 0, 113, 1]),
         v6: Some([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
         ident: 0xbeef,
+        ..IcmpParams::default()
     };
     let f = udp4(8);
     let n = build(
@@ -344,6 +345,28 @@ fn icmp_source_is_the_given_address_or_the_original_destination() {
         Ipv4Packet::new_checked(&reply[14..]).unwrap().src_addr(),
         S4
     );
+}
+
+#[test]
+fn a_forwarded_packet_is_quoted_with_its_ttl_decremented() {
+    let fwd = IcmpParams {
+        forwarded: true,
+        ..IcmpParams::default()
+    };
+    let mut out = [0u8; MAX_ANSWER];
+    for (f, ttl_at, code) in [
+        (udp4(20), 14 + 28 + 8, Answer::Icmp4(Unreachable4::Port)),
+        (udp6(20), 14 + 48 + 7, Answer::Icmp6(Unreachable6::Port)),
+    ] {
+        let n = build(code, &f, &fwd, &mut out).unwrap();
+        check(&f, &out[..n]);
+        let ttl = f[ttl_at - if f[12] == 0x08 { 28 } else { 48 }];
+        assert_eq!(out[ttl_at], ttl - 1);
+        if f[12] == 0x08 {
+            // The quoted header's checksum still verifies.
+            assert_eq!(checksum::fold(checksum::sum(&out[42..62], 0)), 0xffff);
+        }
+    }
 }
 
 #[test]
@@ -536,7 +559,7 @@ fn short_buffers_get_none() {
         build(
             Answer::Icmp4(Unreachable4::Port),
             &f,
-            &IcmpSource::default(),
+            &IcmpParams::default(),
             &mut out
         ),
         None
@@ -686,13 +709,13 @@ proptest! {
         kinds.extend(V6_CODES.map(Answer::Icmp6));
         for k in kinds {
             let mut out = [0u8; MAX_ANSWER];
-            if let Some(n) = build(k, &f, &IcmpSource::default(), &mut out) {
+            if let Some(n) = build(k, &f, &IcmpParams::default(), &mut out) {
                 prop_assert!(parse_ethernet(&out[..n]).is_ok());
                 prop_assert_eq!(verify_ethernet(&out[..n], RxChecksum::UNKNOWN), Ok(()));
             }
             let mut small = [0u8; 30];
-            let _ = build(k, &f, &IcmpSource::default(), &mut small);
-            let _ = build(k, &data, &IcmpSource::default(), &mut out);
+            let _ = build(k, &f, &IcmpParams::default(), &mut small);
+            let _ = build(k, &data, &IcmpParams::default(), &mut out);
         }
     }
 }

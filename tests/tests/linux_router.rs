@@ -1,0 +1,229 @@
+//! The Linux reference router (`ctrack_tests::linux_router`) with a small
+//! ruleset: established connections are accepted, new TCP connections to
+//! port 81 are rejected with a TCP reset, to port 82 with ICMP / ICMPv6
+//! admin-prohibited. The client's connections to port 80 (IPv4 and IPv6)
+//! get through and echo; those to 81 are refused, those to 82 unreachable.
+//! The client-side capture holds the reset and the errors the router sent,
+//! and ctrack's builders (`ctrack_core::packet::respond`) make the same
+//! frames from the same received SYNs: the reset byte for byte, the errors
+//! but for the IPv4 ID and IPv6 flow label Linux chooses.
+//!
+//! Needs root, iproute2, nftables, tcpdump, ethtool and python3; without
+//! them it says why and passes.
+
+use ctrack_tests::linux_router::{
+    CLIENT_PY, CLIENT4, CLIENT6, Captures, ECHO_SERVER_PY, LinuxRouter, MAC, Ns, ROUTER_C4,
+    ROUTER_C6, SERVER4, SERVER6, skip_reason,
+};
+use ctrack_tests::scratch_dir;
+use dataplane::flow::{L4, tcp_flags};
+use dataplane::packet::parse_ethernet;
+use dataplane::packet::respond::{IcmpCode, IcmpParams, Unreachable4, Unreachable6};
+use dataplane::packet::respond::{icmp_unreachable, tcp_reset};
+
+const RULESET: &str = "
+table inet filter {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state established,related accept
+        ct state new tcp dport 81 reject with tcp reset
+        ct state new meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
+        ct state new meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
+    }
+}
+";
+
+#[test]
+fn linux_rejects_as_ctrack_would() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let router = LinuxRouter::create();
+    router
+        .load_ruleset(RULESET)
+        .expect("nft accepts the ruleset");
+    let _server = router.spawn_ready(
+        Ns::Server,
+        &[
+            "python3",
+            "-u",
+            "-c",
+            ECHO_SERVER_PY,
+            SERVER4,
+            SERVER6,
+            "80",
+            "81",
+            "82",
+        ],
+        10,
+    );
+    let dir = scratch_dir("linux-router");
+    let specs = [
+        format!("{SERVER4},80"),
+        format!("{SERVER4},81"),
+        format!("{SERVER4},82"),
+        format!("{SERVER6},80"),
+        format!("{SERVER6},81"),
+        format!("{SERVER6},82"),
+    ];
+    let (caps, out) = router.capture(&dir, |r| {
+        let mut args = vec!["python3", "-u", "-c", CLIENT_PY];
+        args.extend(specs.iter().map(String::as_str));
+        r.exec(Ns::Client, 60, &args)
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{SERVER4},80 ok"),
+            format!("{SERVER4},81 refused"),
+            format!("{SERVER4},82 unreachable"),
+            format!("{SERVER6},80 ok"),
+            format!("{SERVER6},81 refused"),
+            format!("{SERVER6},82 unreachable"),
+        ],
+        "client output"
+    );
+
+    // The client side carried, for each family, a SYN to port 81 and the
+    // reset answering it, sent by the router from the server's address.
+    for (client, server) in [(CLIENT4, SERVER4), (CLIENT6, SERVER6)] {
+        let syn = syn_to(&caps, server, 81);
+        let rst = caps
+            .client_side
+            .iter()
+            .find(|f| {
+                parse_ethernet(f).is_ok_and(|p| {
+                    p.tuple.src_port == 81
+                        && p.tuple.dst_ip().to_string() == client
+                        && matches!(p.l4, L4::Tcp(t) if t.flags & tcp_flags::RST != 0)
+                })
+            })
+            .unwrap_or_else(|| panic!("no reset to {client} in {}", caps.client_path.display()));
+        assert_eq!(rst[..6], MAC[0], "to the client");
+        assert_eq!(rst[6..12], MAC[1], "from the router");
+        let p = parse_ethernet(rst).unwrap();
+        assert_eq!(p.tuple.src_ip().to_string(), server);
+        // ctrack's builder, given the SYN, makes the same reset.
+        let mut mine = [0u8; 128];
+        let n = tcp_reset(syn, &mut mine).expect("ctrack answers the SYN");
+        assert_eq!(&mine[..n], &rst[..], "ctrack's reset differs from Linux's");
+        // No SYN to port 81 reached the server.
+        assert!(
+            !caps.server_side.iter().any(|f| parse_ethernet(f)
+                .is_ok_and(|p| p.tuple.dst_port == 81 && p.tuple.dst_ip().to_string() == server)),
+            "a SYN to port 81 was forwarded"
+        );
+    }
+    // Port 80 went through: its SYNs are on the server side.
+    assert!(
+        caps.server_side
+            .iter()
+            .filter(|f| parse_ethernet(f).is_ok_and(|p| p.tuple.dst_port == 80))
+            .count()
+            >= 2
+    );
+    check_icmp(&caps);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first SYN to `server`:`port` on the client side.
+fn syn_to<'a>(caps: &'a Captures, server: &str, port: u16) -> &'a [u8] {
+    caps.client_side
+        .iter()
+        .find(|f| {
+            parse_ethernet(f).is_ok_and(|p| {
+                p.tuple.dst_port == port
+                    && p.tuple.dst_ip().to_string() == server
+                    && matches!(p.l4, L4::Tcp(t) if t.flags & tcp_flags::SYN != 0)
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no SYN to {server}:{port} in {}",
+                caps.client_path.display()
+            )
+        })
+}
+
+/// The ICMP errors Linux sent for the SYNs to port 82 are the ones
+/// ctrack's builder makes from the same SYN, the router's address and
+/// `forwarded` (the quote's TTL is one less: Linux rejects in FORWARD,
+/// after routing decremented it), but for the IPv4 ID (Linux picks one per destination; its header checksum
+/// follows) and the IPv6 flow label (Linux may label automatically).
+fn check_icmp(caps: &Captures) {
+    let src = IcmpParams {
+        v4: Some(ROUTER_C4.parse::<std::net::Ipv4Addr>().unwrap().octets()),
+        v6: Some(ROUTER_C6.parse::<std::net::Ipv6Addr>().unwrap().octets()),
+        ident: 0,
+        forwarded: true,
+    };
+    for (server, code) in [
+        (SERVER4, IcmpCode::V4(Unreachable4::AdminProhibited)),
+        (SERVER6, IcmpCode::V6(Unreachable6::AdminProhibited)),
+    ] {
+        let to_port = |f: &&Vec<u8>, icmp: bool| {
+            parse_ethernet(f).is_ok_and(|p| match p.l4 {
+                L4::Icmp(i) if icmp => i
+                    .inner
+                    .is_some_and(|t| t.dst_port == 82 && t.dst_ip().to_string() == server),
+                L4::Tcp(t) if !icmp => {
+                    t.flags & tcp_flags::SYN != 0
+                        && p.tuple.dst_port == 82
+                        && p.tuple.dst_ip().to_string() == server
+                }
+                _ => false,
+            })
+        };
+        let errors: Vec<_> = caps
+            .client_side
+            .iter()
+            .filter(|f| to_port(f, true))
+            .collect();
+        let syns: Vec<_> = caps
+            .client_side
+            .iter()
+            .filter(|f| to_port(f, false))
+            .collect();
+        assert!(!errors.is_empty(), "no ICMP error for {server}:82");
+        // Each error Linux sent answers one of the SYNs (a SYN may be sent
+        // again, with another flow label), as ctrack would answer it.
+        for linux in errors {
+            let theirs = masked(linux, server);
+            let ours: Vec<Vec<u8>> = syns
+                .iter()
+                .map(|syn| {
+                    let mut out = vec![0u8; 1600];
+                    let n = icmp_unreachable(syn, code, &src, &mut out).expect("ctrack answers");
+                    masked(&out[..n], server)
+                })
+                .collect();
+            assert!(
+                ours.contains(&theirs),
+                "ctrack's ICMP error differs from Linux's:\n linux {theirs:?}\n ctrack {ours:?}"
+            );
+        }
+    }
+}
+
+/// An ICMP error frame without the fields Linux sets its own way: the
+/// IPv4 ID and so the header checksum, the IPv6 flow label.
+fn masked(frame: &[u8], server: &str) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    if server.contains('.') {
+        for b in [18, 19, 24, 25] {
+            f[b] = 0;
+        }
+    } else {
+        f[15] &= 0xf0;
+        f[16..18].fill(0);
+    }
+    f
+}
