@@ -520,16 +520,21 @@ while True:
         threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
 "#;
 
-/// A TCP client for the namespaces: for each `ADDR,PORT` argument connects
-/// (5 s timeout), sends `hello`, reads the echo, and prints one line:
+/// A TCP client for the namespaces: for each `ADDR,PORT[,TOS]` argument
+/// connects (5 s timeout; with that IPv4 TOS / IPv6 traffic class), sends
+/// `hello`, reads the echo, and prints one line:
 /// `ADDR,PORT ok`, `ADDR,PORT refused` (a reset answered the SYN),
 /// `ADDR,PORT unreachable` (an ICMP error), `ADDR,PORT timeout` or
 /// `ADDR,PORT error <what>`.
 pub const CLIENT_PY: &str = r#"
 import errno, socket, sys
 for spec in sys.argv[1:]:
-    a, p = spec.rsplit(",", 1)
+    a, p, *tos = spec.split(",")
     s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM)
+    if tos and ":" in a:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, int(tos[0]))
+    elif tos:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(tos[0]))
     s.settimeout(5)
     try:
         s.connect((a, int(p)))

@@ -62,10 +62,12 @@ fn linux_rejects_as_ctrack_would() {
     let specs = [
         format!("{SERVER4},80"),
         format!("{SERVER4},81"),
-        format!("{SERVER4},82"),
+        // DSCP EF: the error's TOS is RT_TOS(0xb8) | 0xc0 = 0xd8.
+        format!("{SERVER4},82,184"),
         format!("{SERVER6},80"),
         format!("{SERVER6},81"),
-        format!("{SERVER6},82"),
+        // Traffic class EF: the ICMPv6 error's is 0 all the same.
+        format!("{SERVER6},82,184"),
     ];
     let (caps, out) = router.capture(&dir, |r| {
         let mut args = vec!["python3", "-u", "-c", CLIENT_PY];
@@ -84,10 +86,10 @@ fn linux_rejects_as_ctrack_would() {
         [
             format!("{SERVER4},80 ok"),
             format!("{SERVER4},81 refused"),
-            format!("{SERVER4},82 unreachable"),
+            format!("{SERVER4},82,184 unreachable"),
             format!("{SERVER6},80 ok"),
             format!("{SERVER6},81 refused"),
-            format!("{SERVER6},82 unreachable"),
+            format!("{SERVER6},82,184 unreachable"),
         ],
         "client output"
     );
@@ -197,6 +199,9 @@ fn check_icmp(caps: &Captures) {
         // again, with another flow label), as ctrack would answer it.
         for linux in errors {
             let theirs = masked(linux, server);
+            if server.contains('.') {
+                assert_eq!(linux[15], 0xd8, "TOS (0xb8 & 0x1e) | 0xc0");
+            }
             let ours: Vec<Vec<u8>> = syns
                 .iter()
                 .map(|syn| {

@@ -24,10 +24,11 @@
 //!   call `__icmp_send` / `icmp6_send`. The error quotes the received packet
 //!   from its IP header on, as much as fits a 576-byte IPv4 datagram
 //!   (RFC 1812 4.3.2.3) or a 1280-byte IPv6 one (RFC 4443 2.4(c)). IPv4: TOS
-//!   `(tos & 0xfc) | 0xc0` (internetwork control, the DSCP kept, as
-//!   `__icmp_send` since 6.13), no DF, TTL 64, the ID the caller gives (Linux
-//!   picks one per destination); IPv6: hop limit 64, traffic class 0, flow
-//!   label 0 (Linux may set an automatic flow label). Its source is the
+//!   `(tos & 0x1e) | 0xc0` (`RT_TOS(tos) | IPTOS_PREC_INTERNETCONTROL`: the
+//!   precedence bits replaced, as seen from Linux 6.18), no DF, TTL 64, the
+//!   ID the caller gives (Linux picks one per destination); IPv6: hop limit
+//!   64, traffic class 0, flow label 0 (Linux may set an automatic flow
+//!   label). Its source is the
 //!   address the caller gives (the interface's), or else the original
 //!   destination. Nothing is sent for an ICMP error (or an unknown ICMP
 //!   type, which Linux takes for one; ICMPv6: any type below 128), a
@@ -540,7 +541,7 @@ fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Opt
     let (ip, icmp) = out[at..].split_at_mut(20);
     put_ipv4(
         &V4Header {
-            tos: (h.dscp_ecn() & 0xfc) | 0xc0,
+            tos: (h.dscp_ecn() & 0x1e) | 0xc0,
             total_len: ip_len as u16,
             ident: src.ident,
             df: false,
