@@ -520,15 +520,35 @@ while True:
         threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
 "#;
 
-/// A TCP client for the namespaces: for each `ADDR,PORT[,TOS]` argument
-/// connects (5 s timeout; with that IPv4 TOS / IPv6 traffic class), sends
-/// `hello`, reads the echo, and prints one line:
-/// `ADDR,PORT ok`, `ADDR,PORT refused` (a reset answered the SYN),
-/// `ADDR,PORT unreachable` (an ICMP error), `ADDR,PORT timeout` or
-/// `ADDR,PORT error <what>`.
+/// A client for the namespaces. For each `ADDR,PORT[,TOS]` argument it
+/// connects over TCP (5 s timeout; with that IPv4 TOS / IPv6 traffic
+/// class), sends `hello` and reads the echo; for each `udp,ADDR,PORT,SIZE`
+/// it sends one datagram of SIZE bytes from a connected socket and waits
+/// (2 s) for an answer. It prints one line per argument: `SPEC ok`,
+/// `SPEC refused` (TCP: a reset answered the SYN; UDP: a port unreachable),
+/// `SPEC unreachable` (an ICMP error), `SPEC timeout` or `SPEC error WHAT`.
 pub const CLIENT_PY: &str = r#"
 import errno, socket, sys
+def udp(spec, a, p, size):
+    s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.connect((a, int(p)))
+    s.send(bytes(i & 255 for i in range(int(size))))
+    s.recv(65536)
+    s.close()
+
 for spec in sys.argv[1:]:
+    if spec.startswith("udp,"):
+        try:
+            udp(spec, *spec.split(",")[1:])
+            print(spec, "ok", flush=True)
+        except ConnectionRefusedError:
+            print(spec, "refused", flush=True)
+        except socket.timeout:
+            print(spec, "timeout", flush=True)
+        except OSError as e:
+            print(spec, "error", e, flush=True)
+        continue
     a, p, *tos = spec.split(",")
     s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM)
     if tos and ":" in a:

@@ -1,12 +1,13 @@
 //! The Linux reference router (`ctrack_tests::linux_router`) with a small
 //! ruleset: established connections are accepted, new TCP connections to
 //! port 81 are rejected with a TCP reset, to port 82 with ICMP / ICMPv6
-//! admin-prohibited. The client's connections to port 80 (IPv4 and IPv6)
-//! get through and echo; those to 81 are refused, those to 82 unreachable.
-//! The client-side capture holds the reset and the errors the router sent,
-//! and ctrack's builders (`ctrack_core::packet::respond`) make the same
-//! frames from the same received SYNs: the reset byte for byte, the errors
-//! but for the IPv4 ID and IPv6 flow label Linux chooses.
+//! admin-prohibited, UDP to port 83 with port unreachable. The client's
+//! connections to port 80 (IPv4 and IPv6) get through and echo; those to 81
+//! are refused, those to 82 unreachable, its 1400-byte datagrams to 83
+//! refused. The client-side capture holds the reset and the errors the
+//! router sent, and ctrack's builders (`ctrack_core::packet::respond`) make
+//! the same frames from the same received packets: the reset byte for byte,
+//! the errors but for the IPv4 ID and IPv6 flow label Linux chooses.
 //!
 //! Needs root, iproute2, nftables, tcpdump, ethtool and python3; without
 //! them it says why and passes.
@@ -29,6 +30,8 @@ table inet filter {
         ct state new tcp dport 81 reject with tcp reset
         ct state new meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
         ct state new meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
+        meta nfproto ipv4 udp dport 83 reject with icmp type port-unreachable
+        meta nfproto ipv6 udp dport 83 reject with icmpv6 type port-unreachable
     }
 }
 ";
@@ -64,10 +67,13 @@ fn linux_rejects_as_ctrack_would() {
         format!("{SERVER4},81"),
         // DSCP EF: the error's TOS is RT_TOS(0xb8) | 0xc0 = 0xd8.
         format!("{SERVER4},82,184"),
+        // 1400 bytes: the errors quote what fits 576 / 1280 bytes.
+        format!("udp,{SERVER4},83,1400"),
         format!("{SERVER6},80"),
         format!("{SERVER6},81"),
         // Traffic class EF: the ICMPv6 error's is 0 all the same.
         format!("{SERVER6},82,184"),
+        format!("udp,{SERVER6},83,1400"),
     ];
     let (caps, out) = router.capture(&dir, |r| {
         let mut args = vec!["python3", "-u", "-c", CLIENT_PY];
@@ -87,9 +93,11 @@ fn linux_rejects_as_ctrack_would() {
             format!("{SERVER4},80 ok"),
             format!("{SERVER4},81 refused"),
             format!("{SERVER4},82,184 unreachable"),
+            format!("udp,{SERVER4},83,1400 refused"),
             format!("{SERVER6},80 ok"),
             format!("{SERVER6},81 refused"),
             format!("{SERVER6},82,184 unreachable"),
+            format!("udp,{SERVER6},83,1400 refused"),
         ],
         "client output"
     );
@@ -155,8 +163,9 @@ fn syn_to<'a>(caps: &'a Captures, server: &str, port: u16) -> &'a [u8] {
         })
 }
 
-/// The ICMP errors Linux sent for the SYNs to port 82 are the ones
-/// ctrack's builder makes from the same SYN, the router's address and
+/// The ICMP errors Linux sent for the SYNs to port 82 and the datagrams to
+/// port 83 are the ones ctrack's builder makes from the same packet, the
+/// router's address and
 /// `forwarded` (the quote's TTL is one less: Linux rejects in FORWARD,
 /// after routing decremented it), but for the IPv4 ID (Linux picks one per destination; its header checksum
 /// follows) and the IPv6 flow label (Linux may label automatically).
@@ -167,19 +176,21 @@ fn check_icmp(caps: &Captures) {
         ident: 0,
         forwarded: true,
     };
-    for (server, code) in [
-        (SERVER4, IcmpCode::V4(Unreachable4::AdminProhibited)),
-        (SERVER6, IcmpCode::V6(Unreachable6::AdminProhibited)),
+    for (server, port, code) in [
+        (SERVER4, 82, IcmpCode::V4(Unreachable4::AdminProhibited)),
+        (SERVER6, 82, IcmpCode::V6(Unreachable6::AdminProhibited)),
+        (SERVER4, 83, IcmpCode::V4(Unreachable4::Port)),
+        (SERVER6, 83, IcmpCode::V6(Unreachable6::Port)),
     ] {
         let to_port = |f: &&Vec<u8>, icmp: bool| {
             parse_ethernet(f).is_ok_and(|p| match p.l4 {
                 L4::Icmp(i) if icmp => i
                     .inner
-                    .is_some_and(|t| t.dst_port == 82 && t.dst_ip().to_string() == server),
-                L4::Tcp(t) if !icmp => {
-                    t.flags & tcp_flags::SYN != 0
-                        && p.tuple.dst_port == 82
+                    .is_some_and(|t| t.dst_port == port && t.dst_ip().to_string() == server),
+                L4::Tcp(_) | L4::Udp if !icmp => {
+                    p.tuple.dst_port == port
                         && p.tuple.dst_ip().to_string() == server
+                        && !matches!(p.l4, L4::Tcp(t) if t.flags & tcp_flags::SYN == 0)
                 }
                 _ => false,
             })
@@ -189,24 +200,31 @@ fn check_icmp(caps: &Captures) {
             .iter()
             .filter(|f| to_port(f, true))
             .collect();
-        let syns: Vec<_> = caps
+        let sent: Vec<_> = caps
             .client_side
             .iter()
             .filter(|f| to_port(f, false))
             .collect();
-        assert!(!errors.is_empty(), "no ICMP error for {server}:82");
-        // Each error Linux sent answers one of the SYNs (a SYN may be sent
-        // again, with another flow label), as ctrack would answer it.
+        assert!(!errors.is_empty(), "no ICMP error for {server}:{port}");
+        // Each error Linux sent answers one of the packets (a SYN may be
+        // sent again, with another flow label), as ctrack would answer it.
         for linux in errors {
             let theirs = masked(linux, server);
-            if server.contains('.') {
+            if server.contains('.') && port == 82 {
                 assert_eq!(linux[15], 0xd8, "TOS (0xb8 & 0x1e) | 0xc0");
             }
-            let ours: Vec<Vec<u8>> = syns
+            if port == 83 {
+                // The quotes fill the minimum datagram.
+                assert_eq!(
+                    linux.len(),
+                    14 + if server.contains('.') { 576 } else { 1280 }
+                );
+            }
+            let ours: Vec<Vec<u8>> = sent
                 .iter()
-                .map(|syn| {
+                .map(|pkt| {
                     let mut out = vec![0u8; 1600];
-                    let n = icmp_unreachable(syn, code, &src, &mut out).expect("ctrack answers");
+                    let n = icmp_unreachable(pkt, code, &src, &mut out).expect("ctrack answers");
                     masked(&out[..n], server)
                 })
                 .collect();
