@@ -526,6 +526,7 @@ while True:
 /// it sends one datagram of SIZE bytes from a connected socket and waits
 /// (2 s) for an answer. It prints one line per argument: `SPEC ok`,
 /// `SPEC refused` (TCP: a reset answered the SYN; UDP: a port unreachable),
+/// `SPEC reset` (TCP: a reset after the connection was established),
 /// `SPEC unreachable` (an ICMP error), `SPEC timeout` or `SPEC error WHAT`.
 pub const CLIENT_PY: &str = r#"
 import errno, socket, sys
@@ -568,6 +569,8 @@ for spec in sys.argv[1:]:
         print(spec, "ok" if got == b"hello" else "short", flush=True)
     except ConnectionRefusedError:
         print(spec, "refused", flush=True)
+    except ConnectionResetError:
+        print(spec, "reset", flush=True)
     except socket.timeout:
         print(spec, "timeout", flush=True)
     except OSError as e:

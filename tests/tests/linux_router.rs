@@ -1,10 +1,11 @@
 //! The Linux reference router (`ctrack_tests::linux_router`) with a small
 //! ruleset: established connections are accepted, new TCP connections to
 //! port 81 are rejected with a TCP reset, to port 82 with ICMP / ICMPv6
-//! admin-prohibited, UDP to port 83 with port unreachable. The client's
+//! admin-prohibited, UDP to port 83 with port unreachable, and data to port
+//! 84 (once the connection is established) with a TCP reset. The client's
 //! connections to port 80 (IPv4 and IPv6) get through and echo; those to 81
 //! are refused, those to 82 unreachable, its 1400-byte datagrams to 83
-//! refused. The client-side capture holds the reset and the errors the
+//! refused, its connections to 84 reset. The client-side capture holds the reset and the errors the
 //! router sent, and ctrack's builders (`ctrack_core::packet::respond`) make
 //! the same frames from the same received packets: the reset byte for byte,
 //! the errors but for the IPv4 ID and IPv6 flow label Linux chooses.
@@ -26,6 +27,7 @@ const RULESET: &str = "
 table inet filter {
     chain forward {
         type filter hook forward priority filter; policy accept;
+        tcp dport 84 tcp flags & psh == psh reject with tcp reset
         ct state established,related accept
         ct state new tcp dport 81 reject with tcp reset
         ct state new meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
@@ -58,6 +60,7 @@ fn linux_rejects_as_ctrack_would() {
             "80",
             "81",
             "82",
+            "84",
         ],
         10,
     );
@@ -69,11 +72,13 @@ fn linux_rejects_as_ctrack_would() {
         format!("{SERVER4},82,184"),
         // 1400 bytes: the errors quote what fits 576 / 1280 bytes.
         format!("udp,{SERVER4},83,1400"),
+        format!("{SERVER4},84"),
         format!("{SERVER6},80"),
         format!("{SERVER6},81"),
         // Traffic class EF: the ICMPv6 error's is 0 all the same.
         format!("{SERVER6},82,184"),
         format!("udp,{SERVER6},83,1400"),
+        format!("{SERVER6},84"),
     ];
     let (caps, out) = router.capture(&dir, |r| {
         let mut args = vec!["python3", "-u", "-c", CLIENT_PY];
@@ -94,10 +99,12 @@ fn linux_rejects_as_ctrack_would() {
             format!("{SERVER4},81 refused"),
             format!("{SERVER4},82,184 unreachable"),
             format!("udp,{SERVER4},83,1400 refused"),
+            format!("{SERVER4},84 reset"),
             format!("{SERVER6},80 ok"),
             format!("{SERVER6},81 refused"),
             format!("{SERVER6},82,184 unreachable"),
             format!("udp,{SERVER6},83,1400 refused"),
+            format!("{SERVER6},84 reset"),
         ],
         "client output"
     );
@@ -141,6 +148,7 @@ fn linux_rejects_as_ctrack_would() {
             >= 2
     );
     check_icmp(&caps);
+    check_reset_of_data(&caps);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -249,4 +257,50 @@ fn masked(frame: &[u8], server: &str) -> Vec<u8> {
         f[16..18].fill(0);
     }
     f
+}
+
+/// The data segments to port 84 (PSH) were rejected in an established
+/// connection: Linux's reset (sequence number = the segment's ACK, no ACK
+/// flag) is ctrack's, byte for byte.
+fn check_reset_of_data(caps: &Captures) {
+    for server in [SERVER4, SERVER6] {
+        let is = |f: &&Vec<u8>, dport: bool, flag: u8| {
+            parse_ethernet(f).is_ok_and(|p| {
+                let (port, addr) = if dport {
+                    (p.tuple.dst_port, p.tuple.dst_ip())
+                } else {
+                    (p.tuple.src_port, p.tuple.src_ip())
+                };
+                port == 84
+                    && addr.to_string() == server
+                    && matches!(p.l4, L4::Tcp(t) if t.flags & flag != 0)
+            })
+        };
+        let data: Vec<_> = caps
+            .client_side
+            .iter()
+            .filter(|f| is(f, true, tcp_flags::PSH))
+            .collect();
+        let resets: Vec<_> = caps
+            .client_side
+            .iter()
+            .filter(|f| is(f, false, tcp_flags::RST))
+            .collect();
+        assert!(!resets.is_empty(), "no reset from {server}:84");
+        for linux in resets {
+            let p = parse_ethernet(linux).unwrap();
+            assert!(matches!(p.l4, L4::Tcp(t) if t.flags == tcp_flags::RST));
+            let ours: Vec<Vec<u8>> = data
+                .iter()
+                .filter_map(|d| {
+                    let mut out = [0u8; 128];
+                    tcp_reset(d, &mut out).map(|n| out[..n].to_vec())
+                })
+                .collect();
+            assert!(
+                ours.contains(linux),
+                "ctrack's reset differs from Linux's:\n linux {linux:?}\n ctrack {ours:?}"
+            );
+        }
+    }
 }
