@@ -7,6 +7,7 @@
 //!  netns client                 netns router                   netns server
 //!  <p>c 10.78.1.2 ==veth== <p>rc 10.78.1.1 | <p>rs 10.78.2.1 ==veth== <p>s 10.78.2.2
 //!       fd78:1::2              fd78:1::1   |     fd78:2::1               fd78:2::2
+//!   (and 10.78.1.3, fd78:1::3)
 //!                           (nftables, conntrack, forwarding)
 //! ```
 //!
@@ -44,6 +45,12 @@ pub enum Ns {
 /// The client's addresses.
 pub const CLIENT4: &str = "10.78.1.2";
 pub const CLIENT6: &str = "fd78:1::2";
+/// The client's second addresses (a second host, for whatever must not
+/// share per-source state with the first: Linux's ICMP rate limit). Only
+/// used as a source where a program binds to them: the IPv4 one is
+/// secondary, the IPv6 one deprecated.
+pub const CLIENT4_2: &str = "10.78.1.3";
+pub const CLIENT6_2: &str = "fd78:1::3";
 /// The router's addresses on the client side (the client's gateway).
 pub const ROUTER_C4: &str = "10.78.1.1";
 pub const ROUTER_C6: &str = "fd78:1::1";
@@ -193,6 +200,31 @@ impl LinuxRouter {
             ]);
             must(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
+        must(&[
+            "ip",
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{CLIENT4_2}/24"),
+            "dev",
+            dc,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{CLIENT6_2}/64"),
+            "dev",
+            dc,
+            "nodad",
+            // Deprecated, so that connections choose the first address as
+            // their source (RFC 6724 rule 3); binding to it still works.
+            "preferred_lft",
+            "0",
+        ]);
         for (ns, gw4, gw6) in [(c, ROUTER_C4, ROUTER_C6), (s, ROUTER_S4, ROUTER_S6)] {
             must(&["ip", "-n", ns, "route", "add", "default", "via", gw4]);
             must(&["ip", "-n", ns, "-6", "route", "add", "default", "via", gw6]);
@@ -524,7 +556,9 @@ while True:
 /// connects over TCP (5 s timeout; with that IPv4 TOS / IPv6 traffic
 /// class), sends `hello` and reads the echo; for each `udp,ADDR,PORT,SIZE`
 /// it sends one datagram of SIZE bytes from a connected socket and waits
-/// (2 s) for an answer. It prints one line per argument: `SPEC ok`,
+/// (2 s) for an answer; for each `udpburst,SRC,ADDR,PORT,COUNT` it sends
+/// COUNT small datagrams at once from SRC on an unconnected socket (errors
+/// are not read). It prints one line per argument: `SPEC sent` (a burst), `SPEC ok`,
 /// `SPEC refused` (TCP: a reset answered the SYN; UDP: a port unreachable),
 /// `SPEC reset` (TCP: a reset after the connection was established),
 /// `SPEC unreachable` (an ICMP error), `SPEC timeout` or `SPEC error WHAT`.
@@ -539,6 +573,15 @@ def udp(spec, a, p, size):
     s.close()
 
 for spec in sys.argv[1:]:
+    if spec.startswith("udpburst,"):
+        _, src, a, p, n = spec.split(",")
+        s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        for i in range(int(n)):
+            s.sendto(b"burst %d" % i, (a, int(p)))
+        s.close()
+        print(spec, "sent", flush=True)
+        continue
     if spec.startswith("udp,"):
         try:
             udp(spec, *spec.split(",")[1:])

@@ -14,14 +14,16 @@
 //! them it says why and passes.
 
 use ctrack_tests::linux_router::{
-    CLIENT_PY, CLIENT4, CLIENT6, Captures, ECHO_SERVER_PY, LinuxRouter, MAC, Ns, ROUTER_C4,
-    ROUTER_C6, SERVER4, SERVER6, skip_reason,
+    CLIENT_PY, CLIENT4, CLIENT4_2, CLIENT6, CLIENT6_2, Captures, ECHO_SERVER_PY, LinuxRouter, MAC,
+    Ns, ROUTER_C4, ROUTER_C6, SERVER4, SERVER6, skip_reason,
 };
 use ctrack_tests::scratch_dir;
+use dataplane::conntrack::Instant;
+use dataplane::flow::Addr;
 use dataplane::flow::{L4, tcp_flags};
 use dataplane::packet::parse_ethernet;
 use dataplane::packet::respond::{IcmpCode, IcmpParams, Unreachable4, Unreachable6};
-use dataplane::packet::respond::{icmp_unreachable, tcp_reset};
+use dataplane::packet::respond::{IcmpRateLimiter, icmp_unreachable, tcp_reset};
 
 const RULESET: &str = "
 table inet filter {
@@ -34,6 +36,8 @@ table inet filter {
         ct state new meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
         meta nfproto ipv4 udp dport 83 reject with icmp type port-unreachable
         meta nfproto ipv6 udp dport 83 reject with icmpv6 type port-unreachable
+        meta nfproto ipv4 udp dport 85 reject with icmp type port-unreachable
+        meta nfproto ipv6 udp dport 85 reject with icmpv6 type port-unreachable
     }
 }
 ";
@@ -66,6 +70,11 @@ fn linux_rejects_as_ctrack_would() {
     );
     let dir = scratch_dir("linux-router");
     let specs = [
+        // 10 datagrams at once get 6 errors (the per-destination burst).
+        // From the client's second addresses: their own per-destination
+        // buckets, which the other errors do not drain.
+        format!("udpburst,{CLIENT4_2},{SERVER4},85,10"),
+        format!("udpburst,{CLIENT6_2},{SERVER6},85,10"),
         format!("{SERVER4},80"),
         format!("{SERVER4},81"),
         // DSCP EF: the error's TOS is RT_TOS(0xb8) | 0xc0 = 0xd8.
@@ -95,6 +104,8 @@ fn linux_rejects_as_ctrack_would() {
     assert_eq!(
         lines,
         [
+            format!("udpburst,{CLIENT4_2},{SERVER4},85,10 sent"),
+            format!("udpburst,{CLIENT6_2},{SERVER6},85,10 sent"),
             format!("{SERVER4},80 ok"),
             format!("{SERVER4},81 refused"),
             format!("{SERVER4},82,184 unreachable"),
@@ -149,6 +160,7 @@ fn linux_rejects_as_ctrack_would() {
     );
     check_icmp(&caps);
     check_reset_of_data(&caps);
+    check_rate_limit(&caps);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -302,5 +314,41 @@ fn check_reset_of_data(caps: &Captures) {
                 "ctrack's reset differs from Linux's:\n linux {linux:?}\n ctrack {ours:?}"
             );
         }
+    }
+}
+
+/// Ten datagrams to port 85 at once, per family: Linux sent 6 errors (its
+/// per-destination burst, `XRLIM_BURST_FACTOR`), as ctrack's limiter allows.
+fn check_rate_limit(caps: &Captures) {
+    for server in [SERVER4, SERVER6] {
+        let (sent, errors) =
+            caps.client_side
+                .iter()
+                .fold((0, 0), |(s, e), f| match parse_ethernet(f) {
+                    Ok(p) if p.tuple.dst_port == 85 && p.tuple.dst_ip().to_string() == server => {
+                        (s + 1, e)
+                    }
+                    Ok(p)
+                        if matches!(p.l4, L4::Icmp(i) if i.inner.is_some_and(|t| {
+                            t.dst_port == 85 && t.dst_ip().to_string() == server
+                        })) =>
+                    {
+                        (s, e + 1)
+                    }
+                    _ => (s, e),
+                });
+        assert_eq!(sent, 10, "datagrams to {server}:85");
+        let mut ours = IcmpRateLimiter::linux_default();
+        let client = if server.contains('.') {
+            CLIENT4_2
+        } else {
+            CLIENT6_2
+        };
+        let client = Addr::from(client.parse::<std::net::IpAddr>().unwrap());
+        let allowed = (0..sent)
+            .filter(|_| ours.allow(client, Instant::from_secs(1)))
+            .count();
+        assert_eq!(errors, 6, "Linux's errors for 10 datagrams to {server}:85");
+        assert_eq!(allowed, errors, "ctrack's limiter");
     }
 }

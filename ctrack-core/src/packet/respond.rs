@@ -626,7 +626,9 @@ fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Opt
 /// sender (a worker: each has its own, so the global rate is per worker).
 ///
 /// Deterministic where Linux adds noise (since 6.11 a message may consume up
-/// to 3 global credits). The per-destination state lives in a fixed table
+/// to 3 global credits). The IPv6 per-destination interval is not
+/// shortened by the route's prefix length as `icmpv6_xrlim_allow` does
+/// (there are no routes here). The per-destination state lives in a fixed table
 /// of [`IcmpRateLimiter::PEERS`] slots chosen by address hash; a
 /// destination that takes another's slot starts with a full burst (Linux's
 /// `inet_peer` cache also forgets idle peers). Nothing allocates after
