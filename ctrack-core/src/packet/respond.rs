@@ -10,7 +10,9 @@
 //! goes back out of the port the frame came in on: its Ethernet addresses
 //! are the received ones swapped, its tags the received ones.
 //!
-//! What each one sends is Linux's (kernel 6.x), field by field:
+//! What each one sends is Linux's (kernel 6.x), field by field; the resets
+//! and errors are compared with Linux 6.18's own in
+//! `tests/tests/linux_router.rs`:
 //!
 //! - [`tcp_reset`]: `nf_send_reset` / `nf_send_reset6`
 //!   (`net/ipv{4,6}/netfilter/nf_reject_ipv{4,6}.c`). If the segment had ACK,
@@ -28,9 +30,8 @@
 //!   precedence bits replaced, as seen from Linux 6.18), no DF, TTL 64, the
 //!   ID the caller gives (Linux picks one per destination); IPv6: hop limit
 //!   64, traffic class 0, flow label 0 (Linux may set an automatic flow
-//!   label). Its source is the
-//!   address the caller gives (the interface's), or else the original
-//!   destination. Nothing is sent for an ICMP error (or an unknown ICMP
+//!   label). Its source is the address the caller gives (the interface's),
+//!   or else the original destination. Nothing is sent for an ICMP error (or an unknown ICMP
 //!   type, which Linux takes for one; ICMPv6: any type below 128), a
 //!   fragment other than the first, a packet with a bad TCP/UDP/ICMP
 //!   checksum, a frame sent to an Ethernet group address, or a packet to a
@@ -41,8 +42,8 @@
 //!   segment with ACK but without RST or FIN gets an ACK of window 0 that
 //!   acknowledges no data (so the peer's data waits in the persist state),
 //!   a SYN-ACK gets a reset, and nothing else is answered. The SYN-ACK's
-//!   window is 0 as RouterOS documents it (the original TARPIT patch; the
-//!   newer xtables-addons module sends 5 there). IP as `xt_TARPIT`: IPv4 TOS
+//!   window is 0, as ctrack's firewall model asks (xtables-addons' current
+//!   module sends 5 there; RouterOS does not document its value). IP as `xt_TARPIT`: IPv4 TOS
 //!   kept, ID 0, DF, TTL 64; IPv6 traffic class and flow label 0, hop limit
 //!   64. Packets with IPv4 options or IPv6 extension headers are not
 //!   answered (`xt_TARPIT` refuses them too).
