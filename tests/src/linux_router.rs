@@ -25,6 +25,12 @@
 //! interfaces while a closure makes traffic (inside the namespaces: see
 //! [`LinuxRouter::exec`]), waits until each capture holds as many frames as
 //! the interface counted (no sleep), and returns the two captures.
+//! [`Captures::received`] gives what entered the router on a side, with
+//! capture times (the input to give ctrack for the same traffic: `ctrack
+//! replay --in ether1=... --in ether2=...`), [`Captures::emitted`] what the
+//! router sent there (forwarded and generated frames: what ctrack's
+//! `--out-dir` files are compared with, Ethernet, TTL and IPv4 header
+//! checksum aside).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -329,8 +335,8 @@ impl LinuxRouter {
             d.interrupt();
         }
         drop(dumps);
-        let frames = paths.each_ref().map(|p| read_frames(p));
-        let [client_side, server_side] = frames;
+        let [(client_times, client_side), (server_times, server_side)] =
+            paths.each_ref().map(|p| read_frames(p).into_iter().unzip());
         let [client_path, server_path] = paths;
         (
             Captures {
@@ -338,6 +344,7 @@ impl LinuxRouter {
                 server_side,
                 client_path,
                 server_path,
+                times: [client_times, server_times],
             },
             result,
         )
@@ -430,6 +437,51 @@ pub struct Captures {
     pub server_side: Vec<Vec<u8>>,
     pub client_path: PathBuf,
     pub server_path: PathBuf,
+    /// Capture times (ns since the epoch) of each side's frames.
+    times: [Vec<u64>; 2],
+}
+
+/// One side of the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The router's interface towards the client (`ether1` in a comparison).
+    Client = 0,
+    /// The router's interface towards the server (`ether2`).
+    Server = 1,
+}
+
+impl Captures {
+    fn side(&self, side: Side) -> (&[Vec<u8>], &[u64], [u8; 6]) {
+        match side {
+            Side::Client => (&self.client_side, &self.times[0], MAC[1]),
+            Side::Server => (&self.server_side, &self.times[1], MAC[2]),
+        }
+    }
+
+    /// The frames the router received on `side` (Ethernet source not the
+    /// router's), with their capture times: the same traffic as input for
+    /// another router (`ctrack replay --in ether1=...`, written with
+    /// `crate::write_pcap`).
+    pub fn received(&self, side: Side) -> Vec<(u64, Vec<u8>)> {
+        let (frames, times, mac) = self.side(side);
+        frames
+            .iter()
+            .zip(times)
+            .filter(|(f, _)| f.get(6..12) != Some(&mac[..]))
+            .map(|(f, &t)| (t, f.clone()))
+            .collect()
+    }
+
+    /// The frames the router sent on `side` (Ethernet source the
+    /// router's): forwarded and generated ones, in order.
+    pub fn emitted(&self, side: Side) -> Vec<Vec<u8>> {
+        let (frames, _, mac) = self.side(side);
+        frames
+            .iter()
+            .filter(|f| f.get(6..12) == Some(&mac[..]))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A background process, killed (if still running) when dropped.
@@ -477,8 +529,9 @@ fn line_channel(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rece
     rx
 }
 
-/// Frames in a pcap that may still be being written (a cut record ends it).
-fn read_frames(path: &Path) -> Vec<Vec<u8>> {
+/// Frames in a pcap that may still be being written (a cut record ends
+/// it), with their capture times.
+fn read_frames(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let Ok(f) = std::fs::File::open(path) else {
         return Vec::new();
     };
@@ -487,8 +540,8 @@ fn read_frames(path: &Path) -> Vec<Vec<u8>> {
     };
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    while let Ok(Some(_)) = r.next_record(&mut buf) {
-        out.push(buf.clone());
+    while let Ok(Some(h)) = r.next_record(&mut buf) {
+        out.push((h.ts_nanos, buf.clone()));
     }
     out
 }

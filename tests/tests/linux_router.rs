@@ -15,7 +15,7 @@
 
 use ctrack_tests::linux_router::{
     CLIENT_PY, CLIENT4, CLIENT4_2, CLIENT6, CLIENT6_2, Captures, ECHO_SERVER_PY, LinuxRouter, MAC,
-    Ns, ROUTER_C4, ROUTER_C6, SERVER4, SERVER6, skip_reason,
+    Ns, ROUTER_C4, ROUTER_C6, SERVER4, SERVER6, Side, skip_reason,
 };
 use ctrack_tests::scratch_dir;
 use dataplane::conntrack::Instant;
@@ -137,6 +137,8 @@ fn linux_rejects_as_ctrack_would() {
             .unwrap_or_else(|| panic!("no reset to {client} in {}", caps.client_path.display()));
         assert_eq!(rst[..6], MAC[0], "to the client");
         assert_eq!(rst[6..12], MAC[1], "from the router");
+        assert!(caps.emitted(Side::Client).contains(rst));
+        assert!(caps.received(Side::Client).iter().any(|(_, f)| f == syn));
         let p = parse_ethernet(rst).unwrap();
         assert_eq!(p.tuple.src_ip().to_string(), server);
         // ctrack's builder, given the SYN, makes the same reset.
