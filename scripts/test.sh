@@ -6,11 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-# The namespace test (run as root) uses ip, ethtool, ping and python3; the
-# flow export tests read what ctrack exports with nfdump's collector and
-# tshark; the pktgen test checks its Lua script with luac.
+# The namespace tests (run as root) use ip, ethtool, ping and python3, and
+# the Linux reference router nft and tcpdump; the flow export tests read what
+# ctrack exports with nfdump's collector and tshark (which also checks the
+# packets the firewall generates); the pktgen test checks its Lua script
+# with luac.
 if [ "$(id -u)" = 0 ]; then
-    ctrack_need_packages ip ethtool ping python3 nfdump tshark luac
+    ctrack_need_packages ip ethtool ping python3 nfdump tshark luac nft tcpdump
 else
     ctrack_need_packages
 fi

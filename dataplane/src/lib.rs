@@ -6,11 +6,14 @@
 //!   are one implementation (feature `dpdk`), in-memory ones serve tests.
 //! - [`rss`]: the symmetric Toeplitz hash and software dispatch to the owner.
 //! - [`stats`]: per-worker counters.
+//! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
+//!   and allocated from the I/O.
 #![deny(unsafe_code)]
 
 pub use ctrack_core::{conntrack, flow, packet};
 pub mod io;
 pub mod policy;
+pub mod respond;
 pub mod rss;
 pub mod stats;
 pub mod worker;

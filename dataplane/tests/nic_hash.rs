@@ -30,6 +30,9 @@ impl Burst for HashedBurst {
     fn data(&self, i: usize) -> &[u8] {
         self.inner.data(i)
     }
+    fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        self.inner.data_mut(i)
+    }
     fn rss_hash(&self, _i: usize) -> Option<u32> {
         Some(self.hash)
     }
@@ -84,6 +87,9 @@ impl PacketIo for HashedIo {
     }
     fn now(&self) -> Instant {
         self.inner.now()
+    }
+    fn alloc(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        self.inner.alloc(data)
     }
 }
 

@@ -17,11 +17,16 @@
 //! - checksum verification ([`checksum::verify_ip`]) never panics, gives the
 //!   same answer behind an Ethernet header, and accepts the packet once
 //!   [`checksum::fill_ip`] wrote its checksums, if it still parses (the
-//!   parse is the same: the parser reads no checksum).
+//!   parse is the same: the parser reads no checksum);
+//! - the firewall's answers ([`respond::build`]: resets, ICMP errors,
+//!   tarpit segments) to the packet with its checksums filled in, behind an
+//!   Ethernet header: none panics, each one built parses, verifies, goes
+//!   back to the packet's source, and a buffer one byte short gets `None`.
 
 use dataplane::conntrack::Key;
 use dataplane::flow::{Family, FlowRepr, L4, proto};
 use dataplane::packet::checksum::{self, RxChecksum};
+use dataplane::packet::respond::{self, Answer, IcmpParams, Unreachable4, Unreachable6};
 use dataplane::packet::{ParseError, parse_ethernet, parse_ip, quoted_tuple};
 
 /// Runs the `parse_only` target on one input.
@@ -98,6 +103,10 @@ pub fn run(data: &[u8]) {
         );
         assert_eq!(checksum::verify_ip(&filled, RxChecksum::GOOD), Ok(()));
     }
+    let mut frame = mac.to_vec();
+    frame.extend_from_slice(&et);
+    frame.extend_from_slice(&filled);
+    check_answers(&frame);
 
     if let Ok(r) = raw {
         // Padding is not part of the packet.
@@ -107,6 +116,56 @@ pub fn run(data: &[u8]) {
         // Nothing beyond ip_len is needed.
         let cut = &data[..r.ip_len as usize];
         assert_eq!(parse_ip(cut), raw, "cutting to ip_len changed the parse");
+    }
+}
+
+/// Every answer kind for `frame` (see the module doc).
+fn check_answers(frame: &[u8]) {
+    use Unreachable4 as U4;
+    use Unreachable6 as U6;
+    let kinds = [
+        Answer::TcpReset,
+        Answer::Tarpit,
+        Answer::Icmp4(U4::Network),
+        Answer::Icmp4(U4::Port),
+        Answer::Icmp4(U4::AdminProhibited),
+        Answer::Icmp6(U6::NoRoute),
+        Answer::Icmp6(U6::Port),
+        Answer::Icmp6(U6::HeadersTooLong),
+    ];
+    let params = IcmpParams {
+        v4: Some([192, 0, 2, 1]),
+        v6: None,
+        ident: 7,
+        forwarded: frame.len() % 2 == 0,
+    };
+    let mut out = [0u8; respond::MAX_ANSWER];
+    for k in kinds {
+        let Some(n) = respond::build(k, frame, &params, &mut out) else {
+            continue;
+        };
+        let reply = &out[..n];
+        let r =
+            parse_ethernet(reply).unwrap_or_else(|e| panic!("{k:?}: answer does not parse: {e}"));
+        assert_eq!(
+            checksum::verify_ethernet(reply, RxChecksum::UNKNOWN),
+            Ok(()),
+            "{k:?}: answer checksums"
+        );
+        assert_eq!(reply[..6], frame[6..12], "{k:?}: to the sender's MAC");
+        // (An ICMP error may answer a packet conntrack would call invalid.)
+        assert_eq!(
+            Some(r.tuple.dst),
+            respond::answer_destination(frame),
+            "{k:?}: to the sender"
+        );
+        assert_eq!(reply[12..14], frame[12..14], "{k:?}: family");
+        let mut short = vec![0u8; n - 1];
+        assert_eq!(
+            respond::build(k, frame, &params, &mut short),
+            None,
+            "{k:?}: short buffer"
+        );
     }
 }
 

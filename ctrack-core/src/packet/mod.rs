@@ -59,6 +59,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod nat;
+pub mod respond;
 pub mod tcp;
 pub mod udp;
 

@@ -25,6 +25,11 @@ impl Burst for MbufBurst {
     }
 
     #[inline]
+    fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        MbufBurst::data_mut(self, i)
+    }
+
+    #[inline]
     fn rss_hash(&self, i: usize) -> Option<u32> {
         MbufBurst::rss_hash(self, i)
     }
@@ -143,5 +148,12 @@ impl PacketIo for DpdkIo {
     #[inline]
     fn now(&self) -> Instant {
         Instant(self.clock.now_nanos())
+    }
+
+    /// From the pool of this worker's first TX queue (a run configures
+    /// every port with one pool).
+    fn alloc(&mut self, data: &[u8]) -> Option<Mbuf> {
+        let q = self.tx.iter().flatten().next()?;
+        q.mempool().alloc_with(data)
     }
 }

@@ -32,6 +32,10 @@ impl Burst for MemBurst {
         &self.pkts[i]
     }
 
+    fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.pkts[i]
+    }
+
     fn rx_checksum(&self, _i: usize) -> RxChecksum {
         self.nic
     }
@@ -83,6 +87,9 @@ pub struct MemIo {
     pub burst_size: usize,
     /// The clock `now()` returns; tests move it.
     pub clock: Instant,
+    /// How many more packets [`PacketIo::alloc`] may make (`None`: no
+    /// limit): a test's empty pool.
+    pub alloc_limit: Option<usize>,
 }
 
 impl MemIo {
@@ -97,6 +104,7 @@ impl MemIo {
             tx,
             burst_size,
             clock: Instant::ZERO,
+            alloc_limit: None,
         }
     }
 
@@ -129,6 +137,10 @@ impl PacketIo for MemIo {
         self.links[link].port ^ 1
     }
 
+    fn ingress(&self, link: usize) -> u16 {
+        self.links[link].port
+    }
+
     fn rx(&mut self, link: usize, burst: &mut MemBurst) -> usize {
         let l = &mut self.links[link];
         let room = burst.cap.saturating_sub(burst.pkts.len());
@@ -157,5 +169,12 @@ impl PacketIo for MemIo {
 
     fn now(&self) -> Instant {
         self.clock
+    }
+
+    fn alloc(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if let Some(n) = self.alloc_limit.as_mut() {
+            *n = n.checked_sub(1)?;
+        }
+        Some(data.to_vec())
     }
 }

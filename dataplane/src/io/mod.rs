@@ -25,6 +25,9 @@ pub trait Burst {
     fn is_full(&self) -> bool;
     /// Bytes of packet `i` (`i < len()`).
     fn data(&self, i: usize) -> &[u8];
+    /// Bytes of packet `i` (`i < len()`), writable in place (NAT rewrites
+    /// addresses, ports and checksums without copying the packet).
+    fn data_mut(&mut self, i: usize) -> &mut [u8];
     /// The RSS hash the NIC put in packet `i`, if any (none by default).
     fn rss_hash(&self, _i: usize) -> Option<u32> {
         None
@@ -76,4 +79,16 @@ pub trait PacketIo {
     fn tx(&mut self, port: u16, burst: &mut Self::Burst) -> usize;
     /// The time, read once per loop (TSC on DPDK).
     fn now(&self) -> Instant;
+    /// A new packet holding a copy of `data`, to be sent like a received
+    /// one (pushed into a TX burst, or handed to the worker owning the
+    /// port's TX queue): what the firewall generates (`crate::respond`).
+    /// `None` if no buffer is free (or `data` does not fit one); the caller
+    /// counts it. Allocates from a pool on DPDK, from the heap in memory.
+    fn alloc(&mut self, data: &[u8]) -> Option<Self::Packet>;
+    /// The port (index among this run's ports) that packets on link `link`
+    /// arrive from, where answers to them go out. By default the pair
+    /// partner of [`PacketIo::egress`] (ports are paired 0 <-> 1, 2 <-> 3).
+    fn ingress(&self, link: usize) -> u16 {
+        self.egress(link) ^ 1
+    }
 }

@@ -147,8 +147,9 @@ struct PortShared {
     // Whether a handle for each queue is out (see Port::take_rx_queue).
     rx_taken: Box<[AtomicBool]>,
     tx_taken: Box<[AtomicBool]>,
-    // Keeps the pool alive while the port's RX rings may hold its mbufs.
-    _pool: Arc<Mempool>,
+    // Keeps the pool alive while the port's RX rings may hold its mbufs;
+    // also where packets made to be sent on the port come from.
+    pool: Arc<Mempool>,
     // Last: counted until the port is closed.
     _live: Live,
 }
@@ -259,7 +260,7 @@ impl Port {
             id,
             rx_taken: flags(rx_queues),
             tx_taken: flags(tx_queues),
-            _pool: pool,
+            pool,
             _live: Live::enter("rte_eth_dev_configure")?,
         });
 
@@ -321,7 +322,7 @@ impl Port {
                     rx_desc,
                     socket,
                     std::ptr::null(),
-                    shared._pool.as_ptr(),
+                    shared.pool.as_ptr(),
                 )
             })?;
         }
@@ -628,6 +629,12 @@ impl TxQueue {
 
     pub fn queue(&self) -> QueueId {
         self.queue
+    }
+
+    /// The pool the port was configured with, which packets to be sent on
+    /// it (generated ones) may be allocated from.
+    pub fn mempool(&self) -> &Mempool {
+        &self.port.pool
     }
 
     /// Sends from the front of `burst`; the driver takes what it accepts and
