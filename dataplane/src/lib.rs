@@ -6,9 +6,11 @@
 //!   are one implementation (feature `dpdk`), in-memory ones serve tests.
 //! - [`rss`]: the symmetric Toeplitz hash and software dispatch to the owner.
 //! - [`stats`]: per-worker counters.
+//! - [`events`]: the rings that carry connection events to the control side.
 #![deny(unsafe_code)]
 
 pub use ctrack_core::{conntrack, flow, packet};
+pub mod events;
 pub mod io;
 pub mod policy;
 pub mod rss;

@@ -30,6 +30,7 @@ use crate::conntrack::{
     Census, ConnId, Decision, Instant, InvalidReason, OtherInvalid, RawConn, Settings, Shard,
     ShardStats, Verdict,
 };
+use crate::events::EventRing;
 use crate::flow::{FlowRepr, proto};
 use crate::io::{Burst, PacketIo};
 use crate::packet::checksum::{RxChecksum, verify_ethernet};
@@ -199,6 +200,9 @@ pub struct Worker<I: PacketIo> {
     commands: Receiver<Command>,
     counters: Arc<WorkerCounters>,
     census: Option<CensusJob>,
+    /// Where the shard's events go, and how many were dropped (see
+    /// [`Worker::set_events`]).
+    events: Option<(Arc<EventRing>, u64)>,
 }
 
 impl<I: PacketIo> Worker<I> {
@@ -236,6 +240,7 @@ impl<I: PacketIo> Worker<I> {
             commands,
             counters,
             census: None,
+            events: None,
         }
     }
 
@@ -271,6 +276,7 @@ impl<I: PacketIo> Worker<I> {
         self.core.flush_all(&mut self.io);
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
         self.serve_commands(now);
+        self.pass_events();
         let t = &mut self.core.totals;
         t.loops += 1;
         if work > 0 {
@@ -278,6 +284,34 @@ impl<I: PacketIo> Worker<I> {
         }
         self.publish();
         work
+    }
+
+    /// Switches the shard's connection events on (room for `capacity`
+    /// between loops) and sends them to `ring`, drained every loop. Between
+    /// loops, before [`Worker::run`].
+    pub fn set_events(&mut self, ring: Arc<EventRing>, capacity: usize) {
+        self.core.shard.set_events(capacity);
+        self.events = Some((ring, 0));
+    }
+
+    /// Moves the shard's events into the ring; never waits: what finds the
+    /// ring full is counted with what the shard could not keep.
+    fn pass_events(&mut self) {
+        let Some((ring, dropped)) = &mut self.events else {
+            return;
+        };
+        let shard = &mut self.core.shard;
+        let mut lost = 0;
+        for ev in shard.drain_events() {
+            if !ring.push(ev) {
+                lost += 1;
+            }
+        }
+        let total = *dropped + lost;
+        *dropped = total;
+        if lost > 0 || shard.events_overflow() > 0 {
+            ring.publish_dropped(total + shard.events_overflow());
+        }
     }
 
     fn publish(&mut self) {
@@ -691,6 +725,56 @@ mod tests {
         assert_eq!(t.rx_packets as usize, orig.len() + reply.len());
         assert_eq!(t.tx_packets, t.rx_packets);
         assert_eq!((t.handoffs_out, t.tx_dropped), (0, 0));
+    }
+
+    #[test]
+    fn events_go_to_the_ring_and_a_full_ring_counts_drops() {
+        use crate::conntrack::EventKind;
+        let (orig, reply) = inputs();
+        let run = |ring_cap: usize| {
+            let links = vec![
+                MemLink {
+                    port: 0,
+                    input: orig.clone().into(),
+                    ..MemLink::default()
+                },
+                MemLink {
+                    port: 1,
+                    input: reply.clone().into(),
+                    ..MemLink::default()
+                },
+            ];
+            let io = MemIo::new(links, 2, &[0, 1], 32);
+            let (_tx, rx) = crossbeam::channel::bounded(4);
+            let mut w = [Worker::new(
+                0,
+                io,
+                shard(0),
+                Mesh::new(1, vec![0, 0]),
+                rx,
+                Arc::default(),
+            )];
+            let ring = Arc::new(EventRing::new(ring_cap));
+            w[0].set_events(ring.clone(), 1024);
+            run_to_idle(&mut w);
+            let mut news = 0;
+            let mut all = 0;
+            while let Some(ev) = ring.pop() {
+                all += 1;
+                news += usize::from(ev.kind == EventKind::New);
+            }
+            (news, all, ring.dropped())
+        };
+        let m = mix();
+        let conns = m.tcp + m.udp + m.icmp;
+        let (news, all, dropped) = run(4096);
+        assert_eq!(news as u32, conns);
+        assert!(all > news, "updates too: {all}");
+        assert_eq!(dropped, 0);
+        // A ring of 8: the rest is counted, nothing waits.
+        let (_, kept, dropped) = run(8);
+        assert_eq!(kept, 8);
+        assert_eq!(kept as u64 + dropped, all as u64);
     }
 
     /// Single-queue ports, two workers: worker 0 polls port 0 and transmits
