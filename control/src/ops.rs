@@ -135,6 +135,11 @@ pub trait Dataplane: Send + Sync {
     fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError>;
     /// Counters for `/metrics`.
     fn metrics(&self) -> MetricsSnapshot;
+    /// Further `/metrics` families of parts that come and go with the
+    /// configuration (events, flow export); none by default.
+    fn extra_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
+        Vec::new()
+    }
 }
 
 /// Refuses a filter naming an unknown property (before any walk).

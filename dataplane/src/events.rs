@@ -55,8 +55,9 @@ impl EventRing {
         self.dropped.load(Relaxed)
     }
 
-    /// The producer's side: false (and the event is gone) when full.
-    pub(crate) fn push(&self, ev: ConnEvent) -> bool {
+    /// The producer's side (the worker; tests): false, and the event is
+    /// gone, when full.
+    pub fn push(&self, ev: ConnEvent) -> bool {
         self.queue.push(ev).is_ok()
     }
 
