@@ -1072,6 +1072,68 @@ mod tests {
         );
     }
 
+    #[test]
+    fn metrics_show_event_drops_and_export_counters() {
+        let rings: Vec<_> = (0..2)
+            .map(|_| Arc::new(dataplane::events::EventRing::new(1)))
+            .collect();
+        let hub = EventHub::new(rings.clone());
+        let _sub = hub.subscribe("flow-export", Box::new(|_| true), 1);
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        for p in 0..3 {
+            s.handle_packet(Instant::from_secs(1), &udp(p, false));
+        }
+        let evs: Vec<ConnEvent> = s.drain_events().collect();
+        // The first fills worker 1's ring of one (the second does not fit:
+        // the worker would count it); the hub moves it into the
+        // subscription of one, where the second then finds no room.
+        assert!(rings[1].push(evs[0]));
+        assert!(!rings[1].push(evs[1]));
+        hub.pump();
+        assert!(rings[1].push(evs[1]));
+        hub.pump();
+        let counters = ExportCounters {
+            targets: vec![("127.0.0.1:2055".to_string(), TargetCounters::default())],
+            ..ExportCounters::default()
+        };
+        counters.targets[0].1.records.store(7, Ordering::Relaxed);
+        counters.cache_entries.store(3, Ordering::Relaxed);
+        let fams = metric_families(&hub, Some(&counters));
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &fams, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("ctrack_events_dropped_total{worker=\"0\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_events_subscriber_dropped_total{subscriber=\"flow-export\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_records_total{target=\"127.0.0.1:2055\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_send_errors_total{target=\"127.0.0.1:2055\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_cache_entries 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_cache_full_total 0"),
+            "{text}"
+        );
+    }
+
     fn config_of(text: &str) -> Result<TrafficFlow, String> {
         let f: crate::config::ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
         f.traffic_flow.validate().map_err(|e| e.to_string())?;

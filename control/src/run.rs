@@ -338,10 +338,7 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
-    let export = match rings {
-        Some(rings) => Some(start_export(flow, rings, &set)),
-        None => None,
-    };
+    let export = rings.map(|rings| start_export(flow, rings, &set));
     let servers = start_servers(cfg, set.clone());
     let stop_reason = match (&servers, &export) {
         (Ok(_), None | Some(Ok(_))) => watch(cfg, &stop, &set, &handles, started),
