@@ -9,9 +9,15 @@
 //! channel, and an event that finds it full is dropped for that subscriber
 //! alone and counted in its own [`Subscription::dropped`]. A subscriber
 //! that goes away (its receiver dropped) is forgotten at the next event.
+//!
+//! The tables record events only while someone subscribes: the first
+//! subscription marks every ring wanted (the workers switch their shards'
+//! events on at their next loop), and when the last one is gone they are
+//! switched off again. Events of the time before a subscription are not
+//! replayed: a subscriber sees what happens from (about) then on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,19 +32,23 @@ pub type EventFilter = Box<dyn Fn(&ConnEvent) -> bool + Send + Sync>;
 /// Events moved per ring per [`EventHub::pump`] (so one busy worker cannot
 /// starve the others' rings).
 const PUMP_BATCH: usize = 1024;
-/// How long the hub thread waits when every ring was empty.
+/// How long the hub thread waits when every ring was empty (ten times that
+/// without a subscriber).
 const IDLE_WAIT: Duration = Duration::from_millis(1);
 
 struct Subscriber {
     filter: EventFilter,
     tx: Sender<ConnEvent>,
     dropped: Arc<AtomicU64>,
+    /// Gone when the [`Subscription`] is dropped.
+    alive: Weak<()>,
 }
 
 /// A subscriber's end: a bounded receiver and its drop count.
 pub struct Subscription {
     pub rx: Receiver<ConnEvent>,
     dropped: Arc<AtomicU64>,
+    _alive: Arc<()>,
 }
 
 impl Subscription {
@@ -71,15 +81,22 @@ impl EventHub {
     pub fn subscribe(&self, name: &str, filter: EventFilter, capacity: usize) -> Subscription {
         let (tx, rx) = bounded(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
+        let alive = Arc::new(());
         self.subscribers.lock().push(Subscriber {
             filter,
             tx,
             dropped: dropped.clone(),
+            alive: Arc::downgrade(&alive),
         });
+        self.rings.iter().for_each(|r| r.set_wanted(true));
         self.subscriber_drops
             .lock()
             .push((name.to_string(), dropped.clone()));
-        Subscription { rx, dropped }
+        Subscription {
+            rx,
+            dropped,
+            _alive: alive,
+        }
     }
 
     /// Moves the events waiting in the rings (a bounded batch from each) to
@@ -87,6 +104,7 @@ impl EventHub {
     pub fn pump(&self) -> usize {
         let mut moved = 0;
         let mut subs = self.subscribers.lock();
+        subs.retain(|s| s.alive.strong_count() > 0);
         for ring in &self.rings {
             for _ in 0..PUMP_BATCH {
                 let Some(ev) = ring.pop() else { break };
@@ -106,6 +124,9 @@ impl EventHub {
                 });
             }
         }
+        if subs.is_empty() && self.rings.iter().any(|r| r.wanted()) {
+            self.rings.iter().for_each(|r| r.set_wanted(false));
+        }
         moved
     }
 
@@ -118,7 +139,9 @@ impl EventHub {
             .spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     if hub.pump() == 0 {
-                        std::thread::sleep(IDLE_WAIT);
+                        // Nothing flows without a subscriber: look less often.
+                        let idle = hub.subscribers.lock().is_empty();
+                        std::thread::sleep(if idle { IDLE_WAIT * 10 } else { IDLE_WAIT });
                     }
                 }
                 while hub.pump() > 0 {}
@@ -193,6 +216,10 @@ mod tests {
         assert_eq!(none.rx.try_iter().count(), 0);
         assert_eq!(all.dropped(), 0);
         assert_eq!(hub.subscribers.lock().len(), 3);
+        assert!(ring.wanted());
+        drop((all, small, none));
+        hub.pump();
+        assert!(!ring.wanted(), "no subscriber left: events off");
         let drops = hub.subscriber_dropped();
         assert!(drops.contains(&("small".to_string(), 3)), "{drops:?}");
         assert_eq!(hub.pump(), 0);

@@ -140,6 +140,12 @@ pub trait Dataplane: Send + Sync {
     fn extra_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
         Vec::new()
     }
+    /// The connection events' hub (`listen` subscribes to it:
+    /// [`crate::events::EventHub::subscribe`]); `None` without a running
+    /// dataplane.
+    fn events(&self) -> Option<std::sync::Arc<crate::events::EventHub>> {
+        None
+    }
 }
 
 /// Refuses a filter naming an unknown property (before any walk).

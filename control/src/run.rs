@@ -286,18 +286,22 @@ fn run_with_eal(
         setups.push((rx, tx, shard, cmd_rx, counters));
     }
 
-    // Connection events, when something consumes them (flow export).
-    let rings: Option<Vec<Arc<EventRing>>> = flow.enabled.then(|| {
-        (0..workers)
-            .map(|_| Arc::new(EventRing::new(EVENT_RING)))
-            .collect()
-    });
+    // Connection events: recorded while something subscribes (flow export,
+    // `listen`).
+    let rings: Vec<Arc<EventRing>> = (0..workers)
+        .map(|_| Arc::new(EventRing::new(EVENT_RING)))
+        .collect();
+    if flow.enabled {
+        // From the first packet on, so that every connection's first-seen
+        // time is known (the exporter subscribes before the hub first looks).
+        rings.iter().for_each(|r| r.set_wanted(true));
+    }
 
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
-        let ring = rings.as_ref().map(|r| r[w].clone());
+        let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
         let cpu = cpus[w];
@@ -311,9 +315,7 @@ fn run_with_eal(
                     dpdk::register_thread().context("registering the worker thread with DPDK")?;
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
-                if let Some(ring) = ring {
-                    worker.set_events(ring, SHARD_EVENTS);
-                }
+                worker.set_events(ring, SHARD_EVENTS);
                 worker.run(&stop_w);
                 Ok(WorkerEnd {
                     totals: worker.totals(),
@@ -338,15 +340,14 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
-    let export = rings.map(|rings| start_export(flow, rings, &set));
+    let export = start_export(flow, rings, &set);
     let servers = start_servers(cfg, set.clone());
     let stop_reason = match (&servers, &export) {
-        (Ok(_), None | Some(Ok(_))) => watch(cfg, &stop, &set, &handles, started),
+        (Ok(_), Ok(_)) => watch(cfg, &stop, &set, &handles, started),
         _ => "error",
     };
     // The exporter's last records (every live connection) need the workers.
-    let export = export.transpose();
-    if let Ok(Some(x)) = &export {
+    if let Ok(x) = &export {
         x.stop();
     }
     stop.store(true, Ordering::SeqCst);
@@ -420,19 +421,23 @@ fn run_with_eal(
     })
 }
 
-/// The event hub and the flow exporter of a run.
+/// The event hub and, when `/ip traffic-flow` is enabled, the flow exporter
+/// of a run.
 struct Export {
     hub: Arc<EventHub>,
     hub_stop: Arc<AtomicBool>,
     hub_thread: Option<std::thread::JoinHandle<()>>,
-    exporter: parking_lot::Mutex<FlowExporter>,
+    exporter: Option<parking_lot::Mutex<FlowExporter>>,
 }
 
 impl Export {
-    /// Delivers what the workers published, exports what is left, stops.
+    /// Delivers what the workers published, exports what is left, stops the
+    /// exporter.
     fn stop(&self) {
         while self.hub.pump() > 0 {}
-        self.exporter.lock().stop();
+        if let Some(x) = &self.exporter {
+            x.lock().stop();
+        }
     }
 }
 
@@ -445,7 +450,8 @@ impl Drop for Export {
     }
 }
 
-/// Starts the event hub over the workers' rings and the flow exporter.
+/// Starts the event hub over the workers' rings (offered to the API through
+/// [`WorkerSet::set_event_hub`]) and, if enabled, the flow exporter.
 fn start_export(
     flow: &TrafficFlow,
     rings: Vec<Arc<EventRing>>,
@@ -456,11 +462,16 @@ fn start_export(
     let walk_set = set.clone();
     let walk: WalkFn =
         Box::new(move |visit| walk_set.for_each_raw(visit).map_err(|e| e.to_string()));
-    let exporter = FlowExporter::start(flow, &hub, walk).map_err(anyhow::Error::msg)?;
-    let (hub_m, counters) = (hub.clone(), exporter.counters.clone());
+    let exporter = if flow.enabled {
+        Some(FlowExporter::start(flow, &hub, walk).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let (hub_m, counters) = (hub.clone(), exporter.as_ref().map(|x| x.counters.clone()));
     set.add_metrics(Box::new(move || {
-        crate::flow_export::metric_families(&hub_m, Some(&counters))
+        crate::flow_export::metric_families(&hub_m, counters.as_deref())
     }));
+    set.set_event_hub(hub.clone());
     let hub_thread = hub
         .start(hub_stop.clone())
         .context("starting the event hub")?;
@@ -475,7 +486,7 @@ fn start_export(
         hub,
         hub_stop,
         hub_thread: Some(hub_thread),
-        exporter: parking_lot::Mutex::new(exporter),
+        exporter: exporter.map(parking_lot::Mutex::new),
     })
 }
 

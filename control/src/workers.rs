@@ -52,6 +52,8 @@ pub struct WorkerSet {
     send_gate: RwLock<()>,
     /// Families of parts added after start (see [`WorkerSet::add_metrics`]).
     extra_metrics: Mutex<Vec<ExtraMetricsFn>>,
+    /// The connection events' hub, once started.
+    event_hub: Mutex<Option<Arc<crate::events::EventHub>>>,
 }
 
 /// Builds `/metrics` families of a part of the control plane.
@@ -74,6 +76,7 @@ impl WorkerSet {
             port_stats,
             send_gate: RwLock::new(()),
             extra_metrics: Mutex::new(Vec::new()),
+            event_hub: Mutex::new(None),
         }
     }
 
@@ -186,6 +189,11 @@ impl WorkerSet {
         Ok(())
     }
 
+    /// Offers the connection events' hub to the API ([`Dataplane::events`]).
+    pub fn set_event_hub(&self, hub: Arc<crate::events::EventHub>) {
+        *self.event_hub.lock() = Some(hub);
+    }
+
     /// Adds families to every scrape (events, flow export).
     pub fn add_metrics(&self, f: ExtraMetricsFn) {
         self.extra_metrics.lock().push(f);
@@ -241,6 +249,10 @@ impl Dataplane for WorkerSet {
 
     fn extra_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.extra_metrics.lock().iter().flat_map(|f| f()).collect()
+    }
+
+    fn events(&self) -> Option<Arc<crate::events::EventHub>> {
+        self.event_hub.lock().clone()
     }
 
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {

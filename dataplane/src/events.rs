@@ -6,15 +6,19 @@
 //! ring; it never blocks: an event that finds the ring full is dropped and
 //! counted, as is one the shard's own buffer had no room for. The control
 //! side (`control/src/events.rs`) pops the rings and fans the events out.
+//!
+//! Events cost the table a copy per change, so they are only recorded while
+//! someone wants them: the consumer sets [`EventRing::set_wanted`], and the
+//! worker switches its shard's events on or off accordingly at its next loop.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::ConnEvent;
 
-/// Default ring capacity, in events (256 bytes each: 4 MiB per worker).
-pub const EVENT_RING: usize = 16 * 1024;
+/// Default ring capacity, in events (256 bytes each: 2 MiB per worker).
+pub const EVENT_RING: usize = 8 * 1024;
 /// Default room in a shard's buffer between two drains (the worker drains
 /// every loop; a loop of several bursts of new connections fits).
 pub const SHARD_EVENTS: usize = 4 * 1024;
@@ -26,6 +30,8 @@ pub struct EventRing {
     /// Events lost: the ring or the shard's buffer was full. Written by the
     /// worker only (a relaxed store of its own count), read by anyone.
     dropped: AtomicU64,
+    /// A consumer wants events: the worker keeps its shard's events on.
+    wanted: AtomicBool,
 }
 
 impl EventRing {
@@ -33,7 +39,18 @@ impl EventRing {
         EventRing {
             queue: ArrayQueue::new(capacity.max(1)),
             dropped: AtomicU64::new(0),
+            wanted: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the worker to record events (or to stop): it follows at its next
+    /// loop.
+    pub fn set_wanted(&self, on: bool) {
+        self.wanted.store(on, Relaxed);
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.wanted.load(Relaxed)
     }
 
     /// The oldest event waiting, if any (the consumer's side).

@@ -200,9 +200,9 @@ pub struct Worker<I: PacketIo> {
     commands: Receiver<Command>,
     counters: Arc<WorkerCounters>,
     census: Option<CensusJob>,
-    /// Where the shard's events go, and how many were dropped (see
-    /// [`Worker::set_events`]).
-    events: Option<(Arc<EventRing>, u64)>,
+    /// Where the shard's events go, the shard's buffer size while they are
+    /// wanted, and how many were dropped (see [`Worker::set_events`]).
+    events: Option<(Arc<EventRing>, usize, u64)>,
 }
 
 impl<I: PacketIo> Worker<I> {
@@ -286,21 +286,28 @@ impl<I: PacketIo> Worker<I> {
         work
     }
 
-    /// Switches the shard's connection events on (room for `capacity`
-    /// between loops) and sends them to `ring`, drained every loop. Between
-    /// loops, before [`Worker::run`].
+    /// Gives the worker a ring for its shard's connection events: while the
+    /// ring is [wanted](EventRing::set_wanted), the shard records them (room
+    /// for `capacity` between loops) and the worker moves them into the ring
+    /// every loop. Before [`Worker::run`].
     pub fn set_events(&mut self, ring: Arc<EventRing>, capacity: usize) {
-        self.core.shard.set_events(capacity);
-        self.events = Some((ring, 0));
+        self.events = Some((ring, capacity, 0));
+        self.pass_events();
     }
 
-    /// Moves the shard's events into the ring; never waits: what finds the
-    /// ring full is counted with what the shard could not keep.
+    /// Switches the shard's events as the ring's consumer wants them (the
+    /// buffer is allocated or freed here, between loops, not per packet) and
+    /// moves them into the ring; never waits: what finds the ring full is
+    /// counted with what the shard could not keep.
     fn pass_events(&mut self) {
-        let Some((ring, dropped)) = &mut self.events else {
+        let Some((ring, capacity, dropped)) = &mut self.events else {
             return;
         };
         let shard = &mut self.core.shard;
+        let wanted = ring.wanted();
+        if wanted != shard.events_on() {
+            shard.set_events(if wanted { *capacity } else { 0 });
+        }
         let mut lost = 0;
         for ev in shard.drain_events() {
             if !ring.push(ev) {
@@ -755,6 +762,7 @@ mod tests {
                 Arc::default(),
             )];
             let ring = Arc::new(EventRing::new(ring_cap));
+            ring.set_wanted(true);
             w[0].set_events(ring.clone(), 1024);
             run_to_idle(&mut w);
             let mut news = 0;
@@ -775,6 +783,37 @@ mod tests {
         let (_, kept, dropped) = run(8);
         assert_eq!(kept, 8);
         assert_eq!(kept as u64 + dropped, all as u64);
+    }
+
+    #[test]
+    fn events_are_recorded_only_while_wanted() {
+        let (orig, _) = inputs();
+        let links = vec![MemLink {
+            port: 0,
+            input: orig.into(),
+            ..MemLink::default()
+        }];
+        let io = MemIo::new(links, 2, &[0], 32);
+        let (_tx, rx) = crossbeam::channel::bounded(4);
+        let mut w = Worker::new(
+            0,
+            io,
+            shard(0),
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        );
+        let ring = Arc::new(EventRing::new(4096));
+        w.set_events(ring.clone(), 1024);
+        assert!(!w.shard().events_on());
+        w.poll_once();
+        assert!(ring.is_empty());
+        ring.set_wanted(true);
+        w.poll_once();
+        assert!(w.shard().events_on());
+        ring.set_wanted(false);
+        w.poll_once();
+        assert!(!w.shard().events_on());
     }
 
     /// Single-queue ports, two workers: worker 0 polls port 0 and transmits
