@@ -250,6 +250,8 @@ struct Cached {
     /// Packets and bytes already exported, by direction.
     packets: [u64; 2],
     bytes: [u64; 2],
+    /// The walk that last saw it (or during which it was created).
+    walk: u32,
 }
 
 /// Counters of the cache's decisions.
@@ -258,6 +260,9 @@ pub struct CacheStats {
     /// Connections not remembered because the cache was full (their first
     /// record starts at their last packet; deltas cannot be kept).
     pub cache_full: u64,
+    /// Connections a complete walk did not find (their `destroy` event was
+    /// lost): forgotten, their last counters unexported.
+    pub stale: u64,
 }
 
 /// The exporter's flow cache and its record building: events and table rows
@@ -269,6 +274,8 @@ pub struct FlowCache {
     /// Per worker: Unix ns minus worker-clock ns (the smallest seen).
     offsets: HashMap<u16, i128>,
     stats: CacheStats,
+    /// The current walk's number (see [`FlowCache::begin_walk`]).
+    walk: u32,
 }
 
 impl FlowCache {
@@ -278,6 +285,7 @@ impl FlowCache {
             flows: HashMap::new(),
             offsets: HashMap::new(),
             stats: CacheStats::default(),
+            walk: 0,
         }
     }
 
@@ -336,6 +344,7 @@ impl FlowCache {
                             exported_ns: ev.time.nanos(),
                             packets: [0; 2],
                             bytes: [0; 2],
+                            walk: self.walk,
                         },
                     );
                 } else {
@@ -365,12 +374,33 @@ impl FlowCache {
         }
     }
 
+    /// Starts a walk of every live connection ([`FlowCache::on_row`] each).
+    pub fn begin_walk(&mut self) {
+        self.walk = self.walk.wrapping_add(1);
+    }
+
+    /// Ends a walk that visited every live connection: a cached connection
+    /// that neither this walk nor the one before saw is gone without its
+    /// `destroy` event (lost under overload): forgotten, so that stale
+    /// entries do not fill the cache. (One walk is not enough: a connection
+    /// that went during the walk may have its `destroy` still queued.)
+    pub fn end_walk(&mut self) {
+        let walk = self.walk;
+        let before = self.flows.len();
+        self.flows.retain(|_, c| walk.wrapping_sub(c.walk) < 2);
+        self.stats.stale += (before - self.flows.len()) as u64;
+    }
+
     /// A live connection seen by a walk at Unix time `unix_ns`: records when
     /// its active or inactive timeout is due (`force`: the exporter stops,
     /// everything unexported goes).
     pub fn on_row(&mut self, raw: &RawConn, unix_ns: u64, force: bool, out: &mut Vec<Record>) {
         let w = raw.worker();
-        let Some(&c) = self.flows.get(&raw.id()) else {
+        let walk = self.walk;
+        let Some(&c) = self.flows.get_mut(&raw.id()).map(|c| {
+            c.walk = walk;
+            &*c
+        }) else {
             if force {
                 self.records(
                     w,
@@ -579,7 +609,8 @@ fn end_reason(why: DestroyReason, e: &Entry) -> EndReason {
 /// `ctrack_events_dropped_total{worker}`,
 /// `ctrack_events_subscriber_dropped_total{subscriber}` and, with an
 /// exporter, `ctrack_flow_export_{records,datagrams,send_errors,skipped}_total{target}`,
-/// `ctrack_flow_export_cache_full_total`, `ctrack_flow_export_cache_entries`.
+/// `ctrack_flow_export_cache_full_total`, `ctrack_flow_export_cache_stale_total`,
+/// `ctrack_flow_export_cache_entries`.
 pub fn metric_families(
     hub: &EventHub,
     export: Option<&ExportCounters>,
@@ -653,6 +684,13 @@ pub fn metric_families(
             c.inc_by(e.cache_full.load(Ordering::Relaxed));
             out.extend(c.collect());
         }
+        if let Ok(c) = IntCounter::with_opts(Opts::new(
+            "ctrack_flow_export_cache_stale_total",
+            "Cached connections two walks did not find (their destroy event was lost): forgotten.",
+        )) {
+            c.inc_by(e.cache_stale.load(Ordering::Relaxed));
+            out.extend(c.collect());
+        }
         if let Ok(g) = IntGauge::with_opts(Opts::new(
             "ctrack_flow_export_cache_entries",
             "Connections in the flow cache now.",
@@ -682,6 +720,7 @@ pub struct ExportCounters {
     /// `(dst-address:port, counters)` per target.
     pub targets: Vec<(String, TargetCounters)>,
     pub cache_full: AtomicU64,
+    pub cache_stale: AtomicU64,
     pub cache_entries: AtomicU64,
 }
 
@@ -814,14 +853,16 @@ impl Run {
 
     fn walk(&mut self, walk: &WalkFn, force: bool) {
         let now = unix_ns_now();
+        self.cache.begin_walk();
         let r = walk(&mut |raw| {
             self.cache.on_row(raw, now, force, &mut self.batch);
             if self.batch.len() >= BATCH {
                 self.flush();
             }
         });
-        if let Err(e) = r {
-            tracing::warn!("flow export: the connection walk failed: {e}");
+        match r {
+            Ok(()) => self.cache.end_walk(),
+            Err(e) => tracing::warn!("flow export: the connection walk failed: {e}"),
         }
     }
 
@@ -829,6 +870,8 @@ impl Run {
         let c = &self.counters;
         c.cache_full
             .store(self.cache.stats().cache_full, Ordering::Relaxed);
+        c.cache_stale
+            .store(self.cache.stats().stale, Ordering::Relaxed);
         c.cache_entries
             .store(self.cache.len() as u64, Ordering::Relaxed);
         if self.batch.is_empty() {
@@ -1132,6 +1175,46 @@ mod tests {
             text.contains("ctrack_flow_export_cache_full_total 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn connections_whose_destroy_was_lost_leave_the_cache_after_two_walks() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow::default());
+        let mut out = Vec::new();
+        s.handle_packet(Instant::from_secs(1), &udp(1, false));
+        s.handle_packet(Instant::from_secs(1), &udp(2, false));
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(cache.len(), 2);
+        // One goes, its destroy event lost.
+        let (id, _) = s
+            .lookup(&dataplane::conntrack::Key::of_packet(
+                &udp(1, false).tuple,
+                &L4::Udp,
+            ))
+            .unwrap();
+        assert!(s.remove(id));
+        s.drain_events().for_each(drop);
+        let walk = |cache: &mut FlowCache, s: &Shard, out: &mut Vec<Record>| {
+            cache.begin_walk();
+            s.for_each_snapshot(Instant::from_secs(2), |raw| {
+                cache.on_row(&raw, EPOCH + 2 * S, false, out)
+            });
+            cache.end_walk();
+        };
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 2, "one walk is not enough");
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.stats().stale, 1);
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 1, "the live one stays");
     }
 
     fn config_of(text: &str) -> Result<TrafficFlow, String> {
