@@ -22,6 +22,13 @@
 //! [tracking]           # /ip firewall connection tracking, the seed's names
 //! udp-timeout = "10s"
 //! tcp-established-timeout = "1d"
+//!
+//! [traffic-flow]       # /ip traffic-flow (see flow_export.rs)
+//! enabled = "yes"
+//! [[traffic-flow.target]]
+//! dst-address = "192.0.2.10"
+//! port = 2055
+//! version = "ipfix"
 //! ```
 
 use std::path::Path;
@@ -61,6 +68,9 @@ pub struct ConfigFile {
     /// message naming the key.
     #[serde(default)]
     pub tracking: Settings,
+    /// `/ip traffic-flow` and its targets (see [`crate::flow_export`]).
+    #[serde(default, rename = "traffic-flow")]
+    pub traffic_flow: crate::flow_export::TrafficFlow,
 }
 
 /// A listening address, or `off`.
@@ -142,6 +152,12 @@ impl ConfigFile {
             message: e.message().to_owned(),
         })?;
         file.run.validate()?;
+        file.traffic_flow
+            .validate()
+            .map_err(|e| ConfigError::Value {
+                field: e.field,
+                message: e.message,
+            })?;
         Ok(file)
     }
 }

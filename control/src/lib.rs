@@ -6,6 +6,8 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod events;
+pub mod flow_export;
 pub mod http;
 pub mod metrics;
 pub mod ops;

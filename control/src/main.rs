@@ -423,7 +423,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         config = args.config.as_ref().map(|p| p.display().to_string()),
         "starting ctrack"
     );
-    run_dataplane(&cfg, &tracking, args.summary_json)
+    run_dataplane(&cfg, &tracking, &file.traffic_flow, args.summary_json)
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
@@ -503,6 +503,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 fn run_dataplane(
     cfg: &RunConfig,
     tracking: &Settings,
+    traffic_flow: &control::flow_export::TrafficFlow,
     summary_json: Option<PathBuf>,
 ) -> Result<()> {
     use std::sync::Arc;
@@ -511,7 +512,7 @@ fn run_dataplane(
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
         .context("installing the SIGINT/SIGTERM handler")?;
-    let summary = control::run::run(cfg, tracking, stop)?;
+    let summary = control::run::run_with_export(cfg, tracking, traffic_flow, stop)?;
     print_summary(&summary);
     if let Some(path) = summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -521,7 +522,12 @@ fn run_dataplane(
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dataplane(_: &RunConfig, _: &Settings, _: Option<PathBuf>) -> Result<()> {
+fn run_dataplane(
+    _: &RunConfig,
+    _: &Settings,
+    _: &control::flow_export::TrafficFlow,
+    _: Option<PathBuf>,
+) -> Result<()> {
     anyhow::bail!("this ctrack was built without the `dpdk` feature; rebuild with default features")
 }
 

@@ -420,7 +420,10 @@ impl Collector for CtrackCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         match families(&self.dp.metrics()) {
-            Ok(f) => f,
+            Ok(mut f) => {
+                f.extend(self.dp.extra_metrics());
+                f
+            }
             Err(e) => {
                 // Only a bug (a label count that does not match) gets here.
                 tracing::error!("metrics: cannot build the ctrack families: {e}");

@@ -135,6 +135,17 @@ pub trait Dataplane: Send + Sync {
     fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError>;
     /// Counters for `/metrics`.
     fn metrics(&self) -> MetricsSnapshot;
+    /// Further `/metrics` families of parts that come and go with the
+    /// configuration (events, flow export); none by default.
+    fn extra_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
+        Vec::new()
+    }
+    /// The connection events' hub (`listen` subscribes to it:
+    /// [`crate::events::EventHub::subscribe`]); `None` without a running
+    /// dataplane.
+    fn events(&self) -> Option<std::sync::Arc<crate::events::EventHub>> {
+        None
+    }
 }
 
 /// Refuses a filter naming an unknown property (before any walk).

@@ -15,10 +15,14 @@ use serde::Serialize;
 
 use crate::api::ApiServer;
 use crate::config::{Listen, RunConfig};
+use crate::events::EventHub;
+use crate::flow_export::{FlowExporter, TrafficFlow, WalkFn};
 use crate::metrics::MetricsServer;
 use crate::ops::{Dataplane, PortMetrics};
 use crate::plan::{PortQueues, plan};
 use crate::workers::{PortStatsFn, WorkerHandle, WorkerSet, command_queue};
+use dataplane::events::{EVENT_RING, EventRing, SHARD_EVENTS};
+use std::net::SocketAddr;
 
 #[derive(Debug, Serialize)]
 pub struct PortSummary {
@@ -85,9 +89,19 @@ pub struct RunSummary {
 }
 
 pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Result<RunSummary> {
+    run_with_export(cfg, tracking, &TrafficFlow::default(), stop)
+}
+
+/// [`run`], exporting flows as `flow` says (`/ip traffic-flow`).
+pub fn run_with_export(
+    cfg: &RunConfig,
+    tracking: &Settings,
+    flow: &TrafficFlow,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary> {
     let eal = Eal::init(&cfg.eal)
         .context("EAL initialisation failed (check the EAL arguments after --)")?;
-    let result = run_with_eal(&eal, cfg, tracking, stop);
+    let result = run_with_eal(&eal, cfg, tracking, flow, stop);
     // Every port, queue and mempool is dropped by now, and every worker
     // joined; cleanup checks it and refuses otherwise (the process then ends
     // without it, which is harmless).
@@ -108,6 +122,7 @@ fn run_with_eal(
     eal: &Eal,
     cfg: &RunConfig,
     tracking: &Settings,
+    flow: &TrafficFlow,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
     let probed = eal.port_count();
@@ -271,10 +286,22 @@ fn run_with_eal(
         setups.push((rx, tx, shard, cmd_rx, counters));
     }
 
+    // Connection events: recorded while something subscribes (flow export,
+    // `listen`).
+    let rings: Vec<Arc<EventRing>> = (0..workers)
+        .map(|_| Arc::new(EventRing::new(EVENT_RING)))
+        .collect();
+    if flow.enabled {
+        // From the first packet on, so that every connection's first-seen
+        // time is known (the exporter subscribes before the hub first looks).
+        rings.iter().for_each(|r| r.set_wanted(true));
+    }
+
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
+        let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
         let cpu = cpus[w];
@@ -288,6 +315,7 @@ fn run_with_eal(
                     dpdk::register_thread().context("registering the worker thread with DPDK")?;
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
+                worker.set_events(ring, SHARD_EVENTS);
                 worker.run(&stop_w);
                 Ok(WorkerEnd {
                     totals: worker.totals(),
@@ -312,12 +340,16 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
+    let export = start_export(flow, rings, &set);
     let servers = start_servers(cfg, set.clone());
-    let stop_reason = if servers.is_ok() {
-        watch(cfg, &stop, &set, &handles, started)
-    } else {
-        "error"
+    let stop_reason = match (&servers, &export) {
+        (Ok(_), Ok(_)) => watch(cfg, &stop, &set, &handles, started),
+        _ => "error",
     };
+    // The exporter's last records (every live connection) need the workers.
+    if let Ok(x) = &export {
+        x.stop();
+    }
     stop.store(true, Ordering::SeqCst);
     // Join every worker before reporting any failure: none may outlive EAL.
     let joined: Vec<Result<WorkerEnd>> = handles
@@ -328,6 +360,7 @@ fn run_with_eal(
         })
         .collect();
     let ends = joined.into_iter().collect::<Result<Vec<_>>>()?;
+    let _export = export?;
     let mut servers = servers?;
     servers.iter_mut().for_each(|s| s.stop());
     drop(servers);
@@ -385,6 +418,75 @@ fn run_with_eal(
         mempool_size: mbufs,
         mempool_in_use_start: in_use_start,
         mempool_in_use_end: in_use_end,
+    })
+}
+
+/// The event hub and, when `/ip traffic-flow` is enabled, the flow exporter
+/// of a run.
+struct Export {
+    hub: Arc<EventHub>,
+    hub_stop: Arc<AtomicBool>,
+    hub_thread: Option<std::thread::JoinHandle<()>>,
+    exporter: Option<parking_lot::Mutex<FlowExporter>>,
+}
+
+impl Export {
+    /// Delivers what the workers published, exports what is left, stops the
+    /// exporter.
+    fn stop(&self) {
+        while self.hub.pump() > 0 {}
+        if let Some(x) = &self.exporter {
+            x.lock().stop();
+        }
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        self.hub_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.hub_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the event hub over the workers' rings (offered to the API through
+/// [`WorkerSet::set_event_hub`]) and, if enabled, the flow exporter.
+fn start_export(
+    flow: &TrafficFlow,
+    rings: Vec<Arc<EventRing>>,
+    set: &Arc<WorkerSet>,
+) -> Result<Export> {
+    let hub = EventHub::new(rings);
+    let hub_stop = Arc::new(AtomicBool::new(false));
+    let walk_set = set.clone();
+    let walk: WalkFn =
+        Box::new(move |visit| walk_set.for_each_raw(visit).map_err(|e| e.to_string()));
+    let exporter = if flow.enabled {
+        Some(FlowExporter::start(flow, &hub, walk).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let (hub_m, counters) = (hub.clone(), exporter.as_ref().map(|x| x.counters.clone()));
+    set.add_metrics(Box::new(move || {
+        crate::flow_export::metric_families(&hub_m, counters.as_deref())
+    }));
+    set.set_event_hub(hub.clone());
+    let hub_thread = hub
+        .start(hub_stop.clone())
+        .context("starting the event hub")?;
+    for t in &flow.targets {
+        println!(
+            "ctrack: exporting flows to {} (version {})",
+            SocketAddr::new(t.dst_address, t.port),
+            t.version.name()
+        );
+    }
+    Ok(Export {
+        hub,
+        hub_stop,
+        hub_thread: Some(hub_thread),
+        exporter: exporter.map(parking_lot::Mutex::new),
     })
 }
 

@@ -50,7 +50,14 @@ pub struct WorkerSet {
     /// holds it exclusively, so that room it found in every queue is still
     /// there when it sends (workers only ever take commands out).
     send_gate: RwLock<()>,
+    /// Families of parts added after start (see [`WorkerSet::add_metrics`]).
+    extra_metrics: Mutex<Vec<ExtraMetricsFn>>,
+    /// The connection events' hub, once started.
+    event_hub: Mutex<Option<Arc<crate::events::EventHub>>>,
 }
+
+/// Builds `/metrics` families of a part of the control plane.
+pub type ExtraMetricsFn = Box<dyn Fn() -> Vec<prometheus::proto::MetricFamily> + Send + Sync>;
 
 /// A worker's command queue and its end of it.
 pub fn command_queue() -> (Sender<Command>, Receiver<Command>) {
@@ -68,6 +75,8 @@ impl WorkerSet {
             settings: Mutex::new(settings),
             port_stats,
             send_gate: RwLock::new(()),
+            extra_metrics: Mutex::new(Vec::new()),
+            event_hub: Mutex::new(None),
         }
     }
 
@@ -158,6 +167,38 @@ impl WorkerSet {
         Ok(ControlFlow::Continue(()))
     }
 
+    /// Visits every live connection of every worker as a raw record, fetched
+    /// in bounded chunks (what the flow exporter walks for its timeouts).
+    pub fn for_each_raw(&self, visit: &mut dyn FnMut(&RawConn)) -> Result<(), OpsError> {
+        let mut buf = Vec::with_capacity(LIST_CHUNK_MAX);
+        for w in 0..self.workers.len() {
+            let mut cursor = Some(0);
+            while let Some(c) = cursor {
+                let lent = std::mem::take(&mut buf);
+                let chunk = self.ask(w, |reply| Command::List {
+                    cursor: c,
+                    max: LIST_CHUNK_MAX,
+                    buf: lent,
+                    reply,
+                })?;
+                buf = chunk.rows;
+                buf.iter().for_each(&mut *visit);
+                cursor = chunk.next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers the connection events' hub to the API ([`Dataplane::events`]).
+    pub fn set_event_hub(&self, hub: Arc<crate::events::EventHub>) {
+        *self.event_hub.lock() = Some(hub);
+    }
+
+    /// Adds families to every scrape (events, flow export).
+    pub fn add_metrics(&self, f: ExtraMetricsFn) {
+        self.extra_metrics.lock().push(f);
+    }
+
     /// Packets received by all workers so far.
     pub fn rx_packets(&self) -> u64 {
         self.workers
@@ -204,6 +245,14 @@ impl Dataplane for WorkerSet {
             }
         }
         Ok(())
+    }
+
+    fn extra_metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.extra_metrics.lock().iter().flat_map(|f| f()).collect()
+    }
+
+    fn events(&self) -> Option<Arc<crate::events::EventHub>> {
+        self.event_hub.lock().clone()
     }
 
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {

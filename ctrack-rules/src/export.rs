@@ -166,6 +166,19 @@ pub fn export(cfg: &Config) -> String {
             );
         }
     }
+    if !cfg.traffic_flow.0.is_empty() {
+        section(
+            MenuRef::TrafficFlow,
+            vec![format!("set{}", props_str(&cfg.traffic_flow.0))],
+        );
+    }
+    section(
+        MenuRef::TrafficFlowTarget,
+        cfg.traffic_flow_targets
+            .iter()
+            .map(|i| add_line(i.0.clone()))
+            .collect(),
+    );
     out
 }
 

@@ -82,6 +82,10 @@ pub struct Config {
     pub connection_tracking: Item,
     /// `/ip firewall service-port` (`set NAME ...` lines)
     pub service_ports: Vec<ServicePort>,
+    /// `/ip traffic-flow` (`set` properties, by name).
+    pub traffic_flow: Item,
+    /// `/ip traffic-flow target`
+    pub traffic_flow_targets: Vec<Item>,
 }
 
 impl Config {

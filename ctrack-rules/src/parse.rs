@@ -69,6 +69,8 @@ enum Menu {
     Arp,
     ConnectionTracking,
     ServicePort,
+    TrafficFlow,
+    TrafficFlowTarget,
     /// A menu that is not implemented (lenient mode skips its lines).
     Unknown,
 }
@@ -97,6 +99,8 @@ const MENUS: &[(&str, Menu)] = &[
     ("ip arp", Menu::Arp),
     ("ip firewall connection tracking", Menu::ConnectionTracking),
     ("ip firewall service-port", Menu::ServicePort),
+    ("ip traffic-flow", Menu::TrafficFlow),
+    ("ip traffic-flow target", Menu::TrafficFlowTarget),
 ];
 
 /// The menu path a [`Menu`] is written as (for export).
@@ -113,6 +117,8 @@ pub(crate) fn menu_path(m: MenuRef) -> &'static str {
         MenuRef::Arp => Menu::Arp,
         MenuRef::ConnectionTracking => Menu::ConnectionTracking,
         MenuRef::ServicePort => Menu::ServicePort,
+        MenuRef::TrafficFlow => Menu::TrafficFlow,
+        MenuRef::TrafficFlowTarget => Menu::TrafficFlowTarget,
     };
     MENUS
         .iter()
@@ -135,6 +141,8 @@ pub(crate) enum MenuRef {
     Arp,
     ConnectionTracking,
     ServicePort,
+    TrafficFlow,
+    TrafficFlowTarget,
 }
 
 const COMMANDS: &[&str] = &[
@@ -158,6 +166,8 @@ enum Kind {
     V4,
     V4Net,
     V6Net,
+    /// An IPv4 or IPv6 address.
+    Ip,
     Mac,
     Choice(&'static [&'static str]),
 }
@@ -228,6 +238,31 @@ const CONNECTION_TRACKING: &[(&str, Kind)] = &[
     ("udp-timeout", Kind::Time),
 ];
 
+/// `/ip traffic-flow` (ctrack: `control/src/flow_export.rs`). `nat-events`
+/// is ctrack's own (RFC 8158 NAT events to IPFIX targets).
+const TRAFFIC_FLOW: &[(&str, Kind)] = &[
+    ("active-flow-timeout", Kind::Time),
+    (
+        "cache-entries",
+        Kind::Choice(&["128k", "16k", "1k", "256k", "2k", "32k", "4k", "64k", "8k"]),
+    ),
+    ("enabled", Kind::Bool),
+    ("inactive-flow-timeout", Kind::Time),
+    ("interfaces", Kind::Text),
+    ("nat-events", Kind::Bool),
+];
+
+/// `/ip traffic-flow target`: ctrack speaks NetFlow v9 and IPFIX (RouterOS
+/// also has versions 1 and 5).
+const TRAFFIC_FLOW_TARGET: &[(&str, Kind)] = &[
+    ("comment", Kind::Text),
+    ("disabled", Kind::Bool),
+    ("dst-address", Kind::Ip),
+    ("port", Kind::Int),
+    ("src-address", Kind::Ip),
+    ("version", Kind::Choice(&["9", "ipfix"])),
+];
+
 fn check_kind(kind: Kind, v: &str) -> VResult<()> {
     match kind {
         Kind::Text => Ok(()),
@@ -235,6 +270,10 @@ fn check_kind(kind: Kind, v: &str) -> VResult<()> {
         Kind::Bool => parse_bool(v).map(|_| ()),
         Kind::Time => parse_time(v).map(|_| ()),
         Kind::Int => parse_u64(v).map(|_| ()),
+        Kind::Ip => v
+            .parse::<std::net::IpAddr>()
+            .map(|_| ())
+            .map_err(|_| "expected an IP address".into()),
         Kind::V4 => v
             .parse::<std::net::Ipv4Addr>()
             .map(|_| ())
@@ -468,7 +507,16 @@ impl Parser {
                 let it = item(props, ARP, path, &["address", "interface"])?;
                 self.cfg.arp.push(it);
             }
-            Menu::Ethernet | Menu::ConnectionTracking | Menu::ServicePort => {
+            Menu::TrafficFlowTarget => {
+                let it = item(props, TRAFFIC_FLOW_TARGET, path, &["dst-address"])?;
+                if let Some(p) = it.get("port")
+                    && !matches!(p.parse::<u16>(), Ok(1..))
+                {
+                    return Err((format!("port={p}"), "expected a port, 1..65535".into()));
+                }
+                self.cfg.traffic_flow_targets.push(it);
+            }
+            Menu::Ethernet | Menu::ConnectionTracking | Menu::ServicePort | Menu::TrafficFlow => {
                 return Err(("add".into(), format!("/{path} has no add; use set")));
             }
             Menu::Unknown => return Err((path.to_string(), "unsupported menu".into())),
@@ -506,16 +554,17 @@ impl Parser {
                     props: it,
                 });
             }
-            Menu::ConnectionTracking => {
+            Menu::ConnectionTracking | Menu::TrafficFlow => {
                 if let Some((k, _)) = selector {
-                    return Err((
-                        k,
-                        "/ip firewall connection tracking has no items to select".into(),
-                    ));
+                    return Err((k, format!("/{path} has no items to select")));
                 }
-                let it = item(&props, CONNECTION_TRACKING, path, &[])?;
+                let (schema, ct) = if menu == Menu::TrafficFlow {
+                    (TRAFFIC_FLOW, &mut self.cfg.traffic_flow.0)
+                } else {
+                    (CONNECTION_TRACKING, &mut self.cfg.connection_tracking.0)
+                };
+                let it = item(&props, schema, path, &[])?;
                 // Later `set` lines override earlier values, key by key.
-                let ct = &mut self.cfg.connection_tracking.0;
                 for (k, v) in it.0 {
                     match ct.iter_mut().find(|(ck, _)| *ck == k) {
                         Some(e) => e.1 = v,

@@ -8,9 +8,11 @@
 //! - [`stats`]: per-worker counters.
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
+//! - [`events`]: the rings that carry connection events to the control side.
 #![deny(unsafe_code)]
 
 pub use ctrack_core::{conntrack, flow, packet};
+pub mod events;
 pub mod io;
 pub mod policy;
 pub mod respond;

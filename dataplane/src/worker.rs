@@ -30,6 +30,7 @@ use crate::conntrack::{
     Census, ConnId, Decision, Instant, InvalidReason, OtherInvalid, RawConn, Settings, Shard,
     ShardStats, Verdict,
 };
+use crate::events::EventRing;
 use crate::flow::{FlowRepr, proto};
 use crate::io::{Burst, PacketIo};
 use crate::packet::checksum::{RxChecksum, verify_ethernet};
@@ -199,6 +200,9 @@ pub struct Worker<I: PacketIo> {
     commands: Receiver<Command>,
     counters: Arc<WorkerCounters>,
     census: Option<CensusJob>,
+    /// Where the shard's events go, the shard's buffer size while they are
+    /// wanted, and how many were dropped (see [`Worker::set_events`]).
+    events: Option<(Arc<EventRing>, usize, u64)>,
 }
 
 impl<I: PacketIo> Worker<I> {
@@ -236,6 +240,7 @@ impl<I: PacketIo> Worker<I> {
             commands,
             counters,
             census: None,
+            events: None,
         }
     }
 
@@ -271,6 +276,7 @@ impl<I: PacketIo> Worker<I> {
         self.core.flush_all(&mut self.io);
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
         self.serve_commands(now);
+        self.pass_events();
         let t = &mut self.core.totals;
         t.loops += 1;
         if work > 0 {
@@ -278,6 +284,41 @@ impl<I: PacketIo> Worker<I> {
         }
         self.publish();
         work
+    }
+
+    /// Gives the worker a ring for its shard's connection events: while the
+    /// ring is [wanted](EventRing::set_wanted), the shard records them (room
+    /// for `capacity` between loops) and the worker moves them into the ring
+    /// every loop. Before [`Worker::run`].
+    pub fn set_events(&mut self, ring: Arc<EventRing>, capacity: usize) {
+        self.events = Some((ring, capacity, 0));
+        self.pass_events();
+    }
+
+    /// Switches the shard's events as the ring's consumer wants them (the
+    /// buffer is allocated or freed here, between loops, not per packet) and
+    /// moves them into the ring; never waits: what finds the ring full is
+    /// counted with what the shard could not keep.
+    fn pass_events(&mut self) {
+        let Some((ring, capacity, dropped)) = &mut self.events else {
+            return;
+        };
+        let shard = &mut self.core.shard;
+        let wanted = ring.wanted();
+        if wanted != shard.events_on() {
+            shard.set_events(if wanted { *capacity } else { 0 });
+        }
+        let mut lost = 0;
+        for ev in shard.drain_events() {
+            if !ring.push(ev) {
+                lost += 1;
+            }
+        }
+        let total = *dropped + lost;
+        *dropped = total;
+        if lost > 0 || shard.events_overflow() > 0 {
+            ring.publish_dropped(total + shard.events_overflow());
+        }
     }
 
     fn publish(&mut self) {
@@ -691,6 +732,88 @@ mod tests {
         assert_eq!(t.rx_packets as usize, orig.len() + reply.len());
         assert_eq!(t.tx_packets, t.rx_packets);
         assert_eq!((t.handoffs_out, t.tx_dropped), (0, 0));
+    }
+
+    #[test]
+    fn events_go_to_the_ring_and_a_full_ring_counts_drops() {
+        use crate::conntrack::EventKind;
+        let (orig, reply) = inputs();
+        let run = |ring_cap: usize| {
+            let links = vec![
+                MemLink {
+                    port: 0,
+                    input: orig.clone().into(),
+                    ..MemLink::default()
+                },
+                MemLink {
+                    port: 1,
+                    input: reply.clone().into(),
+                    ..MemLink::default()
+                },
+            ];
+            let io = MemIo::new(links, 2, &[0, 1], 32);
+            let (_tx, rx) = crossbeam::channel::bounded(4);
+            let mut w = [Worker::new(
+                0,
+                io,
+                shard(0),
+                Mesh::new(1, vec![0, 0]),
+                rx,
+                Arc::default(),
+            )];
+            let ring = Arc::new(EventRing::new(ring_cap));
+            ring.set_wanted(true);
+            w[0].set_events(ring.clone(), 1024);
+            run_to_idle(&mut w);
+            let mut news = 0;
+            let mut all = 0;
+            while let Some(ev) = ring.pop() {
+                all += 1;
+                news += usize::from(ev.kind == EventKind::New);
+            }
+            (news, all, ring.dropped())
+        };
+        let m = mix();
+        let conns = m.tcp + m.udp + m.icmp;
+        let (news, all, dropped) = run(4096);
+        assert_eq!(news as u32, conns);
+        assert!(all > news, "updates too: {all}");
+        assert_eq!(dropped, 0);
+        // A ring of 8: the rest is counted, nothing waits.
+        let (_, kept, dropped) = run(8);
+        assert_eq!(kept, 8);
+        assert_eq!(kept as u64 + dropped, all as u64);
+    }
+
+    #[test]
+    fn events_are_recorded_only_while_wanted() {
+        let (orig, _) = inputs();
+        let links = vec![MemLink {
+            port: 0,
+            input: orig.into(),
+            ..MemLink::default()
+        }];
+        let io = MemIo::new(links, 2, &[0], 32);
+        let (_tx, rx) = crossbeam::channel::bounded(4);
+        let mut w = Worker::new(
+            0,
+            io,
+            shard(0),
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        );
+        let ring = Arc::new(EventRing::new(4096));
+        w.set_events(ring.clone(), 1024);
+        assert!(!w.shard().events_on());
+        w.poll_once();
+        assert!(ring.is_empty());
+        ring.set_wanted(true);
+        w.poll_once();
+        assert!(w.shard().events_on());
+        ring.set_wanted(false);
+        w.poll_once();
+        assert!(!w.shard().events_on());
     }
 
     /// Single-queue ports, two workers: worker 0 polls port 0 and transmits

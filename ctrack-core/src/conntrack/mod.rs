@@ -26,7 +26,9 @@
 //!   [`Shard::remove`], [`Shard::census_chunk`], and the plain getters
 //!   ([`Shard::stats`], [`Shard::total_entries`], [`Shard::max_entries`]).
 //!   [`Shard::set_connection_mark`] and [`Shard::set_fasttrack`] have no
-//!   worker command yet.
+//!   worker command yet;
+//! - events, when switched on ([`Shard::set_events`]): the worker drains
+//!   them between bursts ([`Shard::drain_events`]; see [`events`]).
 //!
 //! Files by concern: [`table`] (the shard and its packet path), [`index`]
 //! (the cuckoo index), `arena` (entries), `wheel` (timers), [`fasttrack`],
@@ -38,6 +40,7 @@
 
 pub(crate) mod arena;
 pub mod entry;
+pub mod events;
 pub mod fasttrack;
 pub mod gre;
 pub mod icmp;
@@ -56,6 +59,7 @@ pub(crate) mod wheel;
 mod tests;
 
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
+pub use events::{ConnEvent, DestroyReason, EventKind};
 pub use key::Key;
 pub use settings::{Enabled, InvalidSetting, Settings};
 pub use snapshot::RawConn;

@@ -16,6 +16,7 @@
 
 use super::arena::Arena;
 use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
+use super::events::{ConnEvent, DestroyReason, EventBuf, EventKind};
 use super::fasttrack::fasttrack_eligible;
 use super::index::{EMPTY, Index, WAYS, sig_of};
 use super::key::{HashSeed, Key};
@@ -185,6 +186,11 @@ pub struct Shard {
     /// [`Shard::set_fasttrack_established`]).
     pub(super) ft_established: bool,
     pub(super) stats: ShardStats,
+    /// Connection events, when on (see [`super::events`]).
+    events: EventBuf,
+    /// The latest time the shard was given (the time of events raised
+    /// where no time is passed: a management `remove`).
+    clock: Instant,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -233,6 +239,8 @@ impl Shard {
             nat_live: 0,
             ft_established: false,
             stats: ShardStats::default(),
+            events: EventBuf::default(),
+            clock: Instant::ZERO,
         }
     }
 
@@ -452,7 +460,10 @@ impl Shard {
     /// the lookup phase after a pending packet, where that waits for the
     /// commit (see [`Shard::freed`]): the index's way order and the free
     /// list then change in packet order, as packet by packet.
-    fn free(&mut self, i: u32) {
+    fn free(&mut self, i: u32, why: DestroyReason) {
+        if self.events.on {
+            self.emit(i, EventKind::Destroy(why));
+        }
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         // Dead; `NAT_REPLY` stays until its slots leave the index.
@@ -499,6 +510,7 @@ impl Shard {
     /// slots passed, plus one rescan batch.
     pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
         self.wheel.start(now);
+        self.clock = now;
         if let Some(cursor) = self.rescan {
             let end = cursor
                 .saturating_add(RESCAN_BATCH)
@@ -538,7 +550,7 @@ impl Shard {
             work += 1;
             let d = self.deadline_of(self.e(head));
             if d <= now.nanos() {
-                self.free(head);
+                self.free(head, DestroyReason::Expired);
                 self.stats.expired += 1;
                 removed += 1;
             } else {
@@ -684,6 +696,7 @@ impl Shard {
     pub fn handle_packet(&mut self, now: Instant, pkt: &FlowRepr) -> Verdict {
         let mut v = [Verdict::Untracked(UntrackedReason::TrackingDisabled)];
         self.begin_lookup();
+        self.clock = now;
         let mut prep = Prep::Done(Verdict::Untracked(UntrackedReason::TrackingDisabled));
         self.prepare(pkt, &mut prep);
         self.resolve(now, pkt, prep, &mut v[0]);
@@ -747,6 +760,7 @@ impl Shard {
     pub fn lookup_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) -> usize {
         let n = pkts.len().min(out.len());
         self.begin_lookup();
+        self.clock = now;
         if !self.settings.enabled.is_tracking() {
             // `enabled=no`: every packet untracked, counted at once.
             let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
@@ -952,7 +966,7 @@ impl Shard {
                 return self.update(now, i, dir, key, hk, pkt, out);
             }
             // Dead but not reaped yet: reap it, and treat this packet as new.
-            self.free(i);
+            self.free(i, DestroyReason::Expired);
             self.stats.expired += 1;
         }
         *out = self.miss(now, key, hk, pkt);
@@ -1128,12 +1142,15 @@ impl Shard {
         let old_timeout = self.timeout_of(self.e(i));
         match (&mut self.e_mut(i).proto, &pkt.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(info)) => {
+                // What an update event compares.
+                let old_state = conn.state();
                 let result = conn.handle_with(dir, info, opts);
                 let (seen_reply, assured) = (conn.seen_reply(), conn.assured());
                 match result {
                     TcpResult::Accept(o) => {
                         self.account(i, now, dir, pkt.ip_len, true);
                         let e = self.e_mut(i);
+                        let old_flags = e.flags;
                         if dir == Dir::Reply || seen_reply {
                             e.flags |= flag::SEEN_REPLY;
                         }
@@ -1141,10 +1158,13 @@ impl Shard {
                             e.flags |= flag::ASSURED;
                         }
                         if o.remove_now {
-                            self.free(i);
+                            self.free(i, DestroyReason::Closed);
                             self.stats.closed += 1;
                         } else {
                             self.reslot_if_sooner(i, old_timeout);
+                            if self.events.on {
+                                self.emit_if_changed(i, old_flags, Some(old_state));
+                            }
                         }
                         *out = Verdict::Tracked {
                             id,
@@ -1156,7 +1176,7 @@ impl Shard {
                         *out = self.count(Verdict::Invalid(InvalidReason::Tcp(r)));
                     }
                     TcpResult::Reopen => {
-                        self.free(i);
+                        self.free(i, DestroyReason::Closed);
                         self.stats.closed += 1;
                         *out = self.miss(now, key, hk, pkt);
                     }
@@ -1171,11 +1191,15 @@ impl Shard {
                 self.account(i, now, dir, pkt.ip_len, true);
                 if dir == Dir::Reply {
                     let e = self.e_mut(i);
+                    let old_flags = e.flags;
                     e.flags |= flag::SEEN_REPLY;
                     // Linux: UDP and GRE become streams (assured) once both
                     // directions were seen; ICMP and generic never do.
                     if matches!(e.key.proto, proto::UDP | proto::GRE) {
                         e.flags |= flag::ASSURED;
+                    }
+                    if self.events.on {
+                        self.emit_if_changed(i, old_flags, None);
                     }
                 }
                 *out = Verdict::Tracked {
@@ -1279,6 +1303,9 @@ impl Shard {
             self.arena.ft_alloc(i);
             self.ft_mark(i);
         }
+        if self.events.on {
+            self.emit(i, EventKind::New);
+        }
         Verdict::Tracked {
             id: self.id_of(i),
             dir: Dir::Orig,
@@ -1335,16 +1362,71 @@ impl Shard {
     fn evict_if_allowed(&mut self, i: u32, now: Instant) -> bool {
         let e = self.e(i);
         if self.deadline_of(e) <= now.nanos() {
-            self.free(i);
+            self.free(i, DestroyReason::Expired);
             self.stats.expired += 1;
             true
         } else if !e.has(flag::ASSURED) {
-            self.free(i);
+            self.free(i, DestroyReason::EarlyDrop);
             self.stats.early_drop += 1;
             true
         } else {
             false
         }
+    }
+
+    // ---- events ------------------------------------------------------------
+
+    /// Records an event about live entry `i` (see [`super::events`]).
+    #[cold]
+    #[inline(never)]
+    fn emit(&mut self, i: u32, kind: EventKind) {
+        let ev = ConnEvent {
+            kind,
+            time: self.clock,
+            id: self.id_of(i),
+            entry: *self.e(i),
+            reply: self.reply_of(i),
+            mark: self.c(i).mark,
+        };
+        self.events.push(ev);
+    }
+
+    /// Records an update event if entry `i`'s seen-reply or assured flag, or
+    /// its TCP state, differ from `old_flags` and `old_state`.
+    #[cold]
+    #[inline(never)]
+    fn emit_if_changed(&mut self, i: u32, old_flags: u8, old_state: Option<TcpState>) {
+        let e = self.e(i);
+        const SHOWN: u8 = flag::ASSURED | flag::SEEN_REPLY;
+        if (e.flags & SHOWN, e.tcp_state()) != (old_flags & SHOWN, old_state) {
+            self.emit(i, EventKind::Update);
+        }
+    }
+
+    /// Switches connection events on, with room for `capacity` events between
+    /// drains (allocated now), or off with 0. Between bursts.
+    pub fn set_events(&mut self, capacity: usize) {
+        self.events.set_capacity(capacity);
+    }
+
+    /// Whether events are on.
+    pub fn events_on(&self) -> bool {
+        self.events.on
+    }
+
+    /// Takes the events recorded since the last drain, oldest first.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, ConnEvent> {
+        self.events.drain()
+    }
+
+    /// Events waiting to be drained.
+    pub fn events_pending(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Events lost because the buffer was full when they happened.
+    pub fn events_overflow(&self) -> u64 {
+        self.events.overflow
     }
 
     // ---- management (between bursts) -------------------------------------
@@ -1377,7 +1459,7 @@ impl Shard {
     pub fn remove(&mut self, id: ConnId) -> bool {
         match self.resolve_id(id) {
             Some(i) => {
-                self.free(i);
+                self.free(i, DestroyReason::Removed);
                 self.stats.removed += 1;
                 true
             }

@@ -1523,3 +1523,144 @@ fn a_lookup_phase_without_its_commit_leaks_nothing() {
     assert_eq!(s.total_entries(), 4);
     s.check_invariants().unwrap();
 }
+
+// ---- events ---------------------------------------------------------------
+
+fn drained(s: &mut Shard) -> Vec<(EventKind, ConnId)> {
+    s.drain_events().map(|e| (e.kind, e.id)).collect()
+}
+
+#[test]
+fn events_off_by_default_record_nothing() {
+    let mut s = shard(16);
+    assert!(!s.events_on());
+    handshake(&mut s, at(0));
+    assert_eq!(s.events_pending(), 0);
+    assert_eq!(s.events_overflow(), 0);
+}
+
+#[test]
+fn events_report_new_updates_and_destroy_of_a_tcp_connection() {
+    let mut s = shard(16);
+    s.set_events(64);
+    let id = handshake(&mut s, at(1));
+    let evs: Vec<ConnEvent> = s.drain_events().collect();
+    let kinds: Vec<EventKind> = evs.iter().map(|e| e.kind).collect();
+    // SYN: new; SYN-ACK: syn-received + seen-reply; ACK: established + assured.
+    assert_eq!(
+        kinds,
+        [EventKind::New, EventKind::Update, EventKind::Update]
+    );
+    assert!(evs.iter().all(|e| e.id == id && e.time == at(1)));
+    assert_eq!(evs[0].packets(Dir::Orig), 1);
+    assert_eq!(evs[0].entry.tcp_state(), Some(TcpState::SynSent));
+    assert_eq!(evs[2].entry.tcp_state(), Some(TcpState::Established));
+    assert!(evs[2].entry.assured());
+    assert_eq!(*evs[2].key(), key_of(&tcp(A, 1000, B, 80, SYN, 100, 0)));
+    assert_eq!(evs[2].reply, evs[2].key().reply());
+    // A data packet changes nothing shown: no event.
+    tracked(s.handle_packet(at(2), &tcp(A, 1000, B, 80, ACK, 101, 501)));
+    assert_eq!(s.events_pending(), 0);
+    // FIN: fin-wait (update); expiry: destroy with the final counters.
+    tracked(s.handle_packet(at(3), &tcp(A, 1000, B, 80, FIN | ACK, 101, 501)));
+    assert_eq!(drained(&mut s), [(EventKind::Update, id)]);
+    assert_eq!(s.poll_expired(at(14), 10), 1);
+    let evs: Vec<ConnEvent> = s.drain_events().collect();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].kind, EventKind::Destroy(DestroyReason::Expired));
+    assert_eq!(evs[0].id, id);
+    assert_eq!(evs[0].time, at(14));
+    assert_eq!(
+        (evs[0].packets(Dir::Orig), evs[0].packets(Dir::Reply)),
+        (4, 1)
+    );
+    assert_eq!(evs[0].bytes(Dir::Orig), 4 * 60);
+    assert_eq!(evs[0].last_seen(), at(3));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn events_name_each_destroy_reason() {
+    let mut s = shard(2);
+    s.set_events(64);
+    // RST answering a SYN: closed.
+    let (id, ..) = tracked(s.handle_packet(at(0), &tcp(A, 1000, B, 81, SYN, 100, 0)));
+    tracked(s.handle_packet(at(0), &tcp(B, 81, A, 1000, RST | ACK, 0, 101)));
+    assert_eq!(
+        drained(&mut s),
+        [
+            (EventKind::New, id),
+            (EventKind::Destroy(DestroyReason::Closed), id)
+        ]
+    );
+    // Management remove.
+    let (id, ..) = tracked(s.handle_packet(at(1), &udp(A, 1, B, 53)));
+    assert!(s.remove(id));
+    assert_eq!(
+        drained(&mut s),
+        [
+            (EventKind::New, id),
+            (EventKind::Destroy(DestroyReason::Removed), id)
+        ]
+    );
+    // Early drop: a full table of unassured entries.
+    let (a, ..) = tracked(s.handle_packet(at(2), &udp(A, 2, B, 53)));
+    let (b, ..) = tracked(s.handle_packet(at(2), &udp(A, 3, B, 53)));
+    let (c, ..) = tracked(s.handle_packet(at(2), &udp(A, 4, B, 53)));
+    let evs = drained(&mut s);
+    assert_eq!(evs.len(), 4, "{evs:?}");
+    assert_eq!(evs[..2], [(EventKind::New, a), (EventKind::New, b)]);
+    assert!(
+        evs[2] == (EventKind::Destroy(DestroyReason::EarlyDrop), a)
+            || evs[2] == (EventKind::Destroy(DestroyReason::EarlyDrop), b),
+        "{evs:?}"
+    );
+    assert_eq!(evs[3], (EventKind::New, c));
+    // A UDP reply: seen-reply and assured, one update.
+    let live = if s.get(a).is_some() { 2 } else { 3 };
+    tracked(s.handle_packet(at(3), &udp(B, 53, A, live)));
+    assert_eq!(drained(&mut s).len(), 1);
+    tracked(s.handle_packet(at(3), &udp(B, 53, A, live)));
+    assert_eq!(s.events_pending(), 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_event_buffer_counts_what_it_loses() {
+    let mut s = shard(64);
+    s.set_events(4);
+    for p in 0..10 {
+        tracked(s.handle_packet(at(0), &udp(A, p, B, 53)));
+    }
+    assert_eq!(s.events_pending(), 4);
+    assert_eq!(s.events_overflow(), 6);
+    assert_eq!(drained(&mut s).len(), 4);
+    // Room again after the drain; off frees the buffer and records nothing.
+    tracked(s.handle_packet(at(0), &udp(A, 100, B, 53)));
+    assert_eq!(s.events_pending(), 1);
+    s.set_events(0);
+    assert_eq!(s.events_pending(), 0);
+    tracked(s.handle_packet(at(0), &udp(A, 101, B, 53)));
+    assert_eq!(s.events_pending(), 0);
+    assert_eq!(s.events_overflow(), 6);
+}
+
+#[test]
+fn burst_events_match_packet_by_packet() {
+    let pkts: Vec<FlowRepr> = (0..40)
+        .flat_map(|p| [udp(A, p, B, 53), udp(B, 53, A, p)])
+        .collect();
+    let mut one = shard(32);
+    let mut burst = shard(32);
+    one.set_events(1024);
+    burst.set_events(1024);
+    for p in &pkts {
+        one.handle_packet(at(0), p);
+    }
+    let mut out = vec![Verdict::New; pkts.len()];
+    burst.handle_burst(at(0), &pkts, &mut out);
+    let a: Vec<_> = drained(&mut one);
+    let b: Vec<_> = drained(&mut burst);
+    assert!(a.len() > 40, "{}", a.len());
+    assert_eq!(a, b);
+}

@@ -1,0 +1,1290 @@
+//! `/ip traffic-flow`: connections exported as NetFlow v9 / IPFIX flow
+//! records to collectors (`/ip traffic-flow target`), from the control side.
+//!
+//! The exporter thread subscribes to the connection events
+//! ([`crate::events::EventHub`]) and keeps a flow cache
+//! ([`FlowCache`], at most `cache-entries` connections): a connection's
+//! first-seen time (from its `new` event: the table does not keep it) and
+//! the counters already exported. It sends:
+//!
+//! - when a connection ends (its `destroy` event): one record per direction
+//!   that carried packets since the last record, with the counters' deltas;
+//! - while it lives, from a walk of the tables (the chunked listing the API
+//!   uses, bounded work per worker per loop) every
+//!   `min(active-flow-timeout, inactive-flow-timeout)`: a record of what is
+//!   new since the last one when `active-flow-timeout` passed since then
+//!   (`flowEndReason` active timeout), or when no packet came for
+//!   `inactive-flow-timeout` (idle timeout; the connection itself stays in
+//!   the table until its own timeout, and is exported again only if it
+//!   carries packets again). A walk is cheaper than a periodic record from
+//!   each shard: the entry has no room for an export time, and the walk
+//!   costs the workers what a `print` costs, spread over loops;
+//! - when `ctrack run` stops: every live connection's unexported counters
+//!   (forced end), before the workers stop.
+//!
+//! Each target has its own [`Exporter`] (sequence numbers, templates
+//! re-sent every 20 messages or 60 s over UDP, RFC 7011 section 8.4) and a
+//! UDP socket. NAT events (RFC 8158, IPFIX targets) are sent on `new` and
+//! `destroy` of a translated connection when `nat-events` is on.
+//!
+//! Times: the workers' clocks count from their own start; the exporter maps
+//! each worker's clock to Unix time by the smallest gap it has seen between
+//! an event's time and the wall clock when the event arrived (an estimate
+//! that only gets better, to within the event latency, about a millisecond).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
+
+use ctrack_export::{
+    EndReason, Exporter, ExporterConfig, FlowRecord, NatEvent, NatEventKind, Record, Translation,
+    Version,
+};
+use dataplane::conntrack::tcp::TcpState;
+use dataplane::conntrack::{
+    ConnEvent, ConnId, DestroyReason, Dir, Duration, Entry, EventKind, Key, RawConn,
+};
+use dataplane::flow::proto;
+use serde::Deserialize;
+
+use crate::events::{EventHub, Subscription};
+
+/// `/ip traffic-flow` and its targets: the `[traffic-flow]` section of
+/// `ctrack.toml` (RouterOS names and defaults).
+///
+/// ```toml
+/// [traffic-flow]
+/// enabled = "yes"
+/// interfaces = "all"
+/// cache-entries = "4k"
+/// active-flow-timeout = "30m"
+/// inactive-flow-timeout = "15s"
+/// nat-events = "no"
+///
+/// [[traffic-flow.target]]
+/// dst-address = "192.0.2.10"
+/// port = 2055
+/// version = "9"          # or "ipfix"
+/// src-address = "0.0.0.0"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct TrafficFlow {
+    #[serde(deserialize_with = "de_yes_no")]
+    pub enabled: bool,
+    /// `all`, or interface names; ctrack exports every connection (its
+    /// connections do not record their interface yet), so only `all` is
+    /// accepted.
+    pub interfaces: String,
+    /// Connections the flow cache remembers (first-seen time, exported
+    /// counters). RouterOS's `1k` ... `256k` or a number.
+    #[serde(deserialize_with = "de_entries")]
+    pub cache_entries: u32,
+    pub active_flow_timeout: Duration,
+    pub inactive_flow_timeout: Duration,
+    /// RFC 8158 NAT events to IPFIX targets (ctrack's own setting).
+    #[serde(deserialize_with = "de_yes_no")]
+    pub nat_events: bool,
+    #[serde(rename = "target")]
+    pub targets: Vec<FlowTarget>,
+}
+
+/// One `/ip traffic-flow target`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FlowTarget {
+    pub dst_address: IpAddr,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_version", deserialize_with = "de_version")]
+    pub version: Version,
+    /// Source address of the datagrams (default: the system's choice).
+    #[serde(default)]
+    pub src_address: Option<IpAddr>,
+}
+
+fn default_port() -> u16 {
+    2055
+}
+
+fn default_version() -> Version {
+    Version::NetflowV9
+}
+
+impl Default for TrafficFlow {
+    fn default() -> TrafficFlow {
+        TrafficFlow {
+            enabled: false,
+            interfaces: "all".to_string(),
+            cache_entries: 4096,
+            active_flow_timeout: Duration::from_secs(30 * 60),
+            inactive_flow_timeout: Duration::from_secs(15),
+            nat_events: false,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// A `[traffic-flow]` value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad traffic-flow {field}: {message}")]
+pub struct TrafficFlowError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TrafficFlow {
+    /// Checks what serde cannot: ranges and the supported values.
+    pub fn validate(&self) -> Result<(), TrafficFlowError> {
+        let bad = |field, message: String| Err(TrafficFlowError { field, message });
+        if self.interfaces != "all" {
+            return bad(
+                "interfaces",
+                format!(
+                    "{:?}: only \"all\" (connections do not record their interface yet)",
+                    self.interfaces
+                ),
+            );
+        }
+        if !(1..=1 << 24).contains(&self.cache_entries) {
+            return bad(
+                "cache-entries",
+                format!("{}: expected 1 .. 16777216", self.cache_entries),
+            );
+        }
+        for (field, d) in [
+            ("active-flow-timeout", self.active_flow_timeout),
+            ("inactive-flow-timeout", self.inactive_flow_timeout),
+        ] {
+            if d.as_nanos() < 1_000_000_000 {
+                return bad(field, "at least 1s".to_string());
+            }
+        }
+        for t in &self.targets {
+            if t.port == 0 {
+                return bad("target port", "0 is not a port".to_string());
+            }
+            if let Some(src) = t.src_address
+                && src.is_ipv4() != t.dst_address.is_ipv4()
+            {
+                return bad(
+                    "target src-address",
+                    format!("{src} is not of {}'s family", t.dst_address),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn de_yes_no<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Text(String),
+    }
+    match B::deserialize(d)? {
+        B::Bool(b) => Ok(b),
+        B::Text(s) => match s.as_str() {
+            "yes" | "true" => Ok(true),
+            "no" | "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "bad value {s:?}: expected yes or no"
+            ))),
+        },
+    }
+}
+
+/// `4k` (RouterOS: k = 1024), or a plain number.
+pub fn parse_entries(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.strip_suffix('k') {
+        Some(n) => (n, 1024),
+        None => (s, 1),
+    };
+    num.parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("bad cache-entries {s:?}: expected e.g. 4k or 4096"))
+}
+
+fn de_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u32),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Text(s) => parse_entries(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        Num(u32),
+        Text(String),
+    }
+    let s = match V::deserialize(d)? {
+        V::Num(n) => n.to_string(),
+        V::Text(s) => s,
+    };
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+// ---- the flow cache (no I/O, no clock: times are arguments) ---------------
+
+/// What the cache keeps of a connection.
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    /// First packet, worker clock (ns).
+    first_ns: u64,
+    /// End of the span last exported, worker clock (ns); `first_ns` before.
+    exported_ns: u64,
+    /// Packets and bytes already exported, by direction.
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    /// The walk that last saw it (or during which it was created).
+    walk: u32,
+}
+
+/// Hashes connection ids (one `u64` each, made by the workers, not by
+/// packets' senders: no flooding concern) with one multiply, instead of
+/// SipHash: the cache is the exporter's hot spot.
+#[derive(Clone, Copy, Default)]
+struct IdHash;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+}
+
+/// Counters of the cache's decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Connections not remembered because the cache was full (their first
+    /// record starts at their last packet; deltas cannot be kept).
+    pub cache_full: u64,
+    /// Connections a complete walk did not find (their `destroy` event was
+    /// lost): forgotten, their last counters unexported.
+    pub stale: u64,
+}
+
+/// The exporter's flow cache and its record building: events and table rows
+/// in, records out. Times are the workers' clocks (ns) and Unix time (ns)
+/// as the caller reads it.
+pub struct FlowCache {
+    cfg: TrafficFlow,
+    flows: HashMap<ConnId, Cached, IdHash>,
+    /// Per worker: Unix ns minus worker-clock ns (the smallest seen).
+    offsets: HashMap<u16, i128>,
+    stats: CacheStats,
+    /// The current walk's number (see [`FlowCache::begin_walk`]).
+    walk: u32,
+}
+
+impl FlowCache {
+    pub fn new(cfg: TrafficFlow) -> FlowCache {
+        FlowCache {
+            cfg,
+            flows: HashMap::default(),
+            offsets: HashMap::new(),
+            stats: CacheStats::default(),
+            walk: 0,
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Connections remembered now.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// How often the table must be walked for the timeouts.
+    pub fn walk_every(&self) -> StdDuration {
+        let ns = self
+            .cfg
+            .active_flow_timeout
+            .as_nanos()
+            .min(self.cfg.inactive_flow_timeout.as_nanos())
+            .max(1_000_000_000);
+        StdDuration::from_nanos(ns)
+    }
+
+    fn learn_clock(&mut self, worker: u16, worker_ns: u64, unix_ns: u64) {
+        let gap = i128::from(unix_ns) - i128::from(worker_ns);
+        let o = self.offsets.entry(worker).or_insert(gap);
+        *o = (*o).min(gap);
+    }
+
+    /// Unix milliseconds of worker `w`'s time `ns` (the wall clock `unix_ns`
+    /// less the age when the worker's clock is not known yet).
+    fn unix_ms(&self, w: u16, ns: u64, fallback_unix_ns: u64) -> u64 {
+        let unix = match self.offsets.get(&w) {
+            Some(o) => (i128::from(ns) + o).max(0) as u64,
+            None => fallback_unix_ns,
+        };
+        unix / 1_000_000
+    }
+
+    /// An event, received at Unix time `unix_ns`: records to send, appended
+    /// to `out`.
+    pub fn on_event(&mut self, ev: &ConnEvent, unix_ns: u64, out: &mut Vec<Record>) {
+        let w = ev.id.worker();
+        self.learn_clock(w, ev.time.nanos(), unix_ns);
+        match ev.kind {
+            EventKind::New => {
+                if self.flows.len() < self.cfg.cache_entries as usize {
+                    self.flows.insert(
+                        ev.id,
+                        Cached {
+                            first_ns: ev.time.nanos(),
+                            exported_ns: ev.time.nanos(),
+                            packets: [0; 2],
+                            bytes: [0; 2],
+                            walk: self.walk,
+                        },
+                    );
+                } else {
+                    self.stats.cache_full += 1;
+                }
+                if self.cfg.nat_events {
+                    self.nat_event(ev, NatEventKind::SessionCreate, out);
+                }
+            }
+            EventKind::Update => {}
+            EventKind::Destroy(why) => {
+                let reason = end_reason(why, &ev.entry);
+                let cached = self.flows.remove(&ev.id);
+                self.records(
+                    w,
+                    &ev.entry,
+                    &ev.reply,
+                    cached.as_ref(),
+                    reason,
+                    unix_ns,
+                    out,
+                );
+                if self.cfg.nat_events {
+                    self.nat_event(ev, NatEventKind::SessionDelete, out);
+                }
+            }
+        }
+    }
+
+    /// Starts a walk of every live connection ([`FlowCache::on_row`] each).
+    pub fn begin_walk(&mut self) {
+        self.walk = self.walk.wrapping_add(1);
+    }
+
+    /// Ends a walk that visited every live connection: a cached connection
+    /// that neither this walk nor the one before saw is gone without its
+    /// `destroy` event (lost under overload): forgotten, so that stale
+    /// entries do not fill the cache. (One walk is not enough: a connection
+    /// that went during the walk may have its `destroy` still queued.)
+    pub fn end_walk(&mut self) {
+        let walk = self.walk;
+        let before = self.flows.len();
+        self.flows.retain(|_, c| walk.wrapping_sub(c.walk) < 2);
+        self.stats.stale += (before - self.flows.len()) as u64;
+    }
+
+    /// A live connection seen by a walk at Unix time `unix_ns`: records when
+    /// its active or inactive timeout is due (`force`: the exporter stops,
+    /// everything unexported goes).
+    pub fn on_row(&mut self, raw: &RawConn, unix_ns: u64, force: bool, out: &mut Vec<Record>) {
+        let w = raw.worker();
+        let walk = self.walk;
+        let Some(&c) = self.flows.get_mut(&raw.id()).map(|c| {
+            c.walk = walk;
+            &*c
+        }) else {
+            if force {
+                self.records(
+                    w,
+                    raw.entry(),
+                    raw.reply_key(),
+                    None,
+                    EndReason::ForcedEnd,
+                    unix_ns,
+                    out,
+                );
+            }
+            return;
+        };
+        let e = raw.entry();
+        let (packets, bytes) = counts(e);
+        let unexported = packets != c.packets;
+        if !unexported {
+            return;
+        }
+        let reason = if force {
+            EndReason::ForcedEnd
+        } else {
+            let Some(o) = self.offsets.get(&w) else {
+                return;
+            };
+            let now_w = (i128::from(unix_ns) - o).max(0) as u64;
+            let last = e.last_seen().nanos();
+            if now_w.saturating_sub(last) >= self.cfg.inactive_flow_timeout.as_nanos() {
+                EndReason::IdleTimeout
+            } else if now_w.saturating_sub(c.exported_ns) >= self.cfg.active_flow_timeout.as_nanos()
+            {
+                EndReason::ActiveTimeout
+            } else {
+                return;
+            }
+        };
+        self.records(w, e, raw.reply_key(), Some(&c), reason, unix_ns, out);
+        if let Some(c) = self.flows.get_mut(&raw.id()) {
+            c.packets = packets;
+            c.bytes = bytes;
+            c.exported_ns = e.last_seen().nanos().max(c.exported_ns);
+        }
+    }
+
+    /// The records of connection `e` (reply key `reply`) since `cached`'s
+    /// export: one per direction that carried packets.
+    #[allow(clippy::too_many_arguments)]
+    fn records(
+        &mut self,
+        w: u16,
+        e: &Entry,
+        reply: &Key,
+        cached: Option<&Cached>,
+        reason: EndReason,
+        unix_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        let key = e.key();
+        let end_ms = self.unix_ms(w, e.last_seen().nanos(), unix_ns);
+        let start_ms = match cached {
+            Some(c) if c.packets == [0, 0] => self.unix_ms(w, c.first_ns, unix_ns),
+            Some(c) => self.unix_ms(w, c.exported_ns, unix_ns),
+            None => end_ms,
+        }
+        .min(end_ms);
+        let translated = *reply != key.reply();
+        let flags = tcp_flags(e);
+        let (all_p, all_b) = counts(e);
+        for (d, pre, post) in [(0, key, reply), (1, reply, key)] {
+            let (done_p, done_b) = cached.map_or((0, 0), |c| (c.packets[d], c.bytes[d]));
+            let packets = all_p[d].wrapping_sub(done_p);
+            if packets == 0 {
+                continue;
+            }
+            let (src_port, dst_port) = ports(pre);
+            let nat = translated.then(|| {
+                let (p_dst, p_src) = ports(post);
+                Translation {
+                    src: ip(&post.dst, post),
+                    dst: ip(&post.src, post),
+                    src_port: p_dst,
+                    dst_port: p_src,
+                }
+            });
+            out.push(Record::Flow(FlowRecord {
+                src: ip(&pre.src, pre),
+                dst: ip(&pre.dst, pre),
+                src_port,
+                dst_port,
+                protocol: pre.proto,
+                packets,
+                bytes: all_b[d].wrapping_sub(done_b),
+                start_ms,
+                end_ms,
+                tcp_flags: flags[d],
+                in_if: 0,
+                out_if: 0,
+                end_reason: reason,
+                nat,
+            }));
+        }
+    }
+
+    fn nat_event(&self, ev: &ConnEvent, kind: NatEventKind, out: &mut Vec<Record>) {
+        let (key, reply) = (ev.key(), &ev.reply);
+        if *reply == key.reply() {
+            return;
+        }
+        let (src_port, dst_port) = ports(key);
+        let (r_src, r_dst) = ports(reply);
+        out.push(Record::NatEvent(NatEvent {
+            kind,
+            time_ms: self.unix_ms(ev.id.worker(), ev.time.nanos(), 0),
+            protocol: key.proto,
+            src: ip(&key.src, key),
+            dst: ip(&key.dst, key),
+            src_port,
+            dst_port,
+            nat: Translation {
+                src: ip(&reply.dst, reply),
+                dst: ip(&reply.src, reply),
+                src_port: r_dst,
+                dst_port: r_src,
+            },
+        }));
+    }
+}
+
+/// Packets and bytes of both directions.
+fn counts(e: &Entry) -> ([u64; 2], [u64; 2]) {
+    (
+        [e.packets(Dir::Orig), e.packets(Dir::Reply)],
+        [e.bytes(Dir::Orig), e.bytes(Dir::Reply)],
+    )
+}
+
+fn ip(a: &dataplane::flow::Addr, k: &Key) -> IpAddr {
+    a.to_ip(k.family)
+}
+
+/// A key's ports as flow records carry them: TCP/UDP (and other port
+/// protocols) their ports; ICMP `0` and `type << 8 | code`; GRE and the
+/// rest none.
+fn ports(k: &Key) -> (u16, u16) {
+    match k.proto {
+        proto::ICMP | proto::ICMPV6 => (0, k.dport),
+        proto::GRE => (0, 0),
+        _ => (k.sport, k.dport),
+    }
+}
+
+/// TCP flags per direction, derived from the connection's state (the entry
+/// does not keep the OR of the flags seen): the originator's SYN, the
+/// responder's SYN-ACK once seen, ACK from both once established, FIN from
+/// both once closing.
+fn tcp_flags(e: &Entry) -> [u8; 2] {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    let Some(st) = e.tcp_state() else {
+        return [0, 0];
+    };
+    let mut f = [SYN, 0];
+    if e.seen_reply() {
+        f[1] = SYN | ACK;
+    }
+    if !matches!(
+        st,
+        TcpState::None | TcpState::SynSent | TcpState::SynSent2 | TcpState::SynReceived
+    ) {
+        f[0] |= ACK;
+        f[1] |= ACK;
+    }
+    if matches!(
+        st,
+        TcpState::FinWait
+            | TcpState::CloseWait
+            | TcpState::LastAck
+            | TcpState::TimeWait
+            | TcpState::Close
+    ) {
+        f[0] |= FIN;
+        f[1] |= FIN;
+    }
+    f
+}
+
+/// IPFIX `flowEndReason` for a connection that went for `why`.
+fn end_reason(why: DestroyReason, e: &Entry) -> EndReason {
+    match why {
+        DestroyReason::Expired
+            if matches!(e.tcp_state(), Some(TcpState::TimeWait | TcpState::Close)) =>
+        {
+            EndReason::EndOfFlow
+        }
+        DestroyReason::Expired => EndReason::IdleTimeout,
+        DestroyReason::Closed => EndReason::EndOfFlow,
+        DestroyReason::Removed => EndReason::ForcedEnd,
+        DestroyReason::EarlyDrop => EndReason::LackOfResources,
+    }
+}
+
+// ---- metrics ------------------------------------------------------------------
+
+/// The `/metrics` families of events and flow export:
+/// `ctrack_events_dropped_total{worker}`,
+/// `ctrack_events_subscriber_dropped_total{subscriber}` and, with an
+/// exporter, `ctrack_flow_export_{records,datagrams,send_errors,skipped}_total{target}`,
+/// `ctrack_flow_export_cache_full_total`, `ctrack_flow_export_cache_stale_total`,
+/// `ctrack_flow_export_cache_entries`.
+pub fn metric_families(
+    hub: &EventHub,
+    export: Option<&ExportCounters>,
+) -> Vec<prometheus::proto::MetricFamily> {
+    use prometheus::core::Collector;
+    use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+    fn counter(
+        name: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (String, u64)>,
+    ) -> Vec<prometheus::proto::MetricFamily> {
+        let Ok(c) = IntCounterVec::new(Opts::new(name, help), &[label]) else {
+            return Vec::new();
+        };
+        for (l, v) in samples {
+            c.with_label_values(&[l.as_str()]).inc_by(v);
+        }
+        c.collect()
+    }
+    let mut out = counter(
+        "ctrack_events_dropped_total",
+        "Connection events a worker dropped: its ring to the control side, or its shard's buffer, was full.",
+        "worker",
+        hub.worker_dropped()
+            .into_iter()
+            .enumerate()
+            .map(|(w, v)| (w.to_string(), v)),
+    );
+    out.extend(counter(
+        "ctrack_events_subscriber_dropped_total",
+        "Connection events a subscriber (flow-export, listen) missed: its channel was full.",
+        "subscriber",
+        hub.subscriber_dropped(),
+    ));
+    if let Some(e) = export {
+        let per_target = |f: fn(&TargetCounters) -> &AtomicU64| {
+            e.targets
+                .iter()
+                .map(move |(t, c)| (t.clone(), f(c).load(Ordering::Relaxed)))
+                .collect::<Vec<_>>()
+        };
+        out.extend(counter(
+            "ctrack_flow_export_records_total",
+            "Flow records and NAT events encoded for a traffic-flow target.",
+            "target",
+            per_target(|c| &c.records),
+        ));
+        out.extend(counter(
+            "ctrack_flow_export_datagrams_total",
+            "NetFlow/IPFIX datagrams sent to a traffic-flow target.",
+            "target",
+            per_target(|c| &c.datagrams),
+        ));
+        out.extend(counter(
+            "ctrack_flow_export_send_errors_total",
+            "Datagrams the socket refused to send to a traffic-flow target.",
+            "target",
+            per_target(|c| &c.send_errors),
+        ));
+        out.extend(counter(
+            "ctrack_flow_export_skipped_total",
+            "Records that could not be encoded for a target (NAT events to NetFlow v9).",
+            "target",
+            per_target(|c| &c.skipped),
+        ));
+        if let Ok(c) = IntCounter::with_opts(Opts::new(
+            "ctrack_flow_export_cache_full_total",
+            "Connections the flow cache had no room for (cache-entries).",
+        )) {
+            c.inc_by(e.cache_full.load(Ordering::Relaxed));
+            out.extend(c.collect());
+        }
+        if let Ok(c) = IntCounter::with_opts(Opts::new(
+            "ctrack_flow_export_cache_stale_total",
+            "Cached connections two walks did not find (their destroy event was lost): forgotten.",
+        )) {
+            c.inc_by(e.cache_stale.load(Ordering::Relaxed));
+            out.extend(c.collect());
+        }
+        if let Ok(g) = IntGauge::with_opts(Opts::new(
+            "ctrack_flow_export_cache_entries",
+            "Connections in the flow cache now.",
+        )) {
+            g.set(e.cache_entries.load(Ordering::Relaxed) as i64);
+            out.extend(g.collect());
+        }
+    }
+    out.retain(|f| !f.get_metric().is_empty());
+    out
+}
+
+// ---- the exporter thread ---------------------------------------------------
+
+/// Counters of one target, for metrics.
+#[derive(Debug, Default)]
+pub struct TargetCounters {
+    pub records: AtomicU64,
+    pub datagrams: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+/// What metrics read of a running exporter.
+#[derive(Debug, Default)]
+pub struct ExportCounters {
+    /// `(dst-address:port, counters)` per target.
+    pub targets: Vec<(String, TargetCounters)>,
+    pub cache_full: AtomicU64,
+    pub cache_stale: AtomicU64,
+    pub cache_entries: AtomicU64,
+}
+
+/// Visits every live connection of every worker (a chunked walk), or fails.
+pub type WalkFn = Box<dyn Fn(&mut dyn FnMut(&RawConn)) -> Result<(), String> + Send>;
+
+struct Target {
+    socket: UdpSocket,
+    exporter: Exporter,
+}
+
+/// A running exporter thread.
+pub struct FlowExporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub counters: Arc<ExportCounters>,
+}
+
+/// Records batched before they are encoded and sent (at least every
+/// [`FLUSH_EVERY`]).
+const BATCH: usize = 256;
+const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
+/// Events the exporter's subscription holds.
+pub const SUBSCRIPTION: usize = 64 * 1024;
+
+fn unix_ns_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl FlowExporter {
+    /// Opens a socket per target and starts the exporter thread on `hub`'s
+    /// events; `walk` lists the live connections for the timeouts and the
+    /// final export.
+    pub fn start(cfg: &TrafficFlow, hub: &EventHub, walk: WalkFn) -> Result<FlowExporter, String> {
+        cfg.validate().map_err(|e| e.to_string())?;
+        let boot_ms = unix_ns_now() / 1_000_000;
+        let mut targets = Vec::new();
+        let mut counters = ExportCounters::default();
+        for t in &cfg.targets {
+            let src = t.src_address.unwrap_or(if t.dst_address.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            });
+            let dst = SocketAddr::new(t.dst_address, t.port);
+            let socket = UdpSocket::bind(SocketAddr::new(src, 0))
+                .and_then(|s| s.connect(dst).map(|()| s))
+                .map_err(|e| format!("traffic-flow target {dst}: {e}"))?;
+            let exporter = Exporter::new(ExporterConfig::new(t.version), boot_ms)
+                .map_err(|e| e.to_string())?;
+            targets.push(Target { socket, exporter });
+            counters
+                .targets
+                .push((dst.to_string(), TargetCounters::default()));
+        }
+        let counters = Arc::new(counters);
+        // Updates change nothing the records show.
+        let sub = hub.subscribe(
+            "flow-export",
+            Box::new(|e| e.kind != EventKind::Update),
+            SUBSCRIPTION,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut run = Run {
+            cache: FlowCache::new(cfg.clone()),
+            targets,
+            counters: counters.clone(),
+            batch: Vec::with_capacity(BATCH),
+        };
+        let stop_t = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ctrack-flow-export".to_string())
+            .spawn(move || run.run(&sub, &walk, &stop_t))
+            .map_err(|e| format!("starting the flow exporter: {e}"))?;
+        Ok(FlowExporter {
+            stop,
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Exports what is left (the rest of the events, then every live
+    /// connection, forced end) and stops. Call while the workers still run.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FlowExporter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Run {
+    cache: FlowCache,
+    targets: Vec<Target>,
+    counters: Arc<ExportCounters>,
+    batch: Vec<Record>,
+}
+
+impl Run {
+    fn run(&mut self, sub: &Subscription, walk: &WalkFn, stop: &AtomicBool) {
+        let every = self.cache.walk_every();
+        let mut last_walk = std::time::Instant::now();
+        let mut last_flush = std::time::Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(ev) = sub.rx.recv_timeout(FLUSH_EVERY) {
+                self.cache.on_event(&ev, unix_ns_now(), &mut self.batch);
+            }
+            if last_walk.elapsed() >= every {
+                self.walk(walk, false);
+                last_walk = std::time::Instant::now();
+            }
+            if self.batch.len() >= BATCH || last_flush.elapsed() >= FLUSH_EVERY {
+                self.flush();
+                last_flush = std::time::Instant::now();
+            }
+        }
+        // The events the hub has delivered, then what still lives.
+        while let Ok(ev) = sub.rx.try_recv() {
+            self.cache.on_event(&ev, unix_ns_now(), &mut self.batch);
+            if self.batch.len() >= BATCH {
+                self.flush();
+            }
+        }
+        self.walk(walk, true);
+        self.flush();
+    }
+
+    fn walk(&mut self, walk: &WalkFn, force: bool) {
+        let now = unix_ns_now();
+        self.cache.begin_walk();
+        let r = walk(&mut |raw| {
+            self.cache.on_row(raw, now, force, &mut self.batch);
+            if self.batch.len() >= BATCH {
+                self.flush();
+            }
+        });
+        match r {
+            Ok(()) => self.cache.end_walk(),
+            Err(e) => tracing::warn!("flow export: the connection walk failed: {e}"),
+        }
+    }
+
+    fn flush(&mut self) {
+        let c = &self.counters;
+        c.cache_full
+            .store(self.cache.stats().cache_full, Ordering::Relaxed);
+        c.cache_stale
+            .store(self.cache.stats().stale, Ordering::Relaxed);
+        c.cache_entries
+            .store(self.cache.len() as u64, Ordering::Relaxed);
+        if self.batch.is_empty() {
+            return;
+        }
+        let now_ms = unix_ns_now() / 1_000_000;
+        for (t, (_, tc)) in self.targets.iter_mut().zip(&c.targets) {
+            let socket = &t.socket;
+            t.exporter.export(now_ms, &self.batch, |dgram| {
+                if socket.send(dgram).is_err() {
+                    tc.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let s = t.exporter.stats();
+            tc.records.store(s.records, Ordering::Relaxed);
+            tc.datagrams.store(s.datagrams, Ordering::Relaxed);
+            tc.skipped.store(s.skipped, Ordering::Relaxed);
+        }
+        self.batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::conntrack::key::HashSeed;
+    use dataplane::conntrack::{Instant, Settings, Shard, TableConfig};
+    use dataplane::flow::{Addr, Family, FlowRepr, L4, Tuple};
+
+    fn udp(sp: u16, reply: bool) -> FlowRepr {
+        let (a, b) = (Addr::from_v4([10, 0, 0, 1]), Addr::from_v4([10, 0, 0, 2]));
+        let (src, dst, src_port, dst_port) = if reply {
+            (b, a, 53, sp)
+        } else {
+            (a, b, sp, 53)
+        };
+        FlowRepr {
+            tuple: Tuple {
+                src,
+                dst,
+                src_port,
+                dst_port,
+                proto: proto::UDP,
+                family: Family::V4,
+            },
+            ip_len: 100,
+            l4: L4::Udp,
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+    /// Unix time of worker time 0.
+    const EPOCH: u64 = 1_764_500_000 * S;
+
+    fn flows(out: &[Record]) -> Vec<FlowRecord> {
+        out.iter()
+            .filter_map(|r| match r {
+                Record::Flow(f) => Some(*f),
+                Record::NatEvent(_) => None,
+            })
+            .collect()
+    }
+
+    fn feed(cache: &mut FlowCache, s: &mut Shard, out: &mut Vec<Record>) {
+        let evs: Vec<ConnEvent> = s.drain_events().collect();
+        for ev in evs {
+            // Received 1 ms after it happened.
+            cache.on_event(&ev, EPOCH + ev.time.nanos() + 1_000_000, out);
+        }
+    }
+
+    #[test]
+    fn a_connection_is_exported_when_it_ends_one_record_per_direction() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow::default());
+        let mut out = Vec::new();
+        for t in 1..=3 {
+            s.handle_packet(Instant::from_secs(t), &udp(1000, false));
+        }
+        s.handle_packet(Instant::from_secs(4), &udp(1000, true));
+        // A one-way flow: no reply record.
+        s.handle_packet(Instant::from_secs(4), &udp(2000, false));
+        feed(&mut cache, &mut s, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(cache.len(), 2);
+        s.poll_expired(Instant::from_secs(1000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        assert!(cache.is_empty());
+        let f = flows(&out);
+        assert_eq!(f.len(), 3, "{f:?}");
+        let orig = f.iter().find(|r| r.src_port == 1000).unwrap();
+        assert_eq!((orig.packets, orig.bytes), (3, 300));
+        assert_eq!(orig.dst_port, 53);
+        assert_eq!(orig.start_ms, (EPOCH + S) / 1_000_000 + 1);
+        assert_eq!(orig.end_ms, (EPOCH + 4 * S) / 1_000_000 + 1);
+        assert_eq!(orig.end_reason, EndReason::IdleTimeout);
+        assert!(orig.nat.is_none());
+        let reply = f.iter().find(|r| r.dst_port == 1000).unwrap();
+        assert_eq!((reply.packets, reply.src_port), (1, 53));
+        assert_eq!(reply.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        let one_way: Vec<_> = f
+            .iter()
+            .filter(|r| r.src_port == 2000 || r.dst_port == 2000)
+            .collect();
+        assert_eq!(one_way.len(), 1);
+    }
+
+    #[test]
+    fn a_long_connection_is_exported_every_active_timeout_with_deltas() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let cfg = TrafficFlow {
+            active_flow_timeout: Duration::from_secs(60),
+            inactive_flow_timeout: Duration::from_secs(15),
+            ..TrafficFlow::default()
+        };
+        let mut cache = FlowCache::new(cfg);
+        assert_eq!(cache.walk_every(), StdDuration::from_secs(15));
+        let mut out = Vec::new();
+        let walk =
+            |cache: &mut FlowCache, s: &Shard, t: u64, force: bool, out: &mut Vec<Record>| {
+                s.for_each_snapshot(Instant::from_secs(t), |raw| {
+                    cache.on_row(&raw, EPOCH + t * S + 1_000_000, force, out)
+                });
+            };
+        // A packet and its reply every 10 s: never idle.
+        for t in (0..=130).step_by(10) {
+            s.handle_packet(Instant::from_secs(t), &udp(1000, false));
+            s.handle_packet(Instant::from_secs(t), &udp(1000, true));
+            feed(&mut cache, &mut s, &mut out);
+            walk(&mut cache, &s, t, false, &mut out);
+        }
+        let f = flows(&out);
+        // At 60 s and 120 s: both directions, 7 then 6 packets each.
+        assert_eq!(f.len(), 4, "{f:?}");
+        assert!(f.iter().all(|r| r.end_reason == EndReason::ActiveTimeout));
+        assert_eq!(
+            f.iter().map(|r| r.packets).collect::<Vec<_>>(),
+            [7, 7, 6, 6]
+        );
+        assert_eq!(f[2].start_ms, (EPOCH + 60 * S) / 1_000_000 + 1);
+        out.clear();
+        // Stopping: the rest (130 s: 1 packet each way) as forced end.
+        walk(&mut cache, &s, 131, true, &mut out);
+        let f = flows(&out);
+        assert_eq!(f.iter().map(|r| r.packets).collect::<Vec<_>>(), [1, 1]);
+        assert!(f.iter().all(|r| r.end_reason == EndReason::ForcedEnd));
+        // Idle 15 s: exported once, then nothing more until it carries packets.
+        out.clear();
+        s.handle_packet(Instant::from_secs(140), &udp(1000, false));
+        walk(&mut cache, &s, 150, false, &mut out);
+        assert!(out.is_empty());
+        walk(&mut cache, &s, 156, false, &mut out);
+        let f = flows(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].packets, f[0].end_reason), (1, EndReason::IdleTimeout));
+        out.clear();
+        walk(&mut cache, &s, 200, false, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_is_counted_and_its_connections_still_exported() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow {
+            cache_entries: 1,
+            ..TrafficFlow::default()
+        });
+        let mut out = Vec::new();
+        s.handle_packet(Instant::from_secs(1), &udp(1, false));
+        s.handle_packet(Instant::from_secs(1), &udp(2, false));
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(cache.stats().cache_full, 1);
+        s.poll_expired(Instant::from_secs(1000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(flows(&out).len(), 2);
+    }
+
+    #[test]
+    fn tcp_flags_follow_the_state() {
+        let mut e_flags = None;
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let tcp = |src: [u8; 4], sp, dst: [u8; 4], dp, flags, seq, ack| FlowRepr {
+            tuple: Tuple {
+                src: Addr::from_v4(src),
+                dst: Addr::from_v4(dst),
+                src_port: sp,
+                dst_port: dp,
+                proto: proto::TCP,
+                family: Family::V4,
+            },
+            ip_len: 60,
+            l4: L4::Tcp(dataplane::flow::TcpInfo {
+                seq,
+                ack,
+                flags,
+                window: 65535,
+                wscale: None,
+                sack_perm: false,
+                payload_len: 0,
+            }),
+        };
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let t = Instant::from_secs(1);
+        s.handle_packet(t, &tcp(a, 1000, b, 80, 0x02, 100, 0));
+        s.handle_packet(t, &tcp(b, 80, a, 1000, 0x12, 500, 101));
+        s.handle_packet(t, &tcp(a, 1000, b, 80, 0x10, 101, 501));
+        s.handle_packet(t, &tcp(a, 1000, b, 80, 0x11, 101, 501));
+        for ev in s.drain_events() {
+            e_flags = Some(tcp_flags(&ev.entry));
+        }
+        assert_eq!(e_flags, Some([0x13, 0x13]));
+        assert_eq!(
+            config_of("[traffic-flow]\nenabled = \"yes\"\ncache-entries = \"8k\"\n[[traffic-flow.target]]\ndst-address = \"127.0.0.1\"\nversion = \"ipfix\"\n")
+                .unwrap()
+                .cache_entries,
+            8192
+        );
+    }
+
+    #[test]
+    fn metrics_show_event_drops_and_export_counters() {
+        let rings: Vec<_> = (0..2)
+            .map(|_| Arc::new(dataplane::events::EventRing::new(1)))
+            .collect();
+        let hub = EventHub::new(rings.clone());
+        let _sub = hub.subscribe("flow-export", Box::new(|_| true), 1);
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        for p in 0..3 {
+            s.handle_packet(Instant::from_secs(1), &udp(p, false));
+        }
+        let evs: Vec<ConnEvent> = s.drain_events().collect();
+        // The first fills worker 1's ring of one (the second does not fit:
+        // the worker would count it); the hub moves it into the
+        // subscription of one, where the second then finds no room.
+        assert!(rings[1].push(evs[0]));
+        assert!(!rings[1].push(evs[1]));
+        hub.pump();
+        assert!(rings[1].push(evs[1]));
+        hub.pump();
+        let counters = ExportCounters {
+            targets: vec![("127.0.0.1:2055".to_string(), TargetCounters::default())],
+            ..ExportCounters::default()
+        };
+        counters.targets[0].1.records.store(7, Ordering::Relaxed);
+        counters.cache_entries.store(3, Ordering::Relaxed);
+        let fams = metric_families(&hub, Some(&counters));
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &fams, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("ctrack_events_dropped_total{worker=\"0\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_events_subscriber_dropped_total{subscriber=\"flow-export\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_records_total{target=\"127.0.0.1:2055\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_send_errors_total{target=\"127.0.0.1:2055\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_cache_entries 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctrack_flow_export_cache_full_total 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn connections_whose_destroy_was_lost_leave_the_cache_after_two_walks() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow::default());
+        let mut out = Vec::new();
+        s.handle_packet(Instant::from_secs(1), &udp(1, false));
+        s.handle_packet(Instant::from_secs(1), &udp(2, false));
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(cache.len(), 2);
+        // One goes, its destroy event lost.
+        let (id, _) = s
+            .lookup(&dataplane::conntrack::Key::of_packet(
+                &udp(1, false).tuple,
+                &L4::Udp,
+            ))
+            .unwrap();
+        assert!(s.remove(id));
+        s.drain_events().for_each(drop);
+        let walk = |cache: &mut FlowCache, s: &Shard, out: &mut Vec<Record>| {
+            cache.begin_walk();
+            s.for_each_snapshot(Instant::from_secs(2), |raw| {
+                cache.on_row(&raw, EPOCH + 2 * S, false, out)
+            });
+            cache.end_walk();
+        };
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 2, "one walk is not enough");
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.stats().stale, 1);
+        walk(&mut cache, &s, &mut out);
+        assert_eq!(cache.len(), 1, "the live one stays");
+    }
+
+    fn config_of(text: &str) -> Result<TrafficFlow, String> {
+        let f: crate::config::ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        f.traffic_flow.validate().map_err(|e| e.to_string())?;
+        Ok(f.traffic_flow)
+    }
+
+    #[test]
+    fn settings_parse_with_routeros_names_and_defaults() {
+        let tf = config_of(
+            "[traffic-flow]\nenabled = true\n[[traffic-flow.target]]\ndst-address = \"192.0.2.1\"\n",
+        )
+        .unwrap();
+        assert!(tf.enabled);
+        assert_eq!(tf.active_flow_timeout, Duration::from_secs(1800));
+        assert_eq!(tf.inactive_flow_timeout, Duration::from_secs(15));
+        assert_eq!(tf.cache_entries, 4096);
+        assert_eq!(tf.targets[0].port, 2055);
+        assert_eq!(tf.targets[0].version, Version::NetflowV9);
+        let e = config_of("[traffic-flow]\ninterfaces = \"ether1\"\n").unwrap_err();
+        assert!(e.contains("interfaces"), "{e}");
+        let e = config_of("[traffic-flow]\nenabled = \"maybe\"\n").unwrap_err();
+        assert!(e.contains("yes or no"), "{e}");
+        let e = config_of("[[traffic-flow.target]]\ndst-address = \"::1\"\nversion = \"5\"\n")
+            .unwrap_err();
+        assert!(e.contains("version"), "{e}");
+        let e = config_of(
+            "[[traffic-flow.target]]\ndst-address = \"::1\"\nsrc-address = \"10.0.0.1\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("src-address"), "{e}");
+        let e = config_of("[traffic-flow]\ninactive-flow-timeout = \"0s\"\n").unwrap_err();
+        assert!(e.contains("inactive-flow-timeout"), "{e}");
+    }
+}
