@@ -25,10 +25,10 @@ use ctrack_model::{ConnSnapshot, SettingsError, check_filter_value, check_proper
 use dataplane::conntrack::ConnId;
 use serde_json::{Map, Value, json};
 
-pub(crate) use crate::http::percent_decode;
 use crate::http::{Answer, AnswerHandler, HttpServer, Reply, Req, StreamError, too_large};
 pub use crate::http::{ApiError, MAX_BODY};
 use crate::ops::{Dataplane, OpsError};
+pub(crate) use crate::rest::percent_decode;
 
 /// The API's default address: loopback, RouterOS's API port.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8728";
@@ -115,7 +115,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
         Some((p, q)) => (p, q),
         None => (req.url, ""),
     };
-    let path = match percent_decode(raw_path, false) {
+    let path = match crate::rest::decode_path(raw_path) {
         Ok(p) => p,
         Err(e) => return bad_request(e, "path").into(),
     };
@@ -198,7 +198,8 @@ pub(crate) fn check_filter(prop: &str, value: &str) -> Result<(), (String, Strin
             format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
         ));
     }
-    check_filter_value(prop, value).map_err(|e| (e.to_string(), String::new()))
+    check_filter_value(prop, value).map_err(|e| (e.to_string(), String::new()))?;
+    crate::rest::check_value_form(prop, value).map_err(|e| (e, String::new()))
 }
 
 fn yes(v: &str) -> Option<bool> {
@@ -387,6 +388,9 @@ fn set_tracking(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
         Ok(v) => v,
         Err(e) => return bad_request(format!("body: invalid JSON: {e}"), "body"),
     };
+    if let Some(k) = crate::rest::duplicate_key(&body) {
+        return bad_request(format!("body: the setting {k:?} is given twice"), "body");
+    }
     let Value::Object(obj) = value else {
         return bad_request(
             "body: expected a JSON object of settings, e.g. {\"udp-timeout\": \"30s\"}",
@@ -790,6 +794,17 @@ pub(crate) mod tests {
             "JSON",
         );
         assert_error(call("PATCH", &url, Some(""), None), 400, "JSON");
+        // A key given twice is refused, not silently the last one.
+        assert_error(
+            call(
+                "PATCH",
+                &url,
+                Some(r#"{"udp-timeout": "5s", "udp-timeout": "6s"}"#),
+                None,
+            ),
+            400,
+            "udp-timeout",
+        );
         assert_error(
             call("PATCH", &url, Some(r#"["udp-timeout"]"#), None),
             400,
@@ -1099,6 +1114,15 @@ pub(crate) mod tests {
             (".proplist=id,nope", "nope"),
             ("protocol=%E0%A4%A", "percent"),
             ("protocol=%FF", "UTF-8"),
+            ("id=%+1f2a", "percent"),
+            ("tcp-state=establishd", "tcp-state"),
+            ("tcp-state=", "tcp-state"),
+            ("gre-version=7", "gre-version"),
+            ("icmp-type=300", "icmp-type"),
+            ("icmp-code=x", "icmp-code"),
+            ("src-address=10.0.0", "src-address"),
+            ("dst-address=10.0.0.1:99999", "dst-address"),
+            ("reply-src-address=host", "reply-src-address"),
         ];
         for (q, field) in cases {
             assert_error(call("GET", &format!("{url}?{q}"), None, None), 400, field);
@@ -1132,6 +1156,17 @@ pub(crate) mod tests {
             "/metrics",
         );
         assert_error(call("GET", &format!("{base}/"), None, None), 404, "/");
+        // An encoded '/' is data, not a separator: refused, not routed.
+        assert_error(
+            call(
+                "GET",
+                &format!("{base}/rest/ip%2Ffirewall/connection"),
+                None,
+                None,
+            ),
+            400,
+            "%2F",
+        );
         assert_error(
             call("GET", &format!("{base}{CONNECTION}/*1/extra"), None, None),
             404,
@@ -1226,6 +1261,133 @@ pub(crate) mod tests {
             .to_string();
         assert!(err.contains(&addr.to_string()), "{err}");
         drop(again);
+    }
+
+    /// A connection from the loopback address `src` (any of 127.0.0.0/8),
+    /// so that one test can be several clients.
+    fn connect_from(src: [u8; 4], to: SocketAddr) -> TcpStream {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from = SocketAddr::from((src, 0));
+        s.bind(&from.into()).unwrap();
+        s.connect(&to.into()).unwrap();
+        s.into()
+    }
+
+    /// The connection is still open: nothing to read yet, no end.
+    fn still_open(s: &TcpStream) -> bool {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let open = matches!(
+            (&*s).read(&mut b),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        );
+        s.set_nonblocking(false).unwrap();
+        open
+    }
+
+    /// Thirty clients sending one header byte and then nothing (each from
+    /// its own address) do not delay a normal request: it is answered
+    /// while every one of them is still connected, and each sent byte is
+    /// still unanswered.
+    #[test]
+    fn slow_senders_do_not_delay_other_clients() {
+        let (srv, base) = start(fake(), None);
+        let a = srv.local_addr();
+        let slow: Vec<TcpStream> = (0..30u8)
+            .map(|i| {
+                let mut s = connect_from([127, 0, 1, i + 1], a);
+                s.write_all(b"G").unwrap();
+                s
+            })
+            .collect();
+        assert_eq!(call("GET", &format!("{base}{TRACKING}"), None, None).0, 200);
+        for s in &slow {
+            assert!(
+                still_open(s),
+                "a slow client was dropped before the request"
+            );
+        }
+    }
+
+    /// One client address gets at most MAX_PER_CLIENT connections at once:
+    /// the next is answered 503 naming the limit, while another address is
+    /// still served.
+    #[test]
+    fn connections_per_client_are_limited() {
+        use crate::http::MAX_PER_CLIENT;
+        let (srv, _) = start(fake(), None);
+        let a = srv.local_addr();
+        let held: Vec<TcpStream> = (0..MAX_PER_CLIENT)
+            .map(|_| connect_from([127, 0, 2, 1], a))
+            .collect();
+        // Each of those is accepted (and so counted) before the next one:
+        // the server takes connections in order.
+        let mut over = connect_from([127, 0, 2, 1], a);
+        over.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let _ = over.write_all(format!("GET {TRACKING} HTTP/1.1\r\n\r\n").as_bytes());
+        let mut out = String::new();
+        let _ = over.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+        assert!(out.contains("per client"), "{out}");
+        let other = raw_bytes_from([127, 0, 2, 2], a, TRACKING);
+        assert!(other.starts_with(b"HTTP/1.1 200 "));
+        for s in &held {
+            assert!(still_open(s));
+        }
+    }
+
+    fn raw_bytes_from(src: [u8; 4], a: SocketAddr, target: &str) -> Vec<u8> {
+        let mut s = connect_from(src, a);
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// Three clients that ask for a large listing and never read it hold
+    /// no handler another client needs, and a stop closes their
+    /// connections without waiting for them.
+    #[test]
+    fn slow_readers_hold_nothing_and_stop_does_not_wait_for_them() {
+        let (mut srv, base) = start(fake_of(many(20_000), None), None);
+        let a = srv.local_addr();
+        let readers: Vec<TcpStream> = (0..3u8)
+            .map(|i| {
+                let mut s = connect_from([127, 0, 3, i + 1], a);
+                s.write_all(format!("GET {CONNECTION} HTTP/1.1\r\n\r\n").as_bytes())
+                    .unwrap();
+                s
+            })
+            .collect();
+        // Each has its answer's head: its listing is under way (and stuck
+        // behind the unread socket buffers: 20000 rows are 11 MB).
+        for s in &readers {
+            let mut head = [0u8; 12];
+            (&*s).read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+        }
+        for _ in 0..HANDLER_THREADS + 1 {
+            let (st, body) = call("GET", &format!("{base}{CONNECTION}/*100"), None, None);
+            assert_eq!(st, 200, "{body}");
+        }
+        srv.stop();
+        for mut s in readers {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut rest = Vec::new();
+            // Read what the server had sent, up to the close (or a reset).
+            let r = s.read_to_end(&mut rest);
+            assert!(
+                r.is_ok()
+                    || r.as_ref()
+                        .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+                "{r:?}"
+            );
+            assert!(!rest.ends_with(b"0\r\n\r\n"), "the listing was cut short");
+        }
     }
 
     /// A client that sends nothing holds a handler only until the server's

@@ -682,35 +682,6 @@ pub(crate) fn too_large() -> Reply {
     )
 }
 
-/// Percent-decodes one URL component (`+` as space in queries).
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -894,14 +865,5 @@ pub(crate) mod tests {
         let (written, stopped) = done_rx.recv().unwrap();
         assert!(stopped, "HEAD should have stopped the producer");
         assert!(written <= 2 * STREAM_CHUNK / 1024, "{written} KiB written");
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("%2A1f2a", false).unwrap(), "*1f2a");
-        assert_eq!(percent_decode("a+b", true).unwrap(), "a b");
-        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
-        assert!(percent_decode("%2", false).is_err());
-        assert!(percent_decode("%zz", false).is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod replay;
+pub mod rest;
 #[cfg(feature = "dpdk")]
 pub mod run;
 pub mod workers;
