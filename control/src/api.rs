@@ -38,6 +38,8 @@ pub const HANDLER_THREADS: usize = 3;
 const CONNECTION: &str = "/rest/ip/firewall/connection";
 const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
 const TRACKING_SET: &str = "/rest/ip/firewall/connection/tracking/set";
+const PRINT: &str = "/rest/ip/firewall/connection/print";
+const REMOVE: &str = "/rest/ip/firewall/connection/remove";
 
 /// The management API server. Stops on [`ApiServer::stop`] or drop.
 pub struct ApiServer {
@@ -127,16 +129,25 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     if path == CONNECTION && method == "GET" {
         return list(query, dp);
     }
+    let dp_arc = dp;
     let dp = &**dp;
     match path {
         CONNECTION => method_not_allowed(method, path, "GET"),
         TRACKING => match method {
-            "GET" => Reply::json(200, &dp.tracking()),
+            "GET" => tracking_reply(&dp.tracking()),
             "PATCH" => set_tracking(req, dp),
             _ => method_not_allowed(method, path, "GET, PATCH"),
         },
         TRACKING_SET => match method {
             "POST" => set_tracking(req, dp),
+            _ => method_not_allowed(method, path, "POST"),
+        },
+        PRINT => match method {
+            "POST" => return print(req, dp_arc),
+            _ => method_not_allowed(method, path, "POST"),
+        },
+        REMOVE => match method {
+            "POST" => remove(req, dp),
             _ => method_not_allowed(method, path, "POST"),
         },
         p => match p.strip_prefix(CONNECTION).and_then(|r| r.strip_prefix('/')) {
@@ -182,7 +193,7 @@ fn one(method: &str, raw_id: &str, dp: &dyn Dataplane) -> Reply {
         }
     } else {
         match dp.connection(id) {
-            Ok(c) => Reply::json(200, &c),
+            Ok(c) => Reply::json(200, &crate::rest::row(&c)),
             Err(e) => ops_error(e),
         }
     }
@@ -215,6 +226,31 @@ struct ListQuery {
     filter: Vec<(String, String)>,
     count_only: bool,
     proplist: Option<Vec<String>>,
+    /// `POST .../print`'s `.query`.
+    query: Option<crate::rest::Query>,
+}
+
+/// Checks a `.proplist`: REST property names (`id` is taken for `.id`).
+fn proplist(props: &[String]) -> Result<Vec<String>, Reply> {
+    props
+        .iter()
+        .map(|p| {
+            let p = if p == "id" { ".id" } else { p.as_str() };
+            if crate::rest::rest_properties().any(|k| k == p) {
+                Ok(p.to_string())
+            } else {
+                Err(bad_request(
+                    format!("unknown connection property {p:?} in .proplist"),
+                    format!(
+                        "known properties: {}",
+                        crate::rest::rest_properties()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Parses and checks a listing's query; `Err` is the 400 to send.
@@ -223,6 +259,7 @@ fn list_query(query: &str) -> Result<ListQuery, Reply> {
         filter: Vec::new(),
         count_only: false,
         proplist: None,
+        query: None,
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -246,18 +283,10 @@ fn list_query(query: &str) -> Result<ListQuery, Reply> {
                     .map(|p| p.trim().to_string())
                     .filter(|p| !p.is_empty())
                     .collect();
-                if let Some(p) = props
-                    .iter()
-                    .find(|p| !ConnSnapshot::PROPERTIES.contains(&p.as_str()))
-                {
-                    return Err(bad_request(
-                        format!("unknown connection property {p:?} in .proplist"),
-                        format!("known properties: {}", ConnSnapshot::PROPERTIES.join(", ")),
-                    ));
-                }
-                q.proplist = Some(props);
+                q.proplist = Some(proplist(&props)?);
             }
             _ => {
+                let k = if k == ".id" { "id".to_string() } else { k };
                 if let Err((m, d)) = check_filter(&k, &v) {
                     return Err(bad_request(m, d));
                 }
@@ -277,15 +306,28 @@ fn list(query: &str, dp: &Arc<dyn Dataplane>) -> Answer {
     };
     if q.count_only {
         return match dp.count(&q.filter) {
-            Ok(n) => Reply::json(200, &json!({ "count": n })),
+            Ok(n) => Reply::json(200, &json!({ "count": n.to_string() })),
             Err(e) => ops_error(e),
         }
         .into();
     }
+    stream_rows(dp, q)
+}
+
+/// The rows of `q`, streamed (see [`write_rows`]).
+fn stream_rows(dp: &Arc<dyn Dataplane>, q: ListQuery) -> Answer {
     let dp = Arc::clone(dp);
     Answer::Stream {
         content_type: "application/json",
-        produce: Box::new(move |out| write_rows(&*dp, &q.filter, q.proplist.as_deref(), out)),
+        produce: Box::new(move |out| {
+            write_rows(
+                &*dp,
+                &q.filter,
+                q.query.as_ref(),
+                q.proplist.as_deref(),
+                out,
+            )
+        }),
     }
 }
 
@@ -297,6 +339,7 @@ fn list(query: &str, dp: &Arc<dyn Dataplane>) -> Answer {
 fn write_rows(
     dp: &dyn Dataplane,
     filter: &[(String, String)],
+    query: Option<&crate::rest::Query>,
     proplist: Option<&[String]>,
     out: &mut dyn Write,
 ) -> Result<(), StreamError> {
@@ -304,6 +347,9 @@ fn write_rows(
     let mut first = true;
     let mut stopped = None;
     let walked = dp.for_each_connection(filter, &mut |row| {
+        if query.is_some_and(|q| !q.matches(&crate::rest::row(&row))) {
+            return ControlFlow::Continue(());
+        }
         let sep: &[u8] = if first { b"" } else { b"," };
         first = false;
         let written = out
@@ -332,10 +378,7 @@ fn encode_row(
     row: &ConnSnapshot,
     proplist: Option<&[String]>,
 ) -> Result<(), StreamError> {
-    let encoded = match proplist {
-        None => serde_json::to_writer(&mut *out, row),
-        Some(props) => serde_json::to_writer(&mut *out, &pick(row, props)),
-    };
+    let encoded = serde_json::to_writer(&mut *out, &crate::rest::pick(row, proplist));
     encoded.map_err(|e| {
         if e.is_io() {
             StreamError::Io(e.into())
@@ -347,23 +390,6 @@ fn encode_row(
             ))
         }
     })
-}
-
-/// The `.proplist` properties of a row, in that order.
-fn pick(r: &ConnSnapshot, props: &[String]) -> Value {
-    let mut full = match serde_json::to_value(r) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let mut m = Map::new();
-    for p in props {
-        if p == "flags" {
-            m.insert(p.clone(), Value::String(r.flags()));
-        } else if let Some(v) = full.remove(p) {
-            m.insert(p.clone(), v);
-        }
-    }
-    Value::Object(m)
 }
 
 /// Reads at most [`MAX_BODY`] bytes; `Err` is the 4xx to send.
@@ -427,9 +453,162 @@ fn set_tracking(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
         changes.push((k, text));
     }
     match dp.set_tracking(&changes) {
-        Ok(t) => Reply::json(200, &t),
+        Ok(t) => tracking_reply(&t),
         Err(e) => ops_error(e),
     }
+}
+
+/// The tracking menu as RouterOS serves it: every value a string.
+fn tracking_reply(t: &crate::ops::TrackingInfo) -> Reply {
+    match serde_json::to_value(t) {
+        Ok(v) => Reply::json(200, &crate::rest::strings(v)),
+        Err(e) => Reply::error(500, format!("cannot encode the answer: {e}"), String::new()),
+    }
+}
+
+/// Reads a command's JSON object body (`{}` when empty); `Err` is the 400.
+fn command_body(req: &mut Req<'_>) -> Result<Map<String, Value>, Reply> {
+    let body = read_body(req)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if let Some(k) = crate::rest::duplicate_key(&body) {
+        return Err(bad_request(format!("body: {k:?} is given twice"), "body"));
+    }
+    match serde_json::from_slice(&body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad_request(
+            "body: expected a JSON object, e.g. {\".proplist\": \".id,protocol\"}",
+            "body",
+        )),
+        Err(e) => Err(bad_request(format!("body: invalid JSON: {e}"), "body")),
+    }
+}
+
+/// A list of words given as an array of strings or one comma-separated
+/// string (RouterOS accepts both for `.proplist`).
+fn words(key: &str, v: &Value, sep: char) -> Result<Vec<String>, Reply> {
+    let bad = || {
+        bad_request(
+            format!("body: {key} must be a string or an array of strings"),
+            "body",
+        )
+    };
+    match v {
+        Value::String(s) => Ok(s
+            .split(sep)
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()),
+        Value::Array(a) => a
+            .iter()
+            .map(|w| w.as_str().map(str::to_string).ok_or_else(bad))
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+/// `POST /rest/ip/firewall/connection/print` with `.proplist` and
+/// `.query` (see [`crate::rest::Query`]): the rows are streamed as a
+/// listing's.
+fn print(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
+    let body = match command_body(req) {
+        Ok(b) => b,
+        Err(r) => return r.into(),
+    };
+    let mut q = ListQuery {
+        filter: Vec::new(),
+        count_only: false,
+        proplist: None,
+        query: None,
+    };
+    for (k, v) in &body {
+        let done = match k.as_str() {
+            ".proplist" => words(k, v, ',').and_then(|p| proplist(&p)).map(|p| {
+                q.proplist = Some(p);
+            }),
+            ".query" => words(k, v, '\n').and_then(|w| {
+                crate::rest::Query::parse(&w)
+                    .map(|qq| q.query = Some(qq))
+                    .map_err(|e| bad_request(e, String::new()))
+            }),
+            "count-only" => match v.as_str().and_then(yes) {
+                Some(b) => {
+                    q.count_only = b;
+                    Ok(())
+                }
+                None => Err(bad_request(
+                    format!("bad value {v} for count-only: expected \"yes\" or \"no\""),
+                    String::new(),
+                )),
+            },
+            other => Err(bad_request(
+                format!("unknown argument {other:?} of print"),
+                "known: .proplist, .query, count-only",
+            )),
+        };
+        if let Err(r) = done {
+            return r.into();
+        }
+    }
+    if q.count_only {
+        let mut n = 0u64;
+        let query = q.query.unwrap_or_default();
+        let walked = dp.for_each_connection(&[], &mut |row| {
+            if query.matches(&crate::rest::row(&row)) {
+                n += 1;
+            }
+            ControlFlow::Continue(())
+        });
+        return match walked {
+            Ok(()) => Reply::json(200, &json!({ "count": n.to_string() })),
+            Err(e) => ops_error(e),
+        }
+        .into();
+    }
+    stream_rows(dp, q)
+}
+
+/// `POST /rest/ip/firewall/connection/remove` with `.id`: one id or a
+/// comma-separated list, every one checked before any is removed; answers
+/// `[]` as RouterOS does.
+fn remove(req: &mut Req<'_>, dp: &dyn Dataplane) -> Reply {
+    let body = match command_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(k) = body.keys().find(|k| *k != ".id") {
+        return bad_request(format!("unknown argument {k:?} of remove"), "known: .id");
+    }
+    let Some(v) = body.get(".id") else {
+        return bad_request(
+            "remove needs .id (one id or a comma-separated list)",
+            "body",
+        );
+    };
+    let ids = match words(".id", v, ',') {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if ids.is_empty() {
+        return bad_request(
+            "remove needs .id (one id or a comma-separated list)",
+            "body",
+        );
+    }
+    let mut parsed = Vec::with_capacity(ids.len());
+    for raw in &ids {
+        match parse_id(raw) {
+            Ok(id) => parsed.push(id),
+            Err(r) => return r,
+        }
+    }
+    for id in parsed {
+        if let Err(e) = dp.remove(id) {
+            return ops_error(e);
+        }
+    }
+    Reply::json(200, &json!([]))
 }
 
 #[cfg(test)]
@@ -442,6 +621,7 @@ pub(crate) mod tests {
     use crate::http::tests::{dechunk, split_answer};
     use crate::http::{MAX_HEAD, STREAM_CHUNK};
     use crate::ops::{FakeDataplane, TrackingInfo};
+    use axum::http::StatusCode;
     use dataplane::conntrack::Settings;
 
     /// A TCP, a UDP and an ICMP connection, as the table would show them.
@@ -587,14 +767,31 @@ pub(crate) mod tests {
         serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
     }
 
-    /// The status is `status` and the error body's message names `field`.
+    /// The status is `status`, the error body's message is the status
+    /// text (as RouterOS's) and its detail names `field`.
     fn assert_error(got: (u16, String), status: u16, field: &str) {
         assert_eq!(got.0, status, "{}", got.1);
         let v = json_of(&got.1);
         assert_eq!(v["error"], status, "{}", got.1);
-        let msg = v["message"].as_str().unwrap();
-        assert!(msg.contains(field), "message {msg:?} should name {field:?}");
-        assert!(v["detail"].is_string(), "{}", got.1);
+        let text = StatusCode::from_u16(status)
+            .unwrap()
+            .canonical_reason()
+            .unwrap();
+        assert_eq!(v["message"], text, "{}", got.1);
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(field),
+            "detail {detail:?} should name {field:?}"
+        );
+    }
+
+    /// The rows as the REST API serves them.
+    fn rest_rows(rows: &[ConnSnapshot]) -> Value {
+        Value::Array(
+            rows.iter()
+                .map(|r| Value::Object(crate::rest::row(r)))
+                .collect(),
+        )
     }
 
     #[test]
@@ -604,8 +801,11 @@ pub(crate) mod tests {
         let (st, body) = call("GET", &url, None, None);
         assert_eq!(st, 200);
         let all = json_of(&body);
-        let want = serde_json::to_value(rows()).unwrap();
-        assert_eq!(all, want);
+        assert_eq!(all, rest_rows(&rows()));
+        assert_eq!(all[0][".id"], "*1f2a");
+        assert_eq!(all[0]["orig-packets"], "5");
+        assert_eq!(all[0]["assured"], "true");
+        assert_eq!(all[0]["hw-offload"], "false");
         assert_eq!(all[0]["tcp-state"], "established");
         assert!(all[1].get("tcp-state").is_none());
 
@@ -618,7 +818,7 @@ pub(crate) mod tests {
         assert_eq!(st, 200);
         let v = json_of(&body);
         assert_eq!(v.as_array().unwrap().len(), 1);
-        assert_eq!(v[0]["id"], "*1f2a");
+        assert_eq!(v[0][".id"], "*1f2a");
 
         // Address by IP alone, boolean as yes/no, percent-encoding.
         let (_, body) = call(
@@ -635,14 +835,14 @@ pub(crate) mod tests {
 
         let (st, body) = call("GET", &format!("{url}?count-only=yes"), None, None);
         assert_eq!(st, 200);
-        assert_eq!(json_of(&body), json!({ "count": 3 }));
+        assert_eq!(json_of(&body), json!({ "count": "3" }));
         let (_, body) = call(
             "GET",
             &format!("{url}?count-only=&protocol=udp"),
             None,
             None,
         );
-        assert_eq!(json_of(&body), json!({ "count": 1 }));
+        assert_eq!(json_of(&body), json!({ "count": "1" }));
 
         let (_, body) = call(
             "GET",
@@ -650,7 +850,18 @@ pub(crate) mod tests {
             None,
             None,
         );
-        assert_eq!(json_of(&body), json!([{ "id": "*1f2a", "flags": "AC" }]));
+        assert_eq!(json_of(&body), json!([{ ".id": "*1f2a", "flags": "AC" }]));
+        // `.id` by its RouterOS name, in .proplist and as a filter.
+        let (_, body) = call(
+            "GET",
+            &format!("{url}?.proplist=.id,orig-packets&.id=*7"),
+            None,
+            None,
+        );
+        assert_eq!(
+            json_of(&body),
+            json!([{ ".id": "*7", "orig-packets": "5" }])
+        );
 
         // Trailing slash is the same path.
         assert_eq!(call("GET", &format!("{url}/"), None, None).0, 200);
@@ -663,7 +874,7 @@ pub(crate) mod tests {
         let url = format!("{base}{CONNECTION}");
         let (st, body) = call("GET", &format!("{url}/*1f2a"), None, None);
         assert_eq!(st, 200);
-        assert_eq!(json_of(&body), serde_json::to_value(&rows()[0]).unwrap());
+        assert_eq!(json_of(&body), Value::Object(crate::rest::row(&rows()[0])));
         let (st, body) = call("GET", &format!("{url}/%2A1000000002b"), None, None);
         assert_eq!(st, 200);
         assert_eq!(json_of(&body)["protocol"], "udp");
@@ -690,6 +901,91 @@ pub(crate) mod tests {
         );
     }
 
+    /// RouterOS's console commands as REST maps them: `POST .../print`
+    /// with `.proplist` and `.query`, `POST .../remove` with `.id`.
+    #[test]
+    fn print_and_remove_commands() {
+        let dp = fake();
+        let (_srv, base) = start(dp.clone(), None);
+        let print = format!("{base}{PRINT}");
+        let (st, body) = call("POST", &print, Some("{}"), None);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(json_of(&body), rest_rows(&rows()));
+        let (st, body) = call("POST", &print, None, None);
+        assert_eq!((st, json_of(&body)), (200, rest_rows(&rows())));
+
+        let (_, body) = call(
+            "POST",
+            &print,
+            Some(
+                r##"{".proplist": ".id,protocol", ".query": ["protocol=udp", "protocol=icmp", "#|"]}"##,
+            ),
+            None,
+        );
+        assert_eq!(
+            json_of(&body),
+            json!([{".id": "*1000000002b", "protocol": "udp"}, {".id": "*7", "protocol": "icmp"}])
+        );
+        let (_, body) = call(
+            "POST",
+            &print,
+            Some(
+                r##"{".proplist": [".id"], ".query": ["orig-bytes>100", "tcp-state", "#!", "#&"]}"##,
+            ),
+            None,
+        );
+        assert_eq!(json_of(&body), json!([{".id": "*7"}]));
+        let (_, body) = call(
+            "POST",
+            &print,
+            Some(r##"{"count-only": "yes", ".query": ["assured=true"]}"##),
+            None,
+        );
+        assert_eq!(json_of(&body), json!({ "count": "2" }));
+
+        for (body, field) in [
+            (r##"{".query": ["bogus=1"]}"##, "bogus"),
+            (r##"{".query": ["#|"]}"##, "#|"),
+            (r##"{".query": "protocol=tcp"}"##, ""),
+            (r##"{".proplist": ".id,nope"}"##, "nope"),
+            (r##"{".proplist": 5}"##, ".proplist"),
+            (r##"{"where": "x"}"##, "where"),
+            (r##"[]"##, "object"),
+            (r##"{".proplist": "a", ".proplist": "b"}"##, ".proplist"),
+        ] {
+            let got = call("POST", &print, Some(body), None);
+            if field.is_empty() {
+                // A single query word as a string is accepted too.
+                assert_eq!(got.0, 200, "{body}: {}", got.1);
+            } else {
+                assert_error(got, 400, field);
+            }
+        }
+
+        let remove = format!("{base}{REMOVE}");
+        let (st, body) = call("POST", &remove, Some(r##"{".id": "*1f2a,*7"}"##), None);
+        assert_eq!((st, json_of(&body)), (200, json!([])));
+        assert_eq!(dp.rows.lock().len(), 1);
+        // Every id is checked before any is removed.
+        assert_error(
+            call(
+                "POST",
+                &remove,
+                Some(r##"{".id": "*1000000002b,1f"}"##),
+                None,
+            ),
+            400,
+            "id",
+        );
+        assert_eq!(dp.rows.lock().len(), 1);
+        let got = call("POST", &remove, Some(r##"{".id": "*1f2a"}"##), None);
+        assert_error(got.clone(), 404, "*1f2a");
+        assert_eq!(json_of(&got.1)["message"], "Not Found");
+        assert_error(call("POST", &remove, Some("{}"), None), 400, ".id");
+        assert_error(call("GET", &remove, None, None), 405, "GET");
+        assert_error(call("GET", &print, None, None), 405, "GET");
+    }
+
     #[test]
     fn tracking_get_and_set() {
         let dp = fake();
@@ -700,14 +996,18 @@ pub(crate) mod tests {
         let v = json_of(&body);
         assert_eq!(v["enabled"], "auto");
         assert_eq!(v["tcp-established-timeout"], "1d");
-        assert_eq!(v["max-entries"], 1 << 20);
-        assert_eq!(v["total-entries"], 3);
-        let want = serde_json::to_value(TrackingInfo {
-            settings: Settings::default(),
-            max_entries: 1 << 20,
-            total_entries: 3,
-        })
-        .unwrap();
+        // Every value a string, as RouterOS serves them.
+        assert_eq!(v["max-entries"], "1048576");
+        assert_eq!(v["total-entries"], "3");
+        assert!(v.as_object().unwrap().values().all(Value::is_string), "{v}");
+        let want = crate::rest::strings(
+            serde_json::to_value(TrackingInfo {
+                settings: Settings::default(),
+                max_entries: 1 << 20,
+                total_entries: 3,
+            })
+            .unwrap(),
+        );
         assert_eq!(v, want);
 
         let (st, body) = call(
@@ -719,7 +1019,7 @@ pub(crate) mod tests {
         assert_eq!(st, 200, "{body}");
         let v = json_of(&body);
         assert_eq!(v["udp-timeout"], "30s");
-        assert_eq!(v["loose-tcp-tracking"], false);
+        assert_eq!(v["loose-tcp-tracking"], "false");
         assert!(!dp.settings.lock().loose_tcp_tracking);
 
         // JSON booleans and numbers become strings; POST .../set is the same.
@@ -731,13 +1031,13 @@ pub(crate) mod tests {
         );
         assert_eq!(st, 200, "{body}");
         let v = json_of(&body);
-        assert_eq!(v["loose-tcp-tracking"], true);
+        assert_eq!(v["loose-tcp-tracking"], "true");
         assert_eq!(v["icmp-timeout"], "20s");
         // checksum-verify (Linux's nf_conntrack_checksum), set live.
-        assert_eq!(v["checksum-verify"], true);
+        assert_eq!(v["checksum-verify"], "true");
         let (st, body) = call("PATCH", &url, Some(r#"{"checksum-verify": "no"}"#), None);
         assert_eq!(st, 200, "{body}");
-        assert_eq!(json_of(&body)["checksum-verify"], false);
+        assert_eq!(json_of(&body)["checksum-verify"], "false");
         assert!(!dp.settings.lock().checksum_verify);
         let (st, _) = call("PATCH", &url, Some("{}"), None);
         assert_eq!(st, 200);
@@ -902,7 +1202,7 @@ pub(crate) mod tests {
             }
         );
         // Byte for byte what serialising the whole array gives.
-        assert_eq!(doc, serde_json::to_vec(&many(3000)).unwrap());
+        assert_eq!(doc, serde_json::to_vec(&rest_rows(&many(3000))).unwrap());
 
         // Filters and .proplist apply, with the same document as before.
         let out = get_raw(
@@ -917,7 +1217,7 @@ pub(crate) mod tests {
         let want: Vec<Value> = many(3000)
             .iter()
             .filter(|r| r.protocol == "udp")
-            .map(|r| json!({ "id": r.id, "flags": r.flags(), "timeout": r.timeout }))
+            .map(|r| json!({ ".id": r.id, "flags": r.flags(), "timeout": r.timeout }))
             .collect();
         assert_eq!(want.len(), 1000);
         assert_eq!(doc, serde_json::to_vec(&want).unwrap());
@@ -939,8 +1239,8 @@ pub(crate) mod tests {
         // count-only and one connection keep their fixed-length answers.
         let out = get_raw(a, "GET", &format!("{CONNECTION}?count-only=yes"));
         let (head, body) = split_answer(&out);
-        assert!(head.contains("Content-Length: 14\r\n"), "{head}");
-        assert_eq!(body, br#"{"count":3000}"#);
+        assert!(head.contains("Content-Length: 16\r\n"), "{head}");
+        assert_eq!(body, br#"{"count":"3000"}"#);
         let out = get_raw(a, "GET", &format!("{CONNECTION}/*100"));
         let (head, body) = split_answer(&out);
         assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
@@ -1017,7 +1317,7 @@ pub(crate) mod tests {
         let (doc, ended, sizes) = dechunk(body);
         assert!(!ended, "no last chunk");
         assert!(sizes.iter().all(|&n| n == STREAM_CHUNK), "{sizes:?}");
-        let full = serde_json::to_vec(&many(3000)).unwrap();
+        let full = serde_json::to_vec(&rest_rows(&many(3000))).unwrap();
         assert!(doc.len() >= STREAM_CHUNK && full.starts_with(&doc));
         assert!(serde_json::from_slice::<Value>(&doc).is_err());
 

@@ -114,18 +114,26 @@ pub fn execute(cmd: ConnectionCmd, api: &str, token: Option<&str>) -> Result<Str
                 query.push(("count-only".to_string(), "yes".to_string()));
             }
             let body = c.get(&format!("{CONNECTION}{}", encode_query(&query)))?;
+            if json && !count {
+                // The model's JSON (typed values, `id`), not the REST form.
+                let rows = crate::rest::rows_from_rest(&body)
+                    .map_err(|e| anyhow!("the API's answer: {e}"))?;
+                return Ok(ensure_newline(serde_json::to_string(&rows)?));
+            }
             if json {
                 return Ok(ensure_newline(body));
             }
             if count {
                 let v: Value = serde_json::from_str(&body).context("the API's answer")?;
+                // A string, as RouterOS serves every value.
                 let n = v["count"]
-                    .as_u64()
+                    .as_str()
+                    .and_then(|n| n.parse::<u64>().ok())
                     .ok_or_else(|| anyhow!("the API's answer has no count: {body}"))?;
                 return Ok(format!("{n}\n"));
             }
             let rows: Vec<ConnSnapshot> =
-                serde_json::from_str(&body).context("the API's answer")?;
+                crate::rest::rows_from_rest(&body).map_err(|e| anyhow!("the API's answer: {e}"))?;
             Ok(format_table(&rows))
         }
         ConnectionCmd::Remove { id } => {
@@ -172,6 +180,9 @@ fn tracking_lines(body: &str) -> Result<String> {
     for k in keys {
         let v = &obj[k];
         let text = match v {
+            // RouterOS's REST serves flags as "true"/"false"; print says yes/no.
+            Value::String(s) if s == "true" => "yes".to_string(),
+            Value::String(s) if s == "false" => "no".to_string(),
             Value::String(s) => s.clone(),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
             other => other.to_string(),
@@ -292,7 +303,7 @@ impl Client {
         }
         let msg = serde_json::from_str::<Value>(&body)
             .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .and_then(|v| v["detail"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("HTTP {status}: {}", body.trim()));
         Err(anyhow!(msg))
     }

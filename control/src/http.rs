@@ -82,14 +82,17 @@ impl Reply {
         }
     }
 
-    /// RouterOS REST's error shape: `{"error": 400, "message": ..., "detail": ...}`.
+    /// RouterOS REST's error shape: `{"error": 404, "message": "Not
+    /// Found", "detail": "..."}`: `message` is the status text, `detail`
+    /// the specifics (`message`, then `detail` if any, e.g. the known
+    /// properties).
     pub(crate) fn error(status: u16, message: String, detail: String) -> Reply {
         let detail = if detail.is_empty() {
-            reason_phrase(status).to_string()
+            message
         } else {
-            detail
+            format!("{message} ({detail})")
         };
-        let body = json!({ "error": status, "message": message, "detail": detail });
+        let body = json!({ "error": status, "message": reason_phrase(status), "detail": detail });
         Reply {
             status,
             content_type: "application/json",
@@ -150,6 +153,7 @@ fn reason_phrase(status: u16) -> &'static str {
         204 => "No Content",
         200 => "OK",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
@@ -825,7 +829,8 @@ pub(crate) mod tests {
         );
         assert_eq!(s.status, 503);
         let v: serde_json::Value = serde_json::from_slice(&s.chunks.concat()).unwrap();
-        assert_eq!(v["message"], "gone");
+        assert_eq!(v["message"], "Service Unavailable");
+        assert_eq!(v["detail"], "gone");
 
         // After it: what was sent, and no last chunk.
         let s = streamed(

@@ -6,7 +6,245 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use ctrack_model::ConnSnapshot;
+use ctrack_model::connection::{BOOL_PROPERTIES, NUMBER_PROPERTIES};
+use dataplane::conntrack::parse_duration;
 use dataplane::conntrack::tcp::TcpState;
+use serde_json::{Map, Value};
+
+/// Properties RouterOS v7 lists for a connection that the seed lacks, with
+/// the value ctrack serves (what RouterOS shows when the feature is off):
+/// `hw-offload` is a connection offloaded to a switch chip (L3HW FastTrack);
+/// ctrack has none, so it is always `false`.
+pub const V7_EXTRA: [(&str, &str); 1] = [("hw-offload", "false")];
+
+/// A REST row's property names: the model's, `id` as RouterOS's `.id`, and
+/// [`V7_EXTRA`].
+pub(crate) fn rest_properties() -> impl Iterator<Item = &'static str> {
+    ConnSnapshot::PROPERTIES
+        .iter()
+        .map(|p| if *p == "id" { ".id" } else { p })
+        .chain(V7_EXTRA.iter().map(|(p, _)| *p))
+}
+
+/// One connection as RouterOS v7's REST serves it: `.id`, every value a
+/// string (`"6"`, `"true"`), the [`V7_EXTRA`] properties, and the `flags`
+/// column of `print`; properties that do not apply to the protocol are
+/// absent, as in RouterOS.
+pub fn row(r: &ConnSnapshot) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Ok(Value::Object(m)) = serde_json::to_value(r) {
+        for (k, v) in m {
+            let k = if k == "id" { ".id".to_string() } else { k };
+            let v = match v {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            out.insert(k, Value::String(v));
+        }
+    }
+    for (k, v) in V7_EXTRA {
+        out.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    out
+}
+
+/// A row as [`row`] gives it, or its `.proplist` pick in that order.
+pub fn pick(r: &ConnSnapshot, proplist: Option<&[String]>) -> Map<String, Value> {
+    let mut full = row(r);
+    let Some(props) = proplist else {
+        return full;
+    };
+    let mut m = Map::new();
+    for p in props {
+        if p == "flags" {
+            m.insert(p.clone(), Value::String(r.flags()));
+        } else if let Some(v) = full.remove(p) {
+            m.insert(p.clone(), v);
+        }
+    }
+    m
+}
+
+/// Reads rows in the REST form back into the model's (what the CLI
+/// client does with a listing): `.id` is `id`, numbers and flags are
+/// typed again, [`V7_EXTRA`] and unknown keys are dropped.
+pub fn rows_from_rest(body: &str) -> Result<Vec<ConnSnapshot>, String> {
+    let v: Vec<Map<String, Value>> =
+        serde_json::from_str(body).map_err(|e| format!("not a list of rows: {e}"))?;
+    v.into_iter()
+        .map(|m| {
+            let mut typed = Map::new();
+            for (k, v) in m {
+                let k = if k == ".id" { "id".to_string() } else { k };
+                let v = match (v, k.as_str()) {
+                    (Value::String(s), p) if NUMBER_PROPERTIES.contains(&p) => s
+                        .parse::<u64>()
+                        .map(Value::from)
+                        .map_err(|_| format!("{p}: {s:?} is not a number"))?,
+                    (Value::String(s), p) if BOOL_PROPERTIES.contains(&p) => {
+                        Value::Bool(matches!(s.as_str(), "true" | "yes"))
+                    }
+                    (v, _) => v,
+                };
+                typed.insert(k, v);
+            }
+            serde_json::from_value(Value::Object(typed)).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Every value of a JSON object as a string, as RouterOS's REST serves
+/// settings (`"max-entries": "1048576"`, `"loose-tcp-tracking": "true"`).
+pub fn strings(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let s = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, Value::String(s))
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A comparison word of a `.query`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Word {
+    /// `prop=value`
+    Eq(String, String),
+    /// `prop<value`
+    Lt(String, String),
+    /// `prop>value`
+    Gt(String, String),
+    /// `prop`: the row has the property.
+    Has(String),
+    /// `-prop`: the row lacks it.
+    Lacks(String),
+    /// `#|`
+    Or,
+    /// `#&`
+    And,
+    /// `#!`
+    Not,
+}
+
+/// A RouterOS API query (`.query` of a REST `print`): words evaluated on a
+/// stack, as the API's `?` words. `prop=value` pushes whether the row's
+/// value is `value` (RouterOS compares the text: `.id=*1f2a`,
+/// `assured=true`), `prop<value` and `prop>value` compare numbers as
+/// numbers, times (`timeout`) as times and anything else as text, `prop`
+/// pushes whether the row has it and `-prop` whether it lacks it; `#|` and
+/// `#&` replace the top two values by their or/and, `#!` negates the top.
+/// At the end every value left must be true (an empty query matches all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query(Vec<Word>);
+
+impl Query {
+    /// Parses and checks `words`: each property must exist and each operator
+    /// must find its operands; `Err` names the word.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Query, String> {
+        let mut depth = 0usize;
+        let mut out = Vec::with_capacity(words.len());
+        for w in words {
+            let w = w.as_ref();
+            let word = match w {
+                "#|" | "#&" => {
+                    if depth < 2 {
+                        return Err(format!(".query: {w:?} needs two values on the stack"));
+                    }
+                    depth -= 1;
+                    if w == "#|" { Word::Or } else { Word::And }
+                }
+                "#!" => {
+                    if depth < 1 {
+                        return Err(format!(".query: {w:?} needs a value on the stack"));
+                    }
+                    Word::Not
+                }
+                w if w.starts_with('#') => {
+                    return Err(format!(
+                        ".query: {w:?} is not supported (only #|, #& and #!)"
+                    ));
+                }
+                w => {
+                    depth += 1;
+                    let known = |p: &str| {
+                        if rest_properties().any(|k| k == p) {
+                            Ok(p.to_string())
+                        } else {
+                            Err(format!(
+                                ".query: unknown connection property {p:?} in {w:?}"
+                            ))
+                        }
+                    };
+                    match w.find(['=', '<', '>']) {
+                        Some(i) => {
+                            let (p, v) = (known(&w[..i])?, w[i + 1..].to_string());
+                            match &w[i..=i] {
+                                "=" => Word::Eq(p, v),
+                                "<" => Word::Lt(p, v),
+                                _ => Word::Gt(p, v),
+                            }
+                        }
+                        None => match w.strip_prefix('-') {
+                            Some(p) => Word::Lacks(known(p)?),
+                            None => Word::Has(known(w)?),
+                        },
+                    }
+                }
+            };
+            out.push(word);
+        }
+        Ok(Query(out))
+    }
+
+    /// Whether `row` (in the form [`row`] gives) passes.
+    pub fn matches(&self, row: &Map<String, Value>) -> bool {
+        let mut stack: Vec<bool> = Vec::with_capacity(self.0.len());
+        let get = |p: &str| row.get(p).and_then(Value::as_str);
+        for w in &self.0 {
+            let v = match w {
+                Word::Eq(p, v) => get(p) == Some(v.as_str()),
+                Word::Lt(p, v) => get(p).is_some_and(|h| compare(p, h, v).is_lt()),
+                Word::Gt(p, v) => get(p).is_some_and(|h| compare(p, h, v).is_gt()),
+                Word::Has(p) => get(p).is_some(),
+                Word::Lacks(p) => get(p).is_none(),
+                Word::Or | Word::And => {
+                    let (b, a) = (stack.pop(), stack.pop());
+                    let (a, b) = (a.unwrap_or(false), b.unwrap_or(false));
+                    if *w == Word::Or { a || b } else { a && b }
+                }
+                Word::Not => {
+                    let a = stack.pop().unwrap_or(false);
+                    !a
+                }
+            };
+            stack.push(v);
+        }
+        stack.iter().all(|b| *b)
+    }
+}
+
+/// `have` against `want` for `<` and `>`.
+fn compare(prop: &str, have: &str, want: &str) -> std::cmp::Ordering {
+    if let (Ok(a), Ok(b)) = (have.parse::<u64>(), want.parse::<u64>()) {
+        return a.cmp(&b);
+    }
+    if prop == "timeout"
+        && let (Ok(a), Ok(b)) = (parse_duration(have), parse_duration(want))
+    {
+        return a.cmp(&b);
+    }
+    have.cmp(want)
+}
 
 /// The properties that are addresses (`IP`, `IP:port`, `[IPv6]:port`).
 const ADDRESS_PROPERTIES: [&str; 4] = [
@@ -179,6 +417,71 @@ pub(crate) fn duplicate_key(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows() -> Vec<ConnSnapshot> {
+        crate::api::tests::rows()
+    }
+
+    #[test]
+    fn rows_are_routeros_strings_with_dot_id() {
+        let r = row(&rows()[0]);
+        assert_eq!(r[".id"], "*1f2a");
+        assert!(r.get("id").is_none());
+        assert_eq!(r["orig-packets"], "5");
+        assert_eq!(r["assured"], "true");
+        assert_eq!(r["dying"], "false");
+        assert_eq!(r["hw-offload"], "false");
+        assert_eq!(r["tcp-state"], "established");
+        assert!(r.values().all(Value::is_string));
+        // What does not apply is absent, not null.
+        assert!(r.get("icmp-id").is_none());
+        // And back, as the CLI reads a listing.
+        let body = serde_json::to_string(&rows().iter().map(row).collect::<Vec<_>>()).unwrap();
+        assert_eq!(rows_from_rest(&body).unwrap(), rows());
+        assert!(rows_from_rest(r#"[{"orig-packets":"x"}]"#).is_err());
+    }
+
+    #[test]
+    fn queries_are_stack_words() {
+        let rs: Vec<Map<String, Value>> = rows().iter().map(row).collect();
+        let ids = |words: &[&str]| -> Vec<String> {
+            let q = Query::parse(words).unwrap();
+            rs.iter()
+                .filter(|r| q.matches(r))
+                .map(|r| r[".id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&[]).len(), 3);
+        assert_eq!(ids(&["protocol=tcp"]), ["*1f2a"]);
+        assert_eq!(
+            ids(&["protocol=udp", "protocol=icmp", "#|"]),
+            ["*1000000002b", "*7"]
+        );
+        assert_eq!(ids(&["protocol=tcp", "#!"]), ["*1000000002b", "*7"]);
+        assert_eq!(ids(&["protocol=tcp", "assured=true", "#&"]), ["*1f2a"]);
+        // Two words without an operator: both must hold.
+        assert_eq!(ids(&["assured=true", "protocol=icmp"]), ["*7"]);
+        assert_eq!(ids(&["orig-bytes>100"]), ["*1f2a", "*7"]);
+        assert_eq!(ids(&["orig-bytes<600"]), ["*1000000002b"]);
+        assert_eq!(ids(&["timeout<1m"]), ["*1000000002b", "*7"]);
+        assert_eq!(ids(&["tcp-state"]), ["*1f2a"]);
+        assert_eq!(
+            ids(&["-tcp-state", "icmp-id", "#|"]),
+            ["*1000000002b", "*7"]
+        );
+        assert_eq!(ids(&[".id=*7"]), ["*7"]);
+        for (bad, named) in [
+            (&["bogus=1"][..], "bogus"),
+            (&["#|"][..], "#|"),
+            (&["protocol=tcp", "#&"][..], "#&"),
+            (&["#!"][..], "#!"),
+            (&["a=1", "#3"][..], "a"),
+            (&["protocol=tcp", "#3"][..], "#3"),
+        ] {
+            let e = Query::parse(bad).unwrap_err();
+            assert!(e.contains(named), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn percent_decoding_is_strict() {
