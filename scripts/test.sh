@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # The namespace test (run as root) uses ip, ethtool, ping and python3; the
 # flow export tests read what ctrack exports with nfdump's collector and
-# tshark; the pktgen test checks its Lua script with luac.
+# tshark; the REST client test installs requests and rosrestpy into a venv; the pktgen test checks its Lua script with luac.
 if [ "$(id -u)" = 0 ]; then
-    ctrack_need_packages ip ethtool ping python3 nfdump tshark luac
+    ctrack_need_packages ip ethtool ping python3 python3-venv nfdump tshark luac
 else
     ctrack_need_packages
 fi
