@@ -25,6 +25,7 @@ use ctrack_model::{ConnSnapshot, SettingsError, check_filter_value, check_proper
 use dataplane::conntrack::ConnId;
 use serde_json::{Map, Value, json};
 
+use crate::auth::Access;
 use crate::http::{Answer, AnswerHandler, HttpServer, Reply, Req, StreamError, too_large};
 pub use crate::http::{ApiError, MAX_BODY};
 use crate::ops::{Dataplane, OpsError};
@@ -55,25 +56,40 @@ impl ApiServer {
         token: Option<String>,
         dp: Arc<dyn Dataplane>,
     ) -> Result<ApiServer, ApiError> {
-        let token = token.filter(|t| !t.is_empty());
-        if token.is_none() && !addr.ip().is_loopback() {
+        let access = Access {
+            token,
+            users: Vec::new(),
+        };
+        ApiServer::start_with(addr, access, None, dp)
+    }
+
+    /// [`ApiServer::start`] with Basic users besides the token, and TLS
+    /// (HTTPS only) when `tls` is given. With neither token nor users, only
+    /// a loopback address is accepted.
+    pub fn start_with(
+        addr: SocketAddr,
+        access: Access,
+        tls: Option<crate::http::Tls>,
+        dp: Arc<dyn Dataplane>,
+    ) -> Result<ApiServer, ApiError> {
+        if access.is_open() && !addr.ip().is_loopback() {
             return Err(ApiError::TokenRequired { addr });
         }
         let handler: Arc<AnswerHandler> = Arc::new(move |req: &mut Req<'_>| {
-            if let Some(t) = &token
-                && !authorized(req.authorization, t)
-            {
+            if !access.allows(req.authorization) {
                 return Reply::error(
                     401,
-                    "missing or wrong bearer token (Authorization header)".to_string(),
+                    "missing or wrong credentials: a bearer token or a Basic user \
+                     (Authorization header)"
+                        .to_string(),
                     String::new(),
                 )
-                .with_header("WWW-Authenticate", "Bearer")
+                .with_header("WWW-Authenticate", access.challenge())
                 .into();
             }
             route(req, &dp)
         });
-        let http = HttpServer::start_answering(addr, "ctrack-api", HANDLER_THREADS, handler)?;
+        let http = HttpServer::start_tls(addr, "ctrack-api", HANDLER_THREADS, handler, tls)?;
         Ok(ApiServer { http })
     }
 
@@ -86,16 +102,6 @@ impl ApiServer {
     pub fn stop(&mut self) {
         self.http.stop();
     }
-}
-
-/// Compares `Bearer <token>` in constant time for equal lengths.
-fn authorized(header: Option<&str>, token: &str) -> bool {
-    let Some(h) = header else { return false };
-    let Some(given) = h.trim().strip_prefix("Bearer ") else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn bad_request(message: impl Into<String>, detail: impl Into<String>) -> Reply {
@@ -1516,8 +1522,132 @@ pub(crate) mod tests {
             call("DELETE", &format!("{url}/*1f2a"), None, Some("s3cret")).0,
             204
         );
-        assert!(!authorized(Some("Basic czNjcmV0"), "s3cret"));
-        assert!(authorized(Some("Bearer s3cret"), "s3cret"));
+        let only_token = Access {
+            token: Some("s3cret".to_string()),
+            users: Vec::new(),
+        };
+        assert!(!only_token.allows(Some("Basic czNjcmV0")));
+        assert!(only_token.allows(Some("Bearer s3cret")));
+    }
+
+    /// `GET path` with this `Authorization` header: the status.
+    fn status_with(url: &str, auth: &str) -> u16 {
+        agent()
+            .get(url)
+            .header("Authorization", auth)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn basic_users_besides_the_token() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let access = Access {
+            token: Some("s3cret".to_string()),
+            users: vec![crate::auth::ApiUser {
+                name: "admin".to_string(),
+                password_hash: crate::auth::tests::hash("pw1"),
+            }],
+        };
+        let srv =
+            ApiServer::start_with("127.0.0.1:0".parse().unwrap(), access, None, fake()).unwrap();
+        let url = format!("http://{}{TRACKING}", srv.local_addr());
+        assert_eq!(
+            status_with(&url, &format!("Basic {}", b64("admin:pw1"))),
+            200
+        );
+        assert_eq!(status_with(&url, "Bearer s3cret"), 200);
+        assert_eq!(
+            status_with(&url, &format!("Basic {}", b64("admin:pw2"))),
+            401
+        );
+        assert_eq!(
+            status_with(&url, &format!("Basic {}", b64("root:pw1"))),
+            401
+        );
+        let resp = agent().get(&url).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("Basic realm="), "{challenge}");
+
+        // Users alone are enough to serve beyond loopback.
+        let users = Access {
+            token: None,
+            users: vec![crate::auth::ApiUser {
+                name: "admin".to_string(),
+                password_hash: crate::auth::tests::hash("pw1"),
+            }],
+        };
+        let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert!(ApiServer::start_with(any, users, None, fake()).is_ok());
+
+        // Loopback with nothing configured: a client's Basic header passes.
+        let (_open, base) = start(fake(), None);
+        let url = format!("{base}{TRACKING}");
+        assert_eq!(status_with(&url, &format!("Basic {}", b64("admin:"))), 200);
+    }
+
+    #[test]
+    fn tls_serves_https_only() {
+        let dir = std::env::temp_dir().join(format!("ctrack-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("api.crt"), dir.join("api.key"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let tls = crate::http::Tls::load(&cert_path, &key_path).unwrap();
+        let access = Access {
+            token: Some("s3cret".to_string()),
+            users: Vec::new(),
+        };
+        let srv = ApiServer::start_with("127.0.0.1:0".parse().unwrap(), access, Some(tls), fake())
+            .unwrap();
+
+        // An HTTPS request with the certificate as the only root.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(srv.local_addr()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(
+            format!(
+                "GET {TRACKING} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(out.contains("\"udp-timeout\""), "{out}");
+
+        // Plain HTTP on the TLS port gets no answer.
+        let plain = raw(
+            srv.local_addr(),
+            format!("GET {TRACKING} HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+        assert!(!plain.contains("HTTP/1.1 200"), "{plain}");
+
+        // Bad files are named.
+        let e = crate::http::Tls::load(&dir.join("nope.crt"), &key_path)
+            .err()
+            .unwrap();
+        assert!(e.contains("nope.crt"), "{e}");
+        let e = crate::http::Tls::load(&key_path, &key_path).err().unwrap();
+        assert!(e.contains("tls-cert"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

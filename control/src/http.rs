@@ -222,6 +222,40 @@ pub(crate) struct HttpServer {
     runtime: Option<Runtime>,
 }
 
+/// The API's TLS (`www-ssl`-like): a certificate chain and its key, read
+/// once at start. With it, the server speaks HTTPS only.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key; `Err` names the
+    /// file and the problem.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("tls-cert {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("tls-cert {}: no certificate in it", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls-key {}: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("tls-cert and tls-key do not make a certificate: {e}"))?;
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
 /// What every connection's service shares.
 struct Shared {
     handler: Arc<AnswerHandler>,
@@ -247,6 +281,17 @@ impl HttpServer {
         name: &str,
         threads: usize,
         handler: Arc<AnswerHandler>,
+    ) -> Result<HttpServer, ApiError> {
+        HttpServer::start_tls(addr, name, threads, handler, None)
+    }
+
+    /// [`HttpServer::start_answering`], over TLS when `tls` is given.
+    pub(crate) fn start_tls(
+        addr: SocketAddr,
+        name: &str,
+        threads: usize,
+        handler: Arc<AnswerHandler>,
+        tls: Option<Tls>,
     ) -> Result<HttpServer, ApiError> {
         let bind_err = |e: std::io::Error| ApiError::Bind {
             addr,
@@ -280,7 +325,7 @@ impl HttpServer {
                 REQUEST_DEADLINE,
             ));
         let stop = Arc::new(Notify::new());
-        runtime.spawn(accept_loop(listener, app, Arc::clone(&stop)));
+        runtime.spawn(accept_loop(listener, app, tls, Arc::clone(&stop)));
         Ok(HttpServer {
             addr: local,
             stop,
@@ -352,7 +397,12 @@ impl Drop for Slot {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, stop: Arc<Notify>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Tls>,
+    stop: Arc<Notify>,
+) {
     let open = Arc::new(Mutex::new(Open::default()));
     loop {
         let accepted = tokio::select! {
@@ -369,24 +419,50 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, stop:
         };
         let _ = stream.set_nodelay(true);
         let Some(slot) = Slot::take(&open, peer.ip()) else {
-            tokio::spawn(refuse(stream));
+            // A TLS client could not read a plain answer: it is just closed.
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
+            }
             continue;
         };
-        let svc = TowerToHyperService::new(app.clone());
+        let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT)
-                .keep_alive(false)
-                .title_case_headers(true)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(stream), svc);
             // Past the deadline the connection is dropped, whatever it was
             // doing: a streamed answer ends without its last chunk.
-            let _ = tokio::time::timeout(ANSWER_DEADLINE, conn).await;
+            let _ = tokio::time::timeout(ANSWER_DEADLINE, async move {
+                match tls {
+                    None => serve(stream, app).await,
+                    Some(t) => {
+                        // The handshake counts against the head's timeout.
+                        let shaken =
+                            tokio::time::timeout(READ_TIMEOUT, t.acceptor.accept(stream)).await;
+                        if let Ok(Ok(s)) = shaken {
+                            serve(s, app).await;
+                        }
+                    }
+                }
+            })
+            .await;
         });
     }
+}
+
+/// One request on one connection (plain or TLS).
+async fn serve<S>(io: S, app: axum::Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(app);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 /// Answers a connection over a limit with a 503 and closes it.
