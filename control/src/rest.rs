@@ -292,45 +292,31 @@ fn is_address(v: &str) -> bool {
             .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
-/// Percent-decodes one URL component (`+` as space in queries): `%` must be
-/// followed by two hex digits (`%+1` and `%2` are refused), and the result
-/// must be UTF-8.
+/// Percent-decodes one URL component (`+` as space in queries) with the
+/// `percent-encoding` crate, strictly: every `%` must be followed by two hex
+/// digits (`%+1` and `%2` are refused, where the crate would keep them as
+/// text), and the result must be UTF-8.
 pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = match b.get(i + 1..i + 3) {
-                    Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
-                        // Two ASCII hex digits: always a byte.
-                        (hex_value(*h) << 4) | hex_value(*l)
-                    }
-                    _ => return Err(format!("bad percent-encoding in {s:?}")),
-                };
-                out.push(hex);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    let strict = b.iter().enumerate().all(|(i, c)| {
+        *c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !strict {
+        return Err(format!("bad percent-encoding in {s:?}"));
     }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
-}
-
-fn hex_value(h: u8) -> u8 {
-    match h {
-        b'0'..=b'9' => h - b'0',
-        b'a'..=b'f' => h - b'a' + 10,
-        _ => h - b'A' + 10,
-    }
+    let spaced;
+    let s2 = if plus_is_space && s.contains('+') {
+        spaced = s.replace('+', " ");
+        spaced.as_str()
+    } else {
+        s
+    };
+    percent_encoding::percent_decode_str(s2)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 /// Decodes a request path segment by segment: an encoded `/` (`%2F`) is
