@@ -1779,8 +1779,9 @@ pub(crate) mod tests {
     }
 
     /// Three clients that ask for a large listing and never read it hold
-    /// no handler another client needs, and a stop closes their
-    /// connections without waiting for them.
+    /// no handler another client needs (their producers have threads of
+    /// their own), and a stop closes their connections without waiting for
+    /// them.
     #[test]
     fn slow_readers_hold_nothing_and_stop_does_not_wait_for_them() {
         let (mut srv, base) = start(fake_of(many(20_000), None), None);

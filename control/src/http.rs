@@ -32,7 +32,7 @@ use hyper_util::service::TowerToHyperService;
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::runtime::Runtime;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// Largest request body accepted (413 beyond).
@@ -195,6 +195,10 @@ pub(crate) const STREAM_CHUNK: usize = 64 * 1024;
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Connections open at once from one client address; beyond, a 503.
 pub(crate) const MAX_PER_CLIENT: usize = 8;
+/// Streamed answers (listings) produced at once, each on a blocking thread
+/// of its own; beyond, a 503. Twice [`MAX_PER_CLIENT`]: one client cannot
+/// take them all.
+pub(crate) const MAX_STREAMS: usize = 16;
 
 /// An HTTP/1.1 server for the routes: axum (hyper 1) on a small tokio
 /// runtime of its own, one request per connection (`Connection: close`).
@@ -209,9 +213,10 @@ pub(crate) const MAX_PER_CLIENT: usize = 8;
 /// without its last chunk), [`MAX_CONNECTIONS`] connections and
 /// [`MAX_PER_CLIENT`] per client address (503 and closed).
 ///
-/// The runtime's threads (`threads` of them, plus at most as many again for
-/// the blocking handlers, which call the dataplane) are started by the
-/// calling thread and so inherit its CPU affinity: `ctrack run` starts
+/// The runtime (at most two threads; `threads` blocking handlers, which
+/// call the dataplane, and up to [`MAX_STREAMS`] producers of streamed
+/// answers on blocking threads of their own) is started by the calling
+/// thread, so its threads inherit its CPU affinity: `ctrack run` starts
 /// its servers on the main (control) thread, never on a worker's core.
 /// Waiting clients cost a task, not a thread: a slow or silent client
 /// cannot hold the handlers. [`HttpServer::stop`] does not wait for
@@ -259,6 +264,12 @@ impl Tls {
 /// What every connection's service shares.
 struct Shared {
     handler: Arc<AnswerHandler>,
+    /// Handlers running at once (`threads`); a request waits for one.
+    handlers: Arc<Semaphore>,
+    /// Streamed answers being produced at once ([`MAX_STREAMS`]); beyond, a
+    /// 503. Their producers have blocking threads of their own, so slow
+    /// readers of listings never hold the handlers.
+    streams: Arc<Semaphore>,
 }
 
 impl HttpServer {
@@ -302,7 +313,7 @@ impl HttpServer {
         listener.set_nonblocking(true).map_err(bind_err)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.clamp(1, 2))
-            .max_blocking_threads(threads.max(1))
+            .max_blocking_threads(threads.max(1) + MAX_STREAMS)
             .thread_name(name)
             .enable_io()
             .enable_time()
@@ -315,7 +326,11 @@ impl HttpServer {
             let _in = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(bind_err)?
         };
-        let shared = Arc::new(Shared { handler });
+        let shared = Arc::new(Shared {
+            handler,
+            handlers: Arc::new(Semaphore::new(threads.max(1))),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        });
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(shared)
@@ -542,7 +557,12 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let handler = Arc::clone(&shared.handler);
+    // Handlers are short (the dataplane's calls are bounded): wait for one.
+    let Ok(permit) = Arc::clone(&shared.handlers).acquire_owned().await else {
+        return response(internal_error());
+    };
     let ran = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut body_reader: &[u8] = &bytes;
         let mut req = Req {
             method: &method,
@@ -560,7 +580,14 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Ok(Answer::Stream {
             content_type,
             produce,
-        }) => stream(content_type, produce, is_head).await,
+        }) => match Arc::clone(&shared.streams).try_acquire_owned() {
+            Ok(permit) => stream(content_type, produce, is_head, permit).await,
+            Err(_) => response(Reply::error(
+                503,
+                format!("too many listings at once (at most {MAX_STREAMS}); retry"),
+                String::new(),
+            )),
+        },
         Err(_) => response(internal_error()),
     }
 }
@@ -603,10 +630,16 @@ enum Piece {
 /// transfer without its last (empty) chunk, so the client sees a truncated
 /// body rather than a shorter valid one, and the failure is logged, once.
 /// A HEAD stops producing at its first chunk.
-async fn stream(content_type: &'static str, produce: Produce, head_only: bool) -> Response {
+async fn stream(
+    content_type: &'static str,
+    produce: Produce,
+    head_only: bool,
+    permit: OwnedSemaphorePermit,
+) -> Response {
     let (tx, mut rx) = mpsc::channel::<Piece>(1);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut w = ChunkWriter {
             tx,
             handle,
@@ -817,7 +850,8 @@ pub(crate) mod tests {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let resp = stream("text/plain", produce, head_only).await;
+            let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+            let resp = stream("text/plain", produce, head_only, permit).await;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()
