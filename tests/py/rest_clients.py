@@ -55,8 +55,8 @@ assert r.status_code == 405 and r.json()["message"] == "Method Not Allowed", r.t
 t = requests.get(conn + "/tracking", timeout=30).json()
 assert all(isinstance(v, str) for v in t.values()), t
 assert int(t["total-entries"]) == len(rows), t
-t = requests.post(conn + "/tracking/set", json={"udp-timeout": "45s"}, timeout=30).json()
-assert t["udp-timeout"] == "45s", t
+t = requests.post(conn + "/tracking/set", json={"udp-timeout": "45m"}, timeout=30).json()
+assert t["udp-timeout"] == "45m", t
 found["tracking"] = t["udp-timeout"]
 
 # remove with one .id, then a comma list.
