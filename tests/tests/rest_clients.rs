@@ -191,9 +191,13 @@ fn tls_and_a_basic_user_for_requests_and_rosrestpy() {
         dir.join("api.key").display()
     );
     std::fs::write(dir.join("ctrack.toml"), config).unwrap();
+    // A token on the command line too: it works beside the user, and
+    // `ctrack run` warns that it shows in `ps`.
     let config_arg = [
         "--config".to_string(),
         dir.join("ctrack.toml").display().to_string(),
+        "--api-token".to_string(),
+        "t0ken".to_string(),
     ];
     let (run, mix) = run_mix(&dir, &config_arg);
     assert!(run.api.starts_with("https://"), "{}", run.api);
@@ -212,4 +216,10 @@ fn tls_and_a_basic_user_for_requests_and_rosrestpy() {
     assert_ne!(found["plain"], 200, "{found}");
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--api-token on the command line shows in `ps`"),
+        "{}",
+        show(&out)
+    );
 }
