@@ -21,6 +21,8 @@ ctrack_need_packages() {
             nft) command -v nft >/dev/null 2>&1 || missing+=(nftables) ;;
             ip) command -v ip >/dev/null 2>&1 || missing+=(iproute2) ;;
             python3) command -v python3 >/dev/null 2>&1 || missing+=(python3) ;;
+            # The REST client test's virtual environment (pip from PyPI).
+            python3-venv) python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv) ;;
             curl) command -v curl >/dev/null 2>&1 || missing+=(curl) ;;
             ethtool) command -v ethtool >/dev/null 2>&1 || missing+=(ethtool) ;;
             ping) command -v ping >/dev/null 2>&1 || missing+=(iputils-ping) ;;

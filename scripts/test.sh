@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 # the Linux reference router nft and tcpdump; the flow export tests read what
 # ctrack exports with nfdump's collector and tshark (which also checks the
 # packets the firewall generates); the pktgen test checks its Lua script
-# with luac.
+# with luac; the REST client test installs requests and rosrestpy into a venv.
 if [ "$(id -u)" = 0 ]; then
-    ctrack_need_packages ip ethtool ping python3 nfdump tshark luac nft tcpdump
+    ctrack_need_packages ip ethtool ping python3 python3-venv nfdump tshark luac nft tcpdump
 else
     ctrack_need_packages
 fi

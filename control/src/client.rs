@@ -229,6 +229,9 @@ fn tracking_lines(body: &str) -> Result<String> {
     for k in keys {
         let v = &obj[k];
         let text = match v {
+            // RouterOS's REST serves flags as "true"/"false"; print says yes/no.
+            Value::String(s) if s == "true" => "yes".to_string(),
+            Value::String(s) if s == "false" => "no".to_string(),
             Value::String(s) => s.clone(),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
             other => other.to_string(),

@@ -19,6 +19,13 @@
 //! api-token = "..."            # required to bind the API beyond loopback
 //! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
 //!
+//! [api]                # who may use the management API (docs/api.md)
+//! tls-cert = "/etc/ctrack/api.crt"   # PEM chain: serve HTTPS (www-ssl-like)
+//! tls-key = "/etc/ctrack/api.key"    # PEM private key
+//! [[api.users]]        # HTTP Basic, as RouterOS REST clients send it
+//! name = "admin"
+//! password-hash = "$argon2id$v=19$..."  # echo -n PASSWORD | argon2 SALT -id -e
+//!
 //! [tracking]           # /ip firewall connection tracking, the seed's names
 //! udp-timeout = "10s"
 //! tcp-established-timeout = "1d"
@@ -31,9 +38,11 @@
 //! version = "ipfix"
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::auth::ApiUser;
 
 use dataplane::conntrack::{Duration, Settings};
 use dataplane::policy::FastTrackMode;
@@ -71,6 +80,42 @@ pub struct ConfigFile {
     /// `/ip traffic-flow` and its targets (see [`crate::flow_export`]).
     #[serde(default, rename = "traffic-flow")]
     pub traffic_flow: crate::flow_export::TrafficFlow,
+    /// Who may use the management API, and its TLS.
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// The `[api]` table: Basic users and TLS.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiSection {
+    #[serde(default)]
+    pub users: Vec<ApiUser>,
+    /// PEM certificate chain; with `tls-key`, the API speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls-cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ApiSection {
+    /// Every user's hash is an argon2 PHC string, names are unique, and
+    /// the TLS paths come as a pair.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Value {
+            field: "api",
+            message,
+        };
+        for (i, u) in self.users.iter().enumerate() {
+            u.validate().map_err(bad)?;
+            if self.users[..i].iter().any(|v| v.name == u.name) {
+                return Err(bad(format!("api user {:?} is listed twice", u.name)));
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(bad("tls-cert and tls-key go together".to_string()));
+        }
+        Ok(())
+    }
 }
 
 /// A listening address, or `off`.
@@ -120,6 +165,9 @@ pub struct RunConfig {
     pub api: Option<Listen>,
     pub api_token: Option<String>,
     pub metrics: Option<Listen>,
+    /// The config file's `[api]` table (no command-line form).
+    #[serde(skip)]
+    pub api_access: ApiSection,
 }
 
 fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
@@ -158,6 +206,9 @@ impl ConfigFile {
                 field: e.field,
                 message: e.message,
             })?;
+        file.api.validate()?;
+        let mut file = file;
+        file.run.api_access = file.api.clone();
         Ok(file)
     }
 }
@@ -181,6 +232,9 @@ impl RunConfig {
         self.api = over.api.or(self.api);
         self.api_token = over.api_token.or(self.api_token);
         self.metrics = over.metrics.or(self.metrics);
+        if over.api_access != ApiSection::default() {
+            self.api_access = over.api_access;
+        }
         self
     }
 
@@ -272,6 +326,33 @@ mod tests {
         assert!(e.contains("icmp-timeout") && e.contains("0s"), "{e}");
         let ok: ConfigFile = toml::from_str("[tracking]\nudp-timeout = \"30s\"\n").unwrap();
         assert_eq!(ok.tracking.udp_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn api_users_and_tls_are_read_and_checked() {
+        let h = crate::auth::tests::hash("pw");
+        let text = format!(
+            "[api]\ntls-cert = \"/c.pem\"\ntls-key = \"/k.pem\"\n\
+             [[api.users]]\nname = \"admin\"\npassword-hash = \"{h}\"\n"
+        );
+        let f: ConfigFile = toml::from_str(&text).unwrap();
+        f.api.validate().unwrap();
+        assert_eq!(f.api.users[0].name, "admin");
+        assert_eq!(f.api.tls_key.as_deref(), Some(Path::new("/k.pem")));
+        let twice = ApiSection {
+            users: vec![f.api.users[0].clone(), f.api.users[0].clone()],
+            ..ApiSection::default()
+        };
+        assert!(twice.validate().unwrap_err().to_string().contains("twice"));
+        let half = ApiSection {
+            tls_cert: Some("/c.pem".into()),
+            ..ApiSection::default()
+        };
+        assert!(half.validate().unwrap_err().to_string().contains("tls-key"));
+        let clear: ConfigFile =
+            toml::from_str("[[api.users]]\nname = \"ops\"\npassword-hash = \"hunter2\"\n").unwrap();
+        let e = clear.api.validate().unwrap_err().to_string();
+        assert!(e.contains("ops") && e.contains("PHC"), "{e}");
     }
 
     #[test]

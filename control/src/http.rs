@@ -1,25 +1,39 @@
-//! A minimal HTTP/1.1 server on std, for the management API
-//! ([`crate::api`]) and the Prometheus endpoint ([`crate::metrics`]): a small
-//! fixed pool of threads, one request per connection, read and write
-//! timeouts and a whole-request deadline, a 16 KiB head limit and a
-//! [`MAX_BODY`] body limit checked from `Content-Length` before anything is
-//! read. A panicking handler becomes a 500. A slow client holds one handler
-//! for at most the deadline.
+//! The HTTP/1.1 server of the management API ([`crate::api`]) and the
+//! Prometheus endpoint ([`crate::metrics`]): axum on hyper 1, with
+//! tower-http's timeouts, on a small tokio runtime of its own (see
+//! [`HttpServer`] for every limit and its answer). A panicking handler
+//! becomes a 500.
 //!
 //! This module is the line between the routes and the server: handlers see
 //! a [`Req`] and answer a [`Reply`] or an [`Answer`], nothing else of HTTP.
-//! The server itself is to be replaced by a well-kept crate; only this
-//! module changes then.
+//! They are plain blocking functions (the dataplane's calls block, bounded),
+//! run on the runtime's blocking threads; a streamed answer's producer
+//! writes into a [`std::io::Write`] whose chunks hyper sends as the client
+//! takes them.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use http_body::Frame;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
 use serde_json::json;
+use tokio::runtime::Runtime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -68,14 +82,17 @@ impl Reply {
         }
     }
 
-    /// RouterOS REST's error shape: `{"error": 400, "message": ..., "detail": ...}`.
+    /// RouterOS REST's error shape: `{"error": 404, "message": "Not
+    /// Found", "detail": "..."}`: `message` is the status text, `detail`
+    /// the specifics (`message`, then `detail` if any, e.g. the known
+    /// properties).
     pub(crate) fn error(status: u16, message: String, detail: String) -> Reply {
         let detail = if detail.is_empty() {
-            reason_phrase(status).to_string()
+            message
         } else {
-            detail
+            format!("{message} ({detail})")
         };
-        let body = json!({ "error": status, "message": message, "detail": detail });
+        let body = json!({ "error": status, "message": reason_phrase(status), "detail": detail });
         Reply {
             status,
             content_type: "application/json",
@@ -136,6 +153,7 @@ fn reason_phrase(status: u16) -> &'static str {
         204 => "No Content",
         200 => "OK",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
@@ -160,25 +178,98 @@ pub(crate) type Handler = dyn Fn(&mut Req<'_>) -> Reply + Send + Sync;
 /// A handler that may stream its answer.
 pub(crate) type AnswerHandler = dyn Fn(&mut Req<'_>) -> Answer + Send + Sync;
 
-/// Per-read socket timeout.
+/// How long a client may take to send its request head, and how long a
+/// streamed answer may wait for the client to take its next chunk.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whole-request deadline: a slow client holds a handler at most this long.
+/// From the accepted connection to the answer's head: reading the body and
+/// running the handler fit in it, or the answer is a 408.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// Largest request line plus headers.
+/// The whole connection, a streamed answer's last byte included: a client
+/// that reads slowly (but never quite stops) is cut off here.
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
+/// Largest request line plus headers (hyper's read buffer; 431 beyond).
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Bytes of a streamed body gathered before they leave as one chunk.
 pub(crate) const STREAM_CHUNK: usize = 64 * 1024;
+/// Connections open at once, all clients together; beyond, a 503.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// Connections open at once from one client address; beyond, a 503.
+pub(crate) const MAX_PER_CLIENT: usize = 8;
+/// Streamed answers (listings) produced at once, each on a blocking thread
+/// of its own; beyond, a 503. Twice [`MAX_PER_CLIENT`]: one client cannot
+/// take them all.
+pub(crate) const MAX_STREAMS: usize = 16;
 
-/// A minimal HTTP/1.1 server on std: a fixed pool of threads, each accepting
-/// and answering one request per connection (`Connection: close`), with read
-/// and write timeouts, a head limit and a body limit. (`tiny_http` 0.12 was
-/// tried and dropped: it starts a thread per connection, has no read
-/// timeouts, and aborts the process on a request that declares a huge
-/// `Content-Length` and is answered without reading it.)
+/// An HTTP/1.1 server for the routes: axum (hyper 1) on a small tokio
+/// runtime of its own, one request per connection (`Connection: close`).
+///
+/// Limits, each with its answer: a request head of at most [`MAX_HEAD`]
+/// bytes (431) sent within [`READ_TIMEOUT`] (closed), a body of at most
+/// [`MAX_BODY`] bytes (413, from `Content-Length` before anything is read;
+/// chunked request bodies are refused with 411) whose reads make progress
+/// within [`READ_TIMEOUT`] (tower-http's body timeout), an answer head
+/// within [`REQUEST_DEADLINE`] (408, tower-http's timeout), the whole
+/// connection within [`ANSWER_DEADLINE`] (closed, a streamed answer
+/// without its last chunk), [`MAX_CONNECTIONS`] connections and
+/// [`MAX_PER_CLIENT`] per client address (503 and closed).
+///
+/// The runtime (at most two threads; `threads` blocking handlers, which
+/// call the dataplane, and up to [`MAX_STREAMS`] producers of streamed
+/// answers on blocking threads of their own) is started by the calling
+/// thread, so its threads inherit its CPU affinity: `ctrack run` starts
+/// its servers on the main (control) thread, never on a worker's core.
+/// Waiting clients cost a task, not a thread: a slow or silent client
+/// cannot hold the handlers. [`HttpServer::stop`] does not wait for
+/// clients: it drops every connection and closes the listener.
 pub(crate) struct HttpServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    stop: Arc<Notify>,
+    runtime: Option<Runtime>,
+}
+
+/// The API's TLS (`www-ssl`-like): a certificate chain and its key, read
+/// once at start. With it, the server speaks HTTPS only.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key; `Err` names the
+    /// file and the problem.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("tls-cert {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("tls-cert {}: no certificate in it", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls-key {}: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("tls-cert and tls-key do not make a certificate: {e}"))?;
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+/// What every connection's service shares.
+struct Shared {
+    handler: Arc<AnswerHandler>,
+    /// Handlers running at once (`threads`); a request waits for one.
+    handlers: Arc<Semaphore>,
+    /// Streamed answers being produced at once ([`MAX_STREAMS`]); beyond, a
+    /// 503. Their producers have blocking threads of their own, so slow
+    /// readers of listings never hold the handlers.
+    streams: Arc<Semaphore>,
 }
 
 impl HttpServer {
@@ -193,67 +284,81 @@ impl HttpServer {
         HttpServer::start_answering(addr, name, threads, answer)
     }
 
-    /// Serves `handler`'s answers, streamed ones included.
+    /// Serves `handler`'s answers, streamed ones included. `threads` is the
+    /// number of blocking handlers that may run at once (the runtime itself
+    /// has at most two threads).
     pub(crate) fn start_answering(
         addr: SocketAddr,
         name: &str,
         threads: usize,
         handler: Arc<AnswerHandler>,
     ) -> Result<HttpServer, ApiError> {
+        HttpServer::start_tls(addr, name, threads, handler, None)
+    }
+
+    /// [`HttpServer::start_answering`], over TLS when `tls` is given.
+    pub(crate) fn start_tls(
+        addr: SocketAddr,
+        name: &str,
+        threads: usize,
+        handler: Arc<AnswerHandler>,
+        tls: Option<Tls>,
+    ) -> Result<HttpServer, ApiError> {
         let bind_err = |e: std::io::Error| ApiError::Bind {
             addr,
             reason: e.to_string(),
         };
-        let listener = TcpListener::bind(addr).map_err(bind_err)?;
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
-        let listener = Arc::new(listener);
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut server = HttpServer {
-            addr: local,
-            stop: Arc::clone(&stop),
-            threads: Vec::new(),
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.clamp(1, 2))
+            .max_blocking_threads(threads.max(1) + MAX_STREAMS)
+            .thread_name(name)
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| ApiError::Bind {
+                addr,
+                reason: format!("cannot start the server's runtime: {e}"),
+            })?;
+        let listener = {
+            let _in = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(bind_err)?
         };
-        for i in 0..threads.max(1) {
-            let listener = Arc::clone(&listener);
-            let flag = Arc::clone(&stop);
-            let handler = Arc::clone(&handler);
-            let spawned = std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || serve(&listener, &flag, &*handler));
-            match spawned {
-                Ok(h) => server.threads.push(h),
-                Err(e) => {
-                    server.stop();
-                    return Err(ApiError::Bind {
-                        addr,
-                        reason: format!("cannot start a thread: {e}"),
-                    });
-                }
-            }
-        }
-        Ok(server)
+        let shared = Arc::new(Shared {
+            handler,
+            handlers: Arc::new(Semaphore::new(threads.max(1))),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        });
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(shared)
+            .layer(RequestBodyTimeoutLayer::new(READ_TIMEOUT))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_DEADLINE,
+            ));
+        let stop = Arc::new(Notify::new());
+        runtime.spawn(accept_loop(listener, app, tls, Arc::clone(&stop)));
+        Ok(HttpServer {
+            addr: local,
+            stop,
+            runtime: Some(runtime),
+        })
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops the handler threads and closes the listener. Idempotent.
+    /// Closes the listener and drops every connection, without waiting for
+    /// clients (a handler still inside the dataplane is given a second to
+    /// return). Idempotent.
     pub(crate) fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake every thread blocked in accept with a connection of its own.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        for _ in 0..self.threads.len() {
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
-        }
-        for h in self.threads.drain(..) {
-            let _ = h.join();
+        self.stop.notify_one();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
@@ -264,323 +369,372 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(listener: &TcpListener, stop: &AtomicBool, handler: &AnswerHandler) {
+/// Open connections, in all and per client address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in [`Open`], given back on drop.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    /// A place for a connection from `ip`, or `None` over a limit.
+    fn take(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Slot> {
+        let mut o = open.lock();
+        let mine = o.per_client.get(&ip).copied().unwrap_or(0);
+        if o.total >= MAX_CONNECTIONS || mine >= MAX_PER_CLIENT {
+            return None;
+        }
+        o.total += 1;
+        o.per_client.insert(ip, mine + 1);
+        Some(Slot {
+            open: Arc::clone(open),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock();
+        o.total -= 1;
+        if let Some(n) = o.per_client.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_client.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Tls>,
+    stop: Arc<Notify>,
+) {
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
-        let accepted = listener.accept();
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        match accepted {
-            Ok((stream, _)) => {
-                // A panic in our code becomes a dropped connection, never a
-                // dead thread.
-                let _ = catch_unwind(AssertUnwindSafe(|| connection(stream, handler)));
-            }
-            // Out of descriptors and the like: back off, keep serving.
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// Why a request could not be read.
-enum ReadFail {
-    /// Answer with this, then close.
-    Reply(Reply),
-    /// The client is gone or too slow: just close.
-    Drop,
-}
-
-/// Reads one request, answers it, closes.
-fn connection(mut stream: TcpStream, handler: &AnswerHandler) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let (answer, head_only) = match read_request(&mut stream, deadline) {
-        Ok((head, body)) => {
-            let is_head = head.method == "HEAD";
-            let mut body_reader: &[u8] = &body;
-            let mut req = Req {
-                method: if is_head { "GET" } else { &head.method },
-                url: &head.target,
-                authorization: head.authorization.as_deref(),
-                body_length: Some(body.len()),
-                body: &mut body_reader,
-            };
-            let answer = catch_unwind(AssertUnwindSafe(|| handler(&mut req)))
-                .unwrap_or_else(|_| internal_error().into());
-            (answer, is_head)
-        }
-        Err(ReadFail::Reply(r)) => (Answer::Fixed(r), false),
-        Err(ReadFail::Drop) => return,
-    };
-    // A truncated stream closes the same way: the client then sees the end
-    // of the connection where the last chunk should have been.
-    let _ = match answer {
-        Answer::Fixed(r) => write_reply(&mut stream, &r, head_only),
-        Answer::Stream {
-            content_type,
-            produce,
-        } => write_stream(&mut stream, content_type, produce, head_only),
-    };
-    // Let the client read the answer before the close: drain a little of
-    // whatever it still sends (an unread body), bounded in bytes and time.
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut sink = [0u8; 8192];
-    let mut drained = 0;
-    while drained < 256 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
-}
-
-struct Head {
-    method: String,
-    target: String,
-    authorization: Option<String>,
-}
-
-fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<(Head, Vec<u8>), ReadFail> {
-    let bad = |m: &str| ReadFail::Reply(Reply::error(400, m.to_string(), "request".to_string()));
-    // Read until the blank line, at most MAX_HEAD bytes.
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let end = find(&buf, b"\r\n\r\n");
-        if end.unwrap_or(buf.len()) > MAX_HEAD {
-            return Err(ReadFail::Reply(Reply::error(
-                431,
-                format!("request head larger than {MAX_HEAD} bytes"),
-                String::new(),
-            )));
-        }
-        if let Some(p) = end {
-            break p;
-        }
-        if Instant::now() > deadline {
-            return Err(ReadFail::Drop);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Err(ReadFail::Drop),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head =
-        std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("malformed request line"));
-    };
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(ReadFail::Reply(Reply::error(
-            505,
-            format!("HTTP version {version:?} not supported"),
-            String::new(),
-        )));
-    }
-    if method.is_empty()
-        || !method.bytes().all(|b| b.is_ascii_uppercase())
-        || !target.starts_with('/')
-    {
-        return Err(bad("malformed request line"));
-    }
-    let mut content_length: Option<usize> = None;
-    let mut authorization = None;
-    let mut expect_continue = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad("malformed header line"));
+        let accepted = tokio::select! {
+            () = stop.notified() => return,
+            a = listener.accept() => a,
         };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = value
-                .parse()
-                .map_err(|_| bad(&format!("bad Content-Length {value:?}")))?;
-            if content_length.is_some_and(|c| c as u64 != n) {
-                return Err(bad("conflicting Content-Length headers"));
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            // Out of descriptors and the like: back off, keep serving.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-            if n > MAX_BODY as u64 {
-                return Err(ReadFail::Reply(too_large()));
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(slot) = Slot::take(&open, peer.ip()) else {
+            // A TLS client could not read a plain answer: it is just closed.
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
             }
-            content_length = Some(n as usize);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(ReadFail::Reply(Reply::error(
-                411,
-                "body: Transfer-Encoding is not supported; send Content-Length".to_string(),
-                String::new(),
-            )));
-        } else if name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("expect") && value.eq_ignore_ascii_case("100-continue")
-        {
-            expect_continue = true;
-        }
+            continue;
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            // Past the deadline the connection is dropped, whatever it was
+            // doing: a streamed answer ends without its last chunk.
+            let _ = tokio::time::timeout(ANSWER_DEADLINE, async move {
+                match tls {
+                    None => serve(stream, app).await,
+                    Some(t) => {
+                        // The handshake counts against the head's timeout.
+                        let shaken =
+                            tokio::time::timeout(READ_TIMEOUT, t.acceptor.accept(stream)).await;
+                        if let Ok(Ok(s)) = shaken {
+                            serve(s, app).await;
+                        }
+                    }
+                }
+            })
+            .await;
+        });
     }
-    let want = content_length.unwrap_or(0);
-    let (method, target) = (method.to_string(), target.to_string());
-    let mut body = buf.split_off(head_end + 4);
-    if body.len() > want {
-        // Pipelined bytes after the body: one request per connection.
-        body.truncate(want);
-    }
-    if expect_continue && body.len() < want {
-        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    while body.len() < want {
-        if Instant::now() > deadline {
-            return Err(ReadFail::Drop);
-        }
-        let n = (want - body.len()).min(chunk.len());
-        match stream.read(&mut chunk[..n]) {
-            Ok(0) | Err(_) => return Err(ReadFail::Drop),
-            Ok(k) => body.extend_from_slice(&chunk[..k]),
-        }
-    }
-    Ok((
-        Head {
-            method,
-            target,
-            authorization,
-        },
-        body,
-    ))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// One request on one connection (plain or TLS).
+async fn serve<S>(io: S, app: axum::Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(app);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .keep_alive(false)
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+/// Answers a connection over a limit with a 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let r = Reply::error(
+        503,
+        format!(
+            "too many connections (at most {MAX_CONNECTIONS}, {MAX_PER_CLIENT} per client address)"
+        ),
+        String::new(),
+    );
+    let mut out = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        r.body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&r.body);
+    let _ = tokio::time::timeout(READ_TIMEOUT, async {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn internal_error() -> Reply {
     Reply::error(500, "internal error".to_string(), String::new())
 }
 
-fn write_reply<W: Write + ?Sized>(stream: &mut W, r: &Reply, head_only: bool) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        r.status,
-        reason_phrase(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        // Our own header values; never carry a line break.
-        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        head.push_str(&format!("{k}: {v}\r\n"));
+/// The one axum handler: checks what the routes cannot see (body framing
+/// and size), reads the body, runs the route on a blocking thread and turns
+/// its [`Answer`] into a response.
+async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        return response(Reply::error(
+            411,
+            "body: Transfer-Encoding is not supported; send Content-Length".to_string(),
+            String::new(),
+        ));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if !head_only && r.status != 204 {
-        stream.write_all(&r.body)?;
+    // hyper has already refused a malformed or conflicting Content-Length.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return response(too_large());
     }
-    stream.flush()
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return response(too_large()),
+        // The client went away or stalled: nobody to answer.
+        Err(_) => {
+            return response(Reply::error(
+                400,
+                "cannot read the body".to_string(),
+                "body".to_string(),
+            ));
+        }
+    };
+    let is_head = parts.method == Method::HEAD;
+    let method = if is_head {
+        "GET".to_string()
+    } else {
+        parts.method.as_str().to_string()
+    };
+    let url = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let handler = Arc::clone(&shared.handler);
+    // Handlers are short (the dataplane's calls are bounded): wait for one.
+    let Ok(permit) = Arc::clone(&shared.handlers).acquire_owned().await else {
+        return response(internal_error());
+    };
+    let ran = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut body_reader: &[u8] = &bytes;
+        let mut req = Req {
+            method: &method,
+            url: &url,
+            authorization: authorization.as_deref(),
+            body_length: Some(bytes.len()),
+            body: &mut body_reader,
+        };
+        catch_unwind(AssertUnwindSafe(|| handler(&mut req)))
+            .unwrap_or_else(|_| internal_error().into())
+    })
+    .await;
+    match ran {
+        Ok(Answer::Fixed(r)) => response(r),
+        Ok(Answer::Stream {
+            content_type,
+            produce,
+        }) => match Arc::clone(&shared.streams).try_acquire_owned() {
+            Ok(permit) => stream(content_type, produce, is_head, permit).await,
+            Err(_) => response(Reply::error(
+                503,
+                format!("too many listings at once (at most {MAX_STREAMS}); retry"),
+                String::new(),
+            )),
+        },
+        Err(_) => response(internal_error()),
+    }
 }
 
-/// Sends an [`Answer::Stream`]: runs `produce` into a [`ChunkedBody`]. A
-/// failure before the first chunk left answers with the producer's error
-/// reply, as a fixed-length answer would. After it, the status is sent: the
-/// transfer stops without its last (empty) chunk, so the client sees a
-/// truncated body rather than a shorter valid one, and the failure is
-/// logged, once. A HEAD stops producing as soon as its head is known.
-fn write_stream<W: Write>(
-    stream: &mut W,
-    content_type: &str,
+/// A fixed-length answer.
+fn response(r: Reply) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut b = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, r.content_type);
+    for (k, v) in &r.headers {
+        b = b.header(*k, v.as_str());
+    }
+    // hyper sends no body for a HEAD, but the length the body would have.
+    let body = if status == StatusCode::NO_CONTENT {
+        Body::empty()
+    } else {
+        Body::from(r.body)
+    };
+    b.body(body).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+/// What a streamed answer's producer says, in order: chunks, then its end.
+enum Piece {
+    Chunk(Bytes),
+    /// The producer is done: the body is complete.
+    End,
+    /// The producer failed.
+    Failed(Reply),
+}
+
+/// Sends an [`Answer::Stream`]: runs `produce` on a blocking thread into a
+/// [`ChunkWriter`] and waits for its first piece. A failure before the
+/// first chunk answers with the producer's error reply, as a fixed-length
+/// answer would. After it the status is sent: a later failure ends the
+/// transfer without its last (empty) chunk, so the client sees a truncated
+/// body rather than a shorter valid one, and the failure is logged, once.
+/// A HEAD stops producing at its first chunk.
+async fn stream(
+    content_type: &'static str,
     produce: Produce,
     head_only: bool,
-) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\
-         Connection: close\r\n\r\n",
-        reason_phrase(200)
-    );
-    let mut body = ChunkedBody {
-        out: stream,
-        head,
-        head_only,
-        buf: Vec::with_capacity(STREAM_CHUNK),
-        committed: false,
-        sent: 0,
-    };
-    let produced = catch_unwind(AssertUnwindSafe(|| produce(&mut body)))
-        .unwrap_or_else(|_| Err(StreamError::Failed(internal_error())));
-    match produced {
-        Ok(()) => body.finish(),
-        Err(_) if head_only && body.committed => Ok(()),
-        Err(StreamError::Failed(r)) if !body.committed => write_reply(body.out, &r, head_only),
-        Err(StreamError::Failed(r)) => {
-            tracing::warn!(
-                "api: a streamed answer failed after {} bytes of its body were sent \
-                 (connection closed without the last chunk): {}",
-                body.sent,
-                String::from_utf8_lossy(&r.body)
-            );
-            Err(io::Error::other("streamed answer truncated"))
+    permit: OwnedSemaphorePermit,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel::<Piece>(1);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut w = ChunkWriter {
+            tx,
+            handle,
+            buf: BytesMut::with_capacity(STREAM_CHUNK),
+            head_only,
+            sent: 0,
+        };
+        let produced = catch_unwind(AssertUnwindSafe(|| produce(&mut w)))
+            .unwrap_or_else(|_| Err(StreamError::Failed(internal_error())));
+        let last = match produced {
+            Ok(()) => w.send_chunk().map(|()| Piece::End),
+            Err(StreamError::Failed(r)) => Ok(Piece::Failed(r)),
+            Err(StreamError::Io(e)) => Err(e),
+        };
+        if let Ok(p) = last {
+            let _ = w.send(p);
         }
-        Err(StreamError::Io(e)) => Err(e),
+    });
+    let first = match rx.recv().await {
+        Some(Piece::Failed(r)) => return response(r),
+        Some(p) => p,
+        None => return response(internal_error()),
+    };
+    if head_only {
+        drop(rx);
+        // A body of unknown length, as the GET's: no Content-Length.
+        let nothing = ChannelBody {
+            first: Some(Piece::End),
+            rx: mpsc::channel(1).1,
+        };
+        return Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::new(nothing))
+            .unwrap_or_else(|_| Response::new(Body::empty()));
     }
+    let body = ChannelBody {
+        first: Some(first),
+        rx,
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::new(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// The body of an [`Answer::Stream`] on its way out. Bytes gather in one
-/// buffer of [`STREAM_CHUNK`] bytes, allocated once, and leave as one HTTP
-/// chunk when it is full (`flush` does not force a short chunk). The head is
-/// held back until the first chunk leaves.
-struct ChunkedBody<'o, W: Write> {
-    out: &'o mut W,
-    /// Status line and headers, sent with the first chunk.
-    head: String,
-    /// HEAD: send the head, then stop the producer.
+/// The body of an [`Answer::Stream`] on its way out, on the producer's
+/// (blocking) thread: bytes gather in a buffer of [`STREAM_CHUNK`] bytes
+/// and leave as one HTTP chunk when it is full (`flush` does not force a
+/// short chunk). A client that takes no chunk for [`READ_TIMEOUT`], or is
+/// gone, stops the producer with an I/O error.
+struct ChunkWriter {
+    tx: mpsc::Sender<Piece>,
+    handle: tokio::runtime::Handle,
+    buf: BytesMut,
+    /// HEAD: stop the producer at its first chunk.
     head_only: bool,
-    buf: Vec<u8>,
-    /// Something was sent: the status can no longer change.
-    committed: bool,
     /// Body bytes sent so far.
     sent: u64,
 }
 
-impl<W: Write> ChunkedBody<'_, W> {
-    fn commit(&mut self) -> io::Result<()> {
-        if !self.committed {
-            self.committed = true;
-            self.out.write_all(self.head.as_bytes())?;
+impl ChunkWriter {
+    fn send(&mut self, p: Piece) -> io::Result<()> {
+        let sent = self
+            .handle
+            .block_on(tokio::time::timeout(READ_TIMEOUT, self.tx.send(p)));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client is gone",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data for the read timeout",
+            )),
         }
-        Ok(())
     }
 
     fn send_chunk(&mut self) -> io::Result<()> {
-        self.commit()?;
+        // An empty chunk would end the body.
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.sent += chunk.len() as u64;
+        self.buf.reserve(STREAM_CHUNK);
+        self.send(Piece::Chunk(chunk))?;
         if self.head_only {
             return Err(io::Error::other("HEAD: no body to send"));
         }
-        // An empty chunk would end the body.
-        if !self.buf.is_empty() {
-            write!(self.out, "{:x}\r\n", self.buf.len())?;
-            self.out.write_all(&self.buf)?;
-            self.out.write_all(b"\r\n")?;
-            self.sent += self.buf.len() as u64;
-            self.buf.clear();
-        }
         Ok(())
-    }
-
-    /// Sends what is left and the last chunk.
-    fn finish(mut self) -> io::Result<()> {
-        if self.head_only {
-            self.commit()?;
-        } else {
-            self.send_chunk()?;
-            self.out.write_all(b"0\r\n\r\n")?;
-        }
-        self.out.flush()
     }
 }
 
-impl<W: Write> Write for ChunkedBody<'_, W> {
+impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.len() == STREAM_CHUNK {
             self.send_chunk()?;
@@ -595,41 +749,50 @@ impl<W: Write> Write for ChunkedBody<'_, W> {
     }
 }
 
+/// A streamed answer's body as hyper polls it.
+struct ChannelBody {
+    first: Option<Piece>,
+    rx: mpsc::Receiver<Piece>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let piece = match self.first.take() {
+            Some(p) => Some(p),
+            None => match self.rx.poll_recv(cx) {
+                Poll::Ready(p) => p,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready(match piece {
+            Some(Piece::Chunk(b)) => Some(Ok(Frame::data(b))),
+            Some(Piece::End) => None,
+            Some(Piece::Failed(r)) => {
+                tracing::warn!(
+                    "api: a streamed answer failed after its head was sent \
+                     (connection closed without the last chunk): {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                Some(Err(io::Error::other("streamed answer truncated")))
+            }
+            // The producer stopped on an I/O error of its own (the client).
+            None => Some(Err(io::Error::other("streamed answer stopped"))),
+        })
+    }
+}
+
 pub(crate) fn too_large() -> Reply {
     Reply::error(
         413,
         format!("request body larger than {MAX_BODY} bytes"),
         String::new(),
     )
-}
-
-/// Percent-decodes one URL component (`+` as space in queries).
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 #[cfg(test)]
@@ -666,16 +829,60 @@ pub(crate) mod tests {
         (payload, false, sizes)
     }
 
-    /// Runs `produce` as a streamed answer into memory.
-    fn streamed(produce: Produce, head_only: bool) -> (io::Result<()>, Vec<u8>) {
-        let mut sink = Vec::new();
-        let r = write_stream(&mut sink, "text/plain", produce, head_only);
-        (r, sink)
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    /// What a streamed answer sent: status, content type, each chunk, and
+    /// whether the body ended properly (its last chunk) or failed.
+    struct Sent {
+        status: u16,
+        content_type: String,
+        chunks: Vec<Bytes>,
+        ended: bool,
+    }
+
+    /// Runs `produce` as a streamed answer and takes its body as hyper would.
+    fn streamed(produce: Produce, head_only: bool) -> Sent {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+            let resp = stream("text/plain", produce, head_only, permit).await;
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let mut body = resp.into_body();
+            let mut chunks = Vec::new();
+            let ended = loop {
+                match body.frame().await {
+                    None => break true,
+                    Some(Ok(f)) => chunks.push(f.into_data().unwrap()),
+                    Some(Err(_)) => break false,
+                }
+            };
+            Sent {
+                status,
+                content_type,
+                chunks,
+                ended,
+            }
+        })
+    }
+
+    fn sizes(s: &Sent) -> Vec<usize> {
+        s.chunks.iter().map(Bytes::len).collect()
     }
 
     #[test]
-    fn a_stream_goes_out_in_full_chunks_from_one_buffer() {
-        let (r, out) = streamed(
+    fn a_stream_goes_out_in_full_chunks() {
+        let s = streamed(
             Box::new(|out| {
                 for i in 0..3000u32 {
                     out.write_all(&[b'a' + (i % 26) as u8; 100])?;
@@ -684,14 +891,10 @@ pub(crate) mod tests {
             }),
             false,
         );
-        r.unwrap();
-        let (head, body) = split_answer(&out);
-        assert!(head.contains("Content-Type: text/plain\r\n"), "{head}");
-        let (payload, ended, sizes) = dechunk(body);
-        assert!(ended);
-        assert_eq!(payload.len(), 300_000);
+        assert_eq!((s.status, s.content_type.as_str()), (200, "text/plain"));
+        assert!(s.ended);
         assert_eq!(
-            sizes,
+            sizes(&s),
             [
                 STREAM_CHUNK,
                 STREAM_CHUNK,
@@ -700,82 +903,82 @@ pub(crate) mod tests {
                 37_856
             ]
         );
+        let payload: Vec<u8> = s.chunks.concat();
+        assert_eq!(payload.len(), 300_000);
+        assert_eq!(&payload[..3], b"aaa");
 
-        // One big write does not grow the buffer.
-        let mut sink = Vec::new();
-        let mut body = ChunkedBody {
-            out: &mut sink,
-            head: String::new(),
-            head_only: false,
-            buf: Vec::with_capacity(STREAM_CHUNK),
-            committed: false,
-            sent: 0,
-        };
-        body.write_all(&vec![b'x'; 5 * STREAM_CHUNK + 1]).unwrap();
-        assert_eq!(body.buf.capacity(), STREAM_CHUNK);
-        assert_eq!((body.buf.len(), body.sent), (1, 5 * STREAM_CHUNK as u64));
+        // One big write leaves in full chunks too.
+        let s = streamed(
+            Box::new(|out| {
+                out.write_all(&vec![b'x'; 5 * STREAM_CHUNK + 1])?;
+                Ok(())
+            }),
+            false,
+        );
+        assert!(s.ended);
+        assert_eq!(
+            sizes(&s),
+            [STREAM_CHUNK; 5]
+                .iter()
+                .copied()
+                .chain([1])
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn a_stream_that_fails_answers_the_error_or_stops_short() {
         let fail = || StreamError::Failed(Reply::error(503, "gone".to_string(), String::new()));
         // Before the first chunk: the error, as a fixed-length answer.
-        let (r, out) = streamed(
+        let s = streamed(
             Box::new(move |out| {
                 out.write_all(b"[1,2")?;
                 Err(fail())
             }),
             false,
         );
-        r.unwrap();
-        let (head, body) = split_answer(&out);
-        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(v["message"], "gone");
+        assert_eq!(s.status, 503);
+        let v: serde_json::Value = serde_json::from_slice(&s.chunks.concat()).unwrap();
+        assert_eq!(v["message"], "Service Unavailable");
+        assert_eq!(v["detail"], "gone");
 
         // After it: what was sent, and no last chunk.
-        let (r, out) = streamed(
+        let s = streamed(
             Box::new(move |out| {
                 out.write_all(&vec![b'x'; STREAM_CHUNK + 10])?;
                 Err(fail())
             }),
             false,
         );
-        assert!(r.is_err());
-        let (head, body) = split_answer(&out);
-        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-        assert_eq!(
-            dechunk(body),
-            (vec![b'x'; STREAM_CHUNK], false, vec![STREAM_CHUNK])
-        );
+        assert_eq!(s.status, 200);
+        assert!(!s.ended);
+        assert_eq!(sizes(&s), [STREAM_CHUNK]);
 
         // A panic is a 500 before the first chunk.
-        let (r, out) = streamed(Box::new(|_| panic!("bug")), false);
-        r.unwrap();
-        assert!(out.starts_with(b"HTTP/1.1 500 "));
+        let s = streamed(Box::new(|_| panic!("bug")), false);
+        assert_eq!(s.status, 500);
 
         // HEAD: the head, and the producer stopped at its first chunk.
-        let (r, out) = streamed(
-            Box::new(|out| {
-                for _ in 0..100 {
-                    out.write_all(&[b'x'; 1024])?;
-                }
-                panic!("HEAD should have stopped the producer");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let s = streamed(
+            Box::new(move |out| {
+                let mut written = 0;
+                let r = (|| {
+                    for _ in 0..1000 {
+                        out.write_all(&[b'x'; 1024])?;
+                        written += 1;
+                    }
+                    Ok::<(), io::Error>(())
+                })();
+                done_tx.send((written, r.is_err())).unwrap();
+                Ok(r?)
             }),
             true,
         );
-        r.unwrap();
-        let (head, body) = split_answer(&out);
-        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-        assert!(body.is_empty());
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("%2A1f2a", false).unwrap(), "*1f2a");
-        assert_eq!(percent_decode("a+b", true).unwrap(), "a b");
-        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
-        assert!(percent_decode("%2", false).is_err());
-        assert!(percent_decode("%zz", false).is_err());
+        assert_eq!(s.status, 200);
+        assert!(s.chunks.is_empty());
+        let (written, stopped) = done_rx.recv().unwrap();
+        assert!(stopped, "HEAD should have stopped the producer");
+        assert!(written <= 2 * STREAM_CHUNK / 1024, "{written} KiB written");
     }
 }

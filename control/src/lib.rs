@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod out;
 pub mod plan;
 pub mod replay;
+pub mod rest;
 #[cfg(feature = "dpdk")]
 pub mod run;
 pub mod workers;

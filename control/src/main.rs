@@ -309,7 +309,9 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         Some(l) => l,
         None => default(RunConfig::DEFAULT_METRICS)?,
     };
-    let token = run.api_token.is_some() || std::env::var_os("CTRACK_TOKEN").is_some();
+    let token = run.api_token.is_some()
+        || std::env::var_os("CTRACK_TOKEN").is_some()
+        || !run.api_access.users.is_empty();
     if let Listen::At(addr) = api
         && !addr.ip().is_loopback()
         && !token
@@ -413,6 +415,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         api: args.api,
         api_token: args.api_token,
         metrics: args.metrics,
+        api_access: Default::default(),
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
@@ -423,6 +426,12 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         config = args.config.as_ref().map(|p| p.display().to_string()),
         "starting ctrack"
     );
+    if control::auth::token_on_command_line(std::env::args()) {
+        tracing::warn!(
+            "--api-token on the command line shows in `ps` and shell history: \
+             set CTRACK_TOKEN or api-token in the config file instead"
+        );
+    }
     run_dataplane(&cfg, &tracking, &file.traffic_flow, args.summary_json)
 }
 

@@ -515,10 +515,19 @@ fn start_servers(cfg: &RunConfig, set: Arc<WorkerSet>) -> Result<Vec<Server>> {
         .unwrap_or_else(|| default(RunConfig::DEFAULT_METRICS));
     if let Listen::At(addr) = api {
         let dp: Arc<dyn Dataplane> = set.clone();
-        let s = ApiServer::start(addr, cfg.api_token.clone(), dp)
+        let access = crate::auth::Access {
+            token: cfg.api_token.clone(),
+            users: cfg.api_access.users.clone(),
+        };
+        let tls = match (&cfg.api_access.tls_cert, &cfg.api_access.tls_key) {
+            (Some(c), Some(k)) => Some(crate::http::Tls::load(c, k).map_err(anyhow::Error::msg)?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let s = ApiServer::start_with(addr, access, tls, dp)
             .with_context(|| format!("starting the management API on {addr}"))?;
         crate::outln!(
-            "ctrack: management API on http://{}/rest/ip/firewall/connection",
+            "ctrack: management API on {scheme}://{}/rest/ip/firewall/connection",
             s.local_addr()
         );
         servers.push(Server::Api(s));

@@ -180,8 +180,11 @@ impl Running {
                     show(&out)
                 );
             };
-            if let Some(rest) = line.strip_prefix("ctrack: management API on http://") {
-                api = rest.split('/').next().map(|a| format!("http://{a}"));
+            for scheme in ["http", "https"] {
+                let said = format!("ctrack: management API on {scheme}://");
+                if let Some(rest) = line.strip_prefix(&said) {
+                    api = rest.split('/').next().map(|a| format!("{scheme}://{a}"));
+                }
             }
             if let Some(rest) = line.strip_prefix("ctrack: Prometheus metrics on http://") {
                 metrics = Some(format!("http://{rest}"));

@@ -370,9 +370,14 @@ fn a_large_listing_is_streamed_in_chunks() {
     assert!(sizes.len() > 2, "{sizes:?}");
     let rows: Vec<Value> = serde_json::from_slice(&payload).expect("a JSON array");
     assert_eq!(rows.len(), 700);
-    let ids: BTreeSet<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    // RouterOS's REST form: `.id`, every value a string.
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r[".id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 700, "each connection listed once");
-    for w in [0, 1] {
+    assert!(
+        rows.iter()
+            .all(|r| r.as_object().unwrap().values().all(Value::is_string))
+    );
+    for w in ["0", "1"] {
         assert!(rows.iter().any(|r| r["worker"] == w), "worker {w} listed");
     }
 
@@ -380,17 +385,17 @@ fn a_large_listing_is_streamed_in_chunks() {
     assert_eq!(run.table().len(), 700);
     let (_, body) = raw_get(
         &run.api,
-        "/rest/ip/firewall/connection?worker=1&.proplist=id,worker",
+        "/rest/ip/firewall/connection?worker=1&.proplist=.id,worker",
     );
     let picked: Vec<Value> = serde_json::from_slice(&dechunk(&body).1).unwrap();
-    let on_1 = rows.iter().filter(|r| r["worker"] == 1).count();
+    let on_1 = rows.iter().filter(|r| r["worker"] == "1").count();
     assert_eq!(picked.len(), on_1);
     assert!(picked.iter().all(|r| r.as_object().unwrap().len() == 2));
     let (head, body) = raw_get(&run.api, "/rest/ip/firewall/connection?count-only=yes");
     assert!(head.contains("Content-Length: "), "{head}");
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap(),
-        serde_json::json!({ "count": 700 })
+        serde_json::json!({ "count": "700" })
     );
 
     let out = run.stop();

@@ -138,6 +138,14 @@ fn check_refuses_bad_configs_naming_the_problem() {
             "bad time value \"soon\"",
         ),
         ("[run\n", "bad config file"),
+        (
+            "[[api.users]]\nname = \"ops\"\npassword-hash = \"hunter2\"\n",
+            "api user \"ops\": password-hash is not a PHC string",
+        ),
+        (
+            "[api]\ntls-cert = \"/c.pem\"\n",
+            "tls-cert and tls-key go together",
+        ),
     ];
     for (i, (text, reason)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
