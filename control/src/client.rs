@@ -564,7 +564,9 @@ impl Client {
                     if n > 1 {
                         out.write_all(b",")?;
                     }
-                    out.write_all(raw.get().as_bytes())?;
+                    // The model's form (typed values, `id`), as `replay
+                    // --json` prints rows, whichever form the API sent.
+                    serde_json::to_writer(&mut *out, &row)?;
                 }
                 Form::Detail => out.write_all(format_detail(n as usize - 1, &row).as_bytes())?,
                 Form::Table | Form::Stats => match &mut table {
