@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub use ctrack_core::{conntrack, flow, packet};
+pub mod firewall;
 pub mod io;
 pub mod policy;
 pub mod rss;

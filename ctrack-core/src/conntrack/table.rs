@@ -166,7 +166,31 @@ pub struct Shard {
     /// Mark connections fast-tracked when they become eligible (see
     /// [`Shard::set_fasttrack_established`]).
     pub(super) ft_established: bool,
+    /// Fasttrack counters exist for every chunk, present and future, so
+    /// that a rule may mark any connection without allocating (see
+    /// [`Shard::set_fasttrack_ready`]).
+    pub(super) ft_ready: bool,
+    /// What `enabled=auto` resolves to (see [`Shard::set_auto_tracking`]).
+    auto_tracking: bool,
     pub(super) stats: ShardStats,
+}
+
+/// A connection as the firewall's conntrack matchers see it
+/// ([`Shard::conn_view`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnView {
+    /// `connection-mark` (0: none).
+    pub mark: u32,
+    /// Packets and bytes over both directions, the current packet included
+    /// once it was tracked.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Bits per second over both directions (last complete 1 s window).
+    pub rate_bps: u64,
+    pub seen_reply: bool,
+    pub fasttrack: bool,
+    pub srcnat: bool,
+    pub dstnat: bool,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -211,6 +235,8 @@ impl Shard {
             nat_committed: false,
             nat_live: 0,
             ft_established: false,
+            ft_ready: false,
+            auto_tracking: true,
             stats: ShardStats::default(),
         }
     }
@@ -231,6 +257,30 @@ impl Shard {
 
     pub fn stats(&self) -> &ShardStats {
         &self.stats
+    }
+
+    /// Whether this shard tracks: `enabled=yes`, or `auto` while
+    /// [`Shard::set_auto_tracking`] says so (the default).
+    #[inline]
+    pub fn is_tracking(&self) -> bool {
+        match self.settings.enabled {
+            super::Enabled::Yes => true,
+            super::Enabled::No => false,
+            super::Enabled::Auto => self.auto_tracking,
+        }
+    }
+
+    /// What `enabled=auto` means for this shard: the caller knows whether a
+    /// firewall rule needs connection tracking (RouterOS: tracking is on as
+    /// soon as one does). Takes effect as `enabled` itself does (see
+    /// [`Shard::apply_settings`]).
+    pub fn set_auto_tracking(&mut self, on: bool) {
+        self.auto_tracking = on;
+    }
+
+    /// What `enabled=auto` resolves to here.
+    pub fn auto_tracking(&self) -> bool {
+        self.auto_tracking
     }
 
     pub fn settings(&self) -> &Settings {
@@ -276,7 +326,7 @@ impl Shard {
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        self.arena.alloc(self.ft_established)
+        self.arena.alloc(self.ft_established || self.ft_ready)
     }
 
     fn id_of(&self, i: u32) -> ConnId {
@@ -548,7 +598,7 @@ impl Shard {
     /// [`Shard::resolve`]).
     #[inline]
     fn prepare(&self, pkt: &FlowRepr, slot: &mut Prep) {
-        if self.settings.enabled.is_tracking()
+        if self.is_tracking()
             && matches!(
                 (pkt.tuple.proto, &pkt.l4),
                 (proto::TCP, L4::Tcp(_)) | (proto::UDP, L4::Udp)
@@ -580,7 +630,7 @@ impl Shard {
         use OtherInvalid as O;
         let done = |slot: &mut Prep, v| *slot = Prep::Done(v);
         let invalid = |slot: &mut Prep, o| done(slot, Verdict::Invalid(InvalidReason::Other(o)));
-        if !self.settings.enabled.is_tracking() {
+        if !self.is_tracking() {
             return done(slot, Verdict::Untracked(UntrackedReason::TrackingDisabled));
         }
         let normal =
@@ -709,7 +759,7 @@ impl Shard {
     pub fn lookup_burst(&mut self, now: Instant, pkts: &[FlowRepr], out: &mut [Verdict]) -> usize {
         let n = pkts.len().min(out.len());
         self.begin_lookup();
-        if !self.settings.enabled.is_tracking() {
+        if !self.is_tracking() {
             // `enabled=no`: every packet untracked, counted at once.
             let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
             out[..n].fill(v);
@@ -1324,6 +1374,25 @@ impl Shard {
             }
             None => false,
         }
+    }
+
+    /// What a firewall rule may ask about connection `id` as of `now` (see
+    /// [`ConnView`]); `None` when it is gone. Cheap: reads the entry and its
+    /// cold part, which the packet's lookup just touched.
+    #[inline]
+    pub fn conn_view(&self, id: ConnId, now: Instant) -> Option<ConnView> {
+        let i = self.resolve_id(id)?;
+        let (e, c) = (self.e(i), self.c(i));
+        Some(ConnView {
+            mark: c.mark,
+            packets: e.packets[0].wrapping_add(e.packets[1]),
+            bytes: e.bytes[0].wrapping_add(e.bytes[1]),
+            rate_bps: c.rate(e, now, 0).saturating_add(c.rate(e, now, 1)),
+            seen_reply: e.has(super::entry::flag::SEEN_REPLY),
+            fasttrack: e.has(super::entry::flag::FASTTRACK),
+            srcnat: e.srcnat(),
+            dstnat: e.dstnat(),
+        })
     }
 
     /// `connection-mark` of connection `id` (0 when unset).

@@ -129,6 +129,10 @@ impl PacketIo for MemIo {
         self.links[link].port ^ 1
     }
 
+    fn ingress(&self, link: usize) -> u16 {
+        self.links[link].port
+    }
+
     fn rx(&mut self, link: usize, burst: &mut MemBurst) -> usize {
         let l = &mut self.links[link];
         let room = burst.cap.saturating_sub(burst.pkts.len());
