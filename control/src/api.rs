@@ -702,6 +702,8 @@ pub(crate) mod tests {
             settings: Settings::default(),
             max_entries: 1 << 20,
             total_entries: 3,
+            auto_tracking: None,
+            tracking_needed_by: Vec::new(),
         })
         .unwrap();
         assert_eq!(v, want);

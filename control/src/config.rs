@@ -18,6 +18,7 @@
 //! api = "127.0.0.1:8728"       # management API, or "off"
 //! api-token = "..."            # required to bind the API beyond loopback
 //! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
+//! rules = "defconf.rsc"        # RouterOS firewall script (relative to this file)
 //!
 //! [tracking]           # /ip firewall connection tracking, the seed's names
 //! udp-timeout = "10s"
@@ -110,6 +111,8 @@ pub struct RunConfig {
     pub api: Option<Listen>,
     pub api_token: Option<String>,
     pub metrics: Option<Listen>,
+    /// A RouterOS firewall script (`.rsc`) to load (see docs/firewall.md).
+    pub rules: Option<std::path::PathBuf>,
 }
 
 fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
@@ -142,6 +145,13 @@ impl ConfigFile {
             message: e.message().to_owned(),
         })?;
         file.run.validate()?;
+        let mut file = file;
+        // A script named in the file is found beside it.
+        if let (Some(r), Some(dir)) = (&file.run.rules, path.parent())
+            && r.is_relative()
+        {
+            file.run.rules = Some(dir.join(r));
+        }
         Ok(file)
     }
 }
@@ -165,6 +175,7 @@ impl RunConfig {
         self.api = over.api.or(self.api);
         self.api_token = over.api_token.or(self.api_token);
         self.metrics = over.metrics.or(self.metrics);
+        self.rules = over.rules.or(self.rules);
         self
     }
 

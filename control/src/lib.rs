@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod firewall;
 pub mod http;
 pub mod metrics;
 pub mod ops;

@@ -202,6 +202,10 @@ struct RunArgs {
     /// A tracking setting, e.g. --set udp-timeout=30s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// RouterOS firewall script (.rsc, `/export` form) to load: filter and
+    /// mangle rules, address lists, interface lists, tracking settings.
+    #[arg(long, value_name = "FILE.rsc")]
+    rules: Option<PathBuf>,
     /// Also write the final totals as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -287,8 +291,30 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let shown = args.config.display().to_string();
     let file = ConfigFile::load(&args.config)?;
     let mut tracking = file.tracking;
-    apply_sets(&mut tracking, &args.set)?;
     let run = &file.run;
+    let mut rules_summary = None;
+    if let Some(p) = &run.rules {
+        let cfg = control::firewall::load_script(p)?;
+        tracking =
+            ctrack_model::settings::apply(&tracking, &control::firewall::tracking_changes(&cfg))
+                .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+        // Compiled as `run` would (interface names of as many ports as
+        // listed, at least two).
+        let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
+        let fw = control::firewall::Firewall::new(cfg, ports)
+            .with_context(|| p.display().to_string())?;
+        rules_summary = Some(format!(
+            "{} ({} rules; tracking needed by {})",
+            p.display(),
+            fw.ruleset().len(),
+            if fw.auto_tracking() {
+                fw.needed_by().join(", ")
+            } else {
+                "no rule".to_string()
+            }
+        ));
+    }
+    apply_sets(&mut tracking, &args.set)?;
     if let Some(p) = &run.ports
         && p.len() % 2 != 0
     {
@@ -366,6 +392,9 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     );
     println!("  api:         {}", listen(api));
     println!("  metrics:     {}", listen(metrics));
+    if let Some(r) = &rules_summary {
+        println!("  rules:       {r}");
+    }
     println!(
         "  tracking:    {}",
         serde_json::to_string(&tracking).unwrap_or_default()
@@ -393,6 +422,21 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         None => ConfigFile::default(),
     };
     let mut tracking = file.tracking;
+    let cli_rules = args.rules.clone();
+    let rules_path = cli_rules.as_ref().or(file.run.rules.as_ref()).cloned();
+    // The script's `/ip firewall connection tracking` lines, then `--set`.
+    let rules = match &rules_path {
+        Some(p) => {
+            let cfg = control::firewall::load_script(p)?;
+            tracking = ctrack_model::settings::apply(
+                &tracking,
+                &control::firewall::tracking_changes(&cfg),
+            )
+            .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+            Some(cfg)
+        }
+        None => None,
+    };
     apply_sets(&mut tracking, &args.set)?;
     let cli = RunConfig {
         eal: args.eal,
@@ -409,6 +453,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         api: args.api,
         api_token: args.api_token,
         metrics: args.metrics,
+        rules: args.rules,
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
@@ -419,7 +464,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         config = args.config.as_ref().map(|p| p.display().to_string()),
         "starting ctrack"
     );
-    run_dataplane(&cfg, &tracking, args.summary_json)
+    run_dataplane(&cfg, &tracking, rules, args.summary_json)
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
@@ -489,6 +534,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 fn run_dataplane(
     cfg: &RunConfig,
     tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
     summary_json: Option<PathBuf>,
 ) -> Result<()> {
     use std::sync::Arc;
@@ -497,7 +543,7 @@ fn run_dataplane(
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
         .context("installing the SIGINT/SIGTERM handler")?;
-    let summary = control::run::run(cfg, tracking, stop)?;
+    let summary = control::run::run(cfg, tracking, rules, stop)?;
     print_summary(&summary);
     if let Some(path) = summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -507,7 +553,12 @@ fn run_dataplane(
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dataplane(_: &RunConfig, _: &Settings, _: Option<PathBuf>) -> Result<()> {
+fn run_dataplane(
+    _: &RunConfig,
+    _: &Settings,
+    _: Option<ctrack_rules::Config>,
+    _: Option<PathBuf>,
+) -> Result<()> {
     anyhow::bail!("this ctrack was built without the `dpdk` feature; rebuild with default features")
 }
 
@@ -586,4 +637,26 @@ fn print_summary(s: &control::run::RunSummary) {
         "mempool: {} mbufs, in use at start {}, at end {}",
         s.mempool_size, s.mempool_in_use_start, s.mempool_in_use_end
     );
+    if !s.firewall_rules.is_empty() {
+        let dropped: u64 = s.workers.iter().map(|w| w.firewall_dropped).sum();
+        let rejected: u64 = s.workers.iter().map(|w| w.firewall_rejected).sum();
+        let tarpitted: u64 = s.workers.iter().map(|w| w.firewall_tarpitted).sum();
+        println!("firewall: {dropped} packets dropped, {rejected} rejected, {tarpitted} tarpitted");
+        println!(
+            "{:<20} {:>3} {:<12} {:<22} {:>12} {:>14}  COMMENT",
+            "TABLE", "#", "CHAIN", "ACTION", "PACKETS", "BYTES"
+        );
+        for r in &s.firewall_rules {
+            println!(
+                "{:<20} {:>3} {:<12} {:<22} {:>12} {:>14}  {}",
+                format!("/{} firewall {}", r.family, r.table),
+                r.position,
+                r.chain,
+                r.action,
+                r.packets,
+                r.bytes,
+                r.comment.as_deref().unwrap_or("")
+            );
+        }
+    }
 }

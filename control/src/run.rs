@@ -71,6 +71,10 @@ pub struct WorkerSummary {
     pub untracked: u64,
     pub not_parsed: u64,
     pub fasttrack_packets: u64,
+    /// Packets dropped by firewall rules, by action.
+    pub firewall_dropped: u64,
+    pub firewall_rejected: u64,
+    pub firewall_tarpitted: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,12 +86,21 @@ pub struct RunSummary {
     pub mempool_size: u32,
     pub mempool_in_use_start: u32,
     pub mempool_in_use_end: u32,
+    /// Firewall rules with their final counters (empty without `--rules`).
+    pub firewall_rules: Vec<crate::firewall::RuleStat>,
 }
 
-pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Result<RunSummary> {
+/// Runs the dataplane until `stop` (or `duration`, `idle-exit`), with the
+/// firewall `rules` (a parsed RouterOS script) if given.
+pub fn run(
+    cfg: &RunConfig,
+    tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary> {
     let eal = Eal::init(&cfg.eal)
         .context("EAL initialisation failed (check the EAL arguments after --)")?;
-    let result = run_with_eal(&eal, cfg, tracking, stop);
+    let result = run_with_eal(&eal, cfg, tracking, rules, stop);
     // Every port, queue and mempool is dropped by now, and every worker
     // joined; cleanup checks it and refuses otherwise (the process then ends
     // without it, which is harmless).
@@ -102,12 +115,15 @@ struct WorkerEnd {
     totals: WorkerTotals,
     stats: ShardStats,
     entries: u32,
+    /// The worker's rule counters, with its ruleset's generation.
+    rules: Option<(u64, Vec<ctrack_rules::RuleCounter>)>,
 }
 
 fn run_with_eal(
     eal: &Eal,
     cfg: &RunConfig,
     tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
     let probed = eal.port_count();
@@ -125,6 +141,10 @@ fn run_with_eal(
         None => (0..probed).collect(),
     };
     let n_ports = ids.len() as u16;
+    // Port i is `ether{i+1}` to the rules (unless the script renames it).
+    let firewall = rules
+        .map(|r| crate::firewall::Firewall::new(r, ids.len()))
+        .transpose()?;
     let lcores = dpdk::worker_lcores();
     let workers = cfg.workers.map(usize::from).unwrap_or(lcores.len().max(1));
     let rx_desc = cfg.rx_desc.unwrap_or(RunConfig::DEFAULT_RX_DESC);
@@ -268,12 +288,13 @@ fn run_with_eal(
             dataplane::worker::random_seed(),
         );
         fasttrack.apply(&mut shard);
-        setups.push((rx, tx, shard, cmd_rx, counters));
+        let fw_update = firewall.as_ref().map(|f| f.update(None));
+        setups.push((rx, tx, shard, cmd_rx, counters, fw_update));
     }
 
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
-    for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
+    for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
         let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
@@ -288,8 +309,15 @@ fn run_with_eal(
                     dpdk::register_thread().context("registering the worker thread with DPDK")?;
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
+                if let Some(u) = fw_update {
+                    // Before the first packet.
+                    worker.install_firewall(u);
+                }
                 worker.run(&stop_w);
                 Ok(WorkerEnd {
+                    rules: worker
+                        .firewall()
+                        .map(|f| (f.generation(), f.state().counters().to_vec())),
                     totals: worker.totals(),
                     stats: worker.shard().stats().clone(),
                     entries: worker.shard().total_entries(),
@@ -312,6 +340,9 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
+    if let Some(fw) = firewall {
+        set.started_with_firewall(fw);
+    }
     let servers = start_servers(cfg, set.clone());
     let stop_reason = if servers.is_ok() {
         watch(cfg, &stop, &set, &handles, started)
@@ -331,6 +362,7 @@ fn run_with_eal(
     let mut servers = servers?;
     servers.iter_mut().for_each(|s| s.stop());
     drop(servers);
+    let firewall_rules = set.firewall_stats_with(ends.iter().filter_map(|e| e.rules.as_ref()));
     drop(set);
     let elapsed = started.elapsed().as_secs_f64();
     let in_use_end = pool.in_use_count();
@@ -373,6 +405,9 @@ fn run_with_eal(
                 untracked: e.stats.untracked_total(),
                 not_parsed: t.parse_errors.iter().sum(),
                 fasttrack_packets: e.stats.fasttrack_packets.iter().sum(),
+                firewall_dropped: t.fw_dropped,
+                firewall_rejected: t.fw_rejected,
+                firewall_tarpitted: t.fw_tarpitted,
             }
         })
         .collect();
@@ -385,6 +420,7 @@ fn run_with_eal(
         mempool_size: mbufs,
         mempool_in_use_start: in_use_start,
         mempool_in_use_end: in_use_end,
+        firewall_rules,
     })
 }
 

@@ -21,6 +21,7 @@ use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
 use parking_lot::{Mutex, RwLock};
 
+use crate::firewall::{Firewall, RuleStat};
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
     check_filter_properties, count_by_walking, matches_filter,
@@ -50,6 +51,8 @@ pub struct WorkerSet {
     /// holds it exclusively, so that room it found in every queue is still
     /// there when it sends (workers only ever take commands out).
     send_gate: RwLock<()>,
+    /// The firewall the workers run, if rules were loaded.
+    firewall: Mutex<Option<Firewall>>,
 }
 
 /// A worker's command queue and its end of it.
@@ -68,6 +71,7 @@ impl WorkerSet {
             settings: Mutex::new(settings),
             port_stats,
             send_gate: RwLock::new(()),
+            firewall: Mutex::new(None),
         }
     }
 
@@ -137,6 +141,7 @@ impl WorkerSet {
         buf: &mut Vec<RawConn>,
         visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, OpsError> {
+        let names = self.firewall.lock().as_ref().map(|f| f.names().clone());
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let lent = std::mem::take(buf);
@@ -148,7 +153,13 @@ impl WorkerSet {
             })?;
             *buf = chunk.rows;
             for raw in buf.iter() {
-                let row = ConnSnapshot::from_raw(raw);
+                let mut row = ConnSnapshot::from_raw(raw);
+                if let Some(n) = names.as_ref()
+                    && raw.mark() != 0
+                    && let Some(name) = n.name(raw.mark())
+                {
+                    row.connection_mark = name.to_string();
+                }
                 if matches_filter(&row, filter)? && visit(row).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -238,10 +249,13 @@ impl Dataplane for WorkerSet {
             total += t.entries;
             max += t.max_entries;
         }
+        let fw = self.firewall.lock();
         TrackingInfo {
             settings: self.settings.lock().clone(),
             max_entries: max,
             total_entries: total,
+            auto_tracking: fw.as_ref().map(|f| f.auto_tracking()),
+            tracking_needed_by: fw.as_ref().map_or(Vec::new(), |f| f.needed_by().to_vec()),
         }
     }
 
@@ -299,7 +313,122 @@ impl Dataplane for WorkerSet {
         MetricsSnapshot {
             workers,
             ports: (self.port_stats)(),
+            rules: self.rule_stats().unwrap_or_default(),
         }
+    }
+}
+
+/// The firewall: rulesets go to every worker or to none, as settings do.
+impl WorkerSet {
+    /// Records the firewall the workers were started with (each worker got
+    /// `fw.update(None)` before its first packet).
+    pub fn started_with_firewall(&self, fw: Firewall) {
+        *self.firewall.lock() = Some(fw);
+    }
+
+    /// Compiles `config` and installs it in every worker, or in none (a
+    /// script that does not compile, or a busy worker, changes nothing).
+    /// Counters of unchanged rules carry over. Tracking settings of the
+    /// script are not applied here (use `set_tracking`).
+    pub fn reload_firewall(&self, config: ctrack_rules::Config) -> Result<(), OpsError> {
+        let mut guard = self.firewall.lock();
+        let next = match guard.as_mut() {
+            Some(cur) => cur.prepare(config),
+            None => Firewall::new(config, self.ports_hint()),
+        }
+        .map_err(|e| OpsError::Unavailable(format!("{e:#}")))?;
+        let Some(_gate) = self.send_gate.try_write_for(ANSWER_TIMEOUT) else {
+            return Err(OpsError::Unavailable(
+                "the workers' queues stayed busy; no worker changed".to_string(),
+            ));
+        };
+        if let Some(w) = self.workers.iter().position(|h| h.commands.is_full()) {
+            return Err(OpsError::Unavailable(format!(
+                "worker {w} is not taking commands (its queue is full); no worker changed"
+            )));
+        }
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for (w, h) in self.workers.iter().enumerate() {
+            let (tx, rx) = bounded(1);
+            if h.commands
+                .try_send(Command::Firewall(Box::new(next.update(Some(tx)))))
+                .is_err()
+            {
+                return Err(OpsError::Unavailable(format!(
+                    "worker {w} has stopped while the ruleset was being installed"
+                )));
+            }
+            replies.push(rx);
+        }
+        let retired: Vec<_> = replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(ANSWER_TIMEOUT).ok())
+            .collect();
+        match guard.as_mut() {
+            Some(cur) => cur.commit(next, &retired),
+            None => *guard = Some(next),
+        }
+        Ok(())
+    }
+
+    /// Every rule with the given final counters of stopped workers
+    /// (`(generation, counters)`; those of another ruleset are ignored).
+    pub fn firewall_stats_with<'a>(
+        &self,
+        workers: impl Iterator<Item = &'a (u64, Vec<ctrack_rules::RuleCounter>)>,
+    ) -> Vec<RuleStat> {
+        let fw = self.firewall.lock();
+        let Some(f) = fw.as_ref() else {
+            return Vec::new();
+        };
+        let g = f.generation();
+        f.stats(
+            workers
+                .filter(|(wg, _)| *wg == g)
+                .map(|(_, c)| c.as_slice()),
+        )
+    }
+
+    /// Ports the workers serve (for a first ruleset loaded at run time).
+    fn ports_hint(&self) -> usize {
+        (self.port_stats)().len().max(2)
+    }
+
+    /// Every rule with its counters summed over the workers (plus what
+    /// carried over reloads); empty without rules.
+    pub fn rule_stats(&self) -> Result<Vec<RuleStat>, OpsError> {
+        let (generation, len) = match self.firewall.lock().as_ref() {
+            Some(f) => (f.generation(), f.ruleset().len()),
+            None => return Ok(Vec::new()),
+        };
+        let pending: Vec<_> = (0..self.workers.len())
+            .map(|w| {
+                let (tx, rx) = bounded(1);
+                self.send(
+                    w,
+                    Command::RuleCounters {
+                        buf: Vec::with_capacity(len),
+                        reply: tx,
+                    },
+                )
+                .map(|_| rx)
+            })
+            .collect::<Result<_, _>>()?;
+        let mut answers = Vec::with_capacity(pending.len());
+        for (w, rx) in pending.into_iter().enumerate() {
+            match rx.recv_timeout(ANSWER_TIMEOUT) {
+                Ok(Some(a)) if a.generation == generation => answers.push(a.counters),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(OpsError::Unavailable(format!("worker {w} did not answer")));
+                }
+            }
+        }
+        let fw = self.firewall.lock();
+        Ok(fw
+            .as_ref()
+            .map(|f| f.stats(answers.iter().map(Vec::as_slice)))
+            .unwrap_or_default())
     }
 }
 

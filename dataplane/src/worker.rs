@@ -347,31 +347,9 @@ impl<I: PacketIo> Worker<I> {
                 Command::Settings(s) => shard.apply_settings(&s),
                 Command::FastTrack(m) => m.apply(shard),
                 Command::Firewall(u) => {
-                    let u = *u;
-                    let new = u.ruleset.map(|rs| {
-                        if WorkerFirewall::uses_fasttrack(&rs) {
-                            shard.set_fasttrack_ready();
-                        }
-                        Box::new(WorkerFirewall::new(rs, u.generation, now))
-                    });
-                    shard.set_auto_tracking(u.auto_tracking);
-                    let old = std::mem::replace(&mut self.core.fw, new);
-                    if let Some(reply) = u.reply {
-                        let retired = match old {
-                            Some(fw) => {
-                                let (generation, rs, ws) = fw.into_parts();
-                                Retired {
-                                    generation,
-                                    ruleset: Some(rs),
-                                    state: Some(ws),
-                                }
-                            }
-                            None => Retired {
-                                generation: 0,
-                                ruleset: None,
-                                state: None,
-                            },
-                        };
+                    let reply = u.reply.clone();
+                    let retired = self.core.install_firewall(*u, now);
+                    if let Some(reply) = reply {
                         let _ = reply.send(retired);
                     }
                 }
@@ -423,6 +401,14 @@ impl<I: PacketIo> Worker<I> {
 
     pub fn shard(&self) -> &Shard {
         &self.core.shard
+    }
+
+    /// Installs a firewall ruleset (or none) now, as [`Command::Firewall`]
+    /// does between bursts: for a worker about to start. Returns the
+    /// previous one.
+    pub fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate) -> Retired {
+        let now = self.io.now();
+        self.core.install_firewall(u, now)
     }
 
     /// The firewall, if a ruleset is loaded.
@@ -544,6 +530,32 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 );
             }
             done = end;
+        }
+    }
+
+    /// Swaps the firewall (see [`Command::Firewall`]); returns the old one.
+    fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate, now: Instant) -> Retired {
+        let new = u.ruleset.map(|rs| {
+            if WorkerFirewall::uses_fasttrack(&rs) {
+                self.shard.set_fasttrack_ready();
+            }
+            Box::new(WorkerFirewall::new(rs, u.generation, now))
+        });
+        self.shard.set_auto_tracking(u.auto_tracking);
+        match std::mem::replace(&mut self.fw, new) {
+            Some(fw) => {
+                let (generation, rs, ws) = fw.into_parts();
+                Retired {
+                    generation,
+                    ruleset: Some(rs),
+                    state: Some(ws),
+                }
+            }
+            None => Retired {
+                generation: 0,
+                ruleset: None,
+                state: None,
+            },
         }
     }
 
