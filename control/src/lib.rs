@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod bridge_replay;
 pub mod client;
 pub mod config;
 pub mod firewall;

@@ -106,8 +106,21 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct ReplayArgs {
-    /// The capture (classic pcap).
-    file: PathBuf,
+    /// The capture (classic pcap): the conntrack core alone, no interfaces.
+    #[arg(required_unless_present = "inputs", conflicts_with = "inputs")]
+    file: Option<PathBuf>,
+    /// A capture arriving on an interface, INTERFACE=FILE.pcap (repeatable,
+    /// e.g. --in ether1=lan.pcap --in ether2=wan.pcap): the worker's
+    /// pipeline with the rules; needs --out-dir.
+    #[arg(long = "in", value_name = "IFACE=FILE", requires = "out_dir")]
+    inputs: Vec<String>,
+    /// With --in: where to write IFACE.pcap, every frame ctrack transmits
+    /// on each interface.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// With --in: a RouterOS firewall script (.rsc), as `ctrack run --rules`.
+    #[arg(long, value_name = "FILE.rsc", requires = "inputs")]
+    rules: Option<PathBuf>,
     /// Shards to split connections over, by the symmetric RSS hash.
     #[arg(long, default_value_t = 1)]
     workers: u16,
@@ -469,11 +482,14 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
     let mut settings = Settings::default();
-    apply_sets(&mut settings, &args.set)?;
     if args.max_entries == 0 {
         anyhow::bail!("--max-entries must be at least 1");
     }
-    let out = control::replay::replay_file(&args.file, args.workers, &settings, args.max_entries)?;
+    let Some(file) = &args.file else {
+        return cmd_replay_interfaces(&args, settings);
+    };
+    apply_sets(&mut settings, &args.set)?;
+    let out = control::replay::replay_file(file, args.workers, &settings, args.max_entries)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out.connections)?);
         eprint!("{}", out.counters.render());
@@ -481,6 +497,47 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         print!("{}", ctrack_model::format_table(&out.connections));
         println!();
         print!("{}", out.counters.render());
+    }
+    Ok(())
+}
+
+/// `ctrack replay --in IFACE=FILE ... --out-dir DIR [--rules R.rsc]`.
+fn cmd_replay_interfaces(args: &ReplayArgs, mut settings: Settings) -> Result<()> {
+    if args.workers != 1 {
+        anyhow::bail!("--in replays through one worker: drop --workers");
+    }
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|s| control::bridge_replay::parse_input(s))
+        .collect::<Result<Vec<_>>>()?;
+    let rules = match &args.rules {
+        Some(p) => {
+            let cfg = control::firewall::load_script(p)?;
+            settings = ctrack_model::settings::apply(
+                &settings,
+                &control::firewall::tracking_changes(&cfg),
+            )
+            .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+            Some(cfg)
+        }
+        None => None,
+    };
+    apply_sets(&mut settings, &args.set)?;
+    let out_dir = args.out_dir.as_ref().context("--in needs --out-dir DIR")?;
+    let out = control::bridge_replay::replay_interfaces(
+        &inputs,
+        rules,
+        &settings,
+        args.max_entries,
+        out_dir,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", ctrack_model::format_table(&out.connections));
+        println!();
+        print!("{}", out.render());
     }
     Ok(())
 }
