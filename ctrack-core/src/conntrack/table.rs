@@ -172,7 +172,18 @@ pub struct Shard {
     pub(super) ft_ready: bool,
     /// What `enabled=auto` resolves to (see [`Shard::set_auto_tracking`]).
     auto_tracking: bool,
+    /// [`Shard::is_tracking`], kept current by the two calls that change it.
+    tracking: bool,
     pub(super) stats: ShardStats,
+}
+
+/// Whether `s` tracks, `auto` meaning `auto_on`.
+fn settings_tracking(s: &Settings, auto_on: bool) -> bool {
+    match s.enabled {
+        super::Enabled::Yes => true,
+        super::Enabled::No => false,
+        super::Enabled::Auto => auto_on,
+    }
 }
 
 /// A connection as the firewall's conntrack matchers see it
@@ -215,6 +226,7 @@ impl Shard {
     /// wheel) now, entries later.
     pub fn new(config: TableConfig, settings: Settings, worker: u16, seed: HashSeed) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
+        let tracking = settings_tracking(&settings, true);
         Shard {
             tcp_timeouts: Self::tcp_timeouts_of(&settings),
             settings,
@@ -237,6 +249,7 @@ impl Shard {
             ft_established: false,
             ft_ready: false,
             auto_tracking: true,
+            tracking,
             stats: ShardStats::default(),
         }
     }
@@ -263,11 +276,7 @@ impl Shard {
     /// [`Shard::set_auto_tracking`] says so (the default).
     #[inline]
     pub fn is_tracking(&self) -> bool {
-        match self.settings.enabled {
-            super::Enabled::Yes => true,
-            super::Enabled::No => false,
-            super::Enabled::Auto => self.auto_tracking,
-        }
+        self.tracking
     }
 
     /// What `enabled=auto` means for this shard: the caller knows whether a
@@ -276,6 +285,7 @@ impl Shard {
     /// [`Shard::apply_settings`]).
     pub fn set_auto_tracking(&mut self, on: bool) {
         self.auto_tracking = on;
+        self.tracking = settings_tracking(&self.settings, on);
     }
 
     /// What `enabled=auto` resolves to here.
@@ -584,6 +594,7 @@ impl Shard {
     pub fn apply_settings(&mut self, s: &Settings) {
         let shorter = s.any_shorter_than(&self.settings);
         self.settings = s.clone();
+        self.tracking = settings_tracking(s, self.auto_tracking);
         self.tcp_timeouts = Self::tcp_timeouts_of(s);
         if shorter && self.arena.high_water() > 0 {
             self.rescan = Some(0);
