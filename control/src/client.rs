@@ -174,6 +174,11 @@ fn tracking_lines(body: &str) -> Result<String> {
         let text = match v {
             Value::String(s) => s.clone(),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
             other => other.to_string(),
         };
         let _ = writeln!(out, "{k:>width$}: {text}");
