@@ -520,6 +520,138 @@ mod tests {
             .collect()
     }
 
+    /// A ruleset goes to every worker; rule counters come back from all of
+    /// them; `tracking print` says which rules need tracking; a script that
+    /// does not compile changes nothing.
+    #[test]
+    fn a_ruleset_reaches_every_worker() {
+        let r = running(2, 5, None);
+        let script = "/ip firewall mangle\n\
+             add chain=forward action=mark-connection new-connection-mark=web \
+             connection-mark=no-mark\n\
+             /ip firewall filter\n\
+             add chain=forward action=accept protocol=udp comment=\"udp in\"\n";
+        r.set
+            .reload_firewall(ctrack_rules::parse(script).unwrap())
+            .unwrap();
+        let stats = r.set.rule_stats().unwrap();
+        assert_eq!(stats.len(), 2);
+        let udp = stats
+            .iter()
+            .find(|s| s.comment.as_deref() == Some("udp in"))
+            .unwrap();
+        assert_eq!(
+            (udp.table, udp.chain.as_str(), udp.position),
+            ("filter", "forward", 0)
+        );
+        let t = r.set.tracking();
+        assert_eq!(t.auto_tracking, Some(true));
+        assert_eq!(
+            t.tracking_needed_by,
+            ["/ip firewall mangle #0 (connection-mark)".to_string()]
+        );
+        // Every worker runs generation 1: a swap hands it back.
+        for w in 0..2 {
+            let (tx, rx) = bounded(1);
+            let none = dataplane::firewall::FirewallUpdate {
+                ruleset: None,
+                generation: 0,
+                auto_tracking: true,
+                reply: Some(tx),
+            };
+            r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
+            let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();
+            assert_eq!(retired.generation, 1, "worker {w} ran the ruleset");
+            assert_eq!(retired.state.unwrap().counters().len(), 2);
+        }
+        // A jump loop does not compile: nothing changes.
+        let bad = ctrack_rules::parse(
+            "/ip firewall filter\n\
+             add chain=forward action=jump jump-target=a\n\
+             add chain=a action=jump jump-target=b\n\
+             add chain=b action=jump jump-target=a\n",
+        )
+        .unwrap();
+        let e = r.set.reload_firewall(bad).unwrap_err();
+        assert!(e.to_string().contains("compiling"), "{e}");
+        assert_eq!(r.set.tracking().tracking_needed_by.len(), 1);
+    }
+
+    /// A connection's mark prints by its name (the process's `Names`).
+    #[test]
+    fn marks_print_by_name() {
+        let mix = Mix {
+            tcp: 0,
+            udp: 3,
+            icmp: 0,
+            exchanges: 1,
+            ..Mix::default()
+        };
+        let mut shard = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            dataplane::worker::random_seed(),
+        );
+        let mut ids = Vec::new();
+        for p in mix.packets() {
+            let v = shard.handle_packet(
+                Instant(p.ts_nanos),
+                &parse_link(LinkType::Ethernet, &p.frame).unwrap(),
+            );
+            if let dataplane::conntrack::Verdict::Tracked {
+                id, created: true, ..
+            } = v
+            {
+                ids.push(id);
+            }
+        }
+        let cfg = ctrack_rules::parse(
+            "/ip firewall mangle\n\
+             add chain=forward action=mark-connection new-connection-mark=web\n",
+        )
+        .unwrap();
+        let fw = Firewall::new(cfg, 2).unwrap();
+        let web = fw.names().id("web").unwrap();
+        shard.set_connection_mark(ids[0], web);
+        let (tx, rx) = command_queue();
+        let counters = Arc::new(WorkerCounters::default());
+        let mut w = Worker::new(
+            0,
+            MemIo::new(Vec::new(), 2, &[0, 1], 32),
+            shard,
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::clone(&counters),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_w = Arc::clone(&stop);
+        let t = std::thread::spawn(move || w.run(&stop_w));
+        let set = WorkerSet::new(
+            vec![WorkerHandle {
+                commands: tx,
+                counters,
+            }],
+            Settings::default(),
+            Box::new(Vec::new),
+        );
+        set.started_with_firewall(fw);
+        let rows = set.connections(&[]).unwrap();
+        let marked: Vec<_> = rows
+            .iter()
+            .filter(|r| !r.connection_mark.is_empty())
+            .collect();
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].connection_mark, "web");
+        assert_eq!(marked[0].id, ids[0].to_string());
+        let by_name = set
+            .connections(&filter(&[("connection-mark", "web")]))
+            .unwrap();
+        assert_eq!(by_name.len(), 1);
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
     #[test]
     fn a_walk_visits_every_chunk_of_every_worker_once() {
         // More flows than one chunk holds.
