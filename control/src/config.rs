@@ -19,6 +19,7 @@
 //! api-token = "..."            # required to bind the API beyond loopback
 //! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
 //! rules = "defconf.rsc"        # RouterOS firewall script (relative to this file)
+//! rules-lenient = false        # skip what ctrack does not implement, with warnings
 //!
 //! [tracking]           # /ip firewall connection tracking, the seed's names
 //! udp-timeout = "10s"
@@ -113,6 +114,8 @@ pub struct RunConfig {
     pub metrics: Option<Listen>,
     /// A RouterOS firewall script (`.rsc`) to load (see docs/firewall.md).
     pub rules: Option<std::path::PathBuf>,
+    /// Skip what ctrack does not implement in `rules`, with warnings.
+    pub rules_lenient: Option<bool>,
 }
 
 fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
@@ -176,6 +179,7 @@ impl RunConfig {
         self.api_token = over.api_token.or(self.api_token);
         self.metrics = over.metrics.or(self.metrics);
         self.rules = over.rules.or(self.rules);
+        self.rules_lenient = over.rules_lenient.or(self.rules_lenient);
         self
     }
 

@@ -29,11 +29,19 @@ pub fn default_interfaces(ports: usize) -> Vec<String> {
     (1..=ports).map(|i| format!("ether{i}")).collect()
 }
 
-/// Reads and parses a RouterOS script; an error names the file and the line.
-pub fn load_script(path: &Path) -> Result<Config> {
+/// Reads and parses a RouterOS script; an error names the file and the
+/// line. `lenient` skips what ctrack does not implement (unknown menus,
+/// rules with an unknown property or value), with one warning per skipped
+/// line on stderr.
+pub fn load_script(path: &Path, lenient: bool) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading rules {}", path.display()))?;
-    ctrack_rules::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let parsed = ctrack_rules::parse_with(&text, ctrack_rules::Options { lenient })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for w in &parsed.warnings {
+        eprintln!("ctrack: warning: {}: skipped {w}", path.display());
+    }
+    Ok(parsed.config)
 }
 
 /// The `/ip firewall connection tracking set` properties of a script, as

@@ -121,6 +121,9 @@ struct ReplayArgs {
     /// With --in: a RouterOS firewall script (.rsc), as `ctrack run --rules`.
     #[arg(long, value_name = "FILE.rsc", requires = "inputs")]
     rules: Option<PathBuf>,
+    /// With --rules: skip what ctrack does not implement, with warnings.
+    #[arg(long, requires = "rules")]
+    lenient: bool,
     /// Shards to split connections over, by the symmetric RSS hash.
     #[arg(long, default_value_t = 1)]
     workers: u16,
@@ -219,6 +222,11 @@ struct RunArgs {
     /// mangle rules, address lists, interface lists, tracking settings.
     #[arg(long, value_name = "FILE.rsc")]
     rules: Option<PathBuf>,
+    /// Skip what ctrack does not implement in the rules script (menus such
+    /// as /interface bridge, rules with unknown properties), one warning
+    /// per skipped line, instead of refusing it.
+    #[arg(long)]
+    lenient: bool,
     /// Also write the final totals as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -307,7 +315,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let run = &file.run;
     let mut rules_summary = None;
     if let Some(p) = &run.rules {
-        let cfg = control::firewall::load_script(p)?;
+        let cfg = control::firewall::load_script(p, run.rules_lenient.unwrap_or(false))?;
         tracking =
             ctrack_model::settings::apply(&tracking, &control::firewall::tracking_changes(&cfg))
                 .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
@@ -437,10 +445,11 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let mut tracking = file.tracking;
     let cli_rules = args.rules.clone();
     let rules_path = cli_rules.as_ref().or(file.run.rules.as_ref()).cloned();
+    let lenient = args.lenient || file.run.rules_lenient.unwrap_or(false);
     // The script's `/ip firewall connection tracking` lines, then `--set`.
     let rules = match &rules_path {
         Some(p) => {
-            let cfg = control::firewall::load_script(p)?;
+            let cfg = control::firewall::load_script(p, lenient)?;
             tracking = ctrack_model::settings::apply(
                 &tracking,
                 &control::firewall::tracking_changes(&cfg),
@@ -467,6 +476,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         api_token: args.api_token,
         metrics: args.metrics,
         rules: args.rules,
+        rules_lenient: args.lenient.then_some(true),
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
@@ -513,7 +523,7 @@ fn cmd_replay_interfaces(args: &ReplayArgs, mut settings: Settings) -> Result<()
         .collect::<Result<Vec<_>>>()?;
     let rules = match &args.rules {
         Some(p) => {
-            let cfg = control::firewall::load_script(p)?;
+            let cfg = control::firewall::load_script(p, args.lenient)?;
             settings = ctrack_model::settings::apply(
                 &settings,
                 &control::firewall::tracking_changes(&cfg),
