@@ -169,13 +169,11 @@ pub fn replay_interfaces(
     let mut received = vec![0u64; ports];
     let mut transmitted = vec![0u64; ports];
     let mut now = Instant::ZERO;
-    loop {
-        let Some(i) = (0..heads.len())
-            .filter(|&i| heads[i].is_some())
-            .min_by_key(|&i| heads[i].as_ref().map(|h| h.0))
-        else {
-            break;
-        };
+    // The earliest head next (the first input on a tie).
+    while let Some(i) = (0..heads.len())
+        .filter(|&i| heads[i].is_some())
+        .min_by_key(|&i| heads[i].as_ref().map(|h| h.0))
+    {
         let Some((ts, frame)) = heads[i].take() else {
             break;
         };
