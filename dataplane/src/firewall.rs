@@ -49,6 +49,11 @@ pub const FORWARD_HOOKS: [Hook; 4] = [
 pub const LIST_ENTRIES: usize = 65_536;
 /// Address-list additions queued for control at most.
 pub const LIST_OUTBOX: usize = 1024;
+/// Log lines (`action=log`, `log=yes`) queued per loop at most; they are
+/// formatted and written between bursts.
+pub const LOG_QUEUE: usize = 64;
+/// Log lines a worker writes per second at most (the rest are counted).
+pub const LOG_PER_SECOND: u32 = 100;
 
 /// Reason codes of [`Verdict::Refused`] and [`crate::stats::WorkerTotals`]'s
 /// firewall counters: which action dropped the packet.
@@ -94,6 +99,12 @@ pub struct WorkerFirewall {
     generation: u64,
     /// Scratch for address-list additions drained between bursts.
     outbox: Vec<ctrack_rules::lists::ListAdd>,
+    /// Log lines due: the rule and the packet as that hook saw it.
+    logs: Vec<(ctrack_rules::RuleId, PacketCtx<'static>)>,
+    /// Log lines not written (queue full, or over [`LOG_PER_SECOND`]).
+    logs_suppressed: u64,
+    /// The second of the log rate window, and the lines written in it.
+    log_window: (u64, u32),
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -113,6 +124,9 @@ impl WorkerFirewall {
             ws,
             generation,
             outbox: Vec::with_capacity(LIST_OUTBOX),
+            logs: Vec::with_capacity(LOG_QUEUE),
+            logs_suppressed: 0,
+            log_window: (0, 0),
         }
     }
 
@@ -278,7 +292,7 @@ impl WorkerFirewall {
     /// Runs the forward hooks on `ctx`, carrying the packet and connection
     /// marks from hook to hook; stops at the first hook that drops.
     #[inline]
-    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'_>) -> Merged {
+    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'static>) -> Merged {
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
@@ -299,6 +313,9 @@ impl WorkerFirewall {
                 outp
             };
             let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &NoEnv);
+            if v.n_logs > 0 || v.logs_dropped > 0 {
+                self.queue_logs(&v, ctx);
+            }
             if let Some(mark) = v.conn_mark {
                 ctx.conn.mark = mark;
                 m.mark = mark;
@@ -318,13 +335,53 @@ impl WorkerFirewall {
         m
     }
 
-    /// Between bursts: expires dynamic address-list entries and empties the
-    /// outbox (sharing additions with the other workers is not done yet:
-    /// each worker sees its own).
+    /// Keeps the verdict's log lines for [`WorkerFirewall::between_bursts`]
+    /// (no allocation: the queue has its capacity).
+    #[cold]
+    fn queue_logs(&mut self, v: &FwVerdict, ctx: &PacketCtx<'static>) {
+        self.logs_suppressed += u64::from(v.logs_dropped);
+        for &id in v.logs() {
+            if self.logs.len() < LOG_QUEUE {
+                self.logs.push((id, *ctx));
+            } else {
+                self.logs_suppressed += 1;
+            }
+        }
+    }
+
+    /// Between bursts: writes the queued log lines to the process log
+    /// (`tracing`, target `ctrack::firewall`, at most [`LOG_PER_SECOND`]),
+    /// expires dynamic address-list entries and empties the outbox (sharing
+    /// additions with the other workers is not done yet: each worker sees
+    /// its own).
     pub fn between_bursts(&mut self, now: Instant) {
+        if !self.logs.is_empty() {
+            self.write_logs(now);
+        }
         self.ws.lists.poll_expired(now);
         self.ws.lists.drain_outbox(&mut self.outbox);
         self.outbox.clear();
+    }
+
+    #[cold]
+    fn write_logs(&mut self, now: Instant) {
+        let second = now.nanos() / 1_000_000_000;
+        if self.log_window.0 != second {
+            self.log_window = (second, 0);
+        }
+        for (id, p) in self.logs.drain(..) {
+            if self.log_window.1 >= LOG_PER_SECOND {
+                self.logs_suppressed += 1;
+                continue;
+            }
+            self.log_window.1 += 1;
+            tracing::info!(target: "ctrack::firewall", "{}", self.rs.log_line(id, &p));
+        }
+    }
+
+    /// Log lines not written: the queue was full or the rate was reached.
+    pub fn logs_suppressed(&self) -> u64 {
+        self.logs_suppressed
     }
 
     /// Copies the rule counters into `buf` (allocates only if `buf` is
@@ -516,6 +573,21 @@ mod tests {
             all - 2 * conns
         );
         assert_eq!(w.totals().tx_packets, all);
+    }
+
+    /// Log lines are written between bursts, at most LOG_PER_SECOND per
+    /// second of the clock (the in-memory clock stays at 0 here).
+    #[test]
+    fn log_lines_are_rate_limited() {
+        let (w, rs, _) = run("/ip firewall filter\n\
+             add chain=forward action=log log-prefix=seen\n");
+        let (all, _) = count_frames(|_, _| true);
+        assert!(all > u64::from(LOG_PER_SECOND));
+        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, all);
+        assert_eq!(
+            w.firewall().unwrap().logs_suppressed(),
+            all - u64::from(LOG_PER_SECOND)
+        );
     }
 
     #[test]
