@@ -158,7 +158,7 @@ pub fn replay_interfaces(
         Arc::default(),
     );
     if let Some(fw) = &firewall {
-        worker.install_firewall(fw.update(None));
+        worker.install_firewall(fw.update(None, None));
     }
 
     // The next record of each input.

@@ -196,13 +196,19 @@ impl Firewall {
         &self.needed_by
     }
 
-    /// The command that installs this ruleset in a worker.
-    pub fn update(&self, reply: Option<crossbeam::channel::Sender<Retired>>) -> FirewallUpdate {
+    /// The command that installs this ruleset in a worker; `lists_out` is
+    /// that worker's queue of address-list additions.
+    pub fn update(
+        &self,
+        reply: Option<crossbeam::channel::Sender<Retired>>,
+        lists_out: Option<Arc<dataplane::firewall::ListQueue>>,
+    ) -> FirewallUpdate {
         FirewallUpdate {
             ruleset: Some(Arc::clone(&self.ruleset)),
             generation: self.generation,
             auto_tracking: self.auto_tracking(),
             reply,
+            lists_out,
         }
     }
 

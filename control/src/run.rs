@@ -251,6 +251,7 @@ fn run_with_eal(
         .collect();
 
     // Everything that can fail is prepared before the first thread starts.
+    let list_queues = WorkerSet::new_list_queues(workers);
     let mut setups = Vec::with_capacity(workers);
     let mut handles_ctl = Vec::with_capacity(workers);
     for (w, wp) in plan.workers.iter().enumerate() {
@@ -288,7 +289,9 @@ fn run_with_eal(
             dataplane::worker::random_seed(),
         );
         fasttrack.apply(&mut shard);
-        let fw_update = firewall.as_ref().map(|f| f.update(None));
+        let fw_update = firewall
+            .as_ref()
+            .map(|f| f.update(None, Some(Arc::clone(&list_queues[w]))));
         setups.push((rx, tx, shard, cmd_rx, counters, fw_update));
     }
 
@@ -341,7 +344,7 @@ fn run_with_eal(
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
     if let Some(fw) = firewall {
-        set.started_with_firewall(fw);
+        set.started_with_firewall(fw, list_queues);
     }
     let servers = start_servers(cfg, set.clone());
     let stop_reason = if servers.is_ok() {
@@ -505,6 +508,8 @@ fn watch(
                 return "idle";
             }
         }
+        // Address-list additions of one worker reach the others.
+        set.exchange_lists();
         std::thread::sleep(tick);
     }
 }

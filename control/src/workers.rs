@@ -26,6 +26,7 @@ use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
     check_filter_properties, count_by_walking, matches_filter,
 };
+use dataplane::firewall::{LIST_QUEUE, ListQueue};
 
 /// How long the control thread waits for a worker's answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,6 +54,9 @@ pub struct WorkerSet {
     send_gate: RwLock<()>,
     /// The firewall the workers run, if rules were loaded.
     firewall: Mutex<Option<Firewall>>,
+    /// Each worker's queue of address-list additions (see
+    /// [`WorkerSet::exchange_lists`]).
+    list_queues: Mutex<Vec<Arc<ListQueue>>>,
 }
 
 /// A worker's command queue and its end of it.
@@ -72,6 +76,7 @@ impl WorkerSet {
             port_stats,
             send_gate: RwLock::new(()),
             firewall: Mutex::new(None),
+            list_queues: Mutex::new(Vec::new()),
         }
     }
 
@@ -320,10 +325,68 @@ impl Dataplane for WorkerSet {
 
 /// The firewall: rulesets go to every worker or to none, as settings do.
 impl WorkerSet {
-    /// Records the firewall the workers were started with (each worker got
-    /// `fw.update(None)` before its first packet).
-    pub fn started_with_firewall(&self, fw: Firewall) {
+    /// One queue of address-list additions per worker, for
+    /// [`Firewall::update`] (made once, kept across reloads).
+    pub fn new_list_queues(workers: usize) -> Vec<Arc<ListQueue>> {
+        (0..workers)
+            .map(|_| Arc::new(ListQueue::new(LIST_QUEUE)))
+            .collect()
+    }
+
+    /// Records the firewall the workers were started with: worker `w` got
+    /// `fw.update(None, Some(queues[w]))` before its first packet.
+    pub fn started_with_firewall(&self, fw: Firewall, queues: Vec<Arc<ListQueue>>) {
         *self.firewall.lock() = Some(fw);
+        *self.list_queues.lock() = queues;
+    }
+
+    /// Gives each worker the address-list additions the others made
+    /// (`add-src-to-address-list`, `add-dst-to-address-list`) since the last
+    /// call: RouterOS has one list, ctrack one per worker, kept in step by
+    /// this (call it often: `ctrack run` does every 10 ms). Never waits: a
+    /// worker whose command queue is full misses these additions (counted
+    /// in the return value's second part). Returns (additions moved, lost).
+    pub fn exchange_lists(&self) -> (usize, usize) {
+        let queues = self.list_queues.lock().clone();
+        let Some(generation) = self.firewall.lock().as_ref().map(Firewall::generation) else {
+            return (0, 0);
+        };
+        let mut by_worker: Vec<Vec<ctrack_rules::lists::ListAdd>> = Vec::new();
+        let mut any = 0;
+        for q in &queues {
+            let mut v = Vec::new();
+            while let Some((g, a)) = q.pop() {
+                if g == generation {
+                    v.push(a);
+                }
+            }
+            any += v.len();
+            by_worker.push(v);
+        }
+        if any == 0 {
+            return (0, 0);
+        }
+        let mut lost = 0;
+        let _gate = self.send_gate.read();
+        for (w, h) in self.workers.iter().enumerate() {
+            let adds: Vec<_> = by_worker
+                .iter()
+                .enumerate()
+                .filter(|&(o, _)| o != w)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
+            if adds.is_empty() {
+                continue;
+            }
+            let n = adds.len();
+            if h.commands
+                .try_send(Command::ListAdds { generation, adds })
+                .is_err()
+            {
+                lost += n;
+            }
+        }
+        (any, lost)
     }
 
     /// Compiles `config` and installs it in every worker, or in none (a
@@ -347,11 +410,19 @@ impl WorkerSet {
                 "worker {w} is not taking commands (its queue is full); no worker changed"
             )));
         }
+        let queues = {
+            let mut q = self.list_queues.lock();
+            if q.len() != self.workers.len() {
+                *q = Self::new_list_queues(self.workers.len());
+            }
+            q.clone()
+        };
         let mut replies = Vec::with_capacity(self.workers.len());
         for (w, h) in self.workers.iter().enumerate() {
             let (tx, rx) = bounded(1);
+            let update = next.update(Some(tx), Some(Arc::clone(&queues[w])));
             if h.commands
-                .try_send(Command::Firewall(Box::new(next.update(Some(tx)))))
+                .try_send(Command::Firewall(Box::new(update)))
                 .is_err()
             {
                 return Err(OpsError::Unavailable(format!(
@@ -558,6 +629,7 @@ mod tests {
                 generation: 0,
                 auto_tracking: true,
                 reply: Some(tx),
+                lists_out: None,
             };
             r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
             let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();
@@ -575,6 +647,73 @@ mod tests {
         let e = r.set.reload_firewall(bad).unwrap_err();
         assert!(e.to_string().contains("compiling"), "{e}");
         assert_eq!(r.set.tracking().tracking_needed_by.len(), 1);
+    }
+
+    /// An address-list addition made by one worker's rule reaches the other
+    /// worker through control (`exchange_lists`): RouterOS has one list.
+    #[test]
+    fn address_list_additions_reach_the_other_workers() {
+        use ctrack_traffic::synth::udp_frame;
+        use dataplane::io::mem::MemLink;
+        let cfg = ctrack_rules::parse(
+            "/ip firewall filter\n\
+             add chain=forward action=drop src-address-list=seen\n\
+             add chain=forward action=add-src-to-address-list address-list=seen \
+             address-list-timeout=1h\n",
+        )
+        .unwrap();
+        let fw = Firewall::new(cfg, 2).unwrap();
+        let queues = WorkerSet::new_list_queues(2);
+        let mut workers = Vec::new();
+        let mut handles = Vec::new();
+        for id in 0..2u16 {
+            let links = vec![MemLink {
+                port: 0,
+                ..MemLink::default()
+            }];
+            let (tx, rx) = command_queue();
+            let counters = Arc::new(WorkerCounters::default());
+            let shard = Shard::new(
+                TableConfig::new(64),
+                Settings::default(),
+                id,
+                dataplane::worker::random_seed(),
+            );
+            let mut w = Worker::new(
+                id,
+                MemIo::new(links, 2, &[0, 1], 32),
+                shard,
+                Mesh::new(1, vec![0, 0]),
+                rx,
+                Arc::clone(&counters),
+            );
+            w.install_firewall(fw.update(None, Some(Arc::clone(&queues[id as usize]))));
+            workers.push(w);
+            handles.push(WorkerHandle {
+                commands: tx,
+                counters,
+            });
+        }
+        let set = WorkerSet::new(handles, Settings::default(), Box::new(Vec::new));
+        set.started_with_firewall(fw, queues);
+        let from = |dport: u16| udp_frame([10, 9, 9, 9], [10, 2, 0, 1], 5000, dport, 10, true);
+        // Worker 0 sees the source first: passes, listed.
+        workers[0].io_mut().links[0].input.push_back(from(1));
+        workers[0].poll_once();
+        // Worker 1 has not heard of it yet: passes too.
+        workers[1].io_mut().links[0].input.push_back(from(2));
+        workers[1].poll_once();
+        assert_eq!(set.exchange_lists(), (2, 0), "one addition from each");
+        // Both apply the other's addition between bursts...
+        workers[0].poll_once();
+        workers[1].poll_once();
+        // ... and drop the source from now on.
+        for (k, w) in workers.iter_mut().enumerate() {
+            w.io_mut().links[0].input.push_back(from(10 + k as u16));
+            w.poll_once();
+            let t = w.totals();
+            assert_eq!((t.tx_packets, t.fw_dropped), (1, 1), "worker {k}");
+        }
     }
 
     /// A connection's mark prints by its name (the process's `Names`).
@@ -635,7 +774,7 @@ mod tests {
             Settings::default(),
             Box::new(Vec::new),
         );
-        set.started_with_firewall(fw);
+        set.started_with_firewall(fw, Vec::new());
         let rows = set.connections(&[]).unwrap();
         let marked: Vec<_> = rows
             .iter()

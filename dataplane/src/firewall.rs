@@ -49,6 +49,14 @@ pub const FORWARD_HOOKS: [Hook; 4] = [
 pub const LIST_ENTRIES: usize = 65_536;
 /// Address-list additions queued for control at most.
 pub const LIST_OUTBOX: usize = 1024;
+/// Address-list additions a worker's queue to control holds at most.
+pub const LIST_QUEUE: usize = 4096;
+
+/// A worker's address-list additions on their way to control (and from
+/// there to the other workers), with the ruleset generation they belong to
+/// (list ids are a ruleset's).
+pub type ListQueue = crossbeam::queue::ArrayQueue<(u64, ctrack_rules::lists::ListAdd)>;
+
 /// Log lines (`action=log`, `log=yes`) queued per loop at most; they are
 /// formatted and written between bursts.
 pub const LOG_QUEUE: usize = 64;
@@ -75,6 +83,9 @@ pub struct FirewallUpdate {
     /// Gets the worker's previous ruleset and state back (its final
     /// counters; dropped on the control thread, not the worker's).
     pub reply: Option<crossbeam::channel::Sender<Retired>>,
+    /// Where the worker reports its address-list additions for the others
+    /// (`None`: they stay in this worker).
+    pub lists_out: Option<Arc<ListQueue>>,
 }
 
 /// A worker's ruleset after a swap: its final counters are in `state`.
@@ -105,6 +116,9 @@ pub struct WorkerFirewall {
     logs_suppressed: u64,
     /// The second of the log rate window, and the lines written in it.
     log_window: (u64, u32),
+    lists_out: Option<Arc<ListQueue>>,
+    /// Address-list additions not reported (the queue to control was full).
+    pub lists_lost: u64,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -117,7 +131,12 @@ pub struct Outcome {
 
 impl WorkerFirewall {
     /// State for `rs` (allocates: between bursts only).
-    pub fn new(rs: Arc<Ruleset>, generation: u64, now: Instant) -> WorkerFirewall {
+    pub fn new(
+        rs: Arc<Ruleset>,
+        generation: u64,
+        now: Instant,
+        lists_out: Option<Arc<ListQueue>>,
+    ) -> WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
         WorkerFirewall {
             rs,
@@ -127,6 +146,8 @@ impl WorkerFirewall {
             logs: Vec::with_capacity(LOG_QUEUE),
             logs_suppressed: 0,
             log_window: (0, 0),
+            lists_out,
+            lists_lost: 0,
         }
     }
 
@@ -351,16 +372,30 @@ impl WorkerFirewall {
 
     /// Between bursts: writes the queued log lines to the process log
     /// (`tracing`, target `ctrack::firewall`, at most [`LOG_PER_SECOND`]),
-    /// expires dynamic address-list entries and empties the outbox (sharing
-    /// additions with the other workers is not done yet: each worker sees
-    /// its own).
+    /// expires dynamic address-list entries and reports this worker's
+    /// additions to control (which gives them to the other workers).
     pub fn between_bursts(&mut self, now: Instant) {
         if !self.logs.is_empty() {
             self.write_logs(now);
         }
         self.ws.lists.poll_expired(now);
         self.ws.lists.drain_outbox(&mut self.outbox);
+        if let Some(q) = &self.lists_out {
+            for &a in &self.outbox {
+                if q.push((self.generation, a)).is_err() {
+                    self.lists_lost += 1;
+                }
+            }
+        }
         self.outbox.clear();
+    }
+
+    /// Applies address-list additions other workers made under ruleset
+    /// `generation` (ignored if this worker runs another one).
+    pub fn apply_lists(&mut self, generation: u64, adds: &[ctrack_rules::lists::ListAdd]) {
+        if generation == self.generation {
+            self.ws.lists.apply(adds);
+        }
     }
 
     #[cold]
@@ -474,6 +509,7 @@ mod tests {
             generation: 1,
             auto_tracking: true,
             reply: None,
+            lists_out: None,
         })))
         .unwrap();
         w.poll_once();

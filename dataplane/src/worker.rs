@@ -131,6 +131,12 @@ pub enum Command {
     /// A new firewall ruleset (or none), installed as a whole between bursts;
     /// the previous one goes back in the update's reply.
     Firewall(Box<crate::firewall::FirewallUpdate>),
+    /// Address-list additions of other workers, made under ruleset
+    /// `generation`.
+    ListAdds {
+        generation: u64,
+        adds: Vec<ctrack_rules::lists::ListAdd>,
+    },
     /// The rule counters of the current ruleset, copied into `buf` (give it
     /// the ruleset's length as capacity: the worker then allocates nothing).
     RuleCounters {
@@ -353,6 +359,11 @@ impl<I: PacketIo> Worker<I> {
                         let _ = reply.send(retired);
                     }
                 }
+                Command::ListAdds { generation, adds } => {
+                    if let Some(fw) = self.core.fw.as_deref_mut() {
+                        fw.apply_lists(generation, &adds);
+                    }
+                }
                 Command::RuleCounters { buf, reply } => {
                     let answer = self.core.fw.as_deref().map(|fw| {
                         let mut counters = buf;
@@ -539,7 +550,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             if WorkerFirewall::uses_fasttrack(&rs) {
                 self.shard.set_fasttrack_ready();
             }
-            Box::new(WorkerFirewall::new(rs, u.generation, now))
+            Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
         });
         self.shard.set_auto_tracking(u.auto_tracking);
         match std::mem::replace(&mut self.fw, new) {
