@@ -16,10 +16,11 @@
 //!
 //! - a packet that would open a connection ([`Verdict::New`]): the verdict
 //!   becomes the table's [`Decision`]: drop (nothing inserted), the
-//!   connection mark, FastTrack;
+//!   connection mark;
 //! - a packet of an existing connection: a drop drops the packet (counted by
-//!   action); a new connection mark and `fasttrack-connection` are stored in
-//!   the connection at once;
+//!   action); a new connection mark is stored in the connection at once,
+//!   and `fasttrack-connection` marks it once it is eligible (established
+//!   TCP, a UDP stream: as Linux's flow offload);
 //! - a packet of a fast-tracked connection skips the rules (the table's
 //!   short path counted it already).
 //!
@@ -119,6 +120,11 @@ pub struct WorkerFirewall {
     lists_out: Option<Arc<ListQueue>>,
     /// Address-list additions not reported (the queue to control was full).
     pub lists_lost: u64,
+    /// Connections fast-tracked by the rules during the current
+    /// [`WorkerFirewall::decide`]: their later packets in the same burst were
+    /// tracked on the full path, so they still pass the rules.
+    marked_now: [crate::conntrack::ConnId; crate::worker::MAX_BURST],
+    n_marked: usize,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -148,6 +154,8 @@ impl WorkerFirewall {
             log_window: (0, 0),
             lists_out,
             lists_lost: 0,
+            marked_now: [crate::conntrack::ConnId(0); crate::worker::MAX_BURST],
+            n_marked: 0,
         }
     }
 
@@ -192,6 +200,7 @@ impl WorkerFirewall {
         verdicts: &mut [Verdict],
         decisions: &mut [Decision],
     ) {
+        self.n_marked = 0;
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
@@ -207,8 +216,8 @@ impl WorkerFirewall {
                         self.apply_existing(shard, j, &v, None, verdicts);
                         continue;
                     };
-                    if view.fasttrack {
-                        // The short path: no rules.
+                    if view.fasttrack && !self.marked_now[..self.n_marked].contains(&id) {
+                        // The short path took it: no rules.
                         continue;
                     }
                     ctx.conn = ConnCtx {
@@ -225,7 +234,7 @@ impl WorkerFirewall {
                         rate_bps: view.rate_bps,
                         ..ConnCtx::default()
                     };
-                    Some((id, view.mark))
+                    Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
                     let view = shard.conn_view(id, now).unwrap_or_default();
@@ -238,7 +247,7 @@ impl WorkerFirewall {
                         rate_bps: view.rate_bps,
                         ..ConnCtx::default()
                     };
-                    Some((id, view.mark))
+                    Some((id, view.mark, false))
                 }
                 Verdict::Invalid(_) => {
                     ctx.conn.state = ConnState::Invalid;
@@ -254,9 +263,10 @@ impl WorkerFirewall {
             let v = self.run_hooks(now, &mut ctx);
             if verdicts[j] == Verdict::New {
                 decisions[j] = match drop_reason(v.action) {
+                    // A first packet is never established: FastTrack waits
+                    // (see `apply_existing`).
                     0 => Decision {
                         mark: ctx.conn.mark,
-                        fasttrack: v.fasttrack,
                         ..Decision::ACCEPT
                     },
                     r => {
@@ -277,17 +287,25 @@ impl WorkerFirewall {
         shard: &mut Shard,
         j: usize,
         v: &Merged,
-        existing: Option<(crate::conntrack::ConnId, u32)>,
+        existing: Option<(crate::conntrack::ConnId, u32, bool)>,
         verdicts: &mut [Verdict],
     ) {
-        if let Some((id, old_mark)) = existing {
+        if let Some((id, old_mark, eligible)) = existing {
             if v.mark != old_mark {
                 shard.set_connection_mark(id, v.mark);
             }
-            if v.fasttrack {
+            // As Linux's flow offload (`nf_conntrack_tcp_established`) and
+            // the table's own policy: only an established TCP connection or
+            // a UDP stream goes on the short path; the rule marks it on the
+            // first packet that finds it so.
+            if v.fasttrack && eligible {
                 // No allocation: the shard was made ready when the ruleset
                 // was installed (`Shard::set_fasttrack_ready`).
                 shard.set_fasttrack(id, true);
+                if self.n_marked < self.marked_now.len() {
+                    self.marked_now[self.n_marked] = id;
+                    self.n_marked += 1;
+                }
             }
         }
         let r = drop_reason(v.action);
@@ -596,18 +614,30 @@ mod tests {
              add chain=forward action=passthrough\n");
         let m = mix();
         let conns = u64::from(m.tcp + m.udp + m.icmp);
-        // Each connection's first established packet (its first reply)
-        // marks it; every later packet takes the short path, past the rules.
-        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, conns);
-        assert_eq!(counter(&w, &rs, Table::Filter, 1).packets, conns);
-        // Only first packets (new) reach the last rule.
-        assert_eq!(counter(&w, &rs, Table::Filter, 2).packets, conns);
-        let st = w.shard().stats();
         let (all, _) = count_frames(|_, _| true);
-        assert_eq!(
-            st.fasttrack_packets[0] + st.fasttrack_packets[1],
-            all - 2 * conns
+        let (ft, est, rest) = (
+            counter(&w, &rs, Table::Filter, 0).packets,
+            counter(&w, &rs, Table::Filter, 1).packets,
+            counter(&w, &rs, Table::Filter, 2).packets,
         );
+        assert_eq!(ft, est);
+        // Only first packets (new) reach the last rule.
+        assert_eq!(rest, conns);
+        // Every packet passed the rules or took the short path, not both.
+        let st = w.shard().stats();
+        let short = st.fasttrack_packets[0] + st.fasttrack_packets[1];
+        assert_eq!(ft + rest + short, all);
+        // TCP and UDP connections were marked once eligible; ICMP is
+        // never fast-tracked (RouterOS: TCP and UDP only).
+        let (icmp_frames, _) = count_frames(|_, p| p == crate::flow::proto::ICMP);
+        assert!(short > 0 && short < all - icmp_frames);
+        let mut marked = 0;
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            let icmp = c.entry().protocol() == crate::flow::proto::ICMP;
+            assert_eq!(c.entry().fasttrack(), !icmp, "{c:?}");
+            marked += u32::from(c.entry().fasttrack());
+        });
+        assert_eq!(marked, m.tcp + m.udp);
         assert_eq!(w.totals().tx_packets, all);
     }
 

@@ -200,6 +200,9 @@ pub struct ConnView {
     pub rate_bps: u64,
     pub seen_reply: bool,
     pub fasttrack: bool,
+    /// Whether it may be fast-tracked now (established TCP, a UDP stream:
+    /// [`super::fasttrack::fasttrack_eligible`]).
+    pub fasttrack_eligible: bool,
     pub srcnat: bool,
     pub dstnat: bool,
 }
@@ -1401,6 +1404,7 @@ impl Shard {
             rate_bps: c.rate(e, now, 0).saturating_add(c.rate(e, now, 1)),
             seen_reply: e.has(super::entry::flag::SEEN_REPLY),
             fasttrack: e.has(super::entry::flag::FASTTRACK),
+            fasttrack_eligible: fasttrack_eligible(e),
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
         })
