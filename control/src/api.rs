@@ -1012,6 +1012,8 @@ pub(crate) mod tests {
                 settings: Settings::default(),
                 max_entries: 1 << 20,
                 total_entries: 3,
+                auto_tracking: None,
+                tracking_needed_by: Vec::new(),
             })
             .unwrap(),
         );

@@ -234,6 +234,11 @@ fn tracking_lines(body: &str) -> Result<String> {
             Value::String(s) if s == "false" => "no".to_string(),
             Value::String(s) => s.clone(),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
             other => other.to_string(),
         };
         let _ = writeln!(out, "{k:>width$}: {text}");

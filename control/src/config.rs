@@ -18,6 +18,8 @@
 //! api = "127.0.0.1:8728"       # management API, or "off"
 //! api-token = "..."            # required to bind the API beyond loopback
 //! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
+//! rules = "defconf.rsc"        # RouterOS firewall script (relative to this file)
+//! rules-lenient = false        # skip what ctrack does not implement, with warnings
 //!
 //! [api]                # who may use the management API (docs/api.md)
 //! tls-cert = "/etc/ctrack/api.crt"   # PEM chain: serve HTTPS (www-ssl-like)
@@ -168,6 +170,10 @@ pub struct RunConfig {
     /// The config file's `[api]` table (no command-line form).
     #[serde(skip)]
     pub api_access: ApiSection,
+    /// A RouterOS firewall script (`.rsc`) to load (see docs/firewall.md).
+    pub rules: Option<std::path::PathBuf>,
+    /// Skip what ctrack does not implement in `rules`, with warnings.
+    pub rules_lenient: Option<bool>,
 }
 
 fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
@@ -209,6 +215,12 @@ impl ConfigFile {
         file.api.validate()?;
         let mut file = file;
         file.run.api_access = file.api.clone();
+        // A script named in the file is found beside it.
+        if let (Some(r), Some(dir)) = (&file.run.rules, path.parent())
+            && r.is_relative()
+        {
+            file.run.rules = Some(dir.join(r));
+        }
         Ok(file)
     }
 }
@@ -235,6 +247,8 @@ impl RunConfig {
         if over.api_access != ApiSection::default() {
             self.api_access = over.api_access;
         }
+        self.rules = over.rules.or(self.rules);
+        self.rules_lenient = over.rules_lenient.or(self.rules_lenient);
         self
     }
 

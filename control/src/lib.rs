@@ -5,9 +5,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod bridge_replay;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod firewall;
 pub mod flow_export;
 pub mod http;
 pub mod metrics;

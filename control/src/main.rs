@@ -108,8 +108,24 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct ReplayArgs {
-    /// The capture (classic pcap).
-    file: PathBuf,
+    /// The capture (classic pcap): the conntrack core alone, no interfaces.
+    #[arg(required_unless_present = "inputs", conflicts_with = "inputs")]
+    file: Option<PathBuf>,
+    /// A capture arriving on an interface, INTERFACE=FILE.pcap (repeatable,
+    /// e.g. --in ether1=lan.pcap --in ether2=wan.pcap): the worker's
+    /// pipeline with the rules; needs --out-dir.
+    #[arg(long = "in", value_name = "IFACE=FILE", requires = "out_dir")]
+    inputs: Vec<String>,
+    /// With --in: where to write IFACE.pcap, every frame ctrack transmits
+    /// on each interface.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// With --in: a RouterOS firewall script (.rsc), as `ctrack run --rules`.
+    #[arg(long, value_name = "FILE.rsc", requires = "inputs")]
+    rules: Option<PathBuf>,
+    /// With --rules: skip what ctrack does not implement, with warnings.
+    #[arg(long, requires = "rules")]
+    lenient: bool,
     /// Shards to split connections over, by the symmetric RSS hash.
     #[arg(long, default_value_t = 1)]
     workers: u16,
@@ -204,6 +220,15 @@ struct RunArgs {
     /// A tracking setting, e.g. --set udp-timeout=30s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// RouterOS firewall script (.rsc, `/export` form) to load: filter and
+    /// mangle rules, address lists, interface lists, tracking settings.
+    #[arg(long, value_name = "FILE.rsc")]
+    rules: Option<PathBuf>,
+    /// Skip what ctrack does not implement in the rules script (menus such
+    /// as /interface bridge, rules with unknown properties), one warning
+    /// per skipped line, instead of refusing it.
+    #[arg(long)]
+    lenient: bool,
     /// Also write the final totals as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -291,8 +316,30 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let shown = args.config.display().to_string();
     let file = ConfigFile::load(&args.config)?;
     let mut tracking = file.tracking;
-    apply_sets(&mut tracking, &args.set)?;
     let run = &file.run;
+    let mut rules_summary = None;
+    if let Some(p) = &run.rules {
+        let cfg = control::firewall::load_script(p, run.rules_lenient.unwrap_or(false))?;
+        tracking =
+            ctrack_model::settings::apply(&tracking, &control::firewall::tracking_changes(&cfg))
+                .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+        // Compiled as `run` would (interface names of as many ports as
+        // listed, at least two).
+        let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
+        let fw = control::firewall::Firewall::new(cfg, ports)
+            .with_context(|| p.display().to_string())?;
+        rules_summary = Some(format!(
+            "{} ({} rules; tracking needed by {})",
+            p.display(),
+            fw.ruleset().len(),
+            if fw.auto_tracking() {
+                fw.needed_by().join(", ")
+            } else {
+                "no rule".to_string()
+            }
+        ));
+    }
+    apply_sets(&mut tracking, &args.set)?;
     if let Some(p) = &run.ports
         && p.len() % 2 != 0
     {
@@ -372,6 +419,9 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     );
     control::outln!("  api:         {}", listen(api));
     control::outln!("  metrics:     {}", listen(metrics));
+    if let Some(r) = &rules_summary {
+        control::outln!("  rules:       {r}");
+    }
     control::outln!(
         "  tracking:    {}",
         serde_json::to_string(&tracking).unwrap_or_default()
@@ -399,6 +449,22 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         None => ConfigFile::default(),
     };
     let mut tracking = file.tracking;
+    let cli_rules = args.rules.clone();
+    let rules_path = cli_rules.as_ref().or(file.run.rules.as_ref()).cloned();
+    let lenient = args.lenient || file.run.rules_lenient.unwrap_or(false);
+    // The script's `/ip firewall connection tracking` lines, then `--set`.
+    let rules = match &rules_path {
+        Some(p) => {
+            let cfg = control::firewall::load_script(p, lenient)?;
+            tracking = ctrack_model::settings::apply(
+                &tracking,
+                &control::firewall::tracking_changes(&cfg),
+            )
+            .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+            Some(cfg)
+        }
+        None => None,
+    };
     apply_sets(&mut tracking, &args.set)?;
     let cli = RunConfig {
         eal: args.eal,
@@ -416,6 +482,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         api_token: args.api_token,
         metrics: args.metrics,
         api_access: Default::default(),
+        rules: args.rules,
+        rules_lenient: args.lenient.then_some(true),
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
@@ -432,16 +500,19 @@ fn cmd_run(args: RunArgs) -> Result<()> {
              set CTRACK_TOKEN or api-token in the config file instead"
         );
     }
-    run_dataplane(&cfg, &tracking, &file.traffic_flow, args.summary_json)
+    run_dataplane(&cfg, &tracking, &file.traffic_flow, rules, args.summary_json)
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
     let mut settings = Settings::default();
-    apply_sets(&mut settings, &args.set)?;
     if args.max_entries == 0 {
         anyhow::bail!("--max-entries must be at least 1");
     }
-    let out = control::replay::replay_file(&args.file, args.workers, &settings, args.max_entries)?;
+    let Some(file) = &args.file else {
+        return cmd_replay_interfaces(&args, settings);
+    };
+    apply_sets(&mut settings, &args.set)?;
+    let out = control::replay::replay_file(file, args.workers, &settings, args.max_entries)?;
     // A closed stdout (`| head -1`) ends the listing quietly.
     control::out::quiet_broken_pipe(print_replay(&out, args.json))
 }
@@ -459,6 +530,47 @@ fn print_replay(out: &control::replay::ReplayOutcome, json: bool) -> Result<()> 
         writeln!(w)?;
         w.write_all(out.counters.render().as_bytes())?;
         w.flush()?;
+    }
+    Ok(())
+}
+
+/// `ctrack replay --in IFACE=FILE ... --out-dir DIR [--rules R.rsc]`.
+fn cmd_replay_interfaces(args: &ReplayArgs, mut settings: Settings) -> Result<()> {
+    if args.workers != 1 {
+        anyhow::bail!("--in replays through one worker: drop --workers");
+    }
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|s| control::bridge_replay::parse_input(s))
+        .collect::<Result<Vec<_>>>()?;
+    let rules = match &args.rules {
+        Some(p) => {
+            let cfg = control::firewall::load_script(p, args.lenient)?;
+            settings = ctrack_model::settings::apply(
+                &settings,
+                &control::firewall::tracking_changes(&cfg),
+            )
+            .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
+            Some(cfg)
+        }
+        None => None,
+    };
+    apply_sets(&mut settings, &args.set)?;
+    let out_dir = args.out_dir.as_ref().context("--in needs --out-dir DIR")?;
+    let out = control::bridge_replay::replay_interfaces(
+        &inputs,
+        rules,
+        &settings,
+        args.max_entries,
+        out_dir,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", ctrack_model::format_table(&out.connections));
+        println!();
+        print!("{}", out.render());
     }
     Ok(())
 }
@@ -513,6 +625,7 @@ fn run_dataplane(
     cfg: &RunConfig,
     tracking: &Settings,
     traffic_flow: &control::flow_export::TrafficFlow,
+    rules: Option<ctrack_rules::Config>,
     summary_json: Option<PathBuf>,
 ) -> Result<()> {
     use std::sync::Arc;
@@ -521,7 +634,7 @@ fn run_dataplane(
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
         .context("installing the SIGINT/SIGTERM handler")?;
-    let summary = control::run::run_with_export(cfg, tracking, traffic_flow, stop)?;
+    let summary = control::run::run_with_export(cfg, tracking, rules, traffic_flow, stop)?;
     print_summary(&summary);
     if let Some(path) = summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -535,6 +648,7 @@ fn run_dataplane(
     _: &RunConfig,
     _: &Settings,
     _: &control::flow_export::TrafficFlow,
+    _: Option<ctrack_rules::Config>,
     _: Option<PathBuf>,
 ) -> Result<()> {
     anyhow::bail!("this ctrack was built without the `dpdk` feature; rebuild with default features")
@@ -618,4 +732,26 @@ fn print_summary(s: &control::run::RunSummary) {
         s.mempool_in_use_start,
         s.mempool_in_use_end
     );
+    if !s.firewall_rules.is_empty() {
+        let dropped: u64 = s.workers.iter().map(|w| w.firewall_dropped).sum();
+        let rejected: u64 = s.workers.iter().map(|w| w.firewall_rejected).sum();
+        let tarpitted: u64 = s.workers.iter().map(|w| w.firewall_tarpitted).sum();
+        println!("firewall: {dropped} packets dropped, {rejected} rejected, {tarpitted} tarpitted");
+        println!(
+            "{:<20} {:>3} {:<12} {:<22} {:>12} {:>14}  COMMENT",
+            "TABLE", "#", "CHAIN", "ACTION", "PACKETS", "BYTES"
+        );
+        for r in &s.firewall_rules {
+            println!(
+                "{:<20} {:>3} {:<12} {:<22} {:>12} {:>14}  {}",
+                format!("/{} firewall {}", r.family, r.table),
+                r.position,
+                r.chain,
+                r.action,
+                r.packets,
+                r.bytes,
+                r.comment.as_deref().unwrap_or("")
+            );
+        }
+    }
 }

@@ -381,6 +381,32 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         }),
     );
 
+    // Firewall rules (only with rules loaded): one series per rule.
+    if !m.rules.is_empty() {
+        let labels = |r: &crate::firewall::RuleStat| {
+            vec![
+                r.family.to_string(),
+                r.table.to_string(),
+                r.chain.clone(),
+                r.position.to_string(),
+                r.comment.clone().unwrap_or_default(),
+            ]
+        };
+        let names = ["family", "table", "chain", "position", "comment"];
+        f.counter(
+            "ctrack_firewall_rule_packets_total",
+            "Packets a firewall rule matched (RouterOS `print stats`), over every worker and carried over reloads for unchanged rules.",
+            &names,
+            m.rules.iter().map(|r| (labels(r), r.packets)),
+        );
+        f.counter(
+            "ctrack_firewall_rule_bytes_total",
+            "Bytes (IP length) of the packets a firewall rule matched.",
+            &names,
+            m.rules.iter().map(|r| (labels(r), r.bytes)),
+        );
+    }
+
     match f.err {
         Some(e) => Err(e),
         None => Ok(f.out),
@@ -598,6 +624,7 @@ mod tests {
                     ..PortMetrics::default()
                 },
             ],
+            rules: vec![],
         }
     }
 

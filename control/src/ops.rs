@@ -38,6 +38,13 @@ pub struct TrackingInfo {
     pub settings: Settings,
     pub max_entries: u64,
     pub total_entries: u64,
+    /// With firewall rules loaded: what `enabled=auto` resolves to (whether
+    /// a rule needs tracking); absent without rules (`auto` then tracks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_tracking: Option<bool>,
+    /// The rules that need tracking (`/ip firewall filter #3 (connection-state)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tracking_needed_by: Vec<String>,
 }
 
 /// One worker's counters, as last published (see [`dataplane::stats`]).
@@ -89,6 +96,8 @@ pub struct PortMetrics {
 pub struct MetricsSnapshot {
     pub workers: Vec<WorkerMetrics>,
     pub ports: Vec<PortMetrics>,
+    /// Firewall rules with their counters (empty without rules).
+    pub rules: Vec<crate::firewall::RuleStat>,
 }
 
 /// A running dataplane, as the control plane sees it. Every call is safe from
@@ -253,6 +262,8 @@ impl Dataplane for FakeDataplane {
             settings: self.settings.lock().clone(),
             max_entries: self.max_entries,
             total_entries: self.rows.lock().len() as u64,
+            auto_tracking: None,
+            tracking_needed_by: Vec::new(),
         }
     }
 

@@ -176,7 +176,7 @@ pub fn replay<R: Read>(
 }
 
 impl Counters {
-    fn collect<'a>(
+    pub(crate) fn collect<'a>(
         packets: u64,
         parse: &[u64],
         stats: impl Iterator<Item = &'a ShardStats>,

@@ -75,6 +75,10 @@ pub struct WorkerSummary {
     pub untracked: u64,
     pub not_parsed: u64,
     pub fasttrack_packets: u64,
+    /// Packets dropped by firewall rules, by action.
+    pub firewall_dropped: u64,
+    pub firewall_rejected: u64,
+    pub firewall_tarpitted: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,22 +90,32 @@ pub struct RunSummary {
     pub mempool_size: u32,
     pub mempool_in_use_start: u32,
     pub mempool_in_use_end: u32,
+    /// Firewall rules with their final counters (empty without `--rules`).
+    pub firewall_rules: Vec<crate::firewall::RuleStat>,
 }
 
-pub fn run(cfg: &RunConfig, tracking: &Settings, stop: Arc<AtomicBool>) -> Result<RunSummary> {
-    run_with_export(cfg, tracking, &TrafficFlow::default(), stop)
+/// Runs the dataplane until `stop` (or `duration`, `idle-exit`), with the
+/// firewall `rules` (a parsed RouterOS script) if given.
+pub fn run(
+    cfg: &RunConfig,
+    tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary> {
+    run_with_export(cfg, tracking, rules, &TrafficFlow::default(), stop)
 }
 
 /// [`run`], exporting flows as `flow` says (`/ip traffic-flow`).
 pub fn run_with_export(
     cfg: &RunConfig,
     tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
     flow: &TrafficFlow,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
     let eal = Eal::init(&cfg.eal)
         .context("EAL initialisation failed (check the EAL arguments after --)")?;
-    let result = run_with_eal(&eal, cfg, tracking, flow, stop);
+    let result = run_with_eal(&eal, cfg, tracking, rules, flow, stop);
     // Every port, queue and mempool is dropped by now, and every worker
     // joined; cleanup checks it and refuses otherwise (the process then ends
     // without it, which is harmless).
@@ -116,12 +130,15 @@ struct WorkerEnd {
     totals: WorkerTotals,
     stats: ShardStats,
     entries: u32,
+    /// The worker's rule counters, with its ruleset's generation.
+    rules: Option<(u64, Vec<ctrack_rules::RuleCounter>)>,
 }
 
 fn run_with_eal(
     eal: &Eal,
     cfg: &RunConfig,
     tracking: &Settings,
+    rules: Option<ctrack_rules::Config>,
     flow: &TrafficFlow,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary> {
@@ -140,6 +157,10 @@ fn run_with_eal(
         None => (0..probed).collect(),
     };
     let n_ports = ids.len() as u16;
+    // Port i is `ether{i+1}` to the rules (unless the script renames it).
+    let firewall = rules
+        .map(|r| crate::firewall::Firewall::new(r, ids.len()))
+        .transpose()?;
     let lcores = dpdk::worker_lcores();
     let workers = cfg.workers.map(usize::from).unwrap_or(lcores.len().max(1));
     let rx_desc = cfg.rx_desc.unwrap_or(RunConfig::DEFAULT_RX_DESC);
@@ -246,6 +267,7 @@ fn run_with_eal(
         .collect();
 
     // Everything that can fail is prepared before the first thread starts.
+    let list_queues = WorkerSet::new_list_queues(workers);
     let mut setups = Vec::with_capacity(workers);
     let mut handles_ctl = Vec::with_capacity(workers);
     for (w, wp) in plan.workers.iter().enumerate() {
@@ -283,7 +305,10 @@ fn run_with_eal(
             dataplane::worker::random_seed(),
         );
         fasttrack.apply(&mut shard);
-        setups.push((rx, tx, shard, cmd_rx, counters));
+        let fw_update = firewall
+            .as_ref()
+            .map(|f| f.update(None, Some(Arc::clone(&list_queues[w]))));
+        setups.push((rx, tx, shard, cmd_rx, counters, fw_update));
     }
 
     // Connection events: recorded while something subscribes (flow export,
@@ -299,7 +324,7 @@ fn run_with_eal(
 
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
-    for (w, (rx, tx, shard, cmd_rx, counters)) in setups.into_iter().enumerate() {
+    for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
@@ -316,8 +341,15 @@ fn run_with_eal(
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.set_events(ring, SHARD_EVENTS);
+                if let Some(u) = fw_update {
+                    // Before the first packet.
+                    worker.install_firewall(u);
+                }
                 worker.run(&stop_w);
                 Ok(WorkerEnd {
+                    rules: worker
+                        .firewall()
+                        .map(|f| (f.generation(), f.state().counters().to_vec())),
                     totals: worker.totals(),
                     stats: worker.shard().stats().clone(),
                     entries: worker.shard().total_entries(),
@@ -341,6 +373,9 @@ fn run_with_eal(
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
     let export = start_export(flow, rings, &set);
+    if let Some(fw) = firewall {
+        set.started_with_firewall(fw, list_queues);
+    }
     let servers = start_servers(cfg, set.clone());
     let stop_reason = match (&servers, &export) {
         (Ok(_), Ok(_)) => watch(cfg, &stop, &set, &handles, started),
@@ -364,6 +399,7 @@ fn run_with_eal(
     let mut servers = servers?;
     servers.iter_mut().for_each(|s| s.stop());
     drop(servers);
+    let firewall_rules = set.firewall_stats_with(ends.iter().filter_map(|e| e.rules.as_ref()));
     drop(set);
     let elapsed = started.elapsed().as_secs_f64();
     let in_use_end = pool.in_use_count();
@@ -406,6 +442,9 @@ fn run_with_eal(
                 untracked: e.stats.untracked_total(),
                 not_parsed: t.parse_errors.iter().sum(),
                 fasttrack_packets: e.stats.fasttrack_packets.iter().sum(),
+                firewall_dropped: t.fw_dropped,
+                firewall_rejected: t.fw_rejected,
+                firewall_tarpitted: t.fw_tarpitted,
             }
         })
         .collect();
@@ -418,6 +457,7 @@ fn run_with_eal(
         mempool_size: mbufs,
         mempool_in_use_start: in_use_start,
         mempool_in_use_end: in_use_end,
+        firewall_rules,
     })
 }
 
@@ -580,6 +620,8 @@ fn watch(
                 return "idle";
             }
         }
+        // Address-list additions of one worker reach the others.
+        set.exchange_lists();
         std::thread::sleep(tick);
     }
 }

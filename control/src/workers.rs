@@ -21,10 +21,12 @@ use dataplane::stats::WorkerCounters;
 use dataplane::worker::{Command, LIST_CHUNK_MAX, ShardReport};
 use parking_lot::{Mutex, RwLock};
 
+use crate::firewall::{Firewall, RuleStat};
 use crate::ops::{
     Dataplane, MetricsSnapshot, OpsError, PortMetrics, TrackingInfo, WorkerMetrics, apply_changes,
     check_filter_properties, count_by_walking, matches_filter,
 };
+use dataplane::firewall::{LIST_QUEUE, ListQueue};
 
 /// How long the control thread waits for a worker's answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +56,11 @@ pub struct WorkerSet {
     extra_metrics: Mutex<Vec<ExtraMetricsFn>>,
     /// The connection events' hub, once started.
     event_hub: Mutex<Option<Arc<crate::events::EventHub>>>,
+    /// The firewall the workers run, if rules were loaded.
+    firewall: Mutex<Option<Firewall>>,
+    /// Each worker's queue of address-list additions (see
+    /// [`WorkerSet::exchange_lists`]).
+    list_queues: Mutex<Vec<Arc<ListQueue>>>,
 }
 
 /// Builds `/metrics` families of a part of the control plane.
@@ -77,6 +84,8 @@ impl WorkerSet {
             send_gate: RwLock::new(()),
             extra_metrics: Mutex::new(Vec::new()),
             event_hub: Mutex::new(None),
+            firewall: Mutex::new(None),
+            list_queues: Mutex::new(Vec::new()),
         }
     }
 
@@ -146,6 +155,7 @@ impl WorkerSet {
         buf: &mut Vec<RawConn>,
         visit: &mut dyn FnMut(ConnSnapshot) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, OpsError> {
+        let names = self.firewall.lock().as_ref().map(|f| f.names().clone());
         let mut cursor = Some(0);
         while let Some(c) = cursor {
             let lent = std::mem::take(buf);
@@ -157,7 +167,13 @@ impl WorkerSet {
             })?;
             *buf = chunk.rows;
             for raw in buf.iter() {
-                let row = ConnSnapshot::from_raw(raw);
+                let mut row = ConnSnapshot::from_raw(raw);
+                if let Some(n) = names.as_ref()
+                    && raw.mark() != 0
+                    && let Some(name) = n.name(raw.mark())
+                {
+                    row.connection_mark = name.to_string();
+                }
                 if matches_filter(&row, filter)? && visit(row).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -287,10 +303,13 @@ impl Dataplane for WorkerSet {
             total += t.entries;
             max += t.max_entries;
         }
+        let fw = self.firewall.lock();
         TrackingInfo {
             settings: self.settings.lock().clone(),
             max_entries: max,
             total_entries: total,
+            auto_tracking: fw.as_ref().map(|f| f.auto_tracking()),
+            tracking_needed_by: fw.as_ref().map_or(Vec::new(), |f| f.needed_by().to_vec()),
         }
     }
 
@@ -348,7 +367,188 @@ impl Dataplane for WorkerSet {
         MetricsSnapshot {
             workers,
             ports: (self.port_stats)(),
+            rules: self.rule_stats().unwrap_or_default(),
         }
+    }
+}
+
+/// The firewall: rulesets go to every worker or to none, as settings do.
+impl WorkerSet {
+    /// One queue of address-list additions per worker, for
+    /// [`Firewall::update`] (made once, kept across reloads).
+    pub fn new_list_queues(workers: usize) -> Vec<Arc<ListQueue>> {
+        (0..workers)
+            .map(|_| Arc::new(ListQueue::new(LIST_QUEUE)))
+            .collect()
+    }
+
+    /// Records the firewall the workers were started with: worker `w` got
+    /// `fw.update(None, Some(queues[w]))` before its first packet.
+    pub fn started_with_firewall(&self, fw: Firewall, queues: Vec<Arc<ListQueue>>) {
+        *self.firewall.lock() = Some(fw);
+        *self.list_queues.lock() = queues;
+    }
+
+    /// Gives each worker the address-list additions the others made
+    /// (`add-src-to-address-list`, `add-dst-to-address-list`) since the last
+    /// call: RouterOS has one list, ctrack one per worker, kept in step by
+    /// this (call it often: `ctrack run` does every 10 ms). Never waits: a
+    /// worker whose command queue is full misses these additions (counted
+    /// in the return value's second part). Returns (additions moved, lost).
+    pub fn exchange_lists(&self) -> (usize, usize) {
+        let queues = self.list_queues.lock().clone();
+        let Some(generation) = self.firewall.lock().as_ref().map(Firewall::generation) else {
+            return (0, 0);
+        };
+        let mut by_worker: Vec<Vec<ctrack_rules::lists::ListAdd>> = Vec::new();
+        let mut any = 0;
+        for q in &queues {
+            let mut v = Vec::new();
+            while let Some((g, a)) = q.pop() {
+                if g == generation {
+                    v.push(a);
+                }
+            }
+            any += v.len();
+            by_worker.push(v);
+        }
+        if any == 0 {
+            return (0, 0);
+        }
+        let mut lost = 0;
+        let _gate = self.send_gate.read();
+        for (w, h) in self.workers.iter().enumerate() {
+            let adds: Vec<_> = by_worker
+                .iter()
+                .enumerate()
+                .filter(|&(o, _)| o != w)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
+            if adds.is_empty() {
+                continue;
+            }
+            let n = adds.len();
+            if h.commands
+                .try_send(Command::ListAdds { generation, adds })
+                .is_err()
+            {
+                lost += n;
+            }
+        }
+        (any, lost)
+    }
+
+    /// Compiles `config` and installs it in every worker, or in none (a
+    /// script that does not compile, or a busy worker, changes nothing).
+    /// Counters of unchanged rules carry over. Tracking settings of the
+    /// script are not applied here (use `set_tracking`).
+    pub fn reload_firewall(&self, config: ctrack_rules::Config) -> Result<(), OpsError> {
+        let mut guard = self.firewall.lock();
+        let next = match guard.as_mut() {
+            Some(cur) => cur.prepare(config),
+            None => Firewall::new(config, self.ports_hint()),
+        }
+        .map_err(|e| OpsError::Unavailable(format!("{e:#}")))?;
+        let Some(_gate) = self.send_gate.try_write_for(ANSWER_TIMEOUT) else {
+            return Err(OpsError::Unavailable(
+                "the workers' queues stayed busy; no worker changed".to_string(),
+            ));
+        };
+        if let Some(w) = self.workers.iter().position(|h| h.commands.is_full()) {
+            return Err(OpsError::Unavailable(format!(
+                "worker {w} is not taking commands (its queue is full); no worker changed"
+            )));
+        }
+        let queues = {
+            let mut q = self.list_queues.lock();
+            if q.len() != self.workers.len() {
+                *q = Self::new_list_queues(self.workers.len());
+            }
+            q.clone()
+        };
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for (w, h) in self.workers.iter().enumerate() {
+            let (tx, rx) = bounded(1);
+            let update = next.update(Some(tx), Some(Arc::clone(&queues[w])));
+            if h.commands
+                .try_send(Command::Firewall(Box::new(update)))
+                .is_err()
+            {
+                return Err(OpsError::Unavailable(format!(
+                    "worker {w} has stopped while the ruleset was being installed"
+                )));
+            }
+            replies.push(rx);
+        }
+        let retired: Vec<_> = replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(ANSWER_TIMEOUT).ok())
+            .collect();
+        match guard.as_mut() {
+            Some(cur) => cur.commit(next, &retired),
+            None => *guard = Some(next),
+        }
+        Ok(())
+    }
+
+    /// Every rule with the given final counters of stopped workers
+    /// (`(generation, counters)`; those of another ruleset are ignored).
+    pub fn firewall_stats_with<'a>(
+        &self,
+        workers: impl Iterator<Item = &'a (u64, Vec<ctrack_rules::RuleCounter>)>,
+    ) -> Vec<RuleStat> {
+        let fw = self.firewall.lock();
+        let Some(f) = fw.as_ref() else {
+            return Vec::new();
+        };
+        let g = f.generation();
+        f.stats(
+            workers
+                .filter(|(wg, _)| *wg == g)
+                .map(|(_, c)| c.as_slice()),
+        )
+    }
+
+    /// Ports the workers serve (for a first ruleset loaded at run time).
+    fn ports_hint(&self) -> usize {
+        (self.port_stats)().len().max(2)
+    }
+
+    /// Every rule with its counters summed over the workers (plus what
+    /// carried over reloads); empty without rules.
+    pub fn rule_stats(&self) -> Result<Vec<RuleStat>, OpsError> {
+        let (generation, len) = match self.firewall.lock().as_ref() {
+            Some(f) => (f.generation(), f.ruleset().len()),
+            None => return Ok(Vec::new()),
+        };
+        let pending: Vec<_> = (0..self.workers.len())
+            .map(|w| {
+                let (tx, rx) = bounded(1);
+                self.send(
+                    w,
+                    Command::RuleCounters {
+                        buf: Vec::with_capacity(len),
+                        reply: tx,
+                    },
+                )
+                .map(|_| rx)
+            })
+            .collect::<Result<_, _>>()?;
+        let mut answers = Vec::with_capacity(pending.len());
+        for (w, rx) in pending.into_iter().enumerate() {
+            match rx.recv_timeout(ANSWER_TIMEOUT) {
+                Ok(Some(a)) if a.generation == generation => answers.push(a.counters),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(OpsError::Unavailable(format!("worker {w} did not answer")));
+                }
+            }
+        }
+        let fw = self.firewall.lock();
+        Ok(fw
+            .as_ref()
+            .map(|f| f.stats(answers.iter().map(Vec::as_slice)))
+            .unwrap_or_default())
     }
 }
 
@@ -438,6 +638,206 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// A ruleset goes to every worker; rule counters come back from all of
+    /// them; `tracking print` says which rules need tracking; a script that
+    /// does not compile changes nothing.
+    #[test]
+    fn a_ruleset_reaches_every_worker() {
+        let r = running(2, 5, None);
+        let script = "/ip firewall mangle\n\
+             add chain=forward action=mark-connection new-connection-mark=web \
+             connection-mark=no-mark\n\
+             /ip firewall filter\n\
+             add chain=forward action=accept protocol=udp comment=\"udp in\"\n";
+        r.set
+            .reload_firewall(ctrack_rules::parse(script).unwrap())
+            .unwrap();
+        let stats = r.set.rule_stats().unwrap();
+        assert_eq!(stats.len(), 2);
+        let udp = stats
+            .iter()
+            .find(|s| s.comment.as_deref() == Some("udp in"))
+            .unwrap();
+        assert_eq!(
+            (udp.table, udp.chain.as_str(), udp.position),
+            ("filter", "forward", 0)
+        );
+        let t = r.set.tracking();
+        assert_eq!(t.auto_tracking, Some(true));
+        assert_eq!(
+            t.tracking_needed_by,
+            ["/ip firewall mangle #0 (connection-mark)".to_string()]
+        );
+        // Every worker runs generation 1: a swap hands it back.
+        for w in 0..2 {
+            let (tx, rx) = bounded(1);
+            let none = dataplane::firewall::FirewallUpdate {
+                ruleset: None,
+                generation: 0,
+                auto_tracking: true,
+                reply: Some(tx),
+                lists_out: None,
+            };
+            r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
+            let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();
+            assert_eq!(retired.generation, 1, "worker {w} ran the ruleset");
+            assert_eq!(retired.state.unwrap().counters().len(), 2);
+        }
+        // A jump loop does not compile: nothing changes.
+        let bad = ctrack_rules::parse(
+            "/ip firewall filter\n\
+             add chain=forward action=jump jump-target=a\n\
+             add chain=a action=jump jump-target=b\n\
+             add chain=b action=jump jump-target=a\n",
+        )
+        .unwrap();
+        let e = r.set.reload_firewall(bad).unwrap_err();
+        assert!(e.to_string().contains("compiling"), "{e}");
+        assert_eq!(r.set.tracking().tracking_needed_by.len(), 1);
+    }
+
+    /// An address-list addition made by one worker's rule reaches the other
+    /// worker through control (`exchange_lists`): RouterOS has one list.
+    #[test]
+    fn address_list_additions_reach_the_other_workers() {
+        use ctrack_traffic::synth::udp_frame;
+        use dataplane::io::mem::MemLink;
+        let cfg = ctrack_rules::parse(
+            "/ip firewall filter\n\
+             add chain=forward action=drop src-address-list=seen\n\
+             add chain=forward action=add-src-to-address-list address-list=seen \
+             address-list-timeout=1h\n",
+        )
+        .unwrap();
+        let fw = Firewall::new(cfg, 2).unwrap();
+        let queues = WorkerSet::new_list_queues(2);
+        let mut workers = Vec::new();
+        let mut handles = Vec::new();
+        for id in 0..2u16 {
+            let links = vec![MemLink {
+                port: 0,
+                ..MemLink::default()
+            }];
+            let (tx, rx) = command_queue();
+            let counters = Arc::new(WorkerCounters::default());
+            let shard = Shard::new(
+                TableConfig::new(64),
+                Settings::default(),
+                id,
+                dataplane::worker::random_seed(),
+            );
+            let mut w = Worker::new(
+                id,
+                MemIo::new(links, 2, &[0, 1], 32),
+                shard,
+                Mesh::new(1, vec![0, 0]),
+                rx,
+                Arc::clone(&counters),
+            );
+            w.install_firewall(fw.update(None, Some(Arc::clone(&queues[id as usize]))));
+            workers.push(w);
+            handles.push(WorkerHandle {
+                commands: tx,
+                counters,
+            });
+        }
+        let set = WorkerSet::new(handles, Settings::default(), Box::new(Vec::new));
+        set.started_with_firewall(fw, queues);
+        let from = |dport: u16| udp_frame([10, 9, 9, 9], [10, 2, 0, 1], 5000, dport, 10, true);
+        // Worker 0 sees the source first: passes, listed.
+        workers[0].io_mut().links[0].input.push_back(from(1));
+        workers[0].poll_once();
+        // Worker 1 has not heard of it yet: passes too.
+        workers[1].io_mut().links[0].input.push_back(from(2));
+        workers[1].poll_once();
+        assert_eq!(set.exchange_lists(), (2, 0), "one addition from each");
+        // Both apply the other's addition between bursts...
+        workers[0].poll_once();
+        workers[1].poll_once();
+        // ... and drop the source from now on.
+        for (k, w) in workers.iter_mut().enumerate() {
+            w.io_mut().links[0].input.push_back(from(10 + k as u16));
+            w.poll_once();
+            let t = w.totals();
+            assert_eq!((t.tx_packets, t.fw_dropped), (1, 1), "worker {k}");
+        }
+    }
+
+    /// A connection's mark prints by its name (the process's `Names`).
+    #[test]
+    fn marks_print_by_name() {
+        let mix = Mix {
+            tcp: 0,
+            udp: 3,
+            icmp: 0,
+            exchanges: 1,
+            ..Mix::default()
+        };
+        let mut shard = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            dataplane::worker::random_seed(),
+        );
+        let mut ids = Vec::new();
+        for p in mix.packets() {
+            let v = shard.handle_packet(
+                Instant(p.ts_nanos),
+                &parse_link(LinkType::Ethernet, &p.frame).unwrap(),
+            );
+            if let dataplane::conntrack::Verdict::Tracked {
+                id, created: true, ..
+            } = v
+            {
+                ids.push(id);
+            }
+        }
+        let cfg = ctrack_rules::parse(
+            "/ip firewall mangle\n\
+             add chain=forward action=mark-connection new-connection-mark=web\n",
+        )
+        .unwrap();
+        let fw = Firewall::new(cfg, 2).unwrap();
+        let web = fw.names().id("web").unwrap();
+        shard.set_connection_mark(ids[0], web);
+        let (tx, rx) = command_queue();
+        let counters = Arc::new(WorkerCounters::default());
+        let mut w = Worker::new(
+            0,
+            MemIo::new(Vec::new(), 2, &[0, 1], 32),
+            shard,
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::clone(&counters),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_w = Arc::clone(&stop);
+        let t = std::thread::spawn(move || w.run(&stop_w));
+        let set = WorkerSet::new(
+            vec![WorkerHandle {
+                commands: tx,
+                counters,
+            }],
+            Settings::default(),
+            Box::new(Vec::new),
+        );
+        set.started_with_firewall(fw, Vec::new());
+        let rows = set.connections(&[]).unwrap();
+        let marked: Vec<_> = rows
+            .iter()
+            .filter(|r| !r.connection_mark.is_empty())
+            .collect();
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].connection_mark, "web");
+        assert_eq!(marked[0].id, ids[0].to_string());
+        let by_name = set
+            .connections(&filter(&[("connection-mark", "web")]))
+            .unwrap();
+        assert_eq!(by_name.len(), 1);
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
     }
 
     #[test]

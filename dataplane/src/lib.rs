@@ -13,6 +13,7 @@
 
 pub use ctrack_core::{conntrack, flow, packet};
 pub mod events;
+pub mod firewall;
 pub mod io;
 pub mod policy;
 pub mod respond;

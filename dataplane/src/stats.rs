@@ -26,6 +26,11 @@ pub struct WorkerCounters {
     pub handoff_dropped: AtomicU64,
     /// Packets dropped by the table (full, nothing evictable).
     pub table_dropped: AtomicU64,
+    /// Packets dropped by firewall rules, by action: `drop`, `reject`,
+    /// `tarpit` (the last two until their answers are sent, then as well).
+    pub fw_dropped: AtomicU64,
+    pub fw_rejected: AtomicU64,
+    pub fw_tarpitted: AtomicU64,
     /// Poll loops run, and those that found packets (busy ratio = busy / loops).
     pub loops: AtomicU64,
     pub busy_loops: AtomicU64,
@@ -46,6 +51,9 @@ pub struct WorkerTotals {
     pub handoffs_in: u64,
     pub handoff_dropped: u64,
     pub table_dropped: u64,
+    pub fw_dropped: u64,
+    pub fw_rejected: u64,
+    pub fw_tarpitted: u64,
     pub loops: u64,
     pub busy_loops: u64,
     pub entries: u64,
@@ -62,6 +70,9 @@ impl WorkerCounters {
         self.handoffs_in.store(t.handoffs_in, Relaxed);
         self.handoff_dropped.store(t.handoff_dropped, Relaxed);
         self.table_dropped.store(t.table_dropped, Relaxed);
+        self.fw_dropped.store(t.fw_dropped, Relaxed);
+        self.fw_rejected.store(t.fw_rejected, Relaxed);
+        self.fw_tarpitted.store(t.fw_tarpitted, Relaxed);
         self.loops.store(t.loops, Relaxed);
         self.busy_loops.store(t.busy_loops, Relaxed);
         self.entries.store(t.entries, Relaxed);
@@ -80,6 +91,9 @@ impl WorkerCounters {
             handoffs_in: self.handoffs_in.load(Relaxed),
             handoff_dropped: self.handoff_dropped.load(Relaxed),
             table_dropped: self.table_dropped.load(Relaxed),
+            fw_dropped: self.fw_dropped.load(Relaxed),
+            fw_rejected: self.fw_rejected.load(Relaxed),
+            fw_tarpitted: self.fw_tarpitted.load(Relaxed),
             loops: self.loops.load(Relaxed),
             busy_loops: self.busy_loops.load(Relaxed),
             entries: self.entries.load(Relaxed),

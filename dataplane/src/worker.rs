@@ -14,6 +14,10 @@
 //! 5. expires connections (bounded work), serves at most a few control
 //!    [`Command`]s (bounded work), and publishes its counters.
 //!
+//! With a firewall ruleset loaded ([`Command::Firewall`]), tracking (2, 3)
+//! runs the rules between the table's lookup and commit phases (see
+//! [`crate::firewall`]).
+//!
 //! So both directions of a connection are tracked by one shard whatever
 //! queue they arrive on, and no connection is tracked twice. No lock is
 //! taken and nothing is allocated on the packet path (rings and bursts are
@@ -31,6 +35,7 @@ use crate::conntrack::{
     ShardStats, Verdict,
 };
 use crate::events::EventRing;
+use crate::firewall::{Retired, WorkerFirewall, reason};
 use crate::flow::{FlowRepr, proto};
 use crate::io::{Burst, PacketIo};
 use crate::packet::checksum::{RxChecksum, verify_ethernet};
@@ -48,6 +53,9 @@ pub fn random_seed() -> crate::conntrack::key::HashSeed {
     h.write_u64(0x6374_7261_636b);
     crate::conntrack::key::HashSeed::from_u64(h.finish())
 }
+
+/// The ingress port of a packet only handed over for transmission.
+pub const NO_PORT: u16 = u16::MAX;
 
 /// TX attempts for one burst before the rest is dropped.
 pub const TX_RETRIES: usize = 8;
@@ -71,6 +79,8 @@ pub struct Handoff<P> {
     pub repr: Option<FlowRepr>,
     /// The egress port.
     pub port: u16,
+    /// The port it was received on (what `in-interface` rules see).
+    pub in_port: u16,
 }
 
 /// The rings between workers and who transmits on each port.
@@ -119,6 +129,21 @@ pub enum Command {
     Settings(Box<Settings>),
     /// Which connections to fast-track.
     FastTrack(FastTrackMode),
+    /// A new firewall ruleset (or none), installed as a whole between bursts;
+    /// the previous one goes back in the update's reply.
+    Firewall(Box<crate::firewall::FirewallUpdate>),
+    /// Address-list additions of other workers, made under ruleset
+    /// `generation`.
+    ListAdds {
+        generation: u64,
+        adds: Vec<ctrack_rules::lists::ListAdd>,
+    },
+    /// The rule counters of the current ruleset, copied into `buf` (give it
+    /// the ruleset's length as capacity: the worker then allocates nothing).
+    RuleCounters {
+        buf: Vec<ctrack_rules::RuleCounter>,
+        reply: Sender<Option<crate::firewall::RuleCounters>>,
+    },
     /// Up to `max` (at most [`LIST_CHUNK_MAX`], and at most `buf`'s
     /// capacity) connections from `cursor` on, as raw records in `buf`, which
     /// comes back in the answer: the worker copies entries and allocates
@@ -190,6 +215,10 @@ struct Core<P, B> {
     verdicts: [Verdict; MAX_BURST],
     /// This worker's decisions for the burst's new connections.
     decisions: [Decision; MAX_BURST],
+    /// (ingress, egress) port of each packet of `local`.
+    ports: [(u16, u16); MAX_BURST],
+    /// Firewall rules, if any are loaded (see [`crate::firewall`]).
+    fw: Option<Box<WorkerFirewall>>,
     staged: Vec<(P, u16)>,
 }
 
@@ -235,6 +264,8 @@ impl<I: PacketIo> Worker<I> {
                 verdicts: [Verdict::Untracked(crate::conntrack::UntrackedReason::TrackingDisabled);
                     MAX_BURST],
                 decisions: [Decision::ACCEPT; MAX_BURST],
+                ports: [(0, 0); MAX_BURST],
+                fw: None,
                 staged: Vec::with_capacity(MAX_BURST),
             },
             commands,
@@ -266,15 +297,20 @@ impl<I: PacketIo> Worker<I> {
             work += n;
             self.core.totals.rx_packets += n as u64;
             let egress = self.io.egress(link);
+            let ingress = self.io.ingress(link);
             let nic_hash = self.io.nic_hash(link);
-            self.core.classify(&self.rx, nic_hash, now);
+            self.core
+                .classify(&self.rx, nic_hash, now, (ingress, egress));
             let (core, io) = (&mut self.core, &mut self.io);
             self.rx
-                .drain_each(|i, pkt| core.route_received(io, i, pkt, egress));
+                .drain_each(|i, pkt| core.route_received(io, i, pkt, (ingress, egress)));
         }
         work += self.core.drain_handoffs(&mut self.io, now);
         self.core.flush_all(&mut self.io);
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
+        if let Some(fw) = self.core.fw.as_deref_mut() {
+            fw.between_bursts(now);
+        }
         self.serve_commands(now);
         self.pass_events();
         let t = &mut self.core.totals;
@@ -357,6 +393,29 @@ impl<I: PacketIo> Worker<I> {
             match cmd {
                 Command::Settings(s) => shard.apply_settings(&s),
                 Command::FastTrack(m) => m.apply(shard),
+                Command::Firewall(u) => {
+                    let reply = u.reply.clone();
+                    let retired = self.core.install_firewall(*u, now);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(retired);
+                    }
+                }
+                Command::ListAdds { generation, adds } => {
+                    if let Some(fw) = self.core.fw.as_deref_mut() {
+                        fw.apply_lists(generation, &adds);
+                    }
+                }
+                Command::RuleCounters { buf, reply } => {
+                    let answer = self.core.fw.as_deref().map(|fw| {
+                        let mut counters = buf;
+                        fw.counters_into(&mut counters);
+                        crate::firewall::RuleCounters {
+                            generation: fw.generation(),
+                            counters,
+                        }
+                    });
+                    let _ = reply.send(answer);
+                }
                 Command::List {
                     cursor,
                     max,
@@ -396,6 +455,19 @@ impl<I: PacketIo> Worker<I> {
         &self.core.shard
     }
 
+    /// Installs a firewall ruleset (or none) now, as [`Command::Firewall`]
+    /// does between bursts: for a worker about to start. Returns the
+    /// previous one.
+    pub fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate) -> Retired {
+        let now = self.io.now();
+        self.core.install_firewall(u, now)
+    }
+
+    /// The firewall, if a ruleset is loaded.
+    pub fn firewall(&self) -> Option<&WorkerFirewall> {
+        self.core.fw.as_deref()
+    }
+
     pub fn shard_mut(&mut self) -> &mut Shard {
         &mut self.core.shard
     }
@@ -426,11 +498,11 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// Parses the burst, verifies checksums, and tracks this worker's
     /// packets as one burst. `nic_hash`: the packets' RSS hashes may stand in
     /// for dispatch's own (see [`PacketIo::nic_hash`]).
-    fn classify(&mut self, rx: &B, nic_hash: bool, now: Instant) {
+    fn classify(&mut self, rx: &B, nic_hash: bool, now: Instant, ports: (u16, u16)) {
         let n = rx.len().min(MAX_BURST);
         let settings = self.shard.settings();
         // Linux verifies only where conntrack runs at all.
-        let verify = settings.checksum_verify && settings.enabled.is_tracking();
+        let verify = settings.checksum_verify && self.shard.is_tracking();
         let mut k = 0;
         for i in 0..n {
             // Parsed in place, into the slot the table reads (see
@@ -454,6 +526,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         }
                     });
                     if owner == self.id {
+                        self.ports[k] = ports;
                         k += 1;
                         Disp::Local((k - 1) as u8)
                     } else {
@@ -490,6 +563,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     new = true;
                 }
             }
+            if let Some(fw) = self.fw.as_deref_mut() {
+                fw.decide(
+                    &mut self.shard,
+                    now,
+                    &self.local[done..end],
+                    &self.ports[done..end],
+                    &mut self.verdicts[done..end],
+                    &mut self.decisions[done..end],
+                );
+            }
             if new {
                 self.shard.commit_burst(
                     now,
@@ -502,13 +585,39 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         }
     }
 
+    /// Swaps the firewall (see [`Command::Firewall`]); returns the old one.
+    fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate, now: Instant) -> Retired {
+        let new = u.ruleset.map(|rs| {
+            if WorkerFirewall::uses_fasttrack(&rs) {
+                self.shard.set_fasttrack_ready();
+            }
+            Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
+        });
+        self.shard.set_auto_tracking(u.auto_tracking);
+        match std::mem::replace(&mut self.fw, new) {
+            Some(fw) => {
+                let (generation, rs, ws) = fw.into_parts();
+                Retired {
+                    generation,
+                    ruleset: Some(rs),
+                    state: Some(ws),
+                }
+            }
+            None => Retired {
+                generation: 0,
+                ruleset: None,
+                state: None,
+            },
+        }
+    }
+
     /// Sends received packet `i` where [`Core::classify`] decided.
     fn route_received<I: PacketIo<Packet = P, Burst = B>>(
         &mut self,
         io: &mut I,
         i: usize,
         pkt: P,
-        egress: u16,
+        (ingress, egress): (u16, u16),
     ) {
         match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
             Disp::Untracked => self.forward(io, pkt, egress),
@@ -521,6 +630,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         pkt,
                         repr,
                         port: egress,
+                        in_port: ingress,
                     },
                 );
             }
@@ -534,9 +644,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         pkt: P,
         egress: u16,
     ) {
-        // `Refused`: a decision dropped the packet (none does yet).
+        // `Refused`: the firewall dropped the packet (by its action).
         if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
-            self.totals.table_dropped += 1;
+            match v {
+                Verdict::Refused(reason::DROP) => self.totals.fw_dropped += 1,
+                Verdict::Refused(reason::REJECT) => self.totals.fw_rejected += 1,
+                Verdict::Refused(reason::TARPIT) => self.totals.fw_tarpitted += 1,
+                _ => self.totals.table_dropped += 1,
+            }
             drop(pkt);
         } else {
             self.forward(io, pkt, egress);
@@ -560,6 +675,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         pkt,
                         repr: None,
                         port,
+                        in_port: NO_PORT,
                     },
                 );
                 return;
@@ -613,6 +729,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 match h.repr {
                     Some(repr) => {
                         self.local[k] = repr;
+                        self.ports[k] = (h.in_port, h.port);
                         self.staged.push((h.pkt, h.port));
                         k += 1;
                     }

@@ -47,6 +47,15 @@ impl Shard {
         }
     }
 
+    /// Makes [`Shard::set_fasttrack`] free of allocation from now on: every
+    /// arena chunk, present and future, gets its fasttrack counters (a
+    /// ruleset with `fasttrack-connection` asks for this before its first
+    /// packet, so that marking stays off the allocator on the packet path).
+    pub fn set_fasttrack_ready(&mut self) {
+        self.ft_ready = true;
+        self.arena.ft_alloc_all();
+    }
+
     pub fn fasttrack_established(&self) -> bool {
         self.ft_established
     }
@@ -87,7 +96,9 @@ impl Shard {
     }
 
     /// Marks connection `id` fast-tracked (or not). Allocates the fasttrack
-    /// counters of its arena chunk on first use (never on the packet path).
+    /// counters of its arena chunk on first use, unless
+    /// [`Shard::set_fasttrack_ready`] was called (then it never allocates and
+    /// may be called on the packet path).
     pub fn set_fasttrack(&mut self, id: ConnId, on: bool) -> bool {
         let Some(i) = self.resolve_id(id) else {
             return false;

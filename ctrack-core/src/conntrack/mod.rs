@@ -63,7 +63,7 @@ pub use events::{ConnEvent, DestroyReason, EventKind};
 pub use key::Key;
 pub use settings::{Enabled, InvalidSetting, Settings};
 pub use snapshot::RawConn;
-pub use table::{Census, Shard, TableConfig};
+pub use table::{Census, ConnView, Shard, TableConfig};
 pub use time::{Duration, DurationError, format_duration, format_duration_exact, parse_duration};
 pub use verdict::{
     Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,

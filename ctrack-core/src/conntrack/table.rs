@@ -185,12 +185,50 @@ pub struct Shard {
     /// Mark connections fast-tracked when they become eligible (see
     /// [`Shard::set_fasttrack_established`]).
     pub(super) ft_established: bool,
+    /// Fasttrack counters exist for every chunk, present and future, so
+    /// that a rule may mark any connection without allocating (see
+    /// [`Shard::set_fasttrack_ready`]).
+    pub(super) ft_ready: bool,
+    /// What `enabled=auto` resolves to (see [`Shard::set_auto_tracking`]).
+    auto_tracking: bool,
+    /// [`Shard::is_tracking`], kept current by the two calls that change it.
+    tracking: bool,
     pub(super) stats: ShardStats,
     /// Connection events, when on (see [`super::events`]).
     events: EventBuf,
     /// The latest time the shard was given (the time of events raised
     /// where no time is passed: a management `remove`).
     clock: Instant,
+}
+
+/// Whether `s` tracks, `auto` meaning `auto_on`.
+fn settings_tracking(s: &Settings, auto_on: bool) -> bool {
+    match s.enabled {
+        super::Enabled::Yes => true,
+        super::Enabled::No => false,
+        super::Enabled::Auto => auto_on,
+    }
+}
+
+/// A connection as the firewall's conntrack matchers see it
+/// ([`Shard::conn_view`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnView {
+    /// `connection-mark` (0: none).
+    pub mark: u32,
+    /// Packets and bytes over both directions, the current packet included
+    /// once it was tracked.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Bits per second over both directions (last complete 1 s window).
+    pub rate_bps: u64,
+    pub seen_reply: bool,
+    pub fasttrack: bool,
+    /// Whether it may be fast-tracked now (established TCP, a UDP stream:
+    /// [`super::fasttrack::fasttrack_eligible`]).
+    pub fasttrack_eligible: bool,
+    pub srcnat: bool,
+    pub dstnat: bool,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -215,6 +253,7 @@ impl Shard {
     /// wheel) now, entries later.
     pub fn new(config: TableConfig, settings: Settings, worker: u16, seed: HashSeed) -> Shard {
         let max = config.max_entries.clamp(1, MAX_ENTRIES_LIMIT);
+        let tracking = settings_tracking(&settings, true);
         Shard {
             tcp_timeouts: Self::tcp_timeouts_of(&settings),
             settings,
@@ -238,6 +277,9 @@ impl Shard {
             nat_committed: false,
             nat_live: 0,
             ft_established: false,
+            ft_ready: false,
+            auto_tracking: true,
+            tracking,
             stats: ShardStats::default(),
             events: EventBuf::default(),
             clock: Instant::ZERO,
@@ -260,6 +302,27 @@ impl Shard {
 
     pub fn stats(&self) -> &ShardStats {
         &self.stats
+    }
+
+    /// Whether this shard tracks: `enabled=yes`, or `auto` while
+    /// [`Shard::set_auto_tracking`] says so (the default).
+    #[inline]
+    pub fn is_tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// What `enabled=auto` means for this shard: the caller knows whether a
+    /// firewall rule needs connection tracking (RouterOS: tracking is on as
+    /// soon as one does). Takes effect as `enabled` itself does (see
+    /// [`Shard::apply_settings`]).
+    pub fn set_auto_tracking(&mut self, on: bool) {
+        self.auto_tracking = on;
+        self.tracking = settings_tracking(&self.settings, on);
+    }
+
+    /// What `enabled=auto` resolves to here.
+    pub fn auto_tracking(&self) -> bool {
+        self.auto_tracking
     }
 
     pub fn settings(&self) -> &Settings {
@@ -305,7 +368,7 @@ impl Shard {
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        self.arena.alloc(self.ft_established)
+        self.arena.alloc(self.ft_established || self.ft_ready)
     }
 
     fn id_of(&self, i: u32) -> ConnId {
@@ -584,6 +647,7 @@ impl Shard {
     pub fn apply_settings(&mut self, s: &Settings) {
         let shorter = s.any_shorter_than(&self.settings);
         self.settings = s.clone();
+        self.tracking = settings_tracking(s, self.auto_tracking);
         self.tcp_timeouts = Self::tcp_timeouts_of(s);
         if shorter && self.arena.high_water() > 0 {
             self.rescan = Some(0);
@@ -598,7 +662,7 @@ impl Shard {
     /// [`Shard::resolve`]).
     #[inline]
     fn prepare(&self, pkt: &FlowRepr, slot: &mut Prep) {
-        if self.settings.enabled.is_tracking()
+        if self.is_tracking()
             && matches!(
                 (pkt.tuple.proto, &pkt.l4),
                 (proto::TCP, L4::Tcp(_)) | (proto::UDP, L4::Udp)
@@ -630,7 +694,7 @@ impl Shard {
         use OtherInvalid as O;
         let done = |slot: &mut Prep, v| *slot = Prep::Done(v);
         let invalid = |slot: &mut Prep, o| done(slot, Verdict::Invalid(InvalidReason::Other(o)));
-        if !self.settings.enabled.is_tracking() {
+        if !self.is_tracking() {
             return done(slot, Verdict::Untracked(UntrackedReason::TrackingDisabled));
         }
         let normal =
@@ -761,7 +825,7 @@ impl Shard {
         let n = pkts.len().min(out.len());
         self.begin_lookup();
         self.clock = now;
-        if !self.settings.enabled.is_tracking() {
+        if !self.is_tracking() {
             // `enabled=no`: every packet untracked, counted at once.
             let v = Verdict::Untracked(UntrackedReason::TrackingDisabled);
             out[..n].fill(v);
@@ -1465,6 +1529,26 @@ impl Shard {
             }
             None => false,
         }
+    }
+
+    /// What a firewall rule may ask about connection `id` as of `now` (see
+    /// [`ConnView`]); `None` when it is gone. Cheap: reads the entry and its
+    /// cold part, which the packet's lookup just touched.
+    #[inline]
+    pub fn conn_view(&self, id: ConnId, now: Instant) -> Option<ConnView> {
+        let i = self.resolve_id(id)?;
+        let (e, c) = (self.e(i), self.c(i));
+        Some(ConnView {
+            mark: c.mark,
+            packets: e.packets[0].wrapping_add(e.packets[1]),
+            bytes: e.bytes[0].wrapping_add(e.bytes[1]),
+            rate_bps: c.rate(e, now, 0).saturating_add(c.rate(e, now, 1)),
+            seen_reply: e.has(super::entry::flag::SEEN_REPLY),
+            fasttrack: e.has(super::entry::flag::FASTTRACK),
+            fasttrack_eligible: fasttrack_eligible(e),
+            srcnat: e.srcnat(),
+            dstnat: e.dstnat(),
+        })
     }
 
     /// `connection-mark` of connection `id` (0 when unset).

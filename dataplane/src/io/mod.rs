@@ -61,6 +61,11 @@ pub trait PacketIo {
     /// The port (index among this run's ports) that packets received on
     /// link `link` leave by: its pair's other port.
     fn egress(&self, link: usize) -> u16;
+    /// The port that link `link` receives from (ports are paired, so by
+    /// default the egress port's pair).
+    fn ingress(&self, link: usize) -> u16 {
+        self.egress(link) ^ 1
+    }
     /// Receives into `burst` from link `link`; returns the count.
     fn rx(&mut self, link: usize, burst: &mut Self::Burst) -> usize;
     /// Whether the RSS hash of packets received on `link`

@@ -1,0 +1,406 @@
+//! The firewall as the control plane keeps it: the parsed RouterOS script
+//! ([`Config`]), the mark names ([`Names`], one for the life of the
+//! process), the compiled [`Ruleset`] the workers run, and the rule counters
+//! that outlive a reload.
+//!
+//! A (re)load compiles the whole script first; only a ruleset that compiled
+//! goes to the workers, to every one or to none ([`crate::workers::WorkerSet`]).
+//! Each worker hands its previous ruleset back with its final counters, so
+//! that the counters of rules that did not change carry over: a new rule
+//! takes the old totals of an equal rule (same family, table and model
+//! value, position aside), each old rule at most once.
+//!
+//! `enabled=auto` resolves here: tracking is on while a rule needs it
+//! ([`needs_tracking`]); without a script ctrack tracks (that is what it is
+//! run for), see `docs/firewall.md` ("In the dataplane").
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ctrack_rules::{
+    Action, Config, Fam, Matcher, Names, Rule, RuleCounter, RuleId, Ruleset, Table,
+};
+use dataplane::firewall::{FirewallUpdate, Retired};
+use serde::Serialize;
+
+/// Port `i`'s default interface name: `ether{i+1}`, as RouterOS names them.
+pub fn default_interfaces(ports: usize) -> Vec<String> {
+    (1..=ports).map(|i| format!("ether{i}")).collect()
+}
+
+/// Reads and parses a RouterOS script; an error names the file and the
+/// line. `lenient` skips what ctrack does not implement (unknown menus,
+/// rules with an unknown property or value), with one warning per skipped
+/// line on stderr.
+pub fn load_script(path: &Path, lenient: bool) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading rules {}", path.display()))?;
+    let parsed = ctrack_rules::parse_with(&text, ctrack_rules::Options { lenient })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for w in &parsed.warnings {
+        eprintln!("ctrack: warning: {}: skipped {w}", path.display());
+    }
+    Ok(parsed.config)
+}
+
+/// The `/ip firewall connection tracking set` properties of a script, as
+/// `KEY=VALUE` changes for [`ctrack_model::settings::apply`].
+pub fn tracking_changes(cfg: &Config) -> Vec<(String, String)> {
+    cfg.connection_tracking.0.clone()
+}
+
+/// Whether a rule needs connection tracking (RouterOS's `enabled=auto`):
+/// any conntrack matcher (`connection-state`, `connection-mark`,
+/// `connection-bytes`, `connection-rate`, `connection-limit`,
+/// `connection-type`, `connection-nat-state`, `layer7-protocol`), or an
+/// action on connections (`fasttrack-connection`, `mark-connection`, the
+/// NAT actions). A disabled rule needs nothing.
+pub fn needs_tracking(r: &Rule) -> Option<&'static str> {
+    if r.disabled {
+        return None;
+    }
+    for m in &r.matchers {
+        let why = match m {
+            Matcher::ConnectionState(_) => "connection-state",
+            Matcher::ConnectionNatState(_) => "connection-nat-state",
+            Matcher::ConnectionMark(_) => "connection-mark",
+            Matcher::ConnectionType(_) => "connection-type",
+            Matcher::ConnectionBytes(_) => "connection-bytes",
+            Matcher::ConnectionRate(_) => "connection-rate",
+            Matcher::ConnectionLimit(_) => "connection-limit",
+            Matcher::Layer7Protocol(_) => "layer7-protocol",
+            _ => continue,
+        };
+        return Some(why);
+    }
+    match r.action {
+        Action::FasttrackConnection => Some("action=fasttrack-connection"),
+        Action::MarkConnection => Some("action=mark-connection"),
+        Action::SrcNat
+        | Action::DstNat
+        | Action::Masquerade
+        | Action::Netmap
+        | Action::Redirect
+        | Action::Same => Some("nat"),
+        _ => None,
+    }
+}
+
+fn fam_name(f: Fam) -> &'static str {
+    match f {
+        Fam::V4 => "ip",
+        Fam::V6 => "ipv6",
+    }
+}
+
+fn table_name(t: Table) -> &'static str {
+    match t {
+        Table::Filter => "filter",
+        Table::Mangle => "mangle",
+        Table::Nat => "nat",
+    }
+}
+
+/// The rules that need tracking, as `/ip firewall filter #3 (connection-state)`.
+pub fn tracking_needed_by(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for fam in [Fam::V4, Fam::V6] {
+        for t in [Table::Filter, Table::Mangle, Table::Nat] {
+            for (i, r) in cfg.firewall(fam).table(t).iter().enumerate() {
+                if let Some(why) = needs_tracking(r) {
+                    out.push(format!(
+                        "/{} firewall {} #{i} ({why})",
+                        fam_name(fam),
+                        table_name(t)
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One rule's counters with what identifies it (`print stats`, metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RuleStat {
+    /// `ip` or `ipv6`.
+    pub family: &'static str,
+    pub table: &'static str,
+    pub chain: String,
+    /// Position in its table (RouterOS's `#`).
+    pub position: usize,
+    pub action: &'static str,
+    pub comment: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The control plane's firewall (see the module doc).
+pub struct Firewall {
+    config: Config,
+    names: Names,
+    interfaces: Vec<String>,
+    ruleset: Arc<Ruleset>,
+    generation: u64,
+    /// Counters carried over from earlier rulesets, by [`RuleId`].
+    base: Vec<RuleCounter>,
+    needed_by: Vec<String>,
+}
+
+impl Firewall {
+    /// Compiles `config` for `ports` dataplane ports (named `ether1`... unless
+    /// the script renames them).
+    pub fn new(config: Config, ports: usize) -> Result<Firewall> {
+        let defaults = default_interfaces(ports);
+        let refs: Vec<&str> = defaults.iter().map(String::as_str).collect();
+        let interfaces = config.interface_names(&refs);
+        let mut names = Names::default();
+        let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
+            .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        Ok(Firewall {
+            needed_by: tracking_needed_by(&config),
+            base: vec![RuleCounter::default(); ruleset.len()],
+            config,
+            names,
+            interfaces,
+            ruleset: Arc::new(ruleset),
+            generation: 1,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn ruleset(&self) -> &Arc<Ruleset> {
+        &self.ruleset
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What `enabled=auto` resolves to: whether a rule needs tracking.
+    pub fn auto_tracking(&self) -> bool {
+        !self.needed_by.is_empty()
+    }
+
+    /// The rules that need tracking ([`tracking_needed_by`]).
+    pub fn needed_by(&self) -> &[String] {
+        &self.needed_by
+    }
+
+    /// The command that installs this ruleset in a worker; `lists_out` is
+    /// that worker's queue of address-list additions.
+    pub fn update(
+        &self,
+        reply: Option<crossbeam::channel::Sender<Retired>>,
+        lists_out: Option<Arc<dataplane::firewall::ListQueue>>,
+    ) -> FirewallUpdate {
+        FirewallUpdate {
+            ruleset: Some(Arc::clone(&self.ruleset)),
+            generation: self.generation,
+            auto_tracking: self.auto_tracking(),
+            reply,
+            lists_out,
+        }
+    }
+
+    /// Compiles `config` as the next ruleset, with the same mark names;
+    /// nothing changes if it fails. Install it with [`Firewall::commit`].
+    pub fn prepare(&mut self, config: Config) -> Result<Firewall> {
+        let defaults = default_interfaces(self.interfaces.len());
+        let d: Vec<&str> = defaults.iter().map(String::as_str).collect();
+        let interfaces = config.interface_names(&d);
+        let mut names = self.names.clone();
+        let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
+            .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        Ok(Firewall {
+            needed_by: tracking_needed_by(&config),
+            base: vec![RuleCounter::default(); ruleset.len()],
+            config,
+            names,
+            interfaces,
+            ruleset: Arc::new(ruleset),
+            generation: self.generation + 1,
+        })
+    }
+
+    /// Makes `next` (from [`Firewall::prepare`]) the current firewall once
+    /// every worker runs it; `retired` are the workers' previous rulesets
+    /// with their final counters. Counters of rules that did not change
+    /// carry over.
+    pub fn commit(&mut self, mut next: Firewall, retired: &[Retired]) {
+        let old = self.totals(retired.iter().filter_map(|r| {
+            (r.generation == self.generation)
+                .then_some(r.state.as_ref().map(|s| s.counters()))
+                .flatten()
+        }));
+        let mut used = vec![false; old.len()];
+        for id in 0..next.ruleset.len() {
+            let Some(info) = next.ruleset.rule(RuleId(id as u32)) else {
+                continue;
+            };
+            let Some(rule) = rule_of(&next.config, info.family, info.table, info.position) else {
+                continue;
+            };
+            let found = (0..self.ruleset.len()).find(|&o| {
+                !used[o]
+                    && self.ruleset.rule(RuleId(o as u32)).is_some_and(|oi| {
+                        oi.family == info.family
+                            && oi.table == info.table
+                            && rule_of(&self.config, oi.family, oi.table, oi.position) == Some(rule)
+                    })
+            });
+            if let Some(o) = found {
+                used[o] = true;
+                next.base[id] = old[o];
+            }
+        }
+        *self = next;
+    }
+
+    /// Carried-over counters plus the given per-worker counters (each
+    /// indexed by [`RuleId`] of the current ruleset).
+    pub fn totals<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleCounter> {
+        let mut t = self.base.clone();
+        for w in workers {
+            for (a, c) in t.iter_mut().zip(w) {
+                a.packets += c.packets;
+                a.bytes += c.bytes;
+            }
+        }
+        t
+    }
+
+    /// Every rule with its counters ([`Firewall::totals`]).
+    pub fn stats<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleStat> {
+        let totals = self.totals(workers);
+        (0..self.ruleset.len())
+            .filter_map(|id| {
+                let info = self.ruleset.rule(RuleId(id as u32))?;
+                let c = totals.get(id).copied().unwrap_or_default();
+                Some(RuleStat {
+                    family: fam_name(info.family),
+                    table: table_name(info.table),
+                    chain: info.chain.clone(),
+                    position: info.position,
+                    action: info.action.name(),
+                    comment: info.comment.clone(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            })
+            .collect()
+    }
+}
+
+fn rule_of(cfg: &Config, fam: Fam, t: Table, position: usize) -> Option<&Rule> {
+    cfg.firewall(fam).table(t).get(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctrack_rules::WorkerState;
+    use dataplane::conntrack::Instant;
+
+    fn fw(script: &str) -> Firewall {
+        Firewall::new(ctrack_rules::parse(script).unwrap(), 2).unwrap()
+    }
+
+    /// A worker's state for `f` with `packets[i]` counted on rule `i`.
+    fn retired(f: &Firewall, packets: &[u64]) -> Retired {
+        let rs = f.ruleset();
+        let mut ws = WorkerState::new(rs, Instant::ZERO, 16, 16);
+        // Count through the engine: a packet that matches the rule.
+        for (i, &n) in packets.iter().enumerate() {
+            let info = rs.rule(RuleId(i as u32)).unwrap();
+            assert_eq!(info.table, Table::Filter);
+            for _ in 0..n {
+                let p = ctrack_rules::PacketCtx {
+                    proto: 6 + 11 * i as u8, // tcp, udp, ...
+                    size: 100,
+                    ..Default::default()
+                };
+                rs.evaluate(
+                    ctrack_rules::Hook::FilterForward,
+                    Instant::ZERO,
+                    &p,
+                    &mut ws,
+                    &ctrack_rules::NoEnv,
+                );
+            }
+        }
+        Retired {
+            generation: f.generation(),
+            ruleset: Some(Arc::clone(rs)),
+            state: Some(ws),
+        }
+    }
+
+    #[test]
+    fn counters_of_unchanged_rules_carry_over_a_reload() {
+        let mut f = fw("/ip firewall filter\n\
+             add chain=forward action=accept protocol=tcp\n\
+             add chain=forward action=accept protocol=udp\n");
+        let old = [retired(&f, &[3, 5]), retired(&f, &[1, 0])];
+        assert_eq!(
+            f.stats(
+                old.iter()
+                    .filter_map(|r| r.state.as_ref().map(|s| s.counters()))
+            )[1]
+            .packets,
+            5
+        );
+        // The udp rule moves up, the tcp rule changes, a rule is added.
+        let next = f
+            .prepare(
+                ctrack_rules::parse(
+                    "/ip firewall filter\n\
+                     add chain=forward action=accept protocol=udp\n\
+                     add chain=forward action=drop protocol=tcp\n\
+                     add chain=forward action=accept protocol=udp\n",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        f.commit(next, &old);
+        let s = f.stats(std::iter::empty());
+        assert_eq!(
+            s.iter().map(|r| r.packets).collect::<Vec<_>>(),
+            [5, 0, 0],
+            "{s:?}"
+        );
+        assert_eq!(s[0].bytes, 500);
+        assert_eq!(f.generation(), 2);
+        // A retired state of another generation is not counted.
+        let stale = retired(
+            &fw("/ip firewall filter\nadd chain=forward action=accept protocol=udp\n"),
+            &[7],
+        );
+        let next = f.prepare(f.config().clone()).unwrap();
+        f.commit(next, &[stale]);
+        assert_eq!(f.stats(std::iter::empty())[0].packets, 5);
+    }
+
+    #[test]
+    fn auto_tracking_follows_the_rules_that_need_it() {
+        let f = fw("/ip firewall filter\nadd chain=forward action=drop protocol=udp\n");
+        assert!(!f.auto_tracking());
+        let f = fw("/ip firewall filter\n\
+             add chain=forward action=drop protocol=udp disabled=yes connection-state=new\n\
+             add chain=forward action=accept connection-state=established\n");
+        assert!(f.auto_tracking());
+        assert_eq!(
+            f.needed_by(),
+            ["/ip firewall filter #1 (connection-state)".to_string()]
+        );
+    }
+}
