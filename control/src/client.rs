@@ -1089,6 +1089,7 @@ mod tests {
         *dp.metrics.lock() = MetricsSnapshot {
             workers: vec![w0, w1],
             ports: Vec::new(),
+            rules: Vec::new(),
         };
         let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), dp).unwrap();
         let c = Client::new("http://127.0.0.1:1", None)

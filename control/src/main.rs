@@ -500,7 +500,13 @@ fn cmd_run(args: RunArgs) -> Result<()> {
              set CTRACK_TOKEN or api-token in the config file instead"
         );
     }
-    run_dataplane(&cfg, &tracking, &file.traffic_flow, rules, args.summary_json)
+    run_dataplane(
+        &cfg,
+        &tracking,
+        &file.traffic_flow,
+        rules,
+        args.summary_json,
+    )
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {

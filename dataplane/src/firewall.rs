@@ -36,6 +36,8 @@ use ctrack_rules::{
 
 use crate::conntrack::{Decision, Dir, Instant, Shard, Verdict};
 use crate::flow::FlowRepr;
+use crate::packet::respond::Answer;
+use ctrack_rules::value::RejectWith;
 
 /// The hooks a forwarded packet passes, in order (RouterOS packet flow, for
 /// bridged traffic through the IP firewall and routed traffic alike).
@@ -68,8 +70,61 @@ pub const LOG_PER_SECOND: u32 = 100;
 /// firewall counters: which action dropped the packet.
 pub mod reason {
     pub const DROP: u16 = 1;
+    /// A `reject` (its `reject-with` kind in the code: see
+    /// [`super::answer_of`]).
     pub const REJECT: u16 = 2;
     pub const TARPIT: u16 = 3;
+    /// `reject` codes: `REJECT_WITH` + the kind's index in
+    /// [`super::REJECT_KINDS`].
+    pub const REJECT_WITH: u16 = 16;
+
+    /// Whether `r` is a `reject`'s code.
+    pub fn is_reject(r: u16) -> bool {
+        r == REJECT || (REJECT_WITH..REJECT_WITH + super::REJECT_KINDS.len() as u16).contains(&r)
+    }
+}
+
+/// The `reject-with` kinds, in the order of their codes ([`reason::REJECT_WITH`]).
+pub const REJECT_KINDS: [RejectWith; 13] = [
+    RejectWith::IcmpNetworkUnreachable,
+    RejectWith::IcmpHostUnreachable,
+    RejectWith::IcmpPortUnreachable,
+    RejectWith::IcmpProtocolUnreachable,
+    RejectWith::IcmpNetProhibited,
+    RejectWith::IcmpHostProhibited,
+    RejectWith::IcmpAdminProhibited,
+    RejectWith::TcpReset,
+    RejectWith::IcmpNoRoute,
+    RejectWith::Icmp6AdminProhibited,
+    RejectWith::IcmpNotNeighbour,
+    RejectWith::IcmpAddressUnreachable,
+    RejectWith::Icmp6PortUnreachable,
+];
+
+/// The answer a dropped packet's code asks for: a `reject` its
+/// `reject-with` (RouterOS names to the builders of
+/// [`crate::packet::respond`]), a `tarpit` its SYN-ACK; `None` otherwise.
+pub fn answer_of(code: u16) -> Option<Answer> {
+    use crate::packet::respond::{Unreachable4 as U4, Unreachable6 as U6};
+    if code == reason::TARPIT {
+        return Some(Answer::Tarpit);
+    }
+    let i = usize::from(code.checked_sub(reason::REJECT_WITH)?);
+    Some(match REJECT_KINDS.get(i)? {
+        RejectWith::IcmpNetworkUnreachable => Answer::Icmp4(U4::Network),
+        RejectWith::IcmpHostUnreachable => Answer::Icmp4(U4::Host),
+        RejectWith::IcmpPortUnreachable => Answer::Icmp4(U4::Port),
+        RejectWith::IcmpProtocolUnreachable => Answer::Icmp4(U4::Protocol),
+        RejectWith::IcmpNetProhibited => Answer::Icmp4(U4::NetProhibited),
+        RejectWith::IcmpHostProhibited => Answer::Icmp4(U4::HostProhibited),
+        RejectWith::IcmpAdminProhibited => Answer::Icmp4(U4::AdminProhibited),
+        RejectWith::TcpReset => Answer::TcpReset,
+        RejectWith::IcmpNoRoute => Answer::Icmp6(U6::NoRoute),
+        RejectWith::Icmp6AdminProhibited => Answer::Icmp6(U6::AdminProhibited),
+        RejectWith::IcmpNotNeighbour => Answer::Icmp6(U6::NotNeighbour),
+        RejectWith::IcmpAddressUnreachable => Answer::Icmp6(U6::Address),
+        RejectWith::Icmp6PortUnreachable => Answer::Icmp6(U6::Port),
+    })
 }
 
 /// A ruleset as control hands it to every worker.
@@ -470,7 +525,10 @@ fn drop_reason(a: Final) -> u16 {
     match a {
         Final::Accept | Final::Nat(_) => 0,
         Final::Drop => reason::DROP,
-        Final::Reject(_) => reason::REJECT,
+        Final::Reject(kind) => REJECT_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(reason::REJECT, |i| reason::REJECT_WITH + i as u16),
         Final::Tarpit => reason::TARPIT,
     }
 }
@@ -575,6 +633,53 @@ mod tests {
         assert_eq!(t.fw_dropped, udp);
         assert_eq!(t.tx_packets, t.rx_packets - udp);
         w.shard().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn reject_answers_out_of_the_ingress_port() {
+        let (w, _, _) = run("/ip firewall filter\n\
+             add chain=forward action=reject reject-with=tcp-reset protocol=tcp\n\
+             add chain=forward action=reject reject-with=icmp-admin-prohibited protocol=udp\n");
+        let (tcp, _) = count_frames(|_, p| p == crate::flow::proto::TCP);
+        let (udp, _) = count_frames(|_, p| p == crate::flow::proto::UDP);
+        let t = w.totals();
+        assert_eq!(t.fw_rejected, tcp + udp);
+        // Each answer leaves by the port its packet came in on, addressed
+        // to that packet's sender; nothing rejected crosses.
+        let mut answers = 0;
+        for (port, side) in [(0usize, Side::Orig), (1, Side::Reply)] {
+            let out = &w.io().tx[port].as_ref().unwrap().output;
+            let senders: std::collections::HashSet<[u8; 4]> = mix()
+                .packets()
+                .iter()
+                .filter(|p| p.side == side)
+                .map(|p| p.frame[26..30].try_into().unwrap())
+                .collect();
+            for f in out {
+                let r = crate::packet::parse_ethernet(f).unwrap();
+                // Forwarded ICMP (echo) crosses as before; UDP and TCP never
+                // do: what leaves is the answers, resets and ICMP errors
+                // (admin prohibited: type 3, code 13).
+                let answer = match r.l4 {
+                    crate::flow::L4::Tcp(info) => {
+                        assert_ne!(info.flags & crate::flow::tcp_flags::RST, 0, "{r:?}");
+                        true
+                    }
+                    crate::flow::L4::Udp => panic!("a rejected datagram was forwarded: {r:?}"),
+                    crate::flow::L4::Icmp(i) => i.icmp_type == 3 && i.code == 13,
+                    _ => false,
+                };
+                if answer {
+                    assert!(senders.contains(&r.tuple.dst.v4_octets()), "{r:?}");
+                    answers += 1;
+                }
+            }
+        }
+        // Resets are not rate-limited; ICMP errors are (Linux's limit):
+        // at least every TCP packet that is not itself a reset is answered.
+        assert!(answers > 0);
+        let rs = w.responder_totals();
+        assert_eq!(rs.sent, answers);
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::io::{Burst, PacketIo};
 use crate::packet::checksum::{RxChecksum, verify_ethernet};
 use crate::packet::parse_ethernet_into;
 use crate::policy::{self, FastTrackMode};
+use crate::respond::Responder;
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
@@ -219,6 +220,10 @@ struct Core<P, B> {
     ports: [(u16, u16); MAX_BURST],
     /// Firewall rules, if any are loaded (see [`crate::firewall`]).
     fw: Option<Box<WorkerFirewall>>,
+    /// Builds and sends the answers of `reject` and `tarpit`.
+    responder: Responder,
+    /// This loop's time.
+    now: Instant,
     staged: Vec<(P, u16)>,
 }
 
@@ -246,6 +251,7 @@ impl<I: PacketIo> Worker<I> {
     ) -> Self {
         let rx = io.new_burst();
         let tx = (0..io.ports()).map(|_| io.new_burst()).collect();
+        let responder = Responder::new(io.ports());
         let dispatch =
             (mesh.workers > 1).then(|| Dispatch::with_reta(mesh.workers as u16, mesh.reta_size));
         Worker {
@@ -266,6 +272,8 @@ impl<I: PacketIo> Worker<I> {
                 decisions: [Decision::ACCEPT; MAX_BURST],
                 ports: [(0, 0); MAX_BURST],
                 fw: None,
+                responder,
+                now: Instant::ZERO,
                 staged: Vec::with_capacity(MAX_BURST),
             },
             commands,
@@ -288,6 +296,7 @@ impl<I: PacketIo> Worker<I> {
     /// One loop (see the module doc); returns the packets it handled.
     pub fn poll_once(&mut self) -> usize {
         let now = self.io.now();
+        self.core.now = now;
         let mut work = 0;
         for link in 0..self.io.links() {
             let n = self.io.rx(link, &mut self.rx);
@@ -468,6 +477,11 @@ impl<I: PacketIo> Worker<I> {
         self.core.fw.as_deref()
     }
 
+    /// What the worker's answers to `reject` and `tarpit` came to.
+    pub fn responder_totals(&self) -> crate::respond::RespondTotals {
+        self.core.responder.totals()
+    }
+
     pub fn shard_mut(&mut self) -> &mut Shard {
         &mut self.core.shard
     }
@@ -621,7 +635,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     ) {
         match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
             Disp::Untracked => self.forward(io, pkt, egress),
-            Disp::Local(k) => self.after_verdict(io, self.verdicts[k as usize], pkt, egress),
+            Disp::Local(k) => {
+                self.after_verdict(io, self.verdicts[k as usize], pkt, (ingress, egress))
+            }
             Disp::Remote(owner) => {
                 let repr = Some(self.parsed[i]);
                 self.hand_off(
@@ -642,15 +658,27 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         io: &mut I,
         v: Verdict,
         pkt: P,
-        egress: u16,
+        (ingress, egress): (u16, u16),
     ) {
         // `Refused`: the firewall dropped the packet (by its action).
         if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
             match v {
                 Verdict::Refused(reason::DROP) => self.totals.fw_dropped += 1,
-                Verdict::Refused(reason::REJECT) => self.totals.fw_rejected += 1,
+                Verdict::Refused(r) if reason::is_reject(r) => self.totals.fw_rejected += 1,
                 Verdict::Refused(reason::TARPIT) => self.totals.fw_tarpitted += 1,
                 _ => self.totals.table_dropped += 1,
+            }
+            if let Verdict::Refused(r) = v
+                && let Some(answer) = crate::firewall::answer_of(r)
+                && ingress != NO_PORT
+            {
+                // The reset, ICMP error or tarpit SYN-ACK goes back out of
+                // the port the packet came in on (rate-limited and counted
+                // by the responder).
+                let frame = io.packet_data(&pkt);
+                if let Some(a) = self.responder.respond(io, frame, answer, ingress, self.now) {
+                    self.forward(io, a, ingress);
+                }
             }
             drop(pkt);
         } else {
@@ -740,7 +768,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
-                    self.after_verdict(io, self.verdicts[j], pkt, port);
+                    let ingress = self.ports[j].0;
+                    self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));
                 }
                 self.staged = staged;
             }

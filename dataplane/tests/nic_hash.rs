@@ -91,6 +91,10 @@ impl PacketIo for HashedIo {
     fn alloc(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         self.inner.alloc(data)
     }
+
+    fn packet_data<'a>(&self, p: &'a Vec<u8>) -> &'a [u8] {
+        p
+    }
 }
 
 fn mix() -> Mix {

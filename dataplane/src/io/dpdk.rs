@@ -156,4 +156,8 @@ impl PacketIo for DpdkIo {
         let q = self.tx.iter().flatten().next()?;
         q.mempool().alloc_with(data)
     }
+
+    fn packet_data<'a>(&self, p: &'a Mbuf) -> &'a [u8] {
+        p.data()
+    }
 }

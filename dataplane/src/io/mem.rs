@@ -177,4 +177,8 @@ impl PacketIo for MemIo {
         }
         Some(data.to_vec())
     }
+
+    fn packet_data<'a>(&self, p: &'a Vec<u8>) -> &'a [u8] {
+        p
+    }
 }

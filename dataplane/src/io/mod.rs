@@ -61,8 +61,9 @@ pub trait PacketIo {
     /// The port (index among this run's ports) that packets received on
     /// link `link` leave by: its pair's other port.
     fn egress(&self, link: usize) -> u16;
-    /// The port that link `link` receives from (ports are paired, so by
-    /// default the egress port's pair).
+    /// The port (index among this run's ports) that packets on link `link`
+    /// arrive from, where answers to them go out. By default the pair
+    /// partner of [`PacketIo::egress`] (ports are paired 0 <-> 1, 2 <-> 3).
     fn ingress(&self, link: usize) -> u16 {
         self.egress(link) ^ 1
     }
@@ -90,10 +91,6 @@ pub trait PacketIo {
     /// `None` if no buffer is free (or `data` does not fit one); the caller
     /// counts it. Allocates from a pool on DPDK, from the heap in memory.
     fn alloc(&mut self, data: &[u8]) -> Option<Self::Packet>;
-    /// The port (index among this run's ports) that packets on link `link`
-    /// arrive from, where answers to them go out. By default the pair
-    /// partner of [`PacketIo::egress`] (ports are paired 0 <-> 1, 2 <-> 3).
-    fn ingress(&self, link: usize) -> u16 {
-        self.egress(link) ^ 1
-    }
+    /// The bytes of packet `p` (its first segment).
+    fn packet_data<'a>(&self, p: &'a Self::Packet) -> &'a [u8];
 }
