@@ -1,0 +1,355 @@
+//! The chain classifier: which rules of a chain can match a packet, by its
+//! header alone (protocol, source and destination address, ports).
+//!
+//! A chain is walked in order and every rule is a candidate in principle:
+//! rules with non-terminal actions (`log`, `passthrough`, marks with
+//! `passthrough=yes`, `jump` that may return) mean a packet can match
+//! several rules, and a rule whose header matches may still fail on another
+//! matcher (a connection state, an address list). So the classifier does
+//! not answer "the first match" (what DPDK's rte_acl answers per category)
+//! but "the candidates, in order": a sorted list of rule indexes that is a
+//! superset of the rules that can match. The walk then checks each candidate
+//! fully, exactly as the linear walk would, and skips everything else.
+//!
+//! The structure is a decision tree of the HiCuts/HyperCuts family over five
+//! fields (protocol, source, destination, source port, destination port):
+//! an inner node cuts one field into up to [`MAX_CUTS`] intervals at rule
+//! boundaries and a lookup binary-searches the packet's value among the
+//! cuts; a leaf holds the sorted indexes of the rules that overlap its box.
+//! A rule with several port ranges is in every child it overlaps; a field a
+//! rule does not constrain (or constrains with `!`) is a wildcard and the
+//! rule is in every child. Building stops at [`LEAF_RULES`] rules, at
+//! [`MAX_DEPTH`], when no cut makes the largest child smaller, or when the
+//! leaves would replicate rules beyond a budget (then a leaf simply keeps
+//! more rules: never wrong, only slower).
+//!
+//! Lookup: a few nodes, one binary search of at most 64 cuts each, no
+//! allocation, no lock.
+
+/// Fields, in key order.
+pub(crate) const FIELDS: usize = 5;
+pub(crate) const F_PROTO: usize = 0;
+pub(crate) const F_SRC: usize = 1;
+pub(crate) const F_DST: usize = 2;
+pub(crate) const F_SPORT: usize = 3;
+pub(crate) const F_DPORT: usize = 4;
+
+/// A packet's header in the classifier's form: protocol, source,
+/// destination (IPv4 in the low 32 bits), source port, destination port.
+pub(crate) type Key = [u128; FIELDS];
+
+/// Most intervals an inner node cuts its field into.
+pub const MAX_CUTS: usize = 64;
+/// A node with at most this many rules is a leaf.
+pub const LEAF_RULES: usize = 8;
+/// Deepest path of the tree.
+pub const MAX_DEPTH: usize = 12;
+/// A cut may replicate rules up to this factor of the node's rule count.
+const SPREAD: usize = 4;
+
+/// What a rule asks of each field: `None` is any value, else a sorted list
+/// of inclusive ranges (any of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub fields: [Option<Vec<(u128, u128)>>; FIELDS],
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    Inner {
+        field: u8,
+        /// Starts of the children's intervals but the first: child `j`
+        /// covers `[cuts[j-1], cuts[j])`.
+        cuts: Box<[u128]>,
+        kids: Box<[u32]>,
+    },
+    /// `leaves[start..start + len]`.
+    Leaf { start: u32, len: u32 },
+}
+
+/// The compiled classifier of one chain.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tree {
+    nodes: Vec<Node>,
+    leaves: Vec<u32>,
+}
+
+/// Field bounds: the whole value space of each field.
+const SPACE: [(u128, u128); FIELDS] = [
+    (0, 255),
+    (0, u128::MAX),
+    (0, u128::MAX),
+    (0, 65535),
+    (0, 65535),
+];
+
+impl Tree {
+    /// Builds the tree over `rules` (indexes are positions in the slice).
+    pub(crate) fn build(rules: &[Header]) -> Tree {
+        let mut t = Tree::default();
+        let mut b = Builder {
+            rules,
+            // Total leaf entries allowed: what keeps a ruleset of wide,
+            // overlapping ranges from exploding.
+            budget: rules.len().saturating_mul(16).max(4096),
+        };
+        let all: Vec<u32> = (0..rules.len() as u32).collect();
+        b.node(&mut t, all, SPACE, 0);
+        t
+    }
+
+    /// The candidate rules for `key`, sorted.
+    #[inline]
+    pub(crate) fn candidates(&self, key: &Key) -> &[u32] {
+        let mut i = 0usize;
+        loop {
+            match self.nodes.get(i) {
+                Some(Node::Inner { field, cuts, kids }) => {
+                    let v = key[*field as usize];
+                    let j = cuts.partition_point(|&c| c <= v);
+                    i = kids[j] as usize;
+                }
+                Some(Node::Leaf { start, len }) => {
+                    let s = *start as usize;
+                    return &self.leaves[s..s + *len as usize];
+                }
+                None => return &[],
+            }
+        }
+    }
+
+    /// Nodes, leaf entries (for tests and figures).
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.nodes.len(), self.leaves.len())
+    }
+}
+
+struct Builder<'a> {
+    rules: &'a [Header],
+    budget: usize,
+}
+
+/// One way to cut a node: the field, the cuts, the children's rule sets.
+struct Cut {
+    field: usize,
+    cuts: Vec<u128>,
+    kids: Vec<Vec<u32>>,
+    max: usize,
+    sum: usize,
+}
+
+impl Builder<'_> {
+    fn node(
+        &mut self,
+        t: &mut Tree,
+        set: Vec<u32>,
+        region: [(u128, u128); FIELDS],
+        depth: usize,
+    ) -> u32 {
+        let id = t.nodes.len() as u32;
+        let best = if set.len() <= LEAF_RULES || depth >= MAX_DEPTH {
+            None
+        } else {
+            self.best_cut(&set, &region)
+                .filter(|c| c.sum.saturating_sub(set.len()) <= self.budget)
+        };
+        let Some(cut) = best else {
+            t.nodes.push(Node::Leaf {
+                start: t.leaves.len() as u32,
+                len: set.len() as u32,
+            });
+            t.leaves.extend_from_slice(&set);
+            return id;
+        };
+        self.budget -= cut.sum.saturating_sub(set.len());
+        t.nodes.push(Node::Leaf { start: 0, len: 0 });
+        let (lo, hi) = region[cut.field];
+        let mut kids = Vec::with_capacity(cut.kids.len());
+        for (j, kid) in cut.kids.into_iter().enumerate() {
+            let mut r = region;
+            let klo = if j == 0 { lo } else { cut.cuts[j - 1] };
+            let khi = if j == cut.cuts.len() {
+                hi
+            } else {
+                cut.cuts[j] - 1
+            };
+            r[cut.field] = (klo, khi);
+            kids.push(self.node(t, kid, r, depth + 1));
+        }
+        t.nodes[id as usize] = Node::Inner {
+            field: cut.field as u8,
+            cuts: cut.cuts.into_boxed_slice(),
+            kids: kids.into_boxed_slice(),
+        };
+        id
+    }
+
+    /// The cut whose largest child is smallest (then: least replication),
+    /// over every field and a few cut counts; `None` when none helps.
+    fn best_cut(&self, set: &[u32], region: &[(u128, u128); FIELDS]) -> Option<Cut> {
+        let mut best: Option<Cut> = None;
+        for field in 0..FIELDS {
+            let (lo, hi) = region[field];
+            // Interval starts inside the region: every rule range's start
+            // and the value after its end.
+            let mut points: Vec<u128> = Vec::new();
+            for &r in set {
+                if let Some(rs) = &self.rules[r as usize].fields[field] {
+                    for &(a, b) in rs {
+                        if a > lo && a <= hi {
+                            points.push(a);
+                        }
+                        if b >= lo && b < hi {
+                            points.push(b + 1);
+                        }
+                    }
+                }
+            }
+            points.sort_unstable();
+            points.dedup();
+            if points.is_empty() {
+                continue;
+            }
+            let mut n = MAX_CUTS;
+            while n >= 2 {
+                let cuts: Vec<u128> = if points.len() < n {
+                    points.clone()
+                } else {
+                    let mut c: Vec<u128> = (1..n).map(|k| points[k * points.len() / n]).collect();
+                    c.dedup();
+                    c
+                };
+                let c = self.split(set, field, (lo, hi), cuts);
+                let better = match &best {
+                    None => true,
+                    Some(b) => (c.max, c.sum) < (b.max, b.sum),
+                };
+                if c.max < set.len() && c.sum <= SPREAD * set.len() && better {
+                    best = Some(c);
+                }
+                if points.len() < n {
+                    break;
+                }
+                n /= 4;
+            }
+        }
+        best
+    }
+
+    fn split(&self, set: &[u32], field: usize, (lo, hi): (u128, u128), cuts: Vec<u128>) -> Cut {
+        let mut kids: Vec<Vec<u32>> = vec![Vec::new(); cuts.len() + 1];
+        for &r in set {
+            match &self.rules[r as usize].fields[field] {
+                None => kids.iter_mut().for_each(|k| k.push(r)),
+                Some(rs) => {
+                    for &(a, b) in rs.iter().filter(|&&(a, b)| a <= hi && b >= lo) {
+                        let first = cuts.partition_point(|&c| c <= a);
+                        let last = cuts.partition_point(|&c| c <= b);
+                        for k in &mut kids[first..=last] {
+                            // Ranges of one rule may share a child.
+                            if k.last() != Some(&r) {
+                                k.push(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Neighbours with the same rules are one child.
+        let mut mc: Vec<u128> = Vec::with_capacity(cuts.len());
+        let mut mk: Vec<Vec<u32>> = Vec::with_capacity(kids.len());
+        for (j, k) in kids.into_iter().enumerate() {
+            if mk.last() == Some(&k) {
+                continue;
+            }
+            if j > 0 {
+                mc.push(cuts[j - 1]);
+            }
+            mk.push(k);
+        }
+        let max = mk.iter().map(Vec::len).max().unwrap_or(0);
+        let sum = mk.iter().map(Vec::len).sum();
+        Cut {
+            field,
+            cuts: mc,
+            kids: mk,
+            max,
+            sum,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(proto: Option<u8>, src: Option<(u128, u128)>, dport: Option<Vec<(u128, u128)>>) -> Header {
+        Header {
+            fields: [
+                proto.map(|p| vec![(p as u128, p as u128)]),
+                src.map(|s| vec![s]),
+                None,
+                None,
+                dport,
+            ],
+        }
+    }
+
+    fn brute(rules: &[Header], key: &Key) -> Vec<u32> {
+        (0..rules.len() as u32)
+            .filter(|&i| {
+                rules[i as usize].fields.iter().enumerate().all(|(f, rs)| {
+                    rs.as_ref()
+                        .is_none_or(|rs| rs.iter().any(|&(a, b)| a <= key[f] && key[f] <= b))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_prefixes_split_and_candidates_are_exact_supersets() {
+        let mut rules = Vec::new();
+        for i in 0..2000u128 {
+            let base = (10 << 24) | (i << 8);
+            let port = 1000 + (i % 50);
+            rules.push(h(
+                Some([6, 17][i as usize % 2]),
+                Some((base, base + 255)),
+                Some(vec![(port, port), (2000, 2010)]),
+            ));
+        }
+        // Wildcards and a wide range stay candidates everywhere they apply.
+        rules.push(h(None, None, None));
+        rules.push(h(Some(6), Some((10 << 24, (11 << 24) - 1)), None));
+        let t = Tree::build(&rules);
+        let (nodes, entries) = t.size();
+        assert!(nodes > 1, "the tree split");
+        assert!(entries < rules.len() * 16, "{entries} entries");
+        for i in (0..2100u128).step_by(7) {
+            for port in [1000 + (i % 50), 2005, 7] {
+                let key = [
+                    [6, 17][i as usize % 2],
+                    (10 << 24) | (i << 8) | 9,
+                    0,
+                    0,
+                    port,
+                ];
+                let c = t.candidates(&key);
+                let want = brute(&rules, &key);
+                assert!(c.windows(2).all(|w| w[0] < w[1]), "sorted");
+                assert!(want.iter().all(|w| c.contains(w)), "{want:?} in {c:?}");
+                assert!(c.len() <= LEAF_RULES + 4, "{key:?}: {} candidates", c.len());
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_tiny_chains_are_one_leaf() {
+        assert_eq!(Tree::build(&[]).candidates(&[0; FIELDS]), &[] as &[u32]);
+        let rules = vec![h(Some(6), None, None); 3];
+        assert_eq!(
+            Tree::build(&rules).candidates(&[17, 0, 0, 0, 0]),
+            &[0, 1, 2]
+        );
+    }
+}
