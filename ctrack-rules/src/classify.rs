@@ -188,8 +188,7 @@ impl Builder<'_> {
     /// over every field and a few cut counts; `None` when none helps.
     fn best_cut(&self, set: &[u32], region: &[(u128, u128); FIELDS]) -> Option<Cut> {
         let mut best: Option<Cut> = None;
-        for field in 0..FIELDS {
-            let (lo, hi) = region[field];
+        for (field, &(lo, hi)) in region.iter().enumerate() {
             // Interval starts inside the region: every rule range's start
             // and the value after its end.
             let mut points: Vec<u128> = Vec::new();

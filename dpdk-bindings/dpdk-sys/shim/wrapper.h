@@ -13,5 +13,6 @@
 #include <rte_jhash.h>
 #include <rte_hash_crc.h>
 #include <rte_thash.h>
+#include <rte_acl.h>
 #include <rte_version.h>
 #include "shim.h"
