@@ -85,6 +85,26 @@ pub(crate) struct Tree {
     cuts128: Vec<u128>,
     kids: Vec<u32>,
     leaves: Vec<u32>,
+    /// Per rule, the box (hull of each field's ranges) its header allows:
+    /// a candidate whose box misses the key is skipped without reading the
+    /// rule (one cache line instead of the rule and its matchers).
+    boxes: Boxes,
+}
+
+#[derive(Clone, Debug)]
+enum Boxes {
+    /// Every bound fits 32 bits (IPv4 chains): `[lo, hi]` per field; `hi`
+    /// of `u32::MAX` means no upper bound (an open address field is
+    /// `0..=u128::MAX`; IPv4 keys never exceed 32 bits, and for an IPv6
+    /// chain an open end only admits more, never less).
+    Narrow(Vec<[u32; 2 * FIELDS]>),
+    Wide(Vec<[u128; 2 * FIELDS]>),
+}
+
+impl Default for Boxes {
+    fn default() -> Self {
+        Boxes::Narrow(Vec::new())
+    }
 }
 
 /// Field bounds: the whole value space of each field.
@@ -108,7 +128,62 @@ impl Tree {
         };
         let all: Vec<u32> = (0..rules.len() as u32).collect();
         b.node(&mut t, all, SPACE, 0);
+        let hulls: Vec<[u128; 2 * FIELDS]> = rules
+            .iter()
+            .map(|r| {
+                let mut h = [0u128; 2 * FIELDS];
+                for (f, rs) in r.fields.iter().enumerate() {
+                    let (lo, hi) = match rs {
+                        Some(rs) if !rs.is_empty() => (
+                            rs.iter().map(|x| x.0).min().unwrap_or(0),
+                            rs.iter().map(|x| x.1).max().unwrap_or(0),
+                        ),
+                        _ => SPACE[f],
+                    };
+                    (h[2 * f], h[2 * f + 1]) = (lo, hi);
+                }
+                h
+            })
+            .collect();
+        let narrow = hulls.iter().all(|h| {
+            h.chunks(2).all(|lh| {
+                lh[0] <= u32::MAX as u128 && (lh[1] <= u32::MAX as u128 || lh[1] == u128::MAX)
+            })
+        });
+        t.boxes = if narrow {
+            Boxes::Narrow(
+                hulls
+                    .iter()
+                    .map(|h| {
+                        let mut n = [u32::MAX; 2 * FIELDS];
+                        for (d, &v) in n.iter_mut().zip(h) {
+                            *d = v.min(u32::MAX as u128) as u32;
+                        }
+                        n
+                    })
+                    .collect(),
+            )
+        } else {
+            Boxes::Wide(hulls)
+        };
         t
+    }
+
+    /// Whether rule `rule`'s header box holds `key` (false: the rule
+    /// cannot match the packet).
+    #[inline]
+    pub(crate) fn admits(&self, rule: u32, key: &Key) -> bool {
+        match &self.boxes {
+            Boxes::Narrow(b) => b.get(rule as usize).is_none_or(|b| {
+                (0..FIELDS).all(|f| {
+                    b[2 * f] as u128 <= key[f]
+                        && (b[2 * f + 1] == u32::MAX || key[f] <= b[2 * f + 1] as u128)
+                })
+            }),
+            Boxes::Wide(b) => b
+                .get(rule as usize)
+                .is_none_or(|b| (0..FIELDS).all(|f| b[2 * f] <= key[f] && key[f] <= b[2 * f + 1])),
+        }
     }
 
     /// The candidate rules for `key`, sorted.
@@ -364,10 +439,33 @@ mod tests {
                 let c = t.candidates(&key);
                 let want = brute(&rules, &key);
                 assert!(c.windows(2).all(|w| w[0] < w[1]), "sorted");
+                for &r in &want {
+                    assert!(t.admits(r, &key), "rule {r} admits {key:?}");
+                }
+                let admitted = c.iter().filter(|&&r| t.admits(r, &key)).count();
+                assert!(admitted <= want.len() + 2, "{admitted} boxes hold {key:?}");
                 assert!(want.iter().all(|w| c.contains(w)), "{want:?} in {c:?}");
                 assert!(c.len() <= LEAF_RULES + 4, "{key:?}: {} candidates", c.len());
             }
         }
+    }
+
+    #[test]
+    fn open_address_fields_stay_narrow_and_admit_wide_keys() {
+        let rules = vec![h(Some(6), None, Some(vec![(80, 80)])); 40];
+        let t = Tree::build(&rules);
+        assert!(matches!(t.boxes, Boxes::Narrow(_)));
+        // An IPv6 source above 32 bits is admitted by an open field.
+        let key = [6, u128::MAX - 5, 1 << 100, 1, 80];
+        assert!(t.admits(0, &key));
+        assert!(!t.admits(0, &[6, u128::MAX - 5, 1 << 100, 1, 81]));
+        // A bound above 32 bits that is not open makes the boxes wide.
+        let mut wide = rules.clone();
+        wide.push(h(None, Some((1 << 40, 1 << 41)), None));
+        let t = Tree::build(&wide);
+        assert!(matches!(t.boxes, Boxes::Wide(_)));
+        assert!(t.admits(40, &[0, 1 << 40, 0, 0, 0]));
+        assert!(!t.admits(40, &[0, (1 << 41) + 1, 0, 0, 0]));
     }
 
     #[test]

@@ -926,7 +926,7 @@ impl Ruleset {
             if cand.0 != chain {
                 cand = (chain, c.tree.as_ref().map(|t| t.candidates(&key)));
             }
-            let next = next_candidate(c, cand.1, pos);
+            let next = next_candidate(c, cand.1, pos, &key);
             let Some(i) = next else {
                 // End of chain: an implicit return, or the built-in chain's
                 // default (accept).
@@ -1110,15 +1110,18 @@ fn push_log(out: &mut Verdict, id: RuleId) {
 }
 
 /// The next rule at or after `pos` among the candidates (`None`: every
-/// rule is one).
+/// rule is one) whose header box holds the packet's key.
 #[inline]
-fn next_candidate(c: &Chain, cand: Option<&[u32]>, pos: usize) -> Option<usize> {
-    match cand {
-        None => (pos < c.rules.len()).then_some(pos),
-        Some(l) => {
+fn next_candidate(c: &Chain, cand: Option<&[u32]>, pos: usize, key: &Key) -> Option<usize> {
+    match (cand, &c.tree) {
+        (Some(l), Some(t)) => {
             let k = l.partition_point(|&i| (i as usize) < pos);
-            l.get(k).map(|&i| i as usize)
+            l[k..]
+                .iter()
+                .find(|&&i| t.admits(i, key))
+                .map(|&i| i as usize)
         }
+        _ => (pos < c.rules.len()).then_some(pos),
     }
 }
 

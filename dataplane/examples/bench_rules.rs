@@ -4,6 +4,10 @@
 //! bare `rte_acl_classify` over the same chain and the same packets. Then new
 //! connections: fresh TCP SYNs into a full table (`Shard::handle_burst`, two-
 //! phase creation with early drop) plus the filter evaluation of each.
+//! And forwarding with tracking: the same forwarded packets' rule
+//! evaluation after `Shard::handle_burst` of 1024 established UDP
+//! connections (the packet path minus parsing and I/O), so the rate ratio
+//! includes the work a packet costs besides the rules.
 //! `scripts/bench-rules.sh` runs it; docs/firewall.md ("Classifier") has the
 //! figures.
 //!
@@ -216,11 +220,59 @@ fn main() {
     let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..16]).collect();
     let syns: Vec<FlowRepr> = (0..SYNS).map(syn).collect();
     let syn_ctx: Vec<PacketCtx> = syns.iter().map(PacketCtx::from_flow).collect();
+    // 1024 UDP connections, a request and a response each (2048 packets);
+    // the first pass creates them.
+    let mix = ctrack_traffic::synth::Mix {
+        tcp: 0,
+        udp: CONNS,
+        icmp: 0,
+        exchanges: 1,
+        payload: 6,
+        keep_open: true,
+        midstream: false,
+    };
+    let est: Vec<FlowRepr> = mix
+        .packets()
+        .iter()
+        .map(|p| dataplane::packet::parse_ethernet(&p.frame).expect("synthetic frame parses"))
+        .take(PKTS as usize)
+        .collect();
+    let mut est_shard = Shard::new(
+        TableConfig::new(CONNS),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
+    let mut est_now = 1_000_000_000u64;
+    let mut est_ct = [CtVerdict::Untracked(UntrackedReason::TrackingDisabled); BURST];
+    // One pass: PKTS established packets through the table, then the
+    // forwarded packets' rules (the same bursts the untracked rows time).
+    let mut est_pass = |rs: Option<(&Ruleset, &mut WorkerState)>, out: &mut [Verdict]| {
+        let mut rs = rs;
+        for (j, b) in est.chunks(BURST).enumerate() {
+            est_now += 320;
+            est_shard.handle_burst(Instant(est_now), b, &mut est_ct[..b.len()]);
+            if let Some((rs, ws)) = rs.as_mut() {
+                let r = j * BURST..(j + 1) * BURST;
+                rs.evaluate_burst(
+                    Hook::FilterForward,
+                    Instant(est_now),
+                    &pkts[r.clone()],
+                    ws,
+                    &NoEnv,
+                    &mut out[r],
+                );
+            }
+        }
+    };
+    est_pass(None, &mut []);
 
     // [size][linear, tree, acl] forward; [size][linear, tree] new; table only.
     let mut fwd = vec![[const { Vec::new() }; 3]; SIZES.len()];
     let mut new = vec![[const { Vec::new() }; 2]; SIZES.len()];
+    let mut tracked = vec![[const { Vec::new() }; 2]; SIZES.len()];
     let mut table_only = Vec::new();
+    let mut est_only = Vec::new();
     let mut out = vec![Verdict::default(); pkts.len()];
     let mut raw = vec![0u32; pkts.len()];
     let mut shard = Shard::new(
@@ -272,12 +324,22 @@ fn main() {
             }));
             for (mi, rs) in [&s.linear, &s.tree].into_iter().enumerate() {
                 let mut ws = WorkerState::new(rs, Instant::ZERO, 16, 16);
+                tracked[si][mi].push(ns_per_pkt(budget, PKTS as usize, || {
+                    est_pass(Some((rs, &mut ws)), &mut out);
+                    std::hint::black_box(&out);
+                }));
+            }
+            for (mi, rs) in [&s.linear, &s.tree].into_iter().enumerate() {
+                let mut ws = WorkerState::new(rs, Instant::ZERO, 16, 16);
                 new[si][mi].push(ns_per_pkt(budget, PKTS as usize, || {
                     new_pass(Some((rs, &mut ws)))
                 }));
             }
         }
         table_only.push(ns_per_pkt(budget, PKTS as usize, || new_pass(None)));
+        est_only.push(ns_per_pkt(budget, PKTS as usize, || {
+            est_pass(None, &mut [])
+        }));
         eprintln!("round {}/{rounds} done", round + 1);
     }
     assert!(shard.stats().early_drop > 0, "the table was full");
@@ -291,6 +353,11 @@ fn main() {
         .map(|m| [median(&mut m[0]), median(&mut m[1])])
         .collect();
     let t = median(&mut table_only);
+    let te = median(&mut est_only);
+    let tr: Vec<[f64; 2]> = tracked
+        .iter_mut()
+        .map(|m| [median(&mut m[0]), median(&mut m[1])])
+        .collect();
     println!(
         "\nforwarded packets, filter/forward, ns per packet (median of {rounds} rounds, bursts of {BURST})"
     );
@@ -315,6 +382,21 @@ fn main() {
         f[0][1] / f[last][1],
         f[0][0] / f[last][0],
         f[0][2] / f[last][2]
+    );
+    println!(
+        "\nforwarded packets with tracking (established UDP through the table + filter/forward), ns per packet"
+    );
+    println!(
+        "{:>6} {:>12} {:>12}   (table alone: {te:.1})",
+        "rules", "linear", "engine"
+    );
+    for (s, r) in SIZES.iter().zip(&tr) {
+        println!("{:>6} {:>12.1} {:>12.1}", s, r[0], r[1]);
+    }
+    println!(
+        "tracked forwarding rate with 10000 rules / with 10: engine {:.2} (target >= 0.8), linear {:.4}",
+        tr[0][1] / tr[last][1],
+        tr[0][0] / tr[last][0]
     );
     println!(
         "\nnew connections (fresh SYN into a full table of {CONNS} + filter/forward), ns per connection"
