@@ -469,6 +469,58 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_wide_ranges_stay_within_the_budget() {
+        // Random, overlapping, often wide ranges and wildcards: the worst
+        // case for replication. The tree stays bounded and exact.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as u128
+        };
+        let mut rules = Vec::new();
+        for _ in 0..3000 {
+            let mut f: [Option<Vec<(u128, u128)>>; FIELDS] = Default::default();
+            if rnd(3) > 0 {
+                let (a, w) = (rnd(1 << 20), rnd(20) as u64);
+                f[F_SRC] = Some(vec![(a, a + rnd(1 << w))]);
+            }
+            if rnd(2) > 0 {
+                let (a, w) = (rnd(1 << 20), rnd(20) as u64);
+                f[F_DST] = Some(vec![(a, a + rnd(1 << w))]);
+            }
+            if rnd(2) > 0 {
+                let a = rnd(60000);
+                f[F_DPORT] = Some(vec![(a, a + rnd(3000)), (a + 4000, a + 4000)]);
+            }
+            if rnd(2) > 0 {
+                f[F_PROTO] = Some(vec![(6, 6)]);
+            }
+            rules.push(Header { fields: f });
+        }
+        let t = Tree::build(&rules);
+        let (_, entries) = t.size();
+        assert!(entries <= rules.len() * 17 + 4096, "{entries} leaf entries");
+        for _ in 0..3000 {
+            let key = [
+                [6, 17][rnd(2) as usize],
+                rnd(1 << 21),
+                rnd(1 << 21),
+                rnd(65536),
+                rnd(65536),
+            ];
+            let c = t.candidates(&key);
+            for w in brute(&rules, &key) {
+                assert!(
+                    c.binary_search(&w).is_ok() && t.admits(w, &key),
+                    "{w} for {key:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn empty_and_tiny_chains_are_one_leaf() {
         assert_eq!(Tree::build(&[]).candidates(&[0; FIELDS]), &[] as &[u32]);
         let rules = vec![h(Some(6), None, None); 3];
