@@ -54,37 +54,38 @@ pub(crate) struct Header {
     pub fields: [Option<Vec<(u128, u128)>>; FIELDS],
 }
 
-/// A node, 12 bytes. Inner nodes keep their cuts in `cuts32` when every cut
+/// An inner node, 12 bytes. It keeps its cuts in `cuts32` when every cut
 /// fits 32 bits (IPv4 addresses, ports, protocols: the cache lines a lookup
 /// touches are a quarter of `u128` ones), else in `cuts128`.
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    kind: Kind,
+    wide: bool,
     field: u8,
-    /// Cuts (inner nodes).
+    /// Cuts.
     n: u16,
-    /// Inner: first cut. Leaf: first entry in `leaves`.
+    /// First cut.
     a: u32,
-    /// Inner: first child in `kids` (`n + 1` of them). Leaf: entries.
+    /// First child in `kids` (`n + 1` of them).
     b: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Leaf,
-    Narrow,
-    Wide,
-}
+/// A child reference with this bit set is a leaf: the rest is the index in
+/// `leaves` of its length, followed by its entries (one cache line fewer
+/// than a leaf node would cost).
+const LEAF: u32 = 1 << 31;
 
 /// The compiled classifier of one chain: flat arrays, no pointer per node.
 /// Child `j` of an inner node covers `[cuts[j-1], cuts[j])` of its field.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tree {
+    /// The root: a node index, or [`LEAF`] | leaf.
+    root: u32,
     nodes: Vec<Node>,
     cuts32: Vec<u32>,
     cuts128: Vec<u128>,
     kids: Vec<u32>,
     leaves: Vec<u32>,
+    n_leaves: usize,
     /// Per rule, the box (hull of each field's ranges) its header allows:
     /// a candidate whose box misses the key is skipped without reading the
     /// rule (one cache line instead of the rule and its matchers).
@@ -93,12 +94,52 @@ pub(crate) struct Tree {
 
 #[derive(Clone, Debug)]
 enum Boxes {
-    /// Every bound fits 32 bits (IPv4 chains): `[lo, hi]` per field; `hi`
-    /// of `u32::MAX` means no upper bound (an open address field is
-    /// `0..=u128::MAX`; IPv4 keys never exceed 32 bits, and for an IPv6
-    /// chain an open end only admits more, never less).
-    Narrow(Vec<[u32; 2 * FIELDS]>),
+    /// Every address bound fits 32 bits (IPv4 chains).
+    Narrow(Vec<NarrowBox>),
     Wide(Vec<[u128; 2 * FIELDS]>),
+}
+
+/// A rule's hull in 32 bytes (never across a cache line). An address `hi`
+/// of `u32::MAX` means no upper bound: an open address field is
+/// `0..=u128::MAX`; IPv4 keys never exceed 32 bits, and for an IPv6 chain
+/// an open end only admits more, never less.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+struct NarrowBox {
+    /// Source lo, hi, destination lo, hi.
+    addr: [u32; 4],
+    /// Source port lo, hi, destination port lo, hi.
+    ports: [u16; 4],
+    proto: [u8; 2],
+}
+
+impl NarrowBox {
+    fn new(h: &[u128; 2 * FIELDS]) -> NarrowBox {
+        let a = |v: u128| v.min(u32::MAX as u128) as u32;
+        let p = |v: u128| v.min(u16::MAX as u128) as u16;
+        NarrowBox {
+            addr: [a(h[2]), a(h[3]), a(h[4]), a(h[5])],
+            ports: [p(h[6]), p(h[7]), p(h[8]), p(h[9])],
+            proto: [h[0].min(255) as u8, h[1].min(255) as u8],
+        }
+    }
+
+    #[inline]
+    fn admits(&self, k: &Key) -> bool {
+        let addr =
+            |lo: u32, hi: u32, v: u128| lo as u128 <= v && (hi == u32::MAX || v <= hi as u128);
+        let [pl, ph] = self.proto;
+        let [sl, sh, dl, dh] = self.ports;
+        let [al, ah, bl, bh] = self.addr;
+        pl as u128 <= k[F_PROTO]
+            && k[F_PROTO] <= ph as u128
+            && sl as u128 <= k[F_SPORT]
+            && k[F_SPORT] <= sh as u128
+            && dl as u128 <= k[F_DPORT]
+            && k[F_DPORT] <= dh as u128
+            && addr(al, ah, k[F_SRC])
+            && addr(bl, bh, k[F_DST])
+    }
 }
 
 impl Default for Boxes {
@@ -127,7 +168,7 @@ impl Tree {
             budget: rules.len().saturating_mul(16).max(4096),
         };
         let all: Vec<u32> = (0..rules.len() as u32).collect();
-        b.node(&mut t, all, SPACE, 0);
+        t.root = b.node(&mut t, all, SPACE, 0);
         let hulls: Vec<[u128; 2 * FIELDS]> = rules
             .iter()
             .map(|r| {
@@ -151,18 +192,7 @@ impl Tree {
             })
         });
         t.boxes = if narrow {
-            Boxes::Narrow(
-                hulls
-                    .iter()
-                    .map(|h| {
-                        let mut n = [u32::MAX; 2 * FIELDS];
-                        for (d, &v) in n.iter_mut().zip(h) {
-                            *d = v.min(u32::MAX as u128) as u32;
-                        }
-                        n
-                    })
-                    .collect(),
-            )
+            Boxes::Narrow(hulls.iter().map(NarrowBox::new).collect())
         } else {
             Boxes::Wide(hulls)
         };
@@ -174,12 +204,7 @@ impl Tree {
     #[inline]
     pub(crate) fn admits(&self, rule: u32, key: &Key) -> bool {
         match &self.boxes {
-            Boxes::Narrow(b) => b.get(rule as usize).is_none_or(|b| {
-                (0..FIELDS).all(|f| {
-                    b[2 * f] as u128 <= key[f]
-                        && (b[2 * f + 1] == u32::MAX || key[f] <= b[2 * f + 1] as u128)
-                })
-            }),
+            Boxes::Narrow(b) => b.get(rule as usize).is_none_or(|b| b.admits(key)),
             Boxes::Wide(b) => b
                 .get(rule as usize)
                 .is_none_or(|b| (0..FIELDS).all(|f| b[2 * f] <= key[f] && key[f] <= b[2 * f + 1])),
@@ -189,26 +214,34 @@ impl Tree {
     /// The candidate rules for `key`, sorted.
     #[inline]
     pub(crate) fn candidates(&self, key: &Key) -> &[u32] {
-        let mut i = 0usize;
+        let mut r = self.root;
         loop {
-            let n = self.nodes[i];
+            if r & LEAF != 0 {
+                let s = (r & !LEAF) as usize;
+                let len = self.leaves[s] as usize;
+                return &self.leaves[s + 1..s + 1 + len];
+            }
+            let n = self.nodes[r as usize];
             let (a, b, len) = (n.a as usize, n.b as usize, n.n as usize);
             let v = key[n.field as usize];
-            let j = match n.kind {
-                Kind::Leaf => return &self.leaves[a..a + b],
-                Kind::Narrow => match u32::try_from(v) {
+            let j = if n.wide {
+                self.cuts128[a..a + len].partition_point(|&c| c <= v)
+            } else {
+                match u32::try_from(v) {
                     Ok(v) => self.cuts32[a..a + len].partition_point(|&c| c <= v),
                     Err(_) => len,
-                },
-                Kind::Wide => self.cuts128[a..a + len].partition_point(|&c| c <= v),
+                }
             };
-            i = self.kids[b + j] as usize;
+            r = self.kids[b + j];
         }
     }
 
-    /// Nodes, leaf entries (for tests and figures).
+    /// Nodes (inner and leaves), leaf entries (for tests and figures).
     pub(crate) fn size(&self) -> (usize, usize) {
-        (self.nodes.len(), self.leaves.len())
+        (
+            self.nodes.len() + self.n_leaves,
+            self.leaves.len() - self.n_leaves,
+        )
     }
 }
 
@@ -234,7 +267,6 @@ impl Builder<'_> {
         region: [(u128, u128); FIELDS],
         depth: usize,
     ) -> u32 {
-        let id = t.nodes.len() as u32;
         let best = if set.len() <= LEAF_RULES || depth >= MAX_DEPTH {
             None
         } else {
@@ -242,31 +274,28 @@ impl Builder<'_> {
                 .filter(|c| c.sum.saturating_sub(set.len()) <= self.budget)
         };
         let Some(cut) = best else {
-            t.nodes.push(Node {
-                kind: Kind::Leaf,
-                field: 0,
-                n: 0,
-                a: t.leaves.len() as u32,
-                b: set.len() as u32,
-            });
+            let at = t.leaves.len() as u32;
+            t.leaves.push(set.len() as u32);
             t.leaves.extend_from_slice(&set);
-            return id;
+            t.n_leaves += 1;
+            return LEAF | at;
         };
+        let id = t.nodes.len() as u32;
         self.budget -= cut.sum.saturating_sub(set.len());
         let narrow = cut.cuts.iter().all(|&c| c <= u32::MAX as u128);
-        let (kind, a) = if narrow {
+        let a = if narrow {
             let a = t.cuts32.len() as u32;
             t.cuts32.extend(cut.cuts.iter().map(|&c| c as u32));
-            (Kind::Narrow, a)
+            a
         } else {
             let a = t.cuts128.len() as u32;
             t.cuts128.extend_from_slice(&cut.cuts);
-            (Kind::Wide, a)
+            a
         };
         let kids = t.kids.len();
         t.kids.resize(kids + cut.kids.len(), 0);
         t.nodes.push(Node {
-            kind,
+            wide: !narrow,
             field: cut.field as u8,
             n: cut.cuts.len() as u16,
             a,
