@@ -1,5 +1,5 @@
 //! Rule evaluation cost: a burst of 32 packets through the defconf forward
-//! chain, and through a 1000-rule chain (which the protocol prefilter and
+//! chain, and through a 1000-rule chain (which the classifier and
 //! integer matchers are for).
 //!
 //! `cargo bench -p ctrack-rules --bench eval`

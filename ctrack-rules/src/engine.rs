@@ -14,18 +14,21 @@
 //! fasttrack, the layer7 state to store in the connection, log lines).
 //!
 //! Large chains: each chain of [`PREFILTER_MIN`] rules or more gets a
-//! per-protocol bitmap of the rules that can match a protocol, so a packet
-//! skips rules for other protocols without looking at them. Address and port
-//! matchers are ranges compared as integers, address lists are sorted range
-//! sets. A classifier such as DPDK's rte_acl can replace the prefilter
-//! later: [`Ruleset::rule_header`] gives each rule's header fields (protocol,
-//! address and port ranges) in the form such a classifier wants.
+//! classifier (`classify.rs`, a decision tree over protocol, addresses and
+//! ports) that gives, per packet, the sorted list of the chain's rules whose
+//! header can match; the walk visits only those, in order, and checks each
+//! fully, so the verdict is the linear walk's. Address and port matchers are
+//! ranges compared as integers, address lists are sorted range sets.
+//! [`Ruleset::rule_header`] gives each rule's header fields (protocol,
+//! address and port ranges) in the form an external classifier (DPDK's
+//! rte_acl, see `dataplane/src/acl.rs`) wants.
 
 use std::collections::HashMap;
 
 use ctrack_core::conntrack::{Duration, Instant};
 use ctrack_core::flow::{Addr, Family, FlowRepr, L4, proto};
 
+use crate::classify::{self, Header, Key, Tree};
 use crate::error::CompileError;
 use crate::lists::{DynamicLists, ListAdd, ListId, RangeSet};
 use crate::model::*;
@@ -36,8 +39,26 @@ use crate::value::*;
 /// A deeper script is a compile error, so evaluation never overflows.
 pub const MAX_JUMP_DEPTH: usize = 16;
 
-/// Chains with at least this many rules get the protocol prefilter.
+/// Chains with at least this many rules get the classifier.
 pub const PREFILTER_MIN: usize = 32;
+
+/// Which chains get a classifier ([`Ruleset::compile_with`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Prefilter {
+    /// None: every chain is walked rule by rule (the reference semantics;
+    /// for tests and benchmarks).
+    Linear,
+    /// Chains of at least `min_rules` rules ([`PREFILTER_MIN`] by default).
+    Tree { min_rules: usize },
+}
+
+impl Default for Prefilter {
+    fn default() -> Self {
+        Prefilter::Tree {
+            min_rules: PREFILTER_MIN,
+        }
+    }
+}
 
 /// Interface index meaning "no interface" (no in-interface on output, no
 /// out-interface before routing).
@@ -493,10 +514,9 @@ struct CRule {
 #[derive(Clone, Debug, Default)]
 struct Chain {
     rules: Vec<CRule>,
-    /// Protocol prefilter: `class[proto]` indexes `masks`; bit i of a mask
-    /// is set when rule i can match that protocol. Empty for short chains.
-    class: Vec<u8>,
-    masks: Vec<Box<[u64]>>,
+    /// The classifier: candidate rules by header. `None` for short chains
+    /// (every rule is a candidate).
+    tree: Option<Tree>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -572,6 +592,17 @@ impl Ruleset {
         cfg: &Config,
         interfaces: &[String],
         names: &mut Names,
+    ) -> Result<Ruleset, CompileError> {
+        Ruleset::compile_with(cfg, interfaces, names, Prefilter::default())
+    }
+
+    /// [`Ruleset::compile`] with a choice of classifier. Verdicts, counters
+    /// and side effects are the same for every choice; only speed differs.
+    pub fn compile_with(
+        cfg: &Config,
+        interfaces: &[String],
+        names: &mut Names,
+        prefilter: Prefilter,
     ) -> Result<Ruleset, CompileError> {
         let mut rs = Ruleset {
             fams: Default::default(),
@@ -761,8 +792,12 @@ impl Ruleset {
                         });
                 }
                 check_jumps(&chains, &chain_names, fam, table)?;
-                for c in &mut chains {
-                    build_prefilter(c);
+                if let Prefilter::Tree { min_rules } = prefilter {
+                    for c in &mut chains {
+                        if c.rules.len() >= min_rules {
+                            build_prefilter(c);
+                        }
+                    }
                 }
                 rs.fams[fam_index(fam)].tables[table_index(table)] = TableRules { chains };
             }
@@ -801,6 +836,24 @@ impl Ruleset {
     /// What NAT rule `id` asks for.
     pub fn nat(&self, id: RuleId) -> Option<&NatTarget> {
         self.nat.get(&id.0)
+    }
+
+    /// Size of the classifiers: chains that have one, tree nodes, leaf
+    /// entries (a rule in several leaves counts in each).
+    pub fn classifier_size(&self) -> (usize, usize, usize) {
+        let mut out = (0, 0, 0);
+        for t in self
+            .fams
+            .iter()
+            .flat_map(|f| &f.tables)
+            .flat_map(|t| &t.chains)
+        {
+            if let Some(tree) = &t.tree {
+                let (n, e) = tree.size();
+                out = (out.0 + 1, out.1 + n, out.2 + e);
+            }
+        }
+        out
     }
 
     /// Header fields of rule `id`, for an external classifier.
@@ -855,11 +908,25 @@ impl Ruleset {
             l7_done: false,
         };
         let mut out = Verdict::default();
+        let key: Key = [
+            p.proto as u128,
+            e.src,
+            e.dst,
+            p.src_port as u128,
+            p.dst_port as u128,
+        ];
         let mut stack = [(0u16, 0usize); MAX_JUMP_DEPTH];
         let mut depth = 0usize;
         let (mut chain, mut pos) = (hook.chain() as u16, 0usize);
+        // The candidates of the chain being walked (`None`: all rules),
+        // looked up on entering a chain and on returning to one (a chain
+        // never jumps to itself: loops are compile errors).
+        let mut cand: (u16, Option<&[u32]>) = (u16::MAX, None);
         'walk: while let Some(c) = chains.get(chain as usize) {
-            let next = next_candidate(c, pos, p.proto);
+            if cand.0 != chain {
+                cand = (chain, c.tree.as_ref().map(|t| t.candidates(&key)));
+            }
+            let next = next_candidate(c, cand.1, pos, &key);
             let Some(i) = next else {
                 // End of chain: an implicit return, or the built-in chain's
                 // default (accept).
@@ -1042,68 +1109,69 @@ fn push_log(out: &mut Verdict, id: RuleId) {
     }
 }
 
-/// The next rule at or after `pos` that can match protocol `proto`.
+/// The next rule at or after `pos` among the candidates (`None`: every
+/// rule is one) whose header box holds the packet's key.
 #[inline]
-fn next_candidate(c: &Chain, pos: usize, proto: u8) -> Option<usize> {
-    if pos >= c.rules.len() {
-        return None;
-    }
-    if c.masks.is_empty() {
-        return Some(pos);
-    }
-    let mask = &c.masks[c.class[proto as usize] as usize];
-    let mut w = pos / 64;
-    let mut bits = mask[w] & (u64::MAX << (pos % 64));
-    loop {
-        if bits != 0 {
-            let i = w * 64 + bits.trailing_zeros() as usize;
-            return (i < c.rules.len()).then_some(i);
+fn next_candidate(c: &Chain, cand: Option<&[u32]>, pos: usize, key: &Key) -> Option<usize> {
+    match (cand, &c.tree) {
+        (Some(l), Some(t)) => {
+            let k = l.partition_point(|&i| (i as usize) < pos);
+            l[k..]
+                .iter()
+                .find(|&&i| t.admits(i, key))
+                .map(|&i| i as usize)
         }
-        w += 1;
-        if w >= mask.len() {
-            return None;
-        }
-        bits = mask[w];
+        _ => (pos < c.rules.len()).then_some(pos),
     }
 }
 
+/// Ports are only matched for these protocols (see `has_ports`).
+const PORT_PROTOS: [(u128, u128); 5] = [(6, 6), (17, 17), (33, 33), (132, 132), (136, 136)];
+
+/// What the classifier may assume of rule `r`: a field is constrained only
+/// by a matcher that fails for every packet outside the ranges given
+/// (negated matchers and everything else leave the field open).
+fn classifier_header(r: &CRule) -> Header {
+    let mut h = Header::default();
+    let mut implied_proto: Option<Vec<(u128, u128)>> = None;
+    let ranges = |ps: &[(u16, u16)]| -> Vec<(u128, u128)> {
+        ps.iter().map(|&(a, b)| (a as u128, b as u128)).collect()
+    };
+    for m in r.matchers.iter() {
+        match m {
+            CM::Proto(false, v) => {
+                h.fields[classify::F_PROTO] = Some(vec![(*v as u128, *v as u128)])
+            }
+            CM::SrcAddr(false, lo, hi) => h.fields[classify::F_SRC] = Some(vec![(*lo, *hi)]),
+            CM::DstAddr(false, lo, hi) => h.fields[classify::F_DST] = Some(vec![(*lo, *hi)]),
+            CM::SrcPort(neg, ps) => {
+                if !neg {
+                    h.fields[classify::F_SPORT] = Some(ranges(ps));
+                }
+                implied_proto = Some(PORT_PROTOS.to_vec());
+            }
+            CM::DstPort(neg, ps) => {
+                if !neg {
+                    h.fields[classify::F_DPORT] = Some(ranges(ps));
+                }
+                implied_proto = Some(PORT_PROTOS.to_vec());
+            }
+            CM::AnyPort(..) => implied_proto = Some(PORT_PROTOS.to_vec()),
+            CM::TcpFlags(..) => implied_proto = Some(vec![(6, 6)]),
+            CM::Icmp(..) => implied_proto = Some(vec![(1, 1), (58, 58)]),
+            _ => {}
+        }
+    }
+    // A protocol matcher is at least as narrow as what ports or flags imply.
+    if h.fields[classify::F_PROTO].is_none() {
+        h.fields[classify::F_PROTO] = implied_proto;
+    }
+    h
+}
+
 fn build_prefilter(c: &mut Chain) {
-    if c.rules.len() < PREFILTER_MIN {
-        return;
-    }
-    // Protocols named by positive matchers get a class each; class 0 is
-    // every other protocol.
-    let mut class = vec![0u8; 256];
-    let mut next = 1u8;
-    for r in &c.rules {
-        for m in r.matchers.iter() {
-            if let CM::Proto(false, p) = m
-                && class[*p as usize] == 0
-                && next < u8::MAX
-            {
-                class[*p as usize] = next;
-                next += 1;
-            }
-        }
-    }
-    let words = c.rules.len().div_ceil(64);
-    let mut masks = vec![vec![0u64; words].into_boxed_slice(); next as usize];
-    for (cls, mask) in masks.iter_mut().enumerate() {
-        // A representative protocol of the class.
-        let rep = (0..256usize).find(|&p| class[p] as usize == cls);
-        let Some(rep) = rep else { continue };
-        for (i, r) in c.rules.iter().enumerate() {
-            let ok = r.matchers.iter().all(|m| match m {
-                CM::Proto(neg, p) => (rep as u8 == *p) != *neg,
-                _ => true,
-            });
-            if ok {
-                mask[i / 64] |= 1 << (i % 64);
-            }
-        }
-    }
-    c.class = class;
-    c.masks = masks;
+    let headers: Vec<Header> = c.rules.iter().map(classifier_header).collect();
+    c.tree = Some(Tree::build(&headers));
 }
 
 /// Checks the jump graph of one table: no loops, and no nesting deeper than

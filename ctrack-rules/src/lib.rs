@@ -15,6 +15,7 @@
 //! and where ctrack differs.
 #![deny(unsafe_code)]
 
+mod classify;
 pub mod engine;
 pub mod error;
 pub mod export;
@@ -25,8 +26,8 @@ pub mod parse;
 pub mod value;
 
 pub use engine::{
-    ConnCtx, ConnState, Env, Final, Hook, L7State, Names, NoEnv, PacketCtx, RuleCounter, RuleId,
-    RuleInfo, Ruleset, Verdict, WorkerState,
+    ConnCtx, ConnState, Env, Final, Hook, L7State, Names, NoEnv, PacketCtx, Prefilter, RuleCounter,
+    RuleId, RuleInfo, Ruleset, Verdict, WorkerState,
 };
 pub use error::{CompileError, ParseError};
 pub use export::export;

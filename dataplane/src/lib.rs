@@ -12,6 +12,9 @@
 #![deny(unsafe_code)]
 
 pub use ctrack_core::{conntrack, flow, packet};
+/// A ruleset's chain as an rte_acl context (benchmarks; see the module).
+#[cfg(feature = "dpdk")]
+pub mod acl;
 pub mod events;
 pub mod firewall;
 pub mod io;

@@ -13,6 +13,7 @@
 #include <rte_jhash.h>
 #include <rte_hash_crc.h>
 #include <rte_thash.h>
+#include <rte_acl.h>
 #include <rte_version.h>
 #include <rte_lpm.h>
 #include <rte_lpm6.h>

@@ -1,5 +1,6 @@
 //! A thin safe layer over `dpdk-sys`: EAL, lcores, mempools, mbufs, ports and
-//! queues, and `rte_hash` (for baselines).
+//! queues, `rte_hash` (for baselines), `rte_acl` (the packet classifier), `rte_lpm`/`rte_lpm6`
+//! (longest-prefix match) and `rte_ip_frag` (reassembly).
 //!
 //! With `dpdk-sys`, this is the only crate that writes `unsafe` besides two
 //! audited spots in `ctrack-core` (`hugemem.rs`, `prefetch.rs`). Every unsafe
@@ -16,6 +17,7 @@
 //!   pool handle, hash table, registered thread or mbuf is alive; objects
 //!   cannot be created before init or after cleanup.
 
+mod acl;
 mod eal;
 mod error;
 mod frag;
@@ -25,6 +27,7 @@ mod mbuf;
 mod mempool;
 mod port;
 
+pub use acl::{Acl, AclFamily, AclRule};
 pub use eal::{
     Eal, LcoreId, ThreadRegistration, TscClock, lcore_id, main_lcore, rdtsc, register_thread,
     tsc_hz, worker_lcores,
