@@ -16,7 +16,7 @@
 //! switched off again. Events of the time before a subscription are not
 //! replayed: a subscriber sees what happens from (about) then on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -64,6 +64,16 @@ pub struct EventHub {
     subscribers: Mutex<Vec<Subscriber>>,
     /// Drop counts of every subscription ever made (kept for metrics).
     subscriber_drops: Mutex<Vec<(String, Arc<AtomicU64>)>>,
+    /// `connection listen` streams open now ([`crate::listen`]).
+    pub(crate) listeners: AtomicUsize,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub")
+            .field("rings", &self.rings.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventHub {
@@ -73,6 +83,7 @@ impl EventHub {
             rings,
             subscribers: Mutex::new(Vec::new()),
             subscriber_drops: Mutex::new(Vec::new()),
+            listeners: AtomicUsize::new(0),
         })
     }
 
@@ -146,6 +157,13 @@ impl EventHub {
                 }
                 while hub.pump() > 0 {}
             })
+    }
+
+    /// Whether every worker records events now (each followed the wish of
+    /// a subscription made before): from then on none of their events is
+    /// missed but for a full ring or channel, which is counted.
+    pub fn recording(&self) -> bool {
+        self.rings.iter().all(|r| r.recording())
     }
 
     /// Events each worker had to drop (ring or shard buffer full), by worker.

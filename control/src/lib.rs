@@ -10,6 +10,7 @@ pub mod config;
 pub mod events;
 pub mod flow_export;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod out;
