@@ -296,9 +296,92 @@ fn utc(secs: u64, millis: u32) -> String {
     )
 }
 
+/// One event as `conntrack -E` prints it: `[NEW] tcp      6 SYN_SENT
+/// src=A dst=B sport=P dport=Q [UNREPLIED] src=B dst=A sport=Q dport=P`
+/// (the original tuple, `[UNREPLIED]` until a reply was seen, the reply
+/// tuple, `[ASSURED]`); a destroy ends with `reason=timeout|close|...`.
+/// conntrack's timeout column is not shown (an event carries no deadline).
+pub fn conntrack_line(event: &str, reason: Option<&str>, row: &ConnSnapshot) -> String {
+    use std::fmt::Write as _;
+    let mut l = format!("[{}]", event.to_ascii_uppercase());
+    let num = (0..=255u8)
+        .find(|p| ctrack_model::connection::protocol_name(*p) == row.protocol)
+        .map_or_else(|| row.protocol.clone(), |p| p.to_string());
+    let _ = write!(l, " {:<8} {num}", row.protocol);
+    if let Some(st) = &row.tcp_state {
+        let _ = write!(l, " {}", st.to_ascii_uppercase().replace('-', "_"));
+    }
+    let tuple = |l: &mut String, src: &str, dst: &str| {
+        let (sa, sp) = split_address(src);
+        let (da, dp) = split_address(dst);
+        let _ = write!(l, " src={sa} dst={da}");
+        if let (Some(sp), Some(dp)) = (sp, dp) {
+            let _ = write!(l, " sport={sp} dport={dp}");
+        }
+    };
+    tuple(&mut l, &row.src_address, &row.dst_address);
+    if let (Some(t), Some(c)) = (row.icmp_type, row.icmp_code) {
+        let _ = write!(l, " type={t} code={c}");
+        if let Some(id) = row.icmp_id {
+            let _ = write!(l, " id={id}");
+        }
+    }
+    if !row.seen_reply {
+        l.push_str(" [UNREPLIED]");
+    }
+    tuple(&mut l, &row.reply_src_address, &row.reply_dst_address);
+    if row.assured {
+        l.push_str(" [ASSURED]");
+    }
+    if !row.connection_mark.is_empty() {
+        let _ = write!(l, " mark={}", row.connection_mark);
+    }
+    if let Some(r) = reason {
+        let _ = write!(l, " reason={r}");
+    }
+    l
+}
+
+/// `10.0.0.1:80` → (`10.0.0.1`, 80), `[::1]:80` → (`::1`, 80), `10.0.0.1`
+/// → (`10.0.0.1`, none).
+fn split_address(a: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = a.strip_prefix('[') {
+        if let Some((ip, port)) = rest.split_once("]:") {
+            return (ip, Some(port));
+        }
+        return (rest.trim_end_matches(']'), None);
+    }
+    match a.split_once(':') {
+        Some((ip, port)) if !port.contains(':') => (ip, Some(port)),
+        _ => (a, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conntrack_lines() {
+        let rows = crate::api::tests::rows();
+        assert_eq!(
+            conntrack_line("update", None, &rows[0]),
+            "[UPDATE] tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=40000 dport=80 \
+             src=10.0.0.2 dst=10.0.0.1 sport=80 dport=40000 [ASSURED]"
+        );
+        assert_eq!(
+            conntrack_line("destroy", Some("timeout"), &rows[1]),
+            "[DESTROY] udp      17 src=10.0.0.1 dst=10.0.0.3 sport=5353 dport=53 [UNREPLIED] \
+             src=10.0.0.3 dst=10.0.0.1 sport=53 dport=5353 reason=timeout"
+        );
+        assert_eq!(
+            conntrack_line("new", None, &rows[2]),
+            "[NEW] icmp     1 src=10.0.0.1 dst=10.0.0.4 type=8 code=0 id=77 \
+             src=10.0.0.4 dst=10.0.0.1 [ASSURED]"
+        );
+        assert_eq!(split_address("[::1]:53"), ("::1", Some("53")));
+        assert_eq!(split_address("fe80::1"), ("fe80::1", None));
+    }
 
     #[test]
     fn utc_dates() {
