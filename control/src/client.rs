@@ -97,6 +97,10 @@ pub enum ConnectionCmd {
         /// Print the API's NDJSON lines (with its `listening` and `lost` lines).
         #[arg(long)]
         json: bool,
+        /// At most N events a second (the API's `rate=N`); beyond, they are
+        /// counted lost.
+        #[arg(long, value_name = "N")]
+        rate: Option<u64>,
     },
     /// `/ip firewall connection tracking`: settings.
     #[command(subcommand)]
@@ -504,12 +508,12 @@ impl Client {
                 }
             },
             ConnectionCmd::Flush => self.remove_matching(&Expr::All, out),
-            ConnectionCmd::Listen { where_, json } => {
+            ConnectionCmd::Listen { where_, json, rate } => {
                 let (form, count, expr) = print_words(&where_)?;
                 if form.is_some() || count {
                     bail!("listen takes only where EXPR (e.g. listen where protocol=tcp)");
                 }
-                self.listen(&expr, json, out)
+                self.listen(&expr, json, rate, out)
             }
             ConnectionCmd::Stats => {
                 let text = self
@@ -680,9 +684,18 @@ impl Client {
     /// lines with `json`, else as `conntrack -E` does (lost events are
     /// reported on stderr). Ends with an error when the stream ends (the
     /// dataplane stopped), quietly when stdout is closed.
-    fn listen(&self, expr: &Expr, json: bool, out: &mut dyn Write) -> Result<()> {
+    fn listen(
+        &self,
+        expr: &Expr,
+        json: bool,
+        rate: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         use std::io::BufRead;
-        let query = expr.as_equalities().unwrap_or_default();
+        let mut query = expr.as_equalities().unwrap_or_default();
+        if let Some(n) = rate {
+            query.push(("rate".to_string(), n.to_string()));
+        }
         // No whole-call timeout: the stream has no end of its own.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -863,6 +876,15 @@ mod tests {
                 ],
                 json: true,
                 count: false,
+            }
+        );
+        let a = parse(&["listen", "where", "protocol=udp", "--json", "--rate", "100"]);
+        assert_eq!(
+            a.cmd,
+            ConnectionCmd::Listen {
+                where_: vec!["where".into(), "protocol=udp".into()],
+                json: true,
+                rate: Some(100),
             }
         );
         let a = parse(&["--api", "http://127.0.0.1:1", "remove", "*1f2a"]);
