@@ -721,7 +721,12 @@ impl Client {
         let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
         let mut lost = 0u64;
         for line in std::io::BufReader::new(reader).lines() {
-            let line = line.map_err(|e| body_error(ureq::Error::Io(e)))?;
+            let line = line.map_err(|e| {
+                anyhow!(
+                    "the API ended the event stream ({e}): the dataplane stopped, \
+                     or the server dropped this listener as too slow"
+                )
+            })?;
             let v: Value = serde_json::from_str(&line)
                 .with_context(|| format!("a line of the API's event stream: {line}"))?;
             let event = v["event"].as_str().unwrap_or_default();
