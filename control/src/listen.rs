@@ -139,7 +139,11 @@ impl Bucket {
     }
 
     fn take(&mut self) -> bool {
-        let now = Instant::now();
+        self.take_at(Instant::now())
+    }
+
+    /// [`Bucket::take`] at time `now` (not before the last call).
+    fn take_at(&mut self, now: Instant) -> bool {
         let r = self.rate as f64;
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * r).min(r);
         self.at = now;
@@ -586,8 +590,17 @@ mod tests {
     #[test]
     fn a_bucket_passes_its_rate_then_refuses() {
         let mut b = Bucket::new(3);
-        let passed = (0..10).filter(|_| b.take()).count();
-        // A second's worth, and at most a token more if the loop was slow.
-        assert!((3..=4).contains(&passed), "{passed}");
+        let t0 = b.at;
+        assert_eq!(
+            (0..10).filter(|_| b.take_at(t0)).count(),
+            3,
+            "a second's worth"
+        );
+        // A third of a second later: one more token; two seconds later: a
+        // full bucket, never more.
+        let t1 = t0 + Duration::from_millis(334);
+        assert_eq!((0..10).filter(|_| b.take_at(t1)).count(), 1);
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!((0..10).filter(|_| b.take_at(t2)).count(), 3);
     }
 }
