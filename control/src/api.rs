@@ -41,6 +41,7 @@ const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
 const TRACKING_SET: &str = "/rest/ip/firewall/connection/tracking/set";
 const PRINT: &str = "/rest/ip/firewall/connection/print";
 const REMOVE: &str = "/rest/ip/firewall/connection/remove";
+const LISTEN: &str = "/rest/ip/firewall/connection/listen";
 
 /// The management API server. Stops on [`ApiServer::stop`] or drop.
 pub struct ApiServer {
@@ -135,6 +136,9 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     if path == CONNECTION && method == "GET" {
         return list(query, dp);
     }
+    if path == LISTEN && method == "GET" {
+        return crate::listen::listen(query, dp);
+    }
     let dp_arc = dp;
     let dp = &**dp;
     match path {
@@ -148,6 +152,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
             "POST" => set_tracking(req, dp),
             _ => method_not_allowed(method, path, "POST"),
         },
+        LISTEN => method_not_allowed(method, path, "GET"),
         PRINT => match method {
             "POST" => return print(req, dp_arc),
             _ => method_not_allowed(method, path, "POST"),
@@ -237,7 +242,7 @@ struct ListQuery {
 }
 
 /// Checks a `.proplist`: REST property names (`id` is taken for `.id`).
-fn proplist(props: &[String]) -> Result<Vec<String>, Reply> {
+pub(crate) fn proplist(props: &[String]) -> Result<Vec<String>, Reply> {
     props
         .iter()
         .map(|p| {

@@ -87,6 +87,21 @@ pub enum ConnectionCmd {
     Flush,
     /// Per-worker counters, as `conntrack -S` prints per CPU.
     Stats,
+    /// Follow connection events as they happen (`conntrack -E`, RouterOS
+    /// `print follow`): `listen [where EXPR] [--json]`, one line per
+    /// new/update/destroy; runs until Ctrl-C or the dataplane stops.
+    Listen {
+        /// `where` and an expression, as `print`'s.
+        #[arg(value_name = "where EXPR")]
+        where_: Vec<String>,
+        /// Print the API's NDJSON lines (with its `listening` and `lost` lines).
+        #[arg(long)]
+        json: bool,
+        /// At most N events a second (the API's `rate=N`); beyond, they are
+        /// counted lost.
+        #[arg(long, value_name = "N")]
+        rate: Option<u64>,
+    },
     /// `/ip firewall connection tracking`: settings.
     #[command(subcommand)]
     Tracking(TrackingCmd),
@@ -498,6 +513,13 @@ impl Client {
                 }
             },
             ConnectionCmd::Flush => self.remove_matching(&Expr::All, out),
+            ConnectionCmd::Listen { where_, json, rate } => {
+                let (form, count, expr) = print_words(&where_)?;
+                if form.is_some() || count {
+                    bail!("listen takes only where EXPR (e.g. listen where protocol=tcp)");
+                }
+                self.listen(&expr, json, rate, out)
+            }
             ConnectionCmd::Stats => {
                 let text = self
                     .get_from(&self.metrics, "/metrics")
@@ -664,6 +686,92 @@ impl Client {
         for_each_element(reader, f)
     }
 
+    /// `listen`: the API's event stream, filtered by `expr` (its `PROP=VALUE`
+    /// terms by the server), printed line by line as it comes: the NDJSON
+    /// lines with `json`, else as `conntrack -E` does (lost events are
+    /// reported on stderr). Ends with an error when the stream ends (the
+    /// dataplane stopped), quietly when stdout is closed.
+    fn listen(
+        &self,
+        expr: &Expr,
+        json: bool,
+        rate: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        use std::io::BufRead;
+        let mut query = expr.as_equalities().unwrap_or_default();
+        if let Some(n) = rate {
+            query.push(("rate".to_string(), n.to_string()));
+        }
+        // No whole-call timeout: the stream has no end of its own.
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let mut r = agent.get(format!(
+            "{}{CONNECTION}/listen{}",
+            self.base,
+            encode_query(&query)
+        ));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        let mut resp = r
+            .call()
+            .map_err(|e| anyhow!("cannot reach the API at {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(self.error_of(status, &mut resp));
+        }
+        let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let mut lost = 0u64;
+        for line in std::io::BufReader::new(reader).lines() {
+            let line = line.map_err(|e| {
+                anyhow!(
+                    "the API ended the event stream ({e}): the dataplane stopped, \
+                     or the server dropped this listener as too slow"
+                )
+            })?;
+            let v: Value = serde_json::from_str(&line)
+                .with_context(|| format!("a line of the API's event stream: {line}"))?;
+            let event = v["event"].as_str().unwrap_or_default();
+            match event {
+                "listening" | "lost" => {
+                    let n = v["count"].as_str().and_then(|c| c.parse().ok());
+                    if json {
+                        writeln!(out, "{line}")?;
+                    } else if let Some(n) = n.filter(|n| *n > lost) {
+                        eprintln!(
+                            "ctrack: {} events lost (listener too slow or rate=N)",
+                            n - lost
+                        );
+                    }
+                    lost = lost.max(n.unwrap_or(0));
+                }
+                _ => {
+                    let row = row_from_json(&v).map_err(|e| anyhow!("the API's event: {e}"))?;
+                    if !expr.matches(&row) {
+                        continue;
+                    }
+                    if json {
+                        writeln!(out, "{line}")?;
+                    } else {
+                        let reason = v["reason"].as_str();
+                        writeln!(
+                            out,
+                            "{}",
+                            crate::listen::conntrack_line(event, reason, &row)
+                        )?;
+                    }
+                }
+            }
+            out.flush()?;
+        }
+        bail!("the API ended the event stream (the dataplane stopped)")
+    }
+
     /// GET `path` from another base URL (the metrics endpoint).
     fn get_from(&self, base: &str, path: &str) -> Result<String> {
         self.finish(self.agent.get(format!("{base}{path}")).call())
@@ -782,6 +890,15 @@ mod tests {
                 count: false,
             }
         );
+        let a = parse(&["listen", "where", "protocol=udp", "--json", "--rate", "100"]);
+        assert_eq!(
+            a.cmd,
+            ConnectionCmd::Listen {
+                where_: vec!["where".into(), "protocol=udp".into()],
+                json: true,
+                rate: Some(100),
+            }
+        );
         let a = parse(&["--api", "http://127.0.0.1:1", "remove", "*1f2a"]);
         assert_eq!(a.api, "http://127.0.0.1:1");
         assert_eq!(
@@ -865,7 +982,8 @@ mod tests {
 
         let out = execute(print(&["where", "protocol=udp"], true, false), &api, tok).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v, serde_json::to_value(&rows()[1..2]).unwrap());
+        // The API's rows as they come: the REST form (`.id`, strings).
+        assert_eq!(v, Value::Array(vec![crate::rest::row(&rows()[1]).into()]));
 
         assert_eq!(execute(print(&[], false, true), &api, tok).unwrap(), "3\n");
         assert_eq!(
@@ -885,8 +1003,8 @@ mod tests {
         // RouterOS's operators, evaluated on the streamed rows.
         let ids = |w: &[&str]| -> Vec<String> {
             let out = execute(print(w, true, false), &api, tok).unwrap();
-            let v: Vec<ConnSnapshot> = serde_json::from_str(&out).unwrap();
-            v.into_iter().map(|r| r.id).collect()
+            let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+            v.iter().map(|r| row_from_json(r).unwrap().id).collect()
         };
         assert_eq!(ids(&["where", "protocol!=tcp"]), ["*1000000002b", "*7"]);
         assert_eq!(

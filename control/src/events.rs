@@ -16,7 +16,7 @@
 //! switched off again. Events of the time before a subscription are not
 //! replayed: a subscriber sees what happens from (about) then on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -64,6 +64,19 @@ pub struct EventHub {
     subscribers: Mutex<Vec<Subscriber>>,
     /// Drop counts of every subscription ever made (kept for metrics).
     subscriber_drops: Mutex<Vec<(String, Arc<AtomicU64>)>>,
+    /// Drop counts of subscriptions gone, summed by name (so that a
+    /// listener coming and going does not grow `subscriber_drops`).
+    retired_drops: Mutex<Vec<(String, u64)>>,
+    /// `connection listen` streams open now ([`crate::listen`]).
+    pub(crate) listeners: AtomicUsize,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub")
+            .field("rings", &self.rings.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventHub {
@@ -73,6 +86,8 @@ impl EventHub {
             rings,
             subscribers: Mutex::new(Vec::new()),
             subscriber_drops: Mutex::new(Vec::new()),
+            retired_drops: Mutex::new(Vec::new()),
+            listeners: AtomicUsize::new(0),
         })
     }
 
@@ -89,9 +104,23 @@ impl EventHub {
             alive: Arc::downgrade(&alive),
         });
         self.rings.iter().for_each(|r| r.set_wanted(true));
-        self.subscriber_drops
-            .lock()
-            .push((name.to_string(), dropped.clone()));
+        let mut drops = self.subscriber_drops.lock();
+        // Fold the counts of subscriptions gone (the hub's and the
+        // subscription's references both dropped) into their name's total.
+        let mut retired = self.retired_drops.lock();
+        drops.retain(|(n, d)| {
+            if Arc::strong_count(d) > 1 {
+                return true;
+            }
+            let v = d.load(Ordering::Relaxed);
+            match retired.iter_mut().find(|(r, _)| r == n) {
+                Some((_, total)) => *total += v,
+                None => retired.push((n.clone(), v)),
+            }
+            false
+        });
+        drops.push((name.to_string(), dropped.clone()));
+        drop((drops, retired));
         Subscription {
             rx,
             dropped,
@@ -148,18 +177,30 @@ impl EventHub {
             })
     }
 
+    /// Whether every worker records events now (each followed the wish of
+    /// a subscription made before): from then on none of their events is
+    /// missed but for a full ring or channel, which is counted.
+    pub fn recording(&self) -> bool {
+        self.rings.iter().all(|r| r.recording())
+    }
+
     /// Events each worker had to drop (ring or shard buffer full), by worker.
     pub fn worker_dropped(&self) -> Vec<u64> {
         self.rings.iter().map(|r| r.dropped()).collect()
     }
 
     /// Events each subscription missed, by its name.
+    /// Several subscriptions of one name (listeners) give one sum.
     pub fn subscriber_dropped(&self) -> Vec<(String, u64)> {
-        self.subscriber_drops
-            .lock()
-            .iter()
-            .map(|(n, d)| (n.clone(), d.load(Ordering::Relaxed)))
-            .collect()
+        let mut out = self.retired_drops.lock().clone();
+        for (n, d) in self.subscriber_drops.lock().iter() {
+            let v = d.load(Ordering::Relaxed);
+            match out.iter_mut().find(|(r, _)| r == n) {
+                Some((_, total)) => *total += v,
+                None => out.push((n.clone(), v)),
+            }
+        }
+        out
     }
 }
 
@@ -223,5 +264,16 @@ mod tests {
         let drops = hub.subscriber_dropped();
         assert!(drops.contains(&("small".to_string(), 3)), "{drops:?}");
         assert_eq!(hub.pump(), 0);
+        // Gone subscriptions are folded into their name's sum, kept.
+        let again = hub.subscribe("small", Box::new(|_| true), 1);
+        assert_eq!(hub.subscriber_drops.lock().len(), 1);
+        for ev in events(2) {
+            assert!(ring.push(ev));
+        }
+        hub.pump();
+        assert_eq!(again.dropped(), 1);
+        let drops = hub.subscriber_dropped();
+        assert!(drops.contains(&("small".to_string(), 4)), "{drops:?}");
+        assert!(drops.contains(&("gone".to_string(), 0)), "{drops:?}");
     }
 }

@@ -123,6 +123,17 @@ pub(crate) enum Answer {
         content_type: &'static str,
         produce: Produce,
     },
+    /// A 200 streamed as [`Answer::Stream`], for a body that never ends on
+    /// its own (`connection listen`): every `flush` sends what was written
+    /// as a chunk at once, and the connection is exempt from
+    /// [`ANSWER_DEADLINE`]. The per-chunk timeout stays ([`READ_TIMEOUT`]:
+    /// a reader that takes nothing for that long is dropped), so the
+    /// producer should write something now and then to learn that its
+    /// client is gone. It ends when the producer returns or the server stops.
+    Live {
+        content_type: &'static str,
+        produce: Produce,
+    },
 }
 
 impl From<Reply> for Answer {
@@ -440,13 +451,15 @@ async fn accept_loop(
             }
             continue;
         };
-        let app = app.clone();
+        let live = Lifted::default();
+        let app = app.clone().layer(axum::Extension(live.clone()));
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             // Past the deadline the connection is dropped, whatever it was
-            // doing: a streamed answer ends without its last chunk.
-            let _ = tokio::time::timeout(ANSWER_DEADLINE, async move {
+            // doing: a streamed answer ends without its last chunk; a live
+            // one ([`Answer::Live`]) goes on.
+            let _ = deadline_unless_lifted(&live, async move {
                 match tls {
                     None => serve(stream, app).await,
                     Some(t) => {
@@ -461,6 +474,31 @@ async fn accept_loop(
             })
             .await;
         });
+    }
+}
+
+/// Set by [`answer`] when the connection's answer is an [`Answer::Live`]:
+/// [`ANSWER_DEADLINE`] no longer applies to it.
+#[derive(Clone, Default)]
+struct Lifted(Arc<std::sync::atomic::AtomicBool>);
+
+/// Runs `conn` to its end, or until [`ANSWER_DEADLINE`] unless `lifted` was
+/// set by then (`Err` when cut off).
+async fn deadline_unless_lifted(
+    lifted: &Lifted,
+    conn: impl std::future::Future<Output = ()>,
+) -> Result<(), ()> {
+    tokio::pin!(conn);
+    tokio::select! {
+        () = &mut conn => Ok(()),
+        () = tokio::time::sleep(ANSWER_DEADLINE) => {
+            if lifted.0.load(std::sync::atomic::Ordering::SeqCst) {
+                conn.await;
+                Ok(())
+            } else {
+                Err(())
+            }
+        }
     }
 }
 
@@ -541,6 +579,7 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
             ));
         }
     };
+    let lifted = parts.extensions.get::<Lifted>().cloned();
     let is_head = parts.method == Method::HEAD;
     let method = if is_head {
         "GET".to_string()
@@ -581,10 +620,26 @@ async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response
             content_type,
             produce,
         }) => match Arc::clone(&shared.streams).try_acquire_owned() {
-            Ok(permit) => stream(content_type, produce, is_head, permit).await,
+            Ok(permit) => stream(content_type, produce, is_head, false, permit).await,
             Err(_) => response(Reply::error(
                 503,
                 format!("too many listings at once (at most {MAX_STREAMS}); retry"),
+                String::new(),
+            )),
+        },
+        Ok(Answer::Live {
+            content_type,
+            produce,
+        }) => match Arc::clone(&shared.streams).try_acquire_owned() {
+            Ok(permit) => {
+                if let Some(l) = lifted {
+                    l.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                stream(content_type, produce, is_head, true, permit).await
+            }
+            Err(_) => response(Reply::error(
+                503,
+                format!("too many streams at once (at most {MAX_STREAMS}); retry"),
                 String::new(),
             )),
         },
@@ -634,6 +689,7 @@ async fn stream(
     content_type: &'static str,
     produce: Produce,
     head_only: bool,
+    live: bool,
     permit: OwnedSemaphorePermit,
 ) -> Response {
     let (tx, mut rx) = mpsc::channel::<Piece>(1);
@@ -645,6 +701,7 @@ async fn stream(
             handle,
             buf: BytesMut::with_capacity(STREAM_CHUNK),
             head_only,
+            live,
             sent: 0,
         };
         let produced = catch_unwind(AssertUnwindSafe(|| produce(&mut w)))
@@ -688,7 +745,7 @@ async fn stream(
 /// The body of an [`Answer::Stream`] on its way out, on the producer's
 /// (blocking) thread: bytes gather in a buffer of [`STREAM_CHUNK`] bytes
 /// and leave as one HTTP chunk when it is full (`flush` does not force a
-/// short chunk). A client that takes no chunk for [`READ_TIMEOUT`], or is
+/// short chunk, but in an [`Answer::Live`]). A client that takes no chunk for [`READ_TIMEOUT`], or is
 /// gone, stops the producer with an I/O error.
 struct ChunkWriter {
     tx: mpsc::Sender<Piece>,
@@ -696,6 +753,8 @@ struct ChunkWriter {
     buf: BytesMut,
     /// HEAD: stop the producer at its first chunk.
     head_only: bool,
+    /// [`Answer::Live`]: `flush` sends what is buffered as a chunk.
+    live: bool,
     /// Body bytes sent so far.
     sent: u64,
 }
@@ -745,6 +804,9 @@ impl Write for ChunkWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.live {
+            self.send_chunk()?;
+        }
         Ok(())
     }
 }
@@ -851,7 +913,7 @@ pub(crate) mod tests {
             .unwrap();
         rt.block_on(async move {
             let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-            let resp = stream("text/plain", produce, head_only, permit).await;
+            let resp = stream("text/plain", produce, head_only, false, permit).await;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()

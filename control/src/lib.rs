@@ -12,6 +12,7 @@ pub mod events;
 pub mod firewall;
 pub mod flow_export;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod out;

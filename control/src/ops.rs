@@ -209,6 +209,8 @@ pub struct FakeDataplane {
     /// [`OpsError::Unavailable`] once it has looked at this many rows, as a
     /// worker that stops answering mid-listing would.
     pub list_fails_after: Option<usize>,
+    /// The events' hub [`Dataplane::events`] offers (none by default).
+    pub events: Option<std::sync::Arc<crate::events::EventHub>>,
 }
 
 impl Dataplane for FakeDataplane {
@@ -275,6 +277,10 @@ impl Dataplane for FakeDataplane {
 
     fn metrics(&self) -> MetricsSnapshot {
         self.metrics.lock().clone()
+    }
+
+    fn events(&self) -> Option<std::sync::Arc<crate::events::EventHub>> {
+        self.events.clone()
     }
 }
 

@@ -32,6 +32,8 @@ pub struct EventRing {
     dropped: AtomicU64,
     /// A consumer wants events: the worker keeps its shard's events on.
     wanted: AtomicBool,
+    /// The worker's shard records events (it followed `wanted`).
+    recording: AtomicBool,
 }
 
 impl EventRing {
@@ -40,6 +42,7 @@ impl EventRing {
             queue: ArrayQueue::new(capacity.max(1)),
             dropped: AtomicU64::new(0),
             wanted: AtomicBool::new(false),
+            recording: AtomicBool::new(false),
         }
     }
 
@@ -51,6 +54,19 @@ impl EventRing {
 
     pub fn wanted(&self) -> bool {
         self.wanted.load(Relaxed)
+    }
+
+    /// The worker's side: its shard now records events (or not).
+    pub fn set_recording(&self, on: bool) {
+        self.recording
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the worker's shard records events: once this is true after
+    /// [`EventRing::set_wanted`], every connection event of that worker from
+    /// then on reaches the ring (or is counted dropped).
+    pub fn recording(&self) -> bool {
+        self.recording.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The oldest event waiting, if any (the consumer's side).

@@ -352,6 +352,7 @@ impl<I: PacketIo> Worker<I> {
         let wanted = ring.wanted();
         if wanted != shard.events_on() {
             shard.set_events(if wanted { *capacity } else { 0 });
+            ring.set_recording(wanted);
         }
         let mut lost = 0;
         for ev in shard.drain_events() {

@@ -209,11 +209,21 @@ impl Running {
         ctrack(&a)
     }
 
-    /// The JSON connection table, through the CLI.
+    /// The JSON connection table, through the CLI, in this server's typed
+    /// form (`id`, numbers and booleans): `print --json` gives the API's
+    /// REST rows (`.id`, every value a string), read back with
+    /// [`ctrack_model::row_from_json`].
     pub fn table(&self) -> Vec<serde_json::Value> {
         let out = self.connection(&["print", "--json"]);
         assert!(out.status.success(), "{}", show(&out));
-        serde_json::from_slice(&out.stdout).expect("print --json output")
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("print --json output");
+        rows.iter()
+            .map(|r| {
+                let row = ctrack_model::row_from_json(r).unwrap_or_else(|e| panic!("{e}: {r}"));
+                serde_json::to_value(&row).expect("a row as JSON")
+            })
+            .collect()
     }
 
     /// `/metrics`, parsed as Prometheus text format.

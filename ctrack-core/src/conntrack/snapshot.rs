@@ -30,6 +30,24 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// The record an event carries ([`super::ConnEvent`]: the entry as it
+    /// stood after the change), for `listen` to show as a row. What an event
+    /// does not carry is zero: time left (a destroyed connection is
+    /// `dying`), FastTrack counters and rates.
+    pub fn from_event(ev: &super::ConnEvent) -> RawConn {
+        RawConn {
+            entry: ev.entry,
+            reply: ev.reply,
+            id: ev.id,
+            worker: ev.id.worker(),
+            remaining: Duration::ZERO,
+            dying: matches!(ev.kind, super::EventKind::Destroy(_)),
+            ft: FtCounters::default(),
+            rate: [0, 0],
+            mark: ev.mark,
+        }
+    }
+
     /// The connection's id (as `print` shows it: `*1f2a`).
     pub fn id(&self) -> ConnId {
         self.id
