@@ -137,7 +137,7 @@ fn check_answers(frame: &[u8]) {
         v4: Some([192, 0, 2, 1]),
         v6: None,
         ident: 7,
-        forwarded: frame.len() % 2 == 0,
+        forwarded: frame.len().is_multiple_of(2),
     };
     let mut out = [0u8; respond::MAX_ANSWER];
     for k in kinds {
