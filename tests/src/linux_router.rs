@@ -32,13 +32,13 @@
 //! `--out-dir` files are compared with, Ethernet, TTL and IPv4 header
 //! checksum aside).
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::netns::run_bounded;
+use crate::netns::{del_namespaces, line_channel, must, ns_exec, run_bounded, spawn_ready_in};
 
 /// One of the three namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,16 +108,6 @@ pub fn skip_reason() -> Option<String> {
         }
     }
     None
-}
-
-fn must(args: &[&str]) {
-    let out = run_bounded(20, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The three namespaces and their two veth pairs.
@@ -274,35 +264,15 @@ impl LinuxRouter {
 
     /// `ip netns exec <ns> ARGS`, bounded by `timeout_s` seconds.
     pub fn exec(&self, ns: Ns, timeout_s: u32, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", self.name(ns)];
-        v.extend_from_slice(args);
-        run_bounded(timeout_s, &v)
+        ns_exec(self.name(ns), timeout_s, args)
     }
 
     /// Starts `ip netns exec <ns> ARGS` in the background and waits (at most
     /// `ready_s` seconds) for it to print a line starting with `ready` on
     /// stdout; panics with its stderr otherwise. Killed when dropped.
     pub fn spawn_ready(&self, ns: Ns, args: &[&str], ready_s: u64) -> Process {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", self.name(ns)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-        let lines = line_channel(child.stdout.take().expect("stdout"));
-        let mut p = Process { child };
-        match lines.recv_timeout(Duration::from_secs(ready_s)) {
-            Ok(l) if l.starts_with("ready") => p,
-            other => {
-                p.kill();
-                let mut err = String::new();
-                if let Some(mut e) = p.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                panic!("{args:?} did not get ready: {other:?}\n{err}")
-            }
+        Process {
+            child: spawn_ready_in(self.name(ns), args, ready_s),
         }
     }
 
@@ -414,12 +384,7 @@ impl LinuxRouter {
     }
 
     fn remove(&self) {
-        for ns in &self.ns {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
+        del_namespaces(&self.ns);
     }
 }
 
@@ -515,18 +480,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn line_channel(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Frames in a pcap that may still be being written (a cut record ends

@@ -49,7 +49,7 @@ pub fn run_bounded(timeout_s: u32, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"))
 }
 
-fn must(args: &[&str]) {
+pub(crate) fn must(args: &[&str]) {
     let out = run_bounded(20, args);
     assert!(
         out.status.success(),
@@ -211,42 +211,14 @@ impl Topology {
 
     /// `ip netns exec <ns i> ARGS`, bounded by `timeout_s` seconds.
     pub fn exec(&self, i: usize, timeout_s: u32, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", &self.ns[i]];
-        v.extend_from_slice(args);
-        run_bounded(timeout_s, &v)
+        ns_exec(&self.ns[i], timeout_s, args)
     }
 
     /// Starts `ip netns exec <ns i> ARGS` in the background and waits (at most
     /// `ready_s` seconds) for it to print a line starting with `ready`.
     pub fn spawn_ready(&self, i: usize, args: &[&str], ready_s: u64) -> Background {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[i]])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let bg = Background { child };
-        match rx.recv_timeout(Duration::from_secs(ready_s)) {
-            Ok(l) if l.starts_with("ready") => bg,
-            other => {
-                let mut bg = bg;
-                let _ = bg.child.kill();
-                let out = bg.child.stderr.take().map(|mut e| {
-                    let mut s = String::new();
-                    let _ = std::io::Read::read_to_string(&mut e, &mut s);
-                    s
-                });
-                panic!("{args:?} did not get ready: {other:?}\n{out:?}")
-            }
+        Background {
+            child: spawn_ready_in(&self.ns[i], args, ready_s),
         }
     }
 
@@ -265,14 +237,8 @@ impl Topology {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tcpdump");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
         // Drains tcpdump's stderr for as long as it runs.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = line_channel(child.stderr.take().expect("stderr"));
         let mut bg = Background { child };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
@@ -317,12 +283,7 @@ impl Topology {
     /// Deletes the namespaces (which deletes their veths and so the peers)
     /// and, in case a namespace was never made, the root ends.
     fn remove(&self) {
-        for ns in &self.ns {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
+        del_namespaces(&self.ns);
         for dev in &self.root {
             let _ = Command::new("ip")
                 .args(["link", "del", dev])
@@ -335,6 +296,65 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// `ip netns exec <ns> ARGS`, bounded by `timeout_s` seconds.
+pub(crate) fn ns_exec(ns: &str, timeout_s: u32, args: &[&str]) -> Output {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    run_bounded(timeout_s, &v)
+}
+
+/// Starts `ip netns exec <ns> ARGS` and waits (at most `ready_s` seconds)
+/// for it to print a line starting with `ready` on stdout; kills it and
+/// panics with its stderr otherwise.
+pub(crate) fn spawn_ready_in(ns: &str, args: &[&str], ready_s: u64) -> Child {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    let lines = line_channel(child.stdout.take().expect("stdout"));
+    match lines.recv_timeout(Duration::from_secs(ready_s)) {
+        Ok(l) if l.starts_with("ready") => child,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("{args:?} did not get ready: {other:?}\n{err}")
+        }
+    }
+}
+
+/// The lines `r` produces, read on a thread of their own for as long as the
+/// writer runs (also once nobody listens: a process whose pipe is not
+/// drained would block on it).
+pub(crate) fn line_channel(
+    r: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Deletes network namespaces (quietly: some may never have been made).
+pub(crate) fn del_namespaces(ns: &[String]) {
+    for ns in ns {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
