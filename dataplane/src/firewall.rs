@@ -324,10 +324,9 @@ impl WorkerFirewall {
                         mark: ctx.conn.mark,
                         ..Decision::ACCEPT
                     },
-                    r => {
-                        self.reject_or_tarpit(v.action);
-                        Decision::drop(r)
-                    }
+                    // A reject's or tarpit's answer is sent by the worker,
+                    // which still holds the packet (`answer_of`).
+                    r => Decision::drop(r),
                 };
             } else {
                 self.apply_existing(shard, j, &v, existing, verdicts);
@@ -365,21 +364,7 @@ impl WorkerFirewall {
         }
         let r = drop_reason(v.action);
         if r != 0 {
-            self.reject_or_tarpit(v.action);
             verdicts[j] = Verdict::Refused(r);
-        }
-    }
-
-    /// Where generated answers will be sent: a `reject` (TCP reset or ICMP
-    /// error) or a `tarpit` SYN-ACK for the packet being dropped. The
-    /// generators and the API to transmit a generated frame come from
-    /// another branch; until they are wired here the packet is only dropped
-    /// (and counted by the caller under its action).
-    #[inline]
-    fn reject_or_tarpit(&mut self, action: Final) {
-        match action {
-            Final::Reject(_) | Final::Tarpit => {}
-            _ => {}
         }
     }
 

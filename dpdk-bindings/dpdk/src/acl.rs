@@ -281,10 +281,9 @@ impl Acl {
             for (p, k) in ptrs.iter_mut().zip(ks) {
                 *p = k.as_ptr();
             }
-            // SAFETY: a built context (read only); ks.len() <= 64 pointers to
-            // keys of key_len bytes (checked above), which is all DPDK reads
-            // of each (its last 4-byte input word ends at key_len); rs has at
-            // least ks.len() slots for one category.
+            // DPDK reads key_len bytes of each key (its last 4-byte input
+            // word ends at key_len).
+            // SAFETY: a built context (read only); ks.len() <= 64 pointers to keys of key_len bytes (checked above); rs has at least ks.len() slots for one category.
             let rc = unsafe {
                 dpdk_sys::rte_acl_classify(
                     raw.as_ptr(),
