@@ -287,3 +287,63 @@ pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         })
         .sum()
 }
+
+/// A capture of both directions of `mix`, for port 0 (`dir/in.pcap`); port 1
+/// gets an empty one (`dir/empty.pcap`). One port keeps the capture's order
+/// between directions (two `net_pcap` ports would race each other). Returns
+/// the packet count.
+pub fn one_port_capture(dir: &Path, mix: &ctrack_traffic::synth::Mix) -> usize {
+    let frames: Vec<(u64, Vec<u8>)> = mix
+        .packets()
+        .into_iter()
+        .map(|p| (p.ts_nanos, p.frame))
+        .collect();
+    write_pcap(&dir.join("in.pcap"), &frames);
+    write_pcap(&dir.join("empty.pcap"), &[]);
+    frames.len()
+}
+
+/// `ctrack run` arguments over [`one_port_capture`]'s files: `workers`
+/// workers, at most 120 s, `extra` before the ephemeral API and metrics
+/// servers, port 0 reading `in.pcap` (over and over with `infinite`).
+pub fn one_port_run_args(dir: &Path, workers: u32, infinite: bool, extra: &[&str]) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let mut args: Vec<String> = vec!["run".into(), "--workers".into(), workers.to_string()];
+    args.extend(["--duration".into(), "120s".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(ephemeral_servers());
+    args.push("--".into());
+    args.extend(eal_base());
+    let inf = if infinite { ",infinite_rx=1" } else { "" };
+    args.extend([
+        "--vdev".into(),
+        format!(
+            "net_pcap0,rx_pcap={}{inf},tx_pcap={}",
+            p("in.pcap"),
+            p("out0.pcap")
+        ),
+        "--vdev".into(),
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            p("empty.pcap"),
+            p("out1.pcap")
+        ),
+    ]);
+    args
+}
+
+/// Waits until `run` received all `sent` packets and every one handed to
+/// its owner was tracked there (a loaded machine may run the owner a while
+/// after the receiver); panics otherwise.
+pub fn wait_all_tracked(run: &Running, sent: usize) {
+    let all_in = run.wait_until(200, |r| {
+        let m = r.scrape();
+        metric_sum(&m, "ctrack_worker_rx_packets_total") as usize == sent
+            && metric_sum(&m, "ctrack_handoffs_received_total")
+                == metric_sum(&m, "ctrack_handoffs_total")
+    });
+    assert!(
+        all_in,
+        "ctrack did not receive and track the {sent} packets"
+    );
+}

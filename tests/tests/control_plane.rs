@@ -8,50 +8,11 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use ctrack_tests::{
-    Running, ctrack, eal_base, ephemeral_servers, metric_sum, scratch_dir, show, write_pcap,
+    Running, ctrack, metric_sum, one_port_capture, one_port_run_args, scratch_dir, show,
+    wait_all_tracked, write_pcap,
 };
 use ctrack_traffic::synth::Mix;
 use serde_json::Value;
-
-/// A capture of both directions, for port 0; port 1 gets an empty one. One
-/// port keeps the capture's order between directions (two `net_pcap` ports
-/// would race each other).
-fn one_port_capture(dir: &Path, mix: &Mix) -> usize {
-    let frames: Vec<(u64, Vec<u8>)> = mix
-        .packets()
-        .into_iter()
-        .map(|p| (p.ts_nanos, p.frame))
-        .collect();
-    write_pcap(&dir.join("in.pcap"), &frames);
-    write_pcap(&dir.join("empty.pcap"), &[]);
-    frames.len()
-}
-
-fn run_args(dir: &Path, workers: u32, infinite: bool, extra: &[&str]) -> Vec<String> {
-    let p = |name: &str| dir.join(name).display().to_string();
-    let mut args: Vec<String> = vec!["run".into(), "--workers".into(), workers.to_string()];
-    args.extend(["--duration".into(), "120s".into()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(ephemeral_servers());
-    args.push("--".into());
-    args.extend(eal_base());
-    let inf = if infinite { ",infinite_rx=1" } else { "" };
-    args.extend([
-        "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={}{inf},tx_pcap={}",
-            p("in.pcap"),
-            p("out0.pcap")
-        ),
-        "--vdev".into(),
-        format!(
-            "net_pcap1,rx_pcap={},tx_pcap={}",
-            p("empty.pcap"),
-            p("out1.pcap")
-        ),
-    ]);
-    args
-}
 
 fn key(e: &Value) -> String {
     format!(
@@ -64,19 +25,8 @@ fn key(e: &Value) -> String {
 /// it received every packet; returns it and the packet count.
 fn run_capture(dir: &Path, mix: &Mix) -> (Running, usize) {
     let sent = one_port_capture(dir, mix);
-    let run = Running::start(&run_args(dir, 2, false, &[]));
-    // Every packet received, and every one handed to its owner tracked
-    // there (a loaded machine may run the owner a while after the receiver).
-    let all_in = run.wait_until(200, |r| {
-        let m = r.scrape();
-        metric_sum(&m, "ctrack_worker_rx_packets_total") as usize == sent
-            && metric_sum(&m, "ctrack_handoffs_received_total")
-                == metric_sum(&m, "ctrack_handoffs_total")
-    });
-    assert!(
-        all_in,
-        "ctrack did not receive and track the {sent} packets"
-    );
+    let run = Running::start(&one_port_run_args(dir, 2, false, &[]));
+    wait_all_tracked(&run, sent);
     (run, sent)
 }
 
@@ -193,7 +143,7 @@ fn live_settings_remove_and_bad_input() {
         ..Mix::default()
     };
     one_port_capture(&dir, &mix);
-    let run = Running::start(&run_args(&dir, 2, true, &[]));
+    let run = Running::start(&one_port_run_args(&dir, 2, true, &[]));
     assert!(
         run.wait_until(200, |r| r.table().len() == 8),
         "8 UDP streams"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ctrack_tests::{
-    Running, eal_base, ephemeral_servers, metric_sum, scratch_dir, show, write_pcap,
+    Running, one_port_capture, one_port_run_args, scratch_dir, show, wait_all_tracked,
 };
 use ctrack_traffic::synth::Mix;
 use serde_json::Value;
@@ -104,62 +104,20 @@ fn run_mix(dir: &Path, extra: &[String]) -> (Running, Mix) {
         keep_open: true,
         ..Mix::default()
     };
-    let frames: Vec<(u64, Vec<u8>)> = mix
-        .packets()
-        .into_iter()
-        .map(|p| (p.ts_nanos, p.frame))
-        .collect();
-    let sent = frames.len();
-    write_pcap(&dir.join("in.pcap"), &frames);
-    write_pcap(&dir.join("empty.pcap"), &[]);
-    let p = |name: &str| dir.join(name).display().to_string();
+    let sent = one_port_capture(dir, &mix);
     // Timeouts long enough that nothing expires while the clients look
     // (a loaded machine may take a while between the capture and them).
-    let mut args: Vec<String> = [
-        "run",
-        "--workers",
-        "2",
-        "--duration",
-        "120s",
+    let mut args: Vec<&str> = vec![
         "--set",
         "icmp-timeout=1h",
         "--set",
         "udp-timeout=1h",
         "--set",
         "udp-stream-timeout=1h",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().cloned());
-    args.extend(ephemeral_servers());
-    args.push("--".into());
-    args.extend(eal_base());
-    args.extend([
-        "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            p("in.pcap"),
-            p("out0.pcap")
-        ),
-        "--vdev".into(),
-        format!(
-            "net_pcap1,rx_pcap={},tx_pcap={}",
-            p("empty.pcap"),
-            p("out1.pcap")
-        ),
-    ]);
-    let run = Running::start(&args);
-    let all_in = run.wait_until(200, |r| {
-        let m = r.scrape();
-        metric_sum(&m, "ctrack_worker_rx_packets_total") as usize == sent
-            && metric_sum(&m, "ctrack_handoffs_received_total")
-                == metric_sum(&m, "ctrack_handoffs_total")
-    });
-    assert!(
-        all_in,
-        "ctrack did not receive and track the {sent} packets"
-    );
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let run = Running::start(&one_port_run_args(dir, 2, false, &args));
+    wait_all_tracked(&run, sent);
     (run, mix)
 }
 
