@@ -209,6 +209,40 @@ impl Topology {
         }
     }
 
+    /// `ctrack run` arguments bridging the two root-side veth ends
+    /// (`net_af_packet`, 2 queue pairs each) with 2 workers for at most
+    /// 300 s, `extra` next, and timeouts of 5 minutes where the defaults are
+    /// shorter, so that nothing expires while a test looks.
+    pub fn ctrack_run_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--workers", "2", "--duration", "300s"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        for kv in [
+            "udp-timeout=5m",
+            "udp-stream-timeout=5m",
+            "icmp-timeout=5m",
+            "tcp-time-wait-timeout=5m",
+            "tcp-close-timeout=5m",
+            "tcp-fin-wait-timeout=5m",
+            "tcp-close-wait-timeout=5m",
+            "tcp-last-ack-timeout=5m",
+        ] {
+            args.extend(["--set".into(), kv.into()]);
+        }
+        args.extend(crate::ephemeral_servers());
+        args.push("--".into());
+        args.extend(crate::eal_base());
+        for (i, dev) in self.root.iter().enumerate() {
+            args.extend([
+                "--vdev".into(),
+                format!("net_af_packet{i},iface={dev},qpairs=2"),
+            ]);
+        }
+        args
+    }
+
     /// `ip netns exec <ns i> ARGS`, bounded by `timeout_s` seconds.
     pub fn exec(&self, i: usize, timeout_s: u32, args: &[&str]) -> Output {
         ns_exec(&self.ns[i], timeout_s, args)

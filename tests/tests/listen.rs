@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use ctrack_tests::netns::{A4, B4, TRAFFIC_PY, Topology, skip_reason};
-use ctrack_tests::{Running, ctrack_bin, eal_base, ephemeral_servers, scratch_dir, show};
+use ctrack_tests::{Running, ctrack_bin, scratch_dir, show};
 use serde_json::Value;
 
 const TCP_PORT: u16 = 5011;
@@ -32,32 +32,9 @@ fn listen_sees_new_updates_and_destroy_of_every_connection() {
     std::fs::write(&script, TRAFFIC_PY).expect("write traffic.py");
     let script = script.display().to_string();
 
-    let mut args: Vec<String> = ["run", "--workers", "2", "--duration", "300s"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    // Nothing expires during the test: every destroy is the flush's.
-    for kv in [
-        "udp-timeout=5m",
-        "udp-stream-timeout=5m",
-        "icmp-timeout=5m",
-        "tcp-time-wait-timeout=5m",
-        "tcp-close-timeout=5m",
-        "tcp-fin-wait-timeout=5m",
-        "tcp-close-wait-timeout=5m",
-        "tcp-last-ack-timeout=5m",
-    ] {
-        args.extend(["--set".into(), kv.into()]);
-    }
-    args.extend(ephemeral_servers());
-    args.push("--".into());
-    args.extend(eal_base());
-    for (i, dev) in topo.root.iter().enumerate() {
-        args.extend([
-            "--vdev".into(),
-            format!("net_af_packet{i},iface={dev},qpairs=2"),
-        ]);
-    }
+    // Nothing expires during the test (5-minute timeouts): every destroy is
+    // the flush's.
+    let args = topo.ctrack_run_args(&[]);
     let run = Running::start(&args);
 
     // The listener, bounded (a missing event ends it, and the test fails

@@ -8,7 +8,7 @@
 //! Needs root and iproute2; without them it says why and passes.
 
 use ctrack_tests::netns::{A4, A6, B4, B6, TRAFFIC_PY, Topology, skip_reason};
-use ctrack_tests::{Running, eal_base, ephemeral_servers, metric_sum, read_summary, scratch_dir};
+use ctrack_tests::{Running, metric_sum, read_summary, scratch_dir};
 use serde_json::Value;
 
 const TCP_PORT: u16 = 5001;
@@ -264,30 +264,7 @@ fn linux_traffic_between_namespaces_is_tracked_once_with_both_directions() {
     let script = script.display().to_string();
     let summary = dir.join("summary.json");
 
-    let mut args: Vec<String> = vec!["run".into(), "--workers".into(), "2".into()];
-    args.extend(["--duration".into(), "300s".into()]);
-    args.extend(["--summary-json".into(), summary.display().to_string()]);
-    for kv in [
-        "udp-timeout=5m",
-        "udp-stream-timeout=5m",
-        "icmp-timeout=5m",
-        "tcp-time-wait-timeout=5m",
-        "tcp-close-timeout=5m",
-        "tcp-fin-wait-timeout=5m",
-        "tcp-close-wait-timeout=5m",
-        "tcp-last-ack-timeout=5m",
-    ] {
-        args.extend(["--set".into(), kv.into()]);
-    }
-    args.extend(ephemeral_servers());
-    args.push("--".into());
-    args.extend(eal_base());
-    for (i, dev) in topo.root.iter().enumerate() {
-        args.extend([
-            "--vdev".into(),
-            format!("net_af_packet{i},iface={dev},qpairs=2"),
-        ]);
-    }
+    let args = topo.ctrack_run_args(&["--summary-json", &summary.display().to_string()]);
     let run = Running::start(&args);
 
     let conns = connections();
