@@ -24,7 +24,7 @@
 
 use super::checksum::{checksum_of, fold, sum};
 use super::ipv6;
-use crate::flow::{Family, Tuple, proto};
+use crate::flow::{Addr, Family, Tuple, proto};
 
 /// Why a frame could not be rewritten.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -171,25 +171,8 @@ fn rewrite(buf: &mut [u8], ip: &Ip, to: &Tuple) -> Result<(), RewriteError> {
     if ip.family != to.family {
         return Err(RewriteError::FamilyMismatch);
     }
-    let new_src: &[u8] = match ip.family {
-        Family::V4 => &to.src.0[12..],
-        Family::V6 => &to.src.0,
-    };
-    let new_dst: &[u8] = match ip.family {
-        Family::V4 => &to.dst.0[12..],
-        Family::V6 => &to.dst.0,
-    };
-    let a = ip.addrs;
-    let n = ip.alen;
-    // The addresses' delta, for the IPv4 header and every pseudo-header.
-    let d_addr = delta(&buf[a..a + n], new_src) + delta(&buf[a + n..a + 2 * n], new_dst);
-    if buf[a..a + n] != *new_src || buf[a + n..a + 2 * n] != *new_dst {
-        buf[a..a + n].copy_from_slice(new_src);
-        buf[a + n..a + 2 * n].copy_from_slice(new_dst);
-        if let Some(h) = ip.hcsum {
-            adjust(buf, h, d_addr);
-        }
-    }
+    // The addresses' delta, for every pseudo-header.
+    let d_addr = set_addrs(buf, ip, &to.src, &to.dst);
     let l4 = ip.l4;
     let avail = ip.end.saturating_sub(l4);
     match ip.proto {
@@ -197,7 +180,8 @@ fn rewrite(buf: &mut [u8], ip: &Ip, to: &Tuple) -> Result<(), RewriteError> {
             if avail < 4 {
                 return Err(RewriteError::Malformed);
             }
-            let ports = [to.src_port.to_be_bytes(), to.dst_port.to_be_bytes()].concat_array();
+            let ([s0, s1], [d0, d1]) = (to.src_port.to_be_bytes(), to.dst_port.to_be_bytes());
+            let ports = [s0, s1, d0, d1];
             let d = d_addr + delta(&buf[l4..l4 + 4], &ports);
             buf[l4..l4 + 4].copy_from_slice(&ports);
             let at = if ip.proto == proto::TCP {
@@ -239,15 +223,25 @@ fn rewrite(buf: &mut [u8], ip: &Ip, to: &Tuple) -> Result<(), RewriteError> {
     Ok(())
 }
 
-trait ConcatArray {
-    fn concat_array(self) -> [u8; 4];
-}
-
-impl ConcatArray for [[u8; 2]; 2] {
-    #[inline]
-    fn concat_array(self) -> [u8; 4] {
-        [self[0][0], self[0][1], self[1][0], self[1][1]]
+/// Writes the addresses of the IP packet `ip` in `buf` (of its family, in
+/// [`Addr`]'s form), updating the IPv4 header checksum incrementally; a
+/// packet that already carries them is left alone. Returns the addresses'
+/// delta ([`delta`]) for the checksums whose pseudo-header holds them.
+fn set_addrs(buf: &mut [u8], ip: &Ip, src: &Addr, dst: &Addr) -> u64 {
+    let (new_src, new_dst): (&[u8], &[u8]) = match ip.family {
+        Family::V4 => (&src.0[12..], &dst.0[12..]),
+        Family::V6 => (&src.0, &dst.0),
+    };
+    let (a, n) = (ip.addrs, ip.alen);
+    let d = delta(&buf[a..a + n], new_src) + delta(&buf[a + n..a + 2 * n], new_dst);
+    if buf[a..a + n] != *new_src || buf[a + n..a + 2 * n] != *new_dst {
+        buf[a..a + n].copy_from_slice(new_src);
+        buf[a + n..a + 2 * n].copy_from_slice(new_dst);
+        if let Some(h) = ip.hcsum {
+            adjust(buf, h, d);
+        }
     }
+    d
 }
 
 /// Rewrites the packet in Ethernet frame `frame` so that it carries tuple
@@ -271,8 +265,8 @@ pub fn translate(frame: &mut [u8], to: &Tuple) -> Result<(), RewriteError> {
 /// `nf_nat_icmp_reply_translation` does.
 pub fn translate_icmp_error(
     frame: &mut [u8],
-    outer_src: crate::flow::Addr,
-    outer_dst: crate::flow::Addr,
+    outer_src: Addr,
+    outer_dst: Addr,
     to_inner: &Tuple,
 ) -> Result<(), RewriteError> {
     let (at, _) = l3_offset(frame).ok_or(RewriteError::Malformed)?;
@@ -293,44 +287,14 @@ pub fn translate_icmp_error(
         let inner = locate(msg, l4 + 8, true)?;
         rewrite(msg, &inner, to_inner)?;
     }
-    // Outer addresses: the outer tuple's ports do not matter for ICMP
-    // errors (no id), so an address-only rewrite through the same path.
-    let outer = Tuple {
-        src: outer_src,
-        dst: outer_dst,
-        src_port: 0,
-        dst_port: 0,
-        proto: ip.proto,
-        family: ip.family,
-    };
-    if ip.family != outer.family {
-        return Err(RewriteError::FamilyMismatch);
-    }
-    let (a, n) = (ip.addrs, ip.alen);
-    let new_src: &[u8] = match ip.family {
-        Family::V4 => &outer.src.0[12..],
-        Family::V6 => &outer.src.0,
-    };
-    let new_dst: &[u8] = match ip.family {
-        Family::V4 => &outer.dst.0[12..],
-        Family::V6 => &outer.dst.0,
-    };
-    let d_addr = delta(&frame[a..a + n], new_src) + delta(&frame[a + n..a + 2 * n], new_dst);
-    frame[a..a + n].copy_from_slice(new_src);
-    frame[a + n..a + 2 * n].copy_from_slice(new_dst);
-    if let Some(h) = ip.hcsum {
-        adjust(frame, h, d_addr);
-    }
+    // The outer addresses (the ICMP checksum is recomputed below).
+    set_addrs(frame, &ip, &outer_src, &outer_dst);
     // The ICMP checksum over the whole message.
     frame[l4 + 2..l4 + 4].fill(0);
     let pseudo = match ip.family {
         Family::V4 => 0,
         Family::V6 => {
-            let mut s = [0u8; 16];
-            let mut d = [0u8; 16];
-            s.copy_from_slice(&frame[a..a + 16]);
-            d.copy_from_slice(&frame[a + 16..a + 32]);
-            super::checksum::pseudo_v6(&s, &d, proto::ICMPV6, (end - l4) as u32)
+            super::checksum::pseudo_v6(&outer_src.0, &outer_dst.0, proto::ICMPV6, (end - l4) as u32)
         }
     };
     let c = checksum_of(sum(&frame[l4..end], pseudo));
@@ -380,7 +344,7 @@ pub fn decrement_ttl(frame: &mut [u8]) -> Result<Ttl, RewriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{Addr, L4};
+    use crate::flow::L4;
     use crate::packet::checksum::{RxChecksum, fill_ip, verify_ethernet};
     use crate::packet::parse_ethernet;
     use proptest::prelude::*;
