@@ -360,19 +360,14 @@ impl Neighbors {
         match op {
             1 => {
                 self.learn(iface, spa, sha, for_us, now);
-                if !for_us || out.len() < 42 {
+                if !for_us {
                     return 0;
                 }
-                out[..6].copy_from_slice(&sha);
-                out[6..12].copy_from_slice(&ifc.mac);
-                out[12..14].copy_from_slice(&ETH_ARP.to_be_bytes());
-                out[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
-                out[22..28].copy_from_slice(&ifc.mac);
-                out[28..32].copy_from_slice(&tpa.v4_octets());
-                out[32..38].copy_from_slice(&sha);
-                out[38..42].copy_from_slice(&spa.v4_octets());
+                let Some(len) = arp_frame(out, sha, ifc.mac, 2, (tpa, sha, spa)) else {
+                    return 0;
+                };
                 self.stats.replies_sent += 1;
-                42
+                len
             }
             2 => {
                 self.learn(iface, spa, sha, for_us, now);
@@ -496,6 +491,29 @@ impl Neighbors {
     }
 }
 
+/// Writes an Ethernet/IPv4 ARP frame into `out`: to `to` from `from` (also
+/// the sender's hardware address), operation `op` (1 request, 2 reply),
+/// with the sender's protocol address and the target's hardware and
+/// protocol addresses. Returns its length (`None`: `out` too small).
+fn arp_frame(
+    out: &mut [u8],
+    to: Mac,
+    from: Mac,
+    op: u8,
+    (spa, tha, tpa): (Addr, Mac, Addr),
+) -> Option<usize> {
+    let o = out.get_mut(..42)?;
+    o[..6].copy_from_slice(&to);
+    o[6..12].copy_from_slice(&from);
+    o[12..14].copy_from_slice(&ETH_ARP.to_be_bytes());
+    o[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op]);
+    o[22..28].copy_from_slice(&from);
+    o[28..32].copy_from_slice(&spa.v4_octets());
+    o[32..38].copy_from_slice(&tha);
+    o[38..42].copy_from_slice(&tpa.v4_octets());
+    Some(42)
+}
+
 /// IPv4 addresses are held v4-mapped ([`Addr::from_v4`]).
 fn family_of(a: &Addr) -> Family {
     if a.0[..10].iter().all(|&b| b == 0) && a.0[10] == 0xff && a.0[11] == 0xff {
@@ -516,18 +534,7 @@ pub fn build_request(
     out: &mut [u8],
 ) -> Option<usize> {
     match family {
-        Family::V4 => {
-            let o = out.get_mut(..42)?;
-            o[..6].copy_from_slice(&BROADCAST);
-            o[6..12].copy_from_slice(&mac);
-            o[12..14].copy_from_slice(&ETH_ARP.to_be_bytes());
-            o[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-            o[22..28].copy_from_slice(&mac);
-            o[28..32].copy_from_slice(&own.v4_octets());
-            o[32..38].fill(0);
-            o[38..42].copy_from_slice(&target.v4_octets());
-            Some(42)
-        }
+        Family::V4 => arp_frame(out, BROADCAST, mac, 1, (own, [0; 6], target)),
         Family::V6 => {
             let o = out.get_mut(..86)?;
             let t = target.0;
