@@ -461,34 +461,66 @@ impl Neighbors {
                 0xa0u8,
             )
         } else {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&lladdr.unwrap_or(BROADCAST));
-            if lladdr.is_none() {
-                // Unicast NS without the option: answer to the frame's source.
+            // A unicast NS without the option gets no answer (Linux answers
+            // the frame's source; we are given the IP packet only).
+            let Some(mac) = lladdr else {
                 return 0;
-            }
+            };
             (src, mac, 0xe0u8)
         };
-        out[..6].copy_from_slice(&to_mac);
-        out[6..12].copy_from_slice(&ifc.mac);
-        out[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
-        let o = &mut out[14..86];
-        o[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, proto::ICMPV6, 255]);
-        o[8..24].copy_from_slice(&target.0);
-        o[24..40].copy_from_slice(&to_ip);
-        let m = &mut o[40..72];
-        m.fill(0);
-        m[0] = 136;
-        m[4] = flags;
-        m[8..24].copy_from_slice(&target.0);
-        m[24] = 2;
-        m[25] = 1;
-        m[26..32].copy_from_slice(&ifc.mac);
-        let c = checksum_of(sum(m, pseudo_v6(&target.0, &to_ip, proto::ICMPV6, 32)));
-        m[2..4].copy_from_slice(&c.to_be_bytes());
+        let na = NdMessage {
+            ty: 136,
+            flags,
+            target: target.0,
+            option: 2,
+        };
+        let Some(len) = nd_frame(out, to_mac, ifc.mac, (&target.0, &to_ip), &na) else {
+            return 0;
+        };
         self.stats.replies_sent += 1;
-        86
+        len
     }
+}
+
+/// An IPv6 neighbour message: type (135 solicitation, 136 advertisement),
+/// flags byte, target address, and the link-layer option it carries (1
+/// source, 2 target).
+struct NdMessage {
+    ty: u8,
+    flags: u8,
+    target: [u8; 16],
+    option: u8,
+}
+
+/// Writes `m` into `out` as an Ethernet frame to `to` from `from` (also the
+/// link-layer option's address), from IPv6 address `src` to `dst`, hop
+/// limit 255, checksum filled. Returns its length (`None`: `out` too small).
+fn nd_frame(
+    out: &mut [u8],
+    to: Mac,
+    from: Mac,
+    (src, dst): (&[u8; 16], &[u8; 16]),
+    m: &NdMessage,
+) -> Option<usize> {
+    let o = out.get_mut(..86)?;
+    o[..6].copy_from_slice(&to);
+    o[6..12].copy_from_slice(&from);
+    o[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
+    let ip = &mut o[14..];
+    ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, proto::ICMPV6, 255]);
+    ip[8..24].copy_from_slice(src);
+    ip[24..40].copy_from_slice(dst);
+    let msg = &mut ip[40..72];
+    msg.fill(0);
+    msg[0] = m.ty;
+    msg[4] = m.flags;
+    msg[8..24].copy_from_slice(&m.target);
+    msg[24] = m.option;
+    msg[25] = 1;
+    msg[26..32].copy_from_slice(&from);
+    let c = checksum_of(sum(msg, pseudo_v6(src, dst, proto::ICMPV6, 32)));
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    Some(86)
 }
 
 /// Writes an Ethernet/IPv4 ARP frame into `out`: to `to` from `from` (also
@@ -536,28 +568,18 @@ pub fn build_request(
     match family {
         Family::V4 => arp_frame(out, BROADCAST, mac, 1, (own, [0; 6], target)),
         Family::V6 => {
-            let o = out.get_mut(..86)?;
             let t = target.0;
             let snm = [
                 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
             ];
-            o[..6].copy_from_slice(&[0x33, 0x33, 0xff, t[13], t[14], t[15]]);
-            o[6..12].copy_from_slice(&mac);
-            o[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
-            let ip = &mut o[14..];
-            ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, proto::ICMPV6, 255]);
-            ip[8..24].copy_from_slice(&own.0);
-            ip[24..40].copy_from_slice(&snm);
-            let m = &mut ip[40..72];
-            m.fill(0);
-            m[0] = 135;
-            m[8..24].copy_from_slice(&t);
-            m[24] = 1;
-            m[25] = 1;
-            m[26..32].copy_from_slice(&mac);
-            let c = checksum_of(sum(m, pseudo_v6(&own.0, &snm, proto::ICMPV6, 32)));
-            m[2..4].copy_from_slice(&c.to_be_bytes());
-            Some(86)
+            let ns = NdMessage {
+                ty: 135,
+                flags: 0,
+                target: t,
+                option: 1,
+            };
+            let to = [0x33, 0x33, 0xff, t[13], t[14], t[15]];
+            nd_frame(out, to, mac, (&own.0, &snm), &ns)
         }
     }
 }
