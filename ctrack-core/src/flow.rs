@@ -39,6 +39,11 @@ impl Addr {
         Addr(octets)
     }
 
+    /// Whether this is an IPv4 address (held v4-mapped, `::ffff:a.b.c.d`).
+    pub fn is_v4_mapped(&self) -> bool {
+        self.0[..10].iter().all(|&b| b == 0) && self.0[10] == 0xff && self.0[11] == 0xff
+    }
+
     /// The last four bytes, which hold an IPv4 address.
     pub const fn v4_octets(&self) -> [u8; 4] {
         [self.0[12], self.0[13], self.0[14], self.0[15]]
@@ -63,7 +68,7 @@ impl From<IpAddr> for Addr {
 
 impl fmt::Debug for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0[..10].iter().all(|&b| b == 0) && self.0[10] == 0xff && self.0[11] == 0xff {
+        if self.is_v4_mapped() {
             write!(f, "{}", Ipv4Addr::from(self.v4_octets()))
         } else {
             write!(f, "{}", Ipv6Addr::from(self.0))

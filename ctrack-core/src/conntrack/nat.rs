@@ -112,9 +112,8 @@ fn addr_words(a: &Addr) -> u64 {
 /// of `family` and not backwards.
 fn range_span(lo: &Addr, hi: &Addr, family: Family) -> Option<(u128, u128)> {
     let (a, b) = (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0));
-    let is_v4 = |x: &Addr| x.0[..10].iter().all(|&b| b == 0) && x.0[10] == 0xff && x.0[11] == 0xff;
     let ok = match family {
-        Family::V4 => is_v4(lo) && is_v4(hi),
+        Family::V4 => lo.is_v4_mapped() && hi.is_v4_mapped(),
         Family::V6 => true,
     };
     (ok && a <= b).then_some((b - a, a))

@@ -548,7 +548,7 @@ fn arp_frame(
 
 /// IPv4 addresses are held v4-mapped ([`Addr::from_v4`]).
 fn family_of(a: &Addr) -> Family {
-    if a.0[..10].iter().all(|&b| b == 0) && a.0[10] == 0xff && a.0[11] == 0xff {
+    if a.is_v4_mapped() {
         Family::V4
     } else {
         Family::V6
