@@ -104,6 +104,36 @@ pub struct FlowTarget {
     /// Source address of the datagrams (default: the system's choice).
     #[serde(default)]
     pub src_address: Option<IpAddr>,
+    /// A disabled target is kept but sent nothing.
+    #[serde(default, deserialize_with = "de_yes_no")]
+    pub disabled: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl FlowTarget {
+    /// A target sending to `dst_address` with the defaults (port 2055,
+    /// NetFlow v9).
+    pub fn new(dst_address: IpAddr) -> FlowTarget {
+        FlowTarget {
+            dst_address,
+            port: default_port(),
+            version: default_version(),
+            src_address: None,
+            disabled: false,
+            comment: None,
+        }
+    }
+
+    /// What identifies the target's socket and exporter: a reconfiguration
+    /// that keeps it keeps its sequence numbers and counters.
+    fn socket_key(&self) -> TargetKey {
+        (
+            SocketAddr::new(self.dst_address, self.port),
+            self.version,
+            self.src_address,
+        )
+    }
 }
 
 fn default_port() -> u16 {
@@ -323,6 +353,12 @@ impl FlowCache {
 
     pub fn stats(&self) -> CacheStats {
         self.stats
+    }
+
+    /// Takes new settings, keeping what the cache remembers (a smaller
+    /// `cache-entries` only stops it remembering more).
+    pub fn set_config(&mut self, cfg: TrafficFlow) {
+        self.cfg = cfg;
     }
 
     /// Connections remembered now.
@@ -749,8 +785,8 @@ pub struct TargetCounters {
 /// What metrics read of a running exporter.
 #[derive(Debug, Default)]
 pub struct ExportCounters {
-    /// `(dst-address:port, counters)` per target.
-    pub targets: Vec<(String, TargetCounters)>,
+    /// `(dst-address:port, counters)` per enabled target.
+    pub targets: Vec<(String, Arc<TargetCounters>)>,
     pub cache_full: AtomicU64,
     pub cache_stale: AtomicU64,
     pub cache_entries: AtomicU64,
@@ -760,15 +796,42 @@ pub struct ExportCounters {
 pub type WalkFn = Box<dyn Fn(&mut dyn FnMut(&RawConn)) -> Result<(), String> + Send>;
 
 struct Target {
+    key: TargetKey,
     socket: UdpSocket,
     exporter: Exporter,
+    counters: Arc<TargetCounters>,
+}
+
+/// What identifies a target's socket and encoder.
+type TargetKey = (SocketAddr, Version, Option<IpAddr>);
+
+/// New settings for a running exporter thread, prepared (sockets open) by
+/// [`FlowExporter::reconfigure`]: targets it already has are kept (`None`).
+struct Reconfig {
+    cfg: TrafficFlow,
+    targets: Vec<(TargetKey, Option<Target>)>,
+    /// What metrics read from now on.
+    counters: Arc<ExportCounters>,
+}
+
+/// Between [`FlowExporter::reconfigure`] and the thread.
+#[derive(Default)]
+struct Shared {
+    /// Settings waiting for the thread to take them.
+    next: Option<Reconfig>,
+    /// The targets the thread has now.
+    running: Vec<TargetKey>,
+    /// The counters of the latest settings' targets.
+    counters: Vec<(TargetKey, Arc<TargetCounters>)>,
 }
 
 /// A running exporter thread.
 pub struct FlowExporter {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    pub counters: Arc<ExportCounters>,
+    counters: parking_lot::Mutex<Arc<ExportCounters>>,
+    shared: Arc<parking_lot::Mutex<Shared>>,
+    boot_ms: u64,
 }
 
 /// Records batched before they are encoded and sent (at least every
@@ -784,6 +847,37 @@ fn unix_ns_now() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Opens the socket and the encoder of target `t`.
+fn open_target(t: &FlowTarget, boot_ms: u64) -> Result<Target, TrafficFlowError> {
+    let src = t.src_address.unwrap_or(if t.dst_address.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    });
+    let dst = SocketAddr::new(t.dst_address, t.port);
+    let socket = UdpSocket::bind(SocketAddr::new(src, 0))
+        .and_then(|s| s.connect(dst).map(|()| s))
+        .map_err(|e| TrafficFlowError {
+            field: "target",
+            message: format!("{dst} (src-address {src}): {e}"),
+        })?;
+    let exporter =
+        Exporter::new(ExporterConfig::new(t.version), boot_ms).map_err(|e| TrafficFlowError {
+            field: "target version",
+            message: e.to_string(),
+        })?;
+    Ok(Target {
+        key: t.socket_key(),
+        socket,
+        exporter,
+        counters: Arc::new(TargetCounters::default()),
+    })
+}
+
+fn enabled_targets(cfg: &TrafficFlow) -> impl Iterator<Item = &FlowTarget> {
+    cfg.targets.iter().filter(|t| !t.disabled)
+}
+
 impl FlowExporter {
     /// Opens a socket per target and starts the exporter thread on `hub`'s
     /// events; `walk` lists the live connections for the timeouts and the
@@ -791,25 +885,26 @@ impl FlowExporter {
     pub fn start(cfg: &TrafficFlow, hub: &EventHub, walk: WalkFn) -> Result<FlowExporter, String> {
         cfg.validate().map_err(|e| e.to_string())?;
         let boot_ms = unix_ns_now() / 1_000_000;
-        let mut targets = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut counters = ExportCounters::default();
-        for t in &cfg.targets {
-            let src = t.src_address.unwrap_or(if t.dst_address.is_ipv4() {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            });
-            let dst = SocketAddr::new(t.dst_address, t.port);
-            let socket = UdpSocket::bind(SocketAddr::new(src, 0))
-                .and_then(|s| s.connect(dst).map(|()| s))
-                .map_err(|e| format!("traffic-flow target {dst}: {e}"))?;
-            let exporter = Exporter::new(ExporterConfig::new(t.version), boot_ms)
-                .map_err(|e| e.to_string())?;
-            targets.push(Target { socket, exporter });
+        for t in enabled_targets(cfg) {
+            if targets.iter().any(|o| o.key == t.socket_key()) {
+                continue;
+            }
+            let target = open_target(t, boot_ms).map_err(|e| e.to_string())?;
             counters
                 .targets
-                .push((dst.to_string(), TargetCounters::default()));
+                .push((target.key.0.to_string(), target.counters.clone()));
+            targets.push(target);
         }
+        let shared = Arc::new(parking_lot::Mutex::new(Shared {
+            next: None,
+            running: targets.iter().map(|t| t.key).collect(),
+            counters: targets
+                .iter()
+                .map(|t| (t.key, t.counters.clone()))
+                .collect(),
+        }));
         let counters = Arc::new(counters);
         // Updates change nothing the records show.
         let sub = hub.subscribe(
@@ -824,16 +919,99 @@ impl FlowExporter {
             counters: counters.clone(),
             batch: Vec::with_capacity(BATCH),
         };
-        let stop_t = stop.clone();
+        let (stop_t, shared_t) = (stop.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("ctrack-flow-export".to_string())
-            .spawn(move || run.run(&sub, &walk, &stop_t))
+            .spawn(move || run.run(&sub, &walk, &stop_t, &shared_t))
             .map_err(|e| format!("starting the flow exporter: {e}"))?;
         Ok(FlowExporter {
             stop,
             thread: Some(thread),
-            counters,
+            counters: parking_lot::Mutex::new(counters),
+            shared,
+            boot_ms,
         })
+    }
+
+    /// The counters metrics show (they change with the targets).
+    pub fn counters(&self) -> Arc<ExportCounters> {
+        self.counters.lock().clone()
+    }
+
+    /// Takes new settings without a restart: the flow cache stays, targets
+    /// that stay keep their socket, sequence numbers and counters, new ones
+    /// are opened here (an error changes nothing), removed ones close. The
+    /// thread switches between two batches: every record goes wholly to
+    /// the old targets or wholly to the new.
+    pub fn reconfigure(&self, cfg: &TrafficFlow) -> Result<(), TrafficFlowError> {
+        cfg.validate()?;
+        let mut shared = self.shared.lock();
+        let pending_has = |shared: &Shared, key: &TargetKey| {
+            shared
+                .next
+                .as_ref()
+                .is_some_and(|r| r.targets.iter().any(|(k, t)| k == key && t.is_some()))
+        };
+        // First every socket the change needs (an error changes nothing).
+        let mut keys: Vec<TargetKey> = Vec::new();
+        let mut fresh: Vec<Target> = Vec::new();
+        for t in enabled_targets(cfg) {
+            let key = t.socket_key();
+            if keys.contains(&key) {
+                continue;
+            }
+            keys.push(key);
+            if !shared.running.contains(&key) && !pending_has(&shared, &key) {
+                fresh.push(open_target(t, self.boot_ms)?);
+            }
+        }
+        // Sockets of a change the thread has not taken yet are reused.
+        let mut unclaimed: Vec<Target> = shared
+            .next
+            .take()
+            .map(|r| r.targets.into_iter().filter_map(|(_, t)| t).collect())
+            .unwrap_or_default();
+        let mut counters = ExportCounters::default();
+        let mut targets = Vec::new();
+        for key in keys {
+            let label = key.0.to_string();
+            let target = if shared.running.contains(&key) {
+                None
+            } else if let Some(i) = unclaimed.iter().position(|u| u.key == key) {
+                Some(unclaimed.swap_remove(i))
+            } else {
+                let i = fresh.iter().position(|u| u.key == key);
+                i.map(|i| fresh.swap_remove(i))
+            };
+            let c = match &target {
+                Some(t) => t.counters.clone(),
+                None => shared
+                    .counters
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default(),
+            };
+            counters.targets.push((label, c.clone()));
+            targets.push((key, target, c));
+        }
+        let old = self.counters();
+        for (new, old) in [
+            (&counters.cache_full, &old.cache_full),
+            (&counters.cache_stale, &old.cache_stale),
+            (&counters.cache_entries, &old.cache_entries),
+        ] {
+            new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let counters = Arc::new(counters);
+        shared.counters = targets.iter().map(|(k, _, c)| (*k, c.clone())).collect();
+        shared.next = Some(Reconfig {
+            cfg: cfg.clone(),
+            targets: targets.into_iter().map(|(k, t, _)| (k, t)).collect(),
+            counters: counters.clone(),
+        });
+        *self.counters.lock() = counters;
+        Ok(())
     }
 
     /// Exports what is left (the rest of the events, then every live
@@ -860,13 +1038,31 @@ struct Run {
 }
 
 impl Run {
-    fn run(&mut self, sub: &Subscription, walk: &WalkFn, stop: &AtomicBool) {
-        let every = self.cache.walk_every();
+    fn run(
+        &mut self,
+        sub: &Subscription,
+        walk: &WalkFn,
+        stop: &AtomicBool,
+        shared: &parking_lot::Mutex<Shared>,
+    ) {
+        // Takes new settings, if any, and says which targets it now has.
+        let take = |run: &mut Run| {
+            let mut sh = shared.lock();
+            let r = sh.next.take()?;
+            sh.running = r.targets.iter().map(|(k, _)| *k).collect();
+            drop(sh);
+            run.reconfigure(r);
+            Some(())
+        };
+        let mut every = self.cache.walk_every();
         let mut last_walk = std::time::Instant::now();
         let mut last_flush = std::time::Instant::now();
         while !stop.load(Ordering::SeqCst) {
             if let Ok(ev) = sub.rx.recv_timeout(FLUSH_EVERY) {
                 self.cache.on_event(&ev, unix_ns_now(), &mut self.batch);
+            }
+            if take(self).is_some() {
+                every = self.cache.walk_every();
             }
             if last_walk.elapsed() >= every {
                 self.walk(walk, false);
@@ -877,6 +1073,7 @@ impl Run {
                 last_flush = std::time::Instant::now();
             }
         }
+        take(self);
         // The events the hub has delivered, then what still lives.
         while let Ok(ev) = sub.rx.try_recv() {
             self.cache.on_event(&ev, unix_ns_now(), &mut self.batch);
@@ -885,6 +1082,25 @@ impl Run {
             }
         }
         self.walk(walk, true);
+        self.flush();
+    }
+
+    /// Sends what is batched to the old targets, then switches.
+    fn reconfigure(&mut self, r: Reconfig) {
+        self.flush();
+        let mut old = std::mem::take(&mut self.targets);
+        for (key, fresh) in r.targets {
+            let target = match fresh {
+                Some(t) => Some(t),
+                None => old
+                    .iter()
+                    .position(|t| t.key == key)
+                    .map(|i| old.swap_remove(i)),
+            };
+            self.targets.extend(target);
+        }
+        self.cache.set_config(r.cfg);
+        self.counters = r.counters;
         self.flush();
     }
 
@@ -915,7 +1131,8 @@ impl Run {
             return;
         }
         let now_ms = unix_ns_now() / 1_000_000;
-        for (t, (_, tc)) in self.targets.iter_mut().zip(&c.targets) {
+        for t in &mut self.targets {
+            let tc = &t.counters;
             let socket = &t.socket;
             t.exporter.export(now_ms, &self.batch, |dgram| {
                 if socket.send(dgram).is_err() {
@@ -1179,7 +1396,10 @@ mod tests {
         assert!(rings[1].push(evs[1]));
         hub.pump();
         let counters = ExportCounters {
-            targets: vec![("127.0.0.1:2055".to_string(), TargetCounters::default())],
+            targets: vec![(
+                "127.0.0.1:2055".to_string(),
+                Arc::new(TargetCounters::default()),
+            )],
             ..ExportCounters::default()
         };
         counters.targets[0].1.records.store(7, Ordering::Relaxed);

@@ -326,6 +326,8 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         // Compiled as `run` would (interface names of as many ports as
         // listed, at least two).
         let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
+        control::flow_ops::of_run(&file.traffic_flow, Some(&args.config), Some(&cfg), Some(p))
+            .map_err(anyhow::Error::msg)?;
         let fw = control::firewall::Firewall::new(cfg, ports)
             .with_context(|| p.display().to_string())?;
         rules_summary = Some(format!(
@@ -465,6 +467,14 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         }
         None => None,
     };
+    // `[traffic-flow]` or the script's `/ip traffic-flow`, not both.
+    let traffic_flow = control::flow_ops::of_run(
+        &file.traffic_flow,
+        args.config.as_deref(),
+        rules.as_ref(),
+        rules_path.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     apply_sets(&mut tracking, &args.set)?;
     let cli = RunConfig {
         eal: args.eal,
@@ -500,13 +510,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
              set CTRACK_TOKEN or api-token in the config file instead"
         );
     }
-    run_dataplane(
-        &cfg,
-        &tracking,
-        &file.traffic_flow,
-        rules,
-        args.summary_json,
-    )
+    run_dataplane(&cfg, &tracking, &traffic_flow, rules, args.summary_json)
 }
 
 fn cmd_replay(args: ReplayArgs) -> Result<()> {

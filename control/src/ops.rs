@@ -155,6 +155,11 @@ pub trait Dataplane: Send + Sync {
     fn events(&self) -> Option<std::sync::Arc<crate::events::EventHub>> {
         None
     }
+    /// The live `/ip traffic-flow` menu ([`crate::flow_ops::FlowControl`]);
+    /// `None` without a running dataplane.
+    fn traffic_flow(&self) -> Option<std::sync::Arc<crate::flow_ops::FlowControl>> {
+        None
+    }
 }
 
 /// Refuses a filter naming an unknown property (before any walk).
@@ -211,6 +216,8 @@ pub struct FakeDataplane {
     pub list_fails_after: Option<usize>,
     /// The events' hub [`Dataplane::events`] offers (none by default).
     pub events: Option<std::sync::Arc<crate::events::EventHub>>,
+    /// The `/ip traffic-flow` menu [`Dataplane::traffic_flow`] offers.
+    pub traffic_flow: Option<std::sync::Arc<crate::flow_ops::FlowControl>>,
 }
 
 impl Dataplane for FakeDataplane {
@@ -281,6 +288,10 @@ impl Dataplane for FakeDataplane {
 
     fn events(&self) -> Option<std::sync::Arc<crate::events::EventHub>> {
         self.events.clone()
+    }
+
+    fn traffic_flow(&self) -> Option<std::sync::Arc<crate::flow_ops::FlowControl>> {
+        self.traffic_flow.clone()
     }
 }
 

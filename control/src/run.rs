@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::api::ApiServer;
 use crate::config::{Listen, RunConfig};
 use crate::events::EventHub;
-use crate::flow_export::{FlowExporter, TrafficFlow, WalkFn};
+use crate::flow_export::TrafficFlow;
+use crate::flow_ops::{FlowControl, SharedWalk};
 use crate::metrics::MetricsServer;
 use crate::ops::{Dataplane, PortMetrics};
 use crate::plan::{PortQueues, plan};
@@ -467,7 +468,7 @@ struct Export {
     hub: Arc<EventHub>,
     hub_stop: Arc<AtomicBool>,
     hub_thread: Option<std::thread::JoinHandle<()>>,
-    exporter: Option<parking_lot::Mutex<FlowExporter>>,
+    flow: Arc<FlowControl>,
 }
 
 impl Export {
@@ -475,9 +476,7 @@ impl Export {
     /// exporter.
     fn stop(&self) {
         while self.hub.pump() > 0 {}
-        if let Some(x) = &self.exporter {
-            x.lock().stop();
-        }
+        self.flow.stop();
     }
 }
 
@@ -499,23 +498,25 @@ fn start_export(
 ) -> Result<Export> {
     let hub = EventHub::new(rings);
     let hub_stop = Arc::new(AtomicBool::new(false));
-    let walk_set = set.clone();
-    let walk: WalkFn =
-        Box::new(move |visit| walk_set.for_each_raw(visit).map_err(|e| e.to_string()));
-    let exporter = if flow.enabled {
-        Some(FlowExporter::start(flow, &hub, walk).map_err(anyhow::Error::msg)?)
-    } else {
-        None
-    };
-    let (hub_m, counters) = (hub.clone(), exporter.as_ref().map(|x| x.counters.clone()));
+    // Weak: the set offers the menu to the API, the menu must not keep the
+    // set alive.
+    let walk_set = Arc::downgrade(set);
+    let walk: SharedWalk = Arc::new(move |visit| match walk_set.upgrade() {
+        Some(set) => set.for_each_raw(visit).map_err(|e| e.to_string()),
+        None => Err("the workers are gone".to_string()),
+    });
+    let control =
+        Arc::new(FlowControl::start(flow.clone(), hub.clone(), walk).map_err(anyhow::Error::msg)?);
+    let (hub_m, control_m) = (hub.clone(), control.clone());
     set.add_metrics(Box::new(move || {
-        crate::flow_export::metric_families(&hub_m, counters.as_deref())
+        crate::flow_export::metric_families(&hub_m, control_m.counters().as_deref())
     }));
     set.set_event_hub(hub.clone());
+    set.set_traffic_flow(control.clone());
     let hub_thread = hub
         .start(hub_stop.clone())
         .context("starting the event hub")?;
-    for t in &flow.targets {
+    for t in flow.targets.iter().filter(|t| flow.enabled && !t.disabled) {
         println!(
             "ctrack: exporting flows to {} (version {})",
             SocketAddr::new(t.dst_address, t.port),
@@ -526,7 +527,7 @@ fn start_export(
         hub,
         hub_stop,
         hub_thread: Some(hub_thread),
-        exporter: exporter.map(parking_lot::Mutex::new),
+        flow: control,
     })
 }
 

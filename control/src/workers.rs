@@ -56,6 +56,7 @@ pub struct WorkerSet {
     extra_metrics: Mutex<Vec<ExtraMetricsFn>>,
     /// The connection events' hub, once started.
     event_hub: Mutex<Option<Arc<crate::events::EventHub>>>,
+    traffic_flow: Mutex<Option<Arc<crate::flow_ops::FlowControl>>>,
     /// The firewall the workers run, if rules were loaded.
     firewall: Mutex<Option<Firewall>>,
     /// Each worker's queue of address-list additions (see
@@ -84,6 +85,7 @@ impl WorkerSet {
             send_gate: RwLock::new(()),
             extra_metrics: Mutex::new(Vec::new()),
             event_hub: Mutex::new(None),
+            traffic_flow: Mutex::new(None),
             firewall: Mutex::new(None),
             list_queues: Mutex::new(Vec::new()),
         }
@@ -210,6 +212,11 @@ impl WorkerSet {
         *self.event_hub.lock() = Some(hub);
     }
 
+    /// Offers the `/ip traffic-flow` menu to the API ([`Dataplane::traffic_flow`]).
+    pub fn set_traffic_flow(&self, control: Arc<crate::flow_ops::FlowControl>) {
+        *self.traffic_flow.lock() = Some(control);
+    }
+
     /// Adds families to every scrape (events, flow export).
     pub fn add_metrics(&self, f: ExtraMetricsFn) {
         self.extra_metrics.lock().push(f);
@@ -269,6 +276,10 @@ impl Dataplane for WorkerSet {
 
     fn events(&self) -> Option<Arc<crate::events::EventHub>> {
         self.event_hub.lock().clone()
+    }
+
+    fn traffic_flow(&self) -> Option<Arc<crate::flow_ops::FlowControl>> {
+        self.traffic_flow.lock().clone()
     }
 
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
