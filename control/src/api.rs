@@ -141,6 +141,9 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     }
     let dp_arc = dp;
     let dp = &**dp;
+    if crate::flow_rest::owns(path) {
+        return crate::flow_rest::route(req, path, dp).into();
+    }
     match path {
         CONNECTION => method_not_allowed(method, path, "GET"),
         TRACKING => match method {
@@ -478,7 +481,7 @@ fn tracking_reply(t: &crate::ops::TrackingInfo) -> Reply {
 }
 
 /// Reads a command's JSON object body (`{}` when empty); `Err` is the 400.
-fn command_body(req: &mut Req<'_>) -> Result<Map<String, Value>, Reply> {
+pub(crate) fn command_body(req: &mut Req<'_>) -> Result<Map<String, Value>, Reply> {
     let body = read_body(req)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -718,7 +721,7 @@ pub(crate) mod tests {
         })
     }
 
-    fn start(dp: Arc<FakeDataplane>, token: Option<&str>) -> (ApiServer, String) {
+    pub(crate) fn start(dp: Arc<FakeDataplane>, token: Option<&str>) -> (ApiServer, String) {
         let srv = ApiServer::start(
             "127.0.0.1:0".parse().unwrap(),
             token.map(str::to_string),
@@ -738,7 +741,12 @@ pub(crate) mod tests {
     }
 
     /// (status, body) of a request.
-    fn call(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    pub(crate) fn call(
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, String) {
         let a = agent();
         let auth = token.map(|t| format!("Bearer {t}"));
         let resp = match (method, body) {
@@ -774,13 +782,13 @@ pub(crate) mod tests {
         (status, text)
     }
 
-    fn json_of(s: &str) -> Value {
+    pub(crate) fn json_of(s: &str) -> Value {
         serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
     }
 
     /// The status is `status`, the error body's message is the status
     /// text (as RouterOS's) and its detail names `field`.
-    fn assert_error(got: (u16, String), status: u16, field: &str) {
+    pub(crate) fn assert_error(got: (u16, String), status: u16, field: &str) {
         assert_eq!(got.0, status, "{}", got.1);
         let v = json_of(&got.1);
         assert_eq!(v["error"], status, "{}", got.1);

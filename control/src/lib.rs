@@ -12,6 +12,7 @@ pub mod events;
 pub mod firewall;
 pub mod flow_export;
 pub mod flow_ops;
+pub mod flow_rest;
 pub mod http;
 pub mod listen;
 pub mod metrics;
