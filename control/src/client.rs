@@ -137,7 +137,7 @@ pub fn run_args(args: ConnectionArgs) -> Result<()> {
 
 /// A warning when the token came from the command line (where `ps` shows
 /// it to every user), not from `CTRACK_TOKEN` (`env`, its value if set).
-fn token_warning(token: Option<&str>, env: Option<String>) -> Option<&'static str> {
+pub(crate) fn token_warning(token: Option<&str>, env: Option<String>) -> Option<&'static str> {
     match token {
         Some(t) if !t.is_empty() && env.as_deref() != Some(t) => Some(
             "--token on the command line is visible to every user (ps, /proc); \
@@ -440,7 +440,7 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes everything but unreserved characters.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
@@ -455,7 +455,7 @@ fn encode_query(q: &[(String, String)]) -> String {
     format!("?{}", parts.join("&"))
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     auth: Option<String>,
     agent: ureq::Agent,
@@ -463,7 +463,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(api: &str, token: Option<&str>) -> Client {
+    pub(crate) fn new(api: &str, token: Option<&str>) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -778,7 +778,7 @@ impl Client {
             .map_err(|e| anyhow!("{e} (--metrics {base})"))
     }
 
-    fn get(&self, path: &str) -> Result<String> {
+    pub(crate) fn get(&self, path: &str) -> Result<String> {
         let mut r = self.agent.get(format!("{}{path}", self.base));
         if let Some(a) = &self.auth {
             r = r.header("Authorization", a);
@@ -786,7 +786,7 @@ impl Client {
         self.finish(r.call())
     }
 
-    fn delete(&self, path: &str) -> Result<String> {
+    pub(crate) fn delete(&self, path: &str) -> Result<String> {
         let mut r = self.agent.delete(format!("{}{path}", self.base));
         if let Some(a) = &self.auth {
             r = r.header("Authorization", a);
@@ -794,8 +794,16 @@ impl Client {
         self.finish(r.call())
     }
 
-    fn patch(&self, path: &str, body: &str) -> Result<String> {
+    pub(crate) fn patch(&self, path: &str, body: &str) -> Result<String> {
         let mut r = self.agent.patch(format!("{}{path}", self.base));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        self.finish(r.content_type("application/json").send(body))
+    }
+
+    pub(crate) fn put(&self, path: &str, body: &str) -> Result<String> {
+        let mut r = self.agent.put(format!("{}{path}", self.base));
         if let Some(a) = &self.auth {
             r = r.header("Authorization", a);
         }

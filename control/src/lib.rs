@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod firewall;
+pub mod flow_client;
 pub mod flow_export;
 pub mod flow_ops;
 pub mod flow_rest;

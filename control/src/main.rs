@@ -74,6 +74,10 @@ enum Command {
     /// EXPR]`, `flush`, `stats`, `tracking print`, `tracking set KEY=VALUE ...`
     /// (docs/cli.md).
     Connection(control::client::ConnectionArgs),
+    /// Other `/ip` menus of a running dataplane: `ip traffic-flow
+    /// print|set KEY=VALUE ...`, `ip traffic-flow target
+    /// print|add|set|remove` (docs/flow-export.md).
+    Ip(control::flow_client::IpArgs),
     /// Run the conntrack core over a capture (pcap or pcapng, gzip or not; Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd_generate(args),
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
+        Command::Ip(args) => control::flow_client::run_args(args),
         Command::Check(args) => cmd_check(args),
         Command::Man { out_dir } => cmd_man(&out_dir),
         Command::Completions { shell } => {
