@@ -544,15 +544,7 @@ impl FlowCache {
                 continue;
             }
             let (src_port, dst_port) = ports(pre);
-            let nat = translated.then(|| {
-                let (p_dst, p_src) = ports(post);
-                Translation {
-                    src: ip(&post.dst, post),
-                    dst: ip(&post.src, post),
-                    src_port: p_dst,
-                    dst_port: p_src,
-                }
-            });
+            let nat = translated.then(|| post_nat(pre, post));
             out.push(Record::Flow(FlowRecord {
                 src: ip(&pre.src, pre),
                 dst: ip(&pre.dst, pre),
@@ -578,7 +570,6 @@ impl FlowCache {
             return;
         }
         let (src_port, dst_port) = ports(key);
-        let (r_src, r_dst) = ports(reply);
         out.push(Record::NatEvent(NatEvent {
             kind,
             time_ms: self.unix_ms(ev.id.worker(), ev.time.nanos(), 0),
@@ -587,12 +578,7 @@ impl FlowCache {
             dst: ip(&key.dst, key),
             src_port,
             dst_port,
-            nat: Translation {
-                src: ip(&reply.dst, reply),
-                dst: ip(&reply.src, reply),
-                src_port: r_dst,
-                dst_port: r_src,
-            },
+            nat: post_nat(key, reply),
         }));
     }
 }
@@ -607,6 +593,24 @@ fn counts(e: &Entry) -> ([u64; 2], [u64; 2]) {
 
 fn ip(a: &dataplane::flow::Addr, k: &Key) -> IpAddr {
     a.to_ip(k.family)
+}
+
+/// The post-NAT tuple of packets that arrived with key `pre`, whose other
+/// direction's key is `post` (they leave as `post` reversed). ICMP keeps
+/// its type and code (the destination port of the record); the identifier
+/// a NAT may change is not a port of the record.
+fn post_nat(pre: &Key, post: &Key) -> Translation {
+    let (src_port, dst_port) = match pre.proto {
+        proto::ICMP | proto::ICMPV6 => (0, ports(pre).1),
+        proto::GRE => (0, 0),
+        _ => (post.dport, post.sport),
+    };
+    Translation {
+        src: ip(&post.dst, post),
+        dst: ip(&post.src, post),
+        src_port,
+        dst_port,
+    }
 }
 
 /// A key's ports as flow records carry them: TCP/UDP (and other port
@@ -1472,6 +1476,101 @@ mod tests {
         assert_eq!(cache.stats().stale, 1);
         walk(&mut cache, &s, &mut out);
         assert_eq!(cache.len(), 1, "the live one stays");
+    }
+
+    /// A connection committed with a NAT decision (its replies come back
+    /// to `203.0.113.7:4000`: source NAT) is exported with its post-NAT
+    /// tuple in both directions, and logged as NAT events.
+    #[test]
+    fn a_translated_connection_carries_its_post_nat_tuple() {
+        use dataplane::conntrack::{Decision, Verdict};
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow {
+            nat_events: true,
+            ..TrafficFlow::default()
+        });
+        let mut out = Vec::new();
+        let first = udp(1000, false);
+        let key = Key::of_packet(&first.tuple, &first.l4);
+        let mut reply = key.reply();
+        reply.dst = Addr::from_v4([203, 0, 113, 7]);
+        reply.dport = 4000;
+        let pkts = [first];
+        let mut v = [Verdict::New];
+        assert_eq!(s.lookup_burst(Instant::from_secs(1), &pkts, &mut v), 1);
+        let d = Decision {
+            reply: Some(reply),
+            ..Decision::ACCEPT
+        };
+        s.commit_burst(Instant::from_secs(1), &pkts, &[d], &mut v);
+        // The answer, as it comes back to the translated address.
+        let answer = FlowRepr {
+            tuple: Tuple {
+                src: reply.src,
+                dst: reply.dst,
+                src_port: reply.sport,
+                dst_port: reply.dport,
+                proto: proto::UDP,
+                family: Family::V4,
+            },
+            ip_len: 100,
+            l4: L4::Udp,
+        };
+        s.handle_packet(Instant::from_secs(2), &answer);
+        feed(&mut cache, &mut s, &mut out);
+        s.poll_expired(Instant::from_secs(1000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+        let f = flows(&out);
+        assert_eq!(f.len(), 2, "{f:?}");
+        let orig = f.iter().find(|r| r.src_port == 1000).unwrap();
+        assert_eq!(
+            orig.nat,
+            Some(Translation {
+                src: v4([203, 0, 113, 7]),
+                dst: v4([10, 0, 0, 2]),
+                src_port: 4000,
+                dst_port: 53,
+            })
+        );
+        // The reply arrived for 203.0.113.7:4000 and left for 10.0.0.1:1000.
+        let back = f.iter().find(|r| r.src_port == 53).unwrap();
+        assert_eq!((back.dst, back.dst_port), (v4([203, 0, 113, 7]), 4000));
+        assert_eq!(
+            back.nat,
+            Some(Translation {
+                src: v4([10, 0, 0, 2]),
+                dst: v4([10, 0, 0, 1]),
+                src_port: 53,
+                dst_port: 1000,
+            })
+        );
+        let events: Vec<NatEvent> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::NatEvent(e) => Some(*e),
+                Record::Flow(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [NatEventKind::SessionCreate, NatEventKind::SessionDelete]
+        );
+        assert_eq!(events[0].nat, orig.nat.unwrap());
+        assert_eq!((events[0].src_port, events[0].dst_port), (1000, 53));
+        // An untranslated connection has neither.
+        out.clear();
+        s.handle_packet(Instant::from_secs(1001), &udp(2000, false));
+        s.poll_expired(Instant::from_secs(2000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(flows(&out)[0].nat.is_none());
     }
 
     fn config_of(text: &str) -> Result<TrafficFlow, String> {
