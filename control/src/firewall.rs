@@ -174,6 +174,11 @@ impl Firewall {
         &self.config
     }
 
+    /// Interface names by port (`ether1`... after the script's renames).
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
     pub fn names(&self) -> &Names {
         &self.names
     }

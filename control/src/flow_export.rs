@@ -45,7 +45,7 @@ use ctrack_export::{
 };
 use dataplane::conntrack::tcp::TcpState;
 use dataplane::conntrack::{
-    ConnEvent, ConnId, DestroyReason, Dir, Duration, Entry, EventKind, Key, RawConn,
+    ConnEvent, ConnId, Decision, DestroyReason, Dir, Duration, Entry, EventKind, Key, RawConn,
 };
 use dataplane::flow::proto;
 use serde::Deserialize;
@@ -75,9 +75,9 @@ use crate::events::{EventHub, Subscription};
 pub struct TrafficFlow {
     #[serde(deserialize_with = "de_yes_no")]
     pub enabled: bool,
-    /// `all`, or interface names; ctrack exports every connection (its
-    /// connections do not record their interface yet), so only `all` is
-    /// accepted.
+    /// `all`, or interface names separated by commas (`ether1,ether3`):
+    /// only connections whose first packet entered on one of them are
+    /// exported ([`resolve_interfaces`]).
     pub interfaces: String,
     /// Connections the flow cache remembers (first-seen time, exported
     /// counters). RouterOS's `1k` ... `256k` or a number.
@@ -170,11 +170,16 @@ impl TrafficFlow {
     /// Checks what serde cannot: ranges and the supported values.
     pub fn validate(&self) -> Result<(), TrafficFlowError> {
         let bad = |field, message: String| Err(TrafficFlowError { field, message });
-        if self.interfaces != "all" {
+        if self.interfaces != "all"
+            && self
+                .interfaces
+                .split(',')
+                .any(|n| n.trim().is_empty() || n.trim() == "all")
+        {
             return bad(
                 "interfaces",
                 format!(
-                    "{:?}: only \"all\" (connections do not record their interface yet)",
+                    "{:?}: expected all, or interface names separated by commas",
                     self.interfaces
                 ),
             );
@@ -208,6 +213,33 @@ impl TrafficFlow {
         }
         Ok(())
     }
+}
+
+/// The ports `interfaces` names (`None` for `all`), port `i` being named
+/// `names[i]` (`ether{i+1}` unless the script renames it); an unknown name
+/// is an error naming the known ones.
+pub fn resolve_interfaces(
+    interfaces: &str,
+    names: &[String],
+) -> Result<Option<Vec<u16>>, TrafficFlowError> {
+    if interfaces == "all" {
+        return Ok(None);
+    }
+    interfaces
+        .split(',')
+        .map(|n| {
+            let n = n.trim();
+            names
+                .iter()
+                .position(|x| x == n)
+                .map(|i| i as u16)
+                .ok_or_else(|| TrafficFlowError {
+                    field: "interfaces",
+                    message: format!("no interface {n:?}; known: {}", names.join(", ")),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn de_yes_no<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -282,6 +314,8 @@ struct Cached {
     bytes: [u64; 2],
     /// The walk that last saw it (or during which it was created).
     walk: u32,
+    /// The port its first packet entered on ([`ConnEvent::in_port`]).
+    in_port: u16,
 }
 
 /// Hashes connection ids (one `u64` each, made by the workers, not by
@@ -338,6 +372,9 @@ pub struct FlowCache {
     stats: CacheStats,
     /// The current walk's number (see [`FlowCache::begin_walk`]).
     walk: u32,
+    /// `interfaces` other than `all`: the ports whose connections are
+    /// exported ([`resolve_interfaces`]).
+    ports: Option<Vec<u16>>,
 }
 
 impl FlowCache {
@@ -348,7 +385,20 @@ impl FlowCache {
             offsets: HashMap::new(),
             stats: CacheStats::default(),
             walk: 0,
+            ports: None,
         }
+    }
+
+    /// Exports only connections that entered on `ports` (`None`: all).
+    /// A connection the cache does not remember (it was full, or the
+    /// connection's `new` event was lost) has no known port: with a list,
+    /// it is not exported.
+    pub fn set_ports(&mut self, ports: Option<Vec<u16>>) {
+        self.ports = ports;
+    }
+
+    fn admits(&self, port: u16) -> bool {
+        self.ports.as_ref().is_none_or(|p| p.contains(&port))
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -404,6 +454,9 @@ impl FlowCache {
         self.learn_clock(w, ev.time.nanos(), unix_ns);
         match ev.kind {
             EventKind::New => {
+                if !self.admits(ev.in_port) {
+                    return;
+                }
                 if self.flows.len() < self.cfg.cache_entries as usize {
                     self.flows.insert(
                         ev.id,
@@ -413,6 +466,7 @@ impl FlowCache {
                             packets: [0; 2],
                             bytes: [0; 2],
                             walk: self.walk,
+                            in_port: ev.in_port,
                         },
                     );
                 } else {
@@ -426,6 +480,9 @@ impl FlowCache {
             EventKind::Destroy(why) => {
                 let reason = end_reason(why, &ev.entry);
                 let cached = self.flows.remove(&ev.id);
+                if self.ports.is_some() && cached.is_none() {
+                    return;
+                }
                 self.records(
                     w,
                     &ev.entry,
@@ -469,7 +526,7 @@ impl FlowCache {
             c.walk = walk;
             &*c
         }) else {
-            if force {
+            if force && self.ports.is_none() {
                 self.records(
                     w,
                     raw.entry(),
@@ -537,6 +594,12 @@ impl FlowCache {
         let translated = *reply != key.reply();
         let flags = tcp_flags(e);
         let (all_p, all_b) = counts(e);
+        // The N of `etherN` the connection entered on, 0 when unknown: the
+        // original direction's ingress, the reply's egress.
+        let iface = cached
+            .map(|c| c.in_port)
+            .filter(|&p| p != Decision::UNKNOWN_PORT)
+            .map_or(0, |p| u32::from(p) + 1);
         for (d, pre, post) in [(0, key, reply), (1, reply, key)] {
             let (done_p, done_b) = cached.map_or((0, 0), |c| (c.packets[d], c.bytes[d]));
             let packets = all_p[d].wrapping_sub(done_p);
@@ -556,8 +619,8 @@ impl FlowCache {
                 start_ms,
                 end_ms,
                 tcp_flags: flags[d],
-                in_if: 0,
-                out_if: 0,
+                in_if: if d == 0 { iface } else { 0 },
+                out_if: if d == 0 { 0 } else { iface },
                 end_reason: reason,
                 nat,
             }));
@@ -813,6 +876,7 @@ type TargetKey = (SocketAddr, Version, Option<IpAddr>);
 /// [`FlowExporter::reconfigure`]: targets it already has are kept (`None`).
 struct Reconfig {
     cfg: TrafficFlow,
+    ports: Option<Vec<u16>>,
     targets: Vec<(TargetKey, Option<Target>)>,
     /// What metrics read from now on.
     counters: Arc<ExportCounters>,
@@ -885,8 +949,13 @@ fn enabled_targets(cfg: &TrafficFlow) -> impl Iterator<Item = &FlowTarget> {
 impl FlowExporter {
     /// Opens a socket per target and starts the exporter thread on `hub`'s
     /// events; `walk` lists the live connections for the timeouts and the
-    /// final export.
-    pub fn start(cfg: &TrafficFlow, hub: &EventHub, walk: WalkFn) -> Result<FlowExporter, String> {
+    /// final export. `ports`: `interfaces` resolved ([`resolve_interfaces`]).
+    pub fn start(
+        cfg: &TrafficFlow,
+        ports: Option<Vec<u16>>,
+        hub: &EventHub,
+        walk: WalkFn,
+    ) -> Result<FlowExporter, String> {
         cfg.validate().map_err(|e| e.to_string())?;
         let boot_ms = unix_ns_now() / 1_000_000;
         let mut targets: Vec<Target> = Vec::new();
@@ -917,8 +986,10 @@ impl FlowExporter {
             SUBSCRIPTION,
         );
         let stop = Arc::new(AtomicBool::new(false));
+        let mut cache = FlowCache::new(cfg.clone());
+        cache.set_ports(ports);
         let mut run = Run {
-            cache: FlowCache::new(cfg.clone()),
+            cache,
             targets,
             counters: counters.clone(),
             batch: Vec::with_capacity(BATCH),
@@ -947,7 +1018,11 @@ impl FlowExporter {
     /// are opened here (an error changes nothing), removed ones close. The
     /// thread switches between two batches: every record goes wholly to
     /// the old targets or wholly to the new.
-    pub fn reconfigure(&self, cfg: &TrafficFlow) -> Result<(), TrafficFlowError> {
+    pub fn reconfigure(
+        &self,
+        cfg: &TrafficFlow,
+        ports: Option<Vec<u16>>,
+    ) -> Result<(), TrafficFlowError> {
         cfg.validate()?;
         let mut shared = self.shared.lock();
         let pending_has = |shared: &Shared, key: &TargetKey| {
@@ -1011,6 +1086,7 @@ impl FlowExporter {
         shared.counters = targets.iter().map(|(k, _, c)| (*k, c.clone())).collect();
         shared.next = Some(Reconfig {
             cfg: cfg.clone(),
+            ports,
             targets: targets.into_iter().map(|(k, t, _)| (k, t)).collect(),
             counters: counters.clone(),
         });
@@ -1104,6 +1180,7 @@ impl Run {
             self.targets.extend(target);
         }
         self.cache.set_config(r.cfg);
+        self.cache.set_ports(r.ports);
         self.counters = r.counters;
         self.flush();
     }
@@ -1573,6 +1650,56 @@ mod tests {
         assert!(flows(&out)[0].nat.is_none());
     }
 
+    /// `interfaces=ether2`: only connections whose first packet entered on
+    /// port 1 are exported, with the interface in their records.
+    #[test]
+    fn only_connections_of_the_listed_interfaces_are_exported() {
+        use dataplane::conntrack::Verdict;
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        let mut cache = FlowCache::new(TrafficFlow::default());
+        let names = crate::firewall::default_interfaces(2);
+        cache.set_ports(resolve_interfaces("ether2", &names).unwrap());
+        let mut out = Vec::new();
+        let pkts = [udp(1000, false), udp(2000, false)];
+        let mut v = [Verdict::New; 2];
+        assert_eq!(s.lookup_burst(Instant::from_secs(1), &pkts, &mut v), 2);
+        let on = |p| Decision {
+            in_port: p,
+            ..Decision::ACCEPT
+        };
+        s.commit_burst(Instant::from_secs(1), &pkts, &[on(0), on(1)], &mut v);
+        s.handle_packet(Instant::from_secs(2), &udp(2000, true));
+        feed(&mut cache, &mut s, &mut out);
+        assert_eq!(cache.len(), 1);
+        // A connection whose port is unknown is not exported either.
+        s.handle_packet(Instant::from_secs(2), &udp(3000, false));
+        feed(&mut cache, &mut s, &mut out);
+        s.poll_expired(Instant::from_secs(1000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        let f = flows(&out);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f.iter().all(|r| r.src_port == 2000 || r.dst_port == 2000));
+        let orig = f.iter().find(|r| r.src_port == 2000).unwrap();
+        assert_eq!((orig.in_if, orig.out_if), (2, 0));
+        let back = f.iter().find(|r| r.dst_port == 2000).unwrap();
+        assert_eq!((back.in_if, back.out_if), (0, 2));
+        // `all`: every connection, including one of unknown port.
+        cache.set_ports(None);
+        out.clear();
+        s.handle_packet(Instant::from_secs(1001), &udp(4000, false));
+        s.poll_expired(Instant::from_secs(2000), 100);
+        feed(&mut cache, &mut s, &mut out);
+        let f = flows(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].in_if, 0);
+    }
+
     fn config_of(text: &str) -> Result<TrafficFlow, String> {
         let f: crate::config::ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
         f.traffic_flow.validate().map_err(|e| e.to_string())?;
@@ -1591,8 +1718,17 @@ mod tests {
         assert_eq!(tf.cache_entries, 4096);
         assert_eq!(tf.targets[0].port, 2055);
         assert_eq!(tf.targets[0].version, Version::NetflowV9);
-        let e = config_of("[traffic-flow]\ninterfaces = \"ether1\"\n").unwrap_err();
+        let e = config_of("[traffic-flow]\ninterfaces = \"ether1,,ether2\"\n").unwrap_err();
         assert!(e.contains("interfaces"), "{e}");
+        let names = ["ether1".to_string(), "wan".to_string()];
+        assert_eq!(resolve_interfaces("all", &names), Ok(None));
+        assert_eq!(
+            resolve_interfaces("wan,ether1", &names),
+            Ok(Some(vec![1, 0]))
+        );
+        let e = resolve_interfaces("ether2", &names).unwrap_err();
+        assert_eq!(e.field, "interfaces");
+        assert!(e.message.contains("ether1, wan"), "{e}");
         let e = config_of("[traffic-flow]\nenabled = \"maybe\"\n").unwrap_err();
         assert!(e.contains("yes or no"), "{e}");
         let e = config_of("[[traffic-flow.target]]\ndst-address = \"::1\"\nversion = \"5\"\n")

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use crate::events::EventHub;
 use crate::flow_export::{
     ExportCounters, FlowExporter, FlowTarget, TrafficFlow, TrafficFlowError, parse_entries,
+    resolve_interfaces,
 };
 
 /// The properties of `/ip traffic-flow`, as RouterOS names them.
@@ -243,6 +244,8 @@ pub type SharedWalk = Arc<dyn Fn(&mut dyn FnMut(&RawConn)) -> Result<(), String>
 
 struct State {
     cfg: TrafficFlow,
+    /// Interface names by port (`interfaces` resolves against them).
+    names: Vec<String>,
     /// `.id` of each of `cfg.targets` (`*1`, `*2`, ...: never reused).
     ids: Vec<u32>,
     next_id: u32,
@@ -275,9 +278,11 @@ fn parse_target_id(s: &str) -> Option<u32> {
 }
 
 impl FlowControl {
-    /// The menu with settings `cfg` (validated), exporting if enabled.
+    /// The menu with settings `cfg` (validated), exporting if enabled;
+    /// port `i` is named `names[i]` (for `interfaces`).
     pub fn start(
         cfg: TrafficFlow,
+        names: Vec<String>,
         hub: Arc<EventHub>,
         walk: SharedWalk,
     ) -> Result<FlowControl, String> {
@@ -291,6 +296,7 @@ impl FlowControl {
                     enabled: false,
                     ..cfg.clone()
                 },
+                names,
                 ids: (1..=n).collect(),
                 next_id: n + 1,
                 exporter: None,
@@ -390,11 +396,12 @@ impl FlowControl {
             return Err(FlowOpsError::Stopped);
         }
         next.validate()?;
+        let ports = resolve_interfaces(&next.interfaces, &st.names)?;
         match (&st.exporter, next.enabled) {
-            (Some(x), true) => x.reconfigure(&next)?,
+            (Some(x), true) => x.reconfigure(&next, ports)?,
             (None, true) => {
                 let walk = self.walk.clone();
-                let x = FlowExporter::start(&next, &self.hub, Box::new(move |v| walk(v)))
+                let x = FlowExporter::start(&next, ports, &self.hub, Box::new(move |v| walk(v)))
                     .map_err(|message| bad("target", message))?;
                 st.exporter = Some(x);
             }
@@ -523,7 +530,7 @@ mod tests {
                 "inactive-flow-timeout",
             ),
             (kv(&[("cache-entries", "lots")]), "cache-entries"),
-            (kv(&[("interfaces", "ether1")]), "interfaces"),
+            (kv(&[("interfaces", "ether1,")]), "interfaces"),
             (kv(&[("colour", "blue")]), "property"),
             (kv(&[("enabled", "yes"), ("enabled", "no")]), "property"),
         ] {
@@ -593,7 +600,13 @@ mod tests {
 
     fn control(cfg: TrafficFlow) -> FlowControl {
         let hub = EventHub::new(Vec::new());
-        FlowControl::start(cfg, hub, Arc::new(|_| Ok(()))).unwrap()
+        FlowControl::start(
+            cfg,
+            crate::firewall::default_interfaces(2),
+            hub,
+            Arc::new(|_| Ok(())),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -643,6 +656,11 @@ mod tests {
         c.remove_target("*1").unwrap();
         let ids: Vec<u32> = c.targets().iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, [2]);
+        // Interfaces by name: known ones only.
+        c.set(&kv(&[("interfaces", "ether2")])).unwrap();
+        let e = c.set(&kv(&[("interfaces", "ether3")])).unwrap_err();
+        assert!(e.to_string().contains("ether1, ether2"), "{e}");
+        assert_eq!(c.settings().interfaces, "ether2");
         c.set(&kv(&[("enabled", "no")])).unwrap();
         assert!(c.counters().is_none());
         c.stop();

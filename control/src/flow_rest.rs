@@ -132,6 +132,7 @@ mod tests {
         let control = Arc::new(
             FlowControl::start(
                 TrafficFlow::default(),
+                crate::firewall::default_interfaces(2),
                 EventHub::new(Vec::new()),
                 Arc::new(|_| Ok(())),
             )

@@ -162,6 +162,11 @@ fn run_with_eal(
     let firewall = rules
         .map(|r| crate::firewall::Firewall::new(r, ids.len()))
         .transpose()?;
+    // What flow export's `interfaces` names.
+    let if_names = firewall.as_ref().map_or_else(
+        || crate::firewall::default_interfaces(ids.len()),
+        |f| f.interfaces().to_vec(),
+    );
     let lcores = dpdk::worker_lcores();
     let workers = cfg.workers.map(usize::from).unwrap_or(lcores.len().max(1));
     let rx_desc = cfg.rx_desc.unwrap_or(RunConfig::DEFAULT_RX_DESC);
@@ -373,7 +378,7 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
-    let export = start_export(flow, rings, &set);
+    let export = start_export(flow, if_names, rings, &set);
     if let Some(fw) = firewall {
         set.started_with_firewall(fw, list_queues);
     }
@@ -493,6 +498,7 @@ impl Drop for Export {
 /// [`WorkerSet::set_event_hub`]) and, if enabled, the flow exporter.
 fn start_export(
     flow: &TrafficFlow,
+    names: Vec<String>,
     rings: Vec<Arc<EventRing>>,
     set: &Arc<WorkerSet>,
 ) -> Result<Export> {
@@ -505,8 +511,9 @@ fn start_export(
         Some(set) => set.for_each_raw(visit).map_err(|e| e.to_string()),
         None => Err("the workers are gone".to_string()),
     });
-    let control =
-        Arc::new(FlowControl::start(flow.clone(), hub.clone(), walk).map_err(anyhow::Error::msg)?);
+    let control = Arc::new(
+        FlowControl::start(flow.clone(), names, hub.clone(), walk).map_err(anyhow::Error::msg)?,
+    );
     let (hub_m, control_m) = (hub.clone(), control.clone());
     set.add_metrics(Box::new(move || {
         crate::flow_export::metric_families(&hub_m, control_m.counters().as_deref())

@@ -589,6 +589,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 );
             }
             if new {
+                // Only the `New` event carries it (flow export's `interfaces`).
+                for j in done..end {
+                    self.decisions[j].in_port = self.ports[j].0;
+                }
                 self.shard.commit_burst(
                     now,
                     &self.local[done..end],
@@ -961,6 +965,40 @@ mod tests {
         ring.set_wanted(false);
         w.poll_once();
         assert!(!w.shard().events_on());
+    }
+
+    /// A connection's `New` event says the port its first packet entered on.
+    #[test]
+    fn new_events_carry_the_ingress_port() {
+        let (orig, _) = inputs();
+        let links = vec![MemLink {
+            port: 1,
+            input: orig.into(),
+            ..MemLink::default()
+        }];
+        let io = MemIo::new(links, 2, &[0], 32);
+        let (_tx, rx) = crossbeam::channel::bounded(4);
+        let mut w = Worker::new(
+            0,
+            io,
+            shard(0),
+            Mesh::new(1, vec![0, 0]),
+            rx,
+            Arc::default(),
+        );
+        let ring = Arc::new(EventRing::new(4096));
+        ring.set_wanted(true);
+        w.set_events(ring.clone(), 1024);
+        w.poll_once();
+        w.poll_once();
+        let mut news = 0;
+        while let Some(ev) = ring.pop() {
+            if ev.kind == crate::conntrack::EventKind::New {
+                assert_eq!(ev.in_port, 1);
+                news += 1;
+            }
+        }
+        assert!(news > 0);
     }
 
     /// Single-queue ports, two workers: worker 0 polls port 0 and transmits

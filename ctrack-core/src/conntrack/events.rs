@@ -86,6 +86,10 @@ pub struct ConnEvent {
     pub reply: Key,
     /// `connection-mark`.
     pub mark: u32,
+    /// `New`: the port its first packet entered on, as the caller's
+    /// decision said ([`super::Decision::in_port`]); otherwise, and when the
+    /// caller did not say, [`super::Decision::UNKNOWN_PORT`].
+    pub in_port: u16,
 }
 
 impl ConnEvent {

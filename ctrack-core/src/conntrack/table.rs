@@ -1368,7 +1368,7 @@ impl Shard {
             self.ft_mark(i);
         }
         if self.events.on {
-            self.emit(i, EventKind::New);
+            self.emit_from(i, EventKind::New, d.in_port);
         }
         Verdict::Tracked {
             id: self.id_of(i),
@@ -1444,6 +1444,13 @@ impl Shard {
     #[cold]
     #[inline(never)]
     fn emit(&mut self, i: u32, kind: EventKind) {
+        self.emit_from(i, kind, Decision::UNKNOWN_PORT);
+    }
+
+    /// [`Shard::emit`], saying the port the packet entered on.
+    #[cold]
+    #[inline(never)]
+    fn emit_from(&mut self, i: u32, kind: EventKind, in_port: u16) {
         let ev = ConnEvent {
             kind,
             time: self.clock,
@@ -1451,6 +1458,7 @@ impl Shard {
             entry: *self.e(i),
             reply: self.reply_of(i),
             mark: self.c(i).mark,
+            in_port,
         };
         self.events.push(ev);
     }

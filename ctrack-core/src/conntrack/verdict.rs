@@ -50,6 +50,11 @@ pub struct Decision {
     /// connection's key (the NAT picks a free one): a taken one refuses the
     /// connection ([`DropReason::ReplyTaken`]).
     pub reply: Option<super::Key>,
+    /// The port the connection's first packet entered on (the caller's
+    /// numbering), or [`Decision::UNKNOWN_PORT`]. The table does not store
+    /// it: only the connection's `New` event carries it
+    /// ([`super::ConnEvent::in_port`]), for flow export's `interfaces`.
+    pub in_port: u16,
 }
 
 /// Whether a new connection is created.
@@ -62,12 +67,16 @@ pub enum Action {
 }
 
 impl Decision {
+    /// [`Decision::in_port`] when the caller does not say.
+    pub const UNKNOWN_PORT: u16 = u16::MAX;
+
     /// Accept, no mark, not fast-tracked: what the table did before rules.
     pub const ACCEPT: Decision = Decision {
         action: Action::Accept,
         mark: 0,
         fasttrack: false,
         reply: None,
+        in_port: Decision::UNKNOWN_PORT,
     };
 
     /// Drop with the caller's reason code.
@@ -77,6 +86,7 @@ impl Decision {
             mark: 0,
             fasttrack: false,
             reply: None,
+            in_port: Decision::UNKNOWN_PORT,
         }
     }
 }
