@@ -196,6 +196,15 @@ impl Firewall {
         !self.needed_by.is_empty()
     }
 
+    /// Something besides the rules needs tracking (flow export, which is
+    /// built on the table's connection events): `enabled=auto` then tracks.
+    /// Kept by [`Firewall::prepare`].
+    pub fn also_needed_by(&mut self, why: &str) {
+        if !self.needed_by.iter().any(|n| n == why) {
+            self.needed_by.push(why.to_string());
+        }
+    }
+
     /// The rules that need tracking ([`tracking_needed_by`]).
     pub fn needed_by(&self) -> &[String] {
         &self.needed_by
@@ -226,8 +235,15 @@ impl Firewall {
         let mut names = self.names.clone();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let mut needed_by = tracking_needed_by(&config);
+        needed_by.extend(
+            self.needed_by
+                .iter()
+                .filter(|n| !n.starts_with("/ip firewall") && !n.starts_with("/ipv6 firewall"))
+                .cloned(),
+        );
         Ok(Firewall {
-            needed_by: tracking_needed_by(&config),
+            needed_by,
             base: vec![RuleCounter::default(); ruleset.len()],
             config,
             names,

@@ -30,6 +30,10 @@ use crate::flow_export::{
     resolve_interfaces,
 };
 
+/// Why tracking is on under `enabled=auto` when flow export is enabled at
+/// start (it is built on the table's connection events).
+pub const NEEDS_TRACKING: &str = "/ip traffic-flow (enabled)";
+
 /// The properties of `/ip traffic-flow`, as RouterOS names them.
 pub const MENU_PROPERTIES: &[&str] = &[
     "enabled",

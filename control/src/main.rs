@@ -331,10 +331,14 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         // Compiled as `run` would (interface names of as many ports as
         // listed, at least two).
         let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
-        control::flow_ops::of_run(&file.traffic_flow, Some(&args.config), Some(&cfg), Some(p))
-            .map_err(anyhow::Error::msg)?;
-        let fw = control::firewall::Firewall::new(cfg, ports)
+        let flow =
+            control::flow_ops::of_run(&file.traffic_flow, Some(&args.config), Some(&cfg), Some(p))
+                .map_err(anyhow::Error::msg)?;
+        let mut fw = control::firewall::Firewall::new(cfg, ports)
             .with_context(|| p.display().to_string())?;
+        if flow.enabled {
+            fw.also_needed_by(control::flow_ops::NEEDS_TRACKING);
+        }
         rules_summary = Some(format!(
             "{} ({} rules; tracking needed by {})",
             p.display(),

@@ -159,9 +159,13 @@ fn run_with_eal(
     };
     let n_ports = ids.len() as u16;
     // Port i is `ether{i+1}` to the rules (unless the script renames it).
-    let firewall = rules
+    let mut firewall = rules
         .map(|r| crate::firewall::Firewall::new(r, ids.len()))
         .transpose()?;
+    // Flow export is made of the table's events: `enabled=auto` tracks.
+    if let Some(f) = firewall.as_mut().filter(|_| flow.enabled) {
+        f.also_needed_by(crate::flow_ops::NEEDS_TRACKING);
+    }
     // What flow export's `interfaces` names.
     let if_names = firewall.as_ref().map_or_else(
         || crate::firewall::default_interfaces(ids.len()),

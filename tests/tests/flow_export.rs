@@ -210,15 +210,18 @@ fn received(rows: &[serde_json::Value]) -> BTreeMap<Dir, (u64, u64)> {
 /// Sends the capture's connections through `ctrack run` to nfcapd. With
 /// `expire`, the connections time out (1 s) while the run lasts (3 s), so
 /// their records go when they are destroyed; otherwise they are still live
-/// when the run stops and go then: either way each direction once.
-fn export_through_nfcapd(version: &str, expire: bool) {
+/// when the run stops and go then: either way each direction once. With
+/// `script`, the settings come from a `--rules` script instead of
+/// `ctrack.toml`, exporting only `interfaces=ether1` (where every packet
+/// enters).
+fn export_through_nfcapd(version: &str, expire: bool, script: bool) {
     if !have("nfcapd") || !have("nfdump") {
         eprintln!(
             "skipped: nfcapd/nfdump not installed (scripts/deps.sh extras: apt-get install nfdump)"
         );
         return;
     }
-    let dir = scratch_dir(&format!("flow-export-{version}"));
+    let dir = scratch_dir(&format!("flow-export-{version}-{expire}-{script}"));
     let mix = Mix {
         tcp: 12,
         udp: 8,
@@ -244,21 +247,31 @@ fn export_through_nfcapd(version: &str, expire: bool) {
     assert_eq!(want.len(), 2 * (12 + 8 + 3), "every connection has replies");
 
     let collector = Nfcapd::start(&dir.join("nfcapd"));
-    let config = dir.join("ctrack.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[traffic-flow]\nenabled = \"yes\"\n\n[[traffic-flow.target]]\n\
-             dst-address = \"127.0.0.1\"\nport = {}\nversion = \"{version}\"\n",
-            collector.port
-        ),
-    )
-    .unwrap();
+    let (file, text) = if script {
+        (
+            dir.join("rules.rsc"),
+            format!(
+                "/ip traffic-flow\nset enabled=yes interfaces=ether1\n\
+                 /ip traffic-flow target\nadd dst-address=127.0.0.1 port={} version={version}\n",
+                collector.port
+            ),
+        )
+    } else {
+        (
+            dir.join("ctrack.toml"),
+            format!(
+                "[traffic-flow]\nenabled = \"yes\"\n\n[[traffic-flow.target]]\n\
+                 dst-address = \"127.0.0.1\"\nport = {}\nversion = \"{version}\"\n",
+                collector.port
+            ),
+        )
+    };
+    std::fs::write(&file, text).unwrap();
     let p = |name: &str| dir.join(name).display().to_string();
     let mut args: Vec<String> = vec![
         "run".into(),
-        "--config".into(),
-        config.display().to_string(),
+        if script { "--rules" } else { "--config" }.into(),
+        file.display().to_string(),
         "--workers".into(),
         "2".into(),
     ];
@@ -317,15 +330,20 @@ fn export_through_nfcapd(version: &str, expire: bool) {
 
 #[test]
 fn netflow_v9_to_nfcapd_shows_exactly_the_connections() {
-    export_through_nfcapd("9", false);
+    export_through_nfcapd("9", false, false);
 }
 
 #[test]
 fn ipfix_to_nfcapd_shows_exactly_the_connections() {
-    export_through_nfcapd("ipfix", false);
+    export_through_nfcapd("ipfix", false, false);
 }
 
 #[test]
 fn expired_connections_are_exported_once_each() {
-    export_through_nfcapd("ipfix", true);
+    export_through_nfcapd("ipfix", true, false);
+}
+
+#[test]
+fn a_rules_script_configures_the_export_of_its_interfaces() {
+    export_through_nfcapd("ipfix", false, true);
 }
