@@ -613,6 +613,71 @@ mod tests {
         .unwrap()
     }
 
+    /// Records reach the targets of the settings in force: a target added
+    /// while running gets the next ones, over its own socket.
+    #[test]
+    fn a_target_added_while_running_receives_the_next_records() {
+        use dataplane::conntrack::key::HashSeed;
+        use dataplane::conntrack::{Instant, Settings, Shard, TableConfig};
+        use dataplane::flow::{Addr, Family, FlowRepr, L4, Tuple, proto};
+        let ring = Arc::new(dataplane::events::EventRing::new(64));
+        let hub = EventHub::new(vec![ring.clone()]);
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+        }
+        let port = |s: &std::net::UdpSocket| s.local_addr().unwrap().port().to_string();
+        let c = FlowControl::start(
+            TrafficFlow::default(),
+            crate::firewall::default_interfaces(2),
+            hub.clone(),
+            Arc::new(|_| Ok(())),
+        )
+        .unwrap();
+        c.add_target(&kv(&[("dst-address", "127.0.0.1"), ("port", &port(&a))]))
+            .unwrap();
+        c.set(&kv(&[("enabled", "yes")])).unwrap();
+        let mut shard = Shard::new(
+            TableConfig::new(16),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        shard.set_events(16);
+        let mut one = |sp: u16, t: u64| {
+            let pkt = FlowRepr {
+                tuple: Tuple {
+                    src: Addr::from_v4([10, 0, 0, 1]),
+                    dst: Addr::from_v4([10, 0, 0, 2]),
+                    src_port: sp,
+                    dst_port: 53,
+                    proto: proto::UDP,
+                    family: Family::V4,
+                },
+                ip_len: 100,
+                l4: L4::Udp,
+            };
+            shard.handle_packet(Instant::from_secs(t), &pkt);
+            shard.poll_expired(Instant::from_secs(t + 1000), 16);
+            for ev in shard.drain_events() {
+                assert!(ring.push(ev));
+            }
+            while hub.pump() > 0 {}
+        };
+        let mut buf = [0u8; 2048];
+        one(1000, 1);
+        let n = a.recv(&mut buf).expect("the first target gets a datagram");
+        assert!(n > 20);
+        c.add_target(&kv(&[("dst-address", "127.0.0.1"), ("port", &port(&b))]))
+            .unwrap();
+        one(2000, 2000);
+        let n = b.recv(&mut buf).expect("the added target gets a datagram");
+        assert!(n > 20);
+        c.stop();
+    }
+
     #[test]
     fn the_live_menu_applies_whole_changes_or_none() {
         let c = control(TrafficFlow::default());
