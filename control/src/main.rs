@@ -323,6 +323,10 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let mut tracking = file.tracking;
     let run = &file.run;
     let mut rules_summary = None;
+    // `ctrack run`'s port count for the interface names (at least two).
+    let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
+    let mut flow = file.traffic_flow.clone();
+    let mut if_names = control::firewall::default_interfaces(ports);
     if let Some(p) = &run.rules {
         let cfg = control::firewall::load_script(p, run.rules_lenient.unwrap_or(false))?;
         tracking =
@@ -330,8 +334,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
                 .with_context(|| format!("{}: /ip firewall connection tracking", p.display()))?;
         // Compiled as `run` would (interface names of as many ports as
         // listed, at least two).
-        let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
-        let flow =
+        flow =
             control::flow_ops::of_run(&file.traffic_flow, Some(&args.config), Some(&cfg), Some(p))
                 .map_err(anyhow::Error::msg)?;
         let mut fw = control::firewall::Firewall::new(cfg, ports)
@@ -339,6 +342,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         if flow.enabled {
             fw.also_needed_by(control::flow_ops::NEEDS_TRACKING);
         }
+        if_names = fw.interfaces().to_vec();
         rules_summary = Some(format!(
             "{} ({} rules; tracking needed by {})",
             p.display(),
@@ -351,6 +355,8 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         ));
     }
     apply_sets(&mut tracking, &args.set)?;
+    control::flow_export::resolve_interfaces(&flow.interfaces, &if_names)
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     if let Some(p) = &run.ports
         && p.len() % 2 != 0
     {
@@ -437,6 +443,26 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         "  tracking:    {}",
         serde_json::to_string(&tracking).unwrap_or_default()
     );
+    if flow.enabled {
+        let targets: Vec<String> = flow
+            .targets
+            .iter()
+            .filter(|t| !t.disabled)
+            .map(|t| {
+                format!(
+                    "{}:{} (version {})",
+                    t.dst_address,
+                    t.port,
+                    t.version.name()
+                )
+            })
+            .collect();
+        control::outln!(
+            "  traffic-flow: interfaces {}, to {}",
+            flow.interfaces,
+            targets.join(", ")
+        );
+    }
     Ok(())
 }
 
