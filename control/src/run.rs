@@ -333,12 +333,15 @@ fn run_with_eal(
     }
 
     let started = Instant::now();
+    // The workers' own flag, not the signal's: on SIGTERM they must keep
+    // answering until the exporter's last walk is done.
+    let workers_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
-        let stop_w = stop.clone();
+        let stop_w = workers_stop.clone();
         let cpu = cpus[w];
         let spawned = std::thread::Builder::new()
             .name(format!("ctrack-worker{w}"))
@@ -369,7 +372,7 @@ fn run_with_eal(
             Ok(h) => handles.push(h),
             Err(e) => {
                 // Stop the workers already running before giving up.
-                stop.store(true, Ordering::SeqCst);
+                workers_stop.store(true, Ordering::SeqCst);
                 for h in handles {
                     let _ = h.join();
                 }
@@ -395,7 +398,7 @@ fn run_with_eal(
     if let Ok(x) = &export {
         x.stop();
     }
-    stop.store(true, Ordering::SeqCst);
+    workers_stop.store(true, Ordering::SeqCst);
     // Join every worker before reporting any failure: none may outlive EAL.
     let joined: Vec<Result<WorkerEnd>> = handles
         .into_iter()

@@ -347,3 +347,93 @@ fn expired_connections_are_exported_once_each() {
 fn a_rules_script_configures_the_export_of_its_interfaces() {
     export_through_nfcapd("ipfix", false, true);
 }
+
+/// Export switched on through the CLI while `ctrack run` runs (nothing
+/// configured at start): the target added and `enabled=yes` set live reach
+/// the exporter without a restart, and when the run stops every live
+/// connection goes to nfcapd (forced end) with its whole counters.
+#[test]
+fn export_switched_on_live_through_the_cli_reaches_nfcapd() {
+    if !have("nfcapd") || !have("nfdump") {
+        eprintln!(
+            "skipped: nfcapd/nfdump not installed (scripts/deps.sh extras: apt-get install nfdump)"
+        );
+        return;
+    }
+    let dir = scratch_dir("flow-export-live");
+    let mix = Mix {
+        tcp: 6,
+        udp: 4,
+        icmp: 2,
+        exchanges: 3,
+        payload: 100,
+        keep_open: false,
+        ..Mix::default()
+    };
+    let sent = ctrack_tests::one_port_capture(&dir, &mix);
+    let want = expected(&ctrack_tests::read_pcap(&dir.join("in.pcap")));
+    let collector = Nfcapd::start(&dir.join("nfcapd"));
+    // Long timeouts: every connection still lives when the run stops.
+    let mut extra = Vec::new();
+    for t in [
+        "udp-timeout",
+        "udp-stream-timeout",
+        "icmp-timeout",
+        "tcp-fin-wait-timeout",
+        "tcp-close-wait-timeout",
+        "tcp-last-ack-timeout",
+        "tcp-time-wait-timeout",
+        "tcp-close-timeout",
+    ] {
+        extra.push("--set".to_string());
+        extra.push(format!("{t}=1h"));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let run =
+        ctrack_tests::Running::start(&ctrack_tests::one_port_run_args(&dir, 2, false, &extra));
+    ctrack_tests::wait_all_tracked(&run, sent);
+    let ip = |args: &[&str]| {
+        let mut a: Vec<String> = vec!["ip".into(), "--api".into(), run.api.clone()];
+        a.push("traffic-flow".into());
+        a.extend(args.iter().map(|s| s.to_string()));
+        ctrack(&a)
+    };
+    let port = format!("port={}", collector.port);
+    let out = ip(&[
+        "target",
+        "add",
+        "dst-address=127.0.0.1",
+        &port,
+        "version=ipfix",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "*1\n");
+    // A bad value: refused, naming the field, nothing applied.
+    let out = ip(&["set", "enabled=yes", "cache-entries=lots"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cache-entries"),
+        "{}",
+        show(&out)
+    );
+    let out = ip(&["print"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("enabled: no"),
+        "{}",
+        show(&out)
+    );
+    let out = ip(&["set", "enabled=yes"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = ip(&["target", "print"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!("*1   127.0.0.1    {}", collector.port)),
+        "{table}"
+    );
+    let out = run.stop();
+    assert!(out.status.success(), "{}", show(&out));
+    let rows = collector.finish();
+    assert_eq!(rows.len(), want.len(), "records: {rows:#?}");
+    assert_eq!(received(&rows), want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
