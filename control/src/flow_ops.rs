@@ -262,6 +262,9 @@ pub struct FlowControl {
     hub: Arc<EventHub>,
     walk: SharedWalk,
     state: Mutex<State>,
+    /// The running exporter's counters, apart from `state`: a scrape does
+    /// not wait for a change (stopping the exporter walks the tables).
+    counters: Mutex<Option<Arc<ExportCounters>>>,
 }
 
 impl std::fmt::Debug for FlowControl {
@@ -295,6 +298,7 @@ impl FlowControl {
         let control = FlowControl {
             hub,
             walk,
+            counters: Mutex::new(None),
             state: Mutex::new(State {
                 cfg: TrafficFlow {
                     enabled: false,
@@ -327,7 +331,7 @@ impl FlowControl {
 
     /// The exporter's counters, while it runs.
     pub fn counters(&self) -> Option<Arc<ExportCounters>> {
-        self.state.lock().exporter.as_ref().map(|x| x.counters())
+        self.counters.lock().clone()
     }
 
     /// `/ip traffic-flow set ...`: all or nothing.
@@ -416,6 +420,7 @@ impl FlowControl {
             }
             (None, false) => {}
         }
+        *self.counters.lock() = st.exporter.as_ref().map(|x| x.counters());
         st.cfg = next;
         Ok(())
     }
@@ -428,6 +433,7 @@ impl FlowControl {
         if let Some(mut x) = st.exporter.take() {
             x.stop();
         }
+        // The last counters stay for a scrape until the servers stop.
     }
 }
 
