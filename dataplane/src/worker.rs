@@ -589,9 +589,12 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 );
             }
             if new {
-                // Only the `New` event carries it (flow export's `interfaces`).
-                for j in done..end {
-                    self.decisions[j].in_port = self.ports[j].0;
+                // Only the `New` event carries it (flow export's
+                // `interfaces`): nothing to do while events are off.
+                if self.shard.events_on() {
+                    for j in done..end {
+                        self.decisions[j].in_port = self.ports[j].0;
+                    }
                 }
                 self.shard.commit_burst(
                     now,
