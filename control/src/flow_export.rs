@@ -887,10 +887,14 @@ struct Reconfig {
 struct Shared {
     /// Settings waiting for the thread to take them.
     next: Option<Reconfig>,
-    /// The targets the thread has now.
-    running: Vec<TargetKey>,
-    /// The counters of the latest settings' targets.
-    counters: Vec<(TargetKey, Arc<TargetCounters>)>,
+    /// The targets the thread has now, with their counters.
+    running: Vec<(TargetKey, Arc<TargetCounters>)>,
+}
+
+impl Shared {
+    fn running(&self, key: &TargetKey) -> Option<&Arc<TargetCounters>> {
+        self.running.iter().find(|(k, _)| k == key).map(|(_, c)| c)
+    }
 }
 
 /// A running exporter thread.
@@ -972,8 +976,7 @@ impl FlowExporter {
         }
         let shared = Arc::new(parking_lot::Mutex::new(Shared {
             next: None,
-            running: targets.iter().map(|t| t.key).collect(),
-            counters: targets
+            running: targets
                 .iter()
                 .map(|t| (t.key, t.counters.clone()))
                 .collect(),
@@ -1040,7 +1043,7 @@ impl FlowExporter {
                 continue;
             }
             keys.push(key);
-            if !shared.running.contains(&key) && !pending_has(&shared, &key) {
+            if shared.running(&key).is_none() && !pending_has(&shared, &key) {
                 fresh.push(open_target(t, self.boot_ms)?);
             }
         }
@@ -1054,7 +1057,7 @@ impl FlowExporter {
         let mut targets = Vec::new();
         for key in keys {
             let label = key.0.to_string();
-            let target = if shared.running.contains(&key) {
+            let target = if shared.running(&key).is_some() {
                 None
             } else if let Some(i) = unclaimed.iter().position(|u| u.key == key) {
                 Some(unclaimed.swap_remove(i))
@@ -1064,12 +1067,7 @@ impl FlowExporter {
             };
             let c = match &target {
                 Some(t) => t.counters.clone(),
-                None => shared
-                    .counters
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, c)| c.clone())
-                    .unwrap_or_default(),
+                None => shared.running(&key).cloned().unwrap_or_default(),
             };
             counters.targets.push((label, c.clone()));
             targets.push((key, target, c));
@@ -1083,7 +1081,6 @@ impl FlowExporter {
             new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let counters = Arc::new(counters);
-        shared.counters = targets.iter().map(|(k, _, c)| (*k, c.clone())).collect();
         shared.next = Some(Reconfig {
             cfg: cfg.clone(),
             ports,
@@ -1129,7 +1126,17 @@ impl Run {
         let take = |run: &mut Run| {
             let mut sh = shared.lock();
             let r = sh.next.take()?;
-            sh.running = r.targets.iter().map(|(k, _)| *k).collect();
+            sh.running = r
+                .targets
+                .iter()
+                .map(|(k, t)| {
+                    let c = match t {
+                        Some(t) => t.counters.clone(),
+                        None => sh.running(k).cloned().unwrap_or_default(),
+                    };
+                    (*k, c)
+                })
+                .collect();
             drop(sh);
             run.reconfigure(r);
             Some(())
