@@ -6,6 +6,8 @@
 //! | `/rest/ip/traffic-flow/set` | `POST` (set, the command form) |
 //! | `/rest/ip/traffic-flow/target` | `GET` the list, `PUT` (add: 201 and the new target) |
 //! | `/rest/ip/traffic-flow/target/ID` | `GET`, `PATCH` (set), `DELETE` (remove: 204) |
+//! | `/rest/ip/traffic-flow/target/add` | `POST` (RouterOS's command form: `{"ret": "*1"}`) |
+//! | `/rest/ip/traffic-flow/target/remove` | `POST` `{".id": "*1"}` or `{".id": "*1,*2"}` (200, `[]`) |
 //!
 //! Bodies are JSON objects of RouterOS property names; values strings
 //! (booleans and numbers taken as written). A bad value is a 400 whose
@@ -22,6 +24,8 @@ use crate::ops::Dataplane;
 pub(crate) const TRAFFIC_FLOW: &str = "/rest/ip/traffic-flow";
 const SET: &str = "/rest/ip/traffic-flow/set";
 const TARGET: &str = "/rest/ip/traffic-flow/target";
+const TARGET_ADD: &str = "/rest/ip/traffic-flow/target/add";
+const TARGET_REMOVE: &str = "/rest/ip/traffic-flow/target/remove";
 
 /// Whether `path` is one of this module's.
 pub(crate) fn owns(path: &str) -> bool {
@@ -49,6 +53,34 @@ fn error(e: FlowOpsError) -> Reply {
 fn changes(req: &mut Req<'_>) -> Result<Vec<(String, String)>, Reply> {
     let obj = crate::api::command_body(req)?;
     flow_ops::changes_of(obj).map_err(|e| Reply::error(400, format!("body: {e}"), "body".into()))
+}
+
+/// `remove` in the command form: every id of `.id` (comma-separated, as
+/// RouterOS takes them), checked before any is removed.
+fn remove(req: &mut Req<'_>, c: &FlowControl) -> Reply {
+    let obj = match crate::api::command_body(req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
+        return Reply::error(
+            400,
+            "body: expected {\".id\": \"*1\"}".to_string(),
+            String::new(),
+        );
+    };
+    let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+    for id in &ids {
+        if let Err(e) = c.target(id) {
+            return error(e);
+        }
+    }
+    for id in &ids {
+        if let Err(e) = c.remove_target(id) {
+            return error(e);
+        }
+    }
+    Reply::json(200, &Value::Array(Vec::new()))
 }
 
 /// Answers a request for a path [`owns`] says is ours.
@@ -96,6 +128,20 @@ pub(crate) fn route(req: &mut Req<'_>, path: &str, dp: &dyn Dataplane) -> Reply 
                 Err(r) => r,
             },
             _ => not_allowed(method, path, "GET, PUT"),
+        },
+        TARGET_ADD => match method {
+            "POST" => match changes(req).map(|ch| c.add_target(&ch)) {
+                Ok(Ok((id, _))) => {
+                    Reply::json(200, &serde_json::json!({ "ret": flow_ops::target_id(id) }))
+                }
+                Ok(Err(e)) => error(e),
+                Err(r) => r,
+            },
+            _ => not_allowed(method, path, "POST"),
+        },
+        TARGET_REMOVE => match method {
+            "POST" => remove(req, c),
+            _ => not_allowed(method, path, "POST"),
         },
         p => match p.strip_prefix(TARGET).and_then(|r| r.strip_prefix('/')) {
             Some(id) if !id.contains('/') => match method {
@@ -229,6 +275,29 @@ mod tests {
         let (s, body) = call("GET", &format!("{tf}/target"), None, None);
         assert_eq!(s, 200);
         assert_eq!(json_of(&body).as_array().unwrap().len(), 1);
+        // The command forms.
+        let (s, body) = call(
+            "POST",
+            &format!("{tf}/target/add"),
+            Some(r#"{"dst-address": "::1"}"#),
+            None,
+        );
+        assert_eq!((s, json_of(&body)), (200, json!({"ret": "*2"})));
+        let (s, _) = call(
+            "POST",
+            &format!("{tf}/target/remove"),
+            Some(r#"{".id": "*2,*5"}"#),
+            None,
+        );
+        assert_eq!(s, 404);
+        assert_eq!(control.targets().len(), 2, "nothing removed");
+        let (s, body) = call(
+            "POST",
+            &format!("{tf}/target/remove"),
+            Some(r#"{".id": "*2"}"#),
+            None,
+        );
+        assert_eq!(s, 200, "{body}");
         assert_eq!(
             call("DELETE", &format!("{tf}/target/*1"), None, None).0,
             204
