@@ -157,6 +157,12 @@ fn run_with_eal(
         None => (0..probed).collect(),
     };
     let n_ports = ids.len() as u16;
+    // Addresses in the script: router mode (control/src/router.rs).
+    let router_setup = rules
+        .as_ref()
+        .map(|r| crate::router::RouterSetup::from_config(r, ids.len()))
+        .transpose()?
+        .flatten();
     // Port i is `ether{i+1}` to the rules (unless the script renames it).
     let firewall = rules
         .map(|r| crate::firewall::Firewall::new(r, ids.len()))
@@ -245,6 +251,21 @@ fn run_with_eal(
         })
         .collect();
     let plan = plan(&queues, workers)?;
+    let router = router_setup
+        .map(|setup| -> Result<_> {
+            let macs = ports
+                .iter()
+                .map(|p| {
+                    p.mac_address()
+                        .with_context(|| format!("port {} MAC", p.id().0))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cfg = setup.build(&macs, |e| {
+                dataplane::router::Fib::with_lpm(e).context("building the rte_lpm FIB")
+            })?;
+            Ok((Arc::new(cfg), dataplane::router::NeighBus::new(workers)))
+        })
+        .transpose()?;
     let in_use_start = pool.in_use_count();
 
     // Software dispatch mirrors the RETA the NICs were given (the first RSS
@@ -328,6 +349,7 @@ fn run_with_eal(
         let mesh = mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
+        let router = router.clone();
         let stop_w = stop.clone();
         let cpu = cpus[w];
         let spawned = std::thread::Builder::new()
@@ -341,6 +363,9 @@ fn run_with_eal(
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.set_events(ring, SHARD_EVENTS);
+                if let Some((cfg, bus)) = router {
+                    worker.install_router(cfg, bus);
+                }
                 if let Some(u) = fw_update {
                     // Before the first packet.
                     worker.install_firewall(u);

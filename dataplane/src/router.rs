@@ -39,6 +39,10 @@
 //! worker knows the neighbour (checked between bursts), or is dropped
 //! (counted) when resolution fails or after [`HOLD_TIMEOUT`].
 
+/// The sans-io pieces (neighbour tables, the route model), for callers of
+/// this crate.
+pub use ctrack_core::router::{neigh, route};
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -52,7 +56,7 @@ use crate::packet::nat::{Ttl, decrement_ttl};
 use crate::packet::respond::{Answer, Unreachable4, Unreachable6};
 use crate::respond::Responder;
 use ctrack_core::router::neigh::{Iface, Mac, Neighbors, Resolution, State};
-use ctrack_core::router::route::{self, NextHop, Prefix};
+use ctrack_core::router::route::{NextHop, Prefix};
 
 /// The egress "port" of traffic to the box itself (and the ingress of what
 /// it sends): tracked through the `input` / `output` hooks.
