@@ -331,6 +331,27 @@ fn is_neigh(frame: &[u8]) -> bool {
     }
 }
 
+/// An ICMPv6 neighbour advertisement to one of `own` with a target
+/// link-layer address option right after the target: (target, MAC).
+fn na_to_us(frame: &[u8], own: &[Addr]) -> Option<(Addr, Mac)> {
+    if frame.len() < 86
+        || frame[12..14] != ETH_IPV6.to_be_bytes()
+        || frame[20] != proto::ICMPV6
+        || frame[54] != 136
+        || frame[78..80] != [2, 1]
+    {
+        return None;
+    }
+    let dst = Addr::from_v6(frame[38..54].try_into().ok()?);
+    if !own.contains(&dst) {
+        return None;
+    }
+    Some((
+        Addr::from_v6(frame[62..78].try_into().ok()?),
+        frame[80..86].try_into().ok()?,
+    ))
+}
+
 /// The address an ARP frame or NS/NA speaks for (the one its sender's MAC
 /// address is learned under).
 fn neigh_sender(frame: &[u8]) -> Option<Addr> {
@@ -456,9 +477,19 @@ impl<P> RouterPlane<P> {
                 index: in_port,
                 mac: port.mac,
             };
+            let malformed = self.neigh.stats().malformed;
             let n = self
                 .neigh
                 .receive(&ifc, &port.addrs, frame, now, &mut self.scratch);
+            // An advertisement to our address answers a solicitation, but
+            // maybe another worker's (its entry is not here): learn it here
+            // too, so that it is shared below.
+            if let Some((target, mac)) = na_to_us(frame, &port.addrs)
+                && self.neigh.stats().malformed == malformed
+                && self.neigh.get(in_port, &target).is_none()
+            {
+                self.neigh.learn_shared(in_port, target, mac, now);
+            }
             if let Some(addr) = neigh_sender(frame)
                 && let Some(e) = self.neigh.get(in_port, &addr)
                 && e.state == State::Reachable
