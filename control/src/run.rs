@@ -79,6 +79,10 @@ pub struct WorkerSummary {
     pub firewall_dropped: u64,
     pub firewall_rejected: u64,
     pub firewall_tarpitted: u64,
+    /// Router mode: what the worker's router plane did (absent in bridge
+    /// mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<dataplane::router::RouterTotals>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +136,7 @@ struct WorkerEnd {
     entries: u32,
     /// The worker's rule counters, with its ruleset's generation.
     rules: Option<(u64, Vec<ctrack_rules::RuleCounter>)>,
+    router: Option<dataplane::router::RouterTotals>,
 }
 
 fn run_with_eal(
@@ -378,6 +383,7 @@ fn run_with_eal(
                     totals: worker.totals(),
                     stats: worker.shard().stats().clone(),
                     entries: worker.shard().total_entries(),
+                    router: worker.router().map(|r| r.totals()),
                 })
             });
         match spawned {
@@ -470,6 +476,7 @@ fn run_with_eal(
                 firewall_dropped: t.fw_dropped,
                 firewall_rejected: t.fw_rejected,
                 firewall_tarpitted: t.fw_tarpitted,
+                router: e.router,
             }
         })
         .collect();

@@ -213,7 +213,7 @@ impl NeighBus {
 }
 
 /// What the router plane did, counted.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RouterTotals {
     /// Packets sent out routed (Ethernet header rewritten).
     pub forwarded: u64,
@@ -1141,6 +1141,34 @@ mod tests {
             assert!(c.entry().packets(crate::conntrack::Dir::Reply) > 0, "{c:?}");
         });
         assert_eq!(totals(&w).echo_replies, 2);
+    }
+
+    /// Nothing listens on the box: TCP is reset, UDP port unreachable, as
+    /// Linux answers a closed port.
+    #[test]
+    fn tcp_and_udp_to_the_box_are_refused() {
+        use crate::flow::tcp_flags::SYN;
+        use ctrack_traffic::synth::tcp_frame;
+        let mut w = worker(config(both_static()));
+        let frames = vec![
+            eth(
+                tcp_frame(A, OWN0, 40000, 22, 1, 0, SYN, 0, None, true),
+                MAC0,
+                HOST_A,
+            ),
+            eth(udp_frame(A, OWN1, 40001, 53, 10, true), MAC0, HOST_A),
+        ];
+        feed(&mut w, 0, frames);
+        let out = w.io().output(0);
+        assert_eq!(out.len(), 2);
+        let rst = &out[0];
+        assert_eq!(rst[23], proto::TCP);
+        assert_eq!(rst[14 + 20 + 13] & 0x04, 0x04, "RST");
+        assert_eq!(&rst[26..30], &OWN0);
+        let unreach = &out[1];
+        assert_eq!((unreach[34], unreach[35]), (3, 3), "port unreachable");
+        assert_eq!(totals(&w).local_refused, 2);
+        assert!(w.io().output(1).is_empty());
     }
 
     #[test]

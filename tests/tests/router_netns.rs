@@ -234,6 +234,34 @@ fn ctrack_routes_between_two_linux_hosts() {
     }
 
     let out = run.stop();
+    // The router planes' counts (summed over the workers): every ping of
+    // ctrack answered, the TTL probes and the unrouted ping counted.
+    let summary = ctrack_tests::read_summary(&summary);
+    let sum = |k: &str| -> u64 {
+        summary["workers"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .map(|w| w["router"][k].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    for (k, min) in [
+        ("echo_replies", 6),
+        ("ttl_exceeded", 2),
+        ("no_route", 1),
+        ("neigh_answers", 2),
+        ("neigh_requests", 2),
+        ("forwarded", 20),
+    ] {
+        if sum(k) < min {
+            failures.push(format!("summary: router {k} = {} < {min}", sum(k)));
+        }
+    }
+    if sum("hold_full") != 0 || sum("hold_expired") != 0 {
+        failures.push(format!("summary: held packets lost: {summary:#}"));
+    }
     assert!(
         failures.is_empty(),
         "{}\n--- ctrack:\n{}",
