@@ -28,6 +28,9 @@ pub struct RouterSetup {
     pub table: Table,
     /// Static neighbours: (port, address, MAC).
     pub statics: Vec<(u16, Addr, Mac)>,
+    /// Each port's IP MTU (`/interface ethernet set [ find
+    /// default-name=etherN ] mtu=`; 1500 by default, as RouterOS).
+    pub mtus: Vec<u16>,
 }
 
 fn family(a: &Addr) -> Family {
@@ -106,6 +109,22 @@ impl RouterSetup {
                 })
         };
         let mut setup = RouterSetup::default();
+        for d in crate::firewall::default_interfaces(ports) {
+            let mtu = cfg
+                .ethernet
+                .iter()
+                .rev()
+                .filter(|e| e.default_name == d)
+                .find_map(|e| e.props.get("mtu"))
+                .map(|m| {
+                    m.parse::<u16>().ok().filter(|&m| m >= 68).ok_or_else(|| {
+                        anyhow!("/interface ethernet: {d} mtu={m}: expected 68..65535")
+                    })
+                })
+                .transpose()?
+                .unwrap_or(1500);
+            setup.mtus.push(mtu);
+        }
         for (menu, items, fam) in [
             ("ip address", &cfg.ip_addresses, Family::V4),
             ("ipv6 address", &cfg.ipv6_addresses, Family::V6),
@@ -182,9 +201,11 @@ impl RouterSetup {
     ) -> Result<RouterConfig> {
         let mut ports: Vec<PortAddrs> = macs
             .iter()
-            .map(|&mac| PortAddrs {
+            .enumerate()
+            .map(|(i, &mac)| PortAddrs {
                 mac,
                 addrs: Vec::new(),
+                mtu: self.mtus.get(i).copied().unwrap_or(1500),
             })
             .collect();
         for a in &self.table.addresses {
@@ -210,6 +231,7 @@ mod tests {
     fn addresses_routes_and_neighbours_from_a_script() {
         let cfg = ctrack_rules::parse(
             "/interface ethernet\nset [ find default-name=ether1 ] name=lan\n\
+             set [ find default-name=ether2 ] mtu=1400\n\
              /ip address\nadd address=10.0.1.1/24 interface=lan\n\
              add address=10.0.2.1/24 interface=ether2\n\
              add address=10.0.3.1/24 interface=ether2 disabled=yes\n\
@@ -238,6 +260,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rc.ports[1].addrs.len(), 2);
+        assert_eq!((rc.ports[0].mtu, rc.ports[1].mtu), (1500, 1400));
         let hop = rc.fib.lookup(&Addr::from_v4([8, 8, 8, 8])).unwrap();
         assert_eq!(
             (hop.iface, hop.gateway),

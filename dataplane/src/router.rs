@@ -84,6 +84,9 @@ pub struct PortAddrs {
     /// Its addresses of both families (IPv4 v4-mapped), first of each
     /// family first: the source of its requests and ICMP errors.
     pub addrs: Vec<Addr>,
+    /// The IP MTU out of this port (`/interface ethernet ... mtu=`,
+    /// RouterOS's default 1500); 0: not checked.
+    pub mtu: u16,
 }
 
 impl PortAddrs {
@@ -244,6 +247,11 @@ pub struct RouterTotals {
     pub hold_full: u64,
     /// Held packets dropped: resolution failed or took too long.
     pub hold_expired: u64,
+    /// Packets larger than the egress MTU: dropped, answered with ICMP
+    /// fragmentation needed / packet too big when they may not be
+    /// fragmented (IPv4 with DF, IPv6); IPv4 without DF is not
+    /// re-fragmented (yet): dropped too.
+    pub too_big: u64,
     /// Packets dropped: the neighbour failed recently, the table is full,
     /// or the port has no address of the family to ask from.
     pub neigh_drops: u64,
@@ -579,33 +587,66 @@ impl<P> RouterPlane<P> {
         LocalOut::Nothing
     }
 
-    /// Sends a routed (`decrement`: received and forwarded) or locally
-    /// generated packet: route lookup, TTL / hop limit decrement, next hop
-    /// resolution (the packet held, and a request sent, while it resolves),
-    /// Ethernet rewrite; what goes out is passed to `send` with its port.
+    /// Sends a routed packet (received on `from`: its TTL / hop limit is
+    /// decremented) or one the box generated (`from` is `None`): route
+    /// lookup, egress MTU check, TTL decrement, next hop resolution (the
+    /// packet held, and a request sent, while it resolves), Ethernet
+    /// rewrite; what goes out is passed to `send` with its port. A packet
+    /// too big for the egress MTU that may not be fragmented comes back
+    /// with the MTU, for [`RouterPlane::too_big`] to answer.
     pub fn output<I: PacketIo<Packet = P>>(
         &mut self,
         io: &mut I,
         mut pkt: P,
-        decrement: bool,
+        from: Option<u16>,
         now: Instant,
         send: &mut impl FnMut(&mut I, P, u16),
-    ) {
+    ) -> Option<(P, u16)> {
         let f = io.packet_data_mut(&mut pkt);
         let Some((dst, _)) = ip_dst(f) else {
             self.totals.not_routed += 1;
-            return;
+            return None;
         };
         let Some(hop) = self.cfg.fib.lookup(&dst) else {
             self.totals.no_route += 1;
-            return;
+            return None;
         };
-        if decrement && !matches!(decrement_ttl(f), Ok(Ttl::Forward)) {
+        let mtu = self
+            .cfg
+            .ports
+            .get(usize::from(hop.iface))
+            .map_or(0, |p| p.mtu);
+        if mtu > 0
+            && let Some((len, may_fragment)) = ip_len(f)
+            && len > usize::from(mtu)
+        {
+            self.totals.too_big += 1;
+            return (from.is_some() && !may_fragment).then_some((pkt, mtu));
+        }
+        if from.is_some() && !matches!(decrement_ttl(f), Ok(Ttl::Forward)) {
             self.totals.ttl_exceeded += 1;
-            return;
+            return None;
         }
         let next = hop.gateway.unwrap_or(dst);
         self.resolve_and_send(io, pkt, hop.iface, next, now, None, send);
+        None
+    }
+
+    /// Answers a packet [`RouterPlane::output`] found too big for `mtu`:
+    /// ICMP fragmentation needed / ICMPv6 packet too big out of `in_port`
+    /// (not rate-limited, as in Linux).
+    pub fn too_big<I: PacketIo<Packet = P>>(
+        &mut self,
+        io: &mut I,
+        responder: &mut Responder,
+        pkt: P,
+        in_port: u16,
+        mtu: u16,
+        now: Instant,
+    ) -> Option<(P, u16)> {
+        responder
+            .respond_as_received(io, io.packet_data(&pkt), Answer::TooBig(mtu), in_port, now)
+            .map(|a| (a, in_port))
     }
 
     /// Resolves `next` on `port` and sends `pkt` (rewritten), holds it, or
@@ -714,6 +755,22 @@ impl<P> RouterPlane<P> {
             };
             self.resolve_and_send(io, h.pkt, h.port, h.hop, now, Some(h.since), send);
         }
+    }
+}
+
+/// The IP length of an Ethernet frame's packet, and whether a router may
+/// fragment it (IPv4 without DF).
+fn ip_len(f: &[u8]) -> Option<(usize, bool)> {
+    match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        ETH_IPV4 => Some((
+            usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?])),
+            f.get(20)? & 0x40 == 0,
+        )),
+        ETH_IPV6 => Some((
+            40 + usize::from(u16::from_be_bytes([*f.get(18)?, *f.get(19)?])),
+            false,
+        )),
+        _ => None,
     }
 }
 
@@ -848,10 +905,12 @@ mod tests {
                 PortAddrs {
                     mac: MAC0,
                     addrs: vec![Addr::from_v4(OWN0), v6(1, 1)],
+                    mtu: 1500,
                 },
                 PortAddrs {
                     mac: MAC1,
                     addrs: vec![Addr::from_v4(OWN1), v6(2, 1)],
+                    mtu: 1400,
                 },
             ],
             fib: Fib::new(table.compile()),
@@ -1141,6 +1200,59 @@ mod tests {
             assert!(c.entry().packets(crate::conntrack::Dir::Reply) > 0, "{c:?}");
         });
         assert_eq!(totals(&w).echo_replies, 2);
+    }
+
+    /// UDP from `src` to `dst` over IPv6, `payload` bytes, hop limit 64.
+    fn udp6(src: Addr, dst: Addr, payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 8 + payload];
+        f[12..14].copy_from_slice(&ETH_IPV6.to_be_bytes());
+        let ip = &mut f[14..];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        ip[6] = proto::UDP;
+        ip[7] = 64;
+        ip[8..24].copy_from_slice(&src.0);
+        ip[24..40].copy_from_slice(&dst.0);
+        ip[40..42].copy_from_slice(&5000u16.to_be_bytes());
+        ip[42..44].copy_from_slice(&53u16.to_be_bytes());
+        ip[44..46].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        fill_ip(ip);
+        f
+    }
+
+    /// Port 1's MTU is 1400: bigger packets that may not be fragmented
+    /// are answered (fragmentation needed with the MTU, packet too big);
+    /// IPv4 without DF is dropped (not re-fragmented); all counted.
+    #[test]
+    fn packets_over_the_egress_mtu_are_answered() {
+        let mut w = worker(config(vec![
+            (0, Addr::from_v4(A), HOST_A),
+            (1, Addr::from_v4(B), HOST_B),
+            (0, v6(1, 2), HOST_A),
+            (1, v6(2, 2), HOST_B),
+        ]));
+        let df = eth(udp_frame(A, B, 4000, 53, 1400, true), MAC0, HOST_A);
+        let mut no_df = df.clone();
+        no_df[20] = 0;
+        let ip = &mut no_df[14..];
+        ip[10..12].fill(0);
+        fill_ip(ip);
+        let fits = eth(udp_frame(A, B, 4000, 53, 1372, true), MAC0, HOST_A);
+        let big6 = eth(udp6(v6(1, 2), v6(2, 2), 1400), MAC0, HOST_A);
+        feed(&mut w, 0, vec![df, no_df, fits, big6]);
+        assert_eq!(w.io().output(1).len(), 1, "the 1400-byte packet passes");
+        let out = w.io().output(0);
+        assert_eq!(out.len(), 2, "{out:?}");
+        let e = &out[0];
+        assert_eq!((e[34], e[35]), (3, 4), "fragmentation needed");
+        assert_eq!(u16::from_be_bytes([e[40], e[41]]), 1400, "next-hop MTU");
+        assert!(verify_ip(&e[14..], RxChecksum::UNKNOWN).is_ok());
+        let e = &out[1];
+        assert_eq!(e[54], 2, "packet too big");
+        assert_eq!(u32::from_be_bytes([e[58], e[59], e[60], e[61]]), 1400);
+        assert_eq!(&e[22..38], &v6(1, 1).0);
+        assert!(verify_ip(&e[14..], RxChecksum::UNKNOWN).is_ok());
+        assert_eq!(totals(&w).too_big, 3);
     }
 
     /// Nothing listens on the box: TCP is reset, UDP port unreachable, as

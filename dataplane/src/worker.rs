@@ -794,8 +794,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 LocalOut::Nothing => {}
             }
         } else {
-            let mut send = |io: &mut I, p: P, port: u16| self.forward(io, p, port);
-            r.output(io, pkt, ingress != LOCAL_PORT, now, &mut send);
+            let from = (ingress != LOCAL_PORT && ingress != NO_PORT).then_some(ingress);
+            let big = {
+                let mut send = |io: &mut I, p: P, port: u16| self.forward(io, p, port);
+                r.output(io, pkt, from, now, &mut send)
+            };
+            if let (Some((pkt, mtu)), Some(from)) = (big, from)
+                && let Some((a, port)) = r.too_big(io, &mut self.responder, pkt, from, mtu, now)
+            {
+                self.forward(io, a, port);
+            }
         }
         self.router = Some(r);
     }

@@ -11,8 +11,9 @@
 //!
 //! Pings through (both families) and of ctrack's own addresses, HTTP
 //! through with curl, a TTL-1 probe answered with time exceeded, an
-//! unrouted destination answered with network unreachable; the connection
-//! table shows the routed ones. Needs root, iproute2, ethtool, ping, curl
+//! unrouted destination answered with network unreachable, packets over
+//! ether2's MTU (1400) answered with fragmentation needed / packet too big;
+//! the connection table shows the routed ones. Needs root, iproute2, ethtool, ping, curl
 //! and python3; without them it says why and passes.
 
 use std::process::Output;
@@ -29,6 +30,8 @@ const GW_B4: &str = "10.77.2.1";
 const GW_A6: &str = "fd77:1::1";
 
 const SCRIPT: &str = "\
+/interface ethernet
+set [ find default-name=ether2 ] mtu=1400
 /ip address
 add address=10.77.1.1/24 interface=ether1
 add address=10.77.2.1/24 interface=ether2
@@ -202,6 +205,31 @@ fn ctrack_routes_between_two_linux_hosts() {
         &out,
     );
 
+    // Path MTU discovery: ether2's MTU is 1400; a 1478-byte packet with DF
+    // (and any IPv6 one) gets fragmentation needed / packet too big.
+    let out = topo.exec(
+        0,
+        30,
+        &["ping", "-c", "1", "-M", "do", "-s", "1450", "-W", "3", B4],
+    );
+    let t = text(&out);
+    check(
+        "DF over the MTU: fragmentation needed, mtu 1400",
+        t.contains("Frag needed") && t.contains("1400"),
+        &out,
+    );
+    let out = topo.exec(
+        0,
+        30,
+        &["ping", "-6", "-c", "1", "-s", "1450", "-W", "3", B6],
+    );
+    let t = text(&out);
+    check(
+        "IPv6 over the MTU: packet too big, mtu 1400",
+        t.contains("Packet too big") && t.contains("1400"),
+        &out,
+    );
+
     // The routed connections are tracked, once each, with replies.
     let table = run.table();
     let http = table
@@ -251,6 +279,7 @@ fn ctrack_routes_between_two_linux_hosts() {
         ("echo_replies", 6),
         ("ttl_exceeded", 2),
         ("no_route", 1),
+        ("too_big", 2),
         ("neigh_answers", 2),
         ("neigh_requests", 2),
         ("forwarded", 20),
