@@ -51,7 +51,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::conntrack::Instant;
 use crate::flow::{Addr, Family, proto};
 use crate::io::PacketIo;
-use crate::packet::checksum::fill_ip;
+use crate::packet::checksum::{RxChecksum, fill_ip, verify_ip};
 use crate::packet::nat::{Ttl, decrement_ttl};
 use crate::packet::respond::{Answer, Unreachable4, Unreachable6};
 use crate::respond::Responder;
@@ -785,7 +785,8 @@ fn l4_proto(f: &[u8]) -> Option<u8> {
 }
 
 /// Turns an ICMP echo request (IPv4 type 8, ICMPv6 128, no extension
-/// headers, unfragmented) into its reply in place: addresses swapped, type
+/// headers, unfragmented, checksums valid: Linux's `icmp_rcv` drops a bad
+/// one) into its reply in place: addresses swapped, type
 /// 0 / 129, TTL / hop limit 64, checksums recomputed (the Ethernet header
 /// is written when it is sent). `None` (untouched) for anything else.
 fn echo_reply(f: &mut [u8]) -> Option<()> {
@@ -798,7 +799,7 @@ fn echo_reply(f: &mut [u8]) -> Option<()> {
                 return None;
             }
             let ip = f.get_mut(14..14 + total)?;
-            if ip[hl] != 8 {
+            if ip[hl] != 8 || verify_ip(ip, RxChecksum::UNKNOWN).is_err() {
                 return None;
             }
             let (s, d): ([u8; 4], [u8; 4]) =
@@ -816,7 +817,7 @@ fn echo_reply(f: &mut [u8]) -> Option<()> {
                 return None;
             }
             let ip = f.get_mut(14..14 + 40 + plen)?;
-            if ip[40] != 128 {
+            if ip[40] != 128 || verify_ip(ip, RxChecksum::UNKNOWN).is_err() {
                 return None;
             }
             let (s, d): ([u8; 16], [u8; 16]) =
@@ -1199,6 +1200,13 @@ mod tests {
         w.shard().for_each_snapshot(Instant::ZERO, |c| {
             assert!(c.entry().packets(crate::conntrack::Dir::Reply) > 0, "{c:?}");
         });
+        assert_eq!(totals(&w).echo_replies, 2);
+        // A corrupt ping (ICMP checksum) is not answered.
+        let mut bad = eth(icmp_echo_frame(A, OWN0, 8, 1, false, true), MAC0, HOST_A);
+        let at = bad.len() - 1;
+        bad[at] ^= 0xff;
+        feed(&mut w, 0, vec![bad]);
+        assert_eq!(w.io().output(0).len(), 2);
         assert_eq!(totals(&w).echo_replies, 2);
     }
 

@@ -520,6 +520,18 @@ impl<I: PacketIo> Worker<I> {
         self.core.router.as_deref()
     }
 
+    /// The out-interface of a packet to `dst` that bridge mode would send
+    /// out of `egress` (its pair's other port): in router mode the routed
+    /// port ([`RouterPlane::route`]; `None`: no route), else `egress`.
+    /// (Tracked packets carry it already: the firewall's `(in, out)` ports
+    /// are the routed ones, [`LOCAL_PORT`] for the box itself.)
+    pub fn out_port(&self, dst: &crate::flow::Addr, egress: u16) -> Option<u16> {
+        match self.core.router.as_deref() {
+            Some(r) => r.route(dst).map(|(port, _)| port),
+            None => Some(egress),
+        }
+    }
+
     /// The firewall, if a ruleset is loaded.
     pub fn firewall(&self) -> Option<&WorkerFirewall> {
         self.core.fw.as_deref()
