@@ -18,6 +18,13 @@
 //! runs the rules between the table's lookup and commit phases (see
 //! [`crate::firewall`]).
 //!
+//! In router mode ([`Worker::install_router`], [`crate::router`]) step 2
+//! first classifies each frame (routed out of a port, to the box itself, or
+//! the router plane's own: ARP/ND, ICMP errors, drops), step 4 routes what
+//! was accepted (TTL, next hop, Ethernet rewrite), and after the handoffs
+//! the box's own answers are tracked through the output hooks and held
+//! packets whose next hop resolved are sent.
+//!
 //! So both directions of a connection are tracked by one shard whatever
 //! queue they arrive on, and no connection is tracked twice. No lock is
 //! taken and nothing is allocated on the packet path (rings and bursts are
