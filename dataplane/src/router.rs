@@ -51,7 +51,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::conntrack::Instant;
 use crate::flow::{Addr, Family, proto};
 use crate::io::PacketIo;
-use crate::packet::checksum::{RxChecksum, fill_ip, verify_ip};
+use crate::packet::checksum::{RxChecksum, checksum_of, fill_ip, sum, verify_ip};
 use crate::packet::nat::{Ttl, decrement_ttl};
 use crate::packet::respond::{Answer, Unreachable4, Unreachable6};
 use crate::respond::Responder;
@@ -247,11 +247,14 @@ pub struct RouterTotals {
     pub hold_full: u64,
     /// Held packets dropped: resolution failed or took too long.
     pub hold_expired: u64,
-    /// Packets larger than the egress MTU: dropped, answered with ICMP
-    /// fragmentation needed / packet too big when they may not be
-    /// fragmented (IPv4 with DF, IPv6); IPv4 without DF is not
-    /// re-fragmented (yet): dropped too.
+    /// Packets larger than the egress MTU: IPv4 without DF is fragmented
+    /// (`fragmented`); the rest is dropped, answered with ICMP
+    /// fragmentation needed / packet too big (IPv4 with DF, IPv6), or not
+    /// (IPv4 with options, sent by the box).
     pub too_big: u64,
+    /// Packets fragmented to fit the egress MTU, and the fragments sent.
+    pub fragmented: u64,
+    pub fragments: u64,
     /// Packets dropped: the neighbour failed recently, the table is full,
     /// or the port has no address of the family to ask from.
     pub neigh_drops: u64,
@@ -296,6 +299,8 @@ pub struct RouterPlane<P> {
     hold: VecDeque<Held<P>>,
     bus: Arc<NeighBus>,
     scratch: Box<[u8]>,
+    /// Where fragments are built (14 + 65535 bytes).
+    frag_buf: Box<[u8]>,
     last_age: u64,
     totals: RouterTotals,
 }
@@ -384,6 +389,7 @@ impl<P> RouterPlane<P> {
             hold: VecDeque::with_capacity(HOLD_MAX),
             bus,
             scratch: vec![0; 256].into_boxed_slice(),
+            frag_buf: vec![0; 14 + 65535].into_boxed_slice(),
             last_age: now.0,
             totals: RouterTotals::default(),
         };
@@ -616,20 +622,70 @@ impl<P> RouterPlane<P> {
             .ports
             .get(usize::from(hop.iface))
             .map_or(0, |p| p.mtu);
+        let mut fragment = false;
         if mtu > 0
             && let Some((len, may_fragment)) = ip_len(f)
             && len > usize::from(mtu)
         {
             self.totals.too_big += 1;
-            return (from.is_some() && !may_fragment).then_some((pkt, mtu));
+            // IPv4 without DF is fragmented, as Linux's `ip_fragment` (only
+            // without options here: those would have to be sorted into
+            // the ones copied into every fragment).
+            fragment = from.is_some() && may_fragment && f[14] == 0x45 && mtu >= 28;
+            if !fragment {
+                return (from.is_some() && !may_fragment).then_some((pkt, mtu));
+            }
         }
         if from.is_some() && !matches!(decrement_ttl(f), Ok(Ttl::Forward)) {
             self.totals.ttl_exceeded += 1;
             return None;
         }
         let next = hop.gateway.unwrap_or(dst);
-        self.resolve_and_send(io, pkt, hop.iface, next, now, None, send);
+        if fragment {
+            self.fragment_and_send(io, pkt, mtu, (hop.iface, next), now, send);
+        } else {
+            self.resolve_and_send(io, pkt, hop.iface, next, now, None, send);
+        }
         None
+    }
+
+    /// Sends IPv4 packet `pkt` (no options, DF clear) as fragments of at
+    /// most `mtu` bytes (each a new packet from the I/O, resolved and sent
+    /// as any; `pkt` is freed). A packet that is a fragment already keeps
+    /// its offset and MF on the last piece.
+    fn fragment_and_send<I: PacketIo<Packet = P>>(
+        &mut self,
+        io: &mut I,
+        pkt: P,
+        mtu: u16,
+        (port, next): (u16, Addr),
+        now: Instant,
+        send: &mut impl FnMut(&mut I, P, u16),
+    ) {
+        let f = io.packet_data(&pkt);
+        let max_data = (usize::from(mtu) - 20) & !7;
+        let mut at = 0;
+        self.totals.fragmented += 1;
+        loop {
+            let Some((n, next_at)) = v4_fragment(f, at, max_data, &mut self.frag_buf) else {
+                self.totals.not_routed += 1;
+                return;
+            };
+            match io.alloc(&self.frag_buf[..n]) {
+                Some(p) => {
+                    self.totals.fragments += 1;
+                    self.resolve_and_send(io, p, port, next, now, None, send);
+                }
+                None => {
+                    self.totals.alloc_failed += 1;
+                    return;
+                }
+            }
+            match next_at {
+                Some(a) => at = a,
+                None => return,
+            }
+        }
     }
 
     /// Answers a packet [`RouterPlane::output`] found too big for `mtu`:
@@ -756,6 +812,39 @@ impl<P> RouterPlane<P> {
             self.resolve_and_send(io, h.pkt, h.port, h.hop, now, Some(h.since), send);
         }
     }
+}
+
+/// Writes into `out` the fragment of IPv4 frame `f` (20-byte header) that
+/// carries its payload from byte `at` (a multiple of 8), at most `max_data`
+/// bytes (a multiple of 8): Ethernet and IP header copied, total length,
+/// MF and offset set (the original's offset added, its MF kept on the last
+/// piece), header checksum computed. Returns the fragment's length and the
+/// next piece's `at` (`None`: this was the last); `None` if `f` is too
+/// short for its total length or `out` for the fragment.
+fn v4_fragment(
+    f: &[u8],
+    at: usize,
+    max_data: usize,
+    out: &mut [u8],
+) -> Option<(usize, Option<usize>)> {
+    let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
+    let payload = f.get(34..14 + total)?;
+    let chunk = max_data.min(payload.len().checked_sub(at)?);
+    let last = at + chunk == payload.len();
+    let n = 34 + chunk;
+    let o = out.get_mut(..n)?;
+    o[..34].copy_from_slice(&f[..34]);
+    o[34..].copy_from_slice(&payload[at..at + chunk]);
+    o[16..18].copy_from_slice(&((20 + chunk) as u16).to_be_bytes());
+    let word = u16::from_be_bytes([f[20], f[21]]);
+    let offset = usize::from(word & 0x1fff) * 8 + at;
+    let mf = !last || word & 0x2000 != 0;
+    let word = (word & 0x4000) | if mf { 0x2000 } else { 0 } | (offset / 8) as u16 & 0x1fff;
+    o[20..22].copy_from_slice(&word.to_be_bytes());
+    o[24..26].fill(0);
+    let c = checksum_of(sum(&o[14..34], 0));
+    o[24..26].copy_from_slice(&c.to_be_bytes());
+    Some((n, (!last).then_some(at + chunk)))
 }
 
 /// The IP length of an Ethernet frame's packet, and whether a router may
@@ -1230,7 +1319,7 @@ mod tests {
 
     /// Port 1's MTU is 1400: bigger packets that may not be fragmented
     /// are answered (fragmentation needed with the MTU, packet too big);
-    /// IPv4 without DF is dropped (not re-fragmented); all counted.
+    /// IPv4 without DF is fragmented; all counted.
     #[test]
     fn packets_over_the_egress_mtu_are_answered() {
         let mut w = worker(config(vec![
@@ -1247,8 +1336,25 @@ mod tests {
         fill_ip(ip);
         let fits = eth(udp_frame(A, B, 4000, 53, 1372, true), MAC0, HOST_A);
         let big6 = eth(udp6(v6(1, 2), v6(2, 2), 1400), MAC0, HOST_A);
-        feed(&mut w, 0, vec![df, no_df, fits, big6]);
-        assert_eq!(w.io().output(1).len(), 1, "the 1400-byte packet passes");
+        feed(&mut w, 0, vec![df, no_df.clone(), fits, big6]);
+        let out1 = w.io().output(1);
+        assert_eq!(out1.len(), 3, "two fragments and the 1400-byte packet");
+        // The packet without DF in two fragments of at most 1400 bytes
+        // whose payloads are the original's, TTL decremented.
+        let (a, b) = (&out1[0], &out1[1]);
+        assert_eq!(u16::from_be_bytes([a[16], a[17]]), 20 + 1376);
+        assert_eq!(u16::from_be_bytes([a[20], a[21]]), 0x2000, "MF, offset 0");
+        assert_eq!(u16::from_be_bytes([b[16], b[17]]), 20 + 1408 - 1376);
+        assert_eq!(u16::from_be_bytes([b[20], b[21]]), 1376 / 8, "last, offset");
+        for g in [a, b] {
+            assert_eq!(checksum_of(sum(&g[14..34], 0)), 0, "header checksum");
+            assert_eq!(g[22], no_df[22] - 1);
+            assert_eq!(&g[..6], &HOST_B);
+        }
+        let mut joined = a[34..].to_vec();
+        joined.extend_from_slice(&b[34..]);
+        assert_eq!(&joined[..], &no_df[34..]);
+        assert_eq!(out1[2].len(), 14 + 1400);
         let out = w.io().output(0);
         assert_eq!(out.len(), 2, "{out:?}");
         let e = &out[0];
@@ -1260,7 +1366,8 @@ mod tests {
         assert_eq!(u32::from_be_bytes([e[58], e[59], e[60], e[61]]), 1400);
         assert_eq!(&e[22..38], &v6(1, 1).0);
         assert!(verify_ip(&e[14..], RxChecksum::UNKNOWN).is_ok());
-        assert_eq!(totals(&w).too_big, 3);
+        let t = totals(&w);
+        assert_eq!((t.too_big, t.fragmented, t.fragments), (3, 1, 2));
     }
 
     /// Nothing listens on the box: TCP is reset, UDP port unreachable, as

@@ -12,7 +12,8 @@
 //! Pings through (both families) and of ctrack's own addresses, HTTP
 //! through with curl, a TTL-1 probe answered with time exceeded, an
 //! unrouted destination answered with network unreachable, packets over
-//! ether2's MTU (1400) answered with fragmentation needed / packet too big;
+//! ether2's MTU (1400) fragmented (no DF) or answered with fragmentation
+//! needed / packet too big;
 //! the connection table shows the routed ones. Needs root, iproute2, ethtool, ping, curl
 //! and python3; without them it says why and passes.
 
@@ -205,8 +206,20 @@ fn ctrack_routes_between_two_linux_hosts() {
         &out,
     );
 
-    // Path MTU discovery: ether2's MTU is 1400; a 1478-byte packet with DF
-    // (and any IPv6 one) gets fragmentation needed / packet too big.
+    // ether2's MTU is 1400: a 1478-byte ping without DF is fragmented by
+    // ctrack (B reassembles it and answers).
+    let out = topo.exec(
+        0,
+        30,
+        &["ping", "-c", "2", "-M", "dont", "-s", "1450", "-W", "3", B4],
+    );
+    check(
+        "no DF over the MTU: fragmented, answered",
+        out.status.success(),
+        &out,
+    );
+    // Path MTU discovery: a 1478-byte packet with DF (and any IPv6 one)
+    // gets fragmentation needed / packet too big.
     let out = topo.exec(
         0,
         30,
@@ -279,7 +292,9 @@ fn ctrack_routes_between_two_linux_hosts() {
         ("echo_replies", 6),
         ("ttl_exceeded", 2),
         ("no_route", 1),
-        ("too_big", 2),
+        ("too_big", 4),
+        ("fragmented", 2),
+        ("fragments", 4),
         ("neigh_answers", 2),
         ("neigh_requests", 2),
         ("forwarded", 20),
