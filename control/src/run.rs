@@ -255,7 +255,11 @@ fn run_with_eal(
             tx: p.tx_queue_count(),
         })
         .collect();
-    let plan = plan(&queues, workers)?;
+    let plan = if router_setup.is_some() {
+        crate::plan::plan_router(&queues, workers)?
+    } else {
+        plan(&queues, workers)?
+    };
     let router = router_setup
         .map(|setup| -> Result<_> {
             let macs = ports
