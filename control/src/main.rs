@@ -318,6 +318,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let mut tracking = file.tracking;
     let run = &file.run;
     let mut rules_summary = None;
+    let mut router = false;
     if let Some(p) = &run.rules {
         let cfg = control::firewall::load_script(p, run.rules_lenient.unwrap_or(false))?;
         tracking =
@@ -326,6 +327,10 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         // Compiled as `run` would (interface names of as many ports as
         // listed, at least two).
         let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
+        // Router mode's addresses, routes and neighbours (router.rs).
+        router = control::router::RouterSetup::from_config(&cfg, ports)
+            .with_context(|| p.display().to_string())?
+            .is_some();
         let fw = control::firewall::Firewall::new(cfg, ports)
             .with_context(|| p.display().to_string())?;
         rules_summary = Some(format!(
@@ -342,6 +347,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     apply_sets(&mut tracking, &args.set)?;
     if let Some(p) = &run.ports
         && p.len() % 2 != 0
+        && !router
     {
         anyhow::bail!(
             "{shown}: ports {p:?}: ports are paired in order (0<->1, 2<->3), so list an even number"
