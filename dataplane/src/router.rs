@@ -264,6 +264,35 @@ pub struct RouterTotals {
     pub alloc_failed: u64,
 }
 
+impl RouterTotals {
+    /// Every count with its name (the field's): the label values of
+    /// `ctrack_router_events_total`.
+    pub fn named(&self) -> [(&'static str, u64); 20] {
+        [
+            ("forwarded", self.forwarded),
+            ("local_in", self.local_in),
+            ("echo_replies", self.echo_replies),
+            ("local_refused", self.local_refused),
+            ("neigh_in", self.neigh_in),
+            ("neigh_answers", self.neigh_answers),
+            ("neigh_requests", self.neigh_requests),
+            ("no_route", self.no_route),
+            ("ttl_exceeded", self.ttl_exceeded),
+            ("not_routed", self.not_routed),
+            ("held", self.held),
+            ("released", self.released),
+            ("hold_full", self.hold_full),
+            ("hold_expired", self.hold_expired),
+            ("too_big", self.too_big),
+            ("fragmented", self.fragmented),
+            ("fragments", self.fragments),
+            ("neigh_drops", self.neigh_drops),
+            ("bus_lost", self.bus_lost),
+            ("alloc_failed", self.alloc_failed),
+        ]
+    }
+}
+
 /// How a received frame is handled in router mode.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Class {

@@ -194,6 +194,8 @@ pub struct ShardReport {
     pub total_entries: u32,
     pub max_entries: u32,
     pub census: Census,
+    /// Router mode: the router plane's counts (`None` in bridge mode).
+    pub router: Option<crate::router::RouterTotals>,
 }
 
 /// Where a received packet goes.
@@ -418,6 +420,7 @@ impl<I: PacketIo> Worker<I> {
                             total_entries: shard.total_entries(),
                             max_entries: shard.max_entries(),
                             census: job.census,
+                            router: self.core.router.as_deref().map(RouterPlane::totals),
                         });
                     }
                 }

@@ -274,6 +274,23 @@ fn ctrack_routes_between_two_linux_hosts() {
         ));
     }
 
+    // The same counts in Prometheus.
+    let forwarded: f64 = run
+        .scrape()
+        .samples
+        .iter()
+        .filter(|x| {
+            x.metric == "ctrack_router_events_total" && x.labels.get("event") == Some("forwarded")
+        })
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    if forwarded < 20.0 {
+        failures.push(format!("metrics: {forwarded} packets forwarded"));
+    }
+
     let out = run.stop();
     // The router planes' counts (summed over the workers): every ping of
     // ctrack answered, the TTL probes and the unrouted ping counted.
