@@ -6,13 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-# The namespace tests (run as root) use ip, ethtool, ping and python3, and
+# The namespace tests (run as root) use ip, ethtool, ping, curl and python3, and
 # the Linux reference router nft and tcpdump; the flow export tests read what
 # ctrack exports with nfdump's collector and tshark (which also checks the
 # packets the firewall generates); the pktgen test checks its Lua script
 # with luac; the REST client test installs requests and rosrestpy into a venv.
 if [ "$(id -u)" = 0 ]; then
-    ctrack_need_packages ip ethtool ping python3 python3-venv nfdump tshark luac nft tcpdump
+    ctrack_need_packages ip ethtool ping curl python3 python3-venv nfdump tshark luac nft tcpdump
 else
     ctrack_need_packages
 fi

@@ -22,6 +22,7 @@ pub mod out;
 pub mod plan;
 pub mod replay;
 pub mod rest;
+pub mod router;
 #[cfg(feature = "dpdk")]
 pub mod run;
 pub mod workers;

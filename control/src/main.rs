@@ -327,6 +327,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
     let ports = run.ports.as_ref().map_or(2, |p| p.len().max(2));
     let mut flow = file.traffic_flow.clone();
     let mut if_names = control::firewall::default_interfaces(ports);
+    let mut router = false;
     if let Some(p) = &run.rules {
         let cfg = control::firewall::load_script(p, run.rules_lenient.unwrap_or(false))?;
         tracking =
@@ -337,6 +338,10 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         flow =
             control::flow_ops::of_run(&file.traffic_flow, Some(&args.config), Some(&cfg), Some(p))
                 .map_err(anyhow::Error::msg)?;
+        // Router mode's addresses, routes and neighbours (router.rs).
+        router = control::router::RouterSetup::from_config(&cfg, ports)
+            .with_context(|| p.display().to_string())?
+            .is_some();
         let mut fw = control::firewall::Firewall::new(cfg, ports)
             .with_context(|| p.display().to_string())?;
         if flow.enabled {
@@ -359,6 +364,7 @@ fn cmd_check(args: CheckArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     if let Some(p) = &run.ports
         && p.len() % 2 != 0
+        && !router
     {
         anyhow::bail!(
             "{shown}: ports {p:?}: ports are paired in order (0<->1, 2<->3), so list an even number"

@@ -270,6 +270,18 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         per_worker(&|x| x.handoff_dropped),
     );
 
+    // Router mode (docs/nat.md, Counters).
+    f.counter(
+        "ctrack_router_events_total",
+        "Router mode: what a worker's router plane did, by event (forwarded, no_route, ttl_exceeded, hold_full, ...).",
+        &["worker", "event"],
+        w.iter().filter_map(|x| x.router.map(|r| (x.worker, r))).flat_map(|(n, r)| {
+            r.named()
+                .into_iter()
+                .map(move |(e, v)| (vec![n.to_string(), e.to_string()], v))
+        }),
+    );
+
     // Workers.
     f.gauge(
         "ctrack_worker_busy_ratio",
@@ -599,6 +611,11 @@ mod tests {
                 total_entries: 50 * k,
                 max_entries: 1 << 20,
                 connections,
+                router: (n == 1).then(|| dataplane::router::RouterTotals {
+                    forwarded: 77,
+                    hold_full: 3,
+                    ..Default::default()
+                }),
             }
         };
         MetricsSnapshot {
@@ -890,6 +907,19 @@ mod tests {
         assert_eq!(
             get(&s, "ctrack_port_rx_packets_total", &[("port", "1")]),
             1.0
+        );
+
+        // Router mode's counts, for the worker in router mode only.
+        let r1 = [("worker", "1"), ("event", "forwarded")];
+        assert_eq!(get(&s, "ctrack_router_events_total", &r1), 77.0);
+        let r1 = [("worker", "1"), ("event", "hold_full")];
+        assert_eq!(get(&s, "ctrack_router_events_total", &r1), 3.0);
+        assert!(
+            !s.samples
+                .iter()
+                .any(|x| x.metric == "ctrack_router_events_total"
+                    && x.labels.get("worker") == Some("0")),
+            "no router counts for a worker in bridge mode"
         );
 
         // Every metric documented in docs/metrics.md.

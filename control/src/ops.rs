@@ -72,6 +72,8 @@ pub struct WorkerMetrics {
     pub max_entries: u64,
     /// Live connections by (protocol name, tcp-state or "").
     pub connections: BTreeMap<(String, String), u64>,
+    /// Router mode: the router plane's counts (`None` in bridge mode).
+    pub router: Option<dataplane::router::RouterTotals>,
 }
 
 /// One port's DPDK counters.

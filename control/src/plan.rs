@@ -10,6 +10,9 @@
 //! A port with a TX queue per worker gives every worker one. Otherwise only
 //! the workers that receive from its peer get one (by rank); the others hand
 //! what they must send there to the port's TX owner.
+//!
+//! Router mode ([`plan_router`]) routes between any ports: any number of
+//! them, and a port short of TX queues gives them to the first workers.
 
 /// A port's queue counts, after configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +56,25 @@ pub enum PlanError {
     TxQueues { port: u16, tx: u16, workers: usize },
 }
 
+/// The plan of bridge mode: ports paired (an even number of them).
 pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Plan, PlanError> {
+    if !ports.is_empty() && !ports.len().is_multiple_of(2) {
+        return Err(PlanError::OddPorts(ports.len()));
+    }
+    plan_with(ports, workers, true)
+}
+
+/// The plan of router mode (docs/nat.md): any number of ports, and any
+/// worker may send out of any port, so a port with fewer TX queues than
+/// workers gives them to the first workers (the others hand over to its
+/// TX owner).
+pub fn plan_router(ports: &[PortQueues], workers: usize) -> Result<Plan, PlanError> {
+    plan_with(ports, workers, false)
+}
+
+fn plan_with(ports: &[PortQueues], workers: usize, paired: bool) -> Result<Plan, PlanError> {
     if ports.is_empty() {
         return Err(PlanError::NoPorts);
-    }
-    if !ports.len().is_multiple_of(2) {
-        return Err(PlanError::OddPorts(ports.len()));
     }
     let workers = workers.max(1);
     let per_queue = ports.iter().all(|p| p.rx as usize >= workers);
@@ -88,6 +104,8 @@ pub fn plan(ports: &[PortQueues], workers: usize) -> Result<Plan, PlanError> {
         let peer = (p ^ 1) as u16;
         let senders: Vec<usize> = if pq.tx as usize >= workers {
             (0..workers).collect()
+        } else if !paired {
+            (0..usize::from(pq.tx).min(workers)).collect()
         } else {
             (0..workers)
                 .filter(|&w| out[w].rx.iter().any(|&(rp, _)| rp == peer))
@@ -145,6 +163,22 @@ mod tests {
             assert_eq!(wp.rx, vec![(0, w as u16), (1, w as u16)]);
             assert_eq!(wp.tx, vec![Some(w as u16), Some(w as u16)]);
         }
+    }
+
+    /// Router mode: three single-queue ports, two workers; every port has
+    /// a TX owner with a queue there.
+    #[test]
+    fn router_mode_takes_any_number_of_ports() {
+        let p = plan_router(&[SINGLE; 3], 2).unwrap();
+        assert_eq!(p.workers[0].rx, vec![(0, 0), (2, 0)]);
+        assert_eq!(p.workers[1].rx, vec![(1, 0)]);
+        assert_eq!(p.tx_owner, vec![0, 0, 0]);
+        assert_eq!(p.workers[0].tx, vec![Some(0); 3]);
+        assert_eq!(p.workers[1].tx, vec![None; 3]);
+        let mq = PortQueues { rx: 2, tx: 2 };
+        let p = plan_router(&[mq], 2).unwrap();
+        assert_eq!(p.workers[1].tx, vec![Some(1)]);
+        assert_eq!(plan_router(&[], 1), Err(PlanError::NoPorts));
     }
 
     #[test]

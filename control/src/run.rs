@@ -80,6 +80,10 @@ pub struct WorkerSummary {
     pub firewall_dropped: u64,
     pub firewall_rejected: u64,
     pub firewall_tarpitted: u64,
+    /// Router mode: what the worker's router plane did (absent in bridge
+    /// mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<dataplane::router::RouterTotals>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +137,7 @@ struct WorkerEnd {
     entries: u32,
     /// The worker's rule counters, with its ruleset's generation.
     rules: Option<(u64, Vec<ctrack_rules::RuleCounter>)>,
+    router: Option<dataplane::router::RouterTotals>,
 }
 
 fn run_with_eal(
@@ -158,6 +163,12 @@ fn run_with_eal(
         None => (0..probed).collect(),
     };
     let n_ports = ids.len() as u16;
+    // Addresses in the script: router mode (control/src/router.rs).
+    let router_setup = rules
+        .as_ref()
+        .map(|r| crate::router::RouterSetup::from_config(r, ids.len()))
+        .transpose()?
+        .flatten();
     // Port i is `ether{i+1}` to the rules (unless the script renames it).
     let mut firewall = rules
         .map(|r| crate::firewall::Firewall::new(r, ids.len()))
@@ -254,7 +265,26 @@ fn run_with_eal(
             tx: p.tx_queue_count(),
         })
         .collect();
-    let plan = plan(&queues, workers)?;
+    let plan = if router_setup.is_some() {
+        crate::plan::plan_router(&queues, workers)?
+    } else {
+        plan(&queues, workers)?
+    };
+    let router = router_setup
+        .map(|setup| -> Result<_> {
+            let macs = ports
+                .iter()
+                .map(|p| {
+                    p.mac_address()
+                        .with_context(|| format!("port {} MAC", p.id().0))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cfg = setup.build(&macs, |e| {
+                dataplane::router::Fib::with_lpm(e).context("building the rte_lpm FIB")
+            })?;
+            Ok((Arc::new(cfg), dataplane::router::NeighBus::new(workers)))
+        })
+        .transpose()?;
     let in_use_start = pool.in_use_count();
 
     // Software dispatch mirrors the RETA the NICs were given (the first RSS
@@ -341,6 +371,7 @@ fn run_with_eal(
         let mesh = mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
+        let router = router.clone();
         let stop_w = workers_stop.clone();
         let cpu = cpus[w];
         let spawned = std::thread::Builder::new()
@@ -354,6 +385,9 @@ fn run_with_eal(
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.set_events(ring, SHARD_EVENTS);
+                if let Some((cfg, bus)) = router {
+                    worker.install_router(cfg, bus);
+                }
                 if let Some(u) = fw_update {
                     // Before the first packet.
                     worker.install_firewall(u);
@@ -366,6 +400,7 @@ fn run_with_eal(
                     totals: worker.totals(),
                     stats: worker.shard().stats().clone(),
                     entries: worker.shard().total_entries(),
+                    router: worker.router().map(|r| r.totals()),
                 })
             });
         match spawned {
@@ -458,6 +493,7 @@ fn run_with_eal(
                 firewall_dropped: t.fw_dropped,
                 firewall_rejected: t.fw_rejected,
                 firewall_tarpitted: t.fw_tarpitted,
+                router: e.router,
             }
         })
         .collect();

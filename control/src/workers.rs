@@ -372,6 +372,7 @@ impl Dataplane for WorkerSet {
                     total_entries: t.entries,
                     max_entries: t.max_entries,
                     connections,
+                    router: report.router,
                 }
             })
             .collect();

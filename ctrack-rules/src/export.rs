@@ -82,11 +82,29 @@ pub fn export(cfg: &Config) -> String {
         MenuRef::Arp,
         cfg.arp.iter().map(|i| add_line(i.0.clone())).collect(),
     );
+    section(
+        MenuRef::Route,
+        cfg.routes.iter().map(|i| add_line(i.0.clone())).collect(),
+    );
     for fam in [Fam::V4, Fam::V6] {
         if fam == Fam::V6 {
             section(
                 MenuRef::Ipv6Address,
                 cfg.ipv6_addresses
+                    .iter()
+                    .map(|i| add_line(i.0.clone()))
+                    .collect(),
+            );
+            section(
+                MenuRef::Ipv6Route,
+                cfg.ipv6_routes
+                    .iter()
+                    .map(|i| add_line(i.0.clone()))
+                    .collect(),
+            );
+            section(
+                MenuRef::Ipv6Neighbor,
+                cfg.ipv6_neighbors
                     .iter()
                     .map(|i| add_line(i.0.clone()))
                     .collect(),

@@ -78,6 +78,12 @@ pub struct Config {
     pub ipv6_addresses: Vec<Item>,
     /// `/ip arp`
     pub arp: Vec<Item>,
+    /// `/ip route` (static routes; router mode, `docs/nat.md`)
+    pub routes: Vec<Item>,
+    /// `/ipv6 route`
+    pub ipv6_routes: Vec<Item>,
+    /// `/ipv6 neighbor` (static entries)
+    pub ipv6_neighbors: Vec<Item>,
     /// `/ip firewall connection tracking` (`set` properties, by name).
     pub connection_tracking: Item,
     /// `/ip firewall service-port` (`set NAME ...` lines)

@@ -67,6 +67,9 @@ enum Menu {
     IpAddress,
     Ipv6Address,
     Arp,
+    Route,
+    Ipv6Route,
+    Ipv6Neighbor,
     ConnectionTracking,
     ServicePort,
     TrafficFlow,
@@ -97,6 +100,9 @@ const MENUS: &[(&str, Menu)] = &[
     ("ip address", Menu::IpAddress),
     ("ipv6 address", Menu::Ipv6Address),
     ("ip arp", Menu::Arp),
+    ("ip route", Menu::Route),
+    ("ipv6 route", Menu::Ipv6Route),
+    ("ipv6 neighbor", Menu::Ipv6Neighbor),
     ("ip firewall connection tracking", Menu::ConnectionTracking),
     ("ip firewall service-port", Menu::ServicePort),
     ("ip traffic-flow", Menu::TrafficFlow),
@@ -115,6 +121,9 @@ pub(crate) fn menu_path(m: MenuRef) -> &'static str {
         MenuRef::IpAddress => Menu::IpAddress,
         MenuRef::Ipv6Address => Menu::Ipv6Address,
         MenuRef::Arp => Menu::Arp,
+        MenuRef::Route => Menu::Route,
+        MenuRef::Ipv6Route => Menu::Ipv6Route,
+        MenuRef::Ipv6Neighbor => Menu::Ipv6Neighbor,
         MenuRef::ConnectionTracking => Menu::ConnectionTracking,
         MenuRef::ServicePort => Menu::ServicePort,
         MenuRef::TrafficFlow => Menu::TrafficFlow,
@@ -139,6 +148,9 @@ pub(crate) enum MenuRef {
     IpAddress,
     Ipv6Address,
     Arp,
+    Route,
+    Ipv6Route,
+    Ipv6Neighbor,
     ConnectionTracking,
     ServicePort,
     TrafficFlow,
@@ -164,6 +176,7 @@ enum Kind {
     Time,
     Int,
     V4,
+    V6,
     V4Net,
     V6Net,
     /// An IPv4 or IPv6 address.
@@ -198,6 +211,33 @@ const ARP: &[(&str, Kind)] = &[
     ("interface", Kind::Name),
     ("mac-address", Kind::Mac),
     ("published", Kind::Bool),
+];
+
+/// `/ip route`: static routes with an address as gateway (an interface
+/// name as gateway, `routing-table`, `check-gateway` and the rest are not
+/// implemented: the line is refused, naming the property).
+const ROUTE: &[(&str, Kind)] = &[
+    ("comment", Kind::Text),
+    ("disabled", Kind::Bool),
+    ("distance", Kind::Int),
+    ("dst-address", Kind::V4Net),
+    ("gateway", Kind::V4),
+];
+
+const IPV6_ROUTE: &[(&str, Kind)] = &[
+    ("comment", Kind::Text),
+    ("disabled", Kind::Bool),
+    ("distance", Kind::Int),
+    ("dst-address", Kind::V6Net),
+    ("gateway", Kind::V6),
+];
+
+const IPV6_NEIGHBOR: &[(&str, Kind)] = &[
+    ("address", Kind::V6),
+    ("comment", Kind::Text),
+    ("disabled", Kind::Bool),
+    ("interface", Kind::Name),
+    ("mac-address", Kind::Mac),
 ];
 
 const ETHERNET: &[(&str, Kind)] = &[
@@ -278,6 +318,10 @@ fn check_kind(kind: Kind, v: &str) -> VResult<()> {
             .parse::<std::net::Ipv4Addr>()
             .map(|_| ())
             .map_err(|_| "expected an IPv4 address".into()),
+        Kind::V6 => v
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| "expected an IPv6 address".into()),
         Kind::V4Net | Kind::V6Net => {
             let (a, l) = v.split_once('/').unwrap_or((v, ""));
             let (ok, max) = match kind {
@@ -506,6 +550,33 @@ impl Parser {
             Menu::Arp => {
                 let it = item(props, ARP, path, &["address", "interface"])?;
                 self.cfg.arp.push(it);
+            }
+            Menu::Route | Menu::Ipv6Route => {
+                let schema = if menu == Menu::Route {
+                    ROUTE
+                } else {
+                    IPV6_ROUTE
+                };
+                let it = item(props, schema, path, &["gateway"])?;
+                if let Some(d) = it.get("distance")
+                    && !matches!(d.parse::<u8>(), Ok(1..=255))
+                {
+                    return Err((format!("distance={d}"), "expected 1..255".into()));
+                }
+                if menu == Menu::Route {
+                    self.cfg.routes.push(it);
+                } else {
+                    self.cfg.ipv6_routes.push(it);
+                }
+            }
+            Menu::Ipv6Neighbor => {
+                let it = item(
+                    props,
+                    IPV6_NEIGHBOR,
+                    path,
+                    &["address", "interface", "mac-address"],
+                )?;
+                self.cfg.ipv6_neighbors.push(it);
             }
             Menu::TrafficFlowTarget => {
                 let it = item(props, TRAFFIC_FLOW_TARGET, path, &["dst-address"])?;

@@ -263,3 +263,50 @@ fn parse_normalises_what_export_prints() {
     assert!(text.contains("src-address=10.0.0.0/8"), "{text}");
     assert_eq!(parse(&text).unwrap(), c);
 }
+
+/// Router mode's menus: static routes of both families and IPv6 neighbours,
+/// exported and read back; bad values name their line and word.
+#[test]
+fn routes_and_neighbors() {
+    let c = parse(
+        "/ip route\nadd dst-address=10.0.0.0/8 gateway=192.168.88.254 distance=2\n\
+         add gateway=203.0.113.1 disabled=yes comment=\"default\"\n\
+         /ipv6 route\nadd dst-address=::/0 gateway=fd00::fe\n\
+         /ipv6 neighbor\nadd address=fd00::9 interface=ether2 mac-address=02:00:00:00:00:09\n",
+    )
+    .unwrap();
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].get("dst-address"), Some("10.0.0.0/8"));
+    assert_eq!(c.routes[0].get("distance"), Some("2"));
+    assert_eq!(c.routes[1].get("dst-address"), None, "0.0.0.0/0 by default");
+    assert_eq!(c.ipv6_routes[0].get("gateway"), Some("fd00::fe"));
+    assert_eq!(
+        c.ipv6_neighbors[0].get("mac-address"),
+        Some("02:00:00:00:00:09")
+    );
+    let text = export(&c);
+    assert_eq!(
+        parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}")),
+        c,
+        "{text}"
+    );
+    assert!(text.contains("/ip route\nadd "), "{text}");
+    let (line, word, _) = err("/ip route\nadd dst-address=10.0.0.0/8 gateway=ether1\n");
+    assert_eq!((line, word.as_str()), (2, "gateway=ether1"));
+    assert_eq!(
+        err("/ip route\nadd gateway=10.0.0.1 distance=0\n").1,
+        "distance=0"
+    );
+    assert_eq!(
+        err("/ip route\nadd gateway=10.0.0.1 routing-table=main\n").1,
+        "routing-table"
+    );
+    assert_eq!(
+        err("/ipv6 route\nadd dst-address=::/0 gateway=10.0.0.1\n").1,
+        "gateway=10.0.0.1"
+    );
+    assert_eq!(
+        err("/ipv6 neighbor\nadd address=fd00::9 interface=ether2\n").1,
+        "add"
+    );
+}

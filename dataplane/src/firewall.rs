@@ -48,6 +48,32 @@ pub const FORWARD_HOOKS: [Hook; 4] = [
     Hook::ManglePostrouting,
 ];
 
+/// The hooks a packet to the box itself passes (router mode: its egress
+/// is [`crate::router::LOCAL_PORT`]): mangle `prerouting`, mangle `input`,
+/// filter `input`.
+pub const INPUT_HOOKS: [Hook; 3] = [Hook::ManglePrerouting, Hook::MangleInput, Hook::FilterInput];
+
+/// The hooks a packet the box sends passes (router mode: its ingress is
+/// [`crate::router::LOCAL_PORT`]): mangle `output`, filter `output`, mangle
+/// `postrouting`.
+pub const OUTPUT_HOOKS: [Hook; 3] = [
+    Hook::MangleOutput,
+    Hook::FilterOutput,
+    Hook::ManglePostrouting,
+];
+
+/// The hooks for a packet between ports `(inp, outp)`.
+#[inline]
+fn hooks_for((inp, outp): (u16, u16)) -> &'static [Hook] {
+    if outp == crate::router::LOCAL_PORT {
+        &INPUT_HOOKS
+    } else if inp == crate::router::LOCAL_PORT {
+        &OUTPUT_HOOKS
+    } else {
+        &FORWARD_HOOKS
+    }
+}
+
 /// Dynamic address-list entries a worker holds at most.
 pub const LIST_ENTRIES: usize = 65_536;
 /// Address-list additions queued for control at most.
@@ -258,16 +284,24 @@ impl WorkerFirewall {
         self.n_marked = 0;
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
+            let hooks = hooks_for((inp, outp));
+            let local = |p: u16| {
+                if p == crate::router::LOCAL_PORT {
+                    NO_IFACE
+                } else {
+                    p
+                }
+            };
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
-            ctx.in_iface = inp;
-            ctx.out_iface = outp;
+            ctx.in_iface = local(inp);
+            ctx.out_iface = local(outp);
             let existing = match verdicts[j] {
                 Verdict::New => None,
                 Verdict::Tracked { id, dir, .. } => {
                     let Some(view) = shard.conn_view(id, now) else {
                         // Gone already (an RST that closed it): as established.
                         ctx.conn.state = ConnState::Established;
-                        let v = self.run_hooks(now, &mut ctx);
+                        let v = self.run_hooks(now, hooks, &mut ctx);
                         self.apply_existing(shard, j, &v, None, verdicts);
                         continue;
                     };
@@ -315,7 +349,7 @@ impl WorkerFirewall {
                 // Dropped by the table already, or decided.
                 Verdict::Dropped(_) | Verdict::Refused(_) => continue,
             };
-            let v = self.run_hooks(now, &mut ctx);
+            let v = self.run_hooks(now, hooks, &mut ctx);
             if verdicts[j] == Verdict::New {
                 decisions[j] = match drop_reason(v.action) {
                     // A first packet is never established: FastTrack waits
@@ -368,17 +402,23 @@ impl WorkerFirewall {
         }
     }
 
-    /// Runs the forward hooks on `ctx`, carrying the packet and connection
-    /// marks from hook to hook; stops at the first hook that drops.
+    /// Runs `hooks` ([`FORWARD_HOOKS`], or in router mode [`INPUT_HOOKS`] /
+    /// [`OUTPUT_HOOKS`]) on `ctx`, carrying the packet and connection marks
+    /// from hook to hook; stops at the first hook that drops.
     #[inline]
-    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'static>) -> Merged {
+    fn run_hooks(
+        &mut self,
+        now: Instant,
+        hooks: &'static [Hook],
+        ctx: &mut PacketCtx<'static>,
+    ) -> Merged {
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
             fasttrack: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
-        for hook in FORWARD_HOOKS {
+        for &hook in hooks {
             // Prerouting knows no out-interface yet; postrouting has no
             // in-interface (as in Linux and RouterOS).
             ctx.in_iface = if hook == Hook::ManglePostrouting {

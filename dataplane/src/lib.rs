@@ -8,6 +8,7 @@
 //! - [`stats`]: per-worker counters.
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
+//! - [`router`]: router mode's per-worker plane (ARP/ND, routes, TTL, ICMP).
 //! - [`events`]: the rings that carry connection events to the control side.
 #![deny(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod firewall;
 pub mod io;
 pub mod policy;
 pub mod respond;
+pub mod router;
 pub mod rss;
 pub mod stats;
 pub mod worker;

@@ -99,12 +99,42 @@ impl Responder {
         port: u16,
         now: Instant,
     ) -> Option<I::Packet> {
+        self.respond_quoting(io, frame, answer, port, now, None)
+    }
+
+    /// As [`Responder::respond`], quoting `frame` exactly as received
+    /// whatever [`Responder::set_forwarded`] says: the errors a router
+    /// sends before forwarding (no route, TTL exceeded), as Linux's
+    /// `ip_error` and `ip_forward` do.
+    pub fn respond_as_received<I: PacketIo>(
+        &mut self,
+        io: &mut I,
+        frame: &[u8],
+        answer: Answer,
+        port: u16,
+        now: Instant,
+    ) -> Option<I::Packet> {
+        self.respond_quoting(io, frame, answer, port, now, Some(false))
+    }
+
+    fn respond_quoting<I: PacketIo>(
+        &mut self,
+        io: &mut I,
+        frame: &[u8],
+        answer: Answer,
+        port: u16,
+        now: Instant,
+        forwarded: Option<bool>,
+    ) -> Option<I::Packet> {
         let mut src = self
             .sources
             .get(usize::from(port))
             .copied()
             .unwrap_or_default();
         src.ident = self.ident;
+        if let Some(f) = forwarded {
+            src.forwarded = f;
+        }
         let Some(n) = build(answer, frame, &src, &mut self.scratch) else {
             self.totals.not_due += 1;
             return None;

@@ -18,6 +18,13 @@
 //! runs the rules between the table's lookup and commit phases (see
 //! [`crate::firewall`]).
 //!
+//! In router mode ([`Worker::install_router`], [`crate::router`]) step 2
+//! first classifies each frame (routed out of a port, to the box itself, or
+//! the router plane's own: ARP/ND, ICMP errors, drops), step 4 routes what
+//! was accepted (TTL, next hop, Ethernet rewrite), and after the handoffs
+//! the box's own answers are tracked through the output hooks and held
+//! packets whose next hop resolved are sent.
+//!
 //! So both directions of a connection are tracked by one shard whatever
 //! queue they arrive on, and no connection is tracked twice. No lock is
 //! taken and nothing is allocated on the packet path (rings and bursts are
@@ -42,6 +49,7 @@ use crate::packet::checksum::{RxChecksum, verify_ethernet};
 use crate::packet::parse_ethernet_into;
 use crate::policy::{self, FastTrackMode};
 use crate::respond::Responder;
+use crate::router::{Class, LOCAL_PORT, LocalOut, NeighBus, RouterConfig, RouterPlane};
 use crate::rss::Dispatch;
 use crate::stats::{WorkerCounters, WorkerTotals};
 
@@ -133,6 +141,10 @@ pub enum Command {
     /// A new firewall ruleset (or none), installed as a whole between bursts;
     /// the previous one goes back in the update's reply.
     Firewall(Box<crate::firewall::FirewallUpdate>),
+    /// A new router configuration (addresses, FIB, static neighbours),
+    /// installed between bursts; ignored by a worker not in router mode
+    /// (see [`Worker::install_router`]).
+    Router(Arc<RouterConfig>),
     /// Address-list additions of other workers, made under ruleset
     /// `generation`.
     ListAdds {
@@ -182,6 +194,8 @@ pub struct ShardReport {
     pub total_entries: u32,
     pub max_entries: u32,
     pub census: Census,
+    /// Router mode: the router plane's counts (`None` in bridge mode).
+    pub router: Option<crate::router::RouterTotals>,
 }
 
 /// Where a received packet goes.
@@ -193,6 +207,9 @@ enum Disp {
     Local(u8),
     /// Owned by another worker.
     Remote(u16),
+    /// Router mode: handled by the router plane, untracked
+    /// ([`RouterPlane::handle`]).
+    Router,
 }
 
 struct CensusJob {
@@ -225,6 +242,14 @@ struct Core<P, B> {
     /// This loop's time.
     now: Instant,
     staged: Vec<(P, u16)>,
+    /// Router mode (see [`crate::router`]); `None`: ports bridged in pairs.
+    router: Option<Box<RouterPlane<P>>>,
+    /// Router mode: each received packet's egress port (or
+    /// [`LOCAL_PORT`]), by its index in the RX burst.
+    egress: [u16; MAX_BURST],
+    /// Router mode: packets the box sends itself (echo replies), tracked
+    /// through the output hooks at the end of the loop.
+    local_out: Vec<P>,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -275,6 +300,9 @@ impl<I: PacketIo> Worker<I> {
                 responder,
                 now: Instant::ZERO,
                 staged: Vec::with_capacity(MAX_BURST),
+                router: None,
+                egress: [0; MAX_BURST],
+                local_out: Vec::with_capacity(MAX_BURST),
             },
             commands,
             counters,
@@ -315,6 +343,9 @@ impl<I: PacketIo> Worker<I> {
                 .drain_each(|i, pkt| core.route_received(io, i, pkt, (ingress, egress)));
         }
         work += self.core.drain_handoffs(&mut self.io, now);
+        if self.core.router.is_some() {
+            work += self.core.router_between_bursts(&mut self.io, now);
+        }
         self.core.flush_all(&mut self.io);
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
         if let Some(fw) = self.core.fw.as_deref_mut() {
@@ -389,6 +420,7 @@ impl<I: PacketIo> Worker<I> {
                             total_entries: shard.total_entries(),
                             max_entries: shard.max_entries(),
                             census: job.census,
+                            router: self.core.router.as_deref().map(RouterPlane::totals),
                         });
                     }
                 }
@@ -402,6 +434,11 @@ impl<I: PacketIo> Worker<I> {
             // A reply the requester stopped waiting for is not an error.
             match cmd {
                 Command::Settings(s) => shard.apply_settings(&s),
+                Command::Router(cfg) => {
+                    if let Some(r) = self.core.router.as_deref_mut() {
+                        r.set_config(cfg, now);
+                    }
+                }
                 Command::FastTrack(m) => m.apply(shard),
                 Command::Firewall(u) => {
                     let reply = u.reply.clone();
@@ -473,6 +510,38 @@ impl<I: PacketIo> Worker<I> {
         self.core.install_firewall(u, now)
     }
 
+    /// Puts the worker in router mode with `cfg` (before it starts; later
+    /// configurations come by [`Command::Router`]): `bus` is shared by all
+    /// workers (their learned neighbours). ICMP errors come from each
+    /// port's first address of their family.
+    pub fn install_router(&mut self, cfg: Arc<RouterConfig>, bus: Arc<NeighBus>) {
+        let now = self.io.now();
+        for (port, p) in cfg.ports.iter().enumerate() {
+            let v4 = p.first(crate::flow::Family::V4).map(|a| a.v4_octets());
+            let v6 = p.first(crate::flow::Family::V6).map(|a| a.0);
+            self.core.responder.set_address(port as u16, v4, v6);
+        }
+        self.core.responder.set_forwarded(true);
+        self.core.router = Some(Box::new(RouterPlane::new(self.core.id, cfg, bus, now)));
+    }
+
+    /// The router plane, in router mode.
+    pub fn router(&self) -> Option<&RouterPlane<I::Packet>> {
+        self.core.router.as_deref()
+    }
+
+    /// The out-interface of a packet to `dst` that bridge mode would send
+    /// out of `egress` (its pair's other port): in router mode the routed
+    /// port ([`RouterPlane::route`]; `None`: no route), else `egress`.
+    /// (Tracked packets carry it already: the firewall's `(in, out)` ports
+    /// are the routed ones, [`LOCAL_PORT`] for the box itself.)
+    pub fn out_port(&self, dst: &crate::flow::Addr, egress: u16) -> Option<u16> {
+        match self.core.router.as_deref() {
+            Some(r) => r.route(dst).map(|(port, _)| port),
+            None => Some(egress),
+        }
+    }
+
     /// The firewall, if a ruleset is loaded.
     pub fn firewall(&self) -> Option<&WorkerFirewall> {
         self.core.fw.as_deref()
@@ -520,6 +589,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         let verify = settings.checksum_verify && self.shard.is_tracking();
         let mut k = 0;
         for i in 0..n {
+            let mut ports = ports;
+            if let Some(r) = self.router.as_deref() {
+                ports.1 = match r.classify(rx.data(i), ports.0) {
+                    Class::Forward(port) => port,
+                    Class::Local => LOCAL_PORT,
+                    Class::Router => {
+                        self.disp[i] = Disp::Router;
+                        continue;
+                    }
+                };
+                self.egress[i] = ports.1;
+            }
             // Parsed in place, into the slot the table reads (see
             // `parse_ethernet_into`); a packet for another worker is moved
             // out of it.
@@ -641,7 +722,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         pkt: P,
         (ingress, egress): (u16, u16),
     ) {
+        let egress = if self.router.is_some() {
+            self.egress[i.min(MAX_BURST - 1)]
+        } else {
+            egress
+        };
         match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
+            Disp::Router => self.router_handle(io, pkt, ingress),
+            Disp::Untracked if self.router.is_some() => self.route_out(io, pkt, (ingress, egress)),
             Disp::Untracked => self.forward(io, pkt, egress),
             Disp::Local(k) => {
                 self.after_verdict(io, self.verdicts[k as usize], pkt, (ingress, egress))
@@ -679,6 +767,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             if let Verdict::Refused(r) = v
                 && let Some(answer) = crate::firewall::answer_of(r)
                 && ingress != NO_PORT
+                && ingress != LOCAL_PORT
             {
                 // The reset, ICMP error or tarpit SYN-ACK goes back out of
                 // the port the packet came in on (rate-limited and counted
@@ -689,9 +778,113 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             drop(pkt);
+        } else if self.router.is_some() {
+            self.route_out(io, pkt, (ingress, egress));
         } else {
             self.forward(io, pkt, egress);
         }
+    }
+
+    /// Router mode: a packet the router plane handles untracked.
+    fn router_handle<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        pkt: P,
+        ingress: u16,
+    ) {
+        let Some(r) = self.router.as_deref_mut() else {
+            return;
+        };
+        if let Some((a, port)) = r.handle(io, &mut self.responder, pkt, ingress, self.now) {
+            self.forward(io, a, port);
+        }
+    }
+
+    /// Router mode: an accepted packet to the box itself (`egress` is
+    /// [`LOCAL_PORT`]: its answer is queued for the output hooks) or to
+    /// route out (the TTL decremented unless the box sent it).
+    fn route_out<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        pkt: P,
+        (ingress, egress): (u16, u16),
+    ) {
+        let Some(mut r) = self.router.take() else {
+            return;
+        };
+        let now = self.now;
+        if egress == LOCAL_PORT {
+            match r.local(io, &mut self.responder, pkt, ingress, now) {
+                LocalOut::EchoReply(reply) if self.local_out.len() < MAX_BURST => {
+                    self.local_out.push(reply);
+                }
+                LocalOut::EchoReply(_) => self.totals.tx_dropped += 1,
+                LocalOut::Answer(a, port) => self.forward(io, a, port),
+                LocalOut::Nothing => {}
+            }
+        } else {
+            let from = (ingress != LOCAL_PORT && ingress != NO_PORT).then_some(ingress);
+            let big = {
+                let mut send = |io: &mut I, p: P, port: u16| self.forward(io, p, port);
+                r.output(io, pkt, from, now, &mut send)
+            };
+            if let (Some((pkt, mtu)), Some(from)) = (big, from)
+                && let Some((a, port)) = r.too_big(io, &mut self.responder, pkt, from, mtu, now)
+            {
+                self.forward(io, a, port);
+            }
+        }
+        self.router = Some(r);
+    }
+
+    /// Router mode, between bursts: tracks what the box sends itself
+    /// through the output hooks and sends it, then the router plane's own
+    /// work (shared neighbours, aging, held packets). Returns the packets
+    /// handled.
+    fn router_between_bursts<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        now: Instant,
+    ) -> usize {
+        let mut work = 0;
+        if !self.local_out.is_empty() {
+            let mut out = std::mem::take(&mut self.local_out);
+            let mut k = 0;
+            for pkt in out.drain(..) {
+                let frame = io.packet_data(&pkt);
+                let port = self
+                    .router
+                    .as_deref()
+                    .and_then(|r| crate::router::dst_of(frame).and_then(|d| r.route(&d)))
+                    .map_or(NO_PORT, |(p, _)| p);
+                match parse_ethernet_into(frame, &mut self.local[k]) {
+                    Ok(()) => {
+                        self.ports[k] = (LOCAL_PORT, port);
+                        self.staged.push((pkt, port));
+                        k += 1;
+                    }
+                    Err(e) => self.totals.parse_errors[e.index()] += 1,
+                }
+            }
+            self.local_out = out;
+            work += k;
+            if k > 0 {
+                self.track(now, k);
+                let mut staged = std::mem::take(&mut self.staged);
+                for (j, (pkt, port)) in staged.drain(..).enumerate() {
+                    self.after_verdict(io, self.verdicts[j], pkt, (LOCAL_PORT, port));
+                }
+                self.staged = staged;
+            }
+        }
+        if let Some(mut r) = self.router.take() {
+            let held = r.held();
+            let mut send = |io: &mut I, p: P, port: u16| self.forward(io, p, port);
+            r.between_bursts(io, now, &mut send);
+            work += held - r.held();
+            self.router = Some(r);
+        }
+        work
     }
 
     /// Transmits on this worker's queue of `port`, or hands the packet to the

@@ -132,6 +132,8 @@ fn check_answers(frame: &[u8]) {
         Answer::Icmp6(U6::NoRoute),
         Answer::Icmp6(U6::Port),
         Answer::Icmp6(U6::HeadersTooLong),
+        Answer::TimeExceeded,
+        Answer::TooBig(1280),
     ];
     let params = IcmpParams {
         v4: Some([192, 0, 2, 1]),

@@ -360,3 +360,38 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         .collect();
     assert!(ours.is_empty(), "{}", show(&out));
 }
+
+/// `ctrack check` reads router mode's menus as `run` would: an address on
+/// an interface the run does not have is an error naming it; in router
+/// mode an odd port list is fine (ports are not paired).
+#[test]
+fn check_validates_router_mode() {
+    let dir = scratch_dir("check-router");
+    let check = |toml: &str, rsc: &str| {
+        std::fs::write(dir.join("r.rsc"), rsc).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        Command::new(ctrack_bin())
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env_remove("CTRACK_TOKEN")
+            .output()
+            .expect("spawn ctrack")
+    };
+    let out = check(
+        "[run]\nrules = \"r.rsc\"\n",
+        "/ip address\nadd address=10.0.0.1/24 interface=ether7\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interface=ether7"), "{}", show(&out));
+    let three = "[run]\nrules = \"r.rsc\"\nports = [0, 1, 2]\n";
+    let out = check(
+        three,
+        "/ip address\nadd address=10.0.0.1/24 interface=ether3\n\
+         /ip route\nadd gateway=10.0.0.254\n",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    // Without addresses the same three ports are refused (bridge mode).
+    let out = check(three, "/ip route\nadd gateway=10.0.0.254\n");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}

@@ -123,6 +123,13 @@ pub const ICMP_DEST_UNREACH: u8 = 3;
 /// The ICMPv6 type of destination unreachable.
 pub const ICMPV6_DEST_UNREACH: u8 = 1;
 
+/// The ICMP type of time exceeded (IPv4).
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// The ICMPv6 type of time exceeded.
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// The ICMPv6 type of packet too big.
+pub const ICMPV6_PKT_TOOBIG: u8 = 2;
+
 /// What to answer a frame with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Answer {
@@ -134,6 +141,16 @@ pub enum Answer {
     Icmp6(Unreachable6),
     /// `action=tarpit` ([`tarpit`]).
     Tarpit,
+    /// ICMP time exceeded in transit (type 11, code 0) or ICMPv6 hop limit
+    /// exceeded (type 3, code 0), for either family: what a router sends
+    /// for a packet whose TTL / hop limit runs out ([`time_exceeded`]).
+    TimeExceeded,
+    /// ICMP fragmentation needed (type 3, code 4) or ICMPv6 packet too big
+    /// (type 2), with the next hop's MTU, for either family: what a router
+    /// sends for a packet larger than the egress MTU that it may not
+    /// fragment ([`too_big`]). Not rate-limited (Linux exempts path MTU
+    /// discovery).
+    TooBig(u16),
 }
 
 /// What an ICMP error is sent with, besides the packet it answers.
@@ -157,7 +174,10 @@ pub struct IcmpParams {
 /// Whether Linux rate-limits this answer with [`IcmpRateLimiter`]: ICMP
 /// errors yes, resets and tarpit segments no.
 pub const fn needs_rate_limit(a: Answer) -> bool {
-    matches!(a, Answer::Icmp4(_) | Answer::Icmp6(_))
+    matches!(
+        a,
+        Answer::Icmp4(_) | Answer::Icmp6(_) | Answer::TimeExceeded
+    )
 }
 
 /// Builds `answer` for `frame` into `out` (see the builders). `None` where
@@ -170,6 +190,8 @@ pub fn build(answer: Answer, frame: &[u8], src: &IcmpParams, out: &mut [u8]) -> 
         Answer::Icmp4(code) => icmp_unreachable(frame, IcmpCode::V4(code), src, out),
         Answer::Icmp6(code) => icmp_unreachable(frame, IcmpCode::V6(code), src, out),
         Answer::Tarpit => tarpit(frame, out),
+        Answer::TimeExceeded => time_exceeded(frame, src, out),
+        Answer::TooBig(mtu) => too_big(frame, mtu, src, out),
     }
 }
 
@@ -506,9 +528,35 @@ pub fn icmp_unreachable(
 ) -> Option<usize> {
     let r = receive(frame)?;
     match (r.ip, code) {
-        (Ip::V4(p), IcmpCode::V4(c)) => icmp4(r.l2, p, c as u8, src, out),
-        (Ip::V6(p), IcmpCode::V6(c)) => icmp6(r.l2, p, c as u8, src, out),
+        (Ip::V4(p), IcmpCode::V4(c)) => icmp4(r.l2, p, (ICMP_DEST_UNREACH, c as u8, 0), src, out),
+        (Ip::V6(p), IcmpCode::V6(c)) => icmp6(r.l2, p, (ICMPV6_DEST_UNREACH, c as u8, 0), src, out),
         _ => None,
+    }
+}
+
+/// The ICMP time exceeded (IPv4: type 11, code 0) or ICMPv6 hop limit
+/// exceeded (type 3, code 0) that Linux's `ip_forward` / `ip6_forward` send
+/// for the packet in `frame`, eligible as [`icmp_unreachable`]'s (never
+/// about an error, a non-first fragment, multicast); from `src`'s address
+/// of the family.
+pub fn time_exceeded(frame: &[u8], src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
+    let r = receive(frame)?;
+    match r.ip {
+        Ip::V4(p) => icmp4(r.l2, p, (ICMP_TIME_EXCEEDED, 0, 0), src, out),
+        Ip::V6(p) => icmp6(r.l2, p, (ICMPV6_TIME_EXCEEDED, 0, 0), src, out),
+    }
+}
+
+/// The ICMP fragmentation needed (IPv4: type 3, code 4, the next-hop MTU in
+/// the header's last 16 bits, RFC 1191) or ICMPv6 packet too big (type 2,
+/// the MTU in the header's second word, RFC 4443) that Linux's `ip_forward`
+/// / `ip6_forward` send for the packet in `frame`, eligible as
+/// [`icmp_unreachable`]'s; from `src`'s address of the family.
+pub fn too_big(frame: &[u8], mtu: u16, src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
+    let r = receive(frame)?;
+    match r.ip {
+        Ip::V4(p) => icmp4(r.l2, p, (ICMP_DEST_UNREACH, 4, u32::from(mtu)), src, out),
+        Ip::V6(p) => icmp6(r.l2, p, (ICMPV6_PKT_TOOBIG, 0, u32::from(mtu)), src, out),
     }
 }
 
@@ -529,7 +577,13 @@ fn icmp4_eligible(p: &[u8]) -> bool {
     checksum::verify_ip(p, checksum::RxChecksum::UNKNOWN).is_ok()
 }
 
-fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
+fn icmp4(
+    l2: &[u8],
+    p: &[u8],
+    (ty, code, rest): (u8, u8, u32),
+    src: &IcmpParams,
+    out: &mut [u8],
+) -> Option<usize> {
     if !icmp4_eligible(p) {
         return None;
     }
@@ -552,9 +606,10 @@ fn icmp4(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Opt
         },
         ip,
     );
-    icmp[0] = ICMP_DEST_UNREACH;
+    icmp[0] = ty;
     icmp[1] = code;
-    icmp[2..8].fill(0);
+    icmp[2..4].fill(0);
+    icmp[4..8].copy_from_slice(&rest.to_be_bytes());
     icmp[8..].copy_from_slice(quote);
     if src.forwarded {
         // The quote holds the whole header (548 >= 60 bytes).
@@ -596,7 +651,13 @@ fn icmp6_eligible(p: &[u8]) -> bool {
     checksum::verify_ip(p, checksum::RxChecksum::UNKNOWN).is_ok()
 }
 
-fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Option<usize> {
+fn icmp6(
+    l2: &[u8],
+    p: &[u8],
+    (ty, code, rest): (u8, u8, u32),
+    src: &IcmpParams,
+    out: &mut [u8],
+) -> Option<usize> {
     if !icmp6_eligible(p) {
         return None;
     }
@@ -610,9 +671,10 @@ fn icmp6(l2: &[u8], p: &[u8], code: u8, src: &IcmpParams, out: &mut [u8]) -> Opt
     let from = src.v6.unwrap_or(h.dst_addr());
     let to = h.src_addr();
     put_ipv6(icmp_len as u16, proto::ICMPV6, &from, &to, ip);
-    icmp[0] = ICMPV6_DEST_UNREACH;
+    icmp[0] = ty;
     icmp[1] = code;
-    icmp[2..8].fill(0);
+    icmp[2..4].fill(0);
+    icmp[4..8].copy_from_slice(&rest.to_be_bytes());
     icmp[8..].copy_from_slice(quote);
     if src.forwarded {
         icmp[8 + 7] = icmp[8 + 7].saturating_sub(1);

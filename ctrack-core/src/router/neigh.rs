@@ -177,6 +177,14 @@ impl Neighbors {
         self.map.remove(&(iface, *addr)).is_some()
     }
 
+    /// Learns `mac` for `addr` as another worker's table learned it from the
+    /// wire (the dataplane shares what each worker learns: an answer to
+    /// one worker's request may arrive on another's queue). Creates the
+    /// entry if absent; a static entry is kept.
+    pub fn learn_shared(&mut self, iface: u16, addr: Addr, mac: Mac, now: Instant) {
+        self.learn(iface, addr, mac, true, now);
+    }
+
     /// Learns `mac` for `addr` from the wire: updates an entry that exists
     /// (an incomplete one becomes reachable); creates one only if `create`
     /// (a request or an answer addressed to us, as Linux's `arp_process`).

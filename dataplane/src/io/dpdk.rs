@@ -160,4 +160,8 @@ impl PacketIo for DpdkIo {
     fn packet_data<'a>(&self, p: &'a Mbuf) -> &'a [u8] {
         p.data()
     }
+
+    fn packet_data_mut<'a>(&self, p: &'a mut Mbuf) -> &'a mut [u8] {
+        p.data_mut()
+    }
 }

@@ -394,6 +394,19 @@ impl Port {
         &self.info
     }
 
+    /// The port's MAC address (`rte_eth_macaddr_get`): router mode's
+    /// source address on this port (`net_af_packet`: the interface's).
+    pub fn mac_address(&self) -> Result<[u8; 6]> {
+        let mut a = MaybeUninit::<dpdk_sys::rte_ether_addr>::zeroed();
+        // SAFETY: a configured port's id and a writable struct of the right
+        // type.
+        check("rte_eth_macaddr_get", unsafe {
+            dpdk_sys::rte_eth_macaddr_get(self.shared.id.0, a.as_mut_ptr())
+        })?;
+        // SAFETY: zeroed, and written by the successful call.
+        Ok(unsafe { a.assume_init() }.addr_bytes)
+    }
+
     /// Whether RSS spreads packets over the RX queues.
     pub fn rss_enabled(&self) -> bool {
         self.rss.enabled

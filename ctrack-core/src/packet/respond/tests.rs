@@ -287,6 +287,49 @@ fn icmp_errors_quote_the_packet_as_linux() {
     }
 }
 
+/// A router's errors: time exceeded (IPv4 type 11 / ICMPv6 type 3) and
+/// fragmentation needed / packet too big with the MTU (RFC 1191, RFC 4443),
+/// quoting the packet as the unreachables do; time exceeded rate-limited,
+/// path MTU discovery not (as Linux).
+#[test]
+fn time_exceeded_and_too_big_as_a_router_sends_them() {
+    for (a, ty, code, rest) in [
+        (Answer::TimeExceeded, 11, 0, [0u8; 4]),
+        (Answer::TooBig(1400), 3, 4, [0, 0, 0x05, 0x78]),
+    ] {
+        let f = udp4(30);
+        let reply = answer(a, &f).expect("an error");
+        let r = check(&f, &reply);
+        let L4::Icmp(i) = r.l4 else {
+            panic!("{:?}", r.l4)
+        };
+        assert_eq!((i.icmp_type, i.code), (ty, code));
+        assert_eq!(i.inner, Some(parse_ethernet(&f).unwrap().tuple));
+        assert_eq!(&reply[14 + 20 + 4..14 + 28], &rest);
+        assert_eq!(&reply[14 + 28..], &f[14..]);
+    }
+    for (a, ty, rest) in [
+        (Answer::TimeExceeded, 3, [0u8; 4]),
+        (Answer::TooBig(1400), 2, [0, 0, 0x05, 0x78]),
+    ] {
+        let f = udp6(30);
+        let reply = answer(a, &f).expect("an error");
+        let r = check(&f, &reply);
+        let L4::Icmp(i) = r.l4 else {
+            panic!("{:?}", r.l4)
+        };
+        assert_eq!((i.icmp_type, i.code), (ty, 0));
+        assert_eq!(&reply[14 + 40 + 4..14 + 48], &rest);
+        assert_eq!(&reply[14 + 48..], &f[14..]);
+    }
+    assert!(needs_rate_limit(Answer::TimeExceeded));
+    assert!(!needs_rate_limit(Answer::TooBig(1400)));
+    // Never about an ICMP error.
+    let err = answer(Answer::TimeExceeded, &udp4(30)).unwrap();
+    assert_eq!(answer(Answer::TimeExceeded, &err), None);
+    assert_eq!(answer(Answer::TooBig(576), &err), None);
+}
+
 #[test]
 fn icmp_quotes_fill_576_and_1280_bytes() {
     let f = udp4(1400);
@@ -707,6 +750,7 @@ proptest! {
         let mut kinds = vec![Answer::TcpReset, Answer::Tarpit];
         kinds.extend(V4_CODES.map(Answer::Icmp4));
         kinds.extend(V6_CODES.map(Answer::Icmp6));
+        kinds.extend([Answer::TimeExceeded, Answer::TooBig(1280)]);
         for k in kinds {
             let mut out = [0u8; MAX_ANSWER];
             if let Some(n) = build(k, &f, &IcmpParams::default(), &mut out) {
