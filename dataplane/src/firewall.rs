@@ -30,12 +30,13 @@ use std::sync::Arc;
 
 use ctrack_rules::engine::NO_IFACE;
 use ctrack_rules::{
-    ConnCtx, ConnState, Final, Hook, NoEnv, PacketCtx, RuleCounter, Ruleset, Verdict as FwVerdict,
-    WorkerState,
+    ConnCtx, ConnState, Final, Hook, L7State, NoEnv, PacketCtx, RuleCounter, Ruleset, Uses,
+    Verdict as FwVerdict, WorkerState,
 };
 
 use crate::conntrack::{Decision, Dir, Instant, Shard, Verdict};
 use crate::flow::FlowRepr;
+use crate::layer7::{IpFields, L7_BYTES, L7_PACKETS, L7Windows, ip_fields};
 use crate::packet::respond::Answer;
 use ctrack_rules::value::RejectWith;
 
@@ -180,6 +181,17 @@ pub struct WorkerFirewall {
     /// tracked on the full path, so they still pass the rules.
     marked_now: [crate::conntrack::ConnId; crate::worker::MAX_BURST],
     n_marked: usize,
+    /// What the ruleset reads beyond the flow's header fields.
+    uses: Uses,
+    /// Whether TTL, DSCP or the payload are read from the frame.
+    fields: bool,
+    /// Layer7 payload windows (rulesets with `layer7-protocol` only).
+    l7w: Option<Box<L7Windows>>,
+    /// Per packet of the burst being decided: the layer7 state of a new
+    /// connection, and whether it is to get a window, for
+    /// [`WorkerFirewall::after_commit`] (the connection has no id before).
+    new_l7: [(u64, bool); crate::worker::MAX_BURST],
+    any_new_l7: bool,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -199,7 +211,13 @@ impl WorkerFirewall {
         lists_out: Option<Arc<ListQueue>>,
     ) -> WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
+        let uses = rs.uses();
         WorkerFirewall {
+            fields: uses.ttl || uses.dscp || uses.layer7,
+            l7w: uses.layer7.then(Box::default),
+            uses,
+            new_l7: [(0, false); crate::worker::MAX_BURST],
+            any_new_l7: false,
             rs,
             ws,
             generation,
@@ -240,27 +258,61 @@ impl WorkerFirewall {
         })
     }
 
+    /// What the ruleset reads beyond the flow's header fields.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
+    }
+
+    /// Packets that wanted a layer7 window for their connection and found
+    /// none free (the side table was full; a later packet of the same
+    /// connection asks again).
+    pub fn l7_full(&self) -> u64 {
+        self.l7w.as_ref().map_or(0, |w| w.full)
+    }
+
+    /// Layer7 windows in use (O(windows): for tests and reports).
+    pub fn l7_windows(&self) -> usize {
+        self.l7w.as_ref().map_or(0, |w| w.live())
+    }
+
     /// Decides for `pkts[j]` whose table verdict after the lookup phase is
     /// `verdicts[j]`: writes `decisions[j]` for each [`Verdict::New`], and
-    /// applies the verdict to existing connections (marks, FastTrack) in
-    /// `shard`, replacing the verdict of a packet to drop by
-    /// [`Verdict::Refused`] with its `reason`. `ports[j]` is the packet's
-    /// (ingress, egress) port. No allocation, no lock.
+    /// applies the verdict to existing connections (marks, FastTrack,
+    /// layer7 results) in `shard`, replacing the verdict of a packet to drop
+    /// by [`Verdict::Refused`] with its `reason`. `ports[j]` is the packet's
+    /// (ingress, egress) port, `frames[j]` its frame (TTL, DSCP and payload
+    /// are read from it when a rule needs them; a missing frame reads as
+    /// zeros). No allocation, no lock. Call [`WorkerFirewall::after_commit`]
+    /// after the table's commit phase.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         shard: &mut Shard,
         now: Instant,
         pkts: &[FlowRepr],
+        frames: &[&[u8]],
         ports: &[(u16, u16)],
         verdicts: &mut [Verdict],
         decisions: &mut [Decision],
     ) {
         self.n_marked = 0;
+        self.any_new_l7 = false;
+        // Out of `self` while packets' contexts borrow its windows.
+        let mut l7w = self.l7w.take();
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
             ctx.in_iface = inp;
             ctx.out_iface = outp;
+            let fields = match frames.get(j) {
+                Some(f) if self.fields => ip_fields(f, &pkts[j]),
+                _ => IpFields::default(),
+            };
+            ctx.ttl = fields.ttl;
+            ctx.dscp = fields.dscp;
+            ctx.payload = fields.payload;
+            // The layer7 window of this connection, if it has one.
+            let mut window = None;
             let existing = match verdicts[j] {
                 Verdict::New => None,
                 Verdict::Tracked { id, dir, .. } => {
@@ -287,8 +339,17 @@ impl WorkerFirewall {
                         bytes: view.bytes.saturating_sub(u64::from(pkts[j].ip_len)),
                         packets: view.packets.saturating_sub(1),
                         rate_bps: view.rate_bps,
+                        l7: L7State(view.l7),
                         ..ConnCtx::default()
                     };
+                    if let Some(w) = l7w.as_deref_mut()
+                        && in_l7_reach(&ctx.conn)
+                        && !fields.payload.is_empty()
+                        && let Some(i) = w.find(id)
+                    {
+                        window = Some(i);
+                        ctx.payload = w.append(i, fields.payload);
+                    }
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -300,6 +361,7 @@ impl WorkerFirewall {
                         bytes: view.bytes,
                         packets: view.packets,
                         rate_bps: view.rate_bps,
+                        l7: L7State(view.l7),
                         ..ConnCtx::default()
                     };
                     Some((id, view.mark, false))
@@ -315,13 +377,27 @@ impl WorkerFirewall {
                 // Dropped by the table already, or decided.
                 Verdict::Dropped(_) | Verdict::Refused(_) => continue,
             };
+            let before = ctx.conn;
             let v = self.run_hooks(now, &mut ctx);
+            if let Some(w) = l7w.as_deref_mut() {
+                self.track_l7(
+                    w,
+                    shard,
+                    j,
+                    verdicts[j],
+                    &before,
+                    &v,
+                    window,
+                    &pkts[j],
+                    fields,
+                );
+            }
             if verdicts[j] == Verdict::New {
                 decisions[j] = match drop_reason(v.action) {
                     // A first packet is never established: FastTrack waits
                     // (see `apply_existing`).
                     0 => Decision {
-                        mark: ctx.conn.mark,
+                        mark: v.mark,
                         ..Decision::ACCEPT
                     },
                     // A reject's or tarpit's answer is sent by the worker,
@@ -330,6 +406,90 @@ impl WorkerFirewall {
                 };
             } else {
                 self.apply_existing(shard, j, &v, existing, verdicts);
+            }
+        }
+        self.l7w = l7w;
+    }
+
+    /// Layer7 bookkeeping after the hooks ran on packet `j` (see
+    /// [`crate::layer7`]): stores a changed result in an existing connection
+    /// (a new one's waits for [`WorkerFirewall::after_commit`]), opens a
+    /// window for a connection a layer7 rule looked at, closes it once the
+    /// connection is past its first packets.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn track_l7(
+        &mut self,
+        w: &mut L7Windows,
+        shard: &mut Shard,
+        j: usize,
+        verdict: Verdict,
+        before: &ConnCtx,
+        v: &Merged,
+        window: Option<usize>,
+        pkt: &FlowRepr,
+        fields: IpFields<'_>,
+    ) {
+        // Whether a later packet of the connection may still be scanned.
+        let more =
+            before.packets + 1 < L7_PACKETS && before.bytes + u64::from(pkt.ip_len) < L7_BYTES;
+        match verdict {
+            Verdict::New => {
+                let want = v.l7_scanned && more && !fields.payload.is_empty();
+                if v.l7.0 != 0 || want {
+                    self.new_l7[j] = (v.l7.0, want);
+                    self.any_new_l7 = true;
+                }
+            }
+            Verdict::Tracked { id, .. } => {
+                if v.l7 != before.l7 {
+                    shard.set_l7_state(id, v.l7.0);
+                }
+                match window {
+                    Some(i) if !more || w.is_full(i) => w.remove(i),
+                    Some(_) => {}
+                    None if v.l7_scanned && more && !fields.payload.is_empty() => {
+                        w.insert(id, fields.payload, |c| shard.connection_mark(c).is_some());
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After the table's commit phase: stores the layer7 results of the
+    /// connections the burst created, and opens their windows (`frames` and
+    /// `verdicts` as in [`WorkerFirewall::decide`], the verdicts now
+    /// committed). No allocation.
+    pub fn after_commit(
+        &mut self,
+        shard: &mut Shard,
+        pkts: &[FlowRepr],
+        frames: &[&[u8]],
+        verdicts: &[Verdict],
+    ) {
+        if !self.any_new_l7 {
+            return;
+        }
+        self.any_new_l7 = false;
+        let Some(w) = self.l7w.as_deref_mut() else {
+            return;
+        };
+        for j in 0..pkts.len().min(verdicts.len()) {
+            let (bits, want) = std::mem::take(&mut self.new_l7[j]);
+            let Verdict::Tracked {
+                id, created: true, ..
+            } = verdicts[j]
+            else {
+                continue;
+            };
+            if bits != 0 {
+                shard.set_l7_state(id, bits);
+            }
+            if want && let Some(f) = frames.get(j) {
+                let payload = ip_fields(f, &pkts[j]).payload;
+                w.insert(id, payload, |c| shard.connection_mark(c).is_some());
             }
         }
     }
@@ -371,11 +531,13 @@ impl WorkerFirewall {
     /// Runs the forward hooks on `ctx`, carrying the packet and connection
     /// marks from hook to hook; stops at the first hook that drops.
     #[inline]
-    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'static>) -> Merged {
+    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'_>) -> Merged {
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
             fasttrack: false,
+            l7: ctx.conn.l7,
+            l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
         for hook in FORWARD_HOOKS {
@@ -404,7 +566,9 @@ impl WorkerFirewall {
             }
             if let Some(l7) = v.l7 {
                 ctx.conn.l7 = l7;
+                m.l7 = l7;
             }
+            m.l7_scanned |= v.l7_scanned;
             m.fasttrack |= v.fasttrack;
             if drop_reason(v.action) != 0 {
                 m.action = v.action;
@@ -417,11 +581,11 @@ impl WorkerFirewall {
     /// Keeps the verdict's log lines for [`WorkerFirewall::between_bursts`]
     /// (no allocation: the queue has its capacity).
     #[cold]
-    fn queue_logs(&mut self, v: &FwVerdict, ctx: &PacketCtx<'static>) {
+    fn queue_logs(&mut self, v: &FwVerdict, ctx: &PacketCtx<'_>) {
         self.logs_suppressed += u64::from(v.logs_dropped);
         for &id in v.logs() {
             if self.logs.len() < LOG_QUEUE {
-                self.logs.push((id, *ctx));
+                self.logs.push((id, detached(ctx)));
             } else {
                 self.logs_suppressed += 1;
             }
@@ -490,6 +654,40 @@ struct Merged {
     action: Final,
     mark: u32,
     fasttrack: bool,
+    /// The connection's layer7 state after the hooks.
+    l7: L7State,
+    /// A layer7 rule looked at the payload.
+    l7_scanned: bool,
+}
+
+/// Whether a connection (its counts before this packet) is still in the
+/// first packets layer7 looks at.
+#[inline]
+fn in_l7_reach(c: &ConnCtx) -> bool {
+    c.packets < L7_PACKETS && c.bytes < L7_BYTES
+}
+
+/// `p` without its payload, to keep for a log line.
+fn detached(p: &PacketCtx<'_>) -> PacketCtx<'static> {
+    PacketCtx {
+        family: p.family,
+        src: p.src,
+        dst: p.dst,
+        proto: p.proto,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+        tcp_flags: p.tcp_flags,
+        icmp_type: p.icmp_type,
+        icmp_code: p.icmp_code,
+        ttl: p.ttl,
+        dscp: p.dscp,
+        size: p.size,
+        in_iface: p.in_iface,
+        out_iface: p.out_iface,
+        packet_mark: p.packet_mark,
+        conn: p.conn,
+        payload: &[],
+    }
 }
 
 fn nat_bits(srcnat: bool, dstnat: bool) -> u8 {
@@ -542,6 +740,11 @@ mod tests {
     /// One worker, ports 0 (`ether1`, originators) and 1 (`ether2`,
     /// responders), with `script` loaded before any packet; runs `mix()`.
     fn run(script: &str) -> (Worker<MemIo>, Arc<Ruleset>, Names) {
+        run_mix(script, &mix())
+    }
+
+    /// [`run`] with another mix.
+    fn run_mix(script: &str, m: &Mix) -> (Worker<MemIo>, Arc<Ruleset>, Names) {
         let cfg = parse(script).unwrap();
         let ifaces = cfg.interface_names(&["ether1", "ether2"]);
         let mut names = Names::default();
@@ -577,7 +780,7 @@ mod tests {
         assert!(w.firewall().is_some());
         // Packets in capture order, each on its side's port: the runs of
         // one side go in together (bursts), a side's turn ends them.
-        let packets = mix().packets();
+        let packets = m.packets();
         for run in packets.chunk_by(|a, b| a.side == b.side) {
             let link = usize::from(run[0].side == Side::Reply);
             for p in run {
@@ -764,5 +967,136 @@ mod tests {
         assert_eq!(pair(counter(&w, &rs, Table::Filter, 2)), reply);
         assert_eq!(pair(counter(&w, &rs, Table::Mangle, 0)), reply);
         assert_eq!(pair(counter(&w, &rs, Table::Mangle, 1)), orig);
+    }
+
+    /// Only TCP connections of 15 packets: handshake, then 12 of 64 bytes
+    /// of payload each (`a..z` repeated, from `a` in every segment).
+    fn long_tcp() -> Mix {
+        Mix {
+            tcp: 8,
+            udp: 0,
+            icmp: 0,
+            exchanges: 6,
+            payload: 64,
+            keep_open: true,
+            ..Mix::default()
+        }
+    }
+
+    #[test]
+    fn layer7_finds_a_pattern_across_packets_and_remembers_it() {
+        // `klab` is in no single segment (each ends in `...jkl` and starts
+        // with `abc...`): only the window of the first packets has it.
+        let (w, rs, _) = run_mix(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             /ip firewall filter\n\
+             add chain=forward action=drop protocol=tcp layer7-protocol=span\n",
+            &long_tcp(),
+        );
+        let m = long_tcp();
+        let mut conns = 0;
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            let v = w.shard().conn_view(c.id(), Instant::ZERO).unwrap();
+            assert_eq!(v.l7, 1, "{c:?}");
+            conns += 1;
+        });
+        assert_eq!(conns, m.tcp);
+        // Found on the second data packet (the 5th); every later one is
+        // dropped, also past the 10th, where nothing is scanned any more:
+        // the result stays in the connection.
+        let dropped = u64::from(m.tcp) * (15 - 4);
+        assert_eq!(w.totals().fw_dropped, dropped);
+        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, dropped);
+        let fw = w.firewall().unwrap();
+        assert_eq!((fw.l7_windows(), fw.l7_full()), (0, 0));
+    }
+
+    #[test]
+    fn layer7_keeps_no_window_for_connections_no_layer7_rule_reaches() {
+        let (w, rs, _) = run_mix(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             /ip firewall filter\n\
+             add chain=forward action=drop protocol=tcp dst-port=9999 layer7-protocol=span\n\
+             add chain=forward action=drop protocol=tcp src-port=9999 layer7-protocol=span\n",
+            &long_tcp(),
+        );
+        assert_eq!(w.totals().fw_dropped, 0);
+        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, 0);
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            assert_eq!(w.shard().conn_view(c.id(), Instant::ZERO).unwrap().l7, 0);
+        });
+        assert_eq!(w.firewall().unwrap().l7_windows(), 0);
+    }
+
+    #[test]
+    fn layer7_without_room_matches_packet_by_packet() {
+        // 16 connections of 9 packets (none leaves its first 10, so each
+        // keeps its window), 8 windows: the second 8 find none, counted, and
+        // are matched packet by packet, so the pattern spanning packets is
+        // missed for them; one found in a single packet matches for all.
+        let cfg = parse(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             add name=one regexp=^abcdefghijkl\n\
+             /ip firewall mangle\n\
+             add chain=forward action=passthrough protocol=tcp layer7-protocol=span\n\
+             add chain=forward action=passthrough protocol=tcp layer7-protocol=one\n",
+        )
+        .unwrap();
+        let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+        let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
+        let mut fw = WorkerFirewall::new(rs, 1, Instant::ZERO, None);
+        fw.l7w = Some(Box::new(L7Windows::new(8)));
+        let mut shard = Shard::new(
+            TableConfig::new(4096),
+            Settings::default(),
+            0,
+            random_seed(),
+        );
+        let m = Mix {
+            tcp: 16,
+            exchanges: 3,
+            ..long_tcp()
+        };
+        for p in &m.packets() {
+            let repr = [crate::packet::parse_ethernet(&p.frame).unwrap()];
+            let frames: [&[u8]; 1] = [&p.frame];
+            let mut v = [Verdict::New];
+            shard.lookup_burst(Instant::ZERO, &repr, &mut v);
+            let mut d = [Decision::ACCEPT];
+            let port = if p.side == Side::Orig { (0, 1) } else { (1, 0) };
+            fw.decide(
+                &mut shard,
+                Instant::ZERO,
+                &repr,
+                &frames,
+                &[port],
+                &mut v,
+                &mut d,
+            );
+            shard.commit_burst(Instant::ZERO, &repr, &d, &mut v);
+            fw.after_commit(&mut shard, &repr, &frames, &v);
+        }
+        let (mut span, mut one) = (0, 0);
+        shard.for_each_snapshot(Instant::ZERO, |c| {
+            let l7 = shard.conn_view(c.id(), Instant::ZERO).unwrap().l7;
+            span += u32::from(l7 & 1 != 0);
+            one += u32::from(l7 & 2 != 0);
+        });
+        assert_eq!((span, one), (8, m.tcp));
+        // Each of their 6 packets with payload asked for a window again.
+        assert_eq!((fw.l7_windows(), fw.l7_full()), (8, 8 * 6));
+    }
+
+    #[test]
+    fn ttl_and_dscp_come_from_the_packet() {
+        // The generator sends TTL 64 and DSCP 0.
+        let (w, rs, _) = run("/ip firewall mangle\n\
+             add chain=forward action=passthrough ttl=equal:64\n\
+             add chain=forward action=passthrough ttl=less-than:64\n\
+             add chain=forward action=passthrough dscp=0\n\
+             add chain=forward action=passthrough dscp=46\n");
+        let (all, _) = count_frames(|_, _| true);
+        let at = |i| counter(&w, &rs, Table::Mangle, i).packets;
+        assert_eq!((at(0), at(1), at(2), at(3)), (all, 0, all, 0));
     }
 }

@@ -518,6 +518,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         let settings = self.shard.settings();
         // Linux verifies only where conntrack runs at all.
         let verify = settings.checksum_verify && self.shard.is_tracking();
+        // The local packets' frames, for the firewall (TTL, DSCP, layer7).
+        let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+        let fw = self.fw.is_some();
         let mut k = 0;
         for i in 0..n {
             // Parsed in place, into the slot the table reads (see
@@ -542,6 +545,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     });
                     if owner == self.id {
                         self.ports[k] = ports;
+                        if fw {
+                            frames[k] = rx.data(i);
+                        }
                         k += 1;
                         Disp::Local((k - 1) as u8)
                     } else {
@@ -556,15 +562,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             };
         }
         if k > 0 {
-            self.track(now, k);
+            self.track(now, k, &frames[..k]);
         }
     }
 
     /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
     /// lookup, this worker's decision for each new connection, commit (see
     /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
-    /// [`policy::new_connection`].
-    fn track(&mut self, now: Instant, k: usize) {
+    /// [`policy::new_connection`]. `frames[j]` is `local[j]`'s frame (may
+    /// be empty without a firewall).
+    fn track(&mut self, now: Instant, k: usize, frames: &[&[u8]]) {
         let mut done = 0;
         while done < k {
             let m = self
@@ -583,6 +590,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     &mut self.shard,
                     now,
                     &self.local[done..end],
+                    frames.get(done..end).unwrap_or(&[]),
                     &self.ports[done..end],
                     &mut self.verdicts[done..end],
                     &mut self.decisions[done..end],
@@ -595,6 +603,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     &self.decisions[done..end],
                     &mut self.verdicts[done..end],
                 );
+                if let Some(fw) = self.fw.as_deref_mut() {
+                    fw.after_commit(
+                        &mut self.shard,
+                        &self.local[done..end],
+                        frames.get(done..end).unwrap_or(&[]),
+                        &self.verdicts[done..end],
+                    );
+                }
             }
             done = end;
         }
@@ -766,8 +782,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if k > 0 {
-                self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
+                let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+                if self.fw.is_some() {
+                    for (f, (pkt, _)) in frames.iter_mut().zip(&staged) {
+                        *f = io.packet_data(pkt);
+                    }
+                }
+                self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
                     self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));

@@ -229,6 +229,8 @@ pub struct ConnView {
     pub fasttrack_eligible: bool,
     pub srcnat: bool,
     pub dstnat: bool,
+    /// The firewall's layer7 results ([`Shard::set_l7_state`]; 0: none).
+    pub l7: u64,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -1548,7 +1550,22 @@ impl Shard {
             fasttrack_eligible: fasttrack_eligible(e),
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
+            l7: self.arena.l7(i),
         })
+    }
+
+    /// Stores the firewall's layer7 results in connection `id` (bits of
+    /// the layer7 protocols that matched its first packets; the arena keeps
+    /// them beside the entry, allocated per chunk on first use, and clears
+    /// them when the connection is freed). `false` when it is gone.
+    pub fn set_l7_state(&mut self, id: ConnId, bits: u64) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.arena.set_l7(i, bits);
+                true
+            }
+            None => false,
+        }
     }
 
     /// `connection-mark` of connection `id` (0 when unset).
