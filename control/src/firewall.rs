@@ -21,7 +21,9 @@ use anyhow::{Context, Result};
 use ctrack_rules::{
     Action, Config, Fam, Matcher, Names, Rule, RuleCounter, RuleId, Ruleset, Table,
 };
+use dataplane::conntrack::ConnCount;
 use dataplane::firewall::{FirewallUpdate, Retired};
+use dataplane::flow::Family;
 use serde::Serialize;
 
 /// Port `i`'s default interface name: `ether{i+1}`, as RouterOS names them.
@@ -147,6 +149,38 @@ pub struct Firewall {
     /// Counters carried over from earlier rulesets, by [`RuleId`].
     base: Vec<RuleCounter>,
     needed_by: Vec<String>,
+    /// The shared connection counts of `connection-limit` (kept across
+    /// reloads while the masks asked about stay the same).
+    conncount: Option<Arc<ConnCount>>,
+}
+
+/// Slots of the `connection-limit` table: distinct (mask, source block)
+/// pairs it can count (8 bytes each).
+pub const CONNCOUNT_SLOTS: usize = 1 << 18;
+
+/// The `connection-limit` table for `rs`: `prev` if it counts the same
+/// masks, a new one if the ruleset asks about others, none if it asks
+/// about none.
+fn conncount_for(rs: &Ruleset, prev: Option<&Arc<ConnCount>>) -> Option<Arc<ConnCount>> {
+    let masks: Vec<(Family, u8)> = rs
+        .uses()
+        .conn_limit
+        .iter()
+        .map(|&(f, m)| {
+            let f = match f {
+                Fam::V4 => Family::V4,
+                Fam::V6 => Family::V6,
+            };
+            (f, m)
+        })
+        .collect();
+    if masks.is_empty() {
+        return None;
+    }
+    match prev {
+        Some(p) if p.masks() == masks.as_slice() => Some(Arc::clone(p)),
+        _ => Some(Arc::new(ConnCount::new(&masks, CONNCOUNT_SLOTS))),
+    }
 }
 
 impl Firewall {
@@ -162,6 +196,7 @@ impl Firewall {
         Ok(Firewall {
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
+            conncount: conncount_for(&ruleset, None),
             config,
             names,
             interfaces,
@@ -209,7 +244,13 @@ impl Firewall {
             auto_tracking: self.auto_tracking(),
             reply,
             lists_out,
+            conncount: self.conncount.clone(),
         }
+    }
+
+    /// The `connection-limit` table the workers count in, if a rule asks.
+    pub fn conncount(&self) -> Option<&Arc<ConnCount>> {
+        self.conncount.as_ref()
     }
 
     /// Compiles `config` as the next ruleset, with the same mark names;
@@ -224,6 +265,7 @@ impl Firewall {
         Ok(Firewall {
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
+            conncount: conncount_for(&ruleset, self.conncount.as_ref()),
             config,
             names,
             interfaces,

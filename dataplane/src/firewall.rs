@@ -30,12 +30,13 @@ use std::sync::Arc;
 
 use ctrack_rules::engine::NO_IFACE;
 use ctrack_rules::{
-    ConnCtx, ConnState, Final, Hook, L7State, NoEnv, PacketCtx, RuleCounter, Ruleset, Uses,
+    ConnCtx, ConnState, Env, Final, Hook, L7State, PacketCtx, RuleCounter, Ruleset, Uses,
     Verdict as FwVerdict, WorkerState,
 };
 
+use crate::conntrack::conncount::{ConnCount, block};
 use crate::conntrack::{Decision, Dir, Instant, Shard, Verdict};
-use crate::flow::FlowRepr;
+use crate::flow::{Addr, Family, FlowRepr};
 use crate::layer7::{IpFields, L7_BYTES, L7_PACKETS, L7Windows, ip_fields};
 use crate::packet::respond::Answer;
 use ctrack_rules::value::RejectWith;
@@ -143,6 +144,11 @@ pub struct FirewallUpdate {
     /// Where the worker reports its address-list additions for the others
     /// (`None`: they stay in this worker).
     pub lists_out: Option<Arc<ListQueue>>,
+    /// The connection counts per source block shared by every worker, for
+    /// `connection-limit` (`None` when no rule has one; see
+    /// [`crate::conntrack::conncount`]). The worker's shard counts its
+    /// connections in it ([`Shard::set_conncount`]).
+    pub conncount: Option<Arc<ConnCount>>,
 }
 
 /// A worker's ruleset after a swap: its final counters are in `state`.
@@ -192,6 +198,11 @@ pub struct WorkerFirewall {
     /// [`WorkerFirewall::after_commit`] (the connection has no id before).
     new_l7: [(u64, bool); crate::worker::MAX_BURST],
     any_new_l7: bool,
+    /// The connections this burst accepted that the table has not
+    /// committed yet (they count for `connection-limit` already), by the
+    /// tuple of their first packet.
+    pending_src: [crate::flow::Tuple; crate::worker::MAX_BURST],
+    n_pending: usize,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -218,6 +229,8 @@ impl WorkerFirewall {
             uses,
             new_l7: [(0, false); crate::worker::MAX_BURST],
             any_new_l7: false,
+            pending_src: [crate::flow::Tuple::default(); crate::worker::MAX_BURST],
+            n_pending: 0,
             rs,
             ws,
             generation,
@@ -297,6 +310,8 @@ impl WorkerFirewall {
     ) {
         self.n_marked = 0;
         self.any_new_l7 = false;
+        self.n_pending = 0;
+        let limits = !self.uses.conn_limit.is_empty();
         // Out of `self` while packets' contexts borrow its windows.
         let mut l7w = self.l7w.take();
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
@@ -319,7 +334,7 @@ impl WorkerFirewall {
                     let Some(view) = shard.conn_view(id, now) else {
                         // Gone already (an RST that closed it): as established.
                         ctx.conn.state = ConnState::Established;
-                        let v = self.run_hooks(now, &mut ctx);
+                        let v = self.run_hooks(now, &mut ctx, shard, false);
                         self.apply_existing(shard, j, &v, None, verdicts);
                         continue;
                     };
@@ -378,7 +393,14 @@ impl WorkerFirewall {
                 Verdict::Dropped(_) | Verdict::Refused(_) => continue,
             };
             let before = ctx.conn;
-            let v = self.run_hooks(now, &mut ctx);
+            // A later packet of a connection the burst opened is `New` too:
+            // that connection counts once.
+            let new = verdicts[j] == Verdict::New
+                && !(limits
+                    && self.pending_src[..self.n_pending]
+                        .iter()
+                        .any(|p| same_conn(p, &pkts[j].tuple)));
+            let v = self.run_hooks(now, &mut ctx, shard, new);
             if let Some(w) = l7w.as_deref_mut() {
                 self.track_l7(
                     w,
@@ -396,10 +418,16 @@ impl WorkerFirewall {
                 decisions[j] = match drop_reason(v.action) {
                     // A first packet is never established: FastTrack waits
                     // (see `apply_existing`).
-                    0 => Decision {
-                        mark: v.mark,
-                        ..Decision::ACCEPT
-                    },
+                    0 => {
+                        if limits && new && self.n_pending < self.pending_src.len() {
+                            self.pending_src[self.n_pending] = pkts[j].tuple;
+                            self.n_pending += 1;
+                        }
+                        Decision {
+                            mark: v.mark,
+                            ..Decision::ACCEPT
+                        }
+                    }
                     // A reject's or tarpit's answer is sent by the worker,
                     // which still holds the packet (`answer_of`).
                     r => Decision::drop(r),
@@ -530,8 +558,21 @@ impl WorkerFirewall {
 
     /// Runs the forward hooks on `ctx`, carrying the packet and connection
     /// marks from hook to hook; stops at the first hook that drops.
+    /// `new`: the packet's connection is not in the table yet (it counts
+    /// itself for `connection-limit`).
     #[inline]
-    fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'_>) -> Merged {
+    fn run_hooks(
+        &mut self,
+        now: Instant,
+        ctx: &mut PacketCtx<'_>,
+        shard: &Shard,
+        new: bool,
+    ) -> Merged {
+        let env = LimitEnv {
+            counts: shard.conncount().map(|c| &**c),
+            new,
+            pending: &self.pending_src[..self.n_pending],
+        };
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
@@ -553,9 +594,9 @@ impl WorkerFirewall {
             } else {
                 outp
             };
-            let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &NoEnv);
+            let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &env);
             if v.n_logs > 0 || v.logs_dropped > 0 {
-                self.queue_logs(&v, ctx);
+                Self::queue_logs(&mut self.logs, &mut self.logs_suppressed, &v, ctx);
             }
             if let Some(mark) = v.conn_mark {
                 ctx.conn.mark = mark;
@@ -581,13 +622,18 @@ impl WorkerFirewall {
     /// Keeps the verdict's log lines for [`WorkerFirewall::between_bursts`]
     /// (no allocation: the queue has its capacity).
     #[cold]
-    fn queue_logs(&mut self, v: &FwVerdict, ctx: &PacketCtx<'_>) {
-        self.logs_suppressed += u64::from(v.logs_dropped);
+    fn queue_logs(
+        logs: &mut Vec<(ctrack_rules::RuleId, PacketCtx<'static>)>,
+        suppressed: &mut u64,
+        v: &FwVerdict,
+        ctx: &PacketCtx<'_>,
+    ) {
+        *suppressed += u64::from(v.logs_dropped);
         for &id in v.logs() {
-            if self.logs.len() < LOG_QUEUE {
-                self.logs.push((id, detached(ctx)));
+            if logs.len() < LOG_QUEUE {
+                logs.push((id, detached(ctx)));
             } else {
-                self.logs_suppressed += 1;
+                *suppressed += 1;
             }
         }
     }
@@ -658,6 +704,40 @@ struct Merged {
     l7: L7State,
     /// A layer7 rule looked at the payload.
     l7_scanned: bool,
+}
+
+/// `connection-limit`'s census: the connections from the packet's source
+/// block over all shards, the burst's accepted new ones not yet committed,
+/// and the packet's own connection when it is new. So the count includes
+/// the packet's connection, as Linux's `nf_conncount` (which adds the
+/// tuple before comparing) does for `--connlimit-above`.
+struct LimitEnv<'a> {
+    counts: Option<&'a ConnCount>,
+    new: bool,
+    pending: &'a [crate::flow::Tuple],
+}
+
+/// Whether `a` and `b` are packets of one connection (either direction).
+fn same_conn(a: &crate::flow::Tuple, b: &crate::flow::Tuple) -> bool {
+    a.family == b.family
+        && a.proto == b.proto
+        && ((a.src, a.dst, a.src_port, a.dst_port) == (b.src, b.dst, b.src_port, b.dst_port)
+            || (a.src, a.dst, a.src_port, a.dst_port) == (b.dst, b.src, b.dst_port, b.src_port))
+}
+
+impl Env for LimitEnv<'_> {
+    fn connection_count(&self, family: Family, src: &Addr, netmask: u8) -> u32 {
+        let Some(c) = self.counts else {
+            return 0;
+        };
+        let b = block(family, src, netmask);
+        let pending = self
+            .pending
+            .iter()
+            .filter(|t| t.family == family && block(family, &t.src, netmask) == b)
+            .count() as u32;
+        c.count(family, src, netmask) + pending + u32::from(self.new)
+    }
 }
 
 /// Whether a connection (its counts before this packet) is still in the
@@ -774,6 +854,7 @@ mod tests {
             auto_tracking: true,
             reply: None,
             lists_out: None,
+            conncount: None,
         })))
         .unwrap();
         w.poll_once();
@@ -1098,5 +1179,149 @@ mod tests {
         let (all, _) = count_frames(|_, _| true);
         let at = |i| counter(&w, &rs, Table::Mangle, i).packets;
         assert_eq!((at(0), at(1), at(2), at(3)), (all, 0, all, 0));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::conntrack::{Settings, TableConfig};
+    use crate::io::mem::{MemIo, MemLink};
+    use crate::worker::{Mesh, Worker, random_seed};
+    use ctrack_rules::{Names, parse};
+    use ctrack_traffic::synth::{Mix, Side};
+
+    /// Two workers as `ctrack run` plans single-queue ports: worker 0
+    /// polls port 0 (`ether1`, clients in 10.1.0.0/16), worker 1 port 1;
+    /// connections are spread over both shards by the symmetric hash. Only
+    /// the clients' packets are sent (so every connection is a client's).
+    fn two_workers(script: &str, m: &Mix) -> Vec<Worker<MemIo>> {
+        let cfg = parse(script).unwrap();
+        let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+        let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
+        let masks: Vec<(Family, u8)> = rs
+            .uses()
+            .conn_limit
+            .iter()
+            .map(|&(_, mask)| (Family::V4, mask))
+            .collect();
+        let counts = Arc::new(ConnCount::new(&masks, 1024));
+        let packets = m.packets();
+        let mesh = Mesh::new(2, vec![1, 0]);
+        let mut workers: Vec<Worker<MemIo>> = (0..2u16)
+            .map(|id| {
+                let input: std::collections::VecDeque<Vec<u8>> = packets
+                    .iter()
+                    .filter(|p| id == 0 && p.side == Side::Orig)
+                    .map(|p| p.frame.clone())
+                    .collect();
+                let links = vec![MemLink {
+                    port: id,
+                    input,
+                    ..MemLink::default()
+                }];
+                let io = MemIo::new(links, 2, &[id ^ 1], 32);
+                let (_tx, rx) = crossbeam::channel::bounded(1);
+                let shard = Shard::new(
+                    TableConfig::new(4096),
+                    Settings::default(),
+                    id,
+                    random_seed(),
+                );
+                let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
+                w.install_firewall(FirewallUpdate {
+                    ruleset: Some(Arc::clone(&rs)),
+                    generation: 1,
+                    auto_tracking: true,
+                    reply: None,
+                    lists_out: None,
+                    conncount: Some(Arc::clone(&counts)),
+                });
+                w
+            })
+            .collect();
+        let mut idle = 0;
+        while idle < 3 {
+            let work: usize = workers.iter_mut().map(Worker::poll_once).sum();
+            idle = if work == 0 { idle + 1 } else { 0 };
+        }
+        workers
+    }
+
+    /// Connections whose original source is a client (10.1.0.0/16), per
+    /// worker.
+    fn client_conns(w: &Worker<MemIo>) -> u32 {
+        let mut n = 0;
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            n += u32::from(c.entry().key().src.v4_octets()[..2] == [10, 1]);
+        });
+        n
+    }
+
+    #[test]
+    fn connection_limit_counts_a_source_block_over_both_workers() {
+        let m = Mix {
+            tcp: 0,
+            udp: 20,
+            icmp: 0,
+            exchanges: 3,
+            payload: 16,
+            ..Mix::default()
+        };
+        let workers = two_workers(
+            "/ip firewall filter\n\
+             add chain=forward action=drop protocol=udp connection-state=new \
+             src-address=10.1.0.0/16 connection-limit=5,16\n",
+            &m,
+        );
+        let per: Vec<u32> = workers.iter().map(client_conns).collect();
+        // RouterOS/Linux: matches once the block has more than 5 (the new
+        // connection included): the 6th and later are dropped, wherever
+        // their shard is. Each of their 3 datagrams is new and dropped; the
+        // 5 kept ones' later datagrams (still `new`: no reply) count 5.
+        assert_eq!(per.iter().sum::<u32>(), 5, "{per:?}");
+        let dropped: u64 = workers.iter().map(|w| w.totals().fw_dropped).sum();
+        assert_eq!(dropped, 15 * 3);
+        // Worker 1 decided connections handed to it, and dropped some for
+        // what worker 0 holds: per-shard counts would have let it keep up
+        // to 5 of its own.
+        let w1 = workers[1].totals();
+        assert!(w1.handoffs_in > 0 && w1.fw_dropped > 0, "{w1:?}");
+        // The shared table agrees with the shards.
+        let c = workers[0].shard().conncount().unwrap();
+        assert!(Arc::ptr_eq(c, workers[1].shard().conncount().unwrap()));
+        let client = crate::flow::Addr::from_v4([10, 1, 0, 1]);
+        assert_eq!(c.count(Family::V4, &client, 16), 5);
+        assert_eq!(c.full(), 0);
+    }
+
+    #[test]
+    fn connection_limit_counts_down_as_connections_go() {
+        let m = Mix {
+            tcp: 0,
+            udp: 8,
+            icmp: 0,
+            exchanges: 1,
+            payload: 16,
+            ..Mix::default()
+        };
+        let mut workers = two_workers(
+            "/ip firewall filter\n\
+             add chain=forward action=drop protocol=udp connection-state=new \
+             src-address=10.1.0.0/16 connection-limit=100,16\n",
+            &m,
+        );
+        let client = crate::flow::Addr::from_v4([10, 1, 0, 1]);
+        let c = Arc::clone(workers[0].shard().conncount().unwrap());
+        let live: u32 = workers.iter().map(client_conns).sum();
+        assert_eq!(live, 8);
+        assert_eq!(c.count(Family::V4, &client, 16), 8);
+        // Everything expires: the counts go back to 0.
+        let late = Instant::from_secs(3600);
+        for w in &mut workers {
+            w.shard_mut().poll_expired(late, u32::MAX as usize);
+            assert_eq!(w.shard().total_entries(), 0);
+        }
+        assert_eq!(c.count(Family::V4, &client, 16), 0);
     }
 }

@@ -625,6 +625,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
         });
         self.shard.set_auto_tracking(u.auto_tracking);
+        // Counts this shard's connections in the shared table (once per
+        // table: the same one again changes nothing).
+        self.shard
+            .set_conncount(if new.is_some() { u.conncount } else { None });
         match std::mem::replace(&mut self.fw, new) {
             Some(fw) => {
                 let (generation, rs, ws) = fw.into_parts();

@@ -199,6 +199,9 @@ pub struct Shard {
     /// The latest time the shard was given (the time of events raised
     /// where no time is passed: a management `remove`).
     clock: Instant,
+    /// Connections per source block over all shards, for
+    /// `connection-limit` (see [`Shard::set_conncount`]).
+    conncount: Option<std::sync::Arc<super::ConnCount>>,
 }
 
 /// Whether `s` tracks, `auto` meaning `auto_on`.
@@ -285,7 +288,36 @@ impl Shard {
             stats: ShardStats::default(),
             events: EventBuf::default(),
             clock: Instant::ZERO,
+            conncount: None,
         }
+    }
+
+    /// Counts this shard's connections in `c` from now on (`None`: in no
+    /// table): every live connection is added now (O(connections), between
+    /// bursts), each new one when it becomes live, each freed one taken away
+    /// (see [`super::conncount`]). The same table again changes nothing.
+    pub fn set_conncount(&mut self, c: Option<std::sync::Arc<super::ConnCount>>) {
+        if match (&self.conncount, &c) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        } {
+            return;
+        }
+        if let Some(c) = &c {
+            for i in 0..self.arena.high_water() {
+                let e = self.e(i);
+                if e.is_live() {
+                    c.add(e.key.family, &e.key.src);
+                }
+            }
+        }
+        self.conncount = c;
+    }
+
+    /// The table [`Shard::set_conncount`] gave.
+    pub fn conncount(&self) -> Option<&std::sync::Arc<super::ConnCount>> {
+        self.conncount.as_ref()
     }
 
     // ---- read-only properties ------------------------------------------
@@ -528,6 +560,10 @@ impl Shard {
     fn free(&mut self, i: u32, why: DestroyReason) {
         if self.events.on {
             self.emit(i, EventKind::Destroy(why));
+        }
+        if let Some(c) = &self.conncount {
+            let k = &self.arena.e(i).key;
+            c.remove(k.family, &k.src);
         }
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
@@ -1360,6 +1396,9 @@ impl Shard {
         }
         self.live += 1;
         self.stats.insert += 1;
+        if let Some(c) = &self.conncount {
+            c.add(key.family, &key.src);
+        }
         self.account(i, now, Dir::Orig, pkt.ip_len, true);
         let deadline = self.deadline_of(self.e(i));
         self.wheel_link(i, deadline);
