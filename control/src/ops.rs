@@ -72,6 +72,13 @@ pub struct WorkerMetrics {
     pub max_entries: u64,
     /// Live connections by (protocol name, tcp-state or "").
     pub connections: BTreeMap<(String, String), u64>,
+    /// Packets the firewall dropped, by action: drop, reject, tarpit.
+    pub fw_dropped: [u64; 3],
+    /// The answers to reject and tarpit: sent, rate-limited, no buffer,
+    /// not due ([`dataplane::stats::WorkerTotals::fw_answers`]).
+    pub fw_answers: [u64; 4],
+    /// Packets that found the layer7 window table full.
+    pub fw_l7_full: u64,
 }
 
 /// One port's DPDK counters.

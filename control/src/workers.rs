@@ -361,6 +361,9 @@ impl Dataplane for WorkerSet {
                     total_entries: t.entries,
                     max_entries: t.max_entries,
                     connections,
+                    fw_dropped: [t.fw_dropped, t.fw_rejected, t.fw_tarpitted],
+                    fw_answers: t.fw_answers,
+                    fw_l7_full: t.fw_l7_full,
                 }
             })
             .collect();

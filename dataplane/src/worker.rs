@@ -370,6 +370,10 @@ impl<I: PacketIo> Worker<I> {
     fn publish(&mut self) {
         self.core.totals.entries = u64::from(self.core.shard.total_entries());
         self.core.totals.max_entries = u64::from(self.core.shard.max_entries());
+        self.core.totals.fw_answers = self.core.responder.totals().as_array();
+        if let Some(fw) = self.core.fw.as_deref() {
+            self.core.totals.fw_l7_full = fw.l7_full();
+        }
         self.counters.publish(&self.core.totals);
     }
 
