@@ -24,6 +24,8 @@ use ctrack_rules::{
 use dataplane::conntrack::ConnCount;
 use dataplane::firewall::{FirewallUpdate, Retired};
 use dataplane::flow::Family;
+
+use crate::fw_manage::MenuIds;
 use serde::Serialize;
 
 /// Port `i`'s default interface name: `ether{i+1}`, as RouterOS names them.
@@ -152,6 +154,11 @@ pub struct Firewall {
     /// The shared connection counts of `connection-limit` (kept across
     /// reloads while the masks asked about stay the same).
     conncount: Option<Arc<ConnCount>>,
+    /// The items' RouterOS ids (REST `.id`).
+    ids: MenuIds,
+    /// What `reset-counters` took away, by [`RuleId`] (subtracted from
+    /// the totals).
+    reset: Vec<RuleCounter>,
 }
 
 /// Slots of the `connection-limit` table: distinct (mask, source block)
@@ -193,6 +200,8 @@ impl Firewall {
         let mut names = Names::default();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let mut ids = MenuIds::default();
+        ids.sync(&config);
         Ok(Firewall {
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
@@ -202,6 +211,8 @@ impl Firewall {
             interfaces,
             ruleset: Arc::new(ruleset),
             generation: 1,
+            ids,
+            reset: Vec::new(),
         })
     }
 
@@ -248,6 +259,33 @@ impl Firewall {
         }
     }
 
+    /// The items' RouterOS ids.
+    pub fn ids(&self) -> &MenuIds {
+        &self.ids
+    }
+
+    /// Gives the items these ids (an edit's, which knows which item moved
+    /// where); `ids` must cover every item of the script.
+    pub fn set_ids(&mut self, ids: MenuIds) {
+        self.ids = ids;
+    }
+
+    /// `reset-counters`: the totals of the given rules (every rule with
+    /// `None`) start again from 0; `workers` as for [`Firewall::totals`].
+    pub fn reset_counters<'a>(
+        &mut self,
+        workers: impl Iterator<Item = &'a [RuleCounter]>,
+        rules: Option<&[RuleId]>,
+    ) {
+        let raw = self.raw_totals(workers);
+        self.reset.resize(raw.len(), RuleCounter::default());
+        for (id, c) in raw.iter().enumerate() {
+            if rules.is_none_or(|r| r.contains(&RuleId(id as u32))) {
+                self.reset[id] = *c;
+            }
+        }
+    }
+
     /// The `connection-limit` table the workers count in, if a rule asks.
     pub fn conncount(&self) -> Option<&Arc<ConnCount>> {
         self.conncount.as_ref()
@@ -262,6 +300,8 @@ impl Firewall {
         let mut names = self.names.clone();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let mut ids = self.ids.clone();
+        ids.sync(&config);
         Ok(Firewall {
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
@@ -271,6 +311,8 @@ impl Firewall {
             interfaces,
             ruleset: Arc::new(ruleset),
             generation: self.generation + 1,
+            ids,
+            reset: Vec::new(),
         })
     }
 
@@ -311,6 +353,16 @@ impl Firewall {
     /// Carried-over counters plus the given per-worker counters (each
     /// indexed by [`RuleId`] of the current ruleset).
     pub fn totals<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleCounter> {
+        let mut t = self.raw_totals(workers);
+        for (a, r) in t.iter_mut().zip(&self.reset) {
+            a.packets = a.packets.saturating_sub(r.packets);
+            a.bytes = a.bytes.saturating_sub(r.bytes);
+        }
+        t
+    }
+
+    /// [`Firewall::totals`] before `reset-counters`.
+    fn raw_totals<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleCounter> {
         let mut t = self.base.clone();
         for w in workers {
             for (a, c) in t.iter_mut().zip(w) {

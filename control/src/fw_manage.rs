@@ -243,6 +243,71 @@ pub fn format_id(id: u64) -> String {
     format!("*{id:X}")
 }
 
+/// The running firewall as management reads it.
+#[derive(Clone, Debug, Default)]
+pub struct FirewallState {
+    pub config: Config,
+    pub ids: MenuIds,
+    /// Every rule with its counters ([`crate::firewall::Firewall::stats`]).
+    pub stats: Vec<crate::firewall::RuleStat>,
+}
+
+impl From<EditError> for crate::ops::OpsError {
+    fn from(e: EditError) -> Self {
+        match e {
+            EditError::NotFound(r) => crate::ops::OpsError::NoItem(r),
+            EditError::Invalid(s) => crate::ops::OpsError::Invalid(s),
+        }
+    }
+}
+
+/// A firewall without workers, for [`crate::ops::FakeDataplane`]: edits
+/// compile as [`crate::workers::WorkerSet`]'s do; no packet is counted.
+#[derive(Default)]
+pub struct FakeFirewall(parking_lot::Mutex<Option<crate::firewall::Firewall>>);
+
+impl std::fmt::Debug for FakeFirewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeFirewall")
+    }
+}
+
+impl FakeFirewall {
+    pub fn state(&self) -> FirewallState {
+        match self.0.lock().as_ref() {
+            Some(f) => FirewallState {
+                config: f.config().clone(),
+                ids: f.ids().clone(),
+                stats: f.stats(std::iter::empty()),
+            },
+            None => FirewallState::default(),
+        }
+    }
+
+    pub fn edit(
+        &self,
+        edit: &mut dyn FnMut(&mut Config, &mut MenuIds) -> Result<(), crate::ops::OpsError>,
+    ) -> Result<(), crate::ops::OpsError> {
+        let mut g = self.0.lock();
+        let (mut config, mut ids) = match g.as_ref() {
+            Some(f) => (f.config().clone(), f.ids().clone()),
+            None => Default::default(),
+        };
+        edit(&mut config, &mut ids)?;
+        let mut next = match g.as_mut() {
+            Some(cur) => cur.prepare(config),
+            None => crate::firewall::Firewall::new(config, 2),
+        }
+        .map_err(|e| crate::ops::OpsError::Invalid(format!("{e:#}")))?;
+        next.set_ids(ids);
+        match g.as_mut() {
+            Some(cur) => cur.commit(next, &[]),
+            None => *g = Some(next),
+        }
+        Ok(())
+    }
+}
+
 /// An edit that could not be made (nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {

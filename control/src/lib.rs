@@ -12,6 +12,7 @@ pub mod events;
 pub mod firewall;
 pub mod flow_export;
 pub mod fw_manage;
+pub mod fw_rest;
 pub mod http;
 pub mod listen;
 pub mod metrics;
