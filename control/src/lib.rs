@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod firewall;
 pub mod flow_export;
+pub mod fw_client;
 pub mod fw_manage;
 pub mod fw_rest;
 pub mod http;
