@@ -860,10 +860,8 @@ impl Ruleset {
                     CM::Ttl(_) => u.ttl = true,
                     CM::Dscp(..) => u.dscp = true,
                     CM::L7(..) => u.layer7 = true,
-                    CM::CLimit(_, mask) => {
-                        if !u.conn_limit.contains(&(fam, *mask)) {
-                            u.conn_limit.push((fam, *mask));
-                        }
+                    CM::CLimit(_, mask) if !u.conn_limit.contains(&(fam, *mask)) => {
+                        u.conn_limit.push((fam, *mask));
                     }
                     _ => {}
                 }
