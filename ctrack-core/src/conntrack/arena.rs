@@ -44,6 +44,8 @@ pub struct Arena {
     /// allocated when the chunk's first connection matched a layer7
     /// protocol, so that a table without layer7 rules pays nothing.
     l7: Vec<Option<Box<[u64]>>>,
+    /// Whether any chunk has layer7 bits (a free clears them only then).
+    l7_used: bool,
     free_head: u32,
     high_water: u32,
 }
@@ -58,6 +60,7 @@ impl Arena {
             ft: Vec::new(),
             nat: Vec::new(),
             l7: Vec::new(),
+            l7_used: false,
             free_head: NIL,
             high_water: 0,
         }
@@ -171,6 +174,7 @@ impl Arena {
             match slot {
                 Some(a) => a[o] = bits,
                 None if bits != 0 => {
+                    self.l7_used = true;
                     slot.get_or_insert_with(|| vec![0; CHUNK].into_boxed_slice())[o] = bits
                 }
                 None => {}
@@ -180,7 +184,9 @@ impl Arena {
 
     /// Puts entry `i` (no longer in the index or the wheel) on the free list.
     pub fn push_free(&mut self, i: u32) {
-        self.set_l7(i, 0);
+        if self.l7_used {
+            self.set_l7(i, 0);
+        }
         let free_head = self.free_head;
         let c = self.c_mut(i);
         c.next = free_head;
