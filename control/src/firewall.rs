@@ -485,6 +485,36 @@ mod tests {
     }
 
     #[test]
+    fn reset_counters_starts_the_given_rules_from_zero() {
+        let mut f = fw("/ip firewall filter\n\
+             add chain=forward action=accept protocol=tcp\n\
+             add chain=forward action=accept protocol=udp\n");
+        let now = [retired(&f, &[3, 5])];
+        let counters = || {
+            now.iter()
+                .filter_map(|r| r.state.as_ref().map(|s| s.counters()))
+        };
+        f.reset_counters(counters(), Some(&[RuleId(1)]));
+        let s = f.stats(counters());
+        assert_eq!((s[0].packets, s[1].packets, s[1].bytes), (3, 0, 0));
+        // Later packets count from there.
+        let later = [retired(&f, &[4, 7])];
+        let s = f.stats(
+            later
+                .iter()
+                .filter_map(|r| r.state.as_ref().map(|s| s.counters())),
+        );
+        assert_eq!((s[0].packets, s[1].packets), (4, 2));
+        // All of them; an unchanged rule carries its reset total over a reload.
+        f.reset_counters(counters(), None);
+        assert_eq!(f.stats(counters())[0].packets, 0);
+        let next = f.prepare(f.config().clone()).unwrap();
+        f.commit(next, &later);
+        let s = f.stats(std::iter::empty());
+        assert_eq!((s[0].packets, s[1].packets), (1, 2));
+    }
+
+    #[test]
     fn auto_tracking_follows_the_rules_that_need_it() {
         let f = fw("/ip firewall filter\nadd chain=forward action=drop protocol=udp\n");
         assert!(!f.auto_tracking());
