@@ -105,11 +105,11 @@ impl ApiServer {
     }
 }
 
-fn bad_request(message: impl Into<String>, detail: impl Into<String>) -> Reply {
+pub(crate) fn bad_request(message: impl Into<String>, detail: impl Into<String>) -> Reply {
     Reply::error(400, message.into(), detail.into())
 }
 
-fn method_not_allowed(method: &str, path: &str, allow: &str) -> Reply {
+pub(crate) fn method_not_allowed(method: &str, path: &str, allow: &str) -> Reply {
     Reply::error(
         405,
         format!("{method} is not allowed on {path}"),
@@ -144,6 +144,13 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     if crate::flow_rest::owns(path) {
         return crate::flow_rest::route(req, path, dp).into();
     }
+    // The firewall menus and `/export` (`crate::fw_rest`).
+    if let Some((menu, rest)) = crate::fw_manage::Menu::from_rest_path(path) {
+        return crate::fw_rest::route(req, dp, menu, rest, query).into();
+    }
+    if path == crate::fw_rest::EXPORT {
+        return crate::fw_rest::export(method, dp).into();
+    }
     match path {
         CONNECTION => method_not_allowed(method, path, "GET"),
         TRACKING => match method {
@@ -175,7 +182,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     .into()
 }
 
-fn ops_error(e: OpsError) -> Reply {
+pub(crate) fn ops_error(e: OpsError) -> Reply {
     match &e {
         OpsError::NotFound(_) => Reply::error(404, e.to_string(), String::new()),
         OpsError::Filter(_) => bad_request(
@@ -187,6 +194,8 @@ fn ops_error(e: OpsError) -> Reply {
         }
         OpsError::Setting(_) => bad_request(e.to_string(), String::new()),
         OpsError::Unavailable(_) => Reply::error(503, e.to_string(), String::new()),
+        OpsError::Invalid(_) => bad_request(e.to_string(), String::new()),
+        OpsError::NoItem(_) => Reply::error(404, e.to_string(), String::new()),
     }
 }
 
@@ -501,7 +510,7 @@ pub(crate) fn command_body(req: &mut Req<'_>) -> Result<Map<String, Value>, Repl
 
 /// A list of words given as an array of strings or one comma-separated
 /// string (RouterOS accepts both for `.proplist`).
-fn words(key: &str, v: &Value, sep: char) -> Result<Vec<String>, Reply> {
+pub(crate) fn words(key: &str, v: &Value, sep: char) -> Result<Vec<String>, Reply> {
     let bad = || {
         bad_request(
             format!("body: {key} must be a string or an array of strings"),
@@ -1468,9 +1477,9 @@ pub(crate) mod tests {
     fn unknown_paths_and_methods() {
         let (_srv, base) = start(fake(), None);
         assert_error(
-            call("GET", &format!("{base}/rest/ip/firewall/nat"), None, None),
+            call("GET", &format!("{base}/rest/ip/firewall/raw"), None, None),
             404,
-            "/rest/ip/firewall/nat",
+            "/rest/ip/firewall/raw",
         );
         assert_error(
             call("GET", &format!("{base}/metrics"), None, None),

@@ -21,7 +21,11 @@ use anyhow::{Context, Result};
 use ctrack_rules::{
     Action, Config, Fam, Matcher, Names, Rule, RuleCounter, RuleId, Ruleset, Table,
 };
+use dataplane::conntrack::ConnCount;
 use dataplane::firewall::{FirewallUpdate, Retired};
+use dataplane::flow::Family;
+
+use crate::fw_manage::MenuIds;
 use serde::Serialize;
 
 /// Port `i`'s default interface name: `ether{i+1}`, as RouterOS names them.
@@ -147,6 +151,43 @@ pub struct Firewall {
     /// Counters carried over from earlier rulesets, by [`RuleId`].
     base: Vec<RuleCounter>,
     needed_by: Vec<String>,
+    /// The shared connection counts of `connection-limit` (kept across
+    /// reloads while the masks asked about stay the same).
+    conncount: Option<Arc<ConnCount>>,
+    /// The items' RouterOS ids (REST `.id`).
+    ids: MenuIds,
+    /// What `reset-counters` took away, by [`RuleId`] (subtracted from
+    /// the totals).
+    reset: Vec<RuleCounter>,
+}
+
+/// Slots of the `connection-limit` table: distinct (mask, source block)
+/// pairs it can count (8 bytes each).
+pub const CONNCOUNT_SLOTS: usize = 1 << 18;
+
+/// The `connection-limit` table for `rs`: `prev` if it counts the same
+/// masks, a new one if the ruleset asks about others, none if it asks
+/// about none.
+fn conncount_for(rs: &Ruleset, prev: Option<&Arc<ConnCount>>) -> Option<Arc<ConnCount>> {
+    let masks: Vec<(Family, u8)> = rs
+        .uses()
+        .conn_limit
+        .iter()
+        .map(|&(f, m)| {
+            let f = match f {
+                Fam::V4 => Family::V4,
+                Fam::V6 => Family::V6,
+            };
+            (f, m)
+        })
+        .collect();
+    if masks.is_empty() {
+        return None;
+    }
+    match prev {
+        Some(p) if p.masks() == masks.as_slice() => Some(Arc::clone(p)),
+        _ => Some(Arc::new(ConnCount::new(&masks, CONNCOUNT_SLOTS))),
+    }
 }
 
 impl Firewall {
@@ -159,14 +200,19 @@ impl Firewall {
         let mut names = Names::default();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let mut ids = MenuIds::default();
+        ids.sync(&config);
         Ok(Firewall {
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
+            conncount: conncount_for(&ruleset, None),
             config,
             names,
             interfaces,
             ruleset: Arc::new(ruleset),
             generation: 1,
+            ids,
+            reset: Vec::new(),
         })
     }
 
@@ -223,7 +269,40 @@ impl Firewall {
             auto_tracking: self.auto_tracking(),
             reply,
             lists_out,
+            conncount: self.conncount.clone(),
         }
+    }
+
+    /// The items' RouterOS ids.
+    pub fn ids(&self) -> &MenuIds {
+        &self.ids
+    }
+
+    /// Gives the items these ids (an edit's, which knows which item moved
+    /// where); `ids` must cover every item of the script.
+    pub fn set_ids(&mut self, ids: MenuIds) {
+        self.ids = ids;
+    }
+
+    /// `reset-counters`: the totals of the given rules (every rule with
+    /// `None`) start again from 0; `workers` as for [`Firewall::totals`].
+    pub fn reset_counters<'a>(
+        &mut self,
+        workers: impl Iterator<Item = &'a [RuleCounter]>,
+        rules: Option<&[RuleId]>,
+    ) {
+        let raw = self.raw_totals(workers);
+        self.reset.resize(raw.len(), RuleCounter::default());
+        for (id, c) in raw.iter().enumerate() {
+            if rules.is_none_or(|r| r.contains(&RuleId(id as u32))) {
+                self.reset[id] = *c;
+            }
+        }
+    }
+
+    /// The `connection-limit` table the workers count in, if a rule asks.
+    pub fn conncount(&self) -> Option<&Arc<ConnCount>> {
+        self.conncount.as_ref()
     }
 
     /// Compiles `config` as the next ruleset, with the same mark names;
@@ -242,14 +321,19 @@ impl Firewall {
                 .filter(|n| !n.starts_with("/ip firewall") && !n.starts_with("/ipv6 firewall"))
                 .cloned(),
         );
+        let mut ids = self.ids.clone();
+        ids.sync(&config);
         Ok(Firewall {
             needed_by,
             base: vec![RuleCounter::default(); ruleset.len()],
+            conncount: conncount_for(&ruleset, self.conncount.as_ref()),
             config,
             names,
             interfaces,
             ruleset: Arc::new(ruleset),
             generation: self.generation + 1,
+            ids,
+            reset: Vec::new(),
         })
     }
 
@@ -290,6 +374,16 @@ impl Firewall {
     /// Carried-over counters plus the given per-worker counters (each
     /// indexed by [`RuleId`] of the current ruleset).
     pub fn totals<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleCounter> {
+        let mut t = self.raw_totals(workers);
+        for (a, r) in t.iter_mut().zip(&self.reset) {
+            a.packets = a.packets.saturating_sub(r.packets);
+            a.bytes = a.bytes.saturating_sub(r.bytes);
+        }
+        t
+    }
+
+    /// [`Firewall::totals`] before `reset-counters`.
+    fn raw_totals<'a>(&self, workers: impl Iterator<Item = &'a [RuleCounter]>) -> Vec<RuleCounter> {
         let mut t = self.base.clone();
         for w in workers {
             for (a, c) in t.iter_mut().zip(w) {
@@ -409,6 +503,36 @@ mod tests {
         let next = f.prepare(f.config().clone()).unwrap();
         f.commit(next, &[stale]);
         assert_eq!(f.stats(std::iter::empty())[0].packets, 5);
+    }
+
+    #[test]
+    fn reset_counters_starts_the_given_rules_from_zero() {
+        let mut f = fw("/ip firewall filter\n\
+             add chain=forward action=accept protocol=tcp\n\
+             add chain=forward action=accept protocol=udp\n");
+        let now = [retired(&f, &[3, 5])];
+        let counters = || {
+            now.iter()
+                .filter_map(|r| r.state.as_ref().map(|s| s.counters()))
+        };
+        f.reset_counters(counters(), Some(&[RuleId(1)]));
+        let s = f.stats(counters());
+        assert_eq!((s[0].packets, s[1].packets, s[1].bytes), (3, 0, 0));
+        // Later packets count from there.
+        let later = [retired(&f, &[4, 7])];
+        let s = f.stats(
+            later
+                .iter()
+                .filter_map(|r| r.state.as_ref().map(|s| s.counters())),
+        );
+        assert_eq!((s[0].packets, s[1].packets), (4, 2));
+        // All of them; an unchanged rule carries its reset total over a reload.
+        f.reset_counters(counters(), None);
+        assert_eq!(f.stats(counters())[0].packets, 0);
+        let next = f.prepare(f.config().clone()).unwrap();
+        f.commit(next, &later);
+        let s = f.stats(std::iter::empty());
+        assert_eq!((s[0].packets, s[1].packets), (1, 2));
     }
 
     #[test]

@@ -78,6 +78,16 @@ enum Command {
     /// print|set KEY=VALUE ...`, `ip traffic-flow target
     /// print|add|set|remove` (docs/flow-export.md).
     Ip(control::flow_client::IpArgs),
+    /// Talk to a running dataplane's firewall as RouterOS's `/ip firewall
+    /// filter|mangle|nat|address-list|layer7-protocol` (`--ipv6`: `/ipv6
+    /// firewall`): `print [stats]`, `add KEY=VALUE...`, `set N|*ID
+    /// KEY=VALUE...`, `remove N|*ID...`, `move N|*ID... [--destination
+    /// N|*ID]`, `reset-counters [N|*ID...]`. Each change is compiled as a
+    /// whole ruleset; nothing changes on an error.
+    Firewall(control::fw_client::FirewallArgs),
+    /// Print the running configuration of a dataplane as a RouterOS script
+    /// (`/export`), which `ctrack run --rules` loads back to the same state.
+    Export(control::fw_client::ExportArgs),
     /// Run the conntrack core over a capture (pcap or pcapng, gzip or not; Ethernet, raw IP or Linux
     /// cooked), using its timestamps as the clock, and print the connection
     /// table as it stands after the last packet.
@@ -253,6 +263,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
         Command::Ip(args) => control::flow_client::run_args(args),
+        Command::Firewall(args) => control::fw_client::run_args(args),
+        Command::Export(args) => control::fw_client::run_export(args),
         Command::Check(args) => cmd_check(args),
         Command::Man { out_dir } => cmd_man(&out_dir),
         Command::Completions { shell } => {

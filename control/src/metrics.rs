@@ -393,6 +393,34 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         }),
     );
 
+    // What the firewall dropped and answered (all workers).
+    let actions = ["drop", "reject", "tarpit"];
+    f.counter(
+        "ctrack_firewall_dropped_packets_total",
+        "Packets the firewall rules dropped, by action (reject and tarpit answer them as well).",
+        &["action"],
+        actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (vec![a.to_string()], w.iter().map(|x| x.fw_dropped[i]).sum())),
+    );
+    let outcomes = ["sent", "rate_limited", "no_buffer", "not_due"];
+    f.counter(
+        "ctrack_firewall_answers_total",
+        "Answers to reject and tarpit (TCP resets, ICMP errors, zero-window SYN-ACKs), by outcome: sent; not sent because over Linux's ICMP rate limit, because no packet buffer was free, or because Linux would not answer that packet.",
+        &["outcome"],
+        outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (vec![o.to_string()], w.iter().map(|x| x.fw_answers[i]).sum())),
+    );
+    f.counter(
+        "ctrack_firewall_layer7_window_full_total",
+        "Packets that wanted a layer7 payload window for their connection and found the worker's window table full (the connection is then matched packet by packet).",
+        &[],
+        std::iter::once((vec![], w.iter().map(|x| x.fw_l7_full).sum())),
+    );
+
     // Firewall rules (only with rules loaded): one series per rule.
     if !m.rules.is_empty() {
         let labels = |r: &crate::firewall::RuleStat| {
@@ -616,6 +644,9 @@ mod tests {
                     hold_full: 3,
                     ..Default::default()
                 }),
+                fw_dropped: [3 * k, 2 * k, k],
+                fw_answers: [2 * k, k, 0, 0],
+                fw_l7_full: 0,
             }
         };
         MetricsSnapshot {
@@ -920,6 +951,36 @@ mod tests {
                 .any(|x| x.metric == "ctrack_router_events_total"
                     && x.labels.get("worker") == Some("0")),
             "no router counts for a worker in bridge mode"
+        );
+
+        // The firewall's drops and answers, summed over the workers (k = 1, 2).
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_firewall_dropped_packets_total",
+                &[("action", "drop")]
+            ),
+            9.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_firewall_dropped_packets_total",
+                &[("action", "tarpit")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            get(&s, "ctrack_firewall_answers_total", &[("outcome", "sent")]),
+            6.0
+        );
+        assert_eq!(
+            get(
+                &s,
+                "ctrack_firewall_answers_total",
+                &[("outcome", "rate_limited")]
+            ),
+            3.0
         );
 
         // Every metric documented in docs/metrics.md.

@@ -28,6 +28,13 @@ pub enum OpsError {
     /// The workers did not answer in time (stopping, or stuck).
     #[error("the dataplane did not answer: {0}")]
     Unavailable(String),
+    /// No firewall item has this id or position.
+    #[error("no such item: {0}")]
+    NoItem(String),
+    /// A request that cannot be applied as given (a firewall edit with a
+    /// bad property, value or reference); nothing changed.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// `/ip firewall connection tracking`: the settings plus the read-only values.
@@ -74,6 +81,13 @@ pub struct WorkerMetrics {
     pub connections: BTreeMap<(String, String), u64>,
     /// Router mode: the router plane's counts (`None` in bridge mode).
     pub router: Option<dataplane::router::RouterTotals>,
+    /// Packets the firewall dropped, by action: drop, reject, tarpit.
+    pub fw_dropped: [u64; 3],
+    /// The answers to reject and tarpit: sent, rate-limited, no buffer,
+    /// not due ([`dataplane::stats::WorkerTotals::fw_answers`]).
+    pub fw_answers: [u64; 4],
+    /// Packets that found the layer7 window table full.
+    pub fw_l7_full: u64,
 }
 
 /// One port's DPDK counters.
@@ -162,6 +176,37 @@ pub trait Dataplane: Send + Sync {
     fn traffic_flow(&self) -> Option<std::sync::Arc<crate::flow_ops::FlowControl>> {
         None
     }
+    /// The running firewall: its script, item ids and rule counters
+    /// (an empty script when none is loaded).
+    fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {
+        Err(OpsError::Unavailable(
+            "no firewall management in this dataplane".to_string(),
+        ))
+    }
+    /// Applies `edit` to a copy of the running script and installs the copy
+    /// as a whole ruleset in every worker, or changes nothing (an edit or a
+    /// compile error: [`OpsError::Invalid`]).
+    fn edit_firewall(
+        &self,
+        _edit: &mut dyn FnMut(
+            &mut ctrack_rules::Config,
+            &mut crate::fw_manage::MenuIds,
+        ) -> Result<(), OpsError>,
+    ) -> Result<(), OpsError> {
+        Err(OpsError::Unavailable(
+            "no firewall management in this dataplane".to_string(),
+        ))
+    }
+    /// `reset-counters`: the counters of the given rules (family, table,
+    /// position; all with `None`) start again from 0.
+    fn reset_firewall_counters(
+        &self,
+        _rules: Option<&[(ctrack_rules::Fam, ctrack_rules::Table, usize)]>,
+    ) -> Result<(), OpsError> {
+        Err(OpsError::Unavailable(
+            "no firewall management in this dataplane".to_string(),
+        ))
+    }
 }
 
 /// Refuses a filter naming an unknown property (before any walk).
@@ -220,9 +265,32 @@ pub struct FakeDataplane {
     pub events: Option<std::sync::Arc<crate::events::EventHub>>,
     /// The `/ip traffic-flow` menu [`Dataplane::traffic_flow`] offers.
     pub traffic_flow: Option<std::sync::Arc<crate::flow_ops::FlowControl>>,
+    /// A firewall without workers (compiled, never run: counters stay 0).
+    pub firewall: crate::fw_manage::FakeFirewall,
 }
 
 impl Dataplane for FakeDataplane {
+    fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {
+        Ok(self.firewall.state())
+    }
+
+    fn edit_firewall(
+        &self,
+        edit: &mut dyn FnMut(
+            &mut ctrack_rules::Config,
+            &mut crate::fw_manage::MenuIds,
+        ) -> Result<(), OpsError>,
+    ) -> Result<(), OpsError> {
+        self.firewall.edit(edit)
+    }
+
+    fn reset_firewall_counters(
+        &self,
+        _rules: Option<&[(ctrack_rules::Fam, ctrack_rules::Table, usize)]>,
+    ) -> Result<(), OpsError> {
+        Ok(())
+    }
+
     fn for_each_connection(
         &self,
         filter: &[(String, String)],

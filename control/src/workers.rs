@@ -282,6 +282,36 @@ impl Dataplane for WorkerSet {
         self.traffic_flow.lock().clone()
     }
 
+    fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {
+        let stats = self.rule_stats()?;
+        let fw = self.firewall.lock();
+        Ok(match fw.as_ref() {
+            Some(f) => crate::fw_manage::FirewallState {
+                config: f.config().clone(),
+                ids: f.ids().clone(),
+                stats,
+            },
+            None => Default::default(),
+        })
+    }
+
+    fn edit_firewall(
+        &self,
+        edit: &mut dyn FnMut(
+            &mut ctrack_rules::Config,
+            &mut crate::fw_manage::MenuIds,
+        ) -> Result<(), OpsError>,
+    ) -> Result<(), OpsError> {
+        self.edit_firewall_locked(edit)
+    }
+
+    fn reset_firewall_counters(
+        &self,
+        rules: Option<&[(ctrack_rules::Fam, ctrack_rules::Table, usize)]>,
+    ) -> Result<(), OpsError> {
+        self.reset_counters(rules)
+    }
+
     fn count(&self, filter: &[(String, String)]) -> Result<u64, OpsError> {
         if filter.is_empty() {
             return Ok(self.workers.iter().map(|w| w.counters.read().entries).sum());
@@ -373,6 +403,9 @@ impl Dataplane for WorkerSet {
                     max_entries: t.max_entries,
                     connections,
                     router: report.router,
+                    fw_dropped: [t.fw_dropped, t.fw_rejected, t.fw_tarpitted],
+                    fw_answers: t.fw_answers,
+                    fw_l7_full: t.fw_l7_full,
                 }
             })
             .collect();
@@ -461,6 +494,71 @@ impl WorkerSet {
             None => Firewall::new(config, self.ports_hint()),
         }
         .map_err(|e| OpsError::Unavailable(format!("{e:#}")))?;
+        self.install_firewall(&mut guard, next)
+    }
+
+    /// [`Dataplane::edit_firewall`]: the edit and the install under one
+    /// lock, so that two edits never lose one another.
+    fn edit_firewall_locked(
+        &self,
+        edit: &mut dyn FnMut(
+            &mut ctrack_rules::Config,
+            &mut crate::fw_manage::MenuIds,
+        ) -> Result<(), OpsError>,
+    ) -> Result<(), OpsError> {
+        let mut guard = self.firewall.lock();
+        let (mut config, mut ids) = match guard.as_ref() {
+            Some(f) => (f.config().clone(), f.ids().clone()),
+            None => Default::default(),
+        };
+        edit(&mut config, &mut ids)?;
+        let mut next = match guard.as_mut() {
+            Some(cur) => cur.prepare(config),
+            None => Firewall::new(config, self.ports_hint()),
+        }
+        .map_err(|e| OpsError::Invalid(format!("{e:#}")))?;
+        next.set_ids(ids);
+        self.install_firewall(&mut guard, next)
+    }
+
+    /// The workers' rule counters now (of the current generation).
+    fn worker_rule_counters(
+        &self,
+        generation: u64,
+        len: usize,
+    ) -> Result<Vec<Vec<ctrack_rules::RuleCounter>>, OpsError> {
+        let pending: Vec<_> = (0..self.workers.len())
+            .map(|w| {
+                let (tx, rx) = bounded(1);
+                self.send(
+                    w,
+                    Command::RuleCounters {
+                        buf: Vec::with_capacity(len),
+                        reply: tx,
+                    },
+                )
+                .map(|_| rx)
+            })
+            .collect::<Result<_, _>>()?;
+        let mut answers = Vec::with_capacity(pending.len());
+        for (w, rx) in pending.into_iter().enumerate() {
+            match rx.recv_timeout(ANSWER_TIMEOUT) {
+                Ok(Some(a)) if a.generation == generation => answers.push(a.counters),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(OpsError::Unavailable(format!("worker {w} did not answer")));
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Sends `next` to every worker or to none, then makes it current.
+    fn install_firewall(
+        &self,
+        guard: &mut Option<Firewall>,
+        next: Firewall,
+    ) -> Result<(), OpsError> {
         let Some(_gate) = self.send_gate.try_write_for(ANSWER_TIMEOUT) else {
             return Err(OpsError::Unavailable(
                 "the workers' queues stayed busy; no worker changed".to_string(),
@@ -503,6 +601,31 @@ impl WorkerSet {
         Ok(())
     }
 
+    /// [`Dataplane::reset_firewall_counters`].
+    fn reset_counters(
+        &self,
+        rules: Option<&[(ctrack_rules::Fam, ctrack_rules::Table, usize)]>,
+    ) -> Result<(), OpsError> {
+        let (generation, len) = match self.firewall.lock().as_ref() {
+            Some(f) => (f.generation(), f.ruleset().len()),
+            None => return Ok(()),
+        };
+        let answers = self.worker_rule_counters(generation, len)?;
+        let mut fw = self.firewall.lock();
+        let Some(f) = fw.as_mut().filter(|f| f.generation() == generation) else {
+            return Err(OpsError::Unavailable(
+                "the rules changed meanwhile; try again".to_string(),
+            ));
+        };
+        let ids: Option<Vec<ctrack_rules::RuleId>> = rules.map(|r| {
+            r.iter()
+                .filter_map(|&(fam, t, pos)| f.ruleset().rule_id(fam, t, pos))
+                .collect()
+        });
+        f.reset_counters(answers.iter().map(Vec::as_slice), ids.as_deref());
+        Ok(())
+    }
+
     /// Every rule with the given final counters of stopped workers
     /// (`(generation, counters)`; those of another ruleset are ignored).
     pub fn firewall_stats_with<'a>(
@@ -533,29 +656,7 @@ impl WorkerSet {
             Some(f) => (f.generation(), f.ruleset().len()),
             None => return Ok(Vec::new()),
         };
-        let pending: Vec<_> = (0..self.workers.len())
-            .map(|w| {
-                let (tx, rx) = bounded(1);
-                self.send(
-                    w,
-                    Command::RuleCounters {
-                        buf: Vec::with_capacity(len),
-                        reply: tx,
-                    },
-                )
-                .map(|_| rx)
-            })
-            .collect::<Result<_, _>>()?;
-        let mut answers = Vec::with_capacity(pending.len());
-        for (w, rx) in pending.into_iter().enumerate() {
-            match rx.recv_timeout(ANSWER_TIMEOUT) {
-                Ok(Some(a)) if a.generation == generation => answers.push(a.counters),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(OpsError::Unavailable(format!("worker {w} did not answer")));
-                }
-            }
-        }
+        let answers = self.worker_rule_counters(generation, len)?;
         let fw = self.firewall.lock();
         Ok(fw
             .as_ref()
@@ -691,6 +792,7 @@ mod tests {
                 auto_tracking: true,
                 reply: Some(tx),
                 lists_out: None,
+                conncount: None,
             };
             r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
             let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();

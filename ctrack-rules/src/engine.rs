@@ -187,7 +187,11 @@ pub struct PacketCtx<'a> {
     /// Mark id ([`Names`]); [`NO_MARK`] when unmarked.
     pub packet_mark: u32,
     pub conn: ConnCtx,
-    /// The L4 payload, for layer7 (may be empty when no rule uses layer7).
+    /// For layer7: the connection's L4 payload so far, this packet's
+    /// included (the caller's window: the payload of the connection's first
+    /// packets, in order; or only this packet's payload when it keeps no
+    /// window). Only its first [`L7_BYTES`] are looked at. May be empty when
+    /// no rule uses layer7.
     pub payload: &'a [u8],
 }
 
@@ -244,6 +248,21 @@ impl Env for NoEnv {
     }
 }
 
+/// What a ruleset's enabled rules look at beyond the header fields of
+/// [`PacketCtx::from_flow`] ([`Ruleset::uses`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uses {
+    /// `ttl` / `hop-limit`: [`PacketCtx::ttl`].
+    pub ttl: bool,
+    /// `dscp`: [`PacketCtx::dscp`].
+    pub dscp: bool,
+    /// `layer7-protocol`: [`PacketCtx::payload`] and [`ConnCtx::l7`].
+    pub layer7: bool,
+    /// `connection-limit`: the distinct (family, netmask) pairs that
+    /// [`Env::connection_count`] is asked about (IPv4 first, then by mask).
+    pub conn_limit: Vec<(Fam, u8)>,
+}
+
 /// Position of a rule in the ruleset: indexes counters and [`RuleInfo`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub struct RuleId(pub u32);
@@ -277,6 +296,10 @@ pub struct Verdict {
     pub fasttrack: bool,
     /// The layer7 state to store in the connection, when it changed.
     pub l7: Option<L7State>,
+    /// A `layer7-protocol` matcher looked at this packet's payload (the
+    /// connection was in its first packets and a layer7 rule reached it):
+    /// the caller keeps a payload window for such connections only.
+    pub l7_scanned: bool,
     /// Rules whose log line is due (`action=log` or `log=yes`), in order.
     pub logs: [RuleId; MAX_LOGS],
     pub n_logs: u8,
@@ -821,6 +844,33 @@ impl Ruleset {
         self.rules.is_empty()
     }
 
+    /// What the caller must fill in [`PacketCtx`] and [`Env`] for this
+    /// ruleset (enabled rules only): the caller may skip the rest.
+    pub fn uses(&self) -> Uses {
+        let mut u = Uses::default();
+        for (fi, fr) in self.fams.iter().enumerate() {
+            let fam = if fi == 0 { Fam::V4 } else { Fam::V6 };
+            let rules = fr
+                .tables
+                .iter()
+                .flat_map(|t| &t.chains)
+                .flat_map(|c| &c.rules);
+            for m in rules.flat_map(|r| r.matchers.iter()) {
+                match m {
+                    CM::Ttl(_) => u.ttl = true,
+                    CM::Dscp(..) => u.dscp = true,
+                    CM::L7(..) => u.layer7 = true,
+                    CM::CLimit(_, mask) if !u.conn_limit.contains(&(fam, *mask)) => {
+                        u.conn_limit.push((fam, *mask));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        u.conn_limit.sort_by_key(|&(f, m)| (f == Fam::V6, m));
+        u
+    }
+
     pub fn rule(&self, id: RuleId) -> Option<&RuleInfo> {
         self.rules.get(id.0 as usize)
     }
@@ -906,6 +956,7 @@ impl Ruleset {
             packet_mark: p.packet_mark,
             l7: p.conn.l7,
             l7_done: false,
+            l7_scanned: false,
         };
         let mut out = Verdict::default();
         let key: Key = [
@@ -1022,6 +1073,7 @@ impl Ruleset {
         if e.l7 != p.conn.l7 {
             out.l7 = Some(e.l7);
         }
+        out.l7_scanned = e.l7_scanned;
         out
     }
 
@@ -1478,6 +1530,8 @@ struct Eval<'a, 'p, E> {
     packet_mark: u32,
     l7: L7State,
     l7_done: bool,
+    /// The patterns ran over the payload (see [`Verdict::l7_scanned`]).
+    l7_scanned: bool,
 }
 
 fn in_ports(ps: &[(u16, u16)], p: u16) -> bool {
@@ -1546,8 +1600,9 @@ impl<E: Env> Eval<'_, '_, E> {
             || ws.lists.contains(self.v6, ListId(l), a, self.now)
     }
 
-    /// The connection's layer7 bits, running the patterns over this packet
-    /// (once) while the connection is in its first packets.
+    /// The connection's layer7 bits, running the patterns over the payload
+    /// window (once per packet) while the connection is in its first
+    /// [`L7_PACKETS`] packets and [`L7_BYTES`] bytes.
     fn l7_bits(&mut self) -> u64 {
         if !self.l7_done {
             self.l7_done = true;
@@ -1558,8 +1613,8 @@ impl<E: Env> Eval<'_, '_, E> {
                 .as_ref()
                 .filter(|_| c.packets < L7_PACKETS && c.bytes < L7_BYTES);
             if let Some(set) = set {
-                let room = (L7_BYTES - c.bytes) as usize;
-                let data = &self.p.payload[..self.p.payload.len().min(room)];
+                self.l7_scanned = true;
+                let data = &self.p.payload[..self.p.payload.len().min(L7_BYTES as usize)];
                 if !data.is_empty() {
                     for i in set.matches(data).iter() {
                         self.l7.0 |= 1 << i;

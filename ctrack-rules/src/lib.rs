@@ -27,7 +27,7 @@ pub mod value;
 
 pub use engine::{
     ConnCtx, ConnState, Env, Final, Hook, L7State, Names, NoEnv, PacketCtx, Prefilter, RuleCounter,
-    RuleId, RuleInfo, Ruleset, Verdict, WorkerState,
+    RuleId, RuleInfo, Ruleset, Uses, Verdict, WorkerState,
 };
 pub use error::{CompileError, ParseError};
 pub use export::export;

@@ -669,3 +669,23 @@ fn context_from_a_flow_repr() {
     );
     assert!(drops("protocol=icmp icmp-options=8:0", &p));
 }
+
+#[test]
+fn uses_names_what_the_caller_must_fill() {
+    let (rs, _) = compile(
+        "/ip firewall layer7-protocol\nadd name=http regexp=\"^get\"\n\
+         /ip firewall filter\n\
+         add chain=forward action=drop connection-limit=10,24\n\
+         add chain=forward action=drop connection-limit=5,24 ttl=equal:1\n\
+         add chain=forward action=drop layer7-protocol=http disabled=yes\n\
+         add chain=forward action=drop dscp=1 disabled=yes\n\
+         /ipv6 firewall filter\n\
+         add chain=forward action=drop connection-limit=3,64\n",
+    );
+    let u = rs.uses();
+    assert!(u.ttl);
+    // Disabled rules ask nothing.
+    assert!(!u.layer7 && !u.dscp);
+    assert_eq!(u.conn_limit, vec![(Fam::V4, 24), (Fam::V6, 64)]);
+    assert_eq!(compile("").0.uses(), Uses::default());
+}

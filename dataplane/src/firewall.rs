@@ -30,12 +30,14 @@ use std::sync::Arc;
 
 use ctrack_rules::engine::NO_IFACE;
 use ctrack_rules::{
-    ConnCtx, ConnState, Final, Hook, NoEnv, PacketCtx, RuleCounter, Ruleset, Verdict as FwVerdict,
-    WorkerState,
+    ConnCtx, ConnState, Env, Final, Hook, L7State, PacketCtx, RuleCounter, Ruleset, Uses,
+    Verdict as FwVerdict, WorkerState,
 };
 
+use crate::conntrack::conncount::{ConnCount, block};
 use crate::conntrack::{Decision, Dir, Instant, Shard, Verdict};
-use crate::flow::FlowRepr;
+use crate::flow::{Addr, Family, FlowRepr};
+use crate::layer7::{IpFields, L7_BYTES, L7_PACKETS, L7Windows, ip_fields};
 use crate::packet::respond::Answer;
 use ctrack_rules::value::RejectWith;
 
@@ -168,6 +170,11 @@ pub struct FirewallUpdate {
     /// Where the worker reports its address-list additions for the others
     /// (`None`: they stay in this worker).
     pub lists_out: Option<Arc<ListQueue>>,
+    /// The connection counts per source block shared by every worker, for
+    /// `connection-limit` (`None` when no rule has one; see
+    /// [`crate::conntrack::conncount`]). The worker's shard counts its
+    /// connections in it ([`Shard::set_conncount`]).
+    pub conncount: Option<Arc<ConnCount>>,
 }
 
 /// A worker's ruleset after a swap: its final counters are in `state`.
@@ -206,6 +213,22 @@ pub struct WorkerFirewall {
     /// tracked on the full path, so they still pass the rules.
     marked_now: [crate::conntrack::ConnId; crate::worker::MAX_BURST],
     n_marked: usize,
+    /// What the ruleset reads beyond the flow's header fields.
+    uses: Uses,
+    /// Whether TTL, DSCP or the payload are read from the frame.
+    fields: bool,
+    /// Layer7 payload windows (rulesets with `layer7-protocol` only).
+    l7w: Option<Box<L7Windows>>,
+    /// Per packet of the burst being decided: the layer7 state of a new
+    /// connection, and whether it is to get a window, for
+    /// [`WorkerFirewall::after_commit`] (the connection has no id before).
+    new_l7: [(u64, bool); crate::worker::MAX_BURST],
+    any_new_l7: bool,
+    /// The connections this burst accepted that the table has not
+    /// committed yet (they count for `connection-limit` already), by the
+    /// tuple of their first packet.
+    pending_src: [crate::flow::Tuple; crate::worker::MAX_BURST],
+    n_pending: usize,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -225,7 +248,15 @@ impl WorkerFirewall {
         lists_out: Option<Arc<ListQueue>>,
     ) -> WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
+        let uses = rs.uses();
         WorkerFirewall {
+            fields: uses.ttl || uses.dscp || uses.layer7,
+            l7w: uses.layer7.then(Box::default),
+            uses,
+            new_l7: [(0, false); crate::worker::MAX_BURST],
+            any_new_l7: false,
+            pending_src: [crate::flow::Tuple::default(); crate::worker::MAX_BURST],
+            n_pending: 0,
             rs,
             ws,
             generation,
@@ -266,22 +297,49 @@ impl WorkerFirewall {
         })
     }
 
+    /// What the ruleset reads beyond the flow's header fields.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
+    }
+
+    /// Packets that wanted a layer7 window for their connection and found
+    /// none free (the side table was full; a later packet of the same
+    /// connection asks again).
+    pub fn l7_full(&self) -> u64 {
+        self.l7w.as_ref().map_or(0, |w| w.full)
+    }
+
+    /// Layer7 windows in use (O(windows): for tests and reports).
+    pub fn l7_windows(&self) -> usize {
+        self.l7w.as_ref().map_or(0, |w| w.live())
+    }
+
     /// Decides for `pkts[j]` whose table verdict after the lookup phase is
     /// `verdicts[j]`: writes `decisions[j]` for each [`Verdict::New`], and
-    /// applies the verdict to existing connections (marks, FastTrack) in
-    /// `shard`, replacing the verdict of a packet to drop by
-    /// [`Verdict::Refused`] with its `reason`. `ports[j]` is the packet's
-    /// (ingress, egress) port. No allocation, no lock.
+    /// applies the verdict to existing connections (marks, FastTrack,
+    /// layer7 results) in `shard`, replacing the verdict of a packet to drop
+    /// by [`Verdict::Refused`] with its `reason`. `ports[j]` is the packet's
+    /// (ingress, egress) port, `frames[j]` its frame (TTL, DSCP and payload
+    /// are read from it when a rule needs them; a missing frame reads as
+    /// zeros). No allocation, no lock. Call [`WorkerFirewall::after_commit`]
+    /// after the table's commit phase.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         shard: &mut Shard,
         now: Instant,
         pkts: &[FlowRepr],
+        frames: &[&[u8]],
         ports: &[(u16, u16)],
         verdicts: &mut [Verdict],
         decisions: &mut [Decision],
     ) {
         self.n_marked = 0;
+        self.any_new_l7 = false;
+        self.n_pending = 0;
+        let limits = !self.uses.conn_limit.is_empty();
+        // Out of `self` while packets' contexts borrow its windows.
+        let mut l7w = self.l7w.take();
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let hooks = hooks_for((inp, outp));
@@ -295,13 +353,22 @@ impl WorkerFirewall {
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
             ctx.in_iface = local(inp);
             ctx.out_iface = local(outp);
+            let fields = match frames.get(j) {
+                Some(f) if self.fields => ip_fields(f, &pkts[j]),
+                _ => IpFields::default(),
+            };
+            ctx.ttl = fields.ttl;
+            ctx.dscp = fields.dscp;
+            ctx.payload = fields.payload;
+            // The layer7 window of this connection, if it has one.
+            let mut window = None;
             let existing = match verdicts[j] {
                 Verdict::New => None,
                 Verdict::Tracked { id, dir, .. } => {
                     let Some(view) = shard.conn_view(id, now) else {
                         // Gone already (an RST that closed it): as established.
                         ctx.conn.state = ConnState::Established;
-                        let v = self.run_hooks(now, hooks, &mut ctx);
+                        let v = self.run_hooks(now, hooks, &mut ctx, shard, false);
                         self.apply_existing(shard, j, &v, None, verdicts);
                         continue;
                     };
@@ -321,8 +388,17 @@ impl WorkerFirewall {
                         bytes: view.bytes.saturating_sub(u64::from(pkts[j].ip_len)),
                         packets: view.packets.saturating_sub(1),
                         rate_bps: view.rate_bps,
+                        l7: L7State(view.l7),
                         ..ConnCtx::default()
                     };
+                    if let Some(w) = l7w.as_deref_mut()
+                        && in_l7_reach(&ctx.conn)
+                        && !fields.payload.is_empty()
+                        && let Some(i) = w.find(id)
+                    {
+                        window = Some(i);
+                        ctx.payload = w.append(i, fields.payload);
+                    }
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -334,6 +410,7 @@ impl WorkerFirewall {
                         bytes: view.bytes,
                         packets: view.packets,
                         rate_bps: view.rate_bps,
+                        l7: L7State(view.l7),
                         ..ConnCtx::default()
                     };
                     Some((id, view.mark, false))
@@ -349,21 +426,132 @@ impl WorkerFirewall {
                 // Dropped by the table already, or decided.
                 Verdict::Dropped(_) | Verdict::Refused(_) => continue,
             };
-            let v = self.run_hooks(now, hooks, &mut ctx);
+            let before = ctx.conn;
+            // A later packet of a connection the burst opened is `New` too:
+            // that connection counts once.
+            let new = verdicts[j] == Verdict::New
+                && !(limits
+                    && self.pending_src[..self.n_pending]
+                        .iter()
+                        .any(|p| same_conn(p, &pkts[j].tuple)));
+            let v = self.run_hooks(now, hooks, &mut ctx, shard, new);
+            if let Some(w) = l7w.as_deref_mut() {
+                self.track_l7(
+                    w,
+                    shard,
+                    j,
+                    verdicts[j],
+                    &before,
+                    &v,
+                    window,
+                    &pkts[j],
+                    fields,
+                );
+            }
             if verdicts[j] == Verdict::New {
                 decisions[j] = match drop_reason(v.action) {
                     // A first packet is never established: FastTrack waits
                     // (see `apply_existing`).
-                    0 => Decision {
-                        mark: ctx.conn.mark,
-                        ..Decision::ACCEPT
-                    },
+                    0 => {
+                        if limits && new && self.n_pending < self.pending_src.len() {
+                            self.pending_src[self.n_pending] = pkts[j].tuple;
+                            self.n_pending += 1;
+                        }
+                        Decision {
+                            mark: v.mark,
+                            ..Decision::ACCEPT
+                        }
+                    }
                     // A reject's or tarpit's answer is sent by the worker,
                     // which still holds the packet (`answer_of`).
                     r => Decision::drop(r),
                 };
             } else {
                 self.apply_existing(shard, j, &v, existing, verdicts);
+            }
+        }
+        self.l7w = l7w;
+    }
+
+    /// Layer7 bookkeeping after the hooks ran on packet `j` (see
+    /// [`crate::layer7`]): stores a changed result in an existing connection
+    /// (a new one's waits for [`WorkerFirewall::after_commit`]), opens a
+    /// window for a connection a layer7 rule looked at, closes it once the
+    /// connection is past its first packets.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn track_l7(
+        &mut self,
+        w: &mut L7Windows,
+        shard: &mut Shard,
+        j: usize,
+        verdict: Verdict,
+        before: &ConnCtx,
+        v: &Merged,
+        window: Option<usize>,
+        pkt: &FlowRepr,
+        fields: IpFields<'_>,
+    ) {
+        // Whether a later packet of the connection may still be scanned.
+        let more =
+            before.packets + 1 < L7_PACKETS && before.bytes + u64::from(pkt.ip_len) < L7_BYTES;
+        match verdict {
+            Verdict::New => {
+                let want = v.l7_scanned && more && !fields.payload.is_empty();
+                if v.l7.0 != 0 || want {
+                    self.new_l7[j] = (v.l7.0, want);
+                    self.any_new_l7 = true;
+                }
+            }
+            Verdict::Tracked { id, .. } => {
+                if v.l7 != before.l7 {
+                    shard.set_l7_state(id, v.l7.0);
+                }
+                match window {
+                    Some(i) if !more || w.is_full(i) => w.remove(i),
+                    Some(_) => {}
+                    None if v.l7_scanned && more && !fields.payload.is_empty() => {
+                        w.insert(id, fields.payload, |c| shard.connection_mark(c).is_some());
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After the table's commit phase: stores the layer7 results of the
+    /// connections the burst created, and opens their windows (`frames` and
+    /// `verdicts` as in [`WorkerFirewall::decide`], the verdicts now
+    /// committed). No allocation.
+    pub fn after_commit(
+        &mut self,
+        shard: &mut Shard,
+        pkts: &[FlowRepr],
+        frames: &[&[u8]],
+        verdicts: &[Verdict],
+    ) {
+        if !self.any_new_l7 {
+            return;
+        }
+        self.any_new_l7 = false;
+        let Some(w) = self.l7w.as_deref_mut() else {
+            return;
+        };
+        for j in 0..pkts.len().min(verdicts.len()) {
+            let (bits, want) = std::mem::take(&mut self.new_l7[j]);
+            let Verdict::Tracked {
+                id, created: true, ..
+            } = verdicts[j]
+            else {
+                continue;
+            };
+            if bits != 0 {
+                shard.set_l7_state(id, bits);
+            }
+            if want && let Some(f) = frames.get(j) {
+                let payload = ip_fields(f, &pkts[j]).payload;
+                w.insert(id, payload, |c| shard.connection_mark(c).is_some());
             }
         }
     }
@@ -405,17 +593,28 @@ impl WorkerFirewall {
     /// Runs `hooks` ([`FORWARD_HOOKS`], or in router mode [`INPUT_HOOKS`] /
     /// [`OUTPUT_HOOKS`]) on `ctx`, carrying the packet and connection marks
     /// from hook to hook; stops at the first hook that drops.
+    /// `new`: the packet's connection is not in the table yet (it counts
+    /// itself for `connection-limit`).
     #[inline]
     fn run_hooks(
         &mut self,
         now: Instant,
         hooks: &'static [Hook],
-        ctx: &mut PacketCtx<'static>,
+        ctx: &mut PacketCtx<'_>,
+        shard: &Shard,
+        new: bool,
     ) -> Merged {
+        let env = LimitEnv {
+            counts: shard.conncount().map(|c| &**c),
+            new,
+            pending: &self.pending_src[..self.n_pending],
+        };
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
             fasttrack: false,
+            l7: ctx.conn.l7,
+            l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
         for &hook in hooks {
@@ -431,9 +630,9 @@ impl WorkerFirewall {
             } else {
                 outp
             };
-            let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &NoEnv);
+            let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &env);
             if v.n_logs > 0 || v.logs_dropped > 0 {
-                self.queue_logs(&v, ctx);
+                Self::queue_logs(&mut self.logs, &mut self.logs_suppressed, &v, ctx);
             }
             if let Some(mark) = v.conn_mark {
                 ctx.conn.mark = mark;
@@ -444,7 +643,9 @@ impl WorkerFirewall {
             }
             if let Some(l7) = v.l7 {
                 ctx.conn.l7 = l7;
+                m.l7 = l7;
             }
+            m.l7_scanned |= v.l7_scanned;
             m.fasttrack |= v.fasttrack;
             if drop_reason(v.action) != 0 {
                 m.action = v.action;
@@ -457,13 +658,18 @@ impl WorkerFirewall {
     /// Keeps the verdict's log lines for [`WorkerFirewall::between_bursts`]
     /// (no allocation: the queue has its capacity).
     #[cold]
-    fn queue_logs(&mut self, v: &FwVerdict, ctx: &PacketCtx<'static>) {
-        self.logs_suppressed += u64::from(v.logs_dropped);
+    fn queue_logs(
+        logs: &mut Vec<(ctrack_rules::RuleId, PacketCtx<'static>)>,
+        suppressed: &mut u64,
+        v: &FwVerdict,
+        ctx: &PacketCtx<'_>,
+    ) {
+        *suppressed += u64::from(v.logs_dropped);
         for &id in v.logs() {
-            if self.logs.len() < LOG_QUEUE {
-                self.logs.push((id, *ctx));
+            if logs.len() < LOG_QUEUE {
+                logs.push((id, detached(ctx)));
             } else {
-                self.logs_suppressed += 1;
+                *suppressed += 1;
             }
         }
     }
@@ -530,6 +736,74 @@ struct Merged {
     action: Final,
     mark: u32,
     fasttrack: bool,
+    /// The connection's layer7 state after the hooks.
+    l7: L7State,
+    /// A layer7 rule looked at the payload.
+    l7_scanned: bool,
+}
+
+/// `connection-limit`'s census: the connections from the packet's source
+/// block over all shards, the burst's accepted new ones not yet committed,
+/// and the packet's own connection when it is new. So the count includes
+/// the packet's connection, as Linux's `nf_conncount` (which adds the
+/// tuple before comparing) does for `--connlimit-above`.
+struct LimitEnv<'a> {
+    counts: Option<&'a ConnCount>,
+    new: bool,
+    pending: &'a [crate::flow::Tuple],
+}
+
+/// Whether `a` and `b` are packets of one connection (either direction).
+fn same_conn(a: &crate::flow::Tuple, b: &crate::flow::Tuple) -> bool {
+    a.family == b.family
+        && a.proto == b.proto
+        && ((a.src, a.dst, a.src_port, a.dst_port) == (b.src, b.dst, b.src_port, b.dst_port)
+            || (a.src, a.dst, a.src_port, a.dst_port) == (b.dst, b.src, b.dst_port, b.src_port))
+}
+
+impl Env for LimitEnv<'_> {
+    fn connection_count(&self, family: Family, src: &Addr, netmask: u8) -> u32 {
+        let Some(c) = self.counts else {
+            return 0;
+        };
+        let b = block(family, src, netmask);
+        let pending = self
+            .pending
+            .iter()
+            .filter(|t| t.family == family && block(family, &t.src, netmask) == b)
+            .count() as u32;
+        c.count(family, src, netmask) + pending + u32::from(self.new)
+    }
+}
+
+/// Whether a connection (its counts before this packet) is still in the
+/// first packets layer7 looks at.
+#[inline]
+fn in_l7_reach(c: &ConnCtx) -> bool {
+    c.packets < L7_PACKETS && c.bytes < L7_BYTES
+}
+
+/// `p` without its payload, to keep for a log line.
+fn detached(p: &PacketCtx<'_>) -> PacketCtx<'static> {
+    PacketCtx {
+        family: p.family,
+        src: p.src,
+        dst: p.dst,
+        proto: p.proto,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+        tcp_flags: p.tcp_flags,
+        icmp_type: p.icmp_type,
+        icmp_code: p.icmp_code,
+        ttl: p.ttl,
+        dscp: p.dscp,
+        size: p.size,
+        in_iface: p.in_iface,
+        out_iface: p.out_iface,
+        packet_mark: p.packet_mark,
+        conn: p.conn,
+        payload: &[],
+    }
 }
 
 fn nat_bits(srcnat: bool, dstnat: bool) -> u8 {
@@ -582,6 +856,11 @@ mod tests {
     /// One worker, ports 0 (`ether1`, originators) and 1 (`ether2`,
     /// responders), with `script` loaded before any packet; runs `mix()`.
     fn run(script: &str) -> (Worker<MemIo>, Arc<Ruleset>, Names) {
+        run_mix(script, &mix())
+    }
+
+    /// [`run`] with another mix.
+    fn run_mix(script: &str, m: &Mix) -> (Worker<MemIo>, Arc<Ruleset>, Names) {
         let cfg = parse(script).unwrap();
         let ifaces = cfg.interface_names(&["ether1", "ether2"]);
         let mut names = Names::default();
@@ -611,13 +890,14 @@ mod tests {
             auto_tracking: true,
             reply: None,
             lists_out: None,
+            conncount: None,
         })))
         .unwrap();
         w.poll_once();
         assert!(w.firewall().is_some());
         // Packets in capture order, each on its side's port: the runs of
         // one side go in together (bursts), a side's turn ends them.
-        let packets = mix().packets();
+        let packets = m.packets();
         for run in packets.chunk_by(|a, b| a.side == b.side) {
             let link = usize::from(run[0].side == Side::Reply);
             for p in run {
@@ -804,5 +1084,280 @@ mod tests {
         assert_eq!(pair(counter(&w, &rs, Table::Filter, 2)), reply);
         assert_eq!(pair(counter(&w, &rs, Table::Mangle, 0)), reply);
         assert_eq!(pair(counter(&w, &rs, Table::Mangle, 1)), orig);
+    }
+
+    /// Only TCP connections of 15 packets: handshake, then 12 of 64 bytes
+    /// of payload each (`a..z` repeated, from `a` in every segment).
+    fn long_tcp() -> Mix {
+        Mix {
+            tcp: 8,
+            udp: 0,
+            icmp: 0,
+            exchanges: 6,
+            payload: 64,
+            keep_open: true,
+            ..Mix::default()
+        }
+    }
+
+    #[test]
+    fn layer7_finds_a_pattern_across_packets_and_remembers_it() {
+        // `klab` is in no single segment (each ends in `...jkl` and starts
+        // with `abc...`): only the window of the first packets has it.
+        let (w, rs, _) = run_mix(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             /ip firewall filter\n\
+             add chain=forward action=drop protocol=tcp layer7-protocol=span\n",
+            &long_tcp(),
+        );
+        let m = long_tcp();
+        let mut conns = 0;
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            let v = w.shard().conn_view(c.id(), Instant::ZERO).unwrap();
+            assert_eq!(v.l7, 1, "{c:?}");
+            conns += 1;
+        });
+        assert_eq!(conns, m.tcp);
+        // Found on the second data packet (the 5th); every later one is
+        // dropped, also past the 10th, where nothing is scanned any more:
+        // the result stays in the connection.
+        let dropped = u64::from(m.tcp) * (15 - 4);
+        assert_eq!(w.totals().fw_dropped, dropped);
+        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, dropped);
+        let fw = w.firewall().unwrap();
+        assert_eq!((fw.l7_windows(), fw.l7_full()), (0, 0));
+    }
+
+    #[test]
+    fn layer7_keeps_no_window_for_connections_no_layer7_rule_reaches() {
+        let (w, rs, _) = run_mix(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             /ip firewall filter\n\
+             add chain=forward action=drop protocol=tcp dst-port=9999 layer7-protocol=span\n\
+             add chain=forward action=drop protocol=tcp src-port=9999 layer7-protocol=span\n",
+            &long_tcp(),
+        );
+        assert_eq!(w.totals().fw_dropped, 0);
+        assert_eq!(counter(&w, &rs, Table::Filter, 0).packets, 0);
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            assert_eq!(w.shard().conn_view(c.id(), Instant::ZERO).unwrap().l7, 0);
+        });
+        assert_eq!(w.firewall().unwrap().l7_windows(), 0);
+    }
+
+    #[test]
+    fn layer7_without_room_matches_packet_by_packet() {
+        // 16 connections of 9 packets (none leaves its first 10, so each
+        // keeps its window), 8 windows: the second 8 find none, counted, and
+        // are matched packet by packet, so the pattern spanning packets is
+        // missed for them; one found in a single packet matches for all.
+        let cfg = parse(
+            "/ip firewall layer7-protocol\nadd name=span regexp=klab\n\
+             add name=one regexp=^abcdefghijkl\n\
+             /ip firewall mangle\n\
+             add chain=forward action=passthrough protocol=tcp layer7-protocol=span\n\
+             add chain=forward action=passthrough protocol=tcp layer7-protocol=one\n",
+        )
+        .unwrap();
+        let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+        let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
+        let mut fw = WorkerFirewall::new(rs, 1, Instant::ZERO, None);
+        fw.l7w = Some(Box::new(L7Windows::new(8)));
+        let mut shard = Shard::new(
+            TableConfig::new(4096),
+            Settings::default(),
+            0,
+            random_seed(),
+        );
+        let m = Mix {
+            tcp: 16,
+            exchanges: 3,
+            ..long_tcp()
+        };
+        for p in &m.packets() {
+            let repr = [crate::packet::parse_ethernet(&p.frame).unwrap()];
+            let frames: [&[u8]; 1] = [&p.frame];
+            let mut v = [Verdict::New];
+            shard.lookup_burst(Instant::ZERO, &repr, &mut v);
+            let mut d = [Decision::ACCEPT];
+            let port = if p.side == Side::Orig { (0, 1) } else { (1, 0) };
+            fw.decide(
+                &mut shard,
+                Instant::ZERO,
+                &repr,
+                &frames,
+                &[port],
+                &mut v,
+                &mut d,
+            );
+            shard.commit_burst(Instant::ZERO, &repr, &d, &mut v);
+            fw.after_commit(&mut shard, &repr, &frames, &v);
+        }
+        let (mut span, mut one) = (0, 0);
+        shard.for_each_snapshot(Instant::ZERO, |c| {
+            let l7 = shard.conn_view(c.id(), Instant::ZERO).unwrap().l7;
+            span += u32::from(l7 & 1 != 0);
+            one += u32::from(l7 & 2 != 0);
+        });
+        assert_eq!((span, one), (8, m.tcp));
+        // Each of their 6 packets with payload asked for a window again.
+        assert_eq!((fw.l7_windows(), fw.l7_full()), (8, 8 * 6));
+    }
+
+    #[test]
+    fn ttl_and_dscp_come_from_the_packet() {
+        // The generator sends TTL 64 and DSCP 0.
+        let (w, rs, _) = run("/ip firewall mangle\n\
+             add chain=forward action=passthrough ttl=equal:64\n\
+             add chain=forward action=passthrough ttl=less-than:64\n\
+             add chain=forward action=passthrough dscp=0\n\
+             add chain=forward action=passthrough dscp=46\n");
+        let (all, _) = count_frames(|_, _| true);
+        let at = |i| counter(&w, &rs, Table::Mangle, i).packets;
+        assert_eq!((at(0), at(1), at(2), at(3)), (all, 0, all, 0));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::conntrack::{Settings, TableConfig};
+    use crate::io::mem::{MemIo, MemLink};
+    use crate::worker::{Mesh, Worker, random_seed};
+    use ctrack_rules::{Names, parse};
+    use ctrack_traffic::synth::{Mix, Side};
+
+    /// Two workers as `ctrack run` plans single-queue ports: worker 0
+    /// polls port 0 (`ether1`, clients in 10.1.0.0/16), worker 1 port 1;
+    /// connections are spread over both shards by the symmetric hash. Only
+    /// the clients' packets are sent (so every connection is a client's).
+    fn two_workers(script: &str, m: &Mix) -> Vec<Worker<MemIo>> {
+        let cfg = parse(script).unwrap();
+        let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+        let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
+        let masks: Vec<(Family, u8)> = rs
+            .uses()
+            .conn_limit
+            .iter()
+            .map(|&(_, mask)| (Family::V4, mask))
+            .collect();
+        let counts = Arc::new(ConnCount::new(&masks, 1024));
+        let packets = m.packets();
+        let mesh = Mesh::new(2, vec![1, 0]);
+        let mut workers: Vec<Worker<MemIo>> = (0..2u16)
+            .map(|id| {
+                let input: std::collections::VecDeque<Vec<u8>> = packets
+                    .iter()
+                    .filter(|p| id == 0 && p.side == Side::Orig)
+                    .map(|p| p.frame.clone())
+                    .collect();
+                let links = vec![MemLink {
+                    port: id,
+                    input,
+                    ..MemLink::default()
+                }];
+                let io = MemIo::new(links, 2, &[id ^ 1], 32);
+                let (_tx, rx) = crossbeam::channel::bounded(1);
+                let shard = Shard::new(
+                    TableConfig::new(4096),
+                    Settings::default(),
+                    id,
+                    random_seed(),
+                );
+                let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
+                w.install_firewall(FirewallUpdate {
+                    ruleset: Some(Arc::clone(&rs)),
+                    generation: 1,
+                    auto_tracking: true,
+                    reply: None,
+                    lists_out: None,
+                    conncount: Some(Arc::clone(&counts)),
+                });
+                w
+            })
+            .collect();
+        let mut idle = 0;
+        while idle < 3 {
+            let work: usize = workers.iter_mut().map(Worker::poll_once).sum();
+            idle = if work == 0 { idle + 1 } else { 0 };
+        }
+        workers
+    }
+
+    /// Connections whose original source is a client (10.1.0.0/16), per
+    /// worker.
+    fn client_conns(w: &Worker<MemIo>) -> u32 {
+        let mut n = 0;
+        w.shard().for_each_snapshot(Instant::ZERO, |c| {
+            n += u32::from(c.entry().key().src.v4_octets()[..2] == [10, 1]);
+        });
+        n
+    }
+
+    #[test]
+    fn connection_limit_counts_a_source_block_over_both_workers() {
+        let m = Mix {
+            tcp: 0,
+            udp: 20,
+            icmp: 0,
+            exchanges: 3,
+            payload: 16,
+            ..Mix::default()
+        };
+        let workers = two_workers(
+            "/ip firewall filter\n\
+             add chain=forward action=drop protocol=udp connection-state=new \
+             src-address=10.1.0.0/16 connection-limit=5,16\n",
+            &m,
+        );
+        let per: Vec<u32> = workers.iter().map(client_conns).collect();
+        // RouterOS/Linux: matches once the block has more than 5 (the new
+        // connection included): the 6th and later are dropped, wherever
+        // their shard is. Each of their 3 datagrams is new and dropped; the
+        // 5 kept ones' later datagrams (still `new`: no reply) count 5.
+        assert_eq!(per.iter().sum::<u32>(), 5, "{per:?}");
+        let dropped: u64 = workers.iter().map(|w| w.totals().fw_dropped).sum();
+        assert_eq!(dropped, 15 * 3);
+        // Worker 1 decided connections handed to it, and dropped some for
+        // what worker 0 holds: per-shard counts would have let it keep up
+        // to 5 of its own.
+        let w1 = workers[1].totals();
+        assert!(w1.handoffs_in > 0 && w1.fw_dropped > 0, "{w1:?}");
+        // The shared table agrees with the shards.
+        let c = workers[0].shard().conncount().unwrap();
+        assert!(Arc::ptr_eq(c, workers[1].shard().conncount().unwrap()));
+        let client = crate::flow::Addr::from_v4([10, 1, 0, 1]);
+        assert_eq!(c.count(Family::V4, &client, 16), 5);
+        assert_eq!(c.full(), 0);
+    }
+
+    #[test]
+    fn connection_limit_counts_down_as_connections_go() {
+        let m = Mix {
+            tcp: 0,
+            udp: 8,
+            icmp: 0,
+            exchanges: 1,
+            payload: 16,
+            ..Mix::default()
+        };
+        let mut workers = two_workers(
+            "/ip firewall filter\n\
+             add chain=forward action=drop protocol=udp connection-state=new \
+             src-address=10.1.0.0/16 connection-limit=100,16\n",
+            &m,
+        );
+        let client = crate::flow::Addr::from_v4([10, 1, 0, 1]);
+        let c = Arc::clone(workers[0].shard().conncount().unwrap());
+        let live: u32 = workers.iter().map(client_conns).sum();
+        assert_eq!(live, 8);
+        assert_eq!(c.count(Family::V4, &client, 16), 8);
+        // Everything expires: the counts go back to 0.
+        let late = Instant::from_secs(3600);
+        for w in &mut workers {
+            w.shard_mut().poll_expired(late, u32::MAX as usize);
+            assert_eq!(w.shard().total_entries(), 0);
+        }
+        assert_eq!(c.count(Family::V4, &client, 16), 0);
     }
 }

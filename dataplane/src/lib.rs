@@ -19,6 +19,7 @@ pub mod acl;
 pub mod events;
 pub mod firewall;
 pub mod io;
+pub mod layer7;
 pub mod policy;
 pub mod respond;
 pub mod router;

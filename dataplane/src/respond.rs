@@ -36,6 +36,19 @@ pub struct RespondTotals {
     pub not_due: u64,
 }
 
+impl RespondTotals {
+    /// `[sent, rate_limited, alloc_failed, not_due]`, the order of
+    /// [`crate::stats::WorkerTotals::fw_answers`].
+    pub fn as_array(&self) -> [u64; 4] {
+        [
+            self.sent,
+            self.rate_limited,
+            self.alloc_failed,
+            self.not_due,
+        ]
+    }
+}
+
 /// Builds, rate-limits and allocates the answers of one worker.
 #[derive(Debug)]
 pub struct Responder {

@@ -1442,6 +1442,7 @@ mod tests {
             auto_tracking: true,
             reply: None,
             lists_out: None,
+            conncount: None,
         });
         let frames = vec![
             eth(icmp_echo_frame(A, OWN0, 7, 1, false, true), MAC0, HOST_A),

@@ -31,6 +31,13 @@ pub struct WorkerCounters {
     pub fw_dropped: AtomicU64,
     pub fw_rejected: AtomicU64,
     pub fw_tarpitted: AtomicU64,
+    /// The answers to `reject` and `tarpit`
+    /// ([`crate::respond::RespondTotals`]): sent, over the ICMP rate limit,
+    /// no buffer, not due (Linux would not answer).
+    pub fw_answers: [AtomicU64; 4],
+    /// Packets that wanted a layer7 window and found the side table full
+    /// ([`crate::layer7::L7Windows::full`]).
+    pub fw_l7_full: AtomicU64,
     /// Poll loops run, and those that found packets (busy ratio = busy / loops).
     pub loops: AtomicU64,
     pub busy_loops: AtomicU64,
@@ -54,6 +61,9 @@ pub struct WorkerTotals {
     pub fw_dropped: u64,
     pub fw_rejected: u64,
     pub fw_tarpitted: u64,
+    /// Sent, rate-limited, no buffer, not due (see [`WorkerCounters`]).
+    pub fw_answers: [u64; 4],
+    pub fw_l7_full: u64,
     pub loops: u64,
     pub busy_loops: u64,
     pub entries: u64,
@@ -73,6 +83,10 @@ impl WorkerCounters {
         self.fw_dropped.store(t.fw_dropped, Relaxed);
         self.fw_rejected.store(t.fw_rejected, Relaxed);
         self.fw_tarpitted.store(t.fw_tarpitted, Relaxed);
+        for (a, v) in self.fw_answers.iter().zip(t.fw_answers) {
+            a.store(v, Relaxed);
+        }
+        self.fw_l7_full.store(t.fw_l7_full, Relaxed);
         self.loops.store(t.loops, Relaxed);
         self.busy_loops.store(t.busy_loops, Relaxed);
         self.entries.store(t.entries, Relaxed);
@@ -94,6 +108,8 @@ impl WorkerCounters {
             fw_dropped: self.fw_dropped.load(Relaxed),
             fw_rejected: self.fw_rejected.load(Relaxed),
             fw_tarpitted: self.fw_tarpitted.load(Relaxed),
+            fw_answers: std::array::from_fn(|i| self.fw_answers[i].load(Relaxed)),
+            fw_l7_full: self.fw_l7_full.load(Relaxed),
             loops: self.loops.load(Relaxed),
             busy_loops: self.busy_loops.load(Relaxed),
             entries: self.entries.load(Relaxed),

@@ -401,6 +401,10 @@ impl<I: PacketIo> Worker<I> {
     fn publish(&mut self) {
         self.core.totals.entries = u64::from(self.core.shard.total_entries());
         self.core.totals.max_entries = u64::from(self.core.shard.max_entries());
+        self.core.totals.fw_answers = self.core.responder.totals().as_array();
+        if let Some(fw) = self.core.fw.as_deref() {
+            self.core.totals.fw_l7_full = fw.l7_full();
+        }
         self.counters.publish(&self.core.totals);
     }
 
@@ -587,6 +591,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         let settings = self.shard.settings();
         // Linux verifies only where conntrack runs at all.
         let verify = settings.checksum_verify && self.shard.is_tracking();
+        // The local packets' frames, for the firewall (TTL, DSCP, layer7).
+        let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+        let fw = self.fw.is_some();
         let mut k = 0;
         for i in 0..n {
             let mut ports = ports;
@@ -623,6 +630,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     });
                     if owner == self.id {
                         self.ports[k] = ports;
+                        if fw {
+                            frames[k] = rx.data(i);
+                        }
                         k += 1;
                         Disp::Local((k - 1) as u8)
                     } else {
@@ -637,15 +647,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             };
         }
         if k > 0 {
-            self.track(now, k);
+            self.track(now, k, &frames[..k]);
         }
     }
 
     /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
     /// lookup, this worker's decision for each new connection, commit (see
     /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
-    /// [`policy::new_connection`].
-    fn track(&mut self, now: Instant, k: usize) {
+    /// [`policy::new_connection`]. `frames[j]` is `local[j]`'s frame (may
+    /// be empty without a firewall).
+    fn track(&mut self, now: Instant, k: usize, frames: &[&[u8]]) {
         let mut done = 0;
         while done < k {
             let m = self
@@ -664,6 +675,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     &mut self.shard,
                     now,
                     &self.local[done..end],
+                    frames.get(done..end).unwrap_or(&[]),
                     &self.ports[done..end],
                     &mut self.verdicts[done..end],
                     &mut self.decisions[done..end],
@@ -683,6 +695,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     &self.decisions[done..end],
                     &mut self.verdicts[done..end],
                 );
+                if let Some(fw) = self.fw.as_deref_mut() {
+                    fw.after_commit(
+                        &mut self.shard,
+                        &self.local[done..end],
+                        frames.get(done..end).unwrap_or(&[]),
+                        &self.verdicts[done..end],
+                    );
+                }
             }
             done = end;
         }
@@ -697,6 +717,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
         });
         self.shard.set_auto_tracking(u.auto_tracking);
+        // Counts this shard's connections in the shared table (once per
+        // table: the same one again changes nothing).
+        self.shard
+            .set_conncount(if new.is_some() { u.conncount } else { None });
         match std::mem::replace(&mut self.fw, new) {
             Some(fw) => {
                 let (generation, rs, ws) = fw.into_parts();
@@ -869,8 +893,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             self.local_out = out;
             work += k;
             if k > 0 {
-                self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
+                let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+                if self.fw.is_some() {
+                    for (f, (pkt, _)) in frames.iter_mut().zip(&staged) {
+                        *f = io.packet_data(pkt);
+                    }
+                }
+                self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     self.after_verdict(io, self.verdicts[j], pkt, (LOCAL_PORT, port));
                 }
@@ -966,8 +996,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if k > 0 {
-                self.track(now, k);
                 let mut staged = std::mem::take(&mut self.staged);
+                let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+                if self.fw.is_some() {
+                    for (f, (pkt, _)) in frames.iter_mut().zip(&staged) {
+                        *f = io.packet_data(pkt);
+                    }
+                }
+                self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
                     self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));

@@ -102,4 +102,32 @@ else:
     assert len(after) == len(conns) - 1, len(after)
     found["rosrestpy"] = len(conns)
 
+    # The firewall filter menu: rosrestpy's model of a filter rule reads our
+    # rows, and its add/disable go through (a rule that needs tracking, so
+    # that `enabled=auto` keeps tracking on).
+    from ros.ip.firewall import IPFirewallFilter
+
+    flt = base + "/rest/ip/firewall/filter"
+    r = requests.put(
+        flt,
+        json={"chain": "forward", "action": "drop", "connection-state": "invalid", "comment": "py"},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()[".id"].startswith("*"), r.text
+    added = ros.ip.firewall.filter.add(
+        IPFirewallFilter(chain="forward", action="accept", protocol="tcp", connection_state="new")
+    )
+    assert added.protocol == "tcp" and added.id.startswith("*"), added
+    ros.ip.firewall.filter.disable(added)
+    rules = ros.ip.firewall.filter()
+    assert [(x.action, x.id) for x in rules] == [("drop", r.json()[".id"]), ("accept", added.id)]
+    # rosrestpy reads any non-empty string as a true bool (RouterOS's
+    # "false" too): the flags are checked on the rows themselves.
+    flags = [x["disabled"] for x in requests.get(flt, timeout=30).json()]
+    assert flags == ["false", "true"], flags
+    assert rules[0].comment == "py" and rules[0].bytes == 0 and rules[0].packets == 0, rules[0]
+    r = requests.put(flt, json={"chain": "forward", "action": "dorp"}, timeout=30)
+    assert r.status_code == 400 and "dorp" in r.json()["detail"], r.text
+    found["filter"] = len(rules)
+
 print(json.dumps(found))

@@ -70,6 +70,7 @@ fn requests_and_rosrestpy_list_query_print_remove_and_set() {
     assert_eq!(found["tracking"], "45m");
     assert_eq!(found["removed"], 3);
     assert_eq!(found["rosrestpy"], total - 3, "{found}");
+    assert_eq!(found["filter"], 2, "{found}");
 
     // What the clients changed, seen through the CLI: four fewer
     // connections (three removed with requests, one with rosrestpy).

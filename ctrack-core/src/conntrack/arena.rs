@@ -40,6 +40,12 @@ pub struct Arena {
     /// Stored reply keys of NAT connections, per arena chunk: allocated when
     /// the chunk's first such connection is created.
     nat: Vec<Option<Box<[Key]>>>,
+    /// Layer7 results (the firewall's `L7State` bits), per arena chunk:
+    /// allocated when the chunk's first connection matched a layer7
+    /// protocol, so that a table without layer7 rules pays nothing.
+    l7: Vec<Option<Box<[u64]>>>,
+    /// Whether any chunk has layer7 bits (a free clears them only then).
+    l7_used: bool,
     free_head: u32,
     high_water: u32,
 }
@@ -53,6 +59,8 @@ impl Arena {
             colds: Vec::new(),
             ft: Vec::new(),
             nat: Vec::new(),
+            l7: Vec::new(),
+            l7_used: false,
             free_head: NIL,
             high_water: 0,
         }
@@ -148,8 +156,37 @@ impl Arena {
         }
     }
 
+    /// Entry `i`'s layer7 bits (0 if its chunk has none).
+    #[inline]
+    pub fn l7(&self, i: u32) -> u64 {
+        let (c, o) = Self::at(i);
+        match self.l7.get(c) {
+            Some(Some(bits)) => bits[o],
+            _ => 0,
+        }
+    }
+
+    /// Stores entry `i`'s layer7 bits, allocating its chunk's array on the
+    /// first non-zero value (once per chunk, like the chunk itself).
+    pub fn set_l7(&mut self, i: u32, bits: u64) {
+        let (c, o) = Self::at(i);
+        if let Some(slot) = self.l7.get_mut(c) {
+            match slot {
+                Some(a) => a[o] = bits,
+                None if bits != 0 => {
+                    self.l7_used = true;
+                    slot.get_or_insert_with(|| vec![0; CHUNK].into_boxed_slice())[o] = bits
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Puts entry `i` (no longer in the index or the wheel) on the free list.
     pub fn push_free(&mut self, i: u32) {
+        if self.l7_used {
+            self.set_l7(i, 0);
+        }
         let free_head = self.free_head;
         let c = self.c_mut(i);
         c.next = free_head;
@@ -177,6 +214,7 @@ impl Arena {
             self.colds.push(HugeSlice::new(len, Cold::EMPTY));
             self.ft.push(with_ft.then(|| new_ft_chunk(len)));
             self.nat.push(None);
+            self.l7.push(None);
         }
         let i = self.high_water;
         self.high_water += 1;
@@ -193,6 +231,8 @@ impl Arena {
             + self.ft.len() * core::mem::size_of::<Option<Box<[FtSlot]>>>()
             + self.nat.iter().flatten().count() * CHUNK * core::mem::size_of::<Key>()
             + self.nat.len() * core::mem::size_of::<Option<Box<[Key]>>>()
+            + self.l7.iter().flatten().count() * CHUNK * core::mem::size_of::<u64>()
+            + self.l7.len() * core::mem::size_of::<Option<Box<[u64]>>>()
             + self.chunks.len() * core::mem::size_of::<HugeSlice<Entry>>()
             + self.colds.len() * core::mem::size_of::<HugeSlice<Cold>>()
     }

@@ -39,6 +39,7 @@
 //! differ from Linux and RouterOS.
 
 pub(crate) mod arena;
+pub mod conncount;
 pub mod entry;
 pub mod events;
 pub mod fasttrack;
@@ -58,6 +59,7 @@ pub(crate) mod wheel;
 #[cfg(test)]
 mod tests;
 
+pub use conncount::ConnCount;
 pub use entry::{ConnId, ConnIdError, Entry, FtCounters, ProtoState};
 pub use events::{ConnEvent, DestroyReason, EventKind};
 pub use key::Key;

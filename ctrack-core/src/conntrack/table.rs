@@ -199,6 +199,9 @@ pub struct Shard {
     /// The latest time the shard was given (the time of events raised
     /// where no time is passed: a management `remove`).
     clock: Instant,
+    /// Connections per source block over all shards, for
+    /// `connection-limit` (see [`Shard::set_conncount`]).
+    conncount: Option<std::sync::Arc<super::ConnCount>>,
 }
 
 /// Whether `s` tracks, `auto` meaning `auto_on`.
@@ -229,6 +232,8 @@ pub struct ConnView {
     pub fasttrack_eligible: bool,
     pub srcnat: bool,
     pub dstnat: bool,
+    /// The firewall's layer7 results ([`Shard::set_l7_state`]; 0: none).
+    pub l7: u64,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -283,7 +288,36 @@ impl Shard {
             stats: ShardStats::default(),
             events: EventBuf::default(),
             clock: Instant::ZERO,
+            conncount: None,
         }
+    }
+
+    /// Counts this shard's connections in `c` from now on (`None`: in no
+    /// table): every live connection is added now (O(connections), between
+    /// bursts), each new one when it becomes live, each freed one taken away
+    /// (see [`super::conncount`]). The same table again changes nothing.
+    pub fn set_conncount(&mut self, c: Option<std::sync::Arc<super::ConnCount>>) {
+        if match (&self.conncount, &c) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        } {
+            return;
+        }
+        if let Some(c) = &c {
+            for i in 0..self.arena.high_water() {
+                let e = self.e(i);
+                if e.is_live() {
+                    c.add(e.key.family, &e.key.src);
+                }
+            }
+        }
+        self.conncount = c;
+    }
+
+    /// The table [`Shard::set_conncount`] gave.
+    pub fn conncount(&self) -> Option<&std::sync::Arc<super::ConnCount>> {
+        self.conncount.as_ref()
     }
 
     // ---- read-only properties ------------------------------------------
@@ -526,6 +560,10 @@ impl Shard {
     fn free(&mut self, i: u32, why: DestroyReason) {
         if self.events.on {
             self.emit(i, EventKind::Destroy(why));
+        }
+        if let Some(c) = &self.conncount {
+            let k = &self.arena.e(i).key;
+            c.remove(k.family, &k.src);
         }
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
@@ -1358,6 +1396,9 @@ impl Shard {
         }
         self.live += 1;
         self.stats.insert += 1;
+        if let Some(c) = &self.conncount {
+            c.add(key.family, &key.src);
+        }
         self.account(i, now, Dir::Orig, pkt.ip_len, true);
         let deadline = self.deadline_of(self.e(i));
         self.wheel_link(i, deadline);
@@ -1556,7 +1597,22 @@ impl Shard {
             fasttrack_eligible: fasttrack_eligible(e),
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
+            l7: self.arena.l7(i),
         })
+    }
+
+    /// Stores the firewall's layer7 results in connection `id` (bits of
+    /// the layer7 protocols that matched its first packets; the arena keeps
+    /// them beside the entry, allocated per chunk on first use, and clears
+    /// them when the connection is freed). `false` when it is gone.
+    pub fn set_l7_state(&mut self, id: ConnId, bits: u64) -> bool {
+        match self.resolve_id(id) {
+            Some(i) => {
+                self.arena.set_l7(i, bits);
+                true
+            }
+            None => false,
+        }
     }
 
     /// `connection-mark` of connection `id` (0 when unset).

@@ -1664,3 +1664,43 @@ fn burst_events_match_packet_by_packet() {
     assert!(a.len() > 40, "{}", a.len());
     assert_eq!(a, b);
 }
+
+#[test]
+fn layer7_state_lives_beside_the_entry_and_goes_with_it() {
+    let mut s = shard(16);
+    let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 1, B, 2)));
+    assert_eq!(s.conn_view(id, at(0)).unwrap().l7, 0);
+    assert!(s.set_l7_state(id, 0b101));
+    assert_eq!(s.conn_view(id, at(0)).unwrap().l7, 0b101);
+    assert!(s.remove(id));
+    assert!(!s.set_l7_state(id, 1));
+    // The slot's next connection starts without the old bits.
+    let (id2, ..) = tracked(s.handle_packet(at(0), &udp(A, 3, B, 4)));
+    assert_eq!(id2.slot(), id.slot());
+    assert_eq!(s.conn_view(id2, at(0)).unwrap().l7, 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn conncount_follows_connections_from_live_to_freed() {
+    use std::sync::Arc;
+    let mut s = shard(16);
+    let (id, ..) = tracked(s.handle_packet(at(0), &udp(A, 1, B, 2)));
+    // A table installed later counts what is live already.
+    let c = Arc::new(super::ConnCount::new(&[(Family::V4, 32)], 64));
+    s.set_conncount(Some(Arc::clone(&c)));
+    let a = udp(A, 1, B, 2).tuple.src;
+    assert_eq!(c.count(Family::V4, &a, 32), 1);
+    // The same table again adds nothing.
+    s.set_conncount(Some(Arc::clone(&c)));
+    assert_eq!(c.count(Family::V4, &a, 32), 1);
+    let (id2, ..) = tracked(s.handle_packet(at(0), &udp(A, 3, B, 4)));
+    assert_eq!(c.count(Family::V4, &a, 32), 2);
+    // The reply direction is the same connection.
+    s.handle_packet(at(0), &udp(B, 2, A, 1));
+    assert_eq!(c.count(Family::V4, &a, 32), 2);
+    assert!(s.remove(id));
+    assert_eq!(c.count(Family::V4, &a, 32), 1);
+    assert!(s.remove(id2));
+    assert_eq!(c.count(Family::V4, &a, 32), 0);
+}
