@@ -41,6 +41,7 @@
 pub(crate) mod arena;
 pub mod entry;
 pub mod events;
+pub mod expect;
 pub mod fasttrack;
 pub mod gre;
 pub mod icmp;
