@@ -305,6 +305,13 @@ fn run_with_eal(
             dataplane::worker::random_seed(),
         );
         fasttrack.apply(&mut shard);
+        // Connection helpers on the service ports (RouterOS's defaults,
+        // changed by the script's `/ip firewall service-port`).
+        shard.set_service_ports(dataplane::helpers::service_ports(
+            firewall
+                .as_ref()
+                .map_or(&[][..], |f| &f.config().service_ports),
+        ));
         let fw_update = firewall
             .as_ref()
             .map(|f| f.update(None, Some(Arc::clone(&list_queues[w]))));
@@ -322,10 +329,12 @@ fn run_with_eal(
         rings.iter().for_each(|r| r.set_wanted(true));
     }
 
+    let expect_mesh = dataplane::helpers::ExpectMesh::new(workers);
     let started = Instant::now();
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
+        let expect_mesh = expect_mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
         let stop_w = stop.clone();
@@ -341,6 +350,7 @@ fn run_with_eal(
                 let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.set_events(ring, SHARD_EVENTS);
+                worker.set_expect_mesh(expect_mesh);
                 if let Some(u) = fw_update {
                     // Before the first packet.
                     worker.install_firewall(u);

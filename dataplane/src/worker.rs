@@ -225,6 +225,8 @@ struct Core<P, B> {
     /// This loop's time.
     now: Instant,
     staged: Vec<(P, u16)>,
+    /// Expectations to and from the other workers (see [`crate::helpers`]).
+    expect_mesh: Option<Arc<crate::helpers::ExpectMesh>>,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -275,6 +277,7 @@ impl<I: PacketIo> Worker<I> {
                 responder,
                 now: Instant::ZERO,
                 staged: Vec::with_capacity(MAX_BURST),
+                expect_mesh: None,
             },
             commands,
             counters,
@@ -322,6 +325,11 @@ impl<I: PacketIo> Worker<I> {
         }
         self.serve_commands(now);
         self.pass_events();
+        match &self.core.expect_mesh {
+            Some(m) => m.exchange(self.core.id, &mut self.core.shard),
+            // Alone: nobody to tell.
+            None => self.core.shard.drain_expect_msgs().for_each(drop),
+        }
         let t = &mut self.core.totals;
         t.loops += 1;
         if work > 0 {
@@ -455,6 +463,12 @@ impl<I: PacketIo> Worker<I> {
                 }
             }
         }
+    }
+
+    /// Connects the worker to the others' expectations (with more than one
+    /// worker; see [`crate::helpers`]). Before [`Worker::run`].
+    pub fn set_expect_mesh(&mut self, mesh: Arc<crate::helpers::ExpectMesh>) {
+        self.core.expect_mesh = Some(mesh);
     }
 
     pub fn totals(&self) -> WorkerTotals {
@@ -637,7 +651,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
             Disp::Untracked => self.forward(io, pkt, egress),
             Disp::Local(k) => {
-                self.after_verdict(io, self.verdicts[k as usize], pkt, (ingress, egress))
+                let v = self.help(io, k as usize, &pkt);
+                self.after_verdict(io, v, pkt, (ingress, egress))
             }
             Disp::Remote(owner) => {
                 let repr = Some(self.parsed[i]);
@@ -652,6 +667,28 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 );
             }
         }
+    }
+
+    /// Runs the connection's helper, if it has one, on tracked packet `k`
+    /// of `local` (its bytes in `pkt`); returns the verdict to act on (a
+    /// packet the helper drops is refused). One branch for connections
+    /// without a helper.
+    #[inline]
+    fn help<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &I, k: usize, pkt: &P) -> Verdict {
+        let v = self.verdicts[k];
+        if let Verdict::Tracked { id, dir, .. } = v
+            && self.shard.wants_help(id)
+        {
+            let repr = self.local[k];
+            let frame = io.packet_data(pkt);
+            if let Some(payload) = crate::helper::l4_payload(frame, &repr)
+                && self.shard.help(self.now, id, dir, &repr, payload)
+                    == crate::conntrack::helping::HelpVerdict::Drop
+            {
+                return Verdict::Refused(crate::helpers::HELPER_DROP);
+            }
+        }
+        v
     }
 
     fn after_verdict<I: PacketIo<Packet = P, Burst = B>>(
@@ -770,7 +807,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 let mut staged = std::mem::take(&mut self.staged);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
-                    self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));
+                    let v = self.help(io, j, &pkt);
+                    self.after_verdict(io, v, pkt, (ingress, port));
                 }
                 self.staged = staged;
             }

@@ -132,6 +132,20 @@ pub struct ExpectStats {
     pub refused_clash: u64,
     /// Changes for the other workers lost (their queue was full).
     pub msgs_lost: u64,
+    /// Expectations held now (gauge, set by the shard).
+    pub live: u64,
+    /// Data connections a helper found announced.
+    pub announced: u64,
+    /// Announcements naming a third party's address (refused, as Linux
+    /// without `loose`).
+    pub third_party: u64,
+    /// Packets a helper dropped (FTP: a partial or malformed command).
+    pub dropped: u64,
+    /// PPTP messages out of order or too short (ignored).
+    pub ignored: u64,
+    /// Connections to a service port tracked without their helper (no
+    /// room for its state).
+    pub no_room: u64,
 }
 
 /// Most expectations a master holds (the largest `max_expected`).

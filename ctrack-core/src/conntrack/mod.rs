@@ -44,6 +44,7 @@ pub mod events;
 pub mod expect;
 pub mod fasttrack;
 pub mod gre;
+pub mod helping;
 pub mod icmp;
 pub mod index;
 pub mod key;

@@ -199,6 +199,8 @@ pub struct Shard {
     /// The latest time the shard was given (the time of events raised
     /// where no time is passed: a management `remove`).
     clock: Instant,
+    /// Connection helpers and expectations (see [`super::helping`]).
+    pub(super) helpers: super::helping::HelperSide,
 }
 
 /// Whether `s` tracks, `auto` meaning `auto_on`.
@@ -229,6 +231,10 @@ pub struct ConnView {
     pub fasttrack_eligible: bool,
     pub srcnat: bool,
     pub dstnat: bool,
+    /// `connection-type`: the helper ([`crate::helper::HelperKind`] as
+    /// `u8`), 0 for none.
+    pub helper: u8,
+    pub expected: bool,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -283,6 +289,7 @@ impl Shard {
             stats: ShardStats::default(),
             events: EventBuf::default(),
             clock: Instant::ZERO,
+            helpers: Default::default(),
         }
     }
 
@@ -334,6 +341,7 @@ impl Shard {
         self.index.memory_bytes()
             + self.arena.memory_bytes()
             + self.wheel.memory_bytes()
+            + self.helpers.memory_bytes()
             + core::mem::size_of::<Shard>()
     }
 
@@ -350,7 +358,7 @@ impl Shard {
     }
 
     #[inline]
-    fn c(&self, i: u32) -> &Cold {
+    pub(super) fn c(&self, i: u32) -> &Cold {
         self.arena.c(i)
     }
 
@@ -371,7 +379,7 @@ impl Shard {
         self.arena.alloc(self.ft_established || self.ft_ready)
     }
 
-    fn id_of(&self, i: u32) -> ConnId {
+    pub(super) fn id_of(&self, i: u32) -> ConnId {
         ConnId::new(self.worker, i, self.e(i).generation)
     }
 
@@ -442,7 +450,7 @@ impl Shard {
     }
 
     /// The key that reply packets of entry `i` carry.
-    fn reply_of(&self, i: u32) -> Key {
+    pub(super) fn reply_of(&self, i: u32) -> Key {
         let e = self.e(i);
         if e.has(flag::NAT_REPLY) {
             self.arena.nat_reply(i)
@@ -527,6 +535,9 @@ impl Shard {
         if self.events.on {
             self.emit(i, EventKind::Destroy(why));
         }
+        if self.e(i).helper != 0 && !self.e(i).has(flag::EXPECTED) {
+            self.helper_on_free(i);
+        }
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         // Dead; `NAT_REPLY` stays until its slots leave the index.
@@ -572,6 +583,7 @@ impl Shard {
     /// `4 * budget + 64` entries examined, one turn of the wheel's (empty)
     /// slots passed, plus one rescan batch.
     pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
+        self.helper_sweep(now);
         self.wheel.start(now);
         self.clock = now;
         if let Some(cursor) = self.rescan {
@@ -1362,6 +1374,12 @@ impl Shard {
         let deadline = self.deadline_of(self.e(i));
         self.wheel_link(i, deadline);
         self.c_mut(i).mark = d.mark;
+        if let Some(m) = self.helper_on_create(i, pkt, now)
+            && d.mark == 0
+        {
+            // Expected: the master's mark, unless the rules set one.
+            self.c_mut(i).mark = m;
+        }
         if d.fasttrack {
             // Once per arena chunk at most, as the chunk itself.
             self.arena.ft_alloc(i);
@@ -1548,6 +1566,8 @@ impl Shard {
             fasttrack_eligible: fasttrack_eligible(e),
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
+            helper: e.helper,
+            expected: e.expected(),
         })
     }
 
