@@ -46,7 +46,13 @@ impl ExpectMesh {
         let workers = workers.max(1);
         Arc::new(ExpectMesh {
             rings: (0..workers * workers)
-                .map(|i| ArrayQueue::new(if i / workers == i % workers { 1 } else { EXPECT_RING }))
+                .map(|i| {
+                    ArrayQueue::new(if i / workers == i % workers {
+                        1
+                    } else {
+                        EXPECT_RING
+                    })
+                })
                 .collect(),
             workers,
         })

@@ -77,7 +77,8 @@ impl HelperSide {
         let exp = core::mem::size_of::<(ExpectKey, Expectation)>() + 1;
         let master = core::mem::size_of::<(ConnId, [Option<ExpectKey>; 2])>() + 1;
         let st = core::mem::size_of::<(u32, HelperState)>() + 1;
-        2 * EXPECT_MAX * (exp + master) + 2 * HELPED_MAX * st
+        2 * EXPECT_MAX * (exp + master)
+            + 2 * HELPED_MAX * st
             + EXPECT_OUTBOX * core::mem::size_of::<ExpectMsg>()
     }
 }
@@ -428,7 +429,15 @@ mod tests {
         }
     }
 
-    fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: u8, seq: u32, len: u32) -> FlowRepr {
+    fn tcp(
+        src: [u8; 4],
+        sp: u16,
+        dst: [u8; 4],
+        dp: u16,
+        flags: u8,
+        seq: u32,
+        len: u32,
+    ) -> FlowRepr {
         FlowRepr {
             tuple: t(src, sp, dst, dp, proto::TCP),
             ip_len: 40 + len,
@@ -489,7 +498,10 @@ mod tests {
         let greeting = b"220 ready\r\n";
         assert_eq!(server_says(&mut s, 5001, greeting), HelpVerdict::Accept);
         let pasv = b"227 Entering Passive Mode (10,0,0,2,19,137).\r\n";
-        assert_eq!(server_says(&mut s, 5001 + greeting.len() as u32, pasv), HelpVerdict::Accept);
+        assert_eq!(
+            server_says(&mut s, 5001 + greeting.len() as u32, pasv),
+            HelpVerdict::Accept
+        );
         assert_eq!(s.stats().expect.live, 1);
         let msgs: Vec<ExpectMsg> = s.drain_expect_msgs().collect();
         assert_eq!(msgs.len(), 1);
@@ -501,10 +513,19 @@ mod tests {
         }
         let data_syn = tcp(A, 40001, B, 19 * 256 + 137, SYN, 1, 0);
         let now = Instant::from_secs(3);
-        assert_eq!(other.expected_for(&data_syn, now), Some((HelperKind::Ftp, 5)));
+        assert_eq!(
+            other.expected_for(&data_syn, now),
+            Some((HelperKind::Ftp, 5))
+        );
         // From another address, or to another port: nothing.
-        assert_eq!(s.expected_for(&tcp(B, 40001, A, 19 * 256 + 137, SYN, 1, 0), now), None);
-        assert_eq!(s.expected_for(&tcp(A, 40001, B, 5002, SYN, 1, 0), now), None);
+        assert_eq!(
+            s.expected_for(&tcp(B, 40001, A, 19 * 256 + 137, SYN, 1, 0), now),
+            None
+        );
+        assert_eq!(
+            s.expected_for(&tcp(A, 40001, B, 5002, SYN, 1, 0), now),
+            None
+        );
 
         let (data, _) = id_of(s.handle_packet(now, &data_syn));
         let e = *s.get(data).unwrap();
@@ -526,7 +547,11 @@ mod tests {
         let mut s = shard(0);
         let master = ftp_control(&mut s);
         server_says(&mut s, 5001, b"220 ready\r\n");
-        server_says(&mut s, 5012, b"229 Entering Extended Passive Mode (|||6446|)\r\n");
+        server_says(
+            &mut s,
+            5012,
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+        );
         assert_eq!(s.stats().expect.live, 1);
         s.drain_expect_msgs().for_each(drop);
         assert!(s.remove(master));
@@ -539,7 +564,11 @@ mod tests {
         let mut s = shard(0);
         ftp_control(&mut s);
         server_says(&mut s, 5001, b"220 ready\r\n");
-        server_says(&mut s, 5012, b"229 Entering Extended Passive Mode (|||6446|)\r\n");
+        server_says(
+            &mut s,
+            5012,
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+        );
         s.poll_expired(Instant::from_secs(2 + 299), 64);
         assert_eq!(s.stats().expect.live, 1);
         s.poll_expired(Instant::from_secs(2 + 301), 64);
@@ -571,7 +600,10 @@ mod tests {
             l4: L4::Udp,
         };
         let (id, dir) = id_of(s.handle_packet(now, &rrq));
-        assert_eq!(s.help(now, id, dir, &rrq, b"\x00\x01f\x00octet\x00"), HelpVerdict::Accept);
+        assert_eq!(
+            s.help(now, id, dir, &rrq, b"\x00\x01f\x00octet\x00"),
+            HelpVerdict::Accept
+        );
         let answer = FlowRepr {
             tuple: t(B, 41234, A, 3000, proto::UDP),
             ip_len: 544,
