@@ -4,8 +4,8 @@
 //! format ([`crate::track`]). `examples/gen_seeds.rs` writes them under
 //! `corpus/`; `tests/seeds.rs` replays them.
 
-use ctrack_traffic::synth::{Mix, icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 use dataplane::flow::{proto, tcp_flags::*};
+use ctrack_traffic::synth::{Mix, icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 
 const C: [u8; 4] = [10, 1, 0, 1];
 const S: [u8; 4] = [10, 2, 0, 1];

@@ -74,8 +74,8 @@ use ctrack_model::{ConnSnapshot, SettingsExt, format_table};
 use dataplane::conntrack::key::HashSeed;
 use dataplane::conntrack::table::TICK_NS;
 use dataplane::conntrack::{
-    ConnId, Dir, DropReason, Enabled, Instant, InvalidReason, Key, Settings, Shard, ShardStats,
-    TableConfig, UntrackedReason, Verdict,
+    ConnId, Dir, DropReason, Enabled, Instant, InvalidReason, Key, Settings, Shard,
+    ShardStats, TableConfig, UntrackedReason, Verdict,
 };
 use dataplane::flow::{FlowRepr, L4};
 use dataplane::packet::{parse_ethernet, parse_ip};
@@ -703,7 +703,9 @@ impl State {
         let mut cursor = Some(0);
         let mut rounds = 0;
         while let Some(c) = cursor {
-            cursor = self.a.raw_chunk(now, c, usize::from(arg % 7), &mut chunked);
+            cursor = self
+                .a
+                .raw_chunk(now, c, usize::from(arg % 7), &mut chunked);
             rounds += 1;
             assert!(rounds <= 1 + all.len() + 70, "raw_chunk does not end");
         }
