@@ -278,6 +278,21 @@ impl Dataplane for WorkerSet {
         count_by_walking(self, filter)
     }
 
+    fn expectations(&self) -> Result<Vec<ctrack_model::expect::ExpectRow>, OpsError> {
+        // Each worker holds a copy of every expectation; each lists those
+        // of its own masters, so every one appears once.
+        let mut rows = Vec::new();
+        for w in 0..self.workers.len() {
+            let buf = Vec::with_capacity(dataplane::conntrack::helping::EXPECT_MAX);
+            let got = self.ask(w, |reply| Command::Expectations { buf, reply })?;
+            rows.extend(
+                got.iter()
+                    .map(|(e, left)| ctrack_model::expect::ExpectRow::from_core(e, *left)),
+            );
+        }
+        Ok(rows)
+    }
+
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {
         let w = id.worker() as usize;
         if w >= self.workers.len() {

@@ -163,6 +163,14 @@ pub enum Command {
         id: ConnId,
         reply: Sender<bool>,
     },
+    /// The expectations whose masters this worker owns, with the time each
+    /// has left (ns), in `buf` (give it the capacity
+    /// [`crate::conntrack::helping::EXPECT_MAX`]: the worker then allocates
+    /// nothing).
+    Expectations {
+        buf: Vec<(crate::conntrack::expect::Expectation, u64)>,
+        reply: Sender<Vec<(crate::conntrack::expect::Expectation, u64)>>,
+    },
     /// Table counters and a census of live connections (counted over a few
     /// loops, [`CENSUS_CHUNK`] positions per loop).
     Report {
@@ -451,6 +459,17 @@ impl<I: PacketIo> Worker<I> {
                 }
                 Command::Remove { id, reply } => {
                     let _ = reply.send(shard.remove(id));
+                }
+                Command::Expectations { buf, reply } => {
+                    let mut rows = buf;
+                    rows.clear();
+                    let cap = rows.capacity();
+                    shard.for_each_expectation(now, |e, left| {
+                        if rows.len() < cap {
+                            rows.push((*e, left));
+                        }
+                    });
+                    let _ = reply.send(rows);
                 }
                 Command::Report { reply } => {
                     if self.census.is_none() {
