@@ -616,6 +616,76 @@ mod tests {
     }
 
     #[test]
+    fn pptp_call_expects_gre_both_ways() {
+        use crate::flow::GreInfo;
+        use crate::helper::pptp::*;
+        let mut s = shard(0);
+        let now = Instant::from_secs(1);
+        let (id, _) = id_of(s.handle_packet(now, &tcp(A, 40000, B, 1723, SYN, 100, 0)));
+        let mut synack = tcp(B, 1723, A, 40000, SYN | ACK, 5000, 0);
+        if let L4::Tcp(ref mut i) = synack.l4 {
+            i.ack = 101;
+        }
+        s.handle_packet(now, &synack);
+        let mut seq = [101u32, 5001u32];
+        let mut say = |s: &mut Shard, from_pac: bool, m: Vec<u8>| {
+            let d = usize::from(from_pac);
+            let p = if from_pac {
+                tcp(B, 1723, A, 40000, ACK, seq[1], m.len() as u32)
+            } else {
+                tcp(A, 40000, B, 1723, ACK, seq[0], m.len() as u32)
+            };
+            seq[d] = seq[d].wrapping_add(m.len() as u32);
+            let (cid, dir) = id_of(s.handle_packet(now, &p));
+            assert_eq!(cid, id);
+            s.help(now, cid, dir, &p, &m)
+        };
+        say(&mut s, false, message(START_SESSION_REQUEST, &[1, 0]));
+        say(&mut s, true, message(START_SESSION_REPLY, &[1, 0, 1]));
+        say(&mut s, false, message(OUT_CALL_REQUEST, &[0x12, 0x34]));
+        say(
+            &mut s,
+            true,
+            message(OUT_CALL_REPLY, &[0xab, 0xcd, 0x12, 0x34, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 2);
+        let gre = |src, dst, call: u16| FlowRepr {
+            tuple: t(src, 0, dst, 0, proto::GRE),
+            ip_len: 100,
+            l4: L4::Gre(GreInfo {
+                version: 1,
+                key: Some(u32::from(call)),
+                protocol: 0x880b,
+            }),
+        };
+        // The PAC's GRE to the PNS carries the PNS's call id.
+        assert_eq!(
+            s.expected_for(&gre(B, A, 0x1234), now),
+            Some((HelperKind::Pptp, 0))
+        );
+        assert_eq!(s.expected_for(&gre(B, A, 0x9999), now), None);
+        let (g, _) = id_of(s.handle_packet(now, &gre(A, B, 0xabcd)));
+        assert!(s.get(g).unwrap().expected());
+        assert_eq!(s.get(g).unwrap().helper(), Some(HelperKind::Pptp));
+        // Both directions' expectations went with the one used.
+        assert_eq!(s.stats().expect.live, 0);
+        // A second call, then the disconnect: its expectations go.
+        say(&mut s, false, message(OUT_CALL_REQUEST, &[0x00, 0x02]));
+        say(
+            &mut s,
+            true,
+            message(OUT_CALL_REPLY, &[0x00, 0x03, 0x00, 0x02, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 2);
+        say(
+            &mut s,
+            true,
+            message(CALL_DISCONNECT_NOTIFY, &[0x00, 0x03, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 0);
+    }
+
+    #[test]
     fn no_service_ports_no_helper() {
         let mut s = Shard::new(
             TableConfig::new(64),
