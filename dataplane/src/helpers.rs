@@ -69,6 +69,16 @@ impl ExpectMesh {
     /// Worker `me`'s turn between bursts: passes its shard's changes to the
     /// others and applies theirs (at most one ring's capacity each).
     pub fn exchange(&self, me: u16, shard: &mut Shard) {
+        self.send(me, shard);
+        self.receive(me, shard);
+    }
+
+    /// Passes worker `me`'s queued changes to the others. The worker calls
+    /// it right after a helper ran, before the packet that announced the
+    /// data connection is transmitted: the peer's first packet of that
+    /// connection cannot reach another worker before the change is in its
+    /// ring.
+    pub fn send(&self, me: u16, shard: &mut Shard) {
         let me = usize::from(me);
         if me >= self.workers {
             return;
@@ -83,6 +93,18 @@ impl ExpectMesh {
         }
         for _ in 0..lost {
             shard.count_expect_msg_lost();
+        }
+    }
+
+    /// Applies the other workers' changes to worker `me`'s shard. The
+    /// worker calls it before each lookup phase (a pop on an empty ring is
+    /// two loads), so a packet is tracked against every change pushed
+    /// before it was received.
+    #[inline]
+    pub fn receive(&self, me: u16, shard: &mut Shard) {
+        let me = usize::from(me);
+        if me >= self.workers {
+            return;
         }
         for src in (0..self.workers).filter(|&s| s != me) {
             let ring = self.ring(src, me);

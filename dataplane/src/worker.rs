@@ -598,6 +598,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
     /// [`policy::new_connection`].
     fn track(&mut self, now: Instant, k: usize) {
+        // The other workers' expectations, up to now (see `crate::helpers`).
+        if let Some(m) = &self.expect_mesh {
+            m.receive(self.id, &mut self.shard);
+        }
         let mut done = 0;
         while done < k {
             let m = self
@@ -700,11 +704,15 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         {
             let repr = self.local[k];
             let frame = io.packet_data(pkt);
-            if let Some(payload) = crate::helper::l4_payload(frame, &repr)
-                && self.shard.help(self.now, id, dir, &repr, payload)
-                    == crate::conntrack::helping::HelpVerdict::Drop
-            {
-                return Verdict::Refused(crate::helpers::HELPER_DROP);
+            if let Some(payload) = crate::helper::l4_payload(frame, &repr) {
+                let verdict = self.shard.help(self.now, id, dir, &repr, payload);
+                // Before this packet leaves: see `ExpectMesh::send`.
+                if let Some(m) = &self.expect_mesh {
+                    m.send(self.id, &mut self.shard);
+                }
+                if verdict == crate::conntrack::helping::HelpVerdict::Drop {
+                    return Verdict::Refused(crate::helpers::HELPER_DROP);
+                }
             }
         }
         v

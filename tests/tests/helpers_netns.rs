@@ -1,9 +1,9 @@
 //! Connection helpers end to end: real FTP transfers (curl, passive and
 //! active, EPSV/PASV and EPRT/PORT) and a TFTP read through `ctrack run`
 //! in bridge mode with 2 workers between two namespaces
-//! (`ctrack_tests::netns::Topology`), under a ruleset that accepts only
-//! `connection-state=established,related`, new connections to the FTP and
-//! TFTP ports, and ICMP: a data connection passes only if ctrack's helper
+//! (`ctrack_tests::netns::Topology`), IPv4 and IPv6, under a ruleset that
+//! accepts only `connection-state=established,related`, new connections to
+//! the FTP and TFTP ports, and ICMP (ICMPv6): a data connection passes only if ctrack's helper
 //! made it `related`. The table then shows the data connections as
 //! `expected` with `connection-type=ftp`/`tftp`, and a connection to a port
 //! nobody announced is dropped.
@@ -13,12 +13,13 @@
 //! RFC 1350). Needs root, iproute2, curl and python3; without them it says
 //! why and passes.
 
-use ctrack_tests::netns::{A4, B4, Topology, skip_reason};
+use ctrack_tests::netns::{A4, B4, B6, Topology, skip_reason};
 use ctrack_tests::{Running, scratch_dir, show};
 
 const FTP_SERVER: &str = r#"
 import socket, sys, threading, time
 host, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
 DATA = bytes(range(256)) * 400
 def handle(c):
     f = c.makefile('rb')
@@ -37,7 +38,7 @@ def handle(c):
         elif cmd in ('CWD', 'TYPE', 'MODE', 'STRU'): say('200 ok')
         elif cmd == 'SIZE': say('213 %d' % len(DATA))
         elif cmd in ('EPSV', 'PASV'):
-            pasv = socket.socket(); pasv.bind((host, 0)); pasv.listen(1)
+            pasv = socket.socket(fam); pasv.bind((host, 0)); pasv.listen(1)
             p = pasv.getsockname()[1]
             if cmd == 'EPSV': say('229 Entering Extended Passive Mode (|||%d|)' % p)
             else: say('227 Entering Passive Mode (%s,%d,%d).' % (host.replace('.', ','), p >> 8, p & 255))
@@ -60,10 +61,10 @@ def handle(c):
         elif cmd == 'QUIT': say('221 bye'); break
         else: say('502 not implemented')
     c.close()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, port)); s.listen(8)
 # A plain listener that nobody announces: the firewall must drop its SYNs.
-o = socket.socket(); o.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+o = socket.socket(fam); o.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 o.bind((host, 2100)); o.listen(8)
 threading.Thread(target=lambda: [handle(s.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
 print("ready", flush=True)
@@ -104,11 +105,31 @@ else:
     print("tftp ok", len(got), flush=True)
 "#;
 
+/// An FTP client that only asks for a passive data connection and waits:
+/// its expectation stays for the test to list.
+const ANNOUNCE_ONLY: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 21), timeout=10)
+f = c.makefile('rb')
+f.readline()
+for cmd in (b'USER a', b'PASS b', b'PASV'):
+    c.sendall(cmd + b'\r\n')
+    line = f.readline().decode()
+n = line[line.index('(') + 1:line.index(')')].split(',')
+print('ready', int(n[4]) * 256 + int(n[5]), flush=True)
+time.sleep(60)
+"#;
+
 const RULES: &str = "/ip firewall filter\n\
 add chain=forward action=accept connection-state=established,related\n\
 add chain=forward action=accept connection-state=new protocol=tcp dst-port=21\n\
 add chain=forward action=accept connection-state=new protocol=udp dst-port=69\n\
 add chain=forward action=accept protocol=icmp\n\
+add chain=forward action=drop\n\
+/ipv6 firewall filter\n\
+add chain=forward action=accept connection-state=established,related\n\
+add chain=forward action=accept connection-state=new protocol=tcp dst-port=21\n\
+add chain=forward action=accept protocol=icmpv6\n\
 add chain=forward action=drop\n";
 
 fn have(cmd: &str) -> bool {
@@ -143,16 +164,20 @@ fn ftp_and_tftp_data_connections_pass_as_related() {
     let run = Running::start(&topo.ctrack_run_args(&["--rules", &rules]));
 
     let _server = topo.spawn_ready(1, &["python3", &ftp, B4, "21", "120"], 20);
+    let _server6 = topo.spawn_ready(1, &["python3", &ftp, B6, "21", "120"], 20);
     let url = format!("ftp://{B4}/file");
-    for (what, extra) in [
-        ("EPSV", &[][..]),
-        ("PASV", &["--disable-epsv"][..]),
-        ("EPRT", &["-P", "-"][..]),
-        ("PORT", &["-P", "-", "--disable-eprt"][..]),
+    let url6 = format!("ftp://[{B6}]/file");
+    for (what, extra, url) in [
+        ("EPSV", &[][..], &url),
+        ("PASV", &["--disable-epsv"][..], &url),
+        ("EPRT", &["-P", "-"][..], &url),
+        ("PORT", &["-P", "-", "--disable-eprt"][..], &url),
+        ("EPSV over IPv6", &["-g"][..], &url6),
+        ("EPRT over IPv6", &["-g", "-P", "-"][..], &url6),
     ] {
         let mut args = vec!["curl", "-sS", "--max-time", "20", "-o", "-"];
         args.extend_from_slice(extra);
-        args.push(&url);
+        args.push(url);
         let out = topo.exec(0, 30, &args);
         assert!(
             out.status.success(),
@@ -189,26 +214,30 @@ fn ftp_and_tftp_data_connections_pass_as_related() {
         .collect();
     assert_eq!(
         ftp_control.len(),
-        4,
-        "the four control connections: {table:#?}"
+        6,
+        "the six control connections: {table:#?}"
     );
+    let servers = [format!("{B4}:21"), format!("[{B6}]:21")];
     assert!(
         ftp_control
             .iter()
-            .all(|r| field(r, "dst-address") == format!("{B4}:21")),
+            .all(|r| servers.contains(&field(r, "dst-address"))),
         "{ftp_control:#?}"
     );
     assert_eq!(
         ftp_data.len(),
-        4,
-        "the four data connections, expected: {table:#?}"
+        6,
+        "the six data connections, expected: {table:#?}"
     );
-    // Two passive (client to server), two active (server to client).
+    // Three passive (client to server), three active (server to client).
     let active = ftp_data
         .iter()
-        .filter(|r| field(r, "src-address").starts_with(&format!("{B4}:")))
+        .filter(|r| {
+            let src = field(r, "src-address");
+            src.starts_with(&format!("{B4}:")) || src.starts_with(&format!("[{B6}]:"))
+        })
         .count();
-    assert_eq!(active, 2, "{ftp_data:#?}");
+    assert_eq!(active, 3, "{ftp_data:#?}");
     let tftp_data = table
         .iter()
         .filter(|r| field(r, "connection-type") == "tftp" && r["expected"] == true)
@@ -231,8 +260,30 @@ fn ftp_and_tftp_data_connections_pass_as_related() {
             _ => 0.0,
         })
         .sum();
-    assert_eq!(used, 5.0, "four FTP and one TFTP data connections");
-    let _ = A4;
+    assert_eq!(used, 7.0, "six FTP and one TFTP data connections");
+
+    // An announced data connection nobody opened yet is listed.
+    let probe = dir.join("announce.py");
+    std::fs::write(&probe, ANNOUNCE_ONLY).unwrap();
+    let probe = probe.display().to_string();
+    let _waiting = topo.spawn_ready(0, &["python3", &probe, B4], 20);
+    let out = run.connection(&["expect", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["protocol"], "tcp");
+    assert_eq!(rows[0]["helper"], "ftp");
+    assert_eq!(rows[0]["src-address"], format!("{A4}:*"));
+    assert!(
+        field(&rows[0], "dst-address").starts_with(&format!("{B4}:")),
+        "{rows:?}"
+    );
+    let table = run.connection(&["expect"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("ftp"),
+        "{}",
+        show(&table)
+    );
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
 }
