@@ -481,6 +481,16 @@ impl WorkerSet {
             }
             q.clone()
         };
+        // The script's `/ip firewall service-port` (RouterOS's defaults
+        // where it says nothing), ahead of the rules.
+        let ports = dataplane::helpers::service_ports(&next.config().service_ports);
+        for (w, h) in self.workers.iter().enumerate() {
+            if h.commands.try_send(Command::ServicePorts(ports)).is_err() {
+                return Err(OpsError::Unavailable(format!(
+                    "worker {w} has stopped while the ruleset was being installed"
+                )));
+            }
+        }
         let mut replies = Vec::with_capacity(self.workers.len());
         for (w, h) in self.workers.iter().enumerate() {
             let (tx, rx) = bounded(1);

@@ -171,6 +171,9 @@ pub enum Command {
         buf: Vec<(crate::conntrack::expect::Expectation, u64)>,
         reply: Sender<Vec<(crate::conntrack::expect::Expectation, u64)>>,
     },
+    /// Which ports get which connection helper (`/ip firewall
+    /// service-port`); live connections keep theirs.
+    ServicePorts(crate::helper::ServicePorts),
     /// Table counters and a census of live connections (counted over a few
     /// loops, [`CENSUS_CHUNK`] positions per loop).
     Report {
@@ -460,6 +463,7 @@ impl<I: PacketIo> Worker<I> {
                 Command::Remove { id, reply } => {
                     let _ = reply.send(shard.remove(id));
                 }
+                Command::ServicePorts(p) => shard.set_service_ports(p),
                 Command::Expectations { buf, reply } => {
                     let mut rows = buf;
                     rows.clear();
