@@ -273,7 +273,9 @@ impl ExpectTable {
         let e = *self.find(pkt, now)?;
         self.remove_key(&e.key);
         out(ExpectMsg::Remove(e.key));
-        if let Some(held) = self.masters.get(&e.master).copied() {
+        if e.group == 0 {
+            // Alone (FTP, TFTP).
+        } else if let Some(held) = self.masters.get(&e.master).copied() {
             // Siblings held by this worker's master.
             for k in held.into_iter().flatten() {
                 if self.map.get(&k).is_some_and(|s| s.group == e.group) {
@@ -281,7 +283,7 @@ impl ExpectTable {
                     out(ExpectMsg::Remove(k));
                 }
             }
-        } else if e.group != 0 {
+        } else {
             // Another worker's master: find the siblings by a scan (PPTP's
             // pair; rare).
             let sib: Option<ExpectKey> = self
