@@ -25,6 +25,7 @@ fn shard() -> Shard {
     s
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tcp(
     src: u8,
     sport: u16,
