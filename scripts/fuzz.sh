@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs default to every target
-# (parse_track, parse_only). Installs cargo-fuzz from crates.io if it is
+# (parse_track, parse_only, helper_ftp, helper_pptp, helper_tftp). Installs cargo-fuzz from crates.io if it is
 # missing. First replays the seed corpus and the saved corpus with
 # `cargo test` (no libFuzzer), then runs each target for SECONDS with
 # AddressSanitizer. Exits non-zero on the first crash, printing the
@@ -26,7 +26,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(parse_track parse_only)
+    targets=(parse_track parse_only helper_ftp helper_pptp helper_tftp)
 fi
 case "$secs" in
     '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;

@@ -42,6 +42,8 @@ const TRACKING_SET: &str = "/rest/ip/firewall/connection/tracking/set";
 const PRINT: &str = "/rest/ip/firewall/connection/print";
 const REMOVE: &str = "/rest/ip/firewall/connection/remove";
 const LISTEN: &str = "/rest/ip/firewall/connection/listen";
+/// The connection helpers' expectations (`conntrack -L expect`).
+const EXPECT: &str = "/rest/ip/firewall/connection/expect";
 
 /// The management API server. Stops on [`ApiServer::stop`] or drop.
 pub struct ApiServer {
@@ -170,6 +172,13 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
         REMOVE => match method {
             "POST" => remove(req, dp),
             _ => method_not_allowed(method, path, "POST"),
+        },
+        EXPECT => match method {
+            "GET" => match dp.expectations() {
+                Ok(rows) => Reply::json(200, &rows),
+                Err(e) => ops_error(e),
+            },
+            _ => method_not_allowed(method, path, "GET"),
         },
         p => match p.strip_prefix(CONNECTION).and_then(|r| r.strip_prefix('/')) {
             Some(id) if !id.contains('/') => match method {

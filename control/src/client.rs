@@ -36,6 +36,7 @@ pub const DEFAULT_METRICS_URL: &str = "http://127.0.0.1:9464";
 
 const CONNECTION: &str = "/rest/ip/firewall/connection";
 const TRACKING: &str = "/rest/ip/firewall/connection/tracking";
+const EXPECT: &str = "/rest/ip/firewall/connection/expect";
 
 /// Rows a table reads before it writes its header, to size the columns.
 const TABLE_SAMPLE: usize = 256;
@@ -105,6 +106,13 @@ pub enum ConnectionCmd {
     /// `/ip firewall connection tracking`: settings.
     #[command(subcommand)]
     Tracking(TrackingCmd),
+    /// The connection helpers' expectations (`conntrack -L expect`):
+    /// `expect [--json]`.
+    Expect {
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `/ip firewall connection tracking` commands.
@@ -525,6 +533,18 @@ impl Client {
                     .get_from(&self.metrics, "/metrics")
                     .with_context(|| format!("reading the metrics at {}", self.metrics))?;
                 out.write_all(stats_lines(&text)?.as_bytes())?;
+                Ok(())
+            }
+            ConnectionCmd::Expect { json } => {
+                let body = self.get(EXPECT)?;
+                if json {
+                    out.write_all(body.as_bytes())?;
+                    out.write_all(b"\n")?;
+                } else {
+                    let rows: Vec<ctrack_model::expect::ExpectRow> =
+                        serde_json::from_str(&body).context("the API's answer")?;
+                    out.write_all(ctrack_model::expect::format_expect_table(&rows).as_bytes())?;
+                }
                 Ok(())
             }
             ConnectionCmd::Tracking(TrackingCmd::Print) => {

@@ -282,6 +282,53 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         }),
     );
 
+    // Connection helpers and expectations (see docs/helpers.md).
+    f.gauge(
+        "ctrack_conntrack_expect_entries",
+        "Expectations a worker holds (each worker holds a copy of every one).",
+        &["worker"],
+        w.iter().map(|x| (wl(x.worker), x.shard.expect.live as f64)),
+    );
+    let mut expect = Vec::new();
+    let mut helper = Vec::new();
+    for x in w {
+        let e = &x.shard.expect;
+        for (ev, v) in [
+            ("created", e.created),
+            ("used", e.used),
+            ("expired", e.expired),
+            ("evicted", e.evicted),
+            ("refused_full", e.refused_full),
+            ("refused_clash", e.refused_clash),
+            ("lost", e.msgs_lost),
+        ] {
+            expect.push((vec![x.worker.to_string(), ev.to_string()], v));
+        }
+        for (ev, v) in [
+            ("announced", e.announced),
+            ("third_party", e.third_party),
+            ("dropped", e.dropped),
+            ("ignored", e.ignored),
+            ("no_room", e.no_room),
+        ] {
+            helper.push((vec![x.worker.to_string(), ev.to_string()], v));
+        }
+    }
+    f.counter(
+        "ctrack_conntrack_expect_total",
+        "Expectations by event: created (by this worker's helpers), used (opened a connection here), \
+         expired, evicted (master's limit), refused_full, refused_clash, lost (ring to another worker full).",
+        &["worker", "event"],
+        expect,
+    );
+    f.counter(
+        "ctrack_helper_events_total",
+        "Connection helper events: announced (a data connection found), third_party (address not the \
+         sender's: refused), dropped (FTP partial command), ignored (PPTP out of order), no_room.",
+        &["worker", "event"],
+        helper,
+    );
+
     // Workers.
     f.gauge(
         "ctrack_worker_busy_ratio",

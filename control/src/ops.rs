@@ -158,6 +158,11 @@ pub trait Dataplane: Send + Sync {
     /// Applies all `(key, value)` changes or none; returns the new settings.
     /// Workers apply them to live connections within one loop.
     fn set_tracking(&self, changes: &[(String, String)]) -> Result<TrackingInfo, OpsError>;
+    /// The connection helpers' expectations (`conntrack -L expect`); none
+    /// by default.
+    fn expectations(&self) -> Result<Vec<ctrack_model::expect::ExpectRow>, OpsError> {
+        Ok(Vec::new())
+    }
     /// Counters for `/metrics`.
     fn metrics(&self) -> MetricsSnapshot;
     /// Further `/metrics` families of parts that come and go with the

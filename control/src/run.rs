@@ -345,6 +345,13 @@ fn run_with_eal(
             dataplane::worker::random_seed(),
         );
         fasttrack.apply(&mut shard);
+        // Connection helpers on the service ports (RouterOS's defaults,
+        // changed by the script's `/ip firewall service-port`).
+        shard.set_service_ports(dataplane::helpers::service_ports(
+            firewall
+                .as_ref()
+                .map_or(&[][..], |f| &f.config().service_ports),
+        ));
         let fw_update = firewall
             .as_ref()
             .map(|f| f.update(None, Some(Arc::clone(&list_queues[w]))));
@@ -362,6 +369,7 @@ fn run_with_eal(
         rings.iter().for_each(|r| r.set_wanted(true));
     }
 
+    let expect_mesh = dataplane::helpers::ExpectMesh::new(workers);
     let started = Instant::now();
     // The workers' own flag, not the signal's: on SIGTERM they must keep
     // answering until the exporter's last walk is done.
@@ -369,6 +377,7 @@ fn run_with_eal(
     let mut handles = Vec::with_capacity(workers);
     for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
+        let expect_mesh = expect_mesh.clone();
         let ring = rings[w].clone();
         let nic_hash_ports = nic_hash_ports.clone();
         let router = router.clone();
@@ -388,6 +397,7 @@ fn run_with_eal(
                 if let Some((cfg, bus)) = router {
                     worker.install_router(cfg, bus);
                 }
+                worker.set_expect_mesh(expect_mesh);
                 if let Some(u) = fw_update {
                     // Before the first packet.
                     worker.install_firewall(u);

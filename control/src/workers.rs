@@ -319,6 +319,21 @@ impl Dataplane for WorkerSet {
         count_by_walking(self, filter)
     }
 
+    fn expectations(&self) -> Result<Vec<ctrack_model::expect::ExpectRow>, OpsError> {
+        // Each worker holds a copy of every expectation; each lists those
+        // of its own masters, so every one appears once.
+        let mut rows = Vec::new();
+        for w in 0..self.workers.len() {
+            let buf = Vec::with_capacity(dataplane::conntrack::helping::EXPECT_MAX);
+            let got = self.ask(w, |reply| Command::Expectations { buf, reply })?;
+            rows.extend(
+                got.iter()
+                    .map(|(e, left)| ctrack_model::expect::ExpectRow::from_core(e, *left)),
+            );
+        }
+        Ok(rows)
+    }
+
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {
         let w = id.worker() as usize;
         if w >= self.workers.len() {
@@ -576,6 +591,16 @@ impl WorkerSet {
             }
             q.clone()
         };
+        // The script's `/ip firewall service-port` (RouterOS's defaults
+        // where it says nothing), ahead of the rules.
+        let ports = dataplane::helpers::service_ports(&next.config().service_ports);
+        for (w, h) in self.workers.iter().enumerate() {
+            if h.commands.try_send(Command::ServicePorts(ports)).is_err() {
+                return Err(OpsError::Unavailable(format!(
+                    "worker {w} has stopped while the ruleset was being installed"
+                )));
+            }
+        }
         let mut replies = Vec::with_capacity(self.workers.len());
         for (w, h) in self.workers.iter().enumerate() {
             let (tx, rx) = bounded(1);

@@ -220,7 +220,7 @@ impl ConnSnapshot {
             } else {
                 mark.to_string()
             },
-            connection_type: String::new(),
+            connection_type: e.helper().map(|h| h.name().to_string()).unwrap_or_default(),
         }
     }
 

@@ -5,6 +5,8 @@
 //!   from the core's typed [`ctrack_core::conntrack::RawConn`]), their JSON
 //!   form (`Serialize` and `Deserialize`, so the API and the CLI client share
 //!   one type) and the `PROP=VALUE` matcher.
+//! - [`expect`]: expectations of the connection helpers as rows
+//!   (`conntrack -L expect`).
 //! - [`print`]: the `print` table (RouterOS v7's flags and columns),
 //!   `print detail`, `print stats`, and rows read back from JSON.
 //! - [`query`]: the `print where` language (`!=`, `<`, `>`, `~`, `in`,
@@ -18,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod connection;
+pub mod expect;
 pub mod print;
 pub mod query;
 pub mod settings;

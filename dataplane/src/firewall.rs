@@ -363,7 +363,18 @@ impl WorkerFirewall {
             // The layer7 window of this connection, if it has one.
             let mut window = None;
             let existing = match verdicts[j] {
-                Verdict::New => None,
+                Verdict::New => {
+                    // A connection a helper expects: `related`, with the
+                    // master's helper and mark (see `crate::helpers`).
+                    if let Some((k, mark)) = shard.expected_for(&pkts[j], now) {
+                        ctx.conn.state = ConnState::Related;
+                        ctx.conn.mark = mark;
+                        ctx.conn.conn_type = crate::helpers::conn_type(k as u8);
+                    } else if let Some(k) = shard.helper_for_new(&pkts[j]) {
+                        ctx.conn.conn_type = crate::helpers::conn_type(k as u8);
+                    }
+                    None
+                }
                 Verdict::Tracked { id, dir, .. } => {
                     let Some(view) = shard.conn_view(id, now) else {
                         // Gone already (an RST that closed it): as established.
@@ -377,11 +388,16 @@ impl WorkerFirewall {
                         continue;
                     }
                     ctx.conn = ConnCtx {
+                        // As Linux: an expected connection stays `related`
+                        // until it sees a reply.
                         state: if dir == Dir::Reply || view.seen_reply {
                             ConnState::Established
+                        } else if view.expected {
+                            ConnState::Related
                         } else {
                             ConnState::New
                         },
+                        conn_type: crate::helpers::conn_type(view.helper),
                         nat: nat_bits(view.srcnat, view.dstnat),
                         mark: view.mark,
                         // Counts before this packet (the lookup counted it).

@@ -10,14 +10,17 @@
 //!   and allocated from the I/O.
 //! - [`router`]: router mode's per-worker plane (ARP/ND, routes, TTL, ICMP).
 //! - [`events`]: the rings that carry connection events to the control side.
+//! - [`helpers`]: connection helpers' ports and the expectation rings
+//!   between workers.
 #![deny(unsafe_code)]
 
-pub use ctrack_core::{conntrack, flow, packet};
+pub use ctrack_core::{conntrack, flow, helper, packet};
 /// A ruleset's chain as an rte_acl context (benchmarks; see the module).
 #[cfg(feature = "dpdk")]
 pub mod acl;
 pub mod events;
 pub mod firewall;
+pub mod helpers;
 pub mod io;
 pub mod layer7;
 pub mod policy;

@@ -175,6 +175,17 @@ pub enum Command {
         id: ConnId,
         reply: Sender<bool>,
     },
+    /// The expectations whose masters this worker owns, with the time each
+    /// has left (ns), in `buf` (give it the capacity
+    /// [`crate::conntrack::helping::EXPECT_MAX`]: the worker then allocates
+    /// nothing).
+    Expectations {
+        buf: Vec<(crate::conntrack::expect::Expectation, u64)>,
+        reply: Sender<Vec<(crate::conntrack::expect::Expectation, u64)>>,
+    },
+    /// Which ports get which connection helper (`/ip firewall
+    /// service-port`); live connections keep theirs.
+    ServicePorts(crate::helper::ServicePorts),
     /// Table counters and a census of live connections (counted over a few
     /// loops, [`CENSUS_CHUNK`] positions per loop).
     Report {
@@ -250,6 +261,8 @@ struct Core<P, B> {
     /// Router mode: packets the box sends itself (echo replies), tracked
     /// through the output hooks at the end of the loop.
     local_out: Vec<P>,
+    /// Expectations to and from the other workers (see [`crate::helpers`]).
+    expect_mesh: Option<Arc<crate::helpers::ExpectMesh>>,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -303,6 +316,7 @@ impl<I: PacketIo> Worker<I> {
                 router: None,
                 egress: [0; MAX_BURST],
                 local_out: Vec::with_capacity(MAX_BURST),
+                expect_mesh: None,
             },
             commands,
             counters,
@@ -353,6 +367,11 @@ impl<I: PacketIo> Worker<I> {
         }
         self.serve_commands(now);
         self.pass_events();
+        match &self.core.expect_mesh {
+            Some(m) => m.exchange(self.core.id, &mut self.core.shard),
+            // Alone: nobody to tell.
+            None => self.core.shard.drain_expect_msgs().for_each(drop),
+        }
         let t = &mut self.core.totals;
         t.loops += 1;
         if work > 0 {
@@ -485,6 +504,18 @@ impl<I: PacketIo> Worker<I> {
                 Command::Remove { id, reply } => {
                     let _ = reply.send(shard.remove(id));
                 }
+                Command::ServicePorts(p) => shard.set_service_ports(p),
+                Command::Expectations { buf, reply } => {
+                    let mut rows = buf;
+                    rows.clear();
+                    let cap = rows.capacity();
+                    shard.for_each_expectation(now, |e, left| {
+                        if rows.len() < cap {
+                            rows.push((*e, left));
+                        }
+                    });
+                    let _ = reply.send(rows);
+                }
                 Command::Report { reply } => {
                     if self.census.is_none() {
                         self.census = Some(CensusJob {
@@ -496,6 +527,12 @@ impl<I: PacketIo> Worker<I> {
                 }
             }
         }
+    }
+
+    /// Connects the worker to the others' expectations (with more than one
+    /// worker; see [`crate::helpers`]). Before [`Worker::run`].
+    pub fn set_expect_mesh(&mut self, mesh: Arc<crate::helpers::ExpectMesh>) {
+        self.core.expect_mesh = Some(mesh);
     }
 
     pub fn totals(&self) -> WorkerTotals {
@@ -657,6 +694,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// [`policy::new_connection`]. `frames[j]` is `local[j]`'s frame (may
     /// be empty without a firewall).
     fn track(&mut self, now: Instant, k: usize, frames: &[&[u8]]) {
+        // The other workers' expectations, up to now (see `crate::helpers`).
+        if let Some(m) = &self.expect_mesh {
+            m.receive(self.id, &mut self.shard);
+        }
         let mut done = 0;
         while done < k {
             let m = self
@@ -756,7 +797,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             Disp::Untracked if self.router.is_some() => self.route_out(io, pkt, (ingress, egress)),
             Disp::Untracked => self.forward(io, pkt, egress),
             Disp::Local(k) => {
-                self.after_verdict(io, self.verdicts[k as usize], pkt, (ingress, egress))
+                let v = self.help(io, k as usize, &pkt);
+                self.after_verdict(io, v, pkt, (ingress, egress))
             }
             Disp::Remote(owner) => {
                 let repr = Some(self.parsed[i]);
@@ -771,6 +813,32 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 );
             }
         }
+    }
+
+    /// Runs the connection's helper, if it has one, on tracked packet `k`
+    /// of `local` (its bytes in `pkt`); returns the verdict to act on (a
+    /// packet the helper drops is refused). One branch for connections
+    /// without a helper.
+    #[inline]
+    fn help<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &I, k: usize, pkt: &P) -> Verdict {
+        let v = self.verdicts[k];
+        if let Verdict::Tracked { id, dir, .. } = v
+            && self.shard.wants_help(id)
+        {
+            let repr = self.local[k];
+            let frame = io.packet_data(pkt);
+            if let Some(payload) = crate::helper::l4_payload(frame, &repr) {
+                let verdict = self.shard.help(self.now, id, dir, &repr, payload);
+                // Before this packet leaves: see `ExpectMesh::send`.
+                if let Some(m) = &self.expect_mesh {
+                    m.send(self.id, &mut self.shard);
+                }
+                if verdict == crate::conntrack::helping::HelpVerdict::Drop {
+                    return Verdict::Refused(crate::helpers::HELPER_DROP);
+                }
+            }
+        }
+        v
     }
 
     fn after_verdict<I: PacketIo<Packet = P, Burst = B>>(
@@ -1006,7 +1074,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
-                    self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));
+                    let v = self.help(io, j, &pkt);
+                    self.after_verdict(io, v, pkt, (ingress, port));
                 }
                 self.staged = staged;
             }

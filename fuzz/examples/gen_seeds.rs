@@ -19,6 +19,11 @@ fn main() -> std::io::Result<()> {
             std::fs::write(d.join(name), bytes)?;
         }
     }
+    for (target, name, bytes) in ctrack_fuzz::helpers::seeds() {
+        let d = dir.join(target);
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join(format!("seed-{name}")), bytes)?;
+    }
     println!("seeds written under {}", dir.display());
     Ok(())
 }

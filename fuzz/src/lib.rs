@@ -4,8 +4,10 @@
 //!
 //! - [`parse::run`]: the `parse_only` target.
 //! - [`track::run`]: the `parse_track` target (input format in [`track`]).
+//! - [`helpers`]: the `helper_ftp`, `helper_pptp` and `helper_tftp` targets.
 //! - [`seeds`]: the seed corpus, built from `ctrack_traffic::synth` frames.
 
+pub mod helpers;
 pub mod parse;
 pub mod seeds;
 pub mod track;

@@ -43,6 +43,15 @@ fn saved_inputs_pass() {
     for (dir, f) in [
         ("corpus/parse_track", track::run as fn(&[u8])),
         ("corpus/parse_only", parse::run as fn(&[u8])),
+        ("corpus/helper_ftp", ctrack_fuzz::helpers::ftp as fn(&[u8])),
+        (
+            "corpus/helper_pptp",
+            ctrack_fuzz::helpers::pptp as fn(&[u8]),
+        ),
+        (
+            "corpus/helper_tftp",
+            ctrack_fuzz::helpers::tftp as fn(&[u8]),
+        ),
     ] {
         let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
             continue;
@@ -135,4 +144,34 @@ fn seeds_reach_their_paths() {
     assert!(s.expired >= 2);
     let s = stats("seed-mix-burst");
     assert!(s.removed == 1);
+}
+
+#[test]
+fn helper_seeds_and_mutations_pass() {
+    use ctrack_fuzz::helpers;
+    let run = |t: &str, d: &[u8]| match t {
+        "helper_ftp" => helpers::ftp(d),
+        "helper_pptp" => helpers::pptp(d),
+        _ => helpers::tftp(d),
+    };
+    let seeds = helpers::seeds();
+    let mut rng = Rng(7);
+    for round in 0..3000 {
+        let (t, _, s) = &seeds[round % seeds.len()];
+        let mut d = s.clone();
+        run(t, &d);
+        for _ in 0..1 + rng.next() % 8 {
+            if d.is_empty() {
+                break;
+            }
+            let at = (rng.next() % d.len() as u64) as usize;
+            match rng.next() % 4 {
+                0 => d[at] = rng.next() as u8,
+                1 => d[at] ^= 1 << (rng.next() % 8),
+                2 => d.truncate(at),
+                _ => d.insert(at, rng.next() as u8),
+            }
+        }
+        run(t, &d);
+    }
 }

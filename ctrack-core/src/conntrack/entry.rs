@@ -107,6 +107,11 @@ pub struct Entry {
     pub(crate) last_seen: u64,
     pub(crate) generation: u16,
     pub(crate) flags: u8,
+    /// The connection's helper ([`crate::helper::HelperKind`] as `u8`, 0:
+    /// none): `connection-type`. Set at creation from the service ports,
+    /// or from the expectation that opened it (then with `expected`); the
+    /// entry's last free byte.
+    pub(crate) helper: u8,
 }
 
 /// The rest of a connection: what a packet touches only when its 1 s rate
@@ -190,6 +195,7 @@ impl Entry {
         last_seen: 0,
         generation: 0,
         flags: 0,
+        helper: 0,
     };
 
     pub(crate) fn is_live(&self) -> bool {
@@ -276,6 +282,12 @@ impl Entry {
 
     pub fn expected(&self) -> bool {
         self.has(flag::EXPECTED)
+    }
+
+    /// `connection-type`: the helper of the connection (of its master, for
+    /// an expected one).
+    pub fn helper(&self) -> Option<crate::helper::HelperKind> {
+        crate::helper::HelperKind::from_u8(self.helper)
     }
 
     pub fn packets(&self, dir: Dir) -> u64 {

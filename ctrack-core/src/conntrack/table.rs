@@ -202,6 +202,8 @@ pub struct Shard {
     /// Connections per source block over all shards, for
     /// `connection-limit` (see [`Shard::set_conncount`]).
     conncount: Option<std::sync::Arc<super::ConnCount>>,
+    /// Connection helpers and expectations (see [`super::helping`]).
+    pub(super) helpers: super::helping::HelperSide,
 }
 
 /// Whether `s` tracks, `auto` meaning `auto_on`.
@@ -234,6 +236,10 @@ pub struct ConnView {
     pub dstnat: bool,
     /// The firewall's layer7 results ([`Shard::set_l7_state`]; 0: none).
     pub l7: u64,
+    /// `connection-type`: the helper ([`crate::helper::HelperKind`] as
+    /// `u8`), 0 for none.
+    pub helper: u8,
+    pub expected: bool,
 }
 
 /// Live connections by protocol and TCP state, counted by
@@ -289,6 +295,7 @@ impl Shard {
             events: EventBuf::default(),
             clock: Instant::ZERO,
             conncount: None,
+            helpers: Default::default(),
         }
     }
 
@@ -368,6 +375,7 @@ impl Shard {
         self.index.memory_bytes()
             + self.arena.memory_bytes()
             + self.wheel.memory_bytes()
+            + self.helpers.memory_bytes()
             + core::mem::size_of::<Shard>()
     }
 
@@ -384,7 +392,7 @@ impl Shard {
     }
 
     #[inline]
-    fn c(&self, i: u32) -> &Cold {
+    pub(super) fn c(&self, i: u32) -> &Cold {
         self.arena.c(i)
     }
 
@@ -405,7 +413,7 @@ impl Shard {
         self.arena.alloc(self.ft_established || self.ft_ready)
     }
 
-    fn id_of(&self, i: u32) -> ConnId {
+    pub(super) fn id_of(&self, i: u32) -> ConnId {
         ConnId::new(self.worker, i, self.e(i).generation)
     }
 
@@ -476,7 +484,7 @@ impl Shard {
     }
 
     /// The key that reply packets of entry `i` carry.
-    fn reply_of(&self, i: u32) -> Key {
+    pub(super) fn reply_of(&self, i: u32) -> Key {
         let e = self.e(i);
         if e.has(flag::NAT_REPLY) {
             self.arena.nat_reply(i)
@@ -565,6 +573,9 @@ impl Shard {
             let k = &self.arena.e(i).key;
             c.remove(k.family, &k.src);
         }
+        if self.e(i).helper != 0 && !self.e(i).has(flag::EXPECTED) {
+            self.helper_on_free(i);
+        }
         let e = self.e_mut(i);
         let pk = e.packets[0].wrapping_add(e.packets[1]);
         // Dead; `NAT_REPLY` stays until its slots leave the index.
@@ -610,6 +621,7 @@ impl Shard {
     /// `4 * budget + 64` entries examined, one turn of the wheel's (empty)
     /// slots passed, plus one rescan batch.
     pub fn poll_expired(&mut self, now: Instant, budget: usize) -> usize {
+        self.helper_sweep(now);
         self.wheel.start(now);
         self.clock = now;
         if let Some(cursor) = self.rescan {
@@ -1403,6 +1415,12 @@ impl Shard {
         let deadline = self.deadline_of(self.e(i));
         self.wheel_link(i, deadline);
         self.c_mut(i).mark = d.mark;
+        if let Some(m) = self.helper_on_create(i, pkt, now)
+            && d.mark == 0
+        {
+            // Expected: the master's mark, unless the rules set one.
+            self.c_mut(i).mark = m;
+        }
         if d.fasttrack {
             // Once per arena chunk at most, as the chunk itself.
             self.arena.ft_alloc(i);
@@ -1598,6 +1616,8 @@ impl Shard {
             srcnat: e.srcnat(),
             dstnat: e.dstnat(),
             l7: self.arena.l7(i),
+            helper: e.helper,
+            expected: e.expected(),
         })
     }
 

@@ -260,6 +260,8 @@ pub struct ShardStats {
     /// by [`Dir::index`].
     pub fasttrack_packets: [u64; 2],
     pub fasttrack_bytes: [u64; 2],
+    /// Connection helpers and their expectations.
+    pub expect: super::expect::ExpectStats,
 }
 
 impl ShardStats {

@@ -1,0 +1,701 @@
+//! The table's side of the connection helpers: which ports get a helper,
+//! the helpers' per-connection state, the expectations, and the packet
+//! calls that tie them together (see [`crate::helper`] for the parsers and
+//! [`super::expect`] for the expectation table; `docs/helpers.md`).
+//!
+//! Off until [`Shard::set_service_ports`] names a port (nothing is
+//! allocated before that, and a table without helpers pays one branch per
+//! new connection). The maps are allocated there, between bursts, with
+//! their final capacity.
+
+use std::collections::HashMap;
+
+use super::entry::{ConnId, flag};
+use super::expect::{ExpectKey, ExpectMsg, ExpectStats, ExpectTable, Expectation, gre_key};
+use super::{Dir, Instant, Shard};
+use crate::flow::{FlowRepr, proto};
+use crate::helper::{HelperKind, HelperState, ServicePorts, ftp, pptp, tftp};
+
+/// Expectations a shard holds at most (each worker holds a copy of all).
+pub const EXPECT_MAX: usize = 2048;
+/// Connections with a helper state a shard holds at most (more are tracked
+/// without their helper, counted in [`ExpectStats::no_room`]).
+pub const HELPED_MAX: usize = 4096;
+/// Changes for the other workers queued between two drains at most.
+pub const EXPECT_OUTBOX: usize = 256;
+
+/// What [`Shard::help`] says of the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelpVerdict {
+    Accept,
+    /// Drop it, as Linux's helper does (FTP: a command's keyword without
+    /// the whole, well-formed command in the segment).
+    Drop,
+}
+
+/// The shard's helper state (see the module doc).
+#[derive(Debug)]
+pub(crate) struct HelperSide {
+    ports: ServicePorts,
+    expect: ExpectTable,
+    /// By arena slot, for live connections with a helper (not expected
+    /// ones).
+    states: HashMap<u32, HelperState>,
+    out: Vec<ExpectMsg>,
+    next_sweep: u64,
+}
+
+impl Default for HelperSide {
+    fn default() -> Self {
+        HelperSide {
+            ports: ServicePorts::none(),
+            expect: ExpectTable::new(0),
+            states: HashMap::new(),
+            out: Vec::new(),
+            next_sweep: 0,
+        }
+    }
+}
+
+impl HelperSide {
+    fn enabled(&self) -> bool {
+        self.expect.max() > 0
+    }
+
+    fn push_out(out: &mut Vec<ExpectMsg>, stats: &mut ExpectStats, m: ExpectMsg) {
+        if out.len() < EXPECT_OUTBOX {
+            out.push(m);
+        } else {
+            stats.msgs_lost += 1;
+        }
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        if !self.enabled() {
+            return 0;
+        }
+        let exp = core::mem::size_of::<(ExpectKey, Expectation)>() + 1;
+        let master = core::mem::size_of::<(ConnId, [Option<ExpectKey>; 2])>() + 1;
+        let st = core::mem::size_of::<(u32, HelperState)>() + 1;
+        2 * EXPECT_MAX * (exp + master)
+            + 2 * HELPED_MAX * st
+            + EXPECT_OUTBOX * core::mem::size_of::<ExpectMsg>()
+    }
+}
+
+impl Shard {
+    /// Sets which ports get which helper (`/ip firewall service-port`);
+    /// the first call with any port allocates the helper maps. Live
+    /// connections keep the helper they have (as Linux keeps an assigned
+    /// helper). Between bursts.
+    pub fn set_service_ports(&mut self, ports: ServicePorts) {
+        let h = &mut self.helpers;
+        if !h.enabled() && !ports.ranges().is_empty() {
+            let stats = h.expect.stats;
+            h.expect = ExpectTable::new(EXPECT_MAX);
+            h.expect.stats = stats;
+            h.states = HashMap::with_capacity(2 * HELPED_MAX);
+            h.out = Vec::with_capacity(EXPECT_OUTBOX);
+        }
+        h.ports = ports;
+    }
+
+    pub fn service_ports(&self) -> &ServicePorts {
+        &self.helpers.ports
+    }
+
+    /// The expectation a packet that opens a connection (`Verdict::New`)
+    /// matches: its helper and the `connection-mark` the connection
+    /// inherits. The firewall asks it to see the packet as `related`.
+    #[inline]
+    pub fn expected_for(&self, pkt: &FlowRepr, now: Instant) -> Option<(HelperKind, u32)> {
+        if self.helpers.expect.is_empty() {
+            return None;
+        }
+        self.helpers
+            .expect
+            .find(pkt, now.nanos())
+            .map(|e| (e.helper, e.mark))
+    }
+
+    /// The helper a connection that `pkt` opens gets from its port.
+    #[inline]
+    pub fn helper_for_new(&self, pkt: &FlowRepr) -> Option<HelperKind> {
+        self.helpers
+            .ports
+            .helper_for(pkt.tuple.proto, pkt.tuple.dst_port)
+    }
+
+    /// At creation of entry `i` by `pkt`: an expected connection (taking
+    /// its expectation) or one with a helper from its port. Returns the
+    /// mark inherited from the master, if expected.
+    pub(super) fn helper_on_create(&mut self, i: u32, pkt: &FlowRepr, now: Instant) -> Option<u32> {
+        let h = &mut self.helpers;
+        if !h.enabled() {
+            return None;
+        }
+        if !h.expect.is_empty() {
+            let (out, expect) = (&mut h.out, &mut h.expect);
+            let mut lost = 0;
+            let taken = expect.take(pkt, now.nanos(), &mut |m| {
+                if out.len() < EXPECT_OUTBOX {
+                    out.push(m);
+                } else {
+                    lost += 1;
+                }
+            });
+            expect.stats.msgs_lost += lost;
+            if let Some(x) = taken {
+                self.sync_expect_stats();
+                let e = self.e_mut(i);
+                e.flags |= flag::EXPECTED;
+                e.helper = x.helper as u8;
+                return Some(x.mark);
+            }
+        }
+        if let Some(k) = h.ports.helper_for(pkt.tuple.proto, pkt.tuple.dst_port) {
+            if h.states.len() < HELPED_MAX {
+                h.states.insert(i, HelperState::new(k));
+                self.e_mut(i).helper = k as u8;
+            } else {
+                h.expect.stats.no_room += 1;
+                self.sync_expect_stats();
+            }
+        }
+        None
+    }
+
+    /// Entry `i` (with a helper, not expected) is being freed: its state
+    /// and expectations go.
+    pub(super) fn helper_on_free(&mut self, i: u32) {
+        let id = self.id_of(i);
+        let h = &mut self.helpers;
+        h.states.remove(&i);
+        if h.expect.has_master(id) {
+            h.expect.remove_master(id);
+            HelperSide::push_out(&mut h.out, &mut h.expect.stats, ExpectMsg::RemoveMaster(id));
+            self.sync_expect_stats();
+        }
+    }
+
+    fn sync_expect_stats(&mut self) {
+        let h = &self.helpers;
+        self.stats.expect = h.expect.stats;
+        self.stats.expect.live = h.expect.len() as u64;
+    }
+
+    /// Whether packets of connection `id` go to its helper: it has one, is
+    /// not itself expected, and has its state. Cheap (the entry the lookup
+    /// just read).
+    #[inline]
+    pub fn wants_help(&self, id: ConnId) -> bool {
+        if self.helpers.states.is_empty() {
+            return false;
+        }
+        self.resolve_id(id).is_some_and(|i| {
+            let e = self.e(i);
+            e.helper != 0 && !e.has(flag::EXPECTED)
+        })
+    }
+
+    /// Runs the helper of connection `id` on a packet of it (`pkt`, tracked
+    /// in direction `dir`, with L4 payload `payload`), after the table
+    /// counted it: creates the expectations it announces (queued for the
+    /// other workers too). No allocation.
+    pub fn help(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        dir: Dir,
+        pkt: &FlowRepr,
+        payload: &[u8],
+    ) -> HelpVerdict {
+        let Some(i) = self.resolve_id(id) else {
+            return HelpVerdict::Accept;
+        };
+        let e = *self.e(i);
+        let Some(kind) = e.helper() else {
+            return HelpVerdict::Accept;
+        };
+        if e.has(flag::EXPECTED) || payload.is_empty() {
+            return HelpVerdict::Accept;
+        }
+        // Linux helps FTP and PPTP only once the connection is established
+        // both ways (`IP_CT_ESTABLISHED*`); TFTP's request is its first packet.
+        if kind != HelperKind::Tftp && dir == Dir::Orig && !e.has(flag::SEEN_REPLY) {
+            return HelpVerdict::Accept;
+        }
+        let Some(mut state) = self.helpers.states.get(&i).copied() else {
+            return HelpVerdict::Accept;
+        };
+        let mark = self.c(i).mark;
+        let reply = self.reply_of(i);
+        let deadline = now.nanos().saturating_add(kind.expect_timeout_ns());
+        let t = &pkt.tuple;
+        let mut new: [Option<Expectation>; 2] = [None, None];
+        let base = Expectation {
+            key: ExpectKey {
+                family: t.family,
+                proto: t.proto,
+                src: t.dst,
+                dst: t.src,
+                dport: 0,
+            },
+            sport: None,
+            master: id,
+            helper: kind,
+            mark,
+            deadline,
+            group: 0,
+        };
+        match &mut state {
+            HelperState::Ftp(st) => {
+                let seq = match pkt.l4 {
+                    crate::flow::L4::Tcp(tcp) => tcp.seq,
+                    _ => return HelpVerdict::Accept,
+                };
+                match ftp::help(st, dir.index(), t.family, seq, payload) {
+                    ftp::FtpResult::Nothing => {}
+                    ftp::FtpResult::Partial => {
+                        self.helpers.states.insert(i, state);
+                        self.helpers.expect.stats.dropped += 1;
+                        self.sync_expect_stats();
+                        return HelpVerdict::Drop;
+                    }
+                    ftp::FtpResult::Found(f) => {
+                        self.helpers.expect.stats.announced += 1;
+                        // The data connection goes from the peer to the
+                        // announcer: an address other than the announcer's
+                        // own is refused (Linux without `loose`).
+                        if f.addr.is_some_and(|a| a != t.src) {
+                            self.helpers.expect.stats.third_party += 1;
+                        } else {
+                            new[0] = Some(Expectation {
+                                key: ExpectKey {
+                                    dport: f.port,
+                                    proto: proto::TCP,
+                                    ..base.key
+                                },
+                                ..base
+                            });
+                        }
+                    }
+                }
+            }
+            HelperState::Tftp => {
+                if tftp::is_request(payload) {
+                    self.helpers.expect.stats.announced += 1;
+                    // The server answers from a port of its own to the
+                    // client's: the reply tuple with its source port open.
+                    let r = reply;
+                    new[0] = Some(Expectation {
+                        key: ExpectKey {
+                            family: r.family,
+                            proto: proto::UDP,
+                            src: r.src,
+                            dst: r.dst,
+                            dport: r.dport,
+                        },
+                        ..base
+                    });
+                }
+            }
+            HelperState::Pptp(st) => match pptp::help(st, dir.index(), payload) {
+                pptp::PptpAction::ExpectGre {
+                    pns_call_id,
+                    pac_call_id,
+                } => {
+                    self.helpers.expect.stats.announced += 1;
+                    let group = self.helpers.expect.new_group();
+                    let (pns, pac) = (e.key.src, e.key.dst);
+                    let fam = t.family;
+                    new[0] = Some(Expectation {
+                        key: gre_key(fam, pns, pac, pac_call_id),
+                        group,
+                        ..base
+                    });
+                    new[1] = Some(Expectation {
+                        key: gre_key(fam, pac, pns, pns_call_id),
+                        group,
+                        ..base
+                    });
+                }
+                pptp::PptpAction::Clear => {
+                    let h = &mut self.helpers;
+                    if h.expect.has_master(id) {
+                        h.expect.remove_master(id);
+                        HelperSide::push_out(
+                            &mut h.out,
+                            &mut h.expect.stats,
+                            ExpectMsg::RemoveMaster(id),
+                        );
+                    }
+                }
+                pptp::PptpAction::Ignored => self.helpers.expect.stats.ignored += 1,
+                pptp::PptpAction::Nothing => {}
+            },
+        }
+        self.helpers.states.insert(i, state);
+        for x in new.into_iter().flatten() {
+            let h = &mut self.helpers;
+            let (out, expect) = (&mut h.out, &mut h.expect);
+            let mut lost = 0;
+            let _ = expect.add_local(x, &mut |m| {
+                if out.len() < EXPECT_OUTBOX {
+                    out.push(m);
+                } else {
+                    lost += 1;
+                }
+            });
+            expect.stats.msgs_lost += lost;
+        }
+        self.sync_expect_stats();
+        HelpVerdict::Accept
+    }
+
+    /// Drops expectations that timed out, about once a second (a scan of
+    /// the table; called from [`Shard::poll_expired`]).
+    pub(super) fn helper_sweep(&mut self, now: Instant) {
+        let h = &mut self.helpers;
+        if h.expect.is_empty() || now.nanos() < h.next_sweep {
+            return;
+        }
+        h.next_sweep = now.nanos().saturating_add(1_000_000_000);
+        h.expect.expire(now.nanos());
+        self.sync_expect_stats();
+    }
+
+    /// The changes of this shard's expectations since the last call, for
+    /// the other workers' shards ([`Shard::apply_expect`]). Between bursts.
+    pub fn drain_expect_msgs(&mut self) -> std::vec::Drain<'_, ExpectMsg> {
+        self.helpers.out.drain(..)
+    }
+
+    /// Applies another worker's expectation change. Between bursts.
+    pub fn apply_expect(&mut self, m: ExpectMsg) {
+        if self.helpers.enabled() {
+            self.helpers.expect.apply(m);
+            self.sync_expect_stats();
+        }
+    }
+
+    /// Counts a change that could not be passed on (a full queue).
+    pub fn count_expect_msg_lost(&mut self) {
+        self.helpers.expect.stats.msgs_lost += 1;
+        self.sync_expect_stats();
+    }
+
+    /// This shard's live expectations whose master it owns (each worker
+    /// holds copies of the others'; listing the owners' gives each once),
+    /// with the time left.
+    pub fn for_each_expectation(&self, now: Instant, mut f: impl FnMut(&Expectation, u64)) {
+        for e in self.helpers.expect.iter() {
+            if e.master.worker() == self.worker() && e.deadline > now.nanos() {
+                f(e, e.deadline - now.nanos());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::key::HashSeed;
+    use crate::conntrack::{Settings, TableConfig, Verdict};
+    use crate::flow::{Addr, Family, L4, TcpInfo, Tuple, tcp_flags::*};
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+
+    fn shard(worker: u16) -> Shard {
+        let mut s = Shard::new(
+            TableConfig::new(1024),
+            Settings::default(),
+            worker,
+            HashSeed::from_u64(7),
+        );
+        s.set_service_ports(ServicePorts::default());
+        s
+    }
+
+    fn t(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, p: u8) -> Tuple {
+        Tuple {
+            src: Addr::from_v4(src),
+            dst: Addr::from_v4(dst),
+            src_port: sp,
+            dst_port: dp,
+            proto: p,
+            family: Family::V4,
+        }
+    }
+
+    fn tcp(
+        src: [u8; 4],
+        sp: u16,
+        dst: [u8; 4],
+        dp: u16,
+        flags: u8,
+        seq: u32,
+        len: u32,
+    ) -> FlowRepr {
+        FlowRepr {
+            tuple: t(src, sp, dst, dp, proto::TCP),
+            ip_len: 40 + len,
+            l4: L4::Tcp(TcpInfo {
+                seq,
+                ack: 0,
+                flags,
+                window: 65535,
+                wscale: None,
+                sack_perm: false,
+                payload_len: len,
+            }),
+        }
+    }
+
+    fn id_of(v: Verdict) -> (ConnId, Dir) {
+        match v {
+            Verdict::Tracked { id, dir, .. } => (id, dir),
+            other => panic!("not tracked: {other:?}"),
+        }
+    }
+
+    /// A control connection A:40000 -> B:21, handshake done; returns its id.
+    fn ftp_control(s: &mut Shard) -> ConnId {
+        let now = Instant::from_secs(1);
+        let (id, _) = id_of(s.handle_packet(now, &tcp(A, 40000, B, 21, SYN, 100, 0)));
+        let mut synack = tcp(B, 21, A, 40000, SYN | ACK, 5000, 0);
+        if let L4::Tcp(ref mut i) = synack.l4 {
+            i.ack = 101;
+        }
+        s.handle_packet(now, &synack);
+        let mut ack = tcp(A, 40000, B, 21, ACK, 101, 0);
+        if let L4::Tcp(ref mut i) = ack.l4 {
+            i.ack = 5001;
+        }
+        s.handle_packet(now, &ack);
+        assert_eq!(s.get(id).unwrap().helper(), Some(HelperKind::Ftp));
+        assert!(s.wants_help(id));
+        id
+    }
+
+    /// The server's segment `data` at `seq`, tracked and helped.
+    fn server_says(s: &mut Shard, seq: u32, data: &[u8]) -> HelpVerdict {
+        let now = Instant::from_secs(2);
+        let mut p = tcp(B, 21, A, 40000, ACK | PSH, seq, data.len() as u32);
+        if let L4::Tcp(ref mut i) = p.l4 {
+            i.ack = 101;
+        }
+        let (id, dir) = id_of(s.handle_packet(now, &p));
+        s.help(now, id, dir, &p, data)
+    }
+
+    #[test]
+    fn pasv_opens_an_expected_related_connection_with_the_masters_mark() {
+        let mut s = shard(0);
+        let master = ftp_control(&mut s);
+        s.set_connection_mark(master, 5);
+        let greeting = b"220 ready\r\n";
+        assert_eq!(server_says(&mut s, 5001, greeting), HelpVerdict::Accept);
+        let pasv = b"227 Entering Passive Mode (10,0,0,2,19,137).\r\n";
+        assert_eq!(
+            server_says(&mut s, 5001 + greeting.len() as u32, pasv),
+            HelpVerdict::Accept
+        );
+        assert_eq!(s.stats().expect.live, 1);
+        let msgs: Vec<ExpectMsg> = s.drain_expect_msgs().collect();
+        assert_eq!(msgs.len(), 1);
+
+        // Another worker's copy sees it too.
+        let mut other = shard(1);
+        for m in &msgs {
+            other.apply_expect(*m);
+        }
+        let data_syn = tcp(A, 40001, B, 19 * 256 + 137, SYN, 1, 0);
+        let now = Instant::from_secs(3);
+        assert_eq!(
+            other.expected_for(&data_syn, now),
+            Some((HelperKind::Ftp, 5))
+        );
+        // From another address, or to another port: nothing.
+        assert_eq!(
+            s.expected_for(&tcp(B, 40001, A, 19 * 256 + 137, SYN, 1, 0), now),
+            None
+        );
+        assert_eq!(
+            s.expected_for(&tcp(A, 40001, B, 5002, SYN, 1, 0), now),
+            None
+        );
+
+        let (data, _) = id_of(s.handle_packet(now, &data_syn));
+        let e = *s.get(data).unwrap();
+        assert!(e.expected());
+        assert_eq!(e.helper(), Some(HelperKind::Ftp));
+        assert_eq!(s.connection_mark(data), Some(5));
+        assert!(!s.wants_help(data));
+        assert_eq!(s.stats().expect.used, 1);
+        assert_eq!(s.stats().expect.live, 0);
+        // Used: the other workers are told.
+        let msgs: Vec<ExpectMsg> = s.drain_expect_msgs().collect();
+        assert!(matches!(msgs[..], [ExpectMsg::Remove(_)]));
+        other.apply_expect(msgs[0]);
+        assert_eq!(other.expected_for(&data_syn, now), None);
+    }
+
+    #[test]
+    fn expectations_go_with_their_master_and_time_out() {
+        let mut s = shard(0);
+        let master = ftp_control(&mut s);
+        server_says(&mut s, 5001, b"220 ready\r\n");
+        server_says(
+            &mut s,
+            5012,
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+        );
+        assert_eq!(s.stats().expect.live, 1);
+        s.drain_expect_msgs().for_each(drop);
+        assert!(s.remove(master));
+        assert_eq!(s.stats().expect.live, 0);
+        assert_eq!(
+            s.drain_expect_msgs().collect::<Vec<_>>(),
+            vec![ExpectMsg::RemoveMaster(master)]
+        );
+
+        let mut s = shard(0);
+        ftp_control(&mut s);
+        server_says(&mut s, 5001, b"220 ready\r\n");
+        server_says(
+            &mut s,
+            5012,
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+        );
+        s.poll_expired(Instant::from_secs(2 + 299), 64);
+        assert_eq!(s.stats().expect.live, 1);
+        s.poll_expired(Instant::from_secs(2 + 301), 64);
+        assert_eq!(s.stats().expect.live, 0);
+        assert_eq!(s.stats().expect.expired, 1);
+    }
+
+    #[test]
+    fn third_party_address_and_malformed_commands() {
+        let mut s = shard(0);
+        ftp_control(&mut s);
+        server_says(&mut s, 5001, b"220 ready\r\n");
+        let bad = b"227 Entering Passive Mode (192,168,9,9,19,137).\r\n";
+        assert_eq!(server_says(&mut s, 5012, bad), HelpVerdict::Accept);
+        assert_eq!(s.stats().expect.third_party, 1);
+        assert_eq!(s.stats().expect.live, 0);
+        let next = 5012 + bad.len() as u32;
+        assert_eq!(server_says(&mut s, next, b"227 (1,2"), HelpVerdict::Drop);
+        assert_eq!(s.stats().expect.dropped, 1);
+    }
+
+    #[test]
+    fn tftp_request_expects_the_servers_answer_from_any_port() {
+        let mut s = shard(0);
+        let now = Instant::from_secs(1);
+        let rrq = FlowRepr {
+            tuple: t(A, 3000, B, 69, proto::UDP),
+            ip_len: 48,
+            l4: L4::Udp,
+        };
+        let (id, dir) = id_of(s.handle_packet(now, &rrq));
+        assert_eq!(
+            s.help(now, id, dir, &rrq, b"\x00\x01f\x00octet\x00"),
+            HelpVerdict::Accept
+        );
+        let answer = FlowRepr {
+            tuple: t(B, 41234, A, 3000, proto::UDP),
+            ip_len: 544,
+            l4: L4::Udp,
+        };
+        assert_eq!(s.expected_for(&answer, now), Some((HelperKind::Tftp, 0)));
+        let (data, _) = id_of(s.handle_packet(now, &answer));
+        assert!(s.get(data).unwrap().expected());
+        assert_eq!(s.get(data).unwrap().helper(), Some(HelperKind::Tftp));
+    }
+
+    #[test]
+    fn pptp_call_expects_gre_both_ways() {
+        use crate::flow::GreInfo;
+        use crate::helper::pptp::*;
+        let mut s = shard(0);
+        let now = Instant::from_secs(1);
+        let (id, _) = id_of(s.handle_packet(now, &tcp(A, 40000, B, 1723, SYN, 100, 0)));
+        let mut synack = tcp(B, 1723, A, 40000, SYN | ACK, 5000, 0);
+        if let L4::Tcp(ref mut i) = synack.l4 {
+            i.ack = 101;
+        }
+        s.handle_packet(now, &synack);
+        let mut seq = [101u32, 5001u32];
+        let mut say = |s: &mut Shard, from_pac: bool, m: Vec<u8>| {
+            let d = usize::from(from_pac);
+            let p = if from_pac {
+                tcp(B, 1723, A, 40000, ACK, seq[1], m.len() as u32)
+            } else {
+                tcp(A, 40000, B, 1723, ACK, seq[0], m.len() as u32)
+            };
+            seq[d] = seq[d].wrapping_add(m.len() as u32);
+            let (cid, dir) = id_of(s.handle_packet(now, &p));
+            assert_eq!(cid, id);
+            s.help(now, cid, dir, &p, &m)
+        };
+        say(&mut s, false, message(START_SESSION_REQUEST, &[1, 0]));
+        say(&mut s, true, message(START_SESSION_REPLY, &[1, 0, 1]));
+        say(&mut s, false, message(OUT_CALL_REQUEST, &[0x12, 0x34]));
+        say(
+            &mut s,
+            true,
+            message(OUT_CALL_REPLY, &[0xab, 0xcd, 0x12, 0x34, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 2);
+        let gre = |src, dst, call: u16| FlowRepr {
+            tuple: t(src, 0, dst, 0, proto::GRE),
+            ip_len: 100,
+            l4: L4::Gre(GreInfo {
+                version: 1,
+                key: Some(u32::from(call)),
+                protocol: 0x880b,
+            }),
+        };
+        // The PAC's GRE to the PNS carries the PNS's call id.
+        assert_eq!(
+            s.expected_for(&gre(B, A, 0x1234), now),
+            Some((HelperKind::Pptp, 0))
+        );
+        assert_eq!(s.expected_for(&gre(B, A, 0x9999), now), None);
+        let (g, _) = id_of(s.handle_packet(now, &gre(A, B, 0xabcd)));
+        assert!(s.get(g).unwrap().expected());
+        assert_eq!(s.get(g).unwrap().helper(), Some(HelperKind::Pptp));
+        // Both directions' expectations went with the one used.
+        assert_eq!(s.stats().expect.live, 0);
+        // A second call, then the disconnect: its expectations go.
+        say(&mut s, false, message(OUT_CALL_REQUEST, &[0x00, 0x02]));
+        say(
+            &mut s,
+            true,
+            message(OUT_CALL_REPLY, &[0x00, 0x03, 0x00, 0x02, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 2);
+        say(
+            &mut s,
+            true,
+            message(CALL_DISCONNECT_NOTIFY, &[0x00, 0x03, 1]),
+        );
+        assert_eq!(s.stats().expect.live, 0);
+    }
+
+    #[test]
+    fn no_service_ports_no_helper() {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        let (id, _) = id_of(s.handle_packet(Instant::ZERO, &tcp(A, 1, B, 21, SYN, 1, 0)));
+        assert_eq!(s.get(id).unwrap().helper(), None);
+        assert!(!s.wants_help(id));
+        assert_eq!(s.helpers.memory_bytes(), 0);
+    }
+}

@@ -1,0 +1,6 @@
+//! The tftp helper on arbitrary input: see `ctrack_fuzz::helpers::tftp`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ctrack_fuzz::helpers::tftp(data);
+});
