@@ -147,6 +147,9 @@ pub struct Firewall {
     /// Counters carried over from earlier rulesets, by [`RuleId`].
     base: Vec<RuleCounter>,
     needed_by: Vec<String>,
+    /// The interfaces' addresses (`/ip address`, `/ipv6 address`), for
+    /// `masquerade` and `redirect`.
+    addresses: Arc<dataplane::nat::Addresses>,
 }
 
 impl Firewall {
@@ -159,7 +162,12 @@ impl Firewall {
         let mut names = Names::default();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let addresses = Arc::new(
+            dataplane::nat::Addresses::from_config(&config, &interfaces)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         Ok(Firewall {
+            addresses,
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
             config,
@@ -209,6 +217,7 @@ impl Firewall {
             auto_tracking: self.auto_tracking(),
             reply,
             lists_out,
+            addresses: Some(Arc::clone(&self.addresses)),
         }
     }
 
@@ -221,7 +230,12 @@ impl Firewall {
         let mut names = self.names.clone();
         let ruleset = Ruleset::compile(&config, &interfaces, &mut names)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let addresses = Arc::new(
+            dataplane::nat::Addresses::from_config(&config, &interfaces)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         Ok(Firewall {
+            addresses,
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
             config,

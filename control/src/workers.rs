@@ -679,6 +679,7 @@ mod tests {
                 auto_tracking: true,
                 reply: Some(tx),
                 lists_out: None,
+                addresses: None,
             };
             r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
             let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();

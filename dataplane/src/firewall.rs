@@ -48,6 +48,18 @@ pub const FORWARD_HOOKS: [Hook; 4] = [
     Hook::ManglePostrouting,
 ];
 
+/// The hooks a packet that opens a connection passes when the ruleset has
+/// NAT rules: [`FORWARD_HOOKS`] with the `dstnat` chain after prerouting
+/// and the `srcnat` chain last (Linux's NAT priorities; see [`crate::nat`]).
+pub const NEW_NAT_HOOKS: [Hook; 6] = [
+    Hook::ManglePrerouting,
+    Hook::NatDstnat,
+    Hook::MangleForward,
+    Hook::FilterForward,
+    Hook::ManglePostrouting,
+    Hook::NatSrcnat,
+];
+
 /// Dynamic address-list entries a worker holds at most.
 pub const LIST_ENTRIES: usize = 65_536;
 /// Address-list additions queued for control at most.
@@ -74,6 +86,9 @@ pub mod reason {
     /// [`super::answer_of`]).
     pub const REJECT: u16 = 2;
     pub const TARPIT: u16 = 3;
+    /// NAT found no binding (exhaustion, no address: counted by the
+    /// worker's [`crate::nat::NatCounters`]).
+    pub const NAT: u16 = 4;
     /// `reject` codes: `REJECT_WITH` + the kind's index in
     /// [`super::REJECT_KINDS`].
     pub const REJECT_WITH: u16 = 16;
@@ -142,6 +157,9 @@ pub struct FirewallUpdate {
     /// Where the worker reports its address-list additions for the others
     /// (`None`: they stay in this worker).
     pub lists_out: Option<Arc<ListQueue>>,
+    /// The interfaces' addresses of the script (`masquerade`, `redirect`);
+    /// `None`: none.
+    pub addresses: Option<Arc<crate::nat::Addresses>>,
 }
 
 /// A worker's ruleset after a swap: its final counters are in `state`.
@@ -180,6 +198,9 @@ pub struct WorkerFirewall {
     /// tracked on the full path, so they still pass the rules.
     marked_now: [crate::conntrack::ConnId; crate::worker::MAX_BURST],
     n_marked: usize,
+    /// NAT, when the ruleset has NAT rules (set by the worker, which knows
+    /// its place among the workers: [`crate::nat::WorkerNat`]).
+    pub nat: Option<Box<crate::nat::WorkerNat>>,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -211,6 +232,7 @@ impl WorkerFirewall {
             lists_lost: 0,
             marked_now: [crate::conntrack::ConnId(0); crate::worker::MAX_BURST],
             n_marked: 0,
+            nat: None,
         }
     }
 
@@ -229,6 +251,12 @@ impl WorkerFirewall {
     /// Takes the ruleset and state apart (for [`Retired`]).
     pub fn into_parts(self) -> (u64, Arc<Ruleset>, WorkerState) {
         (self.generation, self.rs, self.ws)
+    }
+
+    /// Whether the ruleset has NAT rules (the worker then gives the
+    /// firewall a [`crate::nat::WorkerNat`]).
+    pub fn uses_nat(rs: &Ruleset) -> bool {
+        (0..rs.len()).any(|i| rs.nat(ctrack_rules::RuleId(i as u32)).is_some())
     }
 
     /// Whether the ruleset can ask for FastTrack (the shard must then be
@@ -256,6 +284,9 @@ impl WorkerFirewall {
         decisions: &mut [Decision],
     ) {
         self.n_marked = 0;
+        if let Some(nat) = self.nat.as_deref_mut() {
+            nat.start_burst();
+        }
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
@@ -315,6 +346,10 @@ impl WorkerFirewall {
                 // Dropped by the table already, or decided.
                 Verdict::Dropped(_) | Verdict::Refused(_) => continue,
             };
+            if verdicts[j] == Verdict::New && self.nat.is_some() {
+                decisions[j] = self.decide_new_nat(shard, now, &pkts[j], &mut ctx);
+                continue;
+            }
             let v = self.run_hooks(now, &mut ctx);
             if verdicts[j] == Verdict::New {
                 decisions[j] = match drop_reason(v.action) {
@@ -331,6 +366,37 @@ impl WorkerFirewall {
             } else {
                 self.apply_existing(shard, j, &v, existing, verdicts);
             }
+        }
+    }
+
+    /// The decision for a packet that opens a connection, through the NAT
+    /// chains too ([`NEW_NAT_HOOKS`]): the binding chosen once, its reply
+    /// key into the decision (see [`crate::nat`]).
+    #[cold]
+    fn decide_new_nat(
+        &mut self,
+        shard: &Shard,
+        now: Instant,
+        pkt: &FlowRepr,
+        ctx: &mut PacketCtx<'static>,
+    ) -> Decision {
+        let mut pending = crate::nat::Pending::default();
+        let v = self.walk(now, ctx, &NEW_NAT_HOOKS, Some(&mut pending));
+        let r = drop_reason(v.action);
+        if r != 0 {
+            return Decision::drop(r);
+        }
+        let Some(nat) = self.nat.as_deref_mut() else {
+            return Decision::ACCEPT;
+        };
+        let orig = crate::conntrack::key::Key::of_packet(&pkt.tuple, &pkt.l4);
+        match nat.finish(shard, &orig, &pending) {
+            Ok(reply) => Decision {
+                mark: ctx.conn.mark,
+                reply,
+                ..Decision::ACCEPT
+            },
+            Err(_) => Decision::drop(reason::NAT),
         }
     }
 
@@ -372,21 +438,36 @@ impl WorkerFirewall {
     /// marks from hook to hook; stops at the first hook that drops.
     #[inline]
     fn run_hooks(&mut self, now: Instant, ctx: &mut PacketCtx<'static>) -> Merged {
+        self.walk(now, ctx, &FORWARD_HOOKS, None)
+    }
+
+    /// Runs `hooks` as [`WorkerFirewall::run_hooks`] does; a NAT chain's
+    /// NAT action goes into `nat` (see [`crate::nat::WorkerNat::bind`]).
+    #[inline]
+    fn walk(
+        &mut self,
+        now: Instant,
+        ctx: &mut PacketCtx<'static>,
+        hooks: &[Hook],
+        mut nat: Option<&mut crate::nat::Pending>,
+    ) -> Merged {
         let mut m = Merged {
             action: Final::Accept,
             mark: ctx.conn.mark,
             fasttrack: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
-        for hook in FORWARD_HOOKS {
-            // Prerouting knows no out-interface yet; postrouting has no
-            // in-interface (as in Linux and RouterOS).
-            ctx.in_iface = if hook == Hook::ManglePostrouting {
+        let mut outp = outp;
+        for &hook in hooks {
+            // Prerouting (and dstnat) knows no out-interface yet;
+            // postrouting (and srcnat) has no in-interface (as in Linux and
+            // RouterOS).
+            ctx.in_iface = if matches!(hook, Hook::ManglePostrouting | Hook::NatSrcnat) {
                 NO_IFACE
             } else {
                 inp
             };
-            ctx.out_iface = if hook == Hook::ManglePrerouting {
+            ctx.out_iface = if matches!(hook, Hook::ManglePrerouting | Hook::NatDstnat) {
                 NO_IFACE
             } else {
                 outp
@@ -406,6 +487,25 @@ impl WorkerFirewall {
                 ctx.conn.l7 = l7;
             }
             m.fasttrack |= v.fasttrack;
+            if let (Final::Nat(id), Some(p)) = (v.action, nat.as_deref_mut())
+                && let (Some(target), Some(n)) = (self.rs.nat(id), self.nat.as_deref_mut())
+            {
+                // `redirect` and `masquerade` need the interfaces: the
+                // packet's, whatever the hook hides from the matchers.
+                let (hid_in, hid_out) = (ctx.in_iface, ctx.out_iface);
+                ctx.in_iface = inp;
+                ctx.out_iface = outp;
+                n.bind(target, hook == Hook::NatDstnat, ctx, p);
+                ctx.in_iface = hid_in;
+                ctx.out_iface = hid_out;
+                if hook == Hook::NatDstnat {
+                    // The routing seam: the out-interface after dstnat.
+                    outp = crate::nat::out_port(inp, outp, &ctx.dst).unwrap_or(outp);
+                }
+                if p.drop.is_some() {
+                    break;
+                }
+            }
             if drop_reason(v.action) != 0 {
                 m.action = v.action;
                 break;
@@ -571,6 +671,7 @@ mod tests {
             auto_tracking: true,
             reply: None,
             lists_out: None,
+            addresses: None,
         })))
         .unwrap();
         w.poll_once();

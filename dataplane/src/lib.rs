@@ -8,6 +8,7 @@
 //! - [`stats`]: per-worker counters.
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
+//! - [`nat`]: NAT rules' bindings and the rewrite of NAT connections' packets.
 //! - [`events`]: the rings that carry connection events to the control side.
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod acl;
 pub mod events;
 pub mod firewall;
 pub mod io;
+pub mod nat;
 pub mod policy;
 pub mod respond;
 pub mod rss;

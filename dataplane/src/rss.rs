@@ -337,8 +337,28 @@ impl Dispatch {
     /// The worker that owns `pkt`'s connection.
     #[inline]
     pub fn owner(&self, pkt: &crate::flow::FlowRepr) -> u16 {
-        self.reta
-            .queue_for(self.toeplitz.flow_hash(Self::owner_tuple(pkt)))
+        self.owner_of(Self::owner_tuple(pkt))
+    }
+
+    /// The worker that owns the connection of a packet with tuple `t` (an
+    /// ICMP error's: the quoted one). TCP and UDP by the NIC's hash
+    /// ([`Toeplitz::flow_hash`]); ICMP and ICMPv6 with the query id in both
+    /// port fields (symmetric: a query and its answer carry the same id), so
+    /// that NAT can place a translated query on any worker by its id (see
+    /// [`crate::nat`]); other protocols by their addresses.
+    #[inline]
+    pub fn owner_of(&self, t: &Tuple) -> u16 {
+        let h = match (t.proto, t.family) {
+            (proto::ICMP | proto::ICMPV6, Family::V4) => {
+                self.toeplitz
+                    .hash_v4(t.src.v4_octets(), t.dst.v4_octets(), t.src_port, t.src_port)
+            }
+            (proto::ICMP | proto::ICMPV6, Family::V6) => self
+                .toeplitz
+                .hash_v6(t.src.0, t.dst.0, t.src_port, t.src_port),
+            _ => self.toeplitz.flow_hash(t),
+        };
+        self.reta.queue_for(h)
     }
 
     /// As [`Dispatch::owner`], given the hash the NIC put in the packet,

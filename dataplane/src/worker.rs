@@ -49,10 +49,15 @@ use crate::stats::{WorkerCounters, WorkerTotals};
 /// sans-io core draws no entropy itself, so the dataplane does, once per
 /// shard.
 pub fn random_seed() -> crate::conntrack::key::HashSeed {
+    crate::conntrack::key::HashSeed::from_u64(random_u64())
+}
+
+/// A random number from the process's random state (not per packet).
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6374_7261_636b);
-    crate::conntrack::key::HashSeed::from_u64(h.finish())
+    h.finish()
 }
 
 /// The ingress port of a packet only handed over for transmission.
@@ -370,6 +375,13 @@ impl<I: PacketIo> Worker<I> {
     fn publish(&mut self) {
         self.core.totals.entries = u64::from(self.core.shard.total_entries());
         self.core.totals.max_entries = u64::from(self.core.shard.max_entries());
+        if let Some(n) = self.core.fw.as_deref().and_then(|f| f.nat.as_deref()) {
+            let (t, c) = (&mut self.core.totals, &n.counters);
+            t.nat_translated = c.translated;
+            t.nat_exhausted = c.exhausted;
+            t.nat_no_address = c.no_address;
+            t.nat_bad_range = c.bad_range;
+        }
         self.counters.publish(&self.core.totals);
     }
 
@@ -602,11 +614,32 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
 
     /// Swaps the firewall (see [`Command::Firewall`]); returns the old one.
     fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate, now: Instant) -> Retired {
+        // NAT counters go on across rulesets (they are the worker's totals).
+        let nat_counters = self
+            .fw
+            .as_deref()
+            .and_then(|f| f.nat.as_deref())
+            .map(|n| n.counters)
+            .unwrap_or_default();
         let new = u.ruleset.map(|rs| {
             if WorkerFirewall::uses_fasttrack(&rs) {
                 self.shard.set_fasttrack_ready();
             }
-            Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
+            let nat = WorkerFirewall::uses_nat(&rs);
+            let mut fw = Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out));
+            if nat {
+                fw.nat = Some(Box::new(crate::nat::WorkerNat::new(
+                    u.addresses.clone().unwrap_or_default(),
+                    self.id,
+                    self.mesh.workers as u16,
+                    self.dispatch.clone(),
+                    random_u64(),
+                )));
+                if let Some(n) = fw.nat.as_deref_mut() {
+                    n.counters = nat_counters;
+                }
+            }
+            fw
         });
         self.shard.set_auto_tracking(u.auto_tracking);
         match std::mem::replace(&mut self.fw, new) {
@@ -636,9 +669,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     ) {
         match self.disp.get(i).copied().unwrap_or(Disp::Untracked) {
             Disp::Untracked => self.forward(io, pkt, egress),
-            Disp::Local(k) => {
-                self.after_verdict(io, self.verdicts[k as usize], pkt, (ingress, egress))
-            }
+            Disp::Local(k) => self.after_verdict(
+                io,
+                k as usize,
+                self.verdicts[k as usize],
+                pkt,
+                (ingress, egress),
+            ),
             Disp::Remote(owner) => {
                 let repr = Some(self.parsed[i]);
                 self.hand_off(
@@ -654,11 +691,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         }
     }
 
+    /// Counts, answers or forwards `pkt` (`local[k]`) by its verdict `v`; a
+    /// packet of a NAT connection is rewritten first ([`crate::nat`]).
     fn after_verdict<I: PacketIo<Packet = P, Burst = B>>(
         &mut self,
         io: &mut I,
+        k: usize,
         v: Verdict,
-        pkt: P,
+        mut pkt: P,
         (ingress, egress): (u16, u16),
     ) {
         // `Refused`: the firewall dropped the packet (by its action).
@@ -667,6 +707,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 Verdict::Refused(reason::DROP) => self.totals.fw_dropped += 1,
                 Verdict::Refused(r) if reason::is_reject(r) => self.totals.fw_rejected += 1,
                 Verdict::Refused(reason::TARPIT) => self.totals.fw_tarpitted += 1,
+                // Counted by the NAT's own counters.
+                Verdict::Refused(reason::NAT) => {}
                 _ => self.totals.table_dropped += 1,
             }
             if let Verdict::Refused(r) = v
@@ -683,6 +725,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             drop(pkt);
         } else {
+            if self.shard.nat_connections() > 0 {
+                let rw = crate::nat::plan(&self.shard, &self.local[k], v);
+                if rw != crate::nat::Rewrite::None
+                    && crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
+                {
+                    // Linux drops what it cannot mangle.
+                    self.totals.nat_rewrite_failed += 1;
+                    return;
+                }
+            }
             self.forward(io, pkt, egress);
         }
     }
@@ -770,7 +822,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 let mut staged = std::mem::take(&mut self.staged);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
-                    self.after_verdict(io, self.verdicts[j], pkt, (ingress, port));
+                    self.after_verdict(io, j, self.verdicts[j], pkt, (ingress, port));
                 }
                 self.staged = staged;
             }

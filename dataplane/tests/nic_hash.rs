@@ -92,6 +92,10 @@ impl PacketIo for HashedIo {
         self.inner.alloc(data)
     }
 
+    fn packet_data_mut<'a>(&self, p: &'a mut Vec<u8>) -> &'a mut [u8] {
+        p
+    }
+
     fn packet_data<'a>(&self, p: &'a Vec<u8>) -> &'a [u8] {
         p
     }

@@ -705,7 +705,12 @@ impl Shard {
                 match icmp::classify(pkt.tuple.proto == proto::ICMPV6, i) {
                     icmp::IcmpClass::Lookup => normal(slot),
                     icmp::IcmpClass::Related(inner) => {
-                        self.prepare_lookup(Key::of_quoted(inner), true, slot)
+                        // Looked up as the answer to the quoted packet:
+                        // the quote is a packet as it left (translated, for
+                        // NAT), so its inverse is the key this error's
+                        // direction carries (a NAT connection's stored
+                        // reply key, or the original), found as it is.
+                        self.prepare_lookup(Key::of_quoted(inner).reply(), true, slot)
                     }
                     icmp::IcmpClass::Done(v) => done(slot, v),
                 }
@@ -1009,7 +1014,9 @@ impl Shard {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
                     // As Linux: the error is `related` to the connection but
                     // counted nowhere on it (no packets, no bytes, no refresh).
-                    let dir = d.flip();
+                    // The key was the quote's inverse: `d` is the error's own
+                    // direction.
+                    let dir = d;
                     self.stats.related += 1;
                     Verdict::Related {
                         id: self.id_of(i),
@@ -1338,7 +1345,17 @@ impl Shard {
             Some(r) => {
                 // NAT: a slot per key.
                 self.arena.set_nat_reply(i, r);
-                self.e_mut(i).flags |= flag::NAT_REPLY;
+                // `srcnat`/`dstnat` as Linux's IPS_SRC_NAT/IPS_DST_NAT: the
+                // side of the original tuple the translation changed.
+                let t = r.reply();
+                let mut f = flag::NAT_REPLY;
+                if t.src != key.src || t.sport != key.sport {
+                    f |= flag::SRCNAT;
+                }
+                if t.dst != key.dst || t.dport != key.dport {
+                    f |= flag::DSTNAT;
+                }
+                self.e_mut(i).flags |= f;
                 let rh = r.canonical().0.hash(&self.seed);
                 if !self.index_insert(hash, i << 1) {
                     return self.insert_failed(i, DropReason::IndexFull);
@@ -1506,6 +1523,13 @@ impl Shard {
         Some(Duration::from_nanos(
             self.deadline_of(self.e(i)).saturating_sub(now.nanos()),
         ))
+    }
+
+    /// Live connections with a NAT reply key (0: no packet needs
+    /// rewriting).
+    #[inline]
+    pub fn nat_connections(&self) -> u32 {
+        self.nat_live
     }
 
     /// The key that reply packets of connection `id` carry: the inverse of

@@ -157,6 +157,10 @@ impl PacketIo for DpdkIo {
         q.mempool().alloc_with(data)
     }
 
+    fn packet_data_mut<'a>(&self, p: &'a mut Mbuf) -> &'a mut [u8] {
+        p.data_mut()
+    }
+
     fn packet_data<'a>(&self, p: &'a Mbuf) -> &'a [u8] {
         p.data()
     }

@@ -178,6 +178,10 @@ impl PacketIo for MemIo {
         Some(data.to_vec())
     }
 
+    fn packet_data_mut<'a>(&self, p: &'a mut Vec<u8>) -> &'a mut [u8] {
+        p
+    }
+
     fn packet_data<'a>(&self, p: &'a Vec<u8>) -> &'a [u8] {
         p
     }

@@ -93,4 +93,7 @@ pub trait PacketIo {
     fn alloc(&mut self, data: &[u8]) -> Option<Self::Packet>;
     /// The bytes of packet `p` (its first segment).
     fn packet_data<'a>(&self, p: &'a Self::Packet) -> &'a [u8];
+    /// The bytes of packet `p` (its first segment), to rewrite in place
+    /// (NAT).
+    fn packet_data_mut<'a>(&self, p: &'a mut Self::Packet) -> &'a mut [u8];
 }
