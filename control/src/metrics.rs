@@ -270,6 +270,25 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         per_worker(&|x| x.handoff_dropped),
     );
 
+    // NAT.
+    f.counter(
+        "ctrack_nat_translations_total",
+        "Connections NAT translated (a binding chosen on the first packet).",
+        &["worker"],
+        per_worker(&|x| x.nat_translated),
+    );
+    f.counter(
+        "ctrack_nat_dropped_total",
+        "Packets NAT dropped: first packets without a free tuple (exhausted), \
+         masquerade/redirect without an address (no_address), an unusable range (bad_range); \
+         packets of NAT connections that could not be rewritten (rewrite_failed).",
+        &["reason"],
+        crate::ops::NAT_DROP_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (vec![r.to_string()], sum(&|x| x.nat_dropped[i]))),
+    );
+
     // Workers.
     f.gauge(
         "ctrack_worker_busy_ratio",
@@ -599,6 +618,8 @@ mod tests {
                 total_entries: 50 * k,
                 max_entries: 1 << 20,
                 connections,
+                nat_translated: 5 * k,
+                nat_dropped: [k, 0, 0, 0],
             }
         };
         MetricsSnapshot {

@@ -72,7 +72,14 @@ pub struct WorkerMetrics {
     pub max_entries: u64,
     /// Live connections by (protocol name, tcp-state or "").
     pub connections: BTreeMap<(String, String), u64>,
+    /// NAT: connections translated, and first packets dropped by reason
+    /// ([`NAT_DROP_REASONS`]), then packets that could not be rewritten.
+    pub nat_translated: u64,
+    pub nat_dropped: [u64; 4],
 }
+
+/// The `reason` labels of [`WorkerMetrics::nat_dropped`].
+pub const NAT_DROP_REASONS: [&str; 4] = ["exhausted", "no_address", "bad_range", "rewrite_failed"];
 
 /// One port's DPDK counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -361,6 +361,13 @@ impl Dataplane for WorkerSet {
                     total_entries: t.entries,
                     max_entries: t.max_entries,
                     connections,
+                    nat_translated: t.nat_translated,
+                    nat_dropped: [
+                        t.nat_exhausted,
+                        t.nat_no_address,
+                        t.nat_bad_range,
+                        t.nat_rewrite_failed,
+                    ],
                 }
             })
             .collect();
