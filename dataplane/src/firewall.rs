@@ -320,6 +320,19 @@ impl WorkerFirewall {
                         rate_bps: view.rate_bps,
                         ..ConnCtx::default()
                     };
+                    if view.srcnat || view.dstnat {
+                        // The hooks after prerouting see the destination as
+                        // the prerouting NAT left it (as Linux's filter).
+                        let v = self.walk_nat_view(shard, now, &pkts[j], verdicts[j], &mut ctx);
+                        self.apply_existing(
+                            shard,
+                            j,
+                            &v,
+                            Some((id, view.mark, view.fasttrack_eligible)),
+                            verdicts,
+                        );
+                        continue;
+                    }
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -398,6 +411,40 @@ impl WorkerFirewall {
             },
             Err(_) => Decision::drop(reason::NAT),
         }
+    }
+
+    /// [`FORWARD_HOOKS`] for a packet of a NAT connection: from mangle
+    /// forward on, `ctx` has the destination the packet leaves with.
+    #[cold]
+    fn walk_nat_view(
+        &mut self,
+        shard: &Shard,
+        now: Instant,
+        pkt: &FlowRepr,
+        v: Verdict,
+        ctx: &mut PacketCtx<'static>,
+    ) -> Merged {
+        let dst = match crate::nat::plan(shard, pkt, v) {
+            crate::nat::Rewrite::To(t) => Some((t.dst, t.dst_port)),
+            _ => None,
+        };
+        let ifaces = (ctx.in_iface, ctx.out_iface);
+        let mut m = self.walk(now, ctx, &FORWARD_HOOKS[..1], None);
+        if drop_reason(m.action) != 0 {
+            return m;
+        }
+        (ctx.in_iface, ctx.out_iface) = ifaces;
+        if let Some((a, p)) = dst {
+            ctx.dst = a;
+            if matches!(ctx.proto, crate::flow::proto::TCP | crate::flow::proto::UDP) {
+                ctx.dst_port = p;
+            }
+        }
+        let rest = self.walk(now, ctx, &FORWARD_HOOKS[1..], None);
+        m.action = rest.action;
+        m.mark = rest.mark;
+        m.fasttrack |= rest.fasttrack;
+        m
     }
 
     /// The verdict for a packet of an existing (or untracked, invalid)

@@ -918,6 +918,52 @@ mod tests {
         }
     }
 
+    /// The filter sees a port-forwarded connection's later packets with
+    /// their translated destination (as Linux's filter, after the
+    /// prerouting NAT): a rule on the inside server's address and port
+    /// accepts them, whatever the packet carried on the wire.
+    #[test]
+    fn the_filter_sees_the_translated_destination_of_later_packets() {
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let script = "/ip firewall nat\n\
+            add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp \
+            dst-port=2222 to-addresses=10.0.0.5 to-ports=22\n\
+            /ip firewall filter\n\
+            add chain=forward action=accept protocol=tcp dst-address=10.0.0.5 dst-port=22\n\
+            add chain=forward action=accept in-interface=ether1\n\
+            add chain=forward action=drop\n";
+        let c = [192, 0, 2, 7];
+        let mut n = Net::new(script, 1);
+        let out = n.send(
+            1,
+            &[tcp_frame(c, PUB, 40000, 2222, 1, 0, SYN, 0, None, false)],
+        );
+        assert_eq!(out[0].len(), 1);
+        let out = n.send(
+            0,
+            &[tcp_frame(
+                [10, 0, 0, 5],
+                c,
+                22,
+                40000,
+                5,
+                2,
+                SYN | ACK,
+                0,
+                None,
+                true,
+            )],
+        );
+        assert_eq!(out[1].len(), 1);
+        let out = n.send(
+            1,
+            &[tcp_frame(c, PUB, 40000, 2222, 2, 6, ACK, 10, None, false)],
+        );
+        assert_eq!(out[0].len(), 1, "{:?}", n.w[0].totals());
+        assert_eq!(tuple(&out[0][0]).dst_port, 22);
+        assert_eq!(n.w[0].totals().fw_dropped, 0);
+    }
+
     /// A port unreachable for a masqueraded datagram reaches the inside
     /// host with its outer and quoted addresses translated back.
     #[test]
