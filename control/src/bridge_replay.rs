@@ -144,7 +144,7 @@ pub fn replay_interfaces(
     let io = MemIo::new(links, ports, &tx_ports, 32);
     let (_cmd_tx, cmd_rx) = crossbeam::channel::bounded(1);
     let shard = Shard::new(
-        TableConfig::new(max_entries),
+        TableConfig::new(max_entries).with_nat(firewall.as_ref().is_some_and(|f| f.uses_nat())),
         settings.clone(),
         0,
         dataplane::worker::random_seed(),

@@ -194,6 +194,12 @@ impl Firewall {
         self.generation
     }
 
+    /// Whether the ruleset has NAT rules (the table then needs index room
+    /// for reply keys: [`dataplane::conntrack::TableConfig::nat`]).
+    pub fn uses_nat(&self) -> bool {
+        dataplane::firewall::WorkerFirewall::uses_nat(&self.ruleset)
+    }
+
     /// What `enabled=auto` resolves to: whether a rule needs tracking.
     pub fn auto_tracking(&self) -> bool {
         !self.needed_by.is_empty()

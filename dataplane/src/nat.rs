@@ -546,6 +546,10 @@ mod tests {
 
     impl Net {
         fn new(script: &str, workers: u16) -> Net {
+            Net::with_table(script, workers, TableConfig::new(4096))
+        }
+
+        fn with_table(script: &str, workers: u16, table: TableConfig) -> Net {
             let cfg = parse(script).unwrap();
             let ifaces = cfg.interface_names(&["ether1", "ether2"]);
             let mut names = Names::default();
@@ -574,12 +578,7 @@ mod tests {
                         MemIo::new(links, 2, &[id ^ 1], 32)
                     };
                     let (_tx, rx) = crossbeam::channel::bounded(4);
-                    let shard = Shard::new(
-                        TableConfig::new(4096),
-                        Settings::default(),
-                        id,
-                        random_seed(),
-                    );
+                    let shard = Shard::new(table, Settings::default(), id, random_seed());
                     let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
                     w.install_firewall(FirewallUpdate {
                         ruleset: Some(Arc::clone(&rs)),
@@ -822,6 +821,29 @@ mod tests {
         assert_eq!((t.nat_exhausted, t.nat_translated), (1, 2));
         assert_eq!(t.table_dropped, 0, "counted as NAT, not as the table's");
         assert_eq!(n.entries(), 2);
+    }
+
+    /// `TableConfig::nat`: the index has room for both keys of every
+    /// connection, so a table of NAT connections fills to max-entries;
+    /// without it inserts fail before (counted, nothing reused).
+    #[test]
+    fn a_nat_table_fills_to_max_entries() {
+        let frames: Vec<_> = (0..1024u32)
+            .map(|i| {
+                let h = [10, 1, (i >> 8) as u8, i as u8];
+                udp_frame(h, S, 5000, 53, 8, true)
+            })
+            .collect();
+        let mut n = Net::with_table(MASQ, 1, TableConfig::new(1024).with_nat(true));
+        let out = n.send(0, &frames);
+        assert_eq!((n.entries(), out[1].len()), (1024, 1024));
+        let full = |n: &Net| {
+            n.w[0].shard().stats().dropped[crate::conntrack::DropReason::IndexFull.index()]
+        };
+        assert_eq!(full(&n), 0);
+        let mut n = Net::with_table(MASQ, 1, TableConfig::new(1024));
+        n.send(0, &frames);
+        assert!(n.entries() < 1024 && full(&n) > 0, "{}", n.entries());
     }
 
     #[test]

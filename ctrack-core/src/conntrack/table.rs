@@ -47,13 +47,25 @@ pub struct TableConfig {
     /// The ceiling: `max-entries`. The index is sized for it at once; the
     /// entries grow in chunks up to it.
     pub max_entries: u32,
+    /// Room in the index for a NAT reply key per connection (two keys
+    /// each), so that a table of NAT connections fills to `max_entries`;
+    /// without it about half of that fits before inserts fail
+    /// ([`DropReason::IndexFull`]). Costs one more index key per entry
+    /// (7.1 bytes).
+    pub nat: bool,
 }
 
 impl TableConfig {
     pub fn new(max_entries: u32) -> TableConfig {
         TableConfig {
             max_entries: max_entries.clamp(1, MAX_ENTRIES_LIMIT),
+            nat: false,
         }
+    }
+
+    /// With (or without) [`TableConfig::nat`]'s room.
+    pub fn with_nat(self, nat: bool) -> TableConfig {
+        TableConfig { nat, ..self }
     }
 
     /// Bytes one connection costs at the ceiling: its entry (hot and cold
@@ -260,7 +272,7 @@ impl Shard {
             worker,
             max_entries: max,
             seed,
-            index: Index::new(u64::from(max)),
+            index: Index::new(u64::from(max) * if config.nat { 2 } else { 1 }),
             arena: Arena::new(max),
             wheel: Wheel::new(),
             live: 0,
