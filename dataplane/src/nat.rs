@@ -823,6 +823,30 @@ mod tests {
         assert_eq!(n.entries(), 2);
     }
 
+    /// Fast-tracked packets of a NAT connection are rewritten too (the
+    /// short path skips the rules, not the translation).
+    #[test]
+    fn fasttracked_packets_are_translated() {
+        let script = format!(
+            "{MASQ}/ip firewall filter\n\
+             add chain=forward action=fasttrack-connection connection-state=established\n"
+        );
+        let mut n = Net::new(&script, 1);
+        let first = n.send(0, &[udp_frame(H1, S, 5000, 53, 8, true)]);
+        let t = tuple(&first[1][0]);
+        for _ in 0..4 {
+            let back = n.send(1, &[udp_frame(S, PUB, 53, t.src_port, 8, false)]);
+            assert_eq!(tuple(&back[0][0]).dst, v4(H1));
+            let out = n.send(0, &[udp_frame(H1, S, 5000, 53, 8, true)]);
+            assert_eq!(tuple(&out[1][0]), t);
+        }
+        let st = n.w[0].shard().stats();
+        assert!(
+            st.fasttrack_packets[0] > 0 && st.fasttrack_packets[1] > 0,
+            "{st:?}"
+        );
+    }
+
     /// `TableConfig::nat`: the index has room for both keys of every
     /// connection, so a table of NAT connections fills to max-entries;
     /// without it inserts fail before (counted, nothing reused).
