@@ -331,8 +331,11 @@ configs = [
     ("fasttrack", ["--fasttrack", "established"], False, cap, "ctrack FastTrack"),
     ("tcp-full", [], False, tcap, "ctrack TCP full path"),
     ("tcp-fasttrack", ["--fasttrack", "established"], False, tcap, "ctrack TCP FastTrack"),
-    ("nat-masquerade", ["--rules", f"{out}/nat-masquerade.rsc"], False, rcap, "ctrack NAT masquerade"),
-    ("nat-accept", ["--rules", f"{out}/nat-accept.rsc"], False, rcap, "ctrack NAT exempt"),
+    # `enabled=yes`: an `accept` alone needs no tracking (`auto` would be off).
+    ("nat-masquerade", ["--set", "enabled=yes", "--rules", f"{out}/nat-masquerade.rsc"], False, rcap,
+     "ctrack NAT masquerade"),
+    ("nat-accept", ["--set", "enabled=yes", "--rules", f"{out}/nat-accept.rsc"], False, rcap,
+     "ctrack NAT exempt"),
 ]
 configs = [c for c in configs if c[0].startswith(ONLY)]
 testpmd_modes = () if ONLY else ("io", "macswap", "5tswap")
