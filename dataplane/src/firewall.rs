@@ -201,6 +201,9 @@ pub struct WorkerFirewall {
     /// NAT, when the ruleset has NAT rules (set by the worker, which knows
     /// its place among the workers: [`crate::nat::WorkerNat`]).
     pub nat: Option<Box<crate::nat::WorkerNat>>,
+    /// The ruleset has NAT rules and nothing else: packets of existing
+    /// connections (which pass no NAT chain) have no rule to pass.
+    only_nat: bool,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -220,6 +223,7 @@ impl WorkerFirewall {
         lists_out: Option<Arc<ListQueue>>,
     ) -> WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
+        let only_nat = rs_only_nat(&rs);
         WorkerFirewall {
             rs,
             ws,
@@ -233,6 +237,7 @@ impl WorkerFirewall {
             marked_now: [crate::conntrack::ConnId(0); crate::worker::MAX_BURST],
             n_marked: 0,
             nat: None,
+            only_nat,
         }
     }
 
@@ -288,6 +293,9 @@ impl WorkerFirewall {
             nat.start_burst();
         }
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
+            if self.only_nat && verdicts[j] != Verdict::New {
+                continue;
+            }
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let mut ctx = PacketCtx::from_flow(&pkts[j]);
             ctx.in_iface = inp;
@@ -630,6 +638,15 @@ impl WorkerFirewall {
         buf.clear();
         buf.extend_from_slice(self.ws.counters());
     }
+}
+
+/// Whether every rule of `rs` is in the NAT table (and there is one).
+fn rs_only_nat(rs: &Ruleset) -> bool {
+    !rs.is_empty()
+        && (0..rs.len()).all(|i| {
+            rs.rule(ctrack_rules::RuleId(i as u32))
+                .is_some_and(|r| r.table == ctrack_rules::Table::Nat)
+        })
 }
 
 /// The hooks' combined verdict for one packet.
