@@ -608,6 +608,15 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     &mut self.verdicts[done..end],
                 );
             }
+            if self.shard.nat_connections() > 0 {
+                // The rewrite (`after_verdict`) reads the stored reply key:
+                // fetched while the rest of the burst is handled.
+                for v in &self.verdicts[done..end] {
+                    if let Verdict::Tracked { id, .. } | Verdict::Related { id, .. } = *v {
+                        self.shard.prefetch_nat(id);
+                    }
+                }
+            }
             done = end;
         }
     }

@@ -1544,6 +1544,17 @@ impl Shard {
         self.nat_live
     }
 
+    /// Prefetches what rewriting a packet of connection `id` reads besides
+    /// its entry (its stored NAT reply key), if it has one.
+    #[inline]
+    pub fn prefetch_nat(&self, id: ConnId) {
+        if let Some(i) = self.resolve_id(id)
+            && self.e(i).has(flag::NAT_REPLY)
+        {
+            self.arena.prefetch_nat_reply(i);
+        }
+    }
+
     /// The key that reply packets of connection `id` carry: the inverse of
     /// its original key, or the NAT reply key its decision gave.
     pub fn reply_key(&self, id: ConnId) -> Option<Key> {
