@@ -2,15 +2,22 @@
 # ctrack on two ports: ether1 is the WAN side, ether2 the LAN side.
 # RouterOS puts its LAN ports in a bridge and lists the bridge as LAN;
 # ctrack's dataplane has no bridge interface, so ether2 is the LAN list's
-# member. The NAT rule (masquerade out of WAN) is left out until ctrack has
-# NAT. Load it with `ctrack run --rules dist/defconf.rsc` or
-# `ctrack replay --in ether1=wan.pcap --in ether2=lan.pcap --rules ...`.
+# member. The masquerade out of WAN needs the WAN's address (RouterOS's DHCP
+# client gets it): put yours in `/ip address` below; without one, connections
+# from the LAN out of the WAN are dropped and counted (`nat_no_address`), as
+# Linux's masquerade does. Load it with `ctrack run --rules dist/defconf.rsc`
+# or `ctrack replay --in ether1=wan.pcap --in ether2=lan.pcap --rules ...`.
 /interface list
 add comment=defconf name=WAN
 add comment=defconf name=LAN
 /interface list member
 add comment=defconf interface=ether2 list=LAN
 add comment=defconf interface=ether1 list=WAN
+/ip address
+add address=192.168.88.1/24 comment=defconf interface=ether2 network=\
+    192.168.88.0
+add address=203.0.113.2/24 comment="the WAN address (an example)" \
+    interface=ether1 network=203.0.113.0
 /ip firewall filter
 add action=accept chain=input comment=\
     "defconf: accept established,related,untracked" connection-state=\
@@ -36,6 +43,9 @@ add action=drop chain=forward comment="defconf: drop invalid" \
 add action=drop chain=forward comment=\
     "defconf: drop all from WAN not DSTNATed" connection-nat-state=!dstnat \
     connection-state=new in-interface-list=WAN
+/ip firewall nat
+add action=masquerade chain=srcnat comment="defconf: masquerade" \
+    ipsec-policy=out,none out-interface-list=WAN
 /ipv6 firewall address-list
 add address=::/128 comment="defconf: unspecified address" list=bad_ipv6
 add address=::1/128 comment="defconf: lo" list=bad_ipv6

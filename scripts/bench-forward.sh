@@ -18,6 +18,12 @@
 #   ctrack tracking FastTrack         --fasttrack established, same connections
 #   ctrack TCP full path / FastTrack  the same two over CONNS TCP connections
 #                                     picked up mid-stream (tcp-CONNS.pcap)
+#   ctrack NAT masquerade / exempt    CONNS UDP connections of requests only
+#                                     (req-CONNS.pcap), the srcnat chain's
+#                                     rule masquerade (every packet rewritten)
+#                                     or accept (the same ruleset, nothing
+#                                     translated); also the rate of new
+#                                     connections in the first pass
 #
 # Every row is measured after a warm-up (first traffic + WARM seconds, and at
 # least two passes of the capture, so that every connection exists, is
@@ -29,7 +35,8 @@
 #
 # Environment: CONNS (default 1000000; halved until the memory fits),
 # WARM (default 3 s), LIST_CMD (curl | count: what the listing loop runs),
-# ROUNDS (default 2: every row that many times, in turn; medians printed).
+# ROUNDS (default 2: every row that many times, in turn; medians printed),
+# ONLY (a row-name prefix, e.g. `nat`: only those ctrack rows, no testpmd).
 # Figures, not assertions: the targets are printed PASS/MISS and the script
 # exits 0 either way. Ratios carry over between machines, absolute rates do not
 # (shared 2-core VMs are noisy: run it on an idle machine).
@@ -83,14 +90,30 @@ if [ ! -s "$tcap" ]; then
     mv "$tcap.tmp" "$tcap"
 fi
 
+# NAT: the requests alone (a response would open a connection of its own:
+# it is not addressed to the masquerade address), so that every packet of
+# the steady state belongs to a translated connection.
+rcap="$out/req-${conns}.pcap"
+if [ ! -s "$rcap" ]; then
+    "$ctrack" generate "$rcap.tmp" --reply-out "$out/req-${conns}.replies.tmp" --tcp 0 --udp "$conns" \
+        --icmp 0 --exchanges 1 --payload 18 >/dev/null
+    rm -f "$out/req-${conns}.replies.tmp"
+    mv "$rcap.tmp" "$rcap"
+fi
+for what in masquerade accept; do
+    printf '/ip address\nadd address=198.51.100.1/24 interface=ether2\n/ip firewall nat\nadd chain=srcnat action=%s out-interface=ether2\n' \
+        "$what" >"$out/nat-$what.rsc"
+done
+
 echo "forwarding, 1 core (lcore 1), net_pcap (${conns} UDP connections, $((2 * conns)) packets of 60 B, infinite_rx) -> net_null"
 echo "${secs}s per row after ${warm}s warm-up; $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ctrack $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo '+dirty'); EAL -m ${eal_mb}, ${mbufs} mbufs, max-entries ${max_entries}"
 
-exec python3 - "$ctrack" "$cap" "$tcap" "$conns" "$mbufs" "$eal_mb" "$max_entries" "$secs" "$warm" "$out" "$list_cmd" <<'PY'
+exec python3 - "$ctrack" "$cap" "$tcap" "$conns" "$mbufs" "$eal_mb" "$max_entries" "$secs" "$warm" "$out" "$list_cmd" "$rcap" <<'PY'
 import json, os, re, signal, socket, subprocess, sys, threading, time, urllib.request
 
-ctrack, cap, tcap, conns, mbufs, eal_mb, max_entries, secs, warm, out, list_cmd = sys.argv[1:]
+ctrack, cap, tcap, conns, mbufs, eal_mb, max_entries, secs, warm, out, list_cmd, rcap = sys.argv[1:]
+ONLY = os.environ.get("ONLY", "")
 conns, mbufs, max_entries = int(conns), int(mbufs), int(max_entries)
 secs, warm = float(secs), float(warm)
 npkts = 2 * conns
@@ -201,7 +224,8 @@ def metrics(url):
     v = {}
     for line in body.splitlines():
         m = re.match(r"(ctrack_worker_rx_packets_total|ctrack_fasttrack_packets_total|"
-                     r"ctrack_conntrack_entries|ctrack_worker_tx_dropped_total)(\{[^}]*\})? (\S+)", line)
+                     r"ctrack_conntrack_entries|ctrack_worker_tx_dropped_total|"
+                     r"ctrack_nat_translations_total)(\{[^}]*\})? (\S+)", line)
         if m:
             v[m.group(1)] = v.get(m.group(1), 0) + float(m.group(3))
     return (t, v.get("ctrack_worker_rx_packets_total", 0), v)
@@ -241,8 +265,19 @@ def ctrack_run(name, args, listing=False, capture=cap):
                     break
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05 if capture == rcap else 0.2)
         t_first = s[0]
+        if capture == rcap:
+            # New connections per second: the table's growth between the
+            # samples inside the first pass (every packet opens one).
+            grow = [(s[0], s[2].get("ctrack_conntrack_entries", 0))]
+            while grow[-1][1] < 0.9 * conns and time.monotonic() < t_first + 60:
+                time.sleep(0.05)
+                x = metrics(url)
+                grow.append((x[0], x[2].get("ctrack_conntrack_entries", 0)))
+            inside = [g for g in grow if 0 < g[1] < 0.9 * conns]
+            if len(inside) >= 2:
+                res["new"] = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
         last = [s]
 
         def sample():
@@ -296,10 +331,17 @@ configs = [
     ("fasttrack", ["--fasttrack", "established"], False, cap, "ctrack FastTrack"),
     ("tcp-full", [], False, tcap, "ctrack TCP full path"),
     ("tcp-fasttrack", ["--fasttrack", "established"], False, tcap, "ctrack TCP FastTrack"),
+    # `enabled=yes`: an `accept` alone needs no tracking (`auto` would be off).
+    ("nat-masquerade", ["--set", "enabled=yes", "--rules", f"{out}/nat-masquerade.rsc"], False, rcap,
+     "ctrack NAT masquerade"),
+    ("nat-accept", ["--set", "enabled=yes", "--rules", f"{out}/nat-accept.rsc"], False, rcap,
+     "ctrack NAT exempt"),
 ]
-order = [f"testpmd {m}" for m in ("io", "macswap", "5tswap")] + [c[4] for c in configs]
+configs = [c for c in configs if c[0].startswith(ONLY)]
+testpmd_modes = () if ONLY else ("io", "macswap", "5tswap")
+order = [f"testpmd {m}" for m in testpmd_modes] + [c[4] for c in configs]
 for rnd in range(ROUNDS):
-    for mode in ("io", "macswap", "5tswap"):
+    for mode in testpmd_modes:
         try:
             runs.setdefault(f"testpmd {mode}", []).append(testpmd(mode)["pps"])
         except Exception as e:  # a failed row is reported, the others still run
@@ -311,6 +353,8 @@ for rnd in range(ROUNDS):
             notes.append(str(e))
             continue
         runs.setdefault(label, []).append(r["full"]["pps"])
+        if "new" in r:
+            extra.setdefault(f"new {label}", []).append(r["new"])
         if rnd == 0 and name != "off":
             notes.append(f"{label}: {int(r['full']['entries'])} live connections, "
                          f"{100 * r['full']['ft_share']:.0f}% of packets fast-tracked")
@@ -326,7 +370,8 @@ for rnd in range(ROUNDS):
             elif not ls:
                 notes.append("API listing: no listing completed within a window "
                              f"(see {out}/listing.log)")
-order.insert(order.index("ctrack full path") + 1, "ctrack full + API list")
+if "ctrack full path" in order:
+    order.insert(order.index("ctrack full path") + 1, "ctrack full + API list")
 rows = {k: median(runs[k]) for k in order if runs.get(k)}
 spread = {k: (min(runs[k]), max(runs[k])) for k in rows}
 
@@ -336,7 +381,8 @@ print(f"\n{ROUNDS} round(s); Mpps is the median of the rounds, range = min-max")
 print(f"{'row':<24} {'Mpps':>7} {'range':>13} {'vs macswap':>11} {'vs full path':>13}")
 for name, v in rows.items():
     # TCP rows are compared with the TCP full path, the others with UDP's.
-    base = rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else full
+    base = rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else (
+        rows.get("ctrack NAT exempt") if name.startswith("ctrack NAT") else full)
     lo, hi = spread[name]
     rng = f"{lo / 1e6:.2f}-{hi / 1e6:.2f}"
     print(f"{name:<24} {v / 1e6:>7.2f} {rng:>13} {ratio(v, mac):>11} {ratio(v, base):>13}")
@@ -363,9 +409,22 @@ cost = median(lc) if lc else None
 target("listing all connections costs <= 5%", cost <= 0.05 if cost is not None else None,
        f"{100 * cost:.1f}% of full-path throughput (median of {len(lc)} window pairs: "
        + ", ".join(f"{100 * c:.1f}%" for c in lc) + ")" if cost is not None else "n/a")
+nat, exempt = rows.get("ctrack NAT masquerade"), rows.get("ctrack NAT exempt")
+target("translated forwarding >= 0.9x untranslated", nat / exempt >= 0.9 if nat and exempt else None,
+       f"{ratio(nat, exempt)}x (masquerade vs the srcnat rule accept, requests only; "
+       "the 'vs full path' column of the NAT rows is vs NAT exempt)")
+for label in ("ctrack NAT masquerade", "ctrack NAT exempt"):
+    xs = extra.get(f"new {label}")
+    if xs:
+        print(f"  new connections ({label}): {median(xs) / 1e6:.2f} M/s "
+              f"(first pass, median of {len(xs)}; range {min(xs) / 1e6:.2f}-{max(xs) / 1e6:.2f})")
+newn = extra.get("new ctrack NAT masquerade")
+target("NAT new connections >= 2M/s per core", median(newn) >= 2e6 if newn else None,
+       f"{median(newn) / 1e6:.2f} M/s" if newn else "n/a")
 for n in notes:
     print(f"note: {n}")
 json.dump({"conns": conns, "secs": secs, "warm": warm, "rounds": ROUNDS, "pps": rows,
-           "runs": runs, "list_costs": lc, "notes": notes},
+           "runs": runs, "list_costs": lc, "notes": notes,
+           "new_conns": {k: v for k, v in extra.items() if k.startswith("new ")}},
           open(f"{out}/forward.json", "w"), indent=1)
 PY

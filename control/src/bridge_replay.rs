@@ -144,7 +144,7 @@ pub fn replay_interfaces(
     let io = MemIo::new(links, ports, &tx_ports, 32);
     let (_cmd_tx, cmd_rx) = crossbeam::channel::bounded(1);
     let shard = Shard::new(
-        TableConfig::new(max_entries),
+        TableConfig::new(max_entries).with_nat(firewall.as_ref().is_some_and(|f| f.uses_nat())),
         settings.clone(),
         0,
         dataplane::worker::random_seed(),
@@ -390,12 +390,16 @@ mod tests {
         write(&dir.join("lan.pcap"), &lan);
         write(&dir.join("wan.pcap"), &wan);
 
-        let cfg = ctrack_rules::parse_with(
+        let mut cfg = ctrack_rules::parse_with(
             include_str!("../../ctrack-rules/tests/defconf.rsc"),
             ctrack_rules::Options { lenient: true },
         )
         .unwrap()
         .config;
+        // The filter on a bridge: the defconf's masquerade (which needs the
+        // WAN's address, and then translates: see
+        // `defconf_masquerades_the_lan_behind_the_wan_address`) is left out.
+        cfg.ip.nat.clear();
         let out_dir = dir.join("out");
         let out = replay_interfaces(
             &[
@@ -436,6 +440,72 @@ mod tests {
         let frames = (lan_frames.len() + wan_replies.len()) as u64;
         assert!(ft.packets > 0 && ft.packets + conns < frames, "{ft:?}");
         assert_eq!(by_comment("defconf: drop invalid").packets, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The defconf's masquerade with an address on the WAN (ether1): a LAN
+    /// client's datagram leaves from the WAN address (its port kept), the
+    /// answer to that address comes back to the client, and the
+    /// connection shows the translation.
+    #[test]
+    fn defconf_masquerades_the_lan_behind_the_wan_address() {
+        let dir = std::env::temp_dir().join(format!("ctrack-bridge-nat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (client, server, wan) = ([192, 168, 88, 10], [8, 8, 8, 8], [203, 0, 113, 2]);
+        write(
+            &dir.join("lan.pcap"),
+            &[(1_000, udp_frame(client, server, 5000, 53, 30, true))],
+        );
+        write(
+            &dir.join("wan.pcap"),
+            &[(2_000, udp_frame(server, wan, 53, 5000, 60, false))],
+        );
+        let script = format!(
+            "{}\n/ip address\nadd address=203.0.113.2/24 interface=ether1\n",
+            include_str!("../../ctrack-rules/tests/defconf.rsc")
+        );
+        let cfg = ctrack_rules::parse_with(&script, ctrack_rules::Options { lenient: true })
+            .unwrap()
+            .config;
+        let out_dir = dir.join("out");
+        let out = replay_interfaces(
+            &[
+                ("ether1".into(), dir.join("wan.pcap")),
+                ("ether2".into(), dir.join("lan.pcap")),
+            ],
+            Some(cfg),
+            &Settings::default(),
+            4096,
+            &out_dir,
+        )
+        .unwrap();
+        let tuple = |f: &[u8]| dataplane::packet::parse_ethernet(f).unwrap().tuple;
+        let left = read(&out_dir.join("ether1.pcap"));
+        assert_eq!(left.len(), 1);
+        let t = tuple(&left[0]);
+        assert_eq!(
+            (t.src_ip().to_string(), t.src_port, t.dst_port),
+            ("203.0.113.2".to_string(), 5000, 53)
+        );
+        let back = read(&out_dir.join("ether2.pcap"));
+        assert_eq!(back.len(), 1);
+        let r = tuple(&back[0]);
+        assert_eq!(
+            (r.dst_ip().to_string(), r.dst_port),
+            ("192.168.88.10".to_string(), 5000)
+        );
+        assert_eq!(out.connections.len(), 1);
+        let c = &out.connections[0];
+        assert!(c.srcnat && !c.dstnat, "{c:?}");
+        assert_eq!(c.reply_src_address, "8.8.8.8:53");
+        assert_eq!(c.reply_dst_address, "203.0.113.2:5000");
+        let masq = out
+            .rules
+            .iter()
+            .find(|r| r.comment.as_deref() == Some("defconf: masquerade"))
+            .unwrap();
+        assert_eq!(masq.packets, 1, "the first packet only");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -159,6 +159,9 @@ pub struct Firewall {
     /// What `reset-counters` took away, by [`RuleId`] (subtracted from
     /// the totals).
     reset: Vec<RuleCounter>,
+    /// The interfaces' addresses (`/ip address`, `/ipv6 address`), for
+    /// `masquerade` and `redirect`.
+    addresses: Arc<dataplane::nat::Addresses>,
 }
 
 /// Slots of the `connection-limit` table: distinct (mask, source block)
@@ -202,7 +205,12 @@ impl Firewall {
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
         let mut ids = MenuIds::default();
         ids.sync(&config);
+        let addresses = Arc::new(
+            dataplane::nat::Addresses::from_config(&config, &interfaces)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         Ok(Firewall {
+            addresses,
             needed_by: tracking_needed_by(&config),
             base: vec![RuleCounter::default(); ruleset.len()],
             conncount: conncount_for(&ruleset, None),
@@ -235,6 +243,12 @@ impl Firewall {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether the ruleset has NAT rules (the table then needs index room
+    /// for reply keys: [`dataplane::conntrack::TableConfig::nat`]).
+    pub fn uses_nat(&self) -> bool {
+        dataplane::firewall::WorkerFirewall::uses_nat(&self.ruleset)
     }
 
     /// What `enabled=auto` resolves to: whether a rule needs tracking.
@@ -270,6 +284,7 @@ impl Firewall {
             reply,
             lists_out,
             conncount: self.conncount.clone(),
+            addresses: Some(Arc::clone(&self.addresses)),
         }
     }
 
@@ -323,7 +338,12 @@ impl Firewall {
         );
         let mut ids = self.ids.clone();
         ids.sync(&config);
+        let addresses = Arc::new(
+            dataplane::nat::Addresses::from_config(&config, &interfaces)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         Ok(Firewall {
+            addresses,
             needed_by,
             base: vec![RuleCounter::default(); ruleset.len()],
             conncount: conncount_for(&ruleset, self.conncount.as_ref()),

@@ -329,6 +329,25 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         helper,
     );
 
+    // NAT.
+    f.counter(
+        "ctrack_nat_translations_total",
+        "Connections NAT translated (a binding chosen on the first packet).",
+        &["worker"],
+        per_worker(&|x| x.nat_translated),
+    );
+    f.counter(
+        "ctrack_nat_dropped_total",
+        "Packets NAT dropped: first packets without a free tuple (exhausted), \
+         masquerade/redirect without an address (no_address), an unusable range (bad_range); \
+         packets of NAT connections that could not be rewritten (rewrite_failed).",
+        &["reason"],
+        crate::ops::NAT_DROP_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (vec![r.to_string()], sum(&|x| x.nat_dropped[i]))),
+    );
+
     // Workers.
     f.gauge(
         "ctrack_worker_busy_ratio",
@@ -694,6 +713,8 @@ mod tests {
                 fw_dropped: [3 * k, 2 * k, k],
                 fw_answers: [2 * k, k, 0, 0],
                 fw_l7_full: 0,
+                nat_translated: 5 * k,
+                nat_dropped: [k, 0, 0, 0],
             }
         };
         MetricsSnapshot {

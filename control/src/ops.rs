@@ -88,7 +88,14 @@ pub struct WorkerMetrics {
     pub fw_answers: [u64; 4],
     /// Packets that found the layer7 window table full.
     pub fw_l7_full: u64,
+    /// NAT: connections translated, and first packets dropped by reason
+    /// ([`NAT_DROP_REASONS`]), then packets that could not be rewritten.
+    pub nat_translated: u64,
+    pub nat_dropped: [u64; 4],
 }
+
+/// The `reason` labels of [`WorkerMetrics::nat_dropped`].
+pub const NAT_DROP_REASONS: [&str; 4] = ["exhausted", "no_address", "bad_range", "rewrite_failed"];
 
 /// One port's DPDK counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

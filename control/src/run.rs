@@ -339,7 +339,7 @@ fn run_with_eal(
             counters: counters.clone(),
         });
         let mut shard = Shard::new(
-            TableConfig::new(max_entries),
+            TableConfig::new(max_entries).with_nat(firewall.as_ref().is_some_and(|f| f.uses_nat())),
             tracking.clone(),
             w as u16,
             dataplane::worker::random_seed(),

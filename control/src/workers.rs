@@ -421,6 +421,13 @@ impl Dataplane for WorkerSet {
                     fw_dropped: [t.fw_dropped, t.fw_rejected, t.fw_tarpitted],
                     fw_answers: t.fw_answers,
                     fw_l7_full: t.fw_l7_full,
+                    nat_translated: t.nat_translated,
+                    nat_dropped: [
+                        t.nat_exhausted,
+                        t.nat_no_address,
+                        t.nat_bad_range,
+                        t.nat_rewrite_failed,
+                    ],
                 }
             })
             .collect();
@@ -818,6 +825,7 @@ mod tests {
                 reply: Some(tx),
                 lists_out: None,
                 conncount: None,
+                addresses: None,
             };
             r.set.send(w, Command::Firewall(Box::new(none))).unwrap();
             let retired = rx.recv_timeout(ANSWER_TIMEOUT).unwrap();

@@ -76,6 +76,18 @@ fn hooks_for((inp, outp): (u16, u16)) -> &'static [Hook] {
     }
 }
 
+/// The hooks a packet that opens a connection passes when the ruleset has
+/// NAT rules: [`FORWARD_HOOKS`] with the `dstnat` chain after prerouting
+/// and the `srcnat` chain last (Linux's NAT priorities; see [`crate::nat`]).
+pub const NEW_NAT_HOOKS: [Hook; 6] = [
+    Hook::ManglePrerouting,
+    Hook::NatDstnat,
+    Hook::MangleForward,
+    Hook::FilterForward,
+    Hook::ManglePostrouting,
+    Hook::NatSrcnat,
+];
+
 /// Dynamic address-list entries a worker holds at most.
 pub const LIST_ENTRIES: usize = 65_536;
 /// Address-list additions queued for control at most.
@@ -102,6 +114,9 @@ pub mod reason {
     /// [`super::answer_of`]).
     pub const REJECT: u16 = 2;
     pub const TARPIT: u16 = 3;
+    /// NAT found no binding (exhaustion, no address: counted by the
+    /// worker's [`crate::nat::NatCounters`]).
+    pub const NAT: u16 = 4;
     /// `reject` codes: `REJECT_WITH` + the kind's index in
     /// [`super::REJECT_KINDS`].
     pub const REJECT_WITH: u16 = 16;
@@ -175,6 +190,9 @@ pub struct FirewallUpdate {
     /// [`crate::conntrack::conncount`]). The worker's shard counts its
     /// connections in it ([`Shard::set_conncount`]).
     pub conncount: Option<Arc<ConnCount>>,
+    /// The interfaces' addresses of the script (`masquerade`, `redirect`);
+    /// `None`: none.
+    pub addresses: Option<Arc<crate::nat::Addresses>>,
 }
 
 /// A worker's ruleset after a swap: its final counters are in `state`.
@@ -229,6 +247,12 @@ pub struct WorkerFirewall {
     /// tuple of their first packet.
     pending_src: [crate::flow::Tuple; crate::worker::MAX_BURST],
     n_pending: usize,
+    /// NAT, when the ruleset has NAT rules (set by the worker, which knows
+    /// its place among the workers: [`crate::nat::WorkerNat`]).
+    pub nat: Option<Box<crate::nat::WorkerNat>>,
+    /// The ruleset has NAT rules and nothing else: packets of existing
+    /// connections (which pass no NAT chain) have no rule to pass.
+    only_nat: bool,
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -249,6 +273,7 @@ impl WorkerFirewall {
     ) -> WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
         let uses = rs.uses();
+        let only_nat = rs_only_nat(&rs);
         WorkerFirewall {
             fields: uses.ttl || uses.dscp || uses.layer7,
             l7w: uses.layer7.then(Box::default),
@@ -268,6 +293,8 @@ impl WorkerFirewall {
             lists_lost: 0,
             marked_now: [crate::conntrack::ConnId(0); crate::worker::MAX_BURST],
             n_marked: 0,
+            nat: None,
+            only_nat,
         }
     }
 
@@ -286,6 +313,12 @@ impl WorkerFirewall {
     /// Takes the ruleset and state apart (for [`Retired`]).
     pub fn into_parts(self) -> (u64, Arc<Ruleset>, WorkerState) {
         (self.generation, self.rs, self.ws)
+    }
+
+    /// Whether the ruleset has NAT rules (the worker then gives the
+    /// firewall a [`crate::nat::WorkerNat`]).
+    pub fn uses_nat(rs: &Ruleset) -> bool {
+        (0..rs.len()).any(|i| rs.nat(ctrack_rules::RuleId(i as u32)).is_some())
     }
 
     /// Whether the ruleset can ask for FastTrack (the shard must then be
@@ -340,7 +373,13 @@ impl WorkerFirewall {
         let limits = !self.uses.conn_limit.is_empty();
         // Out of `self` while packets' contexts borrow its windows.
         let mut l7w = self.l7w.take();
+        if let Some(nat) = self.nat.as_deref_mut() {
+            nat.start_burst();
+        }
         for j in 0..pkts.len().min(verdicts.len()).min(decisions.len()) {
+            if self.only_nat && verdicts[j] != Verdict::New {
+                continue;
+            }
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let hooks = hooks_for((inp, outp));
             let local = |p: u16| {
@@ -362,6 +401,8 @@ impl WorkerFirewall {
             ctx.payload = fields.payload;
             // The layer7 window of this connection, if it has one.
             let mut window = None;
+            // A packet of a NAT connection: see `walk_nat_view`.
+            let mut nat_view = false;
             let existing = match verdicts[j] {
                 Verdict::New => {
                     // A connection a helper expects: `related`, with the
@@ -415,6 +456,7 @@ impl WorkerFirewall {
                         window = Some(i);
                         ctx.payload = w.append(i, fields.payload);
                     }
+                    nat_view = view.srcnat || view.dstnat;
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -450,7 +492,23 @@ impl WorkerFirewall {
                     && self.pending_src[..self.n_pending]
                         .iter()
                         .any(|p| same_conn(p, &pkts[j].tuple)));
-            let v = self.run_hooks(now, hooks, &mut ctx, shard, new);
+            // A new connection's NAT binding (`None`: not translated; an
+            // error: NAT refused it, counted by the NAT).
+            let mut nat_reply = Ok(None);
+            let v = if nat_view {
+                // The hooks after prerouting see the destination as the
+                // prerouting NAT left it (as Linux's filter).
+                self.walk_nat_view(shard, now, &pkts[j], verdicts[j], &mut ctx)
+            } else if verdicts[j] == Verdict::New
+                && self.nat.is_some()
+                && hooks == FORWARD_HOOKS.as_slice()
+            {
+                let (v, r) = self.decide_new_nat(shard, now, &pkts[j], &mut ctx, new);
+                nat_reply = r;
+                v
+            } else {
+                self.run_hooks(now, hooks, &mut ctx, shard, new)
+            };
             if let Some(w) = l7w.as_deref_mut() {
                 self.track_l7(
                     w,
@@ -473,9 +531,13 @@ impl WorkerFirewall {
                             self.pending_src[self.n_pending] = pkts[j].tuple;
                             self.n_pending += 1;
                         }
-                        Decision {
-                            mark: v.mark,
-                            ..Decision::ACCEPT
+                        match nat_reply {
+                            Ok(reply) => Decision {
+                                mark: v.mark,
+                                reply,
+                                ..Decision::ACCEPT
+                            },
+                            Err(()) => Decision::drop(reason::NAT),
                         }
                     }
                     // A reject's or tarpit's answer is sent by the worker,
@@ -572,6 +634,67 @@ impl WorkerFirewall {
         }
     }
 
+    /// The decision for a packet that opens a connection, through the NAT
+    /// chains too ([`NEW_NAT_HOOKS`]): the binding chosen once, its reply
+    /// key into the decision (see [`crate::nat`]).
+    #[cold]
+    fn decide_new_nat(
+        &mut self,
+        shard: &Shard,
+        now: Instant,
+        pkt: &FlowRepr,
+        ctx: &mut PacketCtx<'_>,
+        new: bool,
+    ) -> (Merged, Result<Option<crate::conntrack::Key>, ()>) {
+        let mut pending = crate::nat::Pending::default();
+        let v = self.walk(now, ctx, &NEW_NAT_HOOKS, Some(&mut pending), shard, new);
+        if drop_reason(v.action) != 0 {
+            return (v, Ok(None));
+        }
+        let Some(nat) = self.nat.as_deref_mut() else {
+            return (v, Ok(None));
+        };
+        let orig = crate::conntrack::key::Key::of_packet(&pkt.tuple, &pkt.l4);
+        let reply = nat.finish(shard, &orig, &pending).map_err(|_| ());
+        (v, reply)
+    }
+
+    /// [`FORWARD_HOOKS`] for a packet of a NAT connection: from mangle
+    /// forward on, `ctx` has the destination the packet leaves with.
+    #[cold]
+    fn walk_nat_view(
+        &mut self,
+        shard: &Shard,
+        now: Instant,
+        pkt: &FlowRepr,
+        v: Verdict,
+        ctx: &mut PacketCtx<'_>,
+    ) -> Merged {
+        let dst = match crate::nat::plan(shard, pkt, v) {
+            crate::nat::Rewrite::To(t) => Some((t.dst, t.dst_port)),
+            _ => None,
+        };
+        let ifaces = (ctx.in_iface, ctx.out_iface);
+        let mut m = self.walk(now, ctx, &FORWARD_HOOKS[..1], None, shard, false);
+        if drop_reason(m.action) != 0 {
+            return m;
+        }
+        (ctx.in_iface, ctx.out_iface) = ifaces;
+        if let Some((a, p)) = dst {
+            ctx.dst = a;
+            if matches!(ctx.proto, crate::flow::proto::TCP | crate::flow::proto::UDP) {
+                ctx.dst_port = p;
+            }
+        }
+        let rest = self.walk(now, ctx, &FORWARD_HOOKS[1..], None, shard, false);
+        m.action = rest.action;
+        m.mark = rest.mark;
+        m.fasttrack |= rest.fasttrack;
+        m.l7 = rest.l7;
+        m.l7_scanned |= rest.l7_scanned;
+        m
+    }
+
     /// The verdict for a packet of an existing (or untracked, invalid)
     /// connection: store the mark and FastTrack, or drop the packet.
     fn apply_existing(
@@ -615,8 +738,23 @@ impl WorkerFirewall {
     fn run_hooks(
         &mut self,
         now: Instant,
-        hooks: &'static [Hook],
+        hooks: &[Hook],
         ctx: &mut PacketCtx<'_>,
+        shard: &Shard,
+        new: bool,
+    ) -> Merged {
+        self.walk(now, ctx, hooks, None, shard, new)
+    }
+
+    /// Runs `hooks` as [`WorkerFirewall::run_hooks`] does; a NAT chain's
+    /// NAT action goes into `nat` (see [`crate::nat::WorkerNat::bind`]).
+    #[inline]
+    fn walk(
+        &mut self,
+        now: Instant,
+        ctx: &mut PacketCtx<'_>,
+        hooks: &[Hook],
+        mut nat: Option<&mut crate::nat::Pending>,
         shard: &Shard,
         new: bool,
     ) -> Merged {
@@ -633,15 +771,17 @@ impl WorkerFirewall {
             l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
+        let mut outp = outp;
         for &hook in hooks {
-            // Prerouting knows no out-interface yet; postrouting has no
-            // in-interface (as in Linux and RouterOS).
-            ctx.in_iface = if hook == Hook::ManglePostrouting {
+            // Prerouting (and dstnat) knows no out-interface yet;
+            // postrouting (and srcnat) has no in-interface (as in Linux and
+            // RouterOS).
+            ctx.in_iface = if matches!(hook, Hook::ManglePostrouting | Hook::NatSrcnat) {
                 NO_IFACE
             } else {
                 inp
             };
-            ctx.out_iface = if hook == Hook::ManglePrerouting {
+            ctx.out_iface = if matches!(hook, Hook::ManglePrerouting | Hook::NatDstnat) {
                 NO_IFACE
             } else {
                 outp
@@ -663,6 +803,25 @@ impl WorkerFirewall {
             }
             m.l7_scanned |= v.l7_scanned;
             m.fasttrack |= v.fasttrack;
+            if let (Final::Nat(id), Some(p)) = (v.action, nat.as_deref_mut())
+                && let (Some(target), Some(n)) = (self.rs.nat(id), self.nat.as_deref_mut())
+            {
+                // `redirect` and `masquerade` need the interfaces: the
+                // packet's, whatever the hook hides from the matchers.
+                let (hid_in, hid_out) = (ctx.in_iface, ctx.out_iface);
+                ctx.in_iface = inp;
+                ctx.out_iface = outp;
+                n.bind(target, hook == Hook::NatDstnat, ctx, p);
+                ctx.in_iface = hid_in;
+                ctx.out_iface = hid_out;
+                if hook == Hook::NatDstnat {
+                    // The routing seam: the out-interface after dstnat.
+                    outp = crate::nat::out_port(inp, outp, &ctx.dst).unwrap_or(outp);
+                }
+                if p.drop.is_some() {
+                    break;
+                }
+            }
             if drop_reason(v.action) != 0 {
                 m.action = v.action;
                 break;
@@ -745,6 +904,15 @@ impl WorkerFirewall {
         buf.clear();
         buf.extend_from_slice(self.ws.counters());
     }
+}
+
+/// Whether every rule of `rs` is in the NAT table (and there is one).
+fn rs_only_nat(rs: &Ruleset) -> bool {
+    !rs.is_empty()
+        && (0..rs.len()).all(|i| {
+            rs.rule(ctrack_rules::RuleId(i as u32))
+                .is_some_and(|r| r.table == ctrack_rules::Table::Nat)
+        })
 }
 
 /// The hooks' combined verdict for one packet.
@@ -907,6 +1075,7 @@ mod tests {
             reply: None,
             lists_out: None,
             conncount: None,
+            addresses: None,
         })))
         .unwrap();
         w.poll_once();
@@ -1288,6 +1457,7 @@ mod limit_tests {
                     reply: None,
                     lists_out: None,
                     conncount: Some(Arc::clone(&counts)),
+                    addresses: None,
                 });
                 w
             })

@@ -245,6 +245,7 @@ mod worker_tests {
             reply: None,
             lists_out: None,
             conncount: None,
+            addresses: None,
         })))
         .unwrap();
         w.poll_once();

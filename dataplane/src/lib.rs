@@ -9,6 +9,7 @@
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
 //! - [`router`]: router mode's per-worker plane (ARP/ND, routes, TTL, ICMP).
+//! - [`nat`]: NAT rules' bindings and the rewrite of NAT connections' packets.
 //! - [`events`]: the rings that carry connection events to the control side.
 //! - [`helpers`]: connection helpers' ports and the expectation rings
 //!   between workers.
@@ -23,6 +24,7 @@ pub mod firewall;
 pub mod helpers;
 pub mod io;
 pub mod layer7;
+pub mod nat;
 pub mod policy;
 pub mod respond;
 pub mod router;

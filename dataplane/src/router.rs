@@ -1443,6 +1443,7 @@ mod tests {
             reply: None,
             lists_out: None,
             conncount: None,
+            addresses: None,
         });
         let frames = vec![
             eth(icmp_echo_frame(A, OWN0, 7, 1, false, true), MAC0, HOST_A),

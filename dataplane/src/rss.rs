@@ -337,8 +337,31 @@ impl Dispatch {
     /// The worker that owns `pkt`'s connection.
     #[inline]
     pub fn owner(&self, pkt: &crate::flow::FlowRepr) -> u16 {
-        self.reta
-            .queue_for(self.toeplitz.flow_hash(Self::owner_tuple(pkt)))
+        self.owner_of(Self::owner_tuple(pkt))
+    }
+
+    /// The worker that owns the connection of a packet with tuple `t` (an
+    /// ICMP error's: the quoted one). TCP and UDP by the NIC's hash
+    /// ([`Toeplitz::flow_hash`]); ICMP and ICMPv6 with the query id as the
+    /// source port and 0 as the destination port (symmetric: with the
+    /// symmetric key every 16-bit word counts alike wherever it is, so a
+    /// query and its answer, which carry the same id, hash alike; the id in
+    /// both ports would cancel out), so that NAT can place a translated
+    /// query on any worker by its id (see [`crate::nat`]); other protocols
+    /// by their addresses.
+    #[inline]
+    pub fn owner_of(&self, t: &Tuple) -> u16 {
+        let h = match (t.proto, t.family) {
+            (proto::ICMP | proto::ICMPV6, Family::V4) => {
+                self.toeplitz
+                    .hash_v4(t.src.v4_octets(), t.dst.v4_octets(), t.src_port, 0)
+            }
+            (proto::ICMP | proto::ICMPV6, Family::V6) => {
+                self.toeplitz.hash_v6(t.src.0, t.dst.0, t.src_port, 0)
+            }
+            _ => self.toeplitz.flow_hash(t),
+        };
+        self.reta.queue_for(h)
     }
 
     /// As [`Dispatch::owner`], given the hash the NIC put in the packet,
@@ -816,5 +839,38 @@ mod tests {
             }
         }
         assert_eq!(Reta::for_nic(100, 2), None);
+    }
+
+    /// An ICMP query and its answer have one owner, chosen by the id (so
+    /// NAT can pick an id for a worker): one pair of hosts spreads over
+    /// every worker by id.
+    #[test]
+    fn icmp_queries_are_owned_by_their_id() {
+        use crate::flow::{Addr, FlowRepr, IcmpInfo, L4};
+        let d = Dispatch::new(4);
+        let mut seen = [false; 4];
+        for id in 0..256u16 {
+            let echo = |src: [u8; 4], dst: [u8; 4], t: u8| FlowRepr {
+                tuple: Tuple {
+                    src: Addr::from_v4(src),
+                    dst: Addr::from_v4(dst),
+                    src_port: id,
+                    dst_port: u16::from(t) << 8,
+                    proto: proto::ICMP,
+                    family: Family::V4,
+                },
+                ip_len: 84,
+                l4: L4::Icmp(IcmpInfo {
+                    icmp_type: t,
+                    id,
+                    ..IcmpInfo::default()
+                }),
+            };
+            let (a, b) = ([10, 0, 0, 2], [192, 0, 2, 9]);
+            let w = d.owner(&echo(a, b, 8));
+            assert_eq!(w, d.owner(&echo(b, a, 0)), "id {id}");
+            seen[usize::from(w)] = true;
+        }
+        assert_eq!(seen, [true; 4]);
     }
 }

@@ -44,6 +44,16 @@ pub struct WorkerCounters {
     /// Connections in the shard now, and its ceiling.
     pub entries: AtomicU64,
     pub max_entries: AtomicU64,
+    /// Connections NAT translated.
+    pub nat_translated: AtomicU64,
+    /// First packets dropped by NAT: no free tuple (port exhaustion).
+    pub nat_exhausted: AtomicU64,
+    /// First packets dropped by NAT: `masquerade`/`redirect` on an interface without an address.
+    pub nat_no_address: AtomicU64,
+    /// First packets dropped by NAT: an unusable `to-addresses`/`to-ports`.
+    pub nat_bad_range: AtomicU64,
+    /// Packets of NAT connections that could not be rewritten (dropped).
+    pub nat_rewrite_failed: AtomicU64,
     /// Packets not parsed, by [`ParseError::index`].
     pub parse_errors: [AtomicU64; ParseError::COUNT],
 }
@@ -68,6 +78,11 @@ pub struct WorkerTotals {
     pub busy_loops: u64,
     pub entries: u64,
     pub max_entries: u64,
+    pub nat_translated: u64,
+    pub nat_exhausted: u64,
+    pub nat_no_address: u64,
+    pub nat_bad_range: u64,
+    pub nat_rewrite_failed: u64,
     pub parse_errors: [u64; ParseError::COUNT],
 }
 
@@ -91,6 +106,11 @@ impl WorkerCounters {
         self.busy_loops.store(t.busy_loops, Relaxed);
         self.entries.store(t.entries, Relaxed);
         self.max_entries.store(t.max_entries, Relaxed);
+        self.nat_translated.store(t.nat_translated, Relaxed);
+        self.nat_exhausted.store(t.nat_exhausted, Relaxed);
+        self.nat_no_address.store(t.nat_no_address, Relaxed);
+        self.nat_bad_range.store(t.nat_bad_range, Relaxed);
+        self.nat_rewrite_failed.store(t.nat_rewrite_failed, Relaxed);
         for (a, v) in self.parse_errors.iter().zip(t.parse_errors) {
             a.store(v, Relaxed);
         }
@@ -114,6 +134,11 @@ impl WorkerCounters {
             busy_loops: self.busy_loops.load(Relaxed),
             entries: self.entries.load(Relaxed),
             max_entries: self.max_entries.load(Relaxed),
+            nat_translated: self.nat_translated.load(Relaxed),
+            nat_exhausted: self.nat_exhausted.load(Relaxed),
+            nat_no_address: self.nat_no_address.load(Relaxed),
+            nat_bad_range: self.nat_bad_range.load(Relaxed),
+            nat_rewrite_failed: self.nat_rewrite_failed.load(Relaxed),
             parse_errors: std::array::from_fn(|i| self.parse_errors[i].load(Relaxed)),
         }
     }

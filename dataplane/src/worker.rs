@@ -57,10 +57,15 @@ use crate::stats::{WorkerCounters, WorkerTotals};
 /// sans-io core draws no entropy itself, so the dataplane does, once per
 /// shard.
 pub fn random_seed() -> crate::conntrack::key::HashSeed {
+    crate::conntrack::key::HashSeed::from_u64(random_u64())
+}
+
+/// A random number from the process's random state (not per packet).
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6374_7261_636b);
-    crate::conntrack::key::HashSeed::from_u64(h.finish())
+    h.finish()
 }
 
 /// The ingress port of a packet only handed over for transmission.
@@ -424,6 +429,13 @@ impl<I: PacketIo> Worker<I> {
         if let Some(fw) = self.core.fw.as_deref() {
             self.core.totals.fw_l7_full = fw.l7_full();
         }
+        if let Some(n) = self.core.fw.as_deref().and_then(|f| f.nat.as_deref()) {
+            let (t, c) = (&mut self.core.totals, &n.counters);
+            t.nat_translated = c.translated;
+            t.nat_exhausted = c.exhausted;
+            t.nat_no_address = c.no_address;
+            t.nat_bad_range = c.bad_range;
+        }
         self.counters.publish(&self.core.totals);
     }
 
@@ -745,17 +757,47 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     );
                 }
             }
+            if self.shard.nat_connections() > 0 {
+                // The rewrite (`after_verdict`) reads the stored reply key:
+                // fetched while the rest of the burst is handled.
+                for v in &self.verdicts[done..end] {
+                    if let Verdict::Tracked { id, .. } | Verdict::Related { id, .. } = *v {
+                        self.shard.prefetch_nat(id);
+                    }
+                }
+            }
             done = end;
         }
     }
 
     /// Swaps the firewall (see [`Command::Firewall`]); returns the old one.
     fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate, now: Instant) -> Retired {
+        // NAT counters go on across rulesets (they are the worker's totals).
+        let nat_counters = self
+            .fw
+            .as_deref()
+            .and_then(|f| f.nat.as_deref())
+            .map(|n| n.counters)
+            .unwrap_or_default();
         let new = u.ruleset.map(|rs| {
             if WorkerFirewall::uses_fasttrack(&rs) {
                 self.shard.set_fasttrack_ready();
             }
-            Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out))
+            let nat = WorkerFirewall::uses_nat(&rs);
+            let mut fw = Box::new(WorkerFirewall::new(rs, u.generation, now, u.lists_out));
+            if nat {
+                fw.nat = Some(Box::new(crate::nat::WorkerNat::new(
+                    u.addresses.clone().unwrap_or_default(),
+                    self.id,
+                    self.mesh.workers as u16,
+                    self.dispatch.clone(),
+                    random_u64(),
+                )));
+                if let Some(n) = fw.nat.as_deref_mut() {
+                    n.counters = nat_counters;
+                }
+            }
+            fw
         });
         self.shard.set_auto_tracking(u.auto_tracking);
         // Counts this shard's connections in the shared table (once per
@@ -798,7 +840,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             Disp::Untracked => self.forward(io, pkt, egress),
             Disp::Local(k) => {
                 let v = self.help(io, k as usize, &pkt);
-                self.after_verdict(io, v, pkt, (ingress, egress))
+                self.after_verdict(io, k as usize, v, pkt, (ingress, egress))
             }
             Disp::Remote(owner) => {
                 let repr = Some(self.parsed[i]);
@@ -841,11 +883,14 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         v
     }
 
+    /// Counts, answers or forwards `pkt` (`local[k]`) by its verdict `v`; a
+    /// packet of a NAT connection is rewritten first ([`crate::nat`]).
     fn after_verdict<I: PacketIo<Packet = P, Burst = B>>(
         &mut self,
         io: &mut I,
+        k: usize,
         v: Verdict,
-        pkt: P,
+        mut pkt: P,
         (ingress, egress): (u16, u16),
     ) {
         // `Refused`: the firewall dropped the packet (by its action).
@@ -854,6 +899,8 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 Verdict::Refused(reason::DROP) => self.totals.fw_dropped += 1,
                 Verdict::Refused(r) if reason::is_reject(r) => self.totals.fw_rejected += 1,
                 Verdict::Refused(reason::TARPIT) => self.totals.fw_tarpitted += 1,
+                // Counted by the NAT's own counters.
+                Verdict::Refused(reason::NAT) => {}
                 _ => self.totals.table_dropped += 1,
             }
             if let Verdict::Refused(r) = v
@@ -873,6 +920,16 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         } else if self.router.is_some() {
             self.route_out(io, pkt, (ingress, egress));
         } else {
+            if self.shard.nat_connections() > 0 {
+                let rw = crate::nat::plan(&self.shard, &self.local[k], v);
+                if rw != crate::nat::Rewrite::None
+                    && crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
+                {
+                    // Linux drops what it cannot mangle.
+                    self.totals.nat_rewrite_failed += 1;
+                    return;
+                }
+            }
             self.forward(io, pkt, egress);
         }
     }
@@ -970,7 +1027,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
                 self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
-                    self.after_verdict(io, self.verdicts[j], pkt, (LOCAL_PORT, port));
+                    self.after_verdict(io, j, self.verdicts[j], pkt, (LOCAL_PORT, port));
                 }
                 self.staged = staged;
             }
@@ -1075,7 +1132,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;
                     let v = self.help(io, j, &pkt);
-                    self.after_verdict(io, v, pkt, (ingress, port));
+                    self.after_verdict(io, j, v, pkt, (ingress, port));
                 }
                 self.staged = staged;
             }

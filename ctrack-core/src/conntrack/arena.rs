@@ -147,6 +147,17 @@ impl Arena {
         }
     }
 
+    /// Prefetches entry `i`'s stored reply key (before a rewrite reads it).
+    #[inline]
+    pub fn prefetch_nat_reply(&self, i: u32) {
+        let (c, o) = Self::at(i);
+        if let Some(Some(keys)) = self.nat.get(c)
+            && let Some(k) = keys.get(o)
+        {
+            crate::prefetch::prefetch(k);
+        }
+    }
+
     /// Stores entry `i`'s reply key, allocating its chunk's array on first
     /// use (once per chunk, like the chunk itself).
     pub fn set_nat_reply(&mut self, i: u32, k: Key) {

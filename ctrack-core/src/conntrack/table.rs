@@ -47,13 +47,25 @@ pub struct TableConfig {
     /// The ceiling: `max-entries`. The index is sized for it at once; the
     /// entries grow in chunks up to it.
     pub max_entries: u32,
+    /// Room in the index for a NAT reply key per connection (two keys
+    /// each), so that a table of NAT connections fills to `max_entries`;
+    /// without it about half of that fits before inserts fail
+    /// ([`DropReason::IndexFull`]). Costs one more index key per entry
+    /// (7.1 bytes).
+    pub nat: bool,
 }
 
 impl TableConfig {
     pub fn new(max_entries: u32) -> TableConfig {
         TableConfig {
             max_entries: max_entries.clamp(1, MAX_ENTRIES_LIMIT),
+            nat: false,
         }
+    }
+
+    /// With (or without) [`TableConfig::nat`]'s room.
+    pub fn with_nat(self, nat: bool) -> TableConfig {
+        TableConfig { nat, ..self }
     }
 
     /// Bytes one connection costs at the ceiling: its entry (hot and cold
@@ -271,7 +283,7 @@ impl Shard {
             worker,
             max_entries: max,
             seed,
-            index: Index::new(u64::from(max)),
+            index: Index::new(u64::from(max) * if config.nat { 2 } else { 1 }),
             arena: Arena::new(max),
             wheel: Wheel::new(),
             live: 0,
@@ -755,7 +767,12 @@ impl Shard {
                 match icmp::classify(pkt.tuple.proto == proto::ICMPV6, i) {
                     icmp::IcmpClass::Lookup => normal(slot),
                     icmp::IcmpClass::Related(inner) => {
-                        self.prepare_lookup(Key::of_quoted(inner), true, slot)
+                        // Looked up as the answer to the quoted packet:
+                        // the quote is a packet as it left (translated, for
+                        // NAT), so its inverse is the key this error's
+                        // direction carries (a NAT connection's stored
+                        // reply key, or the original), found as it is.
+                        self.prepare_lookup(Key::of_quoted(inner).reply(), true, slot)
                     }
                     icmp::IcmpClass::Done(v) => done(slot, v),
                 }
@@ -1059,7 +1076,9 @@ impl Shard {
                 Some((i, d)) if self.deadline_of(self.e(i)) > now.nanos() => {
                     // As Linux: the error is `related` to the connection but
                     // counted nowhere on it (no packets, no bytes, no refresh).
-                    let dir = d.flip();
+                    // The key was the quote's inverse: `d` is the error's own
+                    // direction.
+                    let dir = d;
                     self.stats.related += 1;
                     Verdict::Related {
                         id: self.id_of(i),
@@ -1388,7 +1407,17 @@ impl Shard {
             Some(r) => {
                 // NAT: a slot per key.
                 self.arena.set_nat_reply(i, r);
-                self.e_mut(i).flags |= flag::NAT_REPLY;
+                // `srcnat`/`dstnat` as Linux's IPS_SRC_NAT/IPS_DST_NAT: the
+                // side of the original tuple the translation changed.
+                let t = r.reply();
+                let mut f = flag::NAT_REPLY;
+                if t.src != key.src || t.sport != key.sport {
+                    f |= flag::SRCNAT;
+                }
+                if t.dst != key.dst || t.dport != key.dport {
+                    f |= flag::DSTNAT;
+                }
+                self.e_mut(i).flags |= f;
                 let rh = r.canonical().0.hash(&self.seed);
                 if !self.index_insert(hash, i << 1) {
                     return self.insert_failed(i, DropReason::IndexFull);
@@ -1573,6 +1602,24 @@ impl Shard {
         Some(Duration::from_nanos(
             self.deadline_of(self.e(i)).saturating_sub(now.nanos()),
         ))
+    }
+
+    /// Live connections with a NAT reply key (0: no packet needs
+    /// rewriting).
+    #[inline]
+    pub fn nat_connections(&self) -> u32 {
+        self.nat_live
+    }
+
+    /// Prefetches what rewriting a packet of connection `id` reads besides
+    /// its entry (its stored NAT reply key), if it has one.
+    #[inline]
+    pub fn prefetch_nat(&self, id: ConnId) {
+        if let Some(i) = self.resolve_id(id)
+            && self.e(i).has(flag::NAT_REPLY)
+        {
+            self.arena.prefetch_nat_reply(i);
+        }
     }
 
     /// The key that reply packets of connection `id` carry: the inverse of

@@ -94,6 +94,7 @@ pub trait PacketIo {
     /// The bytes of packet `p` (its first segment).
     fn packet_data<'a>(&self, p: &'a Self::Packet) -> &'a [u8];
     /// The bytes of packet `p` (its first segment), writable in place
-    /// (router mode rewrites the Ethernet header and the TTL).
+    /// (router mode rewrites the Ethernet header and the TTL, NAT the
+    /// addresses and ports).
     fn packet_data_mut<'a>(&self, p: &'a mut Self::Packet) -> &'a mut [u8];
 }
