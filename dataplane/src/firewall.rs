@@ -446,7 +446,6 @@ impl WorkerFirewall {
                         packets: view.packets.saturating_sub(1),
                         rate_bps: view.rate_bps,
                         l7: L7State(view.l7),
-                        ..ConnCtx::default()
                     };
                     if let Some(w) = l7w.as_deref_mut()
                         && in_l7_reach(&ctx.conn)
