@@ -17,7 +17,7 @@ use std::time::Instant as Wall;
 use ctrack_traffic::synth::{Mix, Side};
 use dataplane::conntrack::{Settings, Shard, TableConfig};
 use dataplane::flow::{Addr, Family};
-use dataplane::io::mem::{MemIo, MemLink};
+use dataplane::io::mem::MemIo;
 use dataplane::router::route::{IfAddr, Prefix, Table};
 use dataplane::router::{Fib, NeighBus, PortAddrs, RouterConfig};
 use dataplane::worker::{Command, Mesh, Worker, random_seed};
@@ -101,17 +101,7 @@ fn router_config(packets: &[ctrack_traffic::synth::SynthPacket]) -> Arc<RouterCo
 
 /// ns per packet forwarded by one worker over `ROUNDS` rounds of `packets`.
 fn run(packets: &[ctrack_traffic::synth::SynthPacket], router: Option<Arc<RouterConfig>>) -> f64 {
-    let links = vec![
-        MemLink {
-            port: 0,
-            ..MemLink::default()
-        },
-        MemLink {
-            port: 1,
-            ..MemLink::default()
-        },
-    ];
-    let io = MemIo::new(links, 2, &[0, 1], 32);
+    let io = MemIo::pair();
     let (_tx, rx) = crossbeam::channel::bounded::<Command>(1);
     let shard = Shard::new(
         TableConfig::new(4096),

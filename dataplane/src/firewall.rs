@@ -1019,7 +1019,7 @@ fn drop_reason(a: Final) -> u16 {
 mod tests {
     use super::*;
     use crate::conntrack::{Settings, TableConfig};
-    use crate::io::mem::{MemIo, MemLink};
+    use crate::io::mem::MemIo;
     use crate::worker::{Command, Mesh, Worker, random_seed};
     use ctrack_rules::{Names, Table, parse};
     use ctrack_traffic::synth::{Mix, Side};
@@ -1048,17 +1048,7 @@ mod tests {
         let ifaces = cfg.interface_names(&["ether1", "ether2"]);
         let mut names = Names::default();
         let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut names).unwrap());
-        let links = vec![
-            MemLink {
-                port: 0,
-                ..MemLink::default()
-            },
-            MemLink {
-                port: 1,
-                ..MemLink::default()
-            },
-        ];
-        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let io = MemIo::pair();
         let (tx, rx) = crossbeam::channel::bounded(4);
         let shard = Shard::new(
             TableConfig::new(4096),

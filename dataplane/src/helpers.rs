@@ -200,7 +200,7 @@ mod worker_tests {
     use crate::conntrack::{Settings, TableConfig};
     use crate::firewall::FirewallUpdate;
     use crate::flow::tcp_flags::{ACK, PSH, SYN};
-    use crate::io::mem::{MemIo, MemLink};
+    use crate::io::mem::MemIo;
     use crate::worker::{Command, Mesh, Worker, random_seed};
     use ctrack_core::conntrack::Instant;
     use ctrack_rules::{Names, Ruleset, parse};
@@ -218,17 +218,7 @@ mod worker_tests {
         let cfg = parse(RULES).unwrap();
         let ifaces = cfg.interface_names(&["ether1", "ether2"]);
         let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
-        let links = vec![
-            MemLink {
-                port: 0,
-                ..MemLink::default()
-            },
-            MemLink {
-                port: 1,
-                ..MemLink::default()
-            },
-        ];
-        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let io = MemIo::pair();
         let (tx, rx) = crossbeam::channel::bounded(4);
         let mut shard = Shard::new(
             TableConfig::new(1024),

@@ -1044,17 +1044,7 @@ mod tests {
 
     /// One worker on ports 0 and 1 in router mode.
     fn worker(cfg: Arc<RouterConfig>) -> Worker<MemIo> {
-        let links = vec![
-            MemLink {
-                port: 0,
-                ..MemLink::default()
-            },
-            MemLink {
-                port: 1,
-                ..MemLink::default()
-            },
-        ];
-        let io = MemIo::new(links, 2, &[0, 1], 32);
+        let io = MemIo::pair();
         let (_tx, rx) = crossbeam::channel::bounded::<Command>(4);
         let shard = Shard::new(
             TableConfig::new(1024),

@@ -700,6 +700,22 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         }
     }
 
+    /// The frames of `staged` packets, for the firewall (empty without
+    /// one: nothing reads them).
+    fn frames_of<'a, I: PacketIo<Packet = P, Burst = B>>(
+        &self,
+        io: &'a I,
+        staged: &'a [(P, u16)],
+    ) -> [&'a [u8]; MAX_BURST] {
+        let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+        if self.fw.is_some() {
+            for (f, (pkt, _)) in frames.iter_mut().zip(staged) {
+                *f = io.packet_data(pkt);
+            }
+        }
+        frames
+    }
+
     /// Tracks `local[..k]` into `verdicts[..k]` in the table's two phases:
     /// lookup, this worker's decision for each new connection, commit (see
     /// [`Shard::lookup_burst`]). Until rules and NAT exist the decision is
@@ -1019,12 +1035,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             work += k;
             if k > 0 {
                 let mut staged = std::mem::take(&mut self.staged);
-                let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
-                if self.fw.is_some() {
-                    for (f, (pkt, _)) in frames.iter_mut().zip(&staged) {
-                        *f = io.packet_data(pkt);
-                    }
-                }
+                let frames = self.frames_of(io, &staged);
                 self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     self.after_verdict(io, j, self.verdicts[j], pkt, (LOCAL_PORT, port));
@@ -1122,12 +1133,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             if k > 0 {
                 let mut staged = std::mem::take(&mut self.staged);
-                let mut frames: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
-                if self.fw.is_some() {
-                    for (f, (pkt, _)) in frames.iter_mut().zip(&staged) {
-                        *f = io.packet_data(pkt);
-                    }
-                }
+                let frames = self.frames_of(io, &staged);
                 self.track(now, k, &frames[..k]);
                 for (j, (pkt, port)) in staged.drain(..).enumerate() {
                     let ingress = self.ports[j].0;

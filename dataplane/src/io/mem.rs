@@ -95,6 +95,18 @@ pub struct MemIo {
 impl MemIo {
     /// A worker polling `links`, with a TX queue on each of `tx_ports` among
     /// `ports` ports.
+    /// Two ports, 0 and 1, with empty inputs, both transmitting, bursts of
+    /// 32: the usual pair for a worker under test.
+    pub fn pair() -> Self {
+        let links = (0..2)
+            .map(|port| MemLink {
+                port,
+                ..MemLink::default()
+            })
+            .collect();
+        Self::new(links, 2, &[0, 1], 32)
+    }
+
     pub fn new(links: Vec<MemLink>, ports: usize, tx_ports: &[u16], burst_size: usize) -> Self {
         let tx = (0..ports)
             .map(|p| tx_ports.contains(&(p as u16)).then(MemTx::default))
