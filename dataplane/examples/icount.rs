@@ -11,6 +11,10 @@
 //! cache): the two-phase creation path's compute per new connection.
 //!
 //!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack|new
+//!
+//! `ICOUNT_CONNS=N` sets the `new` case's table size (default 1024; with
+//! 1048576 under `valgrind --tool=callgrind --cache-sim=yes` it counts the
+//! misses of a table out of cache: docs/benchmarks.md)
 
 use ctrack_traffic::synth::Mix;
 use dataplane::conntrack::{Instant, Settings, Shard, TableConfig, UntrackedReason, Verdict};
@@ -76,7 +80,14 @@ fn main() {
 /// SYNs of fresh tuples into a full table: every packet creates a connection
 /// and early-drops one (none is assured).
 fn new_connections() {
-    const SYNS: u32 = 64 * 1024;
+    // `ICOUNT_CONNS` (default 1024) sets max-entries: large (e.g. 1048576),
+    // with `valgrind --tool=callgrind --cache-sim=yes`, it gives the cache
+    // misses of a table far out of cache.
+    let conns: u32 = std::env::var("ICOUNT_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONNS);
+    let syns: u32 = (64 * 1024).max(conns * 2);
     let syn = |i: u32| FlowRepr {
         tuple: Tuple {
             src: Addr::from_v4([10, 1, (i >> 16) as u8, (i >> 8) as u8]),
@@ -97,9 +108,9 @@ fn new_connections() {
             payload_len: 0,
         }),
     };
-    let pkts: Vec<FlowRepr> = (0..SYNS).map(syn).collect();
+    let pkts: Vec<FlowRepr> = (0..syns).map(syn).collect();
     let mut shard = Shard::new(
-        TableConfig::new(CONNS),
+        TableConfig::new(conns),
         Settings::default(),
         0,
         dataplane::worker::random_seed(),
@@ -111,7 +122,7 @@ fn new_connections() {
         shard.handle_burst(Instant(now), burst, &mut out[..burst.len()]);
     }
     let s = shard.stats();
-    assert_eq!(s.insert, u64::from(SYNS));
-    assert_eq!(s.early_drop, u64::from(SYNS - CONNS));
-    println!("{SYNS} packets through handle_burst ({SYNS} in the timed rounds), 0 fast-tracked");
+    assert_eq!(s.insert, u64::from(syns));
+    assert_eq!(s.early_drop, u64::from(syns - conns));
+    println!("{syns} packets through handle_burst ({syns} in the timed rounds), 0 fast-tracked");
 }
