@@ -7,6 +7,9 @@
 # from the LAN out of the WAN are dropped and counted (`nat_no_address`), as
 # Linux's masquerade does. Load it with `ctrack run --rules dist/defconf.rsc`
 # or `ctrack replay --in ether1=wan.pcap --in ether2=lan.pcap --rules ...`.
+# With its `/ip address` entries `ctrack run` is a router (docs/nat.md,
+# "Router mode"); as a bump in the wire between port pairs, leave out
+# `/ip address` and the masquerade (scripts/demo.sh does).
 /interface list
 add comment=defconf name=WAN
 add comment=defconf name=LAN
