@@ -91,21 +91,6 @@ pub fn needs_tracking(r: &Rule) -> Option<&'static str> {
     }
 }
 
-fn fam_name(f: Fam) -> &'static str {
-    match f {
-        Fam::V4 => "ip",
-        Fam::V6 => "ipv6",
-    }
-}
-
-fn table_name(t: Table) -> &'static str {
-    match t {
-        Table::Filter => "filter",
-        Table::Mangle => "mangle",
-        Table::Nat => "nat",
-    }
-}
-
 /// The rules that need tracking, as `/ip firewall filter #3 (connection-state)`.
 pub fn tracking_needed_by(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -115,8 +100,8 @@ pub fn tracking_needed_by(cfg: &Config) -> Vec<String> {
                 if let Some(why) = needs_tracking(r) {
                     out.push(format!(
                         "/{} firewall {} #{i} ({why})",
-                        fam_name(fam),
-                        table_name(t)
+                        fam.menu(),
+                        t.name()
                     ));
                 }
             }
@@ -422,8 +407,8 @@ impl Firewall {
                 let info = self.ruleset.rule(RuleId(id as u32))?;
                 let c = totals.get(id).copied().unwrap_or_default();
                 Some(RuleStat {
-                    family: fam_name(info.family),
-                    table: table_name(info.table),
+                    family: info.family.menu(),
+                    table: info.table.name(),
                     chain: info.chain.clone(),
                     position: info.position,
                     action: info.action.name(),

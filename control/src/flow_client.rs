@@ -238,7 +238,6 @@ mod tests {
 
     use super::*;
     use crate::api::tests::start;
-    use crate::events::EventHub;
     use crate::flow_export::TrafficFlow;
     use crate::flow_ops::FlowControl;
     use crate::ops::FakeDataplane;
@@ -249,15 +248,7 @@ mod tests {
 
     #[test]
     fn print_set_and_targets_through_the_api() {
-        let control = Arc::new(
-            FlowControl::start(
-                TrafficFlow::default(),
-                crate::firewall::default_interfaces(2),
-                EventHub::new(Vec::new()),
-                Arc::new(|_| Ok(())),
-            )
-            .unwrap(),
-        );
+        let control = Arc::new(FlowControl::for_tests(TrafficFlow::default()));
         let dp = Arc::new(FakeDataplane {
             traffic_flow: Some(control.clone()),
             ..FakeDataplane::default()

@@ -507,6 +507,21 @@ pub fn changes_of(obj: Map<String, Value>) -> Result<Vec<(String, String)>, Stri
 }
 
 #[cfg(test)]
+impl FlowControl {
+    /// A menu with `cfg` on two ports, no workers' events and no walk
+    /// (the REST, CLI and menu tests).
+    pub(crate) fn for_tests(cfg: TrafficFlow) -> FlowControl {
+        FlowControl::start(
+            cfg,
+            crate::firewall::default_interfaces(2),
+            EventHub::new(Vec::new()),
+            Arc::new(|_| Ok(())),
+        )
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use ctrack_export::Version;
@@ -609,14 +624,7 @@ mod tests {
     }
 
     fn control(cfg: TrafficFlow) -> FlowControl {
-        let hub = EventHub::new(Vec::new());
-        FlowControl::start(
-            cfg,
-            crate::firewall::default_interfaces(2),
-            hub,
-            Arc::new(|_| Ok(())),
-        )
-        .unwrap()
+        FlowControl::for_tests(cfg)
     }
 
     /// Records reach the targets of the settings in force: a target added

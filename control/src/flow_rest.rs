@@ -168,22 +168,13 @@ mod tests {
     use serde_json::json;
 
     use crate::api::tests::{assert_error, call, json_of, start};
-    use crate::events::EventHub;
     use crate::flow_export::TrafficFlow;
     use crate::flow_ops::FlowControl;
     use crate::ops::FakeDataplane;
 
     #[test]
     fn the_menu_and_its_targets_over_rest() {
-        let control = Arc::new(
-            FlowControl::start(
-                TrafficFlow::default(),
-                crate::firewall::default_interfaces(2),
-                EventHub::new(Vec::new()),
-                Arc::new(|_| Ok(())),
-            )
-            .unwrap(),
-        );
+        let control = Arc::new(FlowControl::for_tests(TrafficFlow::default()));
         let dp = Arc::new(FakeDataplane {
             traffic_flow: Some(control.clone()),
             ..FakeDataplane::default()

@@ -11,7 +11,6 @@
 //! `/export` prints (booleans as `true`/`false`), and for rules `bytes`,
 //! `packets`, `disabled`, `dynamic`, `invalid`.
 
-use ctrack_rules::{Fam, Table};
 use serde_json::{Map, Value};
 
 use crate::api::{bad_request, command_body, ops_error, words};
@@ -21,21 +20,6 @@ use crate::ops::{Dataplane, OpsError};
 
 /// `GET /rest/export`.
 pub const EXPORT: &str = "/rest/export";
-
-fn fam_name(f: Fam) -> &'static str {
-    match f {
-        Fam::V4 => "ip",
-        Fam::V6 => "ipv6",
-    }
-}
-
-fn table_name(t: Table) -> &'static str {
-    match t {
-        Table::Filter => "filter",
-        Table::Mangle => "mangle",
-        Table::Nat => "nat",
-    }
-}
 
 /// Script value -> REST value (`yes`/`no` are `true`/`false` in REST).
 fn to_rest(v: String) -> String {
@@ -74,7 +58,7 @@ pub(crate) fn row(st: &FirewallState, menu: Menu, i: usize) -> Map<String, Value
         let c = st
             .stats
             .iter()
-            .find(|s| s.family == fam_name(f) && s.table == table_name(t) && s.position == i);
+            .find(|s| s.family == f.menu() && s.table == t.name() && s.position == i);
         let (b, p) = c.map_or((0, 0), |c| (c.bytes, c.packets));
         m.insert("bytes".into(), Value::String(b.to_string()));
         m.insert("packets".into(), Value::String(p.to_string()));
