@@ -1300,24 +1300,30 @@ mod tests {
         assert_eq!(kept as u64 + dropped, all as u64);
     }
 
-    #[test]
-    fn events_are_recorded_only_while_wanted() {
+    /// One worker whose port `port` receives the original packets of
+    /// [`inputs`] (port 0 transmits).
+    fn originals_on(port: u16) -> Worker<MemIo> {
         let (orig, _) = inputs();
         let links = vec![MemLink {
-            port: 0,
+            port,
             input: orig.into(),
             ..MemLink::default()
         }];
         let io = MemIo::new(links, 2, &[0], 32);
         let (_tx, rx) = crossbeam::channel::bounded(4);
-        let mut w = Worker::new(
+        Worker::new(
             0,
             io,
             shard(0),
             Mesh::new(1, vec![0, 0]),
             rx,
             Arc::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn events_are_recorded_only_while_wanted() {
+        let mut w = originals_on(0);
         let ring = Arc::new(EventRing::new(4096));
         w.set_events(ring.clone(), 1024);
         assert!(!w.shard().events_on());
@@ -1334,22 +1340,7 @@ mod tests {
     /// A connection's `New` event says the port its first packet entered on.
     #[test]
     fn new_events_carry_the_ingress_port() {
-        let (orig, _) = inputs();
-        let links = vec![MemLink {
-            port: 1,
-            input: orig.into(),
-            ..MemLink::default()
-        }];
-        let io = MemIo::new(links, 2, &[0], 32);
-        let (_tx, rx) = crossbeam::channel::bounded(4);
-        let mut w = Worker::new(
-            0,
-            io,
-            shard(0),
-            Mesh::new(1, vec![0, 0]),
-            rx,
-            Arc::default(),
-        );
+        let mut w = originals_on(1);
         let ring = Arc::new(EventRing::new(4096));
         ring.set_wanted(true);
         w.set_events(ring.clone(), 1024);
