@@ -1277,6 +1277,18 @@ mod tests {
             .collect()
     }
 
+    /// A small shard recording its events.
+    fn shard_with_events() -> Shard {
+        let mut s = Shard::new(
+            TableConfig::new(64),
+            Settings::default(),
+            0,
+            HashSeed::from_u64(1),
+        );
+        s.set_events(64);
+        s
+    }
+
     fn feed(cache: &mut FlowCache, s: &mut Shard, out: &mut Vec<Record>) {
         let evs: Vec<ConnEvent> = s.drain_events().collect();
         for ev in evs {
@@ -1287,13 +1299,7 @@ mod tests {
 
     #[test]
     fn a_connection_is_exported_when_it_ends_one_record_per_direction() {
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let mut cache = FlowCache::new(TrafficFlow::default());
         let mut out = Vec::new();
         for t in 1..=3 {
@@ -1329,13 +1335,7 @@ mod tests {
 
     #[test]
     fn a_long_connection_is_exported_every_active_timeout_with_deltas() {
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let cfg = TrafficFlow {
             active_flow_timeout: Duration::from_secs(60),
             inactive_flow_timeout: Duration::from_secs(15),
@@ -1388,13 +1388,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_is_counted_and_its_connections_still_exported() {
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let mut cache = FlowCache::new(TrafficFlow {
             cache_entries: 1,
             ..TrafficFlow::default()
@@ -1412,13 +1406,7 @@ mod tests {
     #[test]
     fn tcp_flags_follow_the_state() {
         let mut e_flags = None;
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let tcp = |src: [u8; 4], sp, dst: [u8; 4], dp, flags, seq, ack| FlowRepr {
             tuple: Tuple {
                 src: Addr::from_v4(src),
@@ -1464,13 +1452,7 @@ mod tests {
             .collect();
         let hub = EventHub::new(rings.clone());
         let _sub = hub.subscribe("flow-export", Box::new(|_| true), 1);
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         for p in 0..3 {
             s.handle_packet(Instant::from_secs(1), &udp(p, false));
         }
@@ -1524,13 +1506,7 @@ mod tests {
 
     #[test]
     fn connections_whose_destroy_was_lost_leave_the_cache_after_two_walks() {
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let mut cache = FlowCache::new(TrafficFlow::default());
         let mut out = Vec::new();
         s.handle_packet(Instant::from_secs(1), &udp(1, false));
@@ -1568,13 +1544,7 @@ mod tests {
     #[test]
     fn a_translated_connection_carries_its_post_nat_tuple() {
         use dataplane::conntrack::{Decision, Verdict};
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let mut cache = FlowCache::new(TrafficFlow {
             nat_events: true,
             ..TrafficFlow::default()
@@ -1662,13 +1632,7 @@ mod tests {
     #[test]
     fn only_connections_of_the_listed_interfaces_are_exported() {
         use dataplane::conntrack::Verdict;
-        let mut s = Shard::new(
-            TableConfig::new(64),
-            Settings::default(),
-            0,
-            HashSeed::from_u64(1),
-        );
-        s.set_events(64);
+        let mut s = shard_with_events();
         let mut cache = FlowCache::new(TrafficFlow::default());
         let names = crate::firewall::default_interfaces(2);
         cache.set_ports(resolve_interfaces("ether2", &names).unwrap());
