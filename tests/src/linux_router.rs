@@ -38,7 +38,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::netns::{del_namespaces, line_channel, must, ns_exec, run_bounded, spawn_ready_in};
+use crate::netns::{del_namespaces, must, ns_exec, run_bounded, spawn_ready_in, tcpdump_in};
 
 /// One of the three namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,40 +323,8 @@ impl LinuxRouter {
     /// `tcpdump -U -w path` on the router's interface `dev`, once it is
     /// listening.
     fn tcpdump(&self, dev: &str, path: &Path) -> Process {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                self.name(Ns::Router),
-                "tcpdump",
-                "-U",
-                "-n",
-                "-s",
-                "0",
-                "-i",
-                dev,
-                "-w",
-            ])
-            .arg(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcpdump");
-        let lines = line_channel(child.stderr.take().expect("stderr"));
-        let mut p = Process { child };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(l) if l.contains("listening on") => return p,
-                Ok(l) => seen.push(l),
-                Err(e) => {
-                    p.kill();
-                    panic!("tcpdump on {dev} did not start ({e}): {seen:?}");
-                }
-            }
+        Process {
+            child: tcpdump_in(self.name(Ns::Router), dev, path),
         }
     }
 

@@ -261,31 +261,8 @@ impl Topology {
     /// tcpdump says it is listening (its "listening on" line), so nothing
     /// sent after is missed; panics if it does not within 10 s.
     pub fn capture(&self, i: usize, path: &std::path::Path) -> Background {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[i], "tcpdump", "-U", "-n", "-i"])
-            .arg(&self.inner[i])
-            .arg("-w")
-            .arg(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcpdump");
-        // Drains tcpdump's stderr for as long as it runs.
-        let rx = line_channel(child.stderr.take().expect("stderr"));
-        let mut bg = Background { child };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) if l.contains("listening on") => return bg,
-                Ok(l) => seen.push(l),
-                Err(e) => {
-                    let _ = bg.child.kill();
-                    panic!("tcpdump in {} did not start ({e}): {seen:?}", self.ns[i]);
-                }
-            }
+        Background {
+            child: tcpdump_in(&self.ns[i], &self.inner[i], path),
         }
     }
 
@@ -363,6 +340,38 @@ pub(crate) fn spawn_ready_in(ns: &str, args: &[&str], ready_s: u64) -> Child {
                 let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
             panic!("{args:?} did not get ready: {other:?}\n{err}")
+        }
+    }
+}
+
+/// `tcpdump -U -n -s 0 -i DEV -w PATH` in namespace `ns`, returned once
+/// it says it is listening (its "listening on" line), so nothing sent after
+/// is missed; panics if it does not within 10 s.
+pub(crate) fn tcpdump_in(ns: &str, dev: &str, path: &std::path::Path) -> Child {
+    let mut child = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "tcpdump", "-U", "-n", "-s", "0", "-i", dev, "-w",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcpdump");
+    // Drains tcpdump's stderr for as long as it runs.
+    let rx = line_channel(child.stderr.take().expect("stderr"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("listening on") => return child,
+            Ok(l) => seen.push(l),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tcpdump on {dev} in {ns} did not start ({e}): {seen:?}");
+            }
         }
     }
 }
