@@ -288,6 +288,24 @@ pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         .sum()
 }
 
+/// EAL arguments for two `net_pcap` ports: port N reads `dir/inN.pcap` and
+/// writes `dir/outN.pcap`.
+pub fn pcap_pair_ports(dir: &Path) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    (0..2)
+        .flat_map(|n| {
+            [
+                "--vdev".to_string(),
+                format!(
+                    "net_pcap{n},rx_pcap={},tx_pcap={}",
+                    p(&format!("in{n}.pcap")),
+                    p(&format!("out{n}.pcap"))
+                ),
+            ]
+        })
+        .collect()
+}
+
 /// A capture of both directions of `mix`, for port 0 (`dir/in.pcap`); port 1
 /// gets an empty one (`dir/empty.pcap`). One port keeps the capture's order
 /// between directions (two `net_pcap` ports would race each other). Returns

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use ctrack_tests::{
-    by_flow, ctrack, eal_base, ephemeral_servers, read_pcap, read_summary, scratch_dir, show,
-    write_pcap,
+    by_flow, ctrack, eal_base, ephemeral_servers, pcap_pair_ports, read_pcap, read_summary,
+    scratch_dir, show, write_pcap,
 };
 use ctrack_traffic::synth::{Mix, Side};
 
@@ -20,24 +20,6 @@ fn proto(frame: &[u8]) -> u8 {
 
 fn ip_len(frame: &[u8]) -> u64 {
     u64::from(u16::from_be_bytes([frame[16], frame[17]]))
-}
-
-fn pcap_ports(dir: &Path) -> Vec<String> {
-    let p = |name: &str| dir.join(name).display().to_string();
-    vec![
-        "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            p("in0.pcap"),
-            p("out0.pcap")
-        ),
-        "--vdev".into(),
-        format!(
-            "net_pcap1,rx_pcap={},tx_pcap={}",
-            p("in1.pcap"),
-            p("out1.pcap")
-        ),
-    ]
 }
 
 /// `stateful`: the drop rule asks for `connection-state=new`, so
@@ -95,7 +77,7 @@ fn drop_rule_drops_the_matching_connections(workers: u32, stateful: bool) {
     args.extend(ephemeral_servers());
     args.push("--".into());
     args.extend(eal_base());
-    args.extend(pcap_ports(&dir));
+    args.extend(pcap_pair_ports(&dir));
     let out = ctrack(&args);
     assert!(out.status.success(), "{}", show(&out));
 

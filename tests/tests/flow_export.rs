@@ -12,7 +12,9 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use ctrack_tests::{ctrack, eal_base, ephemeral_servers, scratch_dir, show, write_pcap};
+use ctrack_tests::{
+    ctrack, eal_base, ephemeral_servers, pcap_pair_ports, scratch_dir, show, write_pcap,
+};
 use ctrack_traffic::synth::{Mix, Side};
 use dataplane::flow::proto;
 
@@ -267,7 +269,6 @@ fn export_through_nfcapd(version: &str, expire: bool, script: bool) {
         )
     };
     std::fs::write(&file, text).unwrap();
-    let p = |name: &str| dir.join(name).display().to_string();
     let mut args: Vec<String> = vec![
         "run".into(),
         if script { "--rules" } else { "--config" }.into(),
@@ -292,20 +293,7 @@ fn export_through_nfcapd(version: &str, expire: bool, script: bool) {
     args.extend(ephemeral_servers());
     args.push("--".into());
     args.extend(eal_base());
-    args.extend([
-        "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            p("in0.pcap"),
-            p("out0.pcap")
-        ),
-        "--vdev".into(),
-        format!(
-            "net_pcap1,rx_pcap={},tx_pcap={}",
-            p("in1.pcap"),
-            p("out1.pcap")
-        ),
-    ]);
+    args.extend(pcap_pair_ports(&dir));
     let out = ctrack(&args);
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use ctrack_tests::{
-    by_flow, ctrack, eal_base, ephemeral_servers, read_pcap, read_summary, scratch_dir, show,
-    write_pcap,
+    by_flow, ctrack, eal_base, ephemeral_servers, pcap_pair_ports, read_pcap, read_summary,
+    scratch_dir, show, write_pcap,
 };
 use ctrack_traffic::synth::{Mix, Side};
 
@@ -30,24 +30,6 @@ fn write_inputs(dir: &Path, mix: &Mix) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         orig.into_iter().map(|(_, f)| f).collect(),
         reply.into_iter().map(|(_, f)| f).collect(),
     )
-}
-
-fn pcap_ports(dir: &Path) -> Vec<String> {
-    let p = |name: &str| dir.join(name).display().to_string();
-    vec![
-        "--vdev".into(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            p("in0.pcap"),
-            p("out0.pcap")
-        ),
-        "--vdev".into(),
-        format!(
-            "net_pcap1,rx_pcap={},tx_pcap={}",
-            p("in1.pcap"),
-            p("out1.pcap")
-        ),
-    ]
 }
 
 fn forward_capture(workers: u32) {
@@ -75,7 +57,7 @@ fn forward_capture(workers: u32) {
     args.extend(ephemeral_servers());
     args.push("--".into());
     args.extend(eal_base());
-    args.extend(pcap_ports(&dir));
+    args.extend(pcap_pair_ports(&dir));
     let out = ctrack(&args);
     assert!(out.status.success(), "{}", show(&out));
 
@@ -230,7 +212,7 @@ fn config_file_drives_a_run() {
     };
     let (orig, _) = write_inputs(&dir, &mix);
     let mut eal = eal_base();
-    eal.extend(pcap_ports(&dir));
+    eal.extend(pcap_pair_ports(&dir));
     let eal_toml = eal
         .iter()
         .map(|a| format!("{a:?}"))
