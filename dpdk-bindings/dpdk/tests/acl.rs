@@ -5,7 +5,9 @@
 //!
 //! One test (one EAL per process), the checks in order.
 
-use dpdk::{Acl, AclFamily, AclRule, Eal};
+mod common;
+
+use dpdk::{Acl, AclFamily, AclRule};
 
 fn brute(rules: &[AclRule], k: (u8, u128, u128, u16, u16)) -> u32 {
     let inr = |(a, b): (u128, u128), v: u128| a <= v && v <= b;
@@ -124,17 +126,7 @@ fn acl_matches_brute_force() {
             .errno,
         libc::ENODEV
     );
-    let _eal = Eal::init(&[
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "-l",
-        "0",
-        "--log-level=error",
-    ])
-    .expect("rte_eal_init");
+    let _eal = common::small_eal();
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Acl>();
 

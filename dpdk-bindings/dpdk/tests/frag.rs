@@ -3,7 +3,9 @@
 //! come back whole (in any order), a datagram too big for one mbuf is freed
 //! whole, unfinished ones expire, and no mbuf is leaked.
 
-use dpdk::{Eal, FragTable, Mempool, Reassembly};
+mod common;
+
+use dpdk::{FragTable, Mempool, Reassembly};
 
 const ETH4: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
 const ETH6: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
@@ -89,17 +91,7 @@ fn v6_fragments(id: u32, payload: &[u8], size: usize) -> (Vec<u8>, Vec<Vec<u8>>)
 
 #[test]
 fn fragments_come_back_whole() {
-    let _eal = Eal::init(&[
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "-l",
-        "0",
-        "--log-level=error",
-    ])
-    .expect("rte_eal_init");
+    let _eal = common::small_eal();
     let pool = Mempool::new_pktmbuf("frag", 1023, 0, 2176, 0).expect("pool");
     let hz = dpdk::tsc_hz();
     let mut t = FragTable::new(64, 4, 256, hz).expect("table");

@@ -1,7 +1,9 @@
 //! `rte_lpm`/`rte_lpm6` through the safe layer, on a real EAL (one process,
 //! one EAL: one test), checked against a brute-force longest match.
 
-use dpdk::{Eal, Lpm, Lpm6};
+mod common;
+
+use dpdk::{Lpm, Lpm6};
 
 fn brute(routes: &[(u32, u8, u32)], ip: u32) -> Option<u32> {
     let mut best: Option<(u8, u32)> = None;
@@ -20,17 +22,7 @@ fn brute(routes: &[(u32, u8, u32)], ip: u32) -> Option<u32> {
 
 #[test]
 fn lpm_and_lpm6_match_brute_force() {
-    let _eal = Eal::init(&[
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "-l",
-        "0",
-        "--log-level=error",
-    ])
-    .expect("rte_eal_init");
+    let _eal = common::small_eal();
     let mut lpm = Lpm::new(1024, 256).expect("rte_lpm_create");
     // A pseudo-random but fixed set of prefixes, later ones replacing
     // earlier ones of the same prefix (as rte_lpm_add does).
