@@ -4,7 +4,8 @@
 # shared VM's noise, for A/B-ing code changes. Four cases: UDP and TCP
 # established connections, full path and FastTrack; FastTrack is printed as a
 # ratio to the full path of the same protocol. Then new connections: SYNs of
-# fresh tuples into a full table (two-phase creation with early drop). See
+# fresh tuples into a full table (two-phase creation with early drop), and
+# into a table kept below its ceiling by expiry (creation + expiry). See
 # docs/benchmarks.md.
 #
 #   scripts/bench-icount.sh          (~1 minute; installs valgrind if missing)
@@ -21,6 +22,7 @@ count() { # proto path -> instructions per timed packet
     local f="$out/callgrind.$1-$2"
     valgrind --tool=callgrind --callgrind-out-file="$f" \
         --toggle-collect='ctrack_core::conntrack::table::Shard::handle_burst' \
+        --toggle-collect='ctrack_core::conntrack::table::Shard::poll_expired' \
         "$bin" "$1" "$2" >"$f.log" 2>&1
     local ir pkts
     ir=$(awk '/Collected :/ {print $NF}' "$f.log")
@@ -35,4 +37,5 @@ for p in udp tcp; do
     printf '%-6s %10s %10s %10s\n' "$p" "$full" "$ft" "$(python3 -c "print(f'{$ft / $full:.2f}')")"
 done
 echo "new connections: $(count tcp new) instructions per SYN of a fresh tuple into a full table of 1024 (each creates one, early-drops one)"
+echo "new connections: $(count tcp new-expiry) instructions per SYN of a fresh tuple, 1 ms apart, 1 s SYN timeout (each creates one, one expires: poll_expired counted)"
 echo "(callgrind profiles: $out/callgrind.*; callgrind_annotate --auto=yes FILE shows where)"

@@ -12,6 +12,12 @@
 //!
 //!   cargo run --release -p dataplane --no-default-features --example icount -- udp|tcp full|fasttrack|new
 //!
+//! With `new-expiry`, every packet is a SYN of a fresh tuple into a table
+//! that never fills: SYNs come 1 ms apart and time out after 1 s, so about
+//! 1100 connections are live and each SYN's creation is matched by one
+//! expiry through `Shard::poll_expired` (`new tcp syn (expiry)` of the
+//! conntrack benchmark, in cache; the script counts `poll_expired` too).
+//!
 //! `ICOUNT_CONNS=N` sets the `new` case's table size (default 1024; with
 //! 1048576 under `valgrind --tool=callgrind --cache-sim=yes` it counts the
 //! misses of a table out of cache: docs/benchmarks.md)
@@ -29,6 +35,9 @@ fn main() {
     let fasttrack = args.get(1).map(String::as_str) == Some("fasttrack");
     if args.get(1).map(String::as_str) == Some("new") {
         return new_connections();
+    }
+    if args.get(1).map(String::as_str) == Some("new-expiry") {
+        return new_connections_expiring();
     }
     let mix = Mix {
         tcp: if tcp { CONNS } else { 0 },
@@ -88,7 +97,61 @@ fn new_connections() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(CONNS);
     let syns: u32 = (64 * 1024).max(conns * 2);
-    let syn = |i: u32| FlowRepr {
+    let pkts: Vec<FlowRepr> = (0..syns).map(fresh_syn).collect();
+    let mut shard = Shard::new(
+        TableConfig::new(conns),
+        Settings::default(),
+        0,
+        dataplane::worker::random_seed(),
+    );
+    let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
+    let mut now = 1_000_000_000;
+    for burst in pkts.chunks(32) {
+        now += 320;
+        shard.handle_burst(Instant(now), burst, &mut out[..burst.len()]);
+    }
+    let s = shard.stats();
+    assert_eq!(s.insert, u64::from(syns));
+    assert_eq!(s.early_drop, u64::from(syns - conns));
+    println!("{syns} packets through handle_burst ({syns} in the timed rounds), 0 fast-tracked");
+}
+
+/// SYNs of fresh tuples, 1 ms apart, into a table that never fills: each
+/// connection expires 1 s (plus up to one wheel tick) after its SYN, through
+/// `poll_expired` after every burst, as the conntrack benchmark's expiry case.
+fn new_connections_expiring() {
+    const SYNS: u32 = 64 * 1024;
+    let settings = Settings {
+        tcp_syn_sent_timeout: dataplane::conntrack::Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let mut shard = Shard::new(
+        TableConfig::new(4096),
+        settings,
+        0,
+        dataplane::worker::random_seed(),
+    );
+    let pkts: Vec<FlowRepr> = (0..SYNS).map(fresh_syn).collect();
+    let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
+    let mut now = 1_000_000_000;
+    for burst in pkts.chunks(32) {
+        now += 32 * 1_000_000;
+        shard.handle_burst(Instant(now), burst, &mut out[..burst.len()]);
+        shard.poll_expired(Instant(now), 64);
+    }
+    let s = shard.stats();
+    assert_eq!((s.insert, s.early_drop, s.drop), (u64::from(SYNS), 0, 0));
+    assert!(
+        s.expired > u64::from(SYNS) * 9 / 10,
+        "{} expired",
+        s.expired
+    );
+    println!("{SYNS} packets through handle_burst ({SYNS} in the timed rounds), 0 fast-tracked");
+}
+
+/// The SYN of fresh tuple `i`.
+fn fresh_syn(i: u32) -> FlowRepr {
+    FlowRepr {
         tuple: Tuple {
             src: Addr::from_v4([10, 1, (i >> 16) as u8, (i >> 8) as u8]),
             dst: Addr::from_v4([10, 2, 0, 1]),
@@ -107,22 +170,5 @@ fn new_connections() {
             sack_perm: false,
             payload_len: 0,
         }),
-    };
-    let pkts: Vec<FlowRepr> = (0..syns).map(syn).collect();
-    let mut shard = Shard::new(
-        TableConfig::new(conns),
-        Settings::default(),
-        0,
-        dataplane::worker::random_seed(),
-    );
-    let mut out = [Verdict::Untracked(UntrackedReason::TrackingDisabled); 32];
-    let mut now = 1_000_000_000;
-    for burst in pkts.chunks(32) {
-        now += 320;
-        shard.handle_burst(Instant(now), burst, &mut out[..burst.len()]);
     }
-    let s = shard.stats();
-    assert_eq!(s.insert, u64::from(syns));
-    assert_eq!(s.early_drop, u64::from(syns - conns));
-    println!("{syns} packets through handle_burst ({syns} in the timed rounds), 0 fast-tracked");
 }

@@ -728,6 +728,15 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         }
         let mut done = 0;
         while done < k {
+            if self.fw.is_none() && !self.shard.events_on() {
+                // Nothing decides per packet (no rules; the `New` event's
+                // ingress port is not wanted): both phases in one pass.
+                let (p, v) = (&self.local[done..k], &mut self.verdicts[done..k]);
+                done += self
+                    .shard
+                    .decided_burst(now, p, v, policy::new_connection());
+                continue;
+            }
             let m = self
                 .shard
                 .lookup_burst(now, &self.local[done..k], &mut self.verdicts[done..k]);

@@ -194,6 +194,7 @@ impl Arena {
     }
 
     /// Puts entry `i` (no longer in the index or the wheel) on the free list.
+    #[inline]
     pub fn push_free(&mut self, i: u32) {
         if self.l7_used {
             self.set_l7(i, 0);

@@ -729,12 +729,29 @@ fn burst_matches_packet_by_packet() {
         .collect();
     let mut one = shard(64);
     let mut many = shard(64);
+    let mut two = shard(64);
     let a: Vec<Verdict> = pkts.iter().map(|p| one.handle_packet(at(0), p)).collect();
     let mut b = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); pkts.len()];
     many.handle_burst(at(0), &pkts, &mut b);
     assert_eq!(a, b);
     assert_eq!(one.stats(), many.stats());
     many.check_invariants().unwrap();
+    assert_eq!(two_phases(&mut two, at(0), &pkts), a);
+    assert_eq!(one.stats(), two.stats());
+}
+
+/// A burst through [`Shard::lookup_burst`] and [`Shard::commit_burst`],
+/// every new connection accepted, until every packet is done.
+fn two_phases(s: &mut Shard, now: Instant, pkts: &[FlowRepr]) -> Vec<Verdict> {
+    let mut out = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); pkts.len()];
+    let mut done = 0;
+    while done < pkts.len() {
+        let m = s.lookup_burst(now, &pkts[done..], &mut out[done..]);
+        let (p, o) = (&pkts[done..done + m], &mut out[done..done + m]);
+        s.commit_burst(now, p, &vec![Decision::ACCEPT; m], o);
+        done += m;
+    }
+    out
 }
 
 #[test]
@@ -1237,7 +1254,8 @@ fn burst_op_strategy() -> impl Strategy<Value = (FlowRepr, u64, bool, usize)> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-    /// Bursts through the two phases give exactly the verdicts, ids and
+    /// Bursts through the two phases, and through the one pass of a decision
+    /// known in advance (`handle_burst`), give exactly the verdicts, ids and
     /// counters of packet-by-packet handling (small tables: early drop and
     /// table-full happen inside bursts).
     #[test]
@@ -1247,30 +1265,40 @@ proptest! {
     ) {
         let mut one = shard(max);
         let mut many = shard(max);
+        let mut two = shard(max);
         let mut now = 0u64;
         let mut burst: Vec<FlowRepr> = Vec::new();
-        let flush = |one: &mut Shard, many: &mut Shard, burst: &mut Vec<FlowRepr>, now: u64| {
+        let flush = |one: &mut Shard, many: &mut Shard, two: &mut Shard, burst: &mut Vec<FlowRepr>, now: u64| {
             let a: Vec<Verdict> = burst.iter().map(|p| one.handle_packet(Instant(now), p)).collect();
             let mut b = vec![Verdict::Untracked(UntrackedReason::TrackingDisabled); burst.len()];
             many.handle_burst(Instant(now), burst, &mut b);
+            let c = two_phases(two, Instant(now), burst);
             burst.clear();
-            (a, b)
+            (a, b, c)
         };
         for (pkt, dt_ms, cut, budget) in ops {
             burst.push(pkt);
             if cut || dt_ms > 0 {
-                let (a, b) = flush(&mut one, &mut many, &mut burst, now);
-                prop_assert_eq!(a, b);
+                let (a, b, c) = flush(&mut one, &mut many, &mut two, &mut burst, now);
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(&a, &c);
                 prop_assert_eq!(one.stats(), many.stats());
+                prop_assert_eq!(one.stats(), two.stats());
                 many.check_invariants().map_err(TestCaseError::fail)?;
+                two.check_invariants().map_err(TestCaseError::fail)?;
                 now += dt_ms * 1_000_000;
-                prop_assert_eq!(one.poll_expired(Instant(now), budget), many.poll_expired(Instant(now), budget));
+                let expired = one.poll_expired(Instant(now), budget);
+                prop_assert_eq!(expired, many.poll_expired(Instant(now), budget));
+                prop_assert_eq!(expired, two.poll_expired(Instant(now), budget));
             }
         }
-        let (a, b) = flush(&mut one, &mut many, &mut burst, now);
-        prop_assert_eq!(a, b);
+        let (a, b, c) = flush(&mut one, &mut many, &mut two, &mut burst, now);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&a, &c);
         prop_assert_eq!(one.stats(), many.stats());
+        prop_assert_eq!(one.stats(), two.stats());
         many.check_invariants().map_err(TestCaseError::fail)?;
+        two.check_invariants().map_err(TestCaseError::fail)?;
     }
 }
 
