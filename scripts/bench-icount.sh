@@ -38,4 +38,27 @@ for p in udp tcp; do
 done
 echo "new connections: $(count tcp new) instructions per SYN of a fresh tuple into a full table of 1024 (each creates one, early-drops one)"
 echo "new connections: $(count tcp new-expiry) instructions per SYN of a fresh tuple, 1 ms apart, 1 s SYN timeout (each creates one, one expires: poll_expired counted)"
+
+# NAT in the worker (dataplane/examples/nat_cost.rs): one worker on
+# in-memory ports, src-nat to one address against the same rule as accept.
+# Counted over `poll` (the in-memory I/O's frame copies included, the same
+# in both), so the ratio understates what NAT costs a DPDK worker.
+cargo build --release -q -p dataplane --no-default-features --example nat_cost
+nat_bin=${CARGO_TARGET_DIR:-target}/release/examples/nat_cost
+nat_count() { # exempt|nat established|new -> instructions per packet
+    local f="$out/callgrind.nat-$1-$2"
+    valgrind --tool=callgrind --callgrind-out-file="$f" --toggle-collect='nat_cost::poll' \
+        "$nat_bin" "$1" "$2" >"$f.log" 2>&1
+    local ir pkts
+    ir=$(awk '/Collected :/ {print $NF}' "$f.log")
+    pkts=$(awk '/packets through poll/ {print $1}' "$f.log")
+    python3 -c "print(f'{$ir / $pkts:.0f}')"
+}
+echo "NAT in a worker (in-memory ports, per packet through Worker::poll_once, with a filter rule)"
+printf '%-12s %10s %10s %10s\n' case exempt src-nat 'exempt/nat'
+for m in established new; do
+    ex=$(nat_count exempt "$m")
+    sn=$(nat_count nat "$m")
+    printf '%-12s %10s %10s %10s\n' "$m" "$ex" "$sn" "$(python3 -c "print(f'{$ex / $sn:.2f}')")"
+done
 echo "(callgrind profiles: $out/callgrind.*; callgrind_annotate --auto=yes FILE shows where)"

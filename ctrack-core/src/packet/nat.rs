@@ -66,6 +66,18 @@ fn delta(old: &[u8], new: &[u8]) -> u64 {
     not_old + sum(new, 0)
 }
 
+/// [`delta`] of fields of `N` bytes (`N` even), a word at a time: the same
+/// value modulo 0xffff, so the same checksum once folded.
+#[inline(always)]
+fn delta_of<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u64 {
+    let mut d = 0;
+    for i in (0..N).step_by(2) {
+        d += u64::from(!u16::from_be_bytes([old[i], old[i + 1]]))
+            + u64::from(u16::from_be_bytes([new[i], new[i + 1]]));
+    }
+    d
+}
+
 /// Applies a [`delta`] to the checksum stored at `at..at + 2` of `buf`:
 /// `HC' = ~(~HC + ~m + m')`.
 #[inline]
@@ -80,7 +92,6 @@ struct Ip {
     family: Family,
     /// Offset of the source address; the destination follows.
     addrs: usize,
-    alen: usize,
     /// IPv4 header checksum offset.
     hcsum: Option<usize>,
     l4: usize,
@@ -110,7 +121,6 @@ fn locate(buf: &[u8], at: usize, quoted: bool) -> Result<Ip, RewriteError> {
             Ok(Ip {
                 family: Family::V4,
                 addrs: at + 12,
-                alen: 4,
                 hcsum: Some(at + 10),
                 l4: at + hl,
                 end,
@@ -138,7 +148,6 @@ fn locate(buf: &[u8], at: usize, quoted: bool) -> Result<Ip, RewriteError> {
             Ok(Ip {
                 family: Family::V6,
                 addrs: at + 8,
-                alen: 16,
                 hcsum: None,
                 l4: at + ipv6::HEADER_LEN + w.offset,
                 end,
@@ -182,7 +191,8 @@ fn rewrite(buf: &mut [u8], ip: &Ip, to: &Tuple) -> Result<(), RewriteError> {
             }
             let ([s0, s1], [d0, d1]) = (to.src_port.to_be_bytes(), to.dst_port.to_be_bytes());
             let ports = [s0, s1, d0, d1];
-            let d = d_addr + delta(&buf[l4..l4 + 4], &ports);
+            let old = [buf[l4], buf[l4 + 1], buf[l4 + 2], buf[l4 + 3]];
+            let d = d_addr + delta_of(&old, &ports);
             buf[l4..l4 + 4].copy_from_slice(&ports);
             let at = if ip.proto == proto::TCP {
                 l4 + 16
@@ -228,15 +238,29 @@ fn rewrite(buf: &mut [u8], ip: &Ip, to: &Tuple) -> Result<(), RewriteError> {
 /// packet that already carries them is left alone. Returns the addresses'
 /// delta ([`delta`]) for the checksums whose pseudo-header holds them.
 fn set_addrs(buf: &mut [u8], ip: &Ip, src: &Addr, dst: &Addr) -> u64 {
-    let (new_src, new_dst): (&[u8], &[u8]) = match ip.family {
-        Family::V4 => (&src.0[12..], &dst.0[12..]),
-        Family::V6 => (&src.0, &dst.0),
-    };
-    let (a, n) = (ip.addrs, ip.alen);
-    let d = delta(&buf[a..a + n], new_src) + delta(&buf[a + n..a + 2 * n], new_dst);
-    if buf[a..a + n] != *new_src || buf[a + n..a + 2 * n] != *new_dst {
-        buf[a..a + n].copy_from_slice(new_src);
-        buf[a + n..a + 2 * n].copy_from_slice(new_dst);
+    match ip.family {
+        Family::V4 => {
+            let v4 = |a: &Addr| [a.0[12], a.0[13], a.0[14], a.0[15]];
+            set_addrs_of(buf, ip, v4(src), v4(dst))
+        }
+        Family::V6 => set_addrs_of(buf, ip, src.0, dst.0),
+    }
+}
+
+/// [`set_addrs`] for addresses of `N` bytes: fixed-size reads, compares and
+/// copies (callgrind: 176 instructions per IPv4 packet through slices of
+/// the family's length, with `memcmp` and `memcpy` calls, against about 40).
+#[inline(always)]
+fn set_addrs_of<const N: usize>(buf: &mut [u8], ip: &Ip, src: [u8; N], dst: [u8; N]) -> u64 {
+    let a = ip.addrs;
+    let mut old_src = [0u8; N];
+    let mut old_dst = [0u8; N];
+    old_src.copy_from_slice(&buf[a..a + N]);
+    old_dst.copy_from_slice(&buf[a + N..a + 2 * N]);
+    let d = delta_of(&old_src, &src) + delta_of(&old_dst, &dst);
+    if old_src != src || old_dst != dst {
+        buf[a..a + N].copy_from_slice(&src);
+        buf[a + N..a + 2 * N].copy_from_slice(&dst);
         if let Some(h) = ip.hcsum {
             adjust(buf, h, d);
         }
