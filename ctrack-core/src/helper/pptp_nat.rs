@@ -283,6 +283,63 @@ mod tests {
         assert_eq!(rewrite(&st, 0, &mut short), None);
     }
 
+    /// An Ethernet + IPv4 frame of protocol `proto` with `l4` after the
+    /// IP header, checksums filled.
+    fn frame(proto_: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + l4.len()) as u16;
+        let [hi, lo] = total.to_be_bytes();
+        f.extend_from_slice(&[
+            0x45, 0, hi, lo, 0, 1, 0x40, 0, 64, proto_, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        f.extend_from_slice(l4);
+        crate::packet::checksum::fill_ip(&mut f[14..]);
+        f
+    }
+
+    #[test]
+    fn frames_keep_valid_checksums() {
+        use crate::packet::checksum::{RxChecksum, verify_ethernet};
+        use crate::packet::parse_ethernet;
+        let mut st = confirmed();
+        let ocrq = message(OUT_CALL_REQUEST, &[0x12, 0x34, 0, 1]);
+        let a = help(&mut st, 0, &ocrq);
+        after_help(&mut st, 0, &ocrq, a, 40001);
+        // TCP: 20-byte header (data offset 5, ACK|PSH), then the message.
+        let mut tcp = vec![
+            0x9c, 0x40, 0x06, 0xbb, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff,
+        ];
+        tcp.extend_from_slice(&[0, 0, 0, 0]);
+        tcp.extend_from_slice(&ocrq);
+        let mut f = frame(proto::TCP, &tcp);
+        assert_eq!(verify_ethernet(&f, RxChecksum::UNKNOWN), Ok(()));
+        let repr = parse_ethernet(&f).unwrap();
+        assert_eq!(rewrite_frame(&st, 0, &mut f, &repr), Ok(true));
+        assert_eq!(verify_ethernet(&f, RxChecksum::UNKNOWN), Ok(()));
+        let at = 14 + 20 + 20 + HEADER_LEN;
+        assert_eq!(be16(&f, at), 40001);
+        // Once more: already translated, nothing to do.
+        assert_eq!(rewrite_frame(&st, 0, &mut f, &repr), Ok(false));
+        // A truncated frame is an error, not a panic.
+        let mut short = f[..f.len() - 10].to_vec();
+        assert!(rewrite_frame(&st, 0, &mut short, &repr).is_err());
+
+        // GRE v1 (K, S), call id 0x9c41 set back to 0x1234.
+        let gre = [
+            0x30, 0x01, 0x88, 0x0b, 0, 3, 0x9c, 0x41, 0, 0, 0, 1, 1, 2, 3,
+        ];
+        let mut f = frame(proto::GRE, &gre);
+        assert_eq!(set_gre_call_id(&mut f, 0x1234), Ok(true));
+        assert_eq!(be16(&f, 14 + 20 + 6), 0x1234);
+        assert_eq!(verify_ethernet(&f, RxChecksum::UNKNOWN), Ok(()));
+        assert_eq!(set_gre_call_id(&mut f, 0x1234), Ok(false));
+        // Version 0 is not PPTP's.
+        let v0 = [0x20, 0x00, 0x08, 0x00, 0, 0, 0, 9];
+        let mut f = frame(proto::GRE, &v0);
+        assert!(set_gre_call_id(&mut f, 1).is_err());
+    }
+
     #[test]
     fn checksum_adjustment_matches_a_full_sum() {
         use crate::packet::checksum::{checksum_of, sum};
