@@ -6,7 +6,15 @@
 //! run` with 2 workers under a ruleset that accepts only
 //! `established,related` and new connections to TCP 1723: the GRE passes
 //! only as the call's expected connection. The table then shows it as
-//! `expected`, `connection-type=pptp`. Needs root, iproute2 and python3.
+//! `expected`, `connection-type=pptp`.
+//!
+//! Then through source NAT (`src-nat` to one address, bridged): two PNS
+//! (two addresses in A) with the same call id hold a call each to the one
+//! PAC at the same time; the PAC sees two call ids (translated), each PNS
+//! gets its own GRE back with its own call id, the PAC gets each PNS's GRE
+//! with its call id of that call, and the table shows two GRE connections,
+//! each the call's expected one, translated back to its PNS. Needs root,
+//! iproute2 and python3.
 
 use ctrack_tests::netns::{A4, B4, Topology, skip_reason};
 use ctrack_tests::{Running, scratch_dir, show};
@@ -75,15 +83,15 @@ add chain=forward action=accept connection-state=new protocol=tcp dst-port=1723\
 add chain=forward action=drop\n";
 
 /// One test (the namespaces' names are the process's): the plain call,
-/// then two calls through masquerade, each on a topology of its own.
+/// then two calls through source NAT, each on a topology of its own.
 #[test]
-fn pptp_calls_plain_and_through_masquerade() {
+fn pptp_calls_plain_and_through_srcnat() {
     if let Some(why) = skip_reason() {
         eprintln!("pptp test skipped: {why}");
         return;
     }
     pptp_gre_passes_as_the_calls_expected_connection();
-    two_pns_behind_one_masquerade_address_each_hold_a_call();
+    two_pns_behind_one_srcnat_address_each_hold_a_call();
 }
 
 fn pptp_gre_passes_as_the_calls_expected_connection() {
@@ -136,9 +144,9 @@ fn pptp_gre_passes_as_the_calls_expected_connection() {
 /// Two PNS (two addresses in namespace A, one thread each) behind one
 /// source-NAT address, both with call id 0x1234, to one PAC in B. The PAC
 /// sees two different call ids (the translated ones), answers each PNS's
-/// GRE to the one masquerade address, and each PNS gets only its own GRE
+/// GRE to the one source-NAT address, and each PNS gets only its own GRE
 /// back with its own call id; the PAC gets each PNS's GRE from the
-/// masquerade address with its own call id of that call. The call serial
+/// source-NAT address with its own call id of that call. The call serial
 /// number (set by each PNS) tags which call a GRE payload is for.
 const PPTP_NAT: &str = r#"
 import socket, struct, sys, threading
@@ -248,9 +256,9 @@ add chain=forward action=accept connection-state=established,related\n\
 add chain=forward action=accept connection-state=new protocol=tcp dst-port=1723\n\
 add chain=forward action=drop\n";
 
-fn two_pns_behind_one_masquerade_address_each_hold_a_call() {
+fn two_pns_behind_one_srcnat_address_each_hold_a_call() {
     let topo = Topology::create();
-    // The second PNS's address, and the way from B to the masquerade
+    // The second PNS's address, and the way from B to the source-NAT
     // address: A's MAC (ctrack bridges; nobody answers ARP for it).
     let must = |args: &[&str]| {
         let out = ctrack_tests::netns::run_bounded(10, args);
