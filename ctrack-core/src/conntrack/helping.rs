@@ -352,53 +352,49 @@ impl Shard {
                     });
                 }
             }
-            HelperState::Pptp(st) => match {
-                let action = pptp::help(st, dir.index(), payload);
-                // Through source NAT the PNS's call id is translated to
-                // the control connection's translated port (pptp_nat).
-                if e.srcnat() {
-                    pptp_nat::after_help(st, dir.index(), payload, action, reply.dport);
-                }
-                action
-            } {
-                pptp::PptpAction::ExpectGre {
-                    pns_call_id,
-                    pac_call_id,
-                } => {
-                    self.helpers.expect.stats.announced += 1;
-                    let group = self.helpers.expect.new_group();
-                    let fam = t.family;
-                    // Each direction as its sender sends it, with the
-                    // sender's call id for the GRE keymap: the PNS with its
-                    // own id, the PAC to the translated address with the
-                    // translated one (the control connection's reply tuple).
-                    new[0] = Some(Expectation {
-                        key: gre_key(fam, e.key.src, e.key.dst, pac_call_id),
-                        sport: Some(st.orig_pns_call_id.unwrap_or(pns_call_id)),
-                        group,
-                        ..base
-                    });
-                    new[1] = Some(Expectation {
-                        key: gre_key(fam, reply.src, reply.dst, pns_call_id),
-                        sport: Some(pac_call_id),
-                        group,
-                        ..base
-                    });
-                }
-                pptp::PptpAction::Clear => {
-                    let h = &mut self.helpers;
-                    if h.expect.has_master(id) {
-                        h.expect.remove_master(id);
-                        HelperSide::push_out(
-                            &mut h.out,
-                            &mut h.expect.stats,
-                            ExpectMsg::RemoveMaster(id),
-                        );
+            // Through source NAT the PNS's call id is translated to the
+            // control connection's translated port (pptp_nat).
+            HelperState::Pptp(st) => {
+                match pptp_nat::help(st, dir.index(), payload, e.srcnat().then_some(reply.dport)) {
+                    pptp::PptpAction::ExpectGre {
+                        pns_call_id,
+                        pac_call_id,
+                    } => {
+                        self.helpers.expect.stats.announced += 1;
+                        let group = self.helpers.expect.new_group();
+                        let fam = t.family;
+                        // Each direction as its sender sends it, with the
+                        // sender's call id for the GRE keymap: the PNS with its
+                        // own id, the PAC to the translated address with the
+                        // translated one (the control connection's reply tuple).
+                        new[0] = Some(Expectation {
+                            key: gre_key(fam, e.key.src, e.key.dst, pac_call_id),
+                            sport: Some(st.orig_pns_call_id.unwrap_or(pns_call_id)),
+                            group,
+                            ..base
+                        });
+                        new[1] = Some(Expectation {
+                            key: gre_key(fam, reply.src, reply.dst, pns_call_id),
+                            sport: Some(pac_call_id),
+                            group,
+                            ..base
+                        });
                     }
+                    pptp::PptpAction::Clear => {
+                        let h = &mut self.helpers;
+                        if h.expect.has_master(id) {
+                            h.expect.remove_master(id);
+                            HelperSide::push_out(
+                                &mut h.out,
+                                &mut h.expect.stats,
+                                ExpectMsg::RemoveMaster(id),
+                            );
+                        }
+                    }
+                    pptp::PptpAction::Ignored => self.helpers.expect.stats.ignored += 1,
+                    pptp::PptpAction::Nothing => {}
                 }
-                pptp::PptpAction::Ignored => self.helpers.expect.stats.ignored += 1,
-                pptp::PptpAction::Nothing => {}
-            },
+            }
         }
         self.helpers.states.insert(i, state);
         for x in new.into_iter().flatten() {

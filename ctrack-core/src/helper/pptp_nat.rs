@@ -66,6 +66,17 @@ pub fn after_help(
     }
 }
 
+/// [`pptp::help`], then, for a control connection whose source is
+/// translated (`nat_id`: the PNS's call id on the translated side),
+/// [`after_help`].
+pub fn help(st: &mut PptpState, dir_index: usize, data: &[u8], nat_id: Option<u16>) -> PptpAction {
+    let action = pptp::help(st, dir_index, data);
+    if let Some(id) = nat_id {
+        after_help(st, dir_index, data, action, id);
+    }
+    action
+}
+
 /// The call id field (offset in the message) that message `msg` carries
 /// for the PNS, by direction.
 fn pns_field(dir_index: usize, msg: u16) -> Option<usize> {
@@ -199,15 +210,14 @@ mod tests {
 
     fn confirmed() -> PptpState {
         let mut s = PptpState::default();
-        help(&mut s, 0, &message(START_SESSION_REQUEST, &[1, 0]));
-        help(&mut s, 1, &message(START_SESSION_REPLY, &[1, 0, 1]));
+        pptp::help(&mut s, 0, &message(START_SESSION_REQUEST, &[1, 0]));
+        pptp::help(&mut s, 1, &message(START_SESSION_REPLY, &[1, 0, 1]));
         s
     }
 
     /// Parses then rewrites, as the table and the worker do.
     fn pass(s: &mut PptpState, dir: usize, m: &mut [u8], nat_id: u16) -> PptpAction {
-        let a = help(s, dir, m);
-        after_help(s, dir, m, a, nat_id);
+        let a = super::help(s, dir, m, Some(nat_id));
         rewrite(s, dir, m);
         a
     }
@@ -265,7 +275,7 @@ mod tests {
         // Without NAT (no `after_help`), nothing is rewritten.
         let mut s = confirmed();
         let mut ocrq = message(OUT_CALL_REQUEST, &[0x12, 0x34]);
-        help(&mut s, 0, &ocrq);
+        pptp::help(&mut s, 0, &ocrq);
         assert_eq!(rewrite(&s, 0, &mut ocrq), None);
         // Ignored messages assign nothing; short ones are left alone.
         let mut s = PptpState::default();
@@ -304,7 +314,7 @@ mod tests {
         use crate::packet::parse_ethernet;
         let mut st = confirmed();
         let ocrq = message(OUT_CALL_REQUEST, &[0x12, 0x34, 0, 1]);
-        let a = help(&mut st, 0, &ocrq);
+        let a = pptp::help(&mut st, 0, &ocrq);
         after_help(&mut st, 0, &ocrq, a, 40001);
         // TCP: 20-byte header (data offset 5, ACK|PSH), then the message.
         let mut tcp = vec![
