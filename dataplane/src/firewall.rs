@@ -653,7 +653,8 @@ impl WorkerFirewall {
         let Some(nat) = self.nat.as_deref_mut() else {
             return (v, Ok(None));
         };
-        let orig = crate::conntrack::key::Key::of_packet(&pkt.tuple, &pkt.l4);
+        // As the table keys it (GRE v1 by call ids: `Shard::key_of`).
+        let orig = shard.key_of(pkt);
         let reply = nat.finish(shard, &orig, &pending).map_err(|_| ());
         (v, reply)
     }

@@ -26,6 +26,7 @@ pub mod io;
 pub mod layer7;
 pub mod nat;
 pub mod policy;
+pub mod pptp_nat;
 pub mod respond;
 pub mod router;
 pub mod rss;

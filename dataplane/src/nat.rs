@@ -346,6 +346,14 @@ impl WorkerNat {
         orig: &Key,
         p: &Pending,
     ) -> Result<Option<Key>, NatDrop> {
+        // A PPTP call's GRE through NAT: the call's binding, not the rules'.
+        if let Some(r) = crate::pptp_nat::binding(shard, orig) {
+            match r {
+                Ok(_) => self.counters.translated += 1,
+                Err(d) => self.count(d),
+            }
+            return r.map(Some);
+        }
         if let Some(d) = p.drop {
             self.count(d);
             return Err(d);

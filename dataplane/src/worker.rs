@@ -671,11 +671,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
                 Ok(()) => {
                     let owner = self.dispatch.as_ref().map_or(self.id, |d| {
-                        if nic_hash {
+                        let hashed = if nic_hash {
                             d.owner_with_nic_hash(slot, rx.rss_hash(i))
                         } else {
                             d.owner(slot)
-                        }
+                        };
+                        // A PPTP call's GRE: its control connection's worker.
+                        crate::pptp_nat::owner(&self.shard, slot, hashed)
                     });
                     if owner == self.id {
                         self.ports[k] = ports;
@@ -948,7 +950,15 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             if self.shard.nat_connections() > 0 {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
                 if rw != crate::nat::Rewrite::None
-                    && crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
+                    && (crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
+                        || crate::pptp_nat::rewrite(
+                            &self.shard,
+                            &self.local[k],
+                            v,
+                            &rw,
+                            io.packet_data_mut(&mut pkt),
+                        )
+                        .is_err())
                 {
                     // Linux drops what it cannot mangle.
                     self.totals.nat_rewrite_failed += 1;

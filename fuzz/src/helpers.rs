@@ -4,7 +4,8 @@
 //! - [`ftp`]: the input is split into segments at `\n` boundaries and at
 //!   the first byte's offsets; each is fed to the FTP parser in both
 //!   directions and IPv4/IPv6, and to a shard's FTP control connection.
-//! - [`pptp`]: the input as control messages, alternating directions, after
+//! - [`pptp`]: the input as control messages (also through the NAT
+//!   rewrite of the call ids), alternating directions, after
 //!   a confirmed session, through the parser and a shard.
 //! - [`tftp`]: the request test and a shard's TFTP connection.
 
@@ -12,7 +13,9 @@ use dataplane::conntrack::helping::{EXPECT_MAX, HelpVerdict};
 use dataplane::conntrack::key::HashSeed;
 use dataplane::conntrack::{Dir, Instant, Settings, Shard, TableConfig, Verdict};
 use dataplane::flow::{Addr, Family, FlowRepr, L4, TcpInfo, Tuple, proto, tcp_flags};
-use dataplane::helper::{ServicePorts, ftp as hftp, pptp as hpptp, tftp as htftp};
+use dataplane::helper::{
+    ServicePorts, ftp as hftp, pptp as hpptp, pptp_nat as hpptp_nat, tftp as htftp,
+};
 
 fn shard() -> Shard {
     let mut s = Shard::new(
@@ -167,7 +170,17 @@ pub fn pptp(data: &[u8]) {
     }
     let mut st = hpptp::PptpState::default();
     for (i, m) in msgs.iter().enumerate() {
-        let _ = hpptp::help(&mut st, usize::from((ctl >> (i % 8)) & 1), m);
+        let dir = usize::from((ctl >> (i % 8)) & 1);
+        let a = hpptp::help(&mut st, dir, m);
+        // Through source NAT too: the state switch and the rewrite, which
+        // changes a call id field at most.
+        hpptp_nat::after_help(&mut st, dir, m, a, 0x9c41);
+        let mut copy = m.to_vec();
+        if let Some((off, old, new)) = hpptp_nat::rewrite(&st, dir, &mut copy) {
+            assert_eq!(copy[off..off + 2], new.to_be_bytes());
+            assert_eq!(m[off..off + 2], old.to_be_bytes());
+            assert_eq!(copy.len(), m.len());
+        }
     }
     let mut s = control(1723);
     let start = hpptp::message(hpptp::START_SESSION_REQUEST, &[1, 0]);

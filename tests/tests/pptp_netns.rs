@@ -6,7 +6,15 @@
 //! run` with 2 workers under a ruleset that accepts only
 //! `established,related` and new connections to TCP 1723: the GRE passes
 //! only as the call's expected connection. The table then shows it as
-//! `expected`, `connection-type=pptp`. Needs root, iproute2 and python3.
+//! `expected`, `connection-type=pptp`.
+//!
+//! Then through source NAT (`src-nat` to one address, bridged): two PNS
+//! (two addresses in A) with the same call id hold a call each to the one
+//! PAC at the same time; the PAC sees two call ids (translated), each PNS
+//! gets its own GRE back with its own call id, the PAC gets each PNS's GRE
+//! with its call id of that call, and the table shows two GRE connections,
+//! each the call's expected one, translated back to its PNS. Needs root,
+//! iproute2 and python3.
 
 use ctrack_tests::netns::{A4, B4, Topology, skip_reason};
 use ctrack_tests::{Running, scratch_dir, show};
@@ -74,12 +82,19 @@ add chain=forward action=accept connection-state=established,related\n\
 add chain=forward action=accept connection-state=new protocol=tcp dst-port=1723\n\
 add chain=forward action=drop\n";
 
+/// One test (the namespaces' names are the process's): the plain call,
+/// then two calls through source NAT, each on a topology of its own.
 #[test]
-fn pptp_gre_passes_as_the_calls_expected_connection() {
+fn pptp_calls_plain_and_through_srcnat() {
     if let Some(why) = skip_reason() {
         eprintln!("pptp test skipped: {why}");
         return;
     }
+    pptp_gre_passes_as_the_calls_expected_connection();
+    two_pns_behind_one_srcnat_address_each_hold_a_call();
+}
+
+fn pptp_gre_passes_as_the_calls_expected_connection() {
     let topo = Topology::create();
     let dir = scratch_dir("pptp");
     let (script, rules) = (dir.join("pptp.py"), dir.join("rules.rsc"));
@@ -122,6 +137,225 @@ fn pptp_gre_passes_as_the_calls_expected_connection() {
     );
     // The PAC sent first: the connection's originator is B.
     assert_eq!(field(gre[0], "src-address"), B4, "{gre:#?}");
+    let out = run.stop();
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// Two PNS (two addresses in namespace A, one thread each) behind one
+/// source-NAT address, both with call id 0x1234, to one PAC in B. The PAC
+/// sees two different call ids (the translated ones), answers each PNS's
+/// GRE to the one source-NAT address, and each PNS gets only its own GRE
+/// back with its own call id; the PAC gets each PNS's GRE from the
+/// source-NAT address with its own call id of that call. The call serial
+/// number (set by each PNS) tags which call a GRE payload is for.
+const PPTP_NAT: &str = r#"
+import socket, struct, sys, threading
+role, peer = sys.argv[1], sys.argv[2]
+SIZES = {1: 144, 2: 144, 5: 4, 7: 156, 8: 20}
+def msg(t, body):
+    body = body + b'\0' * (SIZES[t] - len(body))
+    return struct.pack('!HHIHH', 12 + len(body), 1, 0x1A2B3C4D, t, 0) + body
+def read(s):
+    h = b''
+    while len(h) < 12: h += s.recv(12 - len(h))
+    n, _, cookie, t, _ = struct.unpack('!HHIHH', h)
+    assert cookie == 0x1A2B3C4D
+    b = b''
+    while len(b) < n - 12: b += s.recv(n - 12 - len(b))
+    return t, b
+def gre(call, payload):
+    return struct.pack('!HHHHI', 0x3001, 0x880b, len(payload), call, 1) + payload
+def gre_recv(raw, src, want):
+    # The first GRE from `src` whose (call id, payload) is in `want`; any
+    # other from `src` is a failure (a GRE meant for another call).
+    raw.settimeout(15)
+    while True:
+        pkt, addr = raw.recvfrom(2048)
+        if addr[0] != src: continue
+        g = pkt[(pkt[0] & 15) * 4:]
+        flags, proto, plen, call = struct.unpack('!HHHH', g[:8])
+        if flags & 7 != 1: continue
+        got = (call, g[12:12 + plen])
+        assert got in want, f"unexpected GRE {got}, wanted one of {want}"
+        return got
+PNS_CALL = 0x1234
+def pac(me, masq):
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((me, 1723)); l.listen(2)
+    print("ready", flush=True)
+    l.settimeout(30)
+    calls = {}
+    for _ in range(2):
+        s, a = l.accept()
+        assert a[0] == masq, a
+        assert read(s)[0] == 1
+        s.sendall(msg(2, struct.pack('!HBB', 0x0100, 1, 0)))
+        t, b = read(s); assert t == 7
+        pns, serial = struct.unpack('!HH', b[:4])
+        pac = 0xa000 + serial
+        s.sendall(msg(8, struct.pack('!HHBB', pac, pns, 1, 0)))
+        assert read(s)[0] == 5
+        calls[serial] = (pns, pac, s)
+    ids = sorted(c[0] for c in calls.values())
+    assert ids[0] != ids[1], f"one call id for both: {ids}"
+    for serial, (pns, pac, s) in calls.items():
+        raw.sendto(gre(pns, b'for-%d' % serial), (masq, 0))
+    want = {(pac, b'from-%d' % serial) for serial, (pns, pac, s) in calls.items()}
+    while want:
+        want.discard(gre_recv(raw, masq, want))
+    return ids
+if role == 'pac':
+    # The verdict goes to a file (the test reads it; this runs in the
+    # background).
+    me, masq, result = sys.argv[3], sys.argv[4], sys.argv[5]
+    try:
+        text = f"pac ok {pac(me, masq)}"
+    except Exception as e:
+        text = f"pac failed: {e!r}"
+    open(result + '.tmp', 'w').write(text)
+    import os; os.rename(result + '.tmp', result)
+else:
+    mine = sys.argv[3:]
+    errors = []
+    def pns(me, serial):
+        try:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+            raw.bind((me, 0))
+            s = socket.create_connection((peer, 1723), timeout=20, source_address=(me, 0))
+            s.sendall(msg(1, struct.pack('!HBB', 0x0100, 0, 0)))
+            assert read(s)[0] == 2
+            s.sendall(msg(7, struct.pack('!HH', PNS_CALL, serial)))
+            t, b = read(s); assert t == 8
+            cid, pcid, result = struct.unpack('!HHB', b[:5])
+            assert pcid == PNS_CALL, f"peer call id {pcid:#x} (not translated back)"
+            assert result == 1 and cid == 0xa000 + serial, (cid, result)
+            s.sendall(msg(5, b'\0\0\0\1'))
+            gre_recv(raw, peer, {(PNS_CALL, b'for-%d' % serial)})
+            raw.sendto(gre(cid, b'from-%d' % serial), (peer, 0))
+            print(f"pns {serial} ok", flush=True)
+        except Exception as e:
+            errors.append(f"pns {serial}: {e!r}")
+    ts = [threading.Thread(target=pns, args=(me, i + 1)) for i, me in enumerate(mine)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errors, errors
+"#;
+
+/// Namespace A's second address (the second PNS) and the source-NAT
+/// address on ctrack's B side.
+const A4_2: &str = "10.77.0.3";
+const MASQ: &str = "10.77.0.100";
+
+/// `src-nat` to one address (what `masquerade` does, without the `/ip
+/// address` that would make ctrack a router: this topology is bridged).
+const RULES_NAT: &str = "/ip firewall nat\n\
+add chain=srcnat action=src-nat to-addresses=10.77.0.100 out-interface=ether2\n\
+/ip firewall filter\n\
+add chain=forward action=accept connection-state=established,related\n\
+add chain=forward action=accept connection-state=new protocol=tcp dst-port=1723\n\
+add chain=forward action=drop\n";
+
+fn two_pns_behind_one_srcnat_address_each_hold_a_call() {
+    let topo = Topology::create();
+    // The second PNS's address, and the way from B to the source-NAT
+    // address: A's MAC (ctrack bridges; nobody answers ARP for it).
+    let must = |args: &[&str]| {
+        let out = ctrack_tests::netns::run_bounded(10, args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        out
+    };
+    must(&[
+        "ip",
+        "-n",
+        &topo.ns[0],
+        "addr",
+        "add",
+        &format!("{A4_2}/24"),
+        "dev",
+        &topo.inner[0],
+    ]);
+    let link = must(&[
+        "ip",
+        "-n",
+        &topo.ns[0],
+        "-br",
+        "link",
+        "show",
+        &topo.inner[0],
+    ]);
+    let mac = String::from_utf8_lossy(&link.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(mac.len(), 17, "A's MAC from {}", show(&link));
+    must(&[
+        "ip",
+        "-n",
+        &topo.ns[1],
+        "neigh",
+        "add",
+        MASQ,
+        "lladdr",
+        &mac,
+        "dev",
+        &topo.inner[1],
+    ]);
+
+    let dir = scratch_dir("pptp-nat");
+    let (script, rules) = (dir.join("pptp_nat.py"), dir.join("rules.rsc"));
+    std::fs::write(&script, PPTP_NAT).unwrap();
+    std::fs::write(&rules, RULES_NAT).unwrap();
+    let (script, rules) = (script.display().to_string(), rules.display().to_string());
+    let run = Running::start(&topo.ctrack_run_args(&["--rules", &rules]));
+
+    let result = dir.join("pac-result");
+    let _ = std::fs::remove_file(&result);
+    let result_arg = result.display().to_string();
+    let _pac = topo.spawn_ready(
+        1,
+        &["python3", &script, "pac", A4, B4, MASQ, &result_arg],
+        20,
+    );
+    let out = topo.exec(0, 40, &["python3", &script, "pns", B4, A4, A4_2]);
+    assert!(out.status.success(), "PNS:\n{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("pns 1 ok") && text.contains("pns 2 ok"),
+        "{text}"
+    );
+    // The PNS's answers (their last packets) may still be on their way:
+    // the PAC writes its verdict once it got both (bounded wait).
+    assert!(run.wait_until(200, |_| result.exists()), "no PAC verdict");
+    let verdict = std::fs::read_to_string(&result).unwrap();
+    assert!(verdict.starts_with("pac ok"), "{verdict}");
+
+    let table = run.table();
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+    let control: Vec<_> = table
+        .iter()
+        .filter(|r| field(r, "protocol") == "tcp" && field(r, "connection-type") == "pptp")
+        .collect();
+    assert_eq!(control.len(), 2, "{table:#?}");
+    let gre: Vec<_> = table
+        .iter()
+        .filter(|r| field(r, "protocol") == "gre")
+        .collect();
+    // Two calls between the same two addresses: two connections, each the
+    // call's expected one, translated (the PAC sent first: destination NAT
+    // back to each PNS).
+    assert_eq!(gre.len(), 2, "{table:#?}");
+    let mut to: Vec<String> = gre.iter().map(|g| field(g, "reply-src-address")).collect();
+    to.sort();
+    assert_eq!(to, vec![A4.to_string(), A4_2.to_string()], "{gre:#?}");
+    for g in &gre {
+        assert_eq!(g["expected"], true, "{g:#?}");
+        assert_eq!(field(g, "connection-type"), "pptp");
+        assert_eq!(field(g, "src-address"), B4, "{g:#?}");
+        assert_eq!(field(g, "dst-address"), MASQ, "{g:#?}");
+        assert_eq!(g["dstnat"], true, "{g:#?}");
+    }
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
 }

@@ -32,6 +32,7 @@
 use std::collections::HashMap;
 
 use super::entry::ConnId;
+use super::gre_keymap::GreKeymap;
 use crate::flow::{Addr, Family, FlowRepr, L4, proto};
 use crate::helper::HelperKind;
 
@@ -75,7 +76,8 @@ impl ExpectKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expectation {
     pub key: ExpectKey,
-    /// The source port, or `None`: any.
+    /// The source port, or `None`: any. For PPTP's GRE the sender's call
+    /// id (not in the packet: the [`GreKeymap`] entry of this direction).
     pub sport: Option<u16>,
     /// The connection whose helper announced it.
     pub master: ConnId,
@@ -91,8 +93,11 @@ pub struct Expectation {
 }
 
 impl Expectation {
+    /// A packet without a source port (GRE) matches whatever `sport`
+    /// says: for PPTP's GRE it is the sender's call id, which the packet
+    /// does not carry (it goes to the keymap, [`GreKeymap`]).
     fn matches_sport(&self, sport: Option<u16>) -> bool {
-        self.sport.is_none() || self.sport == sport
+        self.sport.is_none() || sport.is_none() || self.sport == sport
     }
 }
 
@@ -159,6 +164,9 @@ pub struct ExpectTable {
     masters: HashMap<ConnId, [Option<ExpectKey>; PER_MASTER]>,
     max: usize,
     next_group: u32,
+    /// GRE v1 call ids by direction, kept with the PPTP expectations (see
+    /// [`GreKeymap`]).
+    pub keymap: GreKeymap,
     pub stats: ExpectStats,
 }
 
@@ -170,6 +178,7 @@ impl ExpectTable {
             masters: HashMap::with_capacity(2 * max),
             max,
             next_group: 1,
+            keymap: GreKeymap::new(max),
             stats: ExpectStats::default(),
         }
     }
@@ -219,6 +228,7 @@ impl ExpectTable {
             }
             // The same master announces it again: refreshed.
             self.map.insert(e.key, e);
+            self.keymap.insert(&e);
             out(ExpectMsg::Add(e));
             return Ok(());
         }
@@ -242,6 +252,7 @@ impl ExpectTable {
             *s = Some(e.key);
         }
         self.stats.created += 1;
+        self.keymap.insert(&e);
         out(ExpectMsg::Add(e));
         Ok(())
     }
@@ -250,6 +261,7 @@ impl ExpectTable {
     pub fn apply(&mut self, m: ExpectMsg) {
         match m {
             ExpectMsg::Add(e) => {
+                self.keymap.insert(&e);
                 if self.map.len() < self.max || self.map.contains_key(&e.key) {
                     self.map.insert(e.key, e);
                 } else {
@@ -320,6 +332,7 @@ impl ExpectTable {
 
     /// Removes every expectation of `master`.
     pub fn remove_master(&mut self, master: ConnId) {
+        self.keymap.remove_master(master);
         if self.map.is_empty() {
             return;
         }
@@ -334,7 +347,7 @@ impl ExpectTable {
 
     /// Whether `master` holds any here (this worker's masters only).
     pub fn has_master(&self, master: ConnId) -> bool {
-        self.masters.contains_key(&master)
+        self.masters.contains_key(&master) || self.keymap.has_master(master)
     }
 
     /// Drops the expectations whose deadline passed (a scan; the caller

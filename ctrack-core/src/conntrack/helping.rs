@@ -12,9 +12,9 @@ use std::collections::HashMap;
 
 use super::entry::{ConnId, flag};
 use super::expect::{ExpectKey, ExpectMsg, ExpectStats, ExpectTable, Expectation, gre_key};
-use super::{Dir, Instant, Shard};
+use super::{Dir, Instant, Key, Shard};
 use crate::flow::{FlowRepr, proto};
-use crate::helper::{HelperKind, HelperState, ServicePorts, ftp, pptp, tftp};
+use crate::helper::{HelperKind, HelperState, ServicePorts, ftp, pptp, pptp_nat, tftp};
 
 /// Expectations a shard holds at most (each worker holds a copy of all).
 pub const EXPECT_MAX: usize = 2048;
@@ -118,6 +118,51 @@ impl Shard {
             .map(|e| (e.helper, e.mark))
     }
 
+    /// The key the table looks `pkt` up by: [`Key::of_packet`], and for a
+    /// GRE version 1 packet of a call PPTP announced both call ids (the
+    /// sender's from the keymap; see [`super::gre_keymap`]).
+    #[inline]
+    pub fn key_of(&self, pkt: &FlowRepr) -> Key {
+        let mut k = Key::of_packet(&pkt.tuple, &pkt.l4);
+        if let crate::flow::L4::Gre(g) = pkt.l4
+            && let Some(carried) = g.call_id()
+            && let Some((src_id, _)) = self
+                .helpers
+                .expect
+                .keymap
+                .find(k.family, k.src, k.dst, carried)
+        {
+            k.sport = src_id;
+            k.dport = carried;
+        }
+        k
+    }
+
+    /// The worker that owns a GRE version 1 packet of an announced call:
+    /// its control connection's (the call's packets both ways, whatever
+    /// their addresses hash to, so that one worker holds its connection
+    /// through NAT). `None` for any other packet.
+    #[inline]
+    pub fn gre_call_owner(&self, pkt: &FlowRepr) -> Option<u16> {
+        let crate::flow::L4::Gre(g) = pkt.l4 else {
+            return None;
+        };
+        let t = &pkt.tuple;
+        self.helpers
+            .expect
+            .keymap
+            .find(t.family, t.src, t.dst, g.call_id()?)
+            .map(|(_, master)| master.worker())
+    }
+
+    /// The NAT binding of a new GRE connection keyed by a call that goes
+    /// through NAT (its original key `orig`, from [`Shard::key_of`]): the
+    /// reply key, the call's other direction (Linux's `pptp_nat_expected`;
+    /// the NAT rules are not asked). `None` otherwise.
+    pub fn gre_call_binding(&self, orig: &Key) -> Option<Key> {
+        self.helpers.expect.keymap.binding(orig)
+    }
+
     /// The helper a connection that `pkt` opens gets from its port.
     #[inline]
     pub fn helper_for_new(&self, pkt: &FlowRepr) -> Option<HelperKind> {
@@ -182,6 +227,13 @@ impl Shard {
         let h = &self.helpers;
         self.stats.expect = h.expect.stats;
         self.stats.expect.live = h.expect.len() as u64;
+    }
+
+    /// The helper state of connection `id` (a control connection with a
+    /// helper): what the worker's rewrite reads (PPTP's call ids).
+    pub fn helper_state(&self, id: ConnId) -> Option<&HelperState> {
+        let i = self.resolve_id(id)?;
+        self.helpers.states.get(&i)
     }
 
     /// Whether packets of connection `id` go to its helper: it has one, is
@@ -300,40 +352,49 @@ impl Shard {
                     });
                 }
             }
-            HelperState::Pptp(st) => match pptp::help(st, dir.index(), payload) {
-                pptp::PptpAction::ExpectGre {
-                    pns_call_id,
-                    pac_call_id,
-                } => {
-                    self.helpers.expect.stats.announced += 1;
-                    let group = self.helpers.expect.new_group();
-                    let (pns, pac) = (e.key.src, e.key.dst);
-                    let fam = t.family;
-                    new[0] = Some(Expectation {
-                        key: gre_key(fam, pns, pac, pac_call_id),
-                        group,
-                        ..base
-                    });
-                    new[1] = Some(Expectation {
-                        key: gre_key(fam, pac, pns, pns_call_id),
-                        group,
-                        ..base
-                    });
-                }
-                pptp::PptpAction::Clear => {
-                    let h = &mut self.helpers;
-                    if h.expect.has_master(id) {
-                        h.expect.remove_master(id);
-                        HelperSide::push_out(
-                            &mut h.out,
-                            &mut h.expect.stats,
-                            ExpectMsg::RemoveMaster(id),
-                        );
+            // Through source NAT the PNS's call id is translated to the
+            // control connection's translated port (pptp_nat).
+            HelperState::Pptp(st) => {
+                match pptp_nat::help(st, dir.index(), payload, e.srcnat().then_some(reply.dport)) {
+                    pptp::PptpAction::ExpectGre {
+                        pns_call_id,
+                        pac_call_id,
+                    } => {
+                        self.helpers.expect.stats.announced += 1;
+                        let group = self.helpers.expect.new_group();
+                        let fam = t.family;
+                        // Each direction as its sender sends it, with the
+                        // sender's call id for the GRE keymap: the PNS with its
+                        // own id, the PAC to the translated address with the
+                        // translated one (the control connection's reply tuple).
+                        new[0] = Some(Expectation {
+                            key: gre_key(fam, e.key.src, e.key.dst, pac_call_id),
+                            sport: Some(st.orig_pns_call_id.unwrap_or(pns_call_id)),
+                            group,
+                            ..base
+                        });
+                        new[1] = Some(Expectation {
+                            key: gre_key(fam, reply.src, reply.dst, pns_call_id),
+                            sport: Some(pac_call_id),
+                            group,
+                            ..base
+                        });
                     }
+                    pptp::PptpAction::Clear => {
+                        let h = &mut self.helpers;
+                        if h.expect.has_master(id) {
+                            h.expect.remove_master(id);
+                            HelperSide::push_out(
+                                &mut h.out,
+                                &mut h.expect.stats,
+                                ExpectMsg::RemoveMaster(id),
+                            );
+                        }
+                    }
+                    pptp::PptpAction::Ignored => self.helpers.expect.stats.ignored += 1,
+                    pptp::PptpAction::Nothing => {}
                 }
-                pptp::PptpAction::Ignored => self.helpers.expect.stats.ignored += 1,
-                pptp::PptpAction::Nothing => {}
-            },
+            }
         }
         self.helpers.states.insert(i, state);
         for x in new.into_iter().flatten() {
@@ -683,6 +744,164 @@ mod tests {
             message(CALL_DISCONNECT_NOTIFY, &[0x00, 0x03, 1]),
         );
         assert_eq!(s.stats().expect.live, 0);
+    }
+
+    /// Two PNS (A, C) behind one source-NAT address (P) to one PAC (B),
+    /// both with call id 0x1234: the call ids are translated to the control
+    /// connections' translated ports, the GRE is keyed by call ids both
+    /// ways and bound to the translation, and a disconnect forgets the
+    /// call.
+    #[test]
+    fn two_pns_behind_one_srcnat_address_hold_calls_at_once() {
+        use crate::conntrack::Decision;
+        use crate::flow::GreInfo;
+        use crate::helper::pptp::*;
+        const C: [u8; 4] = [10, 0, 0, 3];
+        const P: [u8; 4] = [10, 0, 0, 100];
+        let now = Instant::from_secs(1);
+        let mut s = shard(0);
+        let create = |s: &mut Shard, p: &FlowRepr, reply: Option<Key>| {
+            let pkts = [*p];
+            let mut out = [Verdict::New];
+            s.lookup_burst(now, &pkts, &mut out);
+            let d = Decision {
+                reply,
+                ..Decision::ACCEPT
+            };
+            s.commit_burst(now, &pkts, &[d], &mut out);
+            id_of(out[0]).0
+        };
+        let nat_reply = |port: u16| Key {
+            src: Addr::from_v4(B),
+            dst: Addr::from_v4(P),
+            sport: 1723,
+            dport: port,
+            proto: proto::TCP,
+            family: Family::V4,
+            ver: 0,
+        };
+        // Control connections A:40000 -> B:1723 as P:40000, C:40000 as P:40001.
+        let pns = [(A, 40000u16), (C, 40001u16)];
+        let mut ids = Vec::new();
+        for &(addr, port) in &pns {
+            let id = create(
+                &mut s,
+                &tcp(addr, 40000, B, 1723, SYN, 100, 0),
+                Some(nat_reply(port)),
+            );
+            let mut synack = tcp(B, 1723, P, port, SYN | ACK, 5000, 0);
+            if let L4::Tcp(ref mut i) = synack.l4 {
+                i.ack = 101;
+            }
+            assert_eq!(id_of(s.handle_packet(now, &synack)), (id, Dir::Reply));
+            assert!(s.get(id).unwrap().srcnat());
+            ids.push(id);
+        }
+        // One message, helped and rewritten as the worker does; returns
+        // what leaves.
+        let say = |s: &mut Shard, k: usize, from_pac: bool, mut m: Vec<u8>| {
+            let (addr, port) = pns[k];
+            let p = if from_pac {
+                tcp(B, 1723, P, port, ACK, 6000, m.len() as u32)
+            } else {
+                tcp(addr, 40000, B, 1723, ACK, 200, m.len() as u32)
+            };
+            let (id, dir) = id_of(s.handle_packet(now, &p));
+            assert_eq!(id, ids[k]);
+            assert_eq!(s.help(now, id, dir, &p, &m), HelpVerdict::Accept);
+            if let Some(HelperState::Pptp(st)) = s.helper_state(id) {
+                pptp_nat::rewrite(st, dir.index(), &mut m);
+            }
+            m
+        };
+        let be = |m: &[u8], off: usize| u16::from_be_bytes([m[off], m[off + 1]]);
+        let pac_ids = [0xa001u16, 0xa002];
+        for k in 0..2 {
+            say(&mut s, k, false, message(START_SESSION_REQUEST, &[1, 0]));
+            say(&mut s, k, true, message(START_SESSION_REPLY, &[1, 0, 1]));
+            let out = say(&mut s, k, false, message(OUT_CALL_REQUEST, &[0x12, 0x34]));
+            // The PAC sees the translated port as the PNS's call id.
+            assert_eq!(be(&out, HEADER_LEN), pns[k].1);
+            let [hi, lo] = pns[k].1.to_be_bytes();
+            let [phi, plo] = pac_ids[k].to_be_bytes();
+            let out = say(
+                &mut s,
+                k,
+                true,
+                message(OUT_CALL_REPLY, &[phi, plo, hi, lo, 1]),
+            );
+            // The PNS sees its own.
+            assert_eq!(be(&out, HEADER_LEN + 2), 0x1234);
+        }
+        // Both calls up at once: two pairs.
+        assert_eq!(s.stats().expect.live, 4);
+        let gre = |src, dst, call: u16| FlowRepr {
+            tuple: t(src, 0, dst, 0, proto::GRE),
+            ip_len: 100,
+            l4: L4::Gre(GreInfo {
+                version: 1,
+                key: Some(u32::from(call)),
+                protocol: 0x880b,
+            }),
+        };
+        let mut gre_ids = Vec::new();
+        for k in 0..2 {
+            // The PNS's GRE, keyed by both call ids, bound to the PAC's side.
+            let g = gre(pns[k].0, B, pac_ids[k]);
+            let key = s.key_of(&g);
+            assert_eq!((key.sport, key.dport), (0x1234, pac_ids[k]));
+            assert_eq!(s.gre_call_owner(&g), Some(0));
+            let bind = s.gre_call_binding(&key).unwrap();
+            assert_eq!(
+                (bind.src, bind.dst, bind.sport, bind.dport),
+                (Addr::from_v4(B), Addr::from_v4(P), pac_ids[k], pns[k].1)
+            );
+            assert_eq!(s.expected_for(&g, now), Some((HelperKind::Pptp, 0)));
+            let id = create(&mut s, &g, Some(bind));
+            assert!(s.get(id).unwrap().expected());
+            gre_ids.push(id);
+        }
+        assert_ne!(gre_ids[0], gre_ids[1]);
+        assert_eq!(s.stats().expect.live, 0);
+        // The PAC's GRE to P, with each translated id, reaches its call.
+        for k in 0..2 {
+            let v = s.handle_packet(now, &gre(B, P, pns[k].1));
+            assert_eq!(id_of(v), (gre_ids[k], Dir::Reply));
+        }
+        // A call id nobody announced is not taken for a call.
+        let stray = gre(B, P, 0x7777);
+        assert_eq!(s.key_of(&stray).sport, 0);
+        assert_eq!(s.gre_call_owner(&stray), None);
+        assert_eq!(s.expected_for(&stray, now), None);
+        let v = s.handle_packet(now, &stray);
+        assert!(!gre_ids.contains(&id_of(v).0));
+
+        // The other worker's copy keys the calls alike and owns them here.
+        let msgs: Vec<ExpectMsg> = s.drain_expect_msgs().collect();
+        let mut other = shard(1);
+        for m in &msgs {
+            other.apply_expect(*m);
+        }
+        let g = gre(B, P, pns[1].1);
+        assert_eq!(other.gre_call_owner(&g), Some(0));
+        assert_eq!(other.key_of(&g), s.key_of(&g));
+
+        // The PAC disconnects the first call: its keys go, the second's stay.
+        let [phi, plo] = pac_ids[0].to_be_bytes();
+        let out = say(
+            &mut s,
+            0,
+            true,
+            message(CALL_DISCONNECT_NOTIFY, &[phi, plo, 1]),
+        );
+        assert_eq!(be(&out, HEADER_LEN), pac_ids[0]);
+        assert_eq!(s.key_of(&gre(B, P, pns[0].1)).sport, 0);
+        assert_eq!(s.key_of(&gre(B, P, pns[1].1)).sport, pac_ids[1]);
+        let msgs: Vec<ExpectMsg> = s.drain_expect_msgs().collect();
+        assert_eq!(msgs, vec![ExpectMsg::RemoveMaster(ids[0])]);
+        other.apply_expect(msgs[0]);
+        assert_eq!(other.gre_call_owner(&gre(B, P, pns[0].1)), None);
+        assert_eq!(other.gre_call_owner(&g), Some(0));
     }
 
     #[test]

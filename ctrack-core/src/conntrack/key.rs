@@ -11,9 +11,14 @@
 //!   code stays (`dport = type << 8 | code`), as Linux's `invert_tuple` does.
 //! - GRE version 0: the 32-bit key is split over both ports (`key >> 16`,
 //!   `key & 0xffff`) and *not* swapped: both directions carry the same key.
-//! - GRE version 1 (PPTP) until a PPTP helper exists: keyed by addresses only
-//!   (ports 0), because each direction carries the *peer's* call id and only
-//!   the control connection knows the pair.
+//! - GRE version 1 (PPTP): each direction carries the *peer's* call id and
+//!   only the control connection knows the pair. A session the PPTP helper
+//!   announced is keyed by both call ids, the sender's in `sport` (from the
+//!   [`super::gre_keymap::GreKeymap`]) and the carried one in `dport`, and
+//!   the reply swaps them (as TCP ports); [`Key::of_packet`] alone cannot
+//!   know the sender's id, so the table keys GRE v1 through its keymap
+//!   (`Shard::key_of`). GRE v1 nobody announced is keyed by addresses only
+//!   (ports 0).
 //!
 //! `ver` keeps GRE versions apart (0 for every other protocol), so a GRE v0
 //! tunnel and a PPTP session between the same hosts are different entries.
@@ -150,7 +155,9 @@ impl Key {
                 let t = icmp_invert(v6, (self.dport >> 8) as u8);
                 r.dport = u16::from(t) << 8 | (self.dport & 0xff);
             }
-            proto::GRE => {}
+            // Version 0: the same key both ways. Version 1: the call ids
+            // (sender's, carried) swap, as ports (0, 0 when unannounced).
+            proto::GRE if self.ver != 2 => {}
             _ => {
                 r.sport = self.dport;
                 r.dport = self.sport;

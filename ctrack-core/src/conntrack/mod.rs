@@ -45,6 +45,7 @@ pub mod events;
 pub mod expect;
 pub mod fasttrack;
 pub mod gre;
+pub mod gre_keymap;
 pub mod helping;
 pub mod icmp;
 pub mod index;

@@ -800,7 +800,8 @@ impl Shard {
                 }
             }
             (proto::GRE, L4::Gre(g)) => match gre::check(g) {
-                Ok(()) => normal(slot),
+                // Version 1 by call ids where PPTP announced them.
+                Ok(()) => self.prepare_lookup(self.key_of(pkt), false, slot),
                 Err(o) => invalid(slot, o),
             },
             (proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6 | proto::GRE, _) => {

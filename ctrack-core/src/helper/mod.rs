@@ -7,7 +7,8 @@
 //!
 //! - [`ftp`]: `PORT`, `EPRT`, `227`, `229` (Linux `nf_conntrack_ftp`);
 //! - [`tftp`]: read/write requests (Linux `nf_conntrack_tftp`);
-//! - [`pptp`]: call management (Linux `nf_conntrack_pptp`), expecting GRE.
+//! - [`pptp`]: call management (Linux `nf_conntrack_pptp`), expecting GRE;
+//!   [`pptp_nat`]: its call ids through source NAT (Linux `nf_nat_pptp`).
 //!
 //! A helper runs only on connections whose first packet went to one of its
 //! [`ServicePorts`] (the table records the helper in the entry; nothing
@@ -16,6 +17,7 @@
 
 pub mod ftp;
 pub mod pptp;
+pub mod pptp_nat;
 pub mod tftp;
 
 use crate::flow::{FlowRepr, L4, proto};

@@ -70,8 +70,14 @@ pub enum Call {
 pub struct PptpState {
     pub session: Session,
     pub call: Call,
+    /// The PNS's call id as the PAC knows it (translated through NAT:
+    /// [`super::pptp_nat`]).
     pub pns_call_id: u16,
     pub pac_call_id: u16,
+    /// Through source NAT: the PNS's own call id, which its packets carry
+    /// (`pns_call_id` is then the translated one; Linux's
+    /// `nf_nat_pptp.pns_call_id`). `None` without NAT.
+    pub orig_pns_call_id: Option<u16>,
 }
 
 /// What a message asks of the table.
@@ -92,6 +98,23 @@ pub enum PptpAction {
 
 fn be16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+/// The control message at the start of `data`: its type and body, when
+/// the headers are right and the body is as long as its type's size.
+pub fn control_message(data: &[u8]) -> Option<(u16, &[u8])> {
+    if data.len() < HEADER_LEN
+        || be16(data, 2) != PACKET_CONTROL
+        || u32::from_be_bytes([data[4], data[5], data[6], data[7]]) != MAGIC_COOKIE
+    {
+        return None;
+    }
+    let msg = be16(data, 8);
+    let body = &data[HEADER_LEN..];
+    match MSG_SIZE.get(usize::from(msg)) {
+        Some(&size) if msg > 0 && body.len() >= size => Some((msg, body)),
+        _ => None,
+    }
 }
 
 /// One segment's payload `data` in direction `dir_index` (0: PNS to PAC).
