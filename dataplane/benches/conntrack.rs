@@ -44,7 +44,31 @@ const BURST: usize = 32;
 const EST_NS_PER_PKT: u64 = 10;
 /// Simulated time per packet in the new-connection case: 2M SYN/s.
 const NEW_NS_PER_PKT: u64 = 500;
+/// Connection counts of the established cases; `CT_SIZES` (e.g.
+/// `1K,64K,1M,4M,16M`, as `scripts/plot-benchmarks.sh` asks for) overrides.
 const SIZES: [(u32, &str); 3] = [(1_000, "1K"), (1_000_000, "1M"), (4_000_000, "4M")];
+
+/// The established cases' sizes: `CT_SIZES` (`K` = 1000, `M` = 10^6), or
+/// [`SIZES`].
+fn sizes() -> Vec<(u32, String)> {
+    let Ok(v) = std::env::var("CT_SIZES") else {
+        return SIZES.iter().map(|&(n, l)| (n, l.to_string())).collect();
+    };
+    v.split(',')
+        .map(|l| {
+            let l = l.trim();
+            let (num, mul) = match l.as_bytes().last() {
+                Some(b'K') => (&l[..l.len() - 1], 1_000),
+                Some(b'M') => (&l[..l.len() - 1], 1_000_000),
+                _ => (l, 1),
+            };
+            let n: u32 = num
+                .parse()
+                .unwrap_or_else(|_| panic!("CT_SIZES: bad size {l:?} (e.g. 64K, 4M)"));
+            (n * mul, l.to_string())
+        })
+        .collect()
+}
 
 const SAMPLES: usize = 10;
 
@@ -491,6 +515,7 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str,
         "{pname} {label}: invalid packets in set-up"
     );
     let bytes_per_conn = shard.memory_bytes() as f64 / f64::from(shard.total_entries());
+    let mem_parts = shard.memory_parts();
 
     // Packets of both directions, in random order over the set.
     let len = (2 * n as usize).clamp(1 << 16, 8 << 20) / BURST * BURST;
@@ -572,11 +597,14 @@ fn established(c: &mut Criterion, sum: &mut Summary, p: u8, n: u32, label: &str,
             sum.est_1m_ratio.push((case, r));
         }
     }
-    if n >= 1_000_000 {
-        sum.notes.push(format!(
-            "memory: {pname} {label}: {bytes_per_conn:.1} bytes/connection (Shard::memory_bytes / total_entries)"
-        ));
-    }
+    let parts = mem_parts
+        .iter()
+        .map(|(name, b)| format!("{name} {:.1}", *b as f64 / f64::from(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sum.notes.push(format!(
+        "memory: {pname} {label}: {bytes_per_conn:.1} bytes/connection (Shard::memory_bytes / total_entries: {parts})"
+    ));
 }
 
 fn new_connections(c: &mut Criterion, sum: &mut Summary, max: u32, label: &str) {
@@ -734,10 +762,17 @@ fn main() {
     } else {
         "4 KiB pages (--no-huge): fewer than 1024 free huge pages"
     };
+    // rte_hash holds two keys per connection: about 200 bytes each with its
+    // buckets, so 2 GiB up to 4M connections, more beyond.
+    let sizes = sizes();
+    let max_conns = sizes.iter().map(|s| u64::from(s.0)).max().unwrap_or(0);
+    let eal_mb = (1024 + max_conns * 2 * 200 / (1 << 20))
+        .max(2048)
+        .to_string();
     let mut eal_args = pages.to_vec();
     eal_args.extend([
         "-m",
-        "2048",
+        &eal_mb,
         "--no-pci",
         "--no-shconf",
         "-l",
@@ -758,8 +793,8 @@ fn main() {
         "rte_hash memory: {baseline_pages}; table: transparent huge pages (madvise)"
     ));
     for p in [proto::TCP, proto::UDP] {
-        for (n, label) in SIZES {
-            established(&mut c, &mut sum, p, n, label, false);
+        for (n, label) in &sizes {
+            established(&mut c, &mut sum, p, *n, label, false);
         }
     }
     // FastTrack at 1M: the short path beside the full path above.
