@@ -751,7 +751,16 @@ fn main() {
     // (`scripts/bench-conntrack.sh` reserves them as root), as the table
     // does (transparent huge pages, see `ctrack-core/src/hugemem.rs`): the
     // comparison is then page size for page size.
-    let huge = free_hugepages() >= 1024;
+    // rte_hash holds two keys per connection: 2 GiB serve up to 4M
+    // connections; beyond, about 200 bytes per key with its buckets.
+    let sizes = sizes();
+    let max_conns = sizes.iter().map(|s| u64::from(s.0)).max().unwrap_or(0);
+    let eal_mb = if max_conns <= 4_000_000 {
+        2048
+    } else {
+        1024 + max_conns * 2 * 200 / (1 << 20)
+    };
+    let huge = free_hugepages() * 2 >= eal_mb;
     let pages: &[&str] = if huge {
         &["--in-memory"]
     } else {
@@ -760,15 +769,9 @@ fn main() {
     let baseline_pages = if huge {
         "2 MiB huge pages (--in-memory)"
     } else {
-        "4 KiB pages (--no-huge): fewer than 1024 free huge pages"
+        "4 KiB pages (--no-huge): too few free huge pages for -m"
     };
-    // rte_hash holds two keys per connection: about 200 bytes each with its
-    // buckets, so 2 GiB up to 4M connections, more beyond.
-    let sizes = sizes();
-    let max_conns = sizes.iter().map(|s| u64::from(s.0)).max().unwrap_or(0);
-    let eal_mb = (1024 + max_conns * 2 * 200 / (1 << 20))
-        .max(2048)
-        .to_string();
+    let eal_mb = eal_mb.to_string();
     let mut eal_args = pages.to_vec();
     eal_args.extend([
         "-m",
