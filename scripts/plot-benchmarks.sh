@@ -182,6 +182,7 @@ ic = []
 if icount:
     for m in re.finditer(r"^(udp|tcp)\s+(\d+)\s+(\d+)\s+[\d.]+$", icount, re.M):
         ic.append((m.group(1), int(m.group(2)), int(m.group(3))))
+ic.sort()
 if ft or ic:
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
     w = 0.38
