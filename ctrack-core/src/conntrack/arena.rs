@@ -235,6 +235,16 @@ impl Arena {
 
     /// Bytes held: entry and cold chunks, fasttrack chunks, and the chunk
     /// lists.
+    /// The bytes of the hot entries and of the cold records (the part of
+    /// [`Arena::memory_bytes`] that every connection slot costs).
+    pub fn entry_bytes(&self) -> (usize, usize) {
+        let slots = self.chunks.iter().map(|c| c.len()).sum::<usize>();
+        (
+            slots * core::mem::size_of::<Entry>(),
+            slots * core::mem::size_of::<Cold>(),
+        )
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.len()).sum::<usize>()
             * (core::mem::size_of::<Entry>() + core::mem::size_of::<Cold>())

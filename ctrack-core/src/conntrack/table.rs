@@ -404,6 +404,24 @@ impl Shard {
             + core::mem::size_of::<Shard>()
     }
 
+    /// [`Shard::memory_bytes`] by structure, as `(name, bytes)`: the index,
+    /// the hot entries, the cold records, the timer wheel, and the rest
+    /// (FastTrack, NAT and helper side arenas, the `Shard` itself). The
+    /// parts sum to [`Shard::memory_bytes`].
+    pub fn memory_parts(&self) -> [(&'static str, usize); 5] {
+        let index = self.index.memory_bytes();
+        let (hot, cold) = self.arena.entry_bytes();
+        let wheel = self.wheel.memory_bytes();
+        let rest = self.memory_bytes() - index - hot - cold - wheel;
+        [
+            ("index", index),
+            ("entries", hot),
+            ("cold", cold),
+            ("wheel", wheel),
+            ("other", rest),
+        ]
+    }
+
     // ---- arena -----------------------------------------------------------
 
     #[inline]
