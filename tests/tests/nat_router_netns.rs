@@ -20,7 +20,8 @@
 //! (with 2 workers, its one reply tuple hashes to either worker); hairpin
 //! from A's second address; IPv6 ping and HTTP through NAT66; the
 //! connection table (`connection print --json`) with the `srcnat`/`dstnat`
-//! flags and the reply tuples. Needs root, iproute2, ethtool, ping, curl
+//! flags and the reply tuples; `/ip route` through REST at run time (print,
+//! a static route added and removed, a bad one refused). Needs root, iproute2, ethtool, ping, curl
 //! and python3; without them it says why and passes.
 
 use std::process::Output;
@@ -310,6 +311,100 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
         &out,
     );
 
+    // `/ip route` at run time, through REST: the connected routes; a
+    // static route added makes 10.99.0.1 (on B) reachable, removed not.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let body = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| -> (u16, String) {
+        match r {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string()),
+        }
+    };
+    let note = |s: String| Output {
+        status: std::process::ExitStatus::default(),
+        stdout: s.into_bytes(),
+        stderr: Vec::new(),
+    };
+    let (st, text4) = body(agent.get(&format!("{}/rest/ip/route", run.api)).call());
+    let routes: serde_json::Value = serde_json::from_str(&text4).unwrap_or_default();
+    let connected = routes.as_array().map_or(0, |rs| {
+        rs.iter()
+            .filter(|r| {
+                r["flags"] == "DAc"
+                    && (r["dst-address"] == "10.77.1.0/24" && r["gateway"] == "ether1"
+                        || r["dst-address"] == "10.77.2.0/24" && r["gateway"] == "ether2")
+            })
+            .count()
+    });
+    check(
+        "GET /rest/ip/route: the two connected routes",
+        st == 200 && connected == 2,
+        &note(text4.clone()),
+    );
+    let (st, text6) = body(agent.get(&format!("{}/rest/ipv6/route", run.api)).call());
+    check(
+        "GET /rest/ipv6/route: fd77:2::/64",
+        st == 200 && text6.contains("fd77:2::/64"),
+        &note(text6.clone()),
+    );
+    let out = topo.exec(1, 10, &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
+    check("10.99.0.1 on B", out.status.success(), &out);
+    let unreachable = |out: &Output| {
+        let t = text(out);
+        !out.status.success()
+            && (t.contains("Net Unreachable") || t.contains("Network Unreachable"))
+    };
+    let out = topo.exec(0, 30, &["ping", "-c", "1", "-W", "3", "10.99.0.1"]);
+    check("no route to 10.99.0.1 yet", unreachable(&out), &out);
+    let (st, added) = body(
+        agent
+            .put(&format!("{}/rest/ip/route", run.api))
+            .content_type("application/json")
+            .send(r#"{"dst-address": "10.99.0.0/16", "gateway": "10.77.2.2"}"#),
+    );
+    let added_row: serde_json::Value = serde_json::from_str(&added).unwrap_or_default();
+    check(
+        "PUT /rest/ip/route: 201, active",
+        st == 201 && added_row["active"] == "true" && added_row["flags"] == "As",
+        &note(added.clone()),
+    );
+    let out = topo.exec(0, 30, &["ping", "-c", "2", "-W", "3", "10.99.0.1"]);
+    check(
+        "ping 10.99.0.1 by the added route",
+        out.status.success(),
+        &out,
+    );
+    let id = added_row[".id"].as_str().unwrap_or("*0").to_string();
+    let (st, gone) = body(
+        agent
+            .delete(&format!("{}/rest/ip/route/{id}", run.api))
+            .call(),
+    );
+    check("DELETE /rest/ip/route/ID: 204", st == 204, &note(gone));
+    let out = topo.exec(0, 30, &["ping", "-c", "1", "-W", "3", "10.99.0.1"]);
+    check(
+        "no route to 10.99.0.1 after the removal",
+        unreachable(&out),
+        &out,
+    );
+    let (st, bad) = body(
+        agent
+            .put(&format!("{}/rest/ip/route", run.api))
+            .content_type("application/json")
+            .send(r#"{"gateway": "10.77.2.2", "distance": "0"}"#),
+    );
+    check(
+        "PUT a bad distance: 400 naming it",
+        st == 400 && bad.contains("distance"),
+        &note(bad.clone()),
+    );
+
     // `connection print` shows the flags as RouterOS does (s, d).
     let out = run.connection(&["print"]);
     let t = String::from_utf8_lossy(&out.stdout).to_string();
@@ -400,9 +495,9 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
         rule("ip", "srcnat", 2),
         rule("ipv6", "srcnat", 0),
     ];
-    // dst-nat: 6 port forwards + hairpin; masquerade: the ping, curl, 3 UDP;
-    // hairpin masquerade: 1; NAT66: ping, curl.
-    if !(7..=13).contains(&counts[0]) || counts[1..] != [5, 1, 2] {
+    // dst-nat: 6 port forwards + hairpin; masquerade: the ping, curl, 3 UDP,
+    // the ping by the added route; hairpin masquerade: 1; NAT66: ping, curl.
+    if !(7..=13).contains(&counts[0]) || counts[1..] != [6, 1, 2] {
         failures.push(format!("nat rule counters {counts:?}: {summary:#}"));
     }
     assert!(
