@@ -25,6 +25,7 @@ pub mod out;
 pub mod plan;
 pub mod replay;
 pub mod rest;
+pub mod route_client;
 pub mod route_ops;
 pub mod route_rest;
 pub mod router;

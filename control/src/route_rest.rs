@@ -104,7 +104,20 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
                         String::new(),
                     );
                 };
-                for id in ids.split(',').map(str::trim) {
+                let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+                // Every id checked first: all or none removed.
+                for id in &ids {
+                    match row(c, fam, id) {
+                        Some(r) if r["static"] == "true" => {}
+                        Some(_) => {
+                            return error(RouteError::Invalid(format!(
+                                "{id}: a connected route is its address's (remove the address)"
+                            )));
+                        }
+                        None => return error(RouteError::NotFound(id.to_string())),
+                    }
+                }
+                for id in ids {
                     if let Err(e) = c.remove(fam, id) {
                         return error(e);
                     }

@@ -353,6 +353,16 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
         st == 200 && text6.contains("fd77:2::/64"),
         &note(text6.clone()),
     );
+    // The CLI's `ip route print` of the same.
+    let out = ctrack_tests::ctrack(&["ip", "route", "print", "--api", &run.api].map(String::from));
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    check(
+        "ctrack ip route print",
+        out.status.success()
+            && t.lines()
+                .any(|l| l.contains("DAc") && l.contains("10.77.2.0/24") && l.contains("ether2")),
+        &out,
+    );
     let out = topo.exec(1, 10, &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
     check("10.99.0.1 on B", out.status.success(), &out);
     let unreachable = |out: &Output| {
