@@ -17,7 +17,16 @@
 //! it, no other new connection of this burst chose it, and its owner by the
 //! workers' dispatch ([`Dispatch::owner_of`]) is this worker. So a
 //! translated tuple is unique across workers without shared state and its
-//! replies arrive here. Exhaustion is a counted drop, never a reused tuple.
+//! replies arrive here. Exhaustion is a counted drop, never a reused tuple,
+//! except where the first candidate (the same on every worker: a port
+//! forward's only reply tuple) belongs to another worker: the packet is
+//! then handed to that worker ([`NatDrop::Elsewhere`]), which creates the
+//! connection and records it in [`crate::nat_owners`] for the later
+//! packets that land here.
+//!
+//! **Routing** (router mode): the out-interface after dstnat is the route
+//! of the translated destination, or the box itself
+//! ([`WorkerNat::out_port`]).
 //!
 //! **Rewriting** (every packet of a NAT connection, both directions,
 //! fast-tracked ones too). After the table's commit, [`plan`] derives each
