@@ -40,6 +40,10 @@ pub enum IpCmd {
     /// `/ip traffic-flow`: NetFlow v9 / IPFIX export (docs/flow-export.md).
     #[command(subcommand, name = "traffic-flow")]
     TrafficFlow(TrafficFlowCmd),
+    /// `/ip route` (and `--ipv6`: `/ipv6 route`): router mode's routes
+    /// (crate::route_client).
+    #[command(subcommand)]
+    Route(crate::route_client::RouteCmd),
 }
 
 /// `/ip traffic-flow` commands.
@@ -103,7 +107,10 @@ pub fn run_args(args: IpArgs) -> Result<()> {
 /// Runs `cmd` against the API at `api`; returns what it prints.
 pub fn execute(cmd: IpCmd, api: &str, token: Option<&str>) -> Result<String> {
     let c = Client::new(api, token);
-    let IpCmd::TrafficFlow(cmd) = cmd;
+    let cmd = match cmd {
+        IpCmd::TrafficFlow(cmd) => cmd,
+        IpCmd::Route(cmd) => return crate::route_client::execute(cmd, &c),
+    };
     match cmd {
         TrafficFlowCmd::Print => menu_lines(&c.get(TRAFFIC_FLOW)?),
         TrafficFlowCmd::Set { kv } => {

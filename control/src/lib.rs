@@ -25,6 +25,9 @@ pub mod out;
 pub mod plan;
 pub mod replay;
 pub mod rest;
+pub mod route_client;
+pub mod route_ops;
+pub mod route_rest;
 pub mod router;
 #[cfg(feature = "dpdk")]
 pub mod run;

@@ -188,6 +188,12 @@ pub trait Dataplane: Send + Sync {
     fn traffic_flow(&self) -> Option<std::sync::Arc<crate::flow_ops::FlowControl>> {
         None
     }
+    /// Router mode's `/ip route` and `/ipv6 route` menus
+    /// ([`crate::route_ops::RouteControl`]); `None` in bridge mode or
+    /// without a running dataplane.
+    fn routes(&self) -> Option<std::sync::Arc<crate::route_ops::RouteControl>> {
+        None
+    }
     /// The running firewall: its script, item ids and rule counters
     /// (an empty script when none is loaded).
     fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {

@@ -49,7 +49,7 @@ fn addr_of(ip: IpAddr) -> Addr {
 }
 
 /// `a.b.c.d/len` (or a plain address: a host prefix), of `fam`.
-fn parse_net(v: &str, fam: Family) -> Result<(Addr, u8)> {
+pub(crate) fn parse_net(v: &str, fam: Family) -> Result<(Addr, u8)> {
     let (a, l) = v.split_once('/').unwrap_or((v, ""));
     let ip: IpAddr = a.parse().with_context(|| format!("{v}: not an address"))?;
     let addr = addr_of(ip);

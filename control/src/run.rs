@@ -282,9 +282,17 @@ fn run_with_eal(
             let cfg = setup.build(&macs, |e| {
                 dataplane::router::Fib::with_lpm(e).context("building the rte_lpm FIB")
             })?;
-            Ok((Arc::new(cfg), dataplane::router::NeighBus::new(workers)))
+            Ok((
+                Arc::new(cfg),
+                dataplane::router::NeighBus::new(workers),
+                (setup, macs),
+            ))
         })
         .transpose()?;
+    let (router, route_parts) = match router {
+        Some((cfg, bus, parts)) => (Some((cfg, bus)), Some(parts)),
+        None => (None, None),
+    };
     let in_use_start = pool.in_use_count();
 
     // Software dispatch mirrors the RETA the NICs were given (the first RSS
@@ -430,6 +438,20 @@ fn run_with_eal(
     let stats_ports = ports.clone();
     let port_stats: PortStatsFn = Box::new(move || stats_ports.iter().map(port_metrics).collect());
     let set = Arc::new(WorkerSet::new(handles_ctl, tracking.clone(), port_stats));
+    if let Some((setup, macs)) = route_parts {
+        // `/ip route` at run time (control/src/route_ops.rs).
+        let weak = Arc::downgrade(&set);
+        set.set_routes(Arc::new(crate::route_ops::RouteControl::new(
+            setup,
+            macs,
+            if_names.clone(),
+            Box::new(|e| dataplane::router::Fib::with_lpm(e).context("building the rte_lpm FIB")),
+            Box::new(move |cfg| match weak.upgrade() {
+                Some(set) => set.send_router(cfg),
+                None => Err("the workers have stopped".to_string()),
+            }),
+        )));
+    }
     let export = start_export(flow, if_names, rings, &set);
     if let Some(fw) = firewall {
         set.started_with_firewall(fw, list_queues);

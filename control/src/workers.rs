@@ -57,6 +57,8 @@ pub struct WorkerSet {
     /// The connection events' hub, once started.
     event_hub: Mutex<Option<Arc<crate::events::EventHub>>>,
     traffic_flow: Mutex<Option<Arc<crate::flow_ops::FlowControl>>>,
+    /// Router mode's route menus (see [`WorkerSet::set_routes`]).
+    routes: Mutex<Option<Arc<crate::route_ops::RouteControl>>>,
     /// The firewall the workers run, if rules were loaded.
     firewall: Mutex<Option<Firewall>>,
     /// Each worker's queue of address-list additions (see
@@ -86,6 +88,7 @@ impl WorkerSet {
             extra_metrics: Mutex::new(Vec::new()),
             event_hub: Mutex::new(None),
             traffic_flow: Mutex::new(None),
+            routes: Mutex::new(None),
             firewall: Mutex::new(None),
             list_queues: Mutex::new(Vec::new()),
         }
@@ -217,6 +220,36 @@ impl WorkerSet {
         *self.traffic_flow.lock() = Some(control);
     }
 
+    /// Offers router mode's route menus ([`Dataplane::routes`]).
+    pub fn set_routes(&self, control: Arc<crate::route_ops::RouteControl>) {
+        *self.routes.lock() = Some(control);
+    }
+
+    /// Queues a new router configuration for every worker
+    /// ([`Command::Router`], installed between bursts), or for none: with
+    /// the send gate held alone, a full queue fails the change first. A
+    /// worker that has exited fails it after the ones before it took it
+    /// (they route by the new table; nothing else does any more).
+    pub fn send_router(&self, cfg: Arc<dataplane::router::RouterConfig>) -> Result<(), String> {
+        let Some(_gate) = self.send_gate.try_write_for(ANSWER_TIMEOUT) else {
+            return Err("the workers' queues stayed busy; no worker changed".to_string());
+        };
+        if let Some(w) = self.workers.iter().position(|h| h.commands.is_full()) {
+            return Err(format!(
+                "worker {w} is not taking commands (its queue is full); no worker changed"
+            ));
+        }
+        for (w, h) in self.workers.iter().enumerate() {
+            if h.commands
+                .try_send(Command::Router(Arc::clone(&cfg)))
+                .is_err()
+            {
+                return Err(format!("worker {w} has stopped"));
+            }
+        }
+        Ok(())
+    }
+
     /// Adds families to every scrape (events, flow export).
     pub fn add_metrics(&self, f: ExtraMetricsFn) {
         self.extra_metrics.lock().push(f);
@@ -280,6 +313,10 @@ impl Dataplane for WorkerSet {
 
     fn traffic_flow(&self) -> Option<Arc<crate::flow_ops::FlowControl>> {
         self.traffic_flow.lock().clone()
+    }
+
+    fn routes(&self) -> Option<Arc<crate::route_ops::RouteControl>> {
+        self.routes.lock().clone()
     }
 
     fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {

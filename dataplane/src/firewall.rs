@@ -494,15 +494,17 @@ impl WorkerFirewall {
             // A new connection's NAT binding (`None`: not translated; an
             // error: NAT refused it, counted by the NAT).
             let mut nat_reply = Ok(None);
-            let v = if nat_view {
+            let v = if nat_view && hooks != OUTPUT_HOOKS.as_slice() {
                 // The hooks after prerouting see the destination as the
                 // prerouting NAT left it (as Linux's filter).
-                self.walk_nat_view(shard, now, &pkts[j], verdicts[j], &mut ctx)
+                self.walk_nat_view(shard, now, &pkts[j], verdicts[j], &mut ctx, (inp, outp))
             } else if verdicts[j] == Verdict::New
                 && self.nat.is_some()
-                && hooks == FORWARD_HOOKS.as_slice()
+                && hooks != OUTPUT_HOOKS.as_slice()
             {
-                let (v, r) = self.decide_new_nat(shard, now, &pkts[j], &mut ctx, new);
+                // Forwarded or to the box itself (where a port forward
+                // may send it elsewhere: see `decide_new_nat`).
+                let (v, r) = self.decide_new_nat(shard, now, &pkts[j], &mut ctx, new, (inp, outp));
                 nat_reply = r;
                 v
             } else {
@@ -536,7 +538,10 @@ impl WorkerFirewall {
                                 reply,
                                 ..Decision::ACCEPT
                             },
-                            Err(()) => Decision::drop(reason::NAT),
+                            Err(crate::nat::NatDrop::Elsewhere(owner)) => {
+                                Decision::drop(crate::nat::handoff_reason(owner))
+                            }
+                            Err(_) => Decision::drop(reason::NAT),
                         }
                     }
                     // A reject's or tarpit's answer is sent by the worker,
@@ -635,7 +640,11 @@ impl WorkerFirewall {
 
     /// The decision for a packet that opens a connection, through the NAT
     /// chains too ([`NEW_NAT_HOOKS`]): the binding chosen once, its reply
-    /// key into the decision (see [`crate::nat`]).
+    /// key into the decision (see [`crate::nat`]). In Linux's order:
+    /// prerouting, dstnat, the routing decision on the translated
+    /// destination ([`crate::nat::WorkerNat::out_port`]), then the input
+    /// hooks (to the box itself) or the forward hooks, postrouting and
+    /// srcnat. `ports`: the packet's (ingress, egress) as received.
     #[cold]
     fn decide_new_nat(
         &mut self,
@@ -644,9 +653,47 @@ impl WorkerFirewall {
         pkt: &FlowRepr,
         ctx: &mut PacketCtx<'_>,
         new: bool,
-    ) -> (Merged, Result<Option<crate::conntrack::Key>, ()>) {
+        ports: (u16, u16),
+    ) -> (
+        Merged,
+        Result<Option<crate::conntrack::Key>, crate::nat::NatDrop>,
+    ) {
         let mut pending = crate::nat::Pending::default();
-        let v = self.walk(now, ctx, &NEW_NAT_HOOKS, Some(&mut pending), shard, new);
+        let ifaces = (ctx.in_iface, ctx.out_iface);
+        let mut v = self.walk(
+            now,
+            ctx,
+            &NEW_NAT_HOOKS[..2],
+            Some(&mut pending),
+            shard,
+            new,
+        );
+        if drop_reason(v.action) == 0 && pending.drop.is_none() {
+            let (inp, outp) = ports;
+            let routed = match self.nat.as_deref() {
+                Some(n) => n.out_port(inp, outp, &ctx.dst),
+                None => Some(outp),
+            };
+            ctx.in_iface = ifaces.0;
+            let rest = if routed == Some(crate::router::LOCAL_PORT) {
+                ctx.out_iface = NO_IFACE;
+                self.walk(now, ctx, &INPUT_HOOKS[1..], None, shard, new)
+            } else {
+                ctx.out_iface = match routed {
+                    Some(p) if p != NO_IFACE => p,
+                    _ => ifaces.1,
+                };
+                self.walk(
+                    now,
+                    ctx,
+                    &NEW_NAT_HOOKS[2..],
+                    Some(&mut pending),
+                    shard,
+                    new,
+                )
+            };
+            v.merge(rest);
+        }
         if drop_reason(v.action) != 0 {
             return (v, Ok(None));
         }
@@ -655,12 +702,14 @@ impl WorkerFirewall {
         };
         // As the table keys it (GRE v1 by call ids: `Shard::key_of`).
         let orig = shard.key_of(pkt);
-        let reply = nat.finish(shard, &orig, &pending).map_err(|_| ());
+        let reply = nat.finish(shard, &orig, &pending);
         (v, reply)
     }
 
     /// [`FORWARD_HOOKS`] for a packet of a NAT connection: from mangle
-    /// forward on, `ctx` has the destination the packet leaves with.
+    /// forward on, `ctx` has the destination the packet leaves with, and
+    /// the out-interface routed for it (router mode: the input hooks when
+    /// that is the box itself). `ports`: as received.
     #[cold]
     fn walk_nat_view(
         &mut self,
@@ -669,6 +718,7 @@ impl WorkerFirewall {
         pkt: &FlowRepr,
         v: Verdict,
         ctx: &mut PacketCtx<'_>,
+        ports: (u16, u16),
     ) -> Merged {
         let dst = match crate::nat::plan(shard, pkt, v) {
             crate::nat::Rewrite::To(t) => Some((t.dst, t.dst_port)),
@@ -686,12 +736,20 @@ impl WorkerFirewall {
                 ctx.dst_port = p;
             }
         }
-        let rest = self.walk(now, ctx, &FORWARD_HOOKS[1..], None, shard, false);
-        m.action = rest.action;
-        m.mark = rest.mark;
-        m.fasttrack |= rest.fasttrack;
-        m.l7 = rest.l7;
-        m.l7_scanned |= rest.l7_scanned;
+        let routed = self
+            .nat
+            .as_deref()
+            .and_then(|n| n.out_port(ports.0, ports.1, &ctx.dst));
+        let rest = if routed == Some(crate::router::LOCAL_PORT) {
+            ctx.out_iface = NO_IFACE;
+            self.walk(now, ctx, &INPUT_HOOKS[1..], None, shard, false)
+        } else {
+            if let Some(p) = routed.filter(|&p| p != NO_IFACE) {
+                ctx.out_iface = p;
+            }
+            self.walk(now, ctx, &FORWARD_HOOKS[1..], None, shard, false)
+        };
+        m.merge(rest);
         m
     }
 
@@ -771,7 +829,6 @@ impl WorkerFirewall {
             l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
-        let mut outp = outp;
         for &hook in hooks {
             // Prerouting (and dstnat) knows no out-interface yet;
             // postrouting (and srcnat) has no in-interface (as in Linux and
@@ -814,10 +871,6 @@ impl WorkerFirewall {
                 n.bind(target, hook == Hook::NatDstnat, ctx, p);
                 ctx.in_iface = hid_in;
                 ctx.out_iface = hid_out;
-                if hook == Hook::NatDstnat {
-                    // The routing seam: the out-interface after dstnat.
-                    outp = crate::nat::out_port(inp, outp, &ctx.dst).unwrap_or(outp);
-                }
                 if p.drop.is_some() {
                     break;
                 }
@@ -924,6 +977,18 @@ struct Merged {
     l7: L7State,
     /// A layer7 rule looked at the payload.
     l7_scanned: bool,
+}
+
+impl Merged {
+    /// Continues `self` with the hooks that gave `rest` (which started
+    /// from `self`'s marks).
+    fn merge(&mut self, rest: Merged) {
+        self.action = rest.action;
+        self.mark = rest.mark;
+        self.fasttrack |= rest.fasttrack;
+        self.l7 = rest.l7;
+        self.l7_scanned |= rest.l7_scanned;
+    }
 }
 
 /// `connection-limit`'s census: the connections from the packet's source

@@ -9,7 +9,9 @@
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
 //! - [`router`]: router mode's per-worker plane (ARP/ND, routes, TTL, ICMP).
-//! - [`nat`]: NAT rules' bindings and the rewrite of NAT connections' packets.
+//! - [`nat`]: NAT rules' bindings and the rewrite of NAT connections' packets;
+//!   [`nat_owners`]: which worker holds a NAT connection created away from
+//!   its original tuple's worker (port forwards on several workers).
 //! - [`events`]: the rings that carry connection events to the control side.
 //! - [`helpers`]: connection helpers' ports and the expectation rings
 //!   between workers.
@@ -25,6 +27,7 @@ pub mod helpers;
 pub mod io;
 pub mod layer7;
 pub mod nat;
+pub mod nat_owners;
 pub mod policy;
 pub mod pptp_nat;
 pub mod respond;

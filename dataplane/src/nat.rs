@@ -17,7 +17,16 @@
 //! it, no other new connection of this burst chose it, and its owner by the
 //! workers' dispatch ([`Dispatch::owner_of`]) is this worker. So a
 //! translated tuple is unique across workers without shared state and its
-//! replies arrive here. Exhaustion is a counted drop, never a reused tuple.
+//! replies arrive here. Exhaustion is a counted drop, never a reused tuple,
+//! except where the first candidate (the same on every worker: a port
+//! forward's only reply tuple) belongs to another worker: the packet is
+//! then handed to that worker ([`NatDrop::Elsewhere`]), which creates the
+//! connection and records it in [`crate::nat_owners`] for the later
+//! packets that land here.
+//!
+//! **Routing** (router mode): the out-interface after dstnat is the route
+//! of the translated destination, or the box itself
+//! ([`WorkerNat::out_port`]).
 //!
 //! **Rewriting** (every packet of a NAT connection, both directions,
 //! fast-tracked ones too). After the table's commit, [`plan`] derives each
@@ -41,6 +50,7 @@ use crate::conntrack::key::Key;
 use crate::conntrack::nat::{self, Binding, Manip, NatError};
 use crate::conntrack::{Dir, Shard, Verdict};
 use crate::flow::{Addr, Family, FlowRepr, Tuple};
+use crate::router::{LOCAL_PORT, RouterConfig};
 use crate::rss::Dispatch;
 use crate::worker::MAX_BURST;
 
@@ -156,14 +166,25 @@ fn zero_of(family: Family) -> [u8; 16] {
     }
 }
 
-/// The routing seam: the out-interface of a packet that came in on
-/// `in_port` towards (post-dstnat) `dst`. In bridge mode the port's peer,
-/// `bridged`; router mode replaces this with a route lookup.
+/// The reason code ([`crate::conntrack::Verdict::Refused`]) of a new
+/// connection's packet that NAT hands to worker `owner` instead of
+/// creating it here ([`NatDrop::Elsewhere`]); `owner` < 0x4000.
 #[inline]
-pub fn out_port(in_port: u16, bridged: u16, dst: &Addr) -> Option<u16> {
-    let _ = (in_port, dst);
-    Some(bridged)
+pub const fn handoff_reason(owner: u16) -> u16 {
+    HANDOFF_BASE | (owner & 0x3fff)
 }
+
+/// The worker a [`handoff_reason`] code names (`None`: another reason).
+#[inline]
+pub const fn handoff_owner(reason: u16) -> Option<u16> {
+    if reason & 0xc000 == HANDOFF_BASE {
+        Some(reason & 0x3fff)
+    } else {
+        None
+    }
+}
+
+const HANDOFF_BASE: u16 = 0x4000;
 
 /// Why a NAT rule's packet was dropped (see [`NatCounters`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -175,6 +196,11 @@ pub enum NatDrop {
     NoAddress,
     /// A range of the wrong family or backwards ([`NatError::BadRange`]).
     BadRange,
+    /// Not a drop: no tuple this worker may own is free, and the first
+    /// candidate (the same on every worker: the kept port of a port
+    /// forward) belongs to worker `.0`, which is to create the connection
+    /// (the packet is handed over: [`handoff_reason`]).
+    Elsewhere(u16),
 }
 
 /// A worker's NAT counters (plain counts; the worker publishes them).
@@ -192,6 +218,9 @@ pub struct NatCounters {
     /// Packets of NAT connections that could not be rewritten (malformed,
     /// a fragment): dropped, as Linux drops what it cannot mangle.
     pub rewrite_failed: u64,
+    /// First packets handed to the worker that owns their only reply tuple
+    /// ([`NatDrop::Elsewhere`]).
+    pub handed_off: u64,
 }
 
 /// A new connection's NAT in progress through the hooks.
@@ -211,6 +240,9 @@ pub struct WorkerNat {
     dispatch: Option<Dispatch>,
     spread: u32,
     rng: u64,
+    /// Router mode: the configuration whose routes and addresses give a
+    /// packet's out-interface after dstnat ([`WorkerNat::out_port`]).
+    router: Option<Arc<RouterConfig>>,
     /// This burst's choices: (original key, reply key).
     chosen: [(Key, Key); MAX_BURST],
     n_chosen: usize,
@@ -233,6 +265,7 @@ impl WorkerNat {
             dispatch,
             spread: u32::from(workers.max(1)),
             rng: seed | 1,
+            router: None,
             chosen: [(Key::default(), Key::default()); MAX_BURST],
             n_chosen: 0,
             counters: NatCounters::default(),
@@ -241,6 +274,27 @@ impl WorkerNat {
 
     pub fn addresses(&self) -> &Arc<Addresses> {
         &self.addrs
+    }
+
+    /// Router mode's configuration (`None`: bridge mode), for
+    /// [`WorkerNat::out_port`]; set by the worker with each new one.
+    pub fn set_router(&mut self, cfg: Option<Arc<RouterConfig>>) {
+        self.router = cfg;
+    }
+
+    /// The routing decision after dstnat: where a packet received on
+    /// `in_port` goes with (post-dstnat) destination `dst`. Bridge mode:
+    /// `bridged`, the port's peer. Router mode: [`LOCAL_PORT`] for one of
+    /// the box's addresses (the input hooks), else the routed port (`None`:
+    /// no route).
+    #[inline]
+    pub fn out_port(&self, in_port: u16, bridged: u16, dst: &Addr) -> Option<u16> {
+        let _ = in_port;
+        match self.router.as_deref() {
+            None => Some(bridged),
+            Some(r) if r.is_own(dst) => Some(LOCAL_PORT),
+            Some(r) => r.fib.lookup(dst).map(|h| h.iface),
+        }
     }
 
     /// Forgets the previous burst's choices (their connections are
@@ -399,6 +453,25 @@ impl WorkerNat {
                 self.counters.translated += 1;
                 Ok(Some(r))
             }
+            Err(NatError::Exhausted) if self.dispatch.is_some() => {
+                // The first candidate, the same on every worker (salt 0):
+                // when another worker owns it, that worker can create the
+                // connection (a port forward's only reply tuple).
+                let first = match (p.dst, p.src) {
+                    (Some(d), None) => nat::choose(orig, &d, 0, 1, |_| true),
+                    (None, Some(s)) => nat::choose(orig, &s, 0, 1, |_| true),
+                    (Some(d), Some(s)) => nat::choose(orig, &d, 0, 1, |_| true)
+                        .and_then(|r| nat::choose(&r.reply(), &s, 0, 1, |_| true)),
+                    (None, None) => unreachable!("handled above"),
+                };
+                let owner = first.ok().and_then(|r| {
+                    let o = self.dispatch.as_ref()?.owner_of(&tuple_of(&r));
+                    (o != self.worker).then_some(o)
+                });
+                let d = owner.map_or(NatDrop::Exhausted, NatDrop::Elsewhere);
+                self.count(d);
+                Err(d)
+            }
             Err(e) => {
                 let d = match e {
                     NatError::Exhausted => NatDrop::Exhausted,
@@ -415,6 +488,7 @@ impl WorkerNat {
             NatDrop::Exhausted => self.counters.exhausted += 1,
             NatDrop::NoAddress => self.counters.no_address += 1,
             NatDrop::BadRange => self.counters.bad_range += 1,
+            NatDrop::Elsewhere(_) => self.counters.handed_off += 1,
         }
     }
 }
@@ -926,10 +1000,9 @@ mod tests {
             add chain=forward action=drop in-interface=ether2\n";
         use crate::flow::tcp_flags::{ACK, SYN};
         let c = [192, 0, 2, 7];
-        // One worker: with more, a port forward's reply tuple has no free
-        // part to choose, and works only where it hashes to the worker of
-        // the original (see docs/nat.md, "Not yet").
-        for workers in [1] {
+        // With two workers the reply tuple (no free part to choose) may
+        // hash to either: the first packet is handed to its owner.
+        for workers in [1, 2] {
             let mut n = Net::new(script, workers);
             let out = n.send(
                 1,
@@ -970,6 +1043,64 @@ mod tests {
                         assert!(x.entry().dstnat() && !x.entry().srcnat());
                     });
             }
+        }
+    }
+
+    /// A port forward on two workers: its only reply tuple (the client's
+    /// port kept) hashes to either worker. The first packet is handed to
+    /// the reply's owner, which creates the one connection; later original
+    /// packets find it through the owner table (not the rules again).
+    #[test]
+    fn a_port_forward_on_two_workers_carries_both_ways() {
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let script = "/ip firewall nat\n\
+            add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp \
+            dst-port=2222 to-addresses=10.0.0.5 to-ports=22\n";
+        let (c, srv) = ([192, 0, 2, 7], [10, 0, 0, 5]);
+        let mut n = Net::new(script, 2);
+        let ports = 40000..40032u16;
+        for p in ports.clone() {
+            let syn = tcp_frame(c, PUB, p, 2222, 1, 0, SYN, 0, None, false);
+            let out = n.send(1, &[syn]);
+            assert_eq!(out[0].len(), 1, "{p}: {:?}", n.totals());
+            assert_eq!(
+                (tuple(&out[0][0]).dst, tuple(&out[0][0]).dst_port),
+                (v4(srv), 22)
+            );
+            let synack = tcp_frame(srv, c, 22, p, 5, 2, SYN | ACK, 0, None, true);
+            let out = n.send(0, &[synack]);
+            assert_eq!(out[1].len(), 1, "{p}");
+            let r = tuple(&out[1][0]);
+            assert_eq!(
+                (r.src, r.src_port, r.dst, r.dst_port),
+                (v4(PUB), 2222, v4(c), p)
+            );
+            for seq in 2..4 {
+                let ack = tcp_frame(c, PUB, p, 2222, seq, 6, ACK, 0, None, false);
+                assert_eq!(n.send(1, &[ack])[0].len(), 1, "{p}");
+            }
+        }
+        let count = ports.len() as u32;
+        assert_eq!(n.entries(), count, "one connection each");
+        assert_eq!(n.totals().nat_exhausted, 0);
+        let handed: u64 =
+            n.w.iter()
+                .map(|w| {
+                    w.firewall()
+                        .unwrap()
+                        .nat
+                        .as_ref()
+                        .unwrap()
+                        .counters
+                        .handed_off
+                })
+                .sum();
+        let owners = n.w[0].mesh_owners().unwrap().len() as u64;
+        assert!(handed > 0, "some replies hash to the other worker");
+        // Once per connection: the later packets went by the owner table.
+        assert_eq!(handed, owners);
+        for w in &n.w {
+            w.shard().check_invariants().unwrap();
         }
     }
 

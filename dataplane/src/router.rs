@@ -966,7 +966,7 @@ mod tests {
     use crate::worker::{Command, Mesh, Worker, random_seed};
     use ctrack_core::router::neigh::build_request;
     use ctrack_core::router::route::{IfAddr, StaticRoute, Table};
-    use ctrack_traffic::synth::{icmp_echo_frame, udp_frame};
+    use ctrack_traffic::synth::{icmp_echo_frame, tcp_frame, udp_frame};
 
     const MAC0: Mac = [2, 0, 0, 0, 0, 0xa0];
     const MAC1: Mac = [2, 0, 0, 0, 0, 0xa1];
@@ -1562,5 +1562,184 @@ mod tests {
         );
         assert_eq!(r.route(&v6(1, 9)), Some((0, v6(1, 9))));
         assert_eq!(r.route(&Addr::from_v4([8, 8, 8, 8])), None);
+    }
+
+    /// Router mode with NAT (see docs/nat.md, "NAT in router mode"):
+    /// ether1 (port 0) the LAN 10.0.1.0/24 with hosts A and S (a server),
+    /// ether2 (port 1) the "WAN" 10.0.2.0/24 with host B; OWN1 the public
+    /// address. Masquerade out of ether2, a port forward OWN1:8080 -> S:80,
+    /// hairpin masquerade LAN -> S; the filter passes port forwards only by
+    /// their routed out-interface, and the input chain drops 8080 (which
+    /// the port forward must not reach).
+    const S: [u8; 4] = [10, 0, 1, 3];
+    const HOST_S: Mac = [2, 0, 0, 0, 0, 0x0c];
+    const NAT_SCRIPT: &str = "/ip address\n\
+        add address=10.0.1.1/24 interface=ether1\n\
+        add address=10.0.2.1/24 interface=ether2\n\
+        /ip firewall nat\n\
+        add chain=dstnat action=dst-nat dst-address=10.0.2.1 protocol=tcp dst-port=8080 \
+        to-addresses=10.0.1.3 to-ports=80\n\
+        add chain=srcnat action=masquerade out-interface=ether2\n\
+        add chain=srcnat action=masquerade src-address=10.0.1.0/24 dst-address=10.0.1.3 \
+        out-interface=ether1\n\
+        /ip firewall filter\n\
+        add chain=input action=drop protocol=tcp dst-port=8080\n\
+        add chain=forward action=accept connection-state=established,related\n\
+        add chain=forward action=accept connection-nat-state=dstnat out-interface=ether1\n\
+        add chain=forward action=accept in-interface=ether1\n\
+        add chain=forward action=drop\n";
+
+    fn nat_worker() -> Worker<MemIo> {
+        use crate::firewall::FirewallUpdate;
+        use ctrack_rules::{Names, Ruleset, parse};
+        let mut statics = both_static();
+        statics.push((0, Addr::from_v4(S), HOST_S));
+        let mut w = worker(config(statics));
+        let cfg = parse(NAT_SCRIPT).unwrap();
+        let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+        let rs = Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap();
+        let addrs = crate::nat::Addresses::from_config(&cfg, &ifaces).unwrap();
+        w.install_firewall(FirewallUpdate {
+            ruleset: Some(Arc::new(rs)),
+            generation: 1,
+            auto_tracking: true,
+            reply: None,
+            lists_out: None,
+            conncount: None,
+            addresses: Some(Arc::new(addrs)),
+        });
+        w
+    }
+
+    /// What left on `port` since the last call, parsed, each checked.
+    fn sent(w: &mut Worker<MemIo>, port: usize) -> Vec<(Mac, crate::flow::Tuple)> {
+        let out = std::mem::take(&mut w.io_mut().tx[port].as_mut().unwrap().output);
+        out.iter()
+            .map(|f| {
+                crate::packet::checksum::verify_ethernet(f, RxChecksum::UNKNOWN).unwrap();
+                let dst: Mac = f[..6].try_into().unwrap();
+                (dst, crate::packet::parse_ethernet(f).unwrap().tuple)
+            })
+            .collect()
+    }
+
+    fn t4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> (Addr, u16, Addr, u16) {
+        (Addr::from_v4(src), sport, Addr::from_v4(dst), dport)
+    }
+
+    fn ends(t: &crate::flow::Tuple) -> (Addr, u16, Addr, u16) {
+        (t.src, t.src_port, t.dst, t.dst_port)
+    }
+
+    #[test]
+    fn masquerade_in_router_mode_both_ways() {
+        let mut w = nat_worker();
+        feed(
+            &mut w,
+            0,
+            vec![eth(udp_frame(A, B, 4000, 53, 20, true), MAC0, HOST_A)],
+        );
+        let out = sent(&mut w, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, HOST_B);
+        assert_eq!(
+            ends(&out[0].1),
+            t4(OWN1, 4000, B, 53),
+            "masqueraded, port kept"
+        );
+        // The answer is addressed to the box: translated and routed to A.
+        feed(
+            &mut w,
+            1,
+            vec![eth(udp_frame(B, OWN1, 53, 4000, 20, false), MAC1, HOST_B)],
+        );
+        let back = sent(&mut w, 0);
+        assert_eq!(back.len(), 1, "{:?}", totals(&w));
+        assert_eq!(back[0].0, HOST_A);
+        assert_eq!(ends(&back[0].1), t4(B, 53, A, 4000));
+        // A ping too: its id kept, the reply home.
+        feed(
+            &mut w,
+            0,
+            vec![eth(icmp_echo_frame(A, B, 77, 1, false, true), MAC0, HOST_A)],
+        );
+        let out = sent(&mut w, 1);
+        assert_eq!((out[0].1.src, out[0].1.src_port), (Addr::from_v4(OWN1), 77));
+        feed(
+            &mut w,
+            1,
+            vec![eth(
+                icmp_echo_frame(B, OWN1, 77, 1, true, false),
+                MAC1,
+                HOST_B,
+            )],
+        );
+        let back = sent(&mut w, 0);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].1.dst, Addr::from_v4(A));
+        assert_eq!(w.shard().total_entries(), 2);
+        assert_eq!(totals(&w).local_in, 0, "nothing was for the box");
+    }
+
+    #[test]
+    fn a_port_forward_of_the_routers_address() {
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let mut w = nat_worker();
+        let syn = tcp_frame(B, OWN1, 5555, 8080, 1, 0, SYN, 0, None, false);
+        feed(&mut w, 1, vec![eth(syn, MAC1, HOST_B)]);
+        let out = sent(&mut w, 0);
+        assert_eq!(
+            out.len(),
+            1,
+            "forwarded, not refused by the box: {:?}",
+            totals(&w)
+        );
+        assert_eq!(out[0].0, HOST_S);
+        assert_eq!(ends(&out[0].1), t4(B, 5555, S, 80));
+        assert!(sent(&mut w, 1).is_empty(), "no reset from the box");
+        let synack = tcp_frame(S, B, 80, 5555, 9, 2, SYN | ACK, 0, None, true);
+        feed(&mut w, 0, vec![eth(synack, MAC0, HOST_S)]);
+        let back = sent(&mut w, 1);
+        assert_eq!(back.len(), 1);
+        assert_eq!(ends(&back[0].1), t4(OWN1, 8080, B, 5555));
+        let ack = tcp_frame(B, OWN1, 5555, 8080, 2, 10, ACK, 0, None, false);
+        feed(&mut w, 1, vec![eth(ack, MAC1, HOST_B)]);
+        assert_eq!(sent(&mut w, 0).len(), 1);
+        assert_eq!(w.shard().total_entries(), 1);
+        assert_eq!((totals(&w).local_in, w.totals().fw_dropped), (0, 0));
+        // Another port of the box: the input chain's, refused by the box.
+        let other = tcp_frame(B, OWN1, 5556, 8081, 1, 0, SYN, 0, None, false);
+        feed(&mut w, 1, vec![eth(other, MAC1, HOST_B)]);
+        assert!(sent(&mut w, 0).is_empty());
+        assert_eq!(totals(&w).local_in, 1);
+    }
+
+    #[test]
+    fn hairpin_nat_as_routeros_users_configure_it() {
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let mut w = nat_worker();
+        let syn = tcp_frame(A, OWN1, 6000, 8080, 1, 0, SYN, 0, None, true);
+        feed(&mut w, 0, vec![eth(syn, MAC0, HOST_A)]);
+        let out = sent(&mut w, 0);
+        assert_eq!(out.len(), 1, "{:?} {:?}", totals(&w), w.totals());
+        assert_eq!(out[0].0, HOST_S);
+        // To the server, from the router's LAN address (so that the
+        // server's answer comes back through it).
+        let t = out[0].1;
+        assert_eq!(
+            (t.src, t.dst, t.dst_port),
+            (Addr::from_v4(OWN0), Addr::from_v4(S), 80)
+        );
+        let synack = tcp_frame(S, OWN0, 80, t.src_port, 9, 2, SYN | ACK, 0, None, false);
+        feed(&mut w, 0, vec![eth(synack, MAC0, HOST_S)]);
+        let back = sent(&mut w, 0);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].0, HOST_A);
+        assert_eq!(ends(&back[0].1), t4(OWN1, 8080, A, 6000));
+        assert_eq!(w.shard().total_entries(), 1);
+        w.shard()
+            .for_each_snapshot(crate::conntrack::Instant::ZERO, |c| {
+                assert!(c.entry().srcnat() && c.entry().dstnat());
+            });
     }
 }

@@ -54,6 +54,11 @@ pub struct WorkerCounters {
     pub nat_bad_range: AtomicU64,
     /// Packets of NAT connections that could not be rewritten (dropped).
     pub nat_rewrite_failed: AtomicU64,
+    /// New NAT connections' first packets handed to the worker owning their
+    /// only reply tuple (port forwards on several workers).
+    pub nat_handed_off: AtomicU64,
+    /// NAT connections the owner table had no room to record.
+    pub nat_owner_full: AtomicU64,
     /// Packets not parsed, by [`ParseError::index`].
     pub parse_errors: [AtomicU64; ParseError::COUNT],
 }
@@ -83,6 +88,8 @@ pub struct WorkerTotals {
     pub nat_no_address: u64,
     pub nat_bad_range: u64,
     pub nat_rewrite_failed: u64,
+    pub nat_handed_off: u64,
+    pub nat_owner_full: u64,
     pub parse_errors: [u64; ParseError::COUNT],
 }
 
@@ -111,6 +118,8 @@ impl WorkerCounters {
         self.nat_no_address.store(t.nat_no_address, Relaxed);
         self.nat_bad_range.store(t.nat_bad_range, Relaxed);
         self.nat_rewrite_failed.store(t.nat_rewrite_failed, Relaxed);
+        self.nat_handed_off.store(t.nat_handed_off, Relaxed);
+        self.nat_owner_full.store(t.nat_owner_full, Relaxed);
         for (a, v) in self.parse_errors.iter().zip(t.parse_errors) {
             a.store(v, Relaxed);
         }
@@ -139,6 +148,8 @@ impl WorkerCounters {
             nat_no_address: self.nat_no_address.load(Relaxed),
             nat_bad_range: self.nat_bad_range.load(Relaxed),
             nat_rewrite_failed: self.nat_rewrite_failed.load(Relaxed),
+            nat_handed_off: self.nat_handed_off.load(Relaxed),
+            nat_owner_full: self.nat_owner_full.load(Relaxed),
             parse_errors: std::array::from_fn(|i| self.parse_errors[i].load(Relaxed)),
         }
     }

@@ -85,6 +85,8 @@ pub const COMMANDS_PER_LOOP: usize = 4;
 pub const LIST_CHUNK_MAX: usize = 256;
 /// Arena positions counted per loop for a census.
 pub const CENSUS_CHUNK: usize = 8192;
+/// NAT owner-table slots a worker sweeps per loop.
+pub const OWNER_SWEEP: usize = 256;
 
 /// A packet on its way to another worker: to be tracked there (`repr` is
 /// set) or only transmitted (that worker owns the TX queue of `port`).
@@ -106,6 +108,9 @@ pub struct Mesh<P> {
     tx_owner: Vec<u16>,
     /// RETA size of the ports' RSS (what software dispatch mirrors).
     reta_size: usize,
+    /// NAT connections held away from their original tuple's worker
+    /// (several workers only; see [`crate::nat_owners`]).
+    owners: Option<crate::nat_owners::OwnerTable>,
 }
 
 impl<P> Mesh<P> {
@@ -124,12 +129,21 @@ impl<P> Mesh<P> {
                 ArrayQueue::new(if src == dst { 1 } else { HANDOFF_RING })
             })
             .collect();
+        let owners = (workers > 1).then(|| {
+            crate::nat_owners::OwnerTable::new(crate::nat_owners::OWNER_SLOTS, random_u64())
+        });
         Arc::new(Mesh {
             rings,
             workers,
             tx_owner,
             reta_size,
+            owners,
         })
+    }
+
+    /// The NAT owner table (several workers only).
+    pub fn owners(&self) -> Option<&crate::nat_owners::OwnerTable> {
+        self.owners.as_ref()
     }
 
     fn ring(&self, src: u16, dst: u16) -> &ArrayQueue<Handoff<P>> {
@@ -268,6 +282,10 @@ struct Core<P, B> {
     local_out: Vec<P>,
     /// Expectations to and from the other workers (see [`crate::helpers`]).
     expect_mesh: Option<Arc<crate::helpers::ExpectMesh>>,
+    /// Where this worker's sweep of the NAT owner table goes on.
+    owner_sweep: usize,
+    /// NAT connections not recorded in the owner table (it was full).
+    owner_full: u64,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -322,6 +340,8 @@ impl<I: PacketIo> Worker<I> {
                 egress: [0; MAX_BURST],
                 local_out: Vec::with_capacity(MAX_BURST),
                 expect_mesh: None,
+                owner_sweep: 0,
+                owner_full: 0,
             },
             commands,
             counters,
@@ -367,6 +387,7 @@ impl<I: PacketIo> Worker<I> {
         }
         self.core.flush_all(&mut self.io);
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
+        self.core.sweep_owners();
         if let Some(fw) = self.core.fw.as_deref_mut() {
             fw.between_bursts(now);
         }
@@ -435,7 +456,9 @@ impl<I: PacketIo> Worker<I> {
             t.nat_exhausted = c.exhausted;
             t.nat_no_address = c.no_address;
             t.nat_bad_range = c.bad_range;
+            t.nat_handed_off = c.handed_off;
         }
+        self.core.totals.nat_owner_full = self.core.owner_full;
         self.counters.publish(&self.core.totals);
     }
 
@@ -472,6 +495,7 @@ impl<I: PacketIo> Worker<I> {
                 Command::Router(cfg) => {
                     if let Some(r) = self.core.router.as_deref_mut() {
                         r.set_config(cfg, now);
+                        self.core.nat_router();
                     }
                 }
                 Command::FastTrack(m) => m.apply(shard),
@@ -576,6 +600,12 @@ impl<I: PacketIo> Worker<I> {
         }
         self.core.responder.set_forwarded(true);
         self.core.router = Some(Box::new(RouterPlane::new(self.core.id, cfg, bus, now)));
+        self.core.nat_router();
+    }
+
+    /// The NAT owner table of the worker's mesh (several workers only).
+    pub fn mesh_owners(&self) -> Option<&crate::nat_owners::OwnerTable> {
+        self.core.mesh.owners()
     }
 
     /// The router plane, in router mode.
@@ -744,10 +774,25 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 .lookup_burst(now, &self.local[done..k], &mut self.verdicts[done..k]);
             let end = done + m;
             let mut new = false;
+            let owners = self.mesh.owners().filter(|o| !o.is_empty());
             for j in done..end {
                 if self.verdicts[j] == Verdict::New {
                     self.decisions[j] = policy::new_connection();
                     new = true;
+                    // A NAT connection another worker holds (a port
+                    // forward's, see `crate::nat_owners`): handed over.
+                    if let Some(o) = owners
+                        && self.ports[j].0 != LOCAL_PORT
+                        && let Some(id) = o.lookup(&crate::conntrack::key::Key::of_packet(
+                            &self.local[j].tuple,
+                            &self.local[j].l4,
+                        ))
+                        && id.worker() != self.id
+                    {
+                        let r = crate::nat::handoff_reason(id.worker());
+                        self.verdicts[j] = Verdict::Refused(r);
+                        self.decisions[j] = Decision::drop(r);
+                    }
                 }
             }
             if let Some(fw) = self.fw.as_deref_mut() {
@@ -783,6 +828,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         &self.verdicts[done..end],
                     );
                 }
+                if self.shard.nat_connections() > 0 {
+                    self.record_owners(done, end);
+                }
             }
             if self.shard.nat_connections() > 0 {
                 // The rewrite (`after_verdict`) reads the stored reply key:
@@ -794,6 +842,51 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             done = end;
+        }
+    }
+
+    /// Records in the owner table the NAT connections `local[done..end]`
+    /// created here although their original tuple's worker is another
+    /// (handed over by [`crate::nat::NatDrop::Elsewhere`]), so that their
+    /// later packets find this worker (see [`crate::nat_owners`]).
+    fn record_owners(&mut self, done: usize, end: usize) {
+        let (Some(owners), Some(d)) = (self.mesh.owners(), self.dispatch.as_ref()) else {
+            return;
+        };
+        for j in done..end {
+            if let Verdict::Tracked {
+                id, created: true, ..
+            } = self.verdicts[j]
+                && self.shard.reply_key(id).is_some()
+                && self.ports[j].0 != LOCAL_PORT
+                && d.owner(&self.local[j]) != self.id
+            {
+                let key =
+                    crate::conntrack::key::Key::of_packet(&self.local[j].tuple, &self.local[j].l4);
+                if !owners.insert(&key, id) {
+                    self.owner_full += 1;
+                }
+            }
+        }
+    }
+
+    /// Clears this worker's owner-table entries whose connections are gone
+    /// (bounded work per loop).
+    fn sweep_owners(&mut self) {
+        if let Some(o) = self.mesh.owners() {
+            let shard = &self.shard;
+            self.owner_sweep = o.sweep(self.id, self.owner_sweep, OWNER_SWEEP, |id| {
+                shard.get(id).is_some()
+            });
+        }
+    }
+
+    /// Gives the NAT the router's configuration (its routes decide the
+    /// out-interface after dstnat), or none in bridge mode.
+    fn nat_router(&mut self) {
+        let cfg = self.router.as_deref().map(|r| Arc::clone(r.config()));
+        if let Some(n) = self.fw.as_deref_mut().and_then(|f| f.nat.as_deref_mut()) {
+            n.set_router(cfg);
         }
     }
 
@@ -822,6 +915,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 )));
                 if let Some(n) = fw.nat.as_deref_mut() {
                     n.counters = nat_counters;
+                    n.set_router(self.router.as_deref().map(|r| Arc::clone(r.config())));
                 }
             }
             fw
@@ -920,6 +1014,22 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         mut pkt: P,
         (ingress, egress): (u16, u16),
     ) {
+        // A new NAT connection another worker is to create, or holds.
+        if let Verdict::Refused(r) = v
+            && let Some(owner) = crate::nat::handoff_owner(r)
+        {
+            let repr = Some(self.local[k]);
+            self.hand_off(
+                owner,
+                Handoff {
+                    pkt,
+                    repr,
+                    port: egress,
+                    in_port: ingress,
+                },
+            );
+            return;
+        }
         // `Refused`: the firewall dropped the packet (by its action).
         if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
             match v {
@@ -944,7 +1054,34 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             drop(pkt);
-        } else if self.router.is_some() {
+        } else if let Some(r) = self.router.as_deref() {
+            // NAT first: the translated destination decides between the
+            // box itself and routing out (a port forward of our address,
+            // a masqueraded connection's replies, hairpin).
+            let mut egress = egress;
+            if self.shard.nat_connections() > 0 {
+                let rw = crate::nat::plan(&self.shard, &self.local[k], v);
+                let dst = match rw {
+                    crate::nat::Rewrite::None => None,
+                    crate::nat::Rewrite::To(t) => Some(t.dst),
+                    crate::nat::Rewrite::IcmpError { dst, .. } => Some(dst),
+                };
+                if let Some(dst) = dst {
+                    if crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err() {
+                        self.totals.nat_rewrite_failed += 1;
+                        return;
+                    }
+                    if ingress != LOCAL_PORT {
+                        egress = if r.config().is_own(&dst) {
+                            LOCAL_PORT
+                        } else if egress == LOCAL_PORT {
+                            NO_PORT
+                        } else {
+                            egress
+                        };
+                    }
+                }
+            }
             self.route_out(io, pkt, (ingress, egress));
         } else {
             if self.shard.nat_connections() > 0 {

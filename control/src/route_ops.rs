@@ -1,0 +1,414 @@
+//! `/ip route` and `/ipv6 route` at run time (router mode): the routes as
+//! `print` shows them, and static routes added and removed while the
+//! workers run. One [`RouteControl`] per run, offered by
+//! [`crate::ops::Dataplane::routes`]; its REST routes are
+//! [`crate::route_rest`].
+//!
+//! A change is all or nothing: the new route set is compiled (connected
+//! routes from the addresses, active statics by distance), loaded into a
+//! new FIB (`rte_lpm`/`rte_lpm6` in `ctrack run`), made into a new
+//! [`RouterConfig`] and sent to every worker
+//! ([`dataplane::worker::Command::Router`], swapped in between bursts);
+//! only once every worker has it queued is it the menu's state. Learned
+//! neighbours and held packets stay (see docs/nat.md, "Router mode").
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use crate::router::RouterSetup;
+use dataplane::flow::{Addr, Family};
+use dataplane::router::neigh::Mac;
+use dataplane::router::route::{NextHop, Prefix, StaticRoute};
+use dataplane::router::{Fib, RouterConfig};
+
+/// Builds a FIB of compiled entries (`Fib::with_lpm` on a running EAL).
+pub type BuildFib = Box<dyn Fn(Vec<(Prefix, NextHop)>) -> Result<Fib> + Send + Sync>;
+/// Hands a new configuration to every worker; an error says why none took it.
+pub type PushConfig = Box<dyn Fn(Arc<RouterConfig>) -> Result<(), String> + Send + Sync>;
+
+/// Why a route change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// A bad property or value (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such route: {0}")]
+    NotFound(String),
+    /// The workers did not take the new table (nothing changed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+struct State {
+    setup: RouterSetup,
+    /// The id of each static route (`setup.table.routes[i]`), stable across
+    /// removals, as RouterOS's.
+    ids: Vec<u32>,
+    next_id: u32,
+}
+
+/// The run's routing menus.
+pub struct RouteControl {
+    state: Mutex<State>,
+    macs: Vec<Mac>,
+    /// Port names by index (what `gateway` of a connected route shows).
+    interfaces: Vec<String>,
+    build: BuildFib,
+    push: PushConfig,
+}
+
+/// Dynamic (connected) routes' ids start here (RouterOS gives them ids of
+/// their own too).
+const CONNECTED_ID: u32 = 0x4000_0000;
+
+fn family_of(a: &Addr) -> Family {
+    if a.is_v4_mapped() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+fn ip(a: &Addr) -> String {
+    a.to_ip(family_of(a)).to_string()
+}
+
+fn prefix_text(p: &Prefix) -> String {
+    format!("{}/{}", ip(&p.addr), p.len)
+}
+
+impl RouteControl {
+    /// The menus over `setup` (as the script gave it) with the ports' MACs
+    /// and names.
+    pub fn new(
+        setup: RouterSetup,
+        macs: Vec<Mac>,
+        interfaces: Vec<String>,
+        build: BuildFib,
+        push: PushConfig,
+    ) -> RouteControl {
+        let n = setup.table.routes.len() as u32;
+        RouteControl {
+            state: Mutex::new(State {
+                setup,
+                ids: (1..=n).collect(),
+                next_id: n + 1,
+            }),
+            macs,
+            interfaces,
+            build,
+            push,
+        }
+    }
+
+    /// Every route of `family` as RouterOS's REST prints it (values as
+    /// strings; `flags` as `print` shows them: `X` disabled, `D` dynamic,
+    /// `A` active, `c` connected, `s` static).
+    pub fn print(&self, family: Family) -> Vec<Value> {
+        let st = self.state.lock();
+        let rows = st.setup.table.rows();
+        let n_conn = rows.iter().filter(|r| r.connected).count();
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.dst.family == family)
+            .map(|(i, r)| {
+                let id = if r.connected {
+                    CONNECTED_ID + i as u32
+                } else {
+                    st.ids.get(i - n_conn).copied().unwrap_or(0)
+                };
+                let iface = r
+                    .next
+                    .and_then(|n| self.interfaces.get(usize::from(n.iface)).cloned());
+                let gateway = if r.connected {
+                    iface.clone().unwrap_or_default()
+                } else {
+                    st.setup
+                        .table
+                        .routes
+                        .get(i - n_conn)
+                        .map(|s| ip(&s.gateway))
+                        .unwrap_or_default()
+                };
+                let flags: String = [
+                    (r.disabled, 'X'),
+                    (r.connected, 'D'),
+                    (r.active, 'A'),
+                    (r.connected, 'c'),
+                    (!r.connected, 's'),
+                ]
+                .iter()
+                .filter(|f| f.0)
+                .map(|f| f.1)
+                .collect();
+                let b = |x: bool| Value::String(if x { "true" } else { "false" }.into());
+                let mut m = Map::new();
+                m.insert(".id".into(), Value::String(format!("*{id:X}")));
+                m.insert("dst-address".into(), Value::String(prefix_text(&r.dst)));
+                m.insert("gateway".into(), Value::String(gateway));
+                if let (Some(i), Some(n)) = (&iface, r.next) {
+                    let via = n
+                        .gateway
+                        .map_or_else(|| i.clone(), |g| format!("{}%{i}", ip(&g)));
+                    m.insert("immediate-gw".into(), Value::String(via));
+                }
+                m.insert("distance".into(), Value::String(r.distance.to_string()));
+                m.insert("active".into(), b(r.active));
+                m.insert("dynamic".into(), b(r.connected));
+                m.insert("connect".into(), b(r.connected));
+                m.insert("static".into(), b(!r.connected));
+                m.insert("disabled".into(), b(r.disabled));
+                m.insert("flags".into(), Value::String(flags));
+                Value::Object(m)
+            })
+            .collect()
+    }
+
+    /// Adds a static route of `family` (`dst-address`, default the default
+    /// route; `gateway`, an address; `distance` 1-255, default 1;
+    /// `disabled`); returns its id (`*N`). All or nothing.
+    pub fn add(&self, family: Family, props: &[(String, String)]) -> Result<String, RouteError> {
+        let mut dst = None;
+        let mut gateway = None;
+        let mut distance = 1u8;
+        let mut disabled = false;
+        for (k, v) in props {
+            match k.as_str() {
+                "dst-address" => dst = Some(v.as_str()),
+                "gateway" => gateway = Some(v.as_str()),
+                "distance" => {
+                    distance = v.parse().ok().filter(|&d| d >= 1).ok_or_else(|| {
+                        RouteError::Invalid(format!("distance={v}: expected 1..255"))
+                    })?
+                }
+                "disabled" => {
+                    disabled = match v.as_str() {
+                        "yes" | "true" => true,
+                        "no" | "false" => false,
+                        _ => {
+                            return Err(RouteError::Invalid(format!(
+                                "disabled={v}: expected yes or no"
+                            )));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(RouteError::Invalid(format!(
+                        "unknown property {k} (known: dst-address, gateway, distance, disabled)"
+                    )));
+                }
+            }
+        }
+        let default = if family == Family::V4 {
+            "0.0.0.0/0"
+        } else {
+            "::/0"
+        };
+        let dst = dst.unwrap_or(default);
+        let (a, len) = crate::router::parse_net(dst, family)
+            .map_err(|e| RouteError::Invalid(format!("dst-address={dst}: {e}")))?;
+        let dst = Prefix::new(family, a, len)
+            .ok_or_else(|| RouteError::Invalid(format!("dst-address={dst}")))?;
+        let Some(gw) = gateway else {
+            return Err(RouteError::Invalid("gateway: required".into()));
+        };
+        let (gateway, gw_len) = crate::router::parse_net(gw, family)
+            .map_err(|e| RouteError::Invalid(format!("gateway={gw}: {e}")))?;
+        if gw_len != if family == Family::V4 { 32 } else { 128 } {
+            return Err(RouteError::Invalid(format!(
+                "gateway={gw}: an address, not a prefix"
+            )));
+        }
+        let mut st = self.state.lock();
+        let mut next = st.setup.clone();
+        next.table.routes.push(StaticRoute {
+            dst,
+            gateway,
+            distance,
+            disabled,
+        });
+        self.apply(&next)?;
+        let id = st.next_id;
+        st.next_id += 1;
+        st.setup = next;
+        st.ids.push(id);
+        Ok(format!("*{id:X}"))
+    }
+
+    /// Removes static route `id` (`*N`) of `family`. A connected route
+    /// cannot be removed (it is the address's).
+    pub fn remove(&self, family: Family, id: &str) -> Result<(), RouteError> {
+        let n = id
+            .strip_prefix('*')
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| RouteError::NotFound(id.to_string()))?;
+        if n >= CONNECTED_ID {
+            return Err(RouteError::Invalid(format!(
+                "{id}: a connected route is its address's (remove the address)"
+            )));
+        }
+        let mut st = self.state.lock();
+        let Some(i) = st
+            .ids
+            .iter()
+            .position(|&x| x == n)
+            .filter(|&i| st.setup.table.routes[i].dst.family == family)
+        else {
+            return Err(RouteError::NotFound(id.to_string()));
+        };
+        let mut next = st.setup.clone();
+        next.table.routes.remove(i);
+        self.apply(&next)?;
+        st.setup = next;
+        st.ids.remove(i);
+        Ok(())
+    }
+
+    /// Builds `next`'s configuration and hands it to the workers.
+    fn apply(&self, next: &RouterSetup) -> Result<(), RouteError> {
+        let cfg = next
+            .build(&self.macs, |e| (self.build)(e))
+            .map_err(|e| RouteError::Unavailable(format!("building the FIB: {e:#}")))?;
+        (self.push)(Arc::new(cfg)).map_err(RouteError::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(pushed: Arc<Mutex<Vec<Arc<RouterConfig>>>>) -> RouteControl {
+        let cfg = ctrack_rules::parse(
+            "/ip address\nadd address=10.0.1.1/24 interface=ether1\n\
+             add address=10.0.2.1/24 interface=ether2\n\
+             /ipv6 address\nadd address=fd02::1/64 interface=ether2\n\
+             /ip route\nadd dst-address=10.9.0.0/16 gateway=10.0.2.254\n",
+        )
+        .unwrap();
+        let setup = RouterSetup::from_config(&cfg, 2).unwrap().unwrap();
+        RouteControl::new(
+            setup,
+            vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
+            vec!["ether1".into(), "ether2".into()],
+            Box::new(|e| Ok(Fib::new(e))),
+            Box::new(move |c| {
+                pushed.lock().push(c);
+                Ok(())
+            }),
+        )
+    }
+
+    fn find<'a>(rows: &'a [Value], dst: &str) -> Option<&'a Value> {
+        rows.iter().find(|r| r["dst-address"] == dst)
+    }
+
+    #[test]
+    fn print_add_remove_reach_the_workers() {
+        let pushed = Arc::new(Mutex::new(Vec::new()));
+        let c = control(Arc::clone(&pushed));
+        let rows = c.print(Family::V4);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let conn = find(&rows, "10.0.1.0/24").unwrap();
+        assert_eq!(
+            (&conn["flags"], &conn["gateway"], &conn["distance"]),
+            (&"DAc".into(), &"ether1".into(), &"0".into())
+        );
+        let st = find(&rows, "10.9.0.0/16").unwrap();
+        assert_eq!((&st[".id"], &st["flags"]), (&"*1".into(), &"As".into()));
+        assert_eq!(st["immediate-gw"], "10.0.2.254%ether2");
+        assert_eq!(c.print(Family::V6).len(), 1);
+
+        let props = |kv: &[(&str, &str)]| -> Vec<(String, String)> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let id = c
+            .add(Family::V4, &props(&[("gateway", "10.0.1.254")]))
+            .unwrap();
+        assert_eq!(id, "*2");
+        let cfg = pushed.lock().last().cloned().expect("sent to the workers");
+        let hop = cfg.fib.lookup(&Addr::from_v4([8, 8, 8, 8])).unwrap();
+        assert_eq!(
+            (hop.iface, hop.gateway),
+            (0, Some(Addr::from_v4([10, 0, 1, 254])))
+        );
+        assert_eq!(
+            find(&c.print(Family::V4), "0.0.0.0/0").unwrap()["active"],
+            "true"
+        );
+        // A gateway in no connected prefix: added, not active.
+        let id3 = c
+            .add(
+                Family::V4,
+                &props(&[("dst-address", "10.8.0.0/16"), ("gateway", "192.0.2.1")]),
+            )
+            .unwrap();
+        assert_eq!(
+            find(&c.print(Family::V4), "10.8.0.0/16").unwrap()["flags"],
+            "s"
+        );
+        // Bad input names the problem; nothing changes.
+        let before = pushed.lock().len();
+        for bad in [
+            props(&[("gateway", "10.0.1.254"), ("distance", "0")]),
+            props(&[("gateway", "fd02::9")]),
+            props(&[("dst-address", "10.0.0.0/99"), ("gateway", "10.0.1.2")]),
+            props(&[("via", "x")]),
+            props(&[("dst-address", "10.7.0.0/16")]),
+        ] {
+            assert!(
+                matches!(c.add(Family::V4, &bad), Err(RouteError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(pushed.lock().len(), before);
+        // Remove: by id, stable; connected routes are the address's.
+        c.remove(Family::V4, &id).unwrap();
+        assert!(find(&c.print(Family::V4), "0.0.0.0/0").is_none());
+        let cfg = pushed.lock().last().cloned().unwrap();
+        assert!(cfg.fib.lookup(&Addr::from_v4([8, 8, 8, 8])).is_none());
+        assert_eq!(
+            find(&c.print(Family::V4), "10.8.0.0/16").unwrap()[".id"],
+            id3.as_str()
+        );
+        assert!(matches!(
+            c.remove(Family::V4, &id),
+            Err(RouteError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.remove(Family::V6, &id3),
+            Err(RouteError::NotFound(_))
+        ));
+        let conn_id = find(&c.print(Family::V4), "10.0.1.0/24").unwrap()[".id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(matches!(
+            c.remove(Family::V4, &conn_id),
+            Err(RouteError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn workers_that_refuse_change_nothing() {
+        let cfg =
+            ctrack_rules::parse("/ip address\nadd address=10.0.1.1/24 interface=ether1\n").unwrap();
+        let setup = RouterSetup::from_config(&cfg, 1).unwrap().unwrap();
+        let c = RouteControl::new(
+            setup,
+            vec![[2, 0, 0, 0, 0, 1]],
+            vec!["ether1".into()],
+            Box::new(|e| Ok(Fib::new(e))),
+            Box::new(|_| Err("worker 0 is not taking commands".into())),
+        );
+        let e = c
+            .add(Family::V4, &[("gateway".into(), "10.0.1.254".into())])
+            .unwrap_err();
+        assert!(matches!(e, RouteError::Unavailable(_)));
+        assert_eq!(c.print(Family::V4).len(), 1, "not added");
+    }
+}

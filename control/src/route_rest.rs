@@ -1,0 +1,144 @@
+//! The REST routes of `/ip route` and `/ipv6 route` (wired into
+//! [`crate::api::route`]; the menus are [`crate::route_ops`]):
+//!
+//! | route | methods |
+//! |---|---|
+//! | `/rest/ip/route`, `/rest/ipv6/route` | `GET` the routes (connected and static, as `print`), `PUT` (add a static route: 201 and the new row) |
+//! | `/rest/ip/route/ID`, `/rest/ipv6/route/ID` | `GET`, `DELETE` (remove a static route: 204) |
+//! | `.../route/add` | `POST` (the command form: `{"ret": "*2"}`) |
+//! | `.../route/remove` | `POST` `{".id": "*2"}` or `{".id": "*2,*3"}` (200, `[]`) |
+//!
+//! Without router mode (no `/ip address` in the rules) every route answers
+//! 503. A bad property or value is a 400 naming it; nothing changes then.
+
+use serde_json::Value;
+
+use crate::http::{Reply, Req};
+use crate::ops::Dataplane;
+use crate::route_ops::{RouteControl, RouteError};
+use dataplane::flow::Family;
+
+const IP_ROUTE: &str = "/rest/ip/route";
+const IPV6_ROUTE: &str = "/rest/ipv6/route";
+
+/// The family and the rest of the path (`""`, `/ID`, `/add`, `/remove`),
+/// if `path` is one of this module's.
+pub(crate) fn owns(path: &str) -> Option<(Family, &str)> {
+    for (base, fam) in [(IP_ROUTE, Family::V4), (IPV6_ROUTE, Family::V6)] {
+        if let Some(rest) = path.strip_prefix(base)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Some((fam, rest));
+        }
+    }
+    None
+}
+
+fn not_allowed(method: &str, allow: &str) -> Reply {
+    Reply::error(
+        405,
+        format!("{method} is not allowed here"),
+        format!("allowed: {allow}"),
+    )
+    .with_header("Allow", allow)
+}
+
+fn error(e: RouteError) -> Reply {
+    let status = match e {
+        RouteError::Invalid(_) => 400,
+        RouteError::NotFound(_) => 404,
+        RouteError::Unavailable(_) => 503,
+    };
+    Reply::error(status, e.to_string(), String::new())
+}
+
+fn changes(req: &mut Req<'_>) -> Result<Vec<(String, String)>, Reply> {
+    let obj = crate::api::command_body(req)?;
+    crate::flow_ops::changes_of(obj)
+        .map_err(|e| Reply::error(400, format!("body: {e}"), "body".into()))
+}
+
+fn row(c: &RouteControl, fam: Family, id: &str) -> Option<Value> {
+    c.print(fam).into_iter().find(|r| r[".id"] == id)
+}
+
+/// Answers a request for a path [`owns`] gave `(fam, rest)` for.
+pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &str) -> Reply {
+    let method = req.method;
+    let Some(control) = dp.routes() else {
+        return Reply::error(
+            503,
+            "not in router mode: no /ip address in the rules".to_string(),
+            String::new(),
+        );
+    };
+    let c: &RouteControl = &control;
+    match rest {
+        "" => match method {
+            "GET" => Reply::json(200, &c.print(fam)),
+            "PUT" => match changes(req).map(|ch| c.add(fam, &ch)) {
+                Ok(Ok(id)) => Reply::json(201, &row(c, fam, &id).unwrap_or(Value::Null)),
+                Ok(Err(e)) => error(e),
+                Err(r) => r,
+            },
+            _ => not_allowed(method, "GET, PUT"),
+        },
+        "/add" => match method {
+            "POST" => match changes(req).map(|ch| c.add(fam, &ch)) {
+                Ok(Ok(id)) => Reply::json(200, &serde_json::json!({ "ret": id })),
+                Ok(Err(e)) => error(e),
+                Err(r) => r,
+            },
+            _ => not_allowed(method, "POST"),
+        },
+        "/remove" => match method {
+            "POST" => {
+                let obj = match crate::api::command_body(req) {
+                    Ok(o) => o,
+                    Err(r) => return r,
+                };
+                let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
+                    return Reply::error(
+                        400,
+                        "body: expected {\".id\": \"*1\"}".to_string(),
+                        String::new(),
+                    );
+                };
+                let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+                // Every id checked first: all or none removed.
+                for id in &ids {
+                    match row(c, fam, id) {
+                        Some(r) if r["static"] == "true" => {}
+                        Some(_) => {
+                            return error(RouteError::Invalid(format!(
+                                "{id}: a connected route is its address's (remove the address)"
+                            )));
+                        }
+                        None => return error(RouteError::NotFound(id.to_string())),
+                    }
+                }
+                for id in ids {
+                    if let Err(e) = c.remove(fam, id) {
+                        return error(e);
+                    }
+                }
+                Reply::json(200, &Value::Array(Vec::new()))
+            }
+            _ => not_allowed(method, "POST"),
+        },
+        id => {
+            let id = &id[1..];
+            match method {
+                "GET" => match row(c, fam, id) {
+                    Some(r) => Reply::json(200, &r),
+                    None => error(RouteError::NotFound(id.to_string())),
+                },
+                "DELETE" => match c.remove(fam, id) {
+                    Ok(()) => Reply::empty(204),
+                    Err(e) => error(e),
+                },
+                _ => not_allowed(method, "GET, DELETE"),
+            }
+        }
+    }
+}
