@@ -268,6 +268,9 @@ struct Core<P, B> {
     local_out: Vec<P>,
     /// Expectations to and from the other workers (see [`crate::helpers`]).
     expect_mesh: Option<Arc<crate::helpers::ExpectMesh>>,
+    /// The payload change the helper asked for the packet in hand (FTP
+    /// through NAT; see [`crate::ftp_nat`]), for `after_verdict`.
+    mangle: Option<crate::conntrack::helping::FtpMangle>,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -322,6 +325,7 @@ impl<I: PacketIo> Worker<I> {
                 egress: [0; MAX_BURST],
                 local_out: Vec::with_capacity(MAX_BURST),
                 expect_mesh: None,
+                mangle: None,
             },
             commands,
             counters,
@@ -891,8 +895,12 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 if let Some(m) = &self.expect_mesh {
                     m.send(self.id, &mut self.shard);
                 }
-                if verdict == crate::conntrack::helping::HelpVerdict::Drop {
-                    return Verdict::Refused(crate::helpers::HELPER_DROP);
+                match verdict {
+                    crate::conntrack::helping::HelpVerdict::Drop => {
+                        return Verdict::Refused(crate::helpers::HELPER_DROP);
+                    }
+                    crate::conntrack::helping::HelpVerdict::Mangle(m) => self.mangle = Some(m),
+                    crate::conntrack::helping::HelpVerdict::Accept => {}
                 }
             }
         }
@@ -909,6 +917,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         mut pkt: P,
         (ingress, egress): (u16, u16),
     ) {
+        let mangle = self.mangle.take();
         // `Refused`: the firewall dropped the packet (by its action).
         if let Verdict::Dropped(_) | Verdict::Refused(_) = v {
             match v {
@@ -938,6 +947,24 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         } else {
             if self.shard.nat_connections() > 0 {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
+                // A helper's payload change and the sequence adjustment
+                // first (see `crate::ftp_nat`).
+                if let Some(m) = mangle {
+                    match crate::ftp_nat::mangle(io, pkt, &m) {
+                        Some(p) => pkt = p,
+                        None => {
+                            self.totals.nat_rewrite_failed += 1;
+                            return;
+                        }
+                    }
+                }
+                if self.shard.has_seqadj()
+                    && crate::ftp_nat::seq_adjust(&self.shard, v, io.packet_data_mut(&mut pkt))
+                        .is_err()
+                {
+                    self.totals.nat_rewrite_failed += 1;
+                    return;
+                }
                 if rw != crate::nat::Rewrite::None
                     && crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
                 {

@@ -1273,6 +1273,23 @@ impl Shard {
         // read just after being built, with wider loads than its stores,
         // and stall on store forwarding.
         let old_timeout = self.timeout_of(self.e(i));
+        // A connection whose payload a helper resized (FTP through NAT):
+        // the tracker sees acknowledgements in the sender's own numbers
+        // (see `seqadj`).
+        let adjusted;
+        let pkt = match pkt.l4 {
+            L4::Tcp(info) if self.has_seqadj() && info.flags & crate::flow::tcp_flags::ACK != 0 => {
+                adjusted = FlowRepr {
+                    l4: L4::Tcp(crate::flow::TcpInfo {
+                        ack: self.ack_for_tracker(i, dir, info.ack),
+                        ..info
+                    }),
+                    ..*pkt
+                };
+                &adjusted
+            }
+            _ => pkt,
+        };
         match (&mut self.e_mut(i).proto, &pkt.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(info)) => {
                 // What an update event compares.
