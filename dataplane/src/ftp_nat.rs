@@ -120,7 +120,11 @@ mod tests {
 
     impl Net {
         fn new(workers: u16) -> Net {
-            let cfg = parse(MASQ).unwrap();
+            Net::with(MASQ, workers)
+        }
+
+        fn with(script: &str, workers: u16) -> Net {
+            let cfg = parse(script).unwrap();
             let ifaces = cfg.interface_names(&["ether1", "ether2"]);
             let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
             let addrs = Arc::new(Addresses::from_config(&cfg, &ifaces).unwrap());
@@ -588,6 +592,88 @@ mod tests {
             .expect("the answer comes back");
         let r = parse_ethernet(&answer).unwrap().tuple;
         assert_eq!((r.dst.0[12..].to_vec(), r.dst_port), (C.to_vec(), 40005));
+    }
+
+    /// A server behind `dst-nat` (Linux's `nf_nat_ftp` for a port
+    /// forward): its `227` names its inside address, rewritten to the
+    /// public one (4 bytes longer); its later segments move, the client's
+    /// acknowledgements come back; the data connection reaches the server.
+    #[test]
+    fn pasv_of_a_server_behind_dst_nat() {
+        const OUT: [u8; 4] = [203, 0, 113, 50];
+        const INSIDE: [u8; 4] = [10, 0, 0, 2];
+        let script = "/ip firewall nat\n\
+            add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp dst-port=21 \
+            to-addresses=10.0.0.2\n";
+        for workers in [1, 2] {
+            let mut n = Net::with(script, workers);
+            let o = n
+                .send(1, seg((OUT, 40000), (PUB, 21), 100, 0, SYN, &[], b""))
+                .expect("SYN forwarded");
+            assert_eq!(parse_ethernet(&o).unwrap().tuple.dst.0[12..], INSIDE);
+            n.send(
+                0,
+                seg((INSIDE, 21), (OUT, 40000), 5000, 101, SYN | ACK, &[], b""),
+            )
+            .expect("SYN-ACK back");
+            n.send(1, seg((OUT, 40000), (PUB, 21), 101, 5001, ACK, &[], b""))
+                .unwrap();
+            let greet = b"220 ready\r\n";
+            n.send(
+                0,
+                seg((INSIDE, 21), (OUT, 40000), 5001, 101, ACK | PSH, &[], greet),
+            )
+            .unwrap();
+            let pasv = b"227 Entering Passive Mode (10,0,0,2,19,137).\r\n";
+            let sseq = 5012;
+            let o = n
+                .send(
+                    0,
+                    seg((INSIDE, 21), (OUT, 40000), sseq, 101, ACK | PSH, &[], pasv),
+                )
+                .unwrap();
+            let (seq, _, payload, _) = read(&o);
+            assert_eq!(seq, sseq);
+            assert_eq!(
+                payload,
+                b"227 Entering Passive Mode (198,51,100,1,19,137).\r\n"
+            );
+            let next = sseq + pasv.len() as u32;
+            let o = n
+                .send(
+                    1,
+                    seg((OUT, 40000), (PUB, 21), 101, next + 4, ACK, &[], b""),
+                )
+                .expect("the client's ACK passes");
+            assert_eq!(read(&o).1, next);
+            let o = n
+                .send(
+                    0,
+                    seg(
+                        (INSIDE, 21),
+                        (OUT, 40000),
+                        next,
+                        101,
+                        ACK | PSH,
+                        &[],
+                        b"150 go\r\n",
+                    ),
+                )
+                .unwrap();
+            assert_eq!(read(&o).0, next + 4);
+            let o = n
+                .send(
+                    1,
+                    seg((OUT, 40001), (PUB, 19 * 256 + 137), 1, 0, SYN, &[], b""),
+                )
+                .expect("the data connection reaches the server");
+            let t = parse_ethernet(&o).unwrap().tuple;
+            assert_eq!(
+                (t.dst.0[12..].to_vec(), t.dst_port),
+                (INSIDE.to_vec(), 19 * 256 + 137)
+            );
+            assert_eq!(n.rewrite_failed(), 0);
+        }
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! host reaches it through a static neighbour entry to A's MAC, as it
 //! would reach a router; `masquerade` needs `/ip address`, which makes
 //! `ctrack run` a router), under a ruleset that
-//! accepts only `established,related` and new connections to port 21.
+//! accepts only `established,related` and new connections to TCP 21 and
+//! UDP 69.
 //! curl in passive (EPSV, PASV) and active (EPRT, PORT) mode against a
 //! small Python FTP server: the transfers complete, so the active commands
 //! were rewritten to the public address (the server connects there) and
 //! the data connections translated back to the client; the table shows
 //! the data connections `expected`, `connection-type=ftp`, translated
-//! (`srcnat` for the passive ones, `dstnat` for the active ones).
+//! (`srcnat` for the passive ones, `dstnat` for the active ones). A TFTP
+//! read: the server's answer from its own port to the public address
+//! reaches the client, as the expected `tftp` connection, translated.
 //!
 //! Needs root, iproute2, curl and python3; without them it says why and
 //! passes.
@@ -75,9 +78,44 @@ print("ready", flush=True)
 time.sleep(life)
 "#;
 
+const TFTP: &str = r#"
+import socket, struct, sys, time
+mode, host = sys.argv[1], sys.argv[2]
+DATA = bytes(range(256)) * 5
+if mode == 'server':
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((host, 69))
+    print("ready", flush=True)
+    s.settimeout(float(sys.argv[3]))
+    try:
+        req, peer = s.recvfrom(1500)
+    except socket.timeout:
+        sys.exit(0)
+    assert struct.unpack('!H', req[:2])[0] == 1, req
+    # RFC 1350: the answer comes from a port of the server's own.
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.bind((host, 0)); t.settimeout(5)
+    block = 1
+    for off in range(0, len(DATA) + 1, 512):
+        t.sendto(struct.pack('!HH', 3, block) + DATA[off:off + 512], peer)
+        ack, _ = t.recvfrom(100)
+        block += 1
+else:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(5)
+    c.sendto(b'\x00\x01file\x00octet\x00', (host, 69))
+    got = b''
+    while True:
+        pkt, peer = c.recvfrom(1500)
+        op, block = struct.unpack('!HH', pkt[:4])
+        got += pkt[4:]
+        c.sendto(struct.pack('!HH', 4, block), peer)
+        if len(pkt) - 4 < 512: break
+    assert got == DATA, len(got)
+    print("tftp ok", len(got), flush=True)
+"#;
+
 const RULES: &str = "/ip firewall filter\n\
 add chain=forward action=accept connection-state=established,related\n\
 add chain=forward action=accept connection-state=new protocol=tcp dst-port=21\n\
+add chain=forward action=accept connection-state=new protocol=udp dst-port=69\n\
 add chain=forward action=drop\n\
 /ip firewall nat\n\
 add chain=srcnat action=src-nat to-addresses=10.77.0.100 out-interface=ether2\n";
@@ -154,6 +192,18 @@ fn ftp_through_src_nat_with_two_workers() {
         );
         assert_eq!(out.stdout.len(), 256 * 400, "FTP {what}: the whole file");
     }
+    // TFTP: the server answers from another port, to the public address:
+    // it reaches the client's own.
+    let tftp = dir.join("tftp.py");
+    std::fs::write(&tftp, TFTP).unwrap();
+    let tftp = tftp.display().to_string();
+    let _tftp_server = topo.spawn_ready(1, &["python3", &tftp, "server", B4, "30"], 20);
+    let out = topo.exec(0, 20, &["python3", &tftp, "client", B4]);
+    assert!(
+        out.status.success(),
+        "TFTP through ctrack's src-nat:\n{}",
+        show(&out)
+    );
     let table = run.table();
     let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
     let control: Vec<_> = table
@@ -191,6 +241,17 @@ fn ftp_through_src_nat_with_two_workers() {
         })
         .count();
     assert_eq!((passive, active), (2, 2), "{data:#?}");
+    let tftp_data: Vec<_> = table
+        .iter()
+        .filter(|r| field(r, "connection-type") == "tftp" && r["expected"] == true)
+        .collect();
+    assert_eq!(tftp_data.len(), 1, "{table:#?}");
+    assert!(
+        field(tftp_data[0], "dst-address").starts_with(&format!("{PUBLIC}:"))
+            && field(tftp_data[0], "reply-src-address").starts_with(&format!("{A4}:"))
+            && tftp_data[0]["dstnat"] == true,
+        "{tftp_data:#?}"
+    );
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
 }
