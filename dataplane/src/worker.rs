@@ -943,27 +943,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             drop(pkt);
         } else if self.router.is_some() {
+            let Some(pkt) = self.helper_rewrite(io, pkt, v, mangle) else {
+                return;
+            };
             self.route_out(io, pkt, (ingress, egress));
         } else {
             if self.shard.nat_connections() > 0 {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
                 // A helper's payload change and the sequence adjustment
                 // first (see `crate::ftp_nat`).
-                if let Some(m) = mangle {
-                    match crate::ftp_nat::mangle(io, pkt, &m) {
-                        Some(p) => pkt = p,
-                        None => {
-                            self.totals.nat_rewrite_failed += 1;
-                            return;
-                        }
-                    }
-                }
-                if self.shard.has_seqadj()
-                    && crate::ftp_nat::seq_adjust(&self.shard, v, io.packet_data_mut(&mut pkt))
-                        .is_err()
-                {
-                    self.totals.nat_rewrite_failed += 1;
-                    return;
+                match self.helper_rewrite(io, pkt, v, mangle) {
+                    Some(p) => pkt = p,
+                    None => return,
                 }
                 if rw != crate::nat::Rewrite::None
                     && crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
@@ -975,6 +966,37 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             self.forward(io, pkt, egress);
         }
+    }
+
+    /// A helper's change of packet `pkt` (verdict `v`) under NAT: the
+    /// payload text `mangle` (FTP), then the connection's sequence
+    /// adjustment (see [`crate::ftp_nat`]). `None`: it could not be
+    /// changed, dropped and counted (`rewrite_failed`). Two branches for
+    /// connections without either.
+    #[inline]
+    fn helper_rewrite<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        mut pkt: P,
+        v: Verdict,
+        mangle: Option<crate::conntrack::helping::FtpMangle>,
+    ) -> Option<P> {
+        if let Some(m) = mangle {
+            match crate::ftp_nat::mangle(io, pkt, &m) {
+                Some(p) => pkt = p,
+                None => {
+                    self.totals.nat_rewrite_failed += 1;
+                    return None;
+                }
+            }
+        }
+        if self.shard.has_seqadj()
+            && crate::ftp_nat::seq_adjust(&self.shard, v, io.packet_data_mut(&mut pkt)).is_err()
+        {
+            self.totals.nat_rewrite_failed += 1;
+            return None;
+        }
+        Some(pkt)
     }
 
     /// Router mode: a packet the router plane handles untracked.
