@@ -185,14 +185,22 @@ impl Shard {
         crate::packet::mangle::rewrite_seq(frame, a.map(dir.index()))
     }
 
-    /// The acknowledgement number the TCP tracker sees for a segment of
-    /// entry `i` in `dir` (see [`SeqAdj::ack_for_tracker`]).
-    #[inline]
-    pub(super) fn ack_for_tracker(&self, i: u32, dir: Dir, ack: u32) -> u32 {
-        match self.helpers.seqadj.get(&i) {
-            Some(a) => a.ack_for_tracker(dir.index(), ack),
-            None => ack,
+    /// Packet `pkt` of entry `i` in `dir` as the TCP tracker sees it: an
+    /// acknowledgement taken back into the acknowledged sender's numbers
+    /// when the entry has a sequence adjustment (see
+    /// [`SeqAdj::ack_for_tracker`]). Off the fast path: called only while
+    /// some connection has one.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn ack_adjusted(&self, i: u32, dir: Dir, pkt: &FlowRepr) -> FlowRepr {
+        let mut p = *pkt;
+        if let crate::flow::L4::Tcp(ref mut info) = p.l4
+            && info.flags & crate::flow::tcp_flags::ACK != 0
+            && let Some(a) = self.helpers.seqadj.get(&i)
+        {
+            info.ack = a.ack_for_tracker(dir.index(), info.ack);
         }
+        p
     }
 
     /// The helper a connection that `pkt` opens gets from its port.

@@ -1277,18 +1277,11 @@ impl Shard {
         // the tracker sees acknowledgements in the sender's own numbers
         // (see `seqadj`).
         let adjusted;
-        let pkt = match pkt.l4 {
-            L4::Tcp(info) if self.has_seqadj() && info.flags & crate::flow::tcp_flags::ACK != 0 => {
-                adjusted = FlowRepr {
-                    l4: L4::Tcp(crate::flow::TcpInfo {
-                        ack: self.ack_for_tracker(i, dir, info.ack),
-                        ..info
-                    }),
-                    ..*pkt
-                };
-                &adjusted
-            }
-            _ => pkt,
+        let pkt = if self.has_seqadj() {
+            adjusted = self.ack_adjusted(i, dir, pkt);
+            &adjusted
+        } else {
+            pkt
         };
         match (&mut self.e_mut(i).proto, &pkt.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(info)) => {
