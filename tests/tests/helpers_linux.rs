@@ -11,7 +11,9 @@
 //! packets from both (Ethernet header, TTL and IPv4 header checksum
 //! aside, as in `nat_linux.rs`): the same rewritten text, the same
 //! sequence and acknowledgement numbers, the same translated data
-//! connections.
+//! connections. Likewise a TFTP read through masquerade with the `tftp`
+//! helper (`nf_nat_tftp`): the server's answer from its own port reaches
+//! the client, translated as Linux translates it.
 //!
 //! Needs root, iproute2, nftables, tcpdump, ethtool, curl and python3;
 //! without them it says why and passes.
@@ -100,6 +102,61 @@ threading.Thread(target=lambda: [handle(s.accept()[0]) for _ in iter(int, 1)], d
 print("ready", flush=True)
 time.sleep(life)
 "#;
+
+/// The TFTP server and client (as in `helpers_netns.rs`): the server
+/// answers from a port of its own (RFC 1350).
+const TFTP: &str = r#"
+import socket, struct, sys, time
+mode, host = sys.argv[1], sys.argv[2]
+DATA = bytes(range(256)) * 5
+if mode == 'server':
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((host, 69))
+    print("ready", flush=True)
+    s.settimeout(float(sys.argv[3]))
+    try:
+        req, peer = s.recvfrom(1500)
+    except socket.timeout:
+        sys.exit(0)
+    assert struct.unpack('!H', req[:2])[0] == 1, req
+    # RFC 1350: the answer comes from a port of the server's own.
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.bind((host, 0)); t.settimeout(5)
+    block = 1
+    for off in range(0, len(DATA) + 1, 512):
+        t.sendto(struct.pack('!HH', 3, block) + DATA[off:off + 512], peer)
+        ack, _ = t.recvfrom(100)
+        block += 1
+else:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(5)
+    c.sendto(b'\x00\x01file\x00octet\x00', (host, 69))
+    got = b''
+    while True:
+        pkt, peer = c.recvfrom(1500)
+        op, block = struct.unpack('!HH', pkt[:4])
+        got += pkt[4:]
+        c.sendto(struct.pack('!HH', 4, block), peer)
+        if len(pkt) - 4 < 512: break
+    assert got == DATA, len(got)
+    print("tftp ok", len(got), flush=True)
+"#;
+
+/// `{rs}`: the router's server-side interface.
+const NFT_TFTP: &str = "
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"{rs}\" masquerade
+    }
+}
+table ip helpers {
+    ct helper tftp-standard {
+        type \"tftp\" protocol udp;
+    }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        udp dport 69 ct helper set \"tftp-standard\"
+    }
+}
+";
 
 /// An IP frame's bytes from the IP header on, without the TTL and the
 /// IPv4 header checksum; `None` for anything but IPv4.
@@ -265,5 +322,70 @@ fn ftp_through_masquerade_as_linux_rewrites_it() {
     // four expected data connections.
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(text.contains("ftp"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TFTP through masquerade (Linux's `nf_nat_tftp`): the read request
+/// masqueraded, the server's answer from its own port to the router's
+/// address reaching the client; the frames ctrack emits per side are
+/// Linux's.
+#[test]
+fn tftp_through_masquerade_as_linux_translates_it() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let router = LinuxRouter::create();
+    router
+        .load_ruleset(&NFT_TFTP.replace("{rs}", &router.dev[2]))
+        .expect("nft accepts the ruleset");
+    let dir = scratch_dir("helpers-linux-tftp");
+    let script = dir.join("tftp.py");
+    std::fs::write(&script, TFTP).unwrap();
+    let script = script.display().to_string();
+    let _server = router.spawn_ready(
+        Ns::Server,
+        &["python3", &script, "server", SERVER4, "30"],
+        20,
+    );
+    let (caps, out) = router.capture(&dir, |r| {
+        r.exec(Ns::Client, 20, &["python3", &script, "client", SERVER4])
+    });
+    assert!(out.status.success(), "TFTP through Linux:\n{}", show(&out));
+    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
+    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
+    std::fs::write(dir.join("tftp.rsc"), RSC).unwrap();
+    let out_dir = dir.join("out");
+    let run = ctrack(&[
+        "replay".into(),
+        "--in".into(),
+        format!("ether1={}", dir.join("client.pcap").display()),
+        "--in".into(),
+        format!("ether2={}", dir.join("server.pcap").display()),
+        "--rules".into(),
+        dir.join("tftp.rsc").display().to_string(),
+        "--out-dir".into(),
+        out_dir.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", show(&run));
+    let ours = [
+        read_pcap(&out_dir.join("ether1.pcap")),
+        read_pcap(&out_dir.join("ether2.pcap")),
+    ];
+    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
+        let linux = sorted(&caps.emitted(side));
+        let mine = sorted(mine);
+        assert!(!linux.is_empty());
+        assert!(
+            mine == linux,
+            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames\n{}",
+            mine.len(),
+            linux.len(),
+            show(&run)
+        );
+    }
+    // The answers reached the client side: more than the request went
+    // back and forth.
+    assert!(caps.emitted(Side::Client).len() >= 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
