@@ -104,6 +104,11 @@ pub fn replay_interfaces(
     }
     let names = renamed(ports);
 
+    // The connection helpers, on the script's service ports (RouterOS's
+    // defaults under it), as `ctrack run` has them.
+    let service_ports = rules
+        .as_ref()
+        .map(|c| dataplane::helpers::service_ports(&c.service_ports));
     let mut firewall = rules.map(|r| Firewall::new(r, ports)).transpose()?;
     let mut readers = Vec::new();
     for (name, path) in inputs {
@@ -143,12 +148,15 @@ pub fn replay_interfaces(
     let tx_ports: Vec<u16> = (0..ports as u16).collect();
     let io = MemIo::new(links, ports, &tx_ports, 32);
     let (_cmd_tx, cmd_rx) = crossbeam::channel::bounded(1);
-    let shard = Shard::new(
+    let mut shard = Shard::new(
         TableConfig::new(max_entries).with_nat(firewall.as_ref().is_some_and(|f| f.uses_nat())),
         settings.clone(),
         0,
         dataplane::worker::random_seed(),
     );
+    if let Some(p) = service_ports {
+        shard.set_service_ports(p);
+    }
     let mut worker = Worker::new(
         0,
         io,

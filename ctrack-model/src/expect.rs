@@ -148,6 +148,7 @@ mod tests {
             mark: 0,
             deadline: 0,
             group: 0,
+            nat: None,
         };
         let r = ExpectRow::from_core(&e, 299_500_000_000);
         assert_eq!(r.protocol, "tcp");

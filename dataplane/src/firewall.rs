@@ -403,6 +403,9 @@ impl WorkerFirewall {
             let mut window = None;
             // A packet of a NAT connection: see `walk_nat_view`.
             let mut nat_view = false;
+            // Expected by a translated master: its translation (see
+            // `crate::ftp_nat::follow_master`).
+            let mut follow = None;
             let existing = match verdicts[j] {
                 Verdict::New => {
                     // A connection a helper expects: `related`, with the
@@ -411,6 +414,7 @@ impl WorkerFirewall {
                         ctx.conn.state = ConnState::Related;
                         ctx.conn.mark = mark;
                         ctx.conn.conn_type = crate::helpers::conn_type(k as u8);
+                        follow = shard.expected_nat(&pkts[j], now);
                     } else if let Some(k) = shard.helper_for_new(&pkts[j]) {
                         ctx.conn.conn_type = crate::helpers::conn_type(k as u8);
                     }
@@ -498,6 +502,14 @@ impl WorkerFirewall {
                 // The hooks after prerouting see the destination as the
                 // prerouting NAT left it (as Linux's filter).
                 self.walk_nat_view(shard, now, &pkts[j], verdicts[j], &mut ctx, (inp, outp))
+            } else if let Some(x) = follow
+                && let Some(nat) = self.nat.as_deref_mut()
+            {
+                // Translated as its master says, not by the NAT rules
+                // (Linux's NAT is set up by the expectation then).
+                let orig = shard.key_of(&pkts[j]);
+                nat_reply = nat.finish(shard, &orig, &crate::ftp_nat::follow_master(&x));
+                self.run_hooks(now, hooks, &mut ctx, shard, new)
             } else if verdicts[j] == Verdict::New
                 && self.nat.is_some()
                 && hooks != OUTPUT_HOOKS.as_slice()

@@ -23,6 +23,7 @@ pub use ctrack_core::{conntrack, flow, helper, packet};
 pub mod acl;
 pub mod events;
 pub mod firewall;
+pub mod ftp_nat;
 pub mod helpers;
 pub mod io;
 pub mod layer7;

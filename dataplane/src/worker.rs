@@ -286,6 +286,9 @@ struct Core<P, B> {
     owner_sweep: usize,
     /// NAT connections not recorded in the owner table (it was full).
     owner_full: u64,
+    /// The payload change the helper asked for the packet in hand (FTP
+    /// through NAT; see [`crate::ftp_nat`]), for `after_verdict`.
+    mangle: Option<crate::conntrack::helping::FtpMangle>,
 }
 
 pub struct Worker<I: PacketIo> {
@@ -342,6 +345,7 @@ impl<I: PacketIo> Worker<I> {
                 expect_mesh: None,
                 owner_sweep: 0,
                 owner_full: 0,
+                mangle: None,
             },
             commands,
             counters,
@@ -996,8 +1000,12 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 if let Some(m) = &self.expect_mesh {
                     m.send(self.id, &mut self.shard);
                 }
-                if verdict == crate::conntrack::helping::HelpVerdict::Drop {
-                    return Verdict::Refused(crate::helpers::HELPER_DROP);
+                match verdict {
+                    crate::conntrack::helping::HelpVerdict::Drop => {
+                        return Verdict::Refused(crate::helpers::HELPER_DROP);
+                    }
+                    crate::conntrack::helping::HelpVerdict::Mangle(m) => self.mangle = Some(m),
+                    crate::conntrack::helping::HelpVerdict::Accept => {}
                 }
             }
         }
@@ -1014,6 +1022,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         mut pkt: P,
         (ingress, egress): (u16, u16),
     ) {
+        let mangle = self.mangle.take();
         // A new NAT connection another worker is to create, or holds.
         if let Verdict::Refused(r) = v
             && let Some(owner) = crate::nat::handoff_owner(r)
@@ -1054,8 +1063,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             drop(pkt);
-        } else if let Some(r) = self.router.as_deref() {
-            // NAT first: the translated destination decides between the
+        } else if self.router.is_some() {
+            // A helper's payload change and the sequence adjustment first
+            // (see `crate::ftp_nat`).
+            let Some(mut pkt) = self.helper_rewrite(io, pkt, v, mangle) else {
+                return;
+            };
+            // NAT next: the translated destination decides between the
             // box itself and routing out (a port forward of our address,
             // a masqueraded connection's replies, hairpin).
             let mut egress = egress;
@@ -1067,12 +1081,25 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     crate::nat::Rewrite::IcmpError { dst, .. } => Some(dst),
                 };
                 if let Some(dst) = dst {
-                    if crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err() {
+                    if crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
+                        || crate::pptp_nat::rewrite(
+                            &self.shard,
+                            &self.local[k],
+                            v,
+                            &rw,
+                            io.packet_data_mut(&mut pkt),
+                        )
+                        .is_err()
+                    {
                         self.totals.nat_rewrite_failed += 1;
                         return;
                     }
                     if ingress != LOCAL_PORT {
-                        egress = if r.config().is_own(&dst) {
+                        let own = self
+                            .router
+                            .as_deref()
+                            .is_some_and(|r| r.config().is_own(&dst));
+                        egress = if own {
                             LOCAL_PORT
                         } else if egress == LOCAL_PORT {
                             NO_PORT
@@ -1086,6 +1113,12 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
         } else {
             if self.shard.nat_connections() > 0 {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
+                // A helper's payload change and the sequence adjustment
+                // first (see `crate::ftp_nat`).
+                match self.helper_rewrite(io, pkt, v, mangle) {
+                    Some(p) => pkt = p,
+                    None => return,
+                }
                 if rw != crate::nat::Rewrite::None
                     && (crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
                         || crate::pptp_nat::rewrite(
@@ -1104,6 +1137,37 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             self.forward(io, pkt, egress);
         }
+    }
+
+    /// A helper's change of packet `pkt` (verdict `v`) under NAT: the
+    /// payload text `mangle` (FTP), then the connection's sequence
+    /// adjustment (see [`crate::ftp_nat`]). `None`: it could not be
+    /// changed, dropped and counted (`rewrite_failed`). Two branches for
+    /// connections without either.
+    #[inline]
+    fn helper_rewrite<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        mut pkt: P,
+        v: Verdict,
+        mangle: Option<crate::conntrack::helping::FtpMangle>,
+    ) -> Option<P> {
+        if let Some(m) = mangle {
+            match crate::ftp_nat::mangle(io, pkt, &m) {
+                Some(p) => pkt = p,
+                None => {
+                    self.totals.nat_rewrite_failed += 1;
+                    return None;
+                }
+            }
+        }
+        if self.shard.has_seqadj()
+            && crate::ftp_nat::seq_adjust(&self.shard, v, io.packet_data_mut(&mut pkt)).is_err()
+        {
+            self.totals.nat_rewrite_failed += 1;
+            return None;
+        }
+        Some(pkt)
     }
 
     /// Router mode: a packet the router plane handles untracked.

@@ -144,6 +144,7 @@ pub fn ftp(data: &[u8]) {
                     hftp::FtpResult::Found(f) => {
                         assert!(f.port != 0);
                         assert!(f.match_off + f.match_len <= seg.len());
+                        nat_rewrite(&f, fam, seg, seq, ctl);
                     }
                     hftp::FtpResult::Partial | hftp::FtpResult::Nothing => {}
                 }
@@ -154,6 +155,48 @@ pub fn ftp(data: &[u8]) {
     let mut s = control(21);
     drive(&mut s, 21, &segs, ctl);
     s.check_invariants().unwrap();
+}
+
+/// FTP through NAT on a found announcement: the text as Linux writes it,
+/// replaced in a frame carrying `seg`, then the sequence adjustment that
+/// change records, applied to the new frame: no panic, the checksums as a
+/// full recomputation gives them, the text where it was announced.
+fn nat_rewrite(f: &hftp::FtpFound, fam: Family, seg: &[u8], seq: u32, ctl: u8) {
+    use dataplane::conntrack::seqadj::SeqAdj;
+    use dataplane::packet::checksum::fill_ip;
+    use dataplane::packet::mangle::{replace_payload, rewrite_seq};
+    let addr = match fam {
+        Family::V4 => Addr::from_v4([198, 51, 100, ctl]),
+        Family::V6 => Addr([ctl; 16]),
+    };
+    let mut text = [0u8; hftp::NAT_TEXT_MAX];
+    let Some(n) = hftp::format_for_nat(f.cmd, fam, addr, f.port, &mut text) else {
+        return;
+    };
+    // An IPv4 frame with `seg` as its TCP payload (ACK set).
+    let mut frame = vec![0u8; 14 + 40 + seg.len()];
+    frame[12] = 0x08;
+    let total = (40 + seg.len()) as u16;
+    frame[14] = 0x45;
+    frame[16..18].copy_from_slice(&total.to_be_bytes());
+    frame[22] = 64;
+    frame[23] = 6;
+    frame[38..42].copy_from_slice(&seq.to_be_bytes());
+    frame[46] = 0x50;
+    frame[47] = 0x10;
+    frame[54..].copy_from_slice(seg);
+    fill_ip(&mut frame[14..]);
+    let mut out = vec![0u8; frame.len() + hftp::NAT_TEXT_MAX];
+    let len = replace_payload(&frame, f.match_off, f.match_len, &text[..n], &mut out)
+        .expect("a whole segment");
+    let out = &mut out[..len];
+    assert_eq!(&out[54 + f.match_off..54 + f.match_off + n], &text[..n]);
+    let mut adj = SeqAdj::default();
+    adj.set(usize::from(ctl & 1), seq, n as i32 - f.match_len as i32);
+    rewrite_seq(out, adj.map(usize::from(ctl >> 1 & 1))).expect("a whole segment");
+    let mut full = out.to_vec();
+    fill_ip(&mut full[14..]);
+    assert_eq!(&full[..], &out[..], "incremental checksum differs");
 }
 
 pub fn pptp(data: &[u8]) {

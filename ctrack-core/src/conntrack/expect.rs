@@ -90,6 +90,21 @@ pub struct Expectation {
     /// Expectations announced together (PPTP's two GRE directions) share
     /// it: using one removes them all.
     pub group: u32,
+    /// The expected connection's translation, when its master is
+    /// translated (Linux's `nf_nat_follow_master`).
+    pub nat: Option<ExpectNat>,
+}
+
+/// How an expected connection of a translated master is translated (Linux's
+/// `nf_nat_follow_master`): its source becomes `src` (the port kept when
+/// free), its destination `dst`:`dport` (the address and port the announcer
+/// really has). The connection's first packet gets these as its NAT
+/// bindings instead of the NAT rules'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectNat {
+    pub src: Addr,
+    pub dst: Addr,
+    pub dport: u16,
 }
 
 impl Expectation {
@@ -433,6 +448,7 @@ mod tests {
             mark: 7,
             deadline: 1000,
             group: 0,
+            nat: None,
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
             mark: 0,
             deadline: 1,
             group,
+            nat: None,
         }
     }
 

@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 
 use super::entry::{ConnId, flag};
-use super::expect::{ExpectKey, ExpectMsg, ExpectStats, ExpectTable, Expectation, gre_key};
+use super::expect::{
+    ExpectKey, ExpectMsg, ExpectNat, ExpectRefused, ExpectStats, ExpectTable, Expectation, gre_key,
+};
+use super::seqadj::SeqAdj;
 use super::{Dir, Instant, Key, Shard};
 use crate::flow::{FlowRepr, proto};
 use crate::helper::{HelperKind, HelperState, ServicePorts, ftp, pptp, pptp_nat, tftp};
@@ -31,6 +34,27 @@ pub enum HelpVerdict {
     /// Drop it, as Linux's helper does (FTP: a command's keyword without
     /// the whole, well-formed command in the segment).
     Drop,
+    /// Accept it with its payload changed (FTP through NAT, Linux's
+    /// `nf_nat_ftp`): the caller replaces the text, then applies the
+    /// connection's sequence adjustment ([`Shard::seq_adjust`]), which
+    /// already counts this change.
+    Mangle(FtpMangle),
+}
+
+/// An FTP announcement's text to rewrite: payload bytes `off..off + len`
+/// become `text()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FtpMangle {
+    pub off: usize,
+    pub len: usize,
+    text: [u8; ftp::NAT_TEXT_MAX],
+    text_len: u8,
+}
+
+impl FtpMangle {
+    pub fn text(&self) -> &[u8] {
+        &self.text[..usize::from(self.text_len)]
+    }
 }
 
 /// The shard's helper state (see the module doc).
@@ -41,6 +65,10 @@ pub(crate) struct HelperSide {
     /// By arena slot, for live connections with a helper (not expected
     /// ones).
     states: HashMap<u32, HelperState>,
+    /// Sequence adjustments (FTP through NAT), by arena slot, for
+    /// connections whose payload a helper changed the length of; at most
+    /// one per helper state.
+    seqadj: HashMap<u32, SeqAdj>,
     out: Vec<ExpectMsg>,
     next_sweep: u64,
 }
@@ -51,6 +79,7 @@ impl Default for HelperSide {
             ports: ServicePorts::none(),
             expect: ExpectTable::new(0),
             states: HashMap::new(),
+            seqadj: HashMap::new(),
             out: Vec::new(),
             next_sweep: 0,
         }
@@ -77,8 +106,9 @@ impl HelperSide {
         let exp = core::mem::size_of::<(ExpectKey, Expectation)>() + 1;
         let master = core::mem::size_of::<(ConnId, [Option<ExpectKey>; 2])>() + 1;
         let st = core::mem::size_of::<(u32, HelperState)>() + 1;
+        let adj = core::mem::size_of::<(u32, SeqAdj)>() + 1;
         2 * EXPECT_MAX * (exp + master)
-            + 2 * HELPED_MAX * st
+            + 2 * HELPED_MAX * (st + adj)
             + EXPECT_OUTBOX * core::mem::size_of::<ExpectMsg>()
     }
 }
@@ -95,6 +125,7 @@ impl Shard {
             h.expect = ExpectTable::new(EXPECT_MAX);
             h.expect.stats = stats;
             h.states = HashMap::with_capacity(2 * HELPED_MAX);
+            h.seqadj = HashMap::with_capacity(2 * HELPED_MAX);
             h.out = Vec::with_capacity(EXPECT_OUTBOX);
         }
         h.ports = ports;
@@ -163,6 +194,60 @@ impl Shard {
         self.helpers.expect.keymap.binding(orig)
     }
 
+    /// The translation of the connection `pkt` opens, when it is expected
+    /// by a translated master (see [`ExpectNat`]).
+    #[inline]
+    pub fn expected_nat(&self, pkt: &FlowRepr, now: Instant) -> Option<ExpectNat> {
+        if self.helpers.expect.is_empty() {
+            return None;
+        }
+        self.helpers.expect.find(pkt, now.nanos())?.nat
+    }
+
+    /// Whether any connection has a sequence adjustment (one load).
+    #[inline]
+    pub fn has_seqadj(&self) -> bool {
+        !self.helpers.seqadj.is_empty()
+    }
+
+    /// Applies connection `id`'s sequence adjustment to its TCP segment in
+    /// `frame` travelling in direction `dir` (seq, ack and SACK edges, the
+    /// checksum updated incrementally; Linux's `nf_ct_seq_adjust`). A
+    /// connection without one is left alone. Call before the NAT rewrite
+    /// or after it: the two touch different fields.
+    pub fn seq_adjust(
+        &self,
+        id: ConnId,
+        dir: Dir,
+        frame: &mut [u8],
+    ) -> Result<(), crate::packet::nat::RewriteError> {
+        let Some(i) = self.resolve_id(id) else {
+            return Ok(());
+        };
+        let Some(a) = self.helpers.seqadj.get(&i) else {
+            return Ok(());
+        };
+        crate::packet::mangle::rewrite_seq(frame, a.map(dir.index()))
+    }
+
+    /// Packet `pkt` of entry `i` in `dir` as the TCP tracker sees it: an
+    /// acknowledgement taken back into the acknowledged sender's numbers
+    /// when the entry has a sequence adjustment (see
+    /// [`SeqAdj::ack_for_tracker`]). Off the fast path: called only while
+    /// some connection has one.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn ack_adjusted(&self, i: u32, dir: Dir, pkt: &FlowRepr) -> FlowRepr {
+        let mut p = *pkt;
+        if let crate::flow::L4::Tcp(ref mut info) = p.l4
+            && info.flags & crate::flow::tcp_flags::ACK != 0
+            && let Some(a) = self.helpers.seqadj.get(&i)
+        {
+            info.ack = a.ack_for_tracker(dir.index(), info.ack);
+        }
+        p
+    }
+
     /// The helper a connection that `pkt` opens gets from its port.
     #[inline]
     pub fn helper_for_new(&self, pkt: &FlowRepr) -> Option<HelperKind> {
@@ -216,6 +301,7 @@ impl Shard {
         let id = self.id_of(i);
         let h = &mut self.helpers;
         h.states.remove(&i);
+        h.seqadj.remove(&i);
         if h.expect.has_master(id) {
             h.expect.remove_master(id);
             HelperSide::push_out(&mut h.out, &mut h.expect.stats, ExpectMsg::RemoveMaster(id));
@@ -299,7 +385,11 @@ impl Shard {
             mark,
             deadline,
             group: 0,
+            nat: None,
         };
+        // Linux's NAT helpers act only on a translated master.
+        let natted = e.srcnat() || e.dstnat();
+        let mut verdict = HelpVerdict::Accept;
         match &mut state {
             HelperState::Ftp(st) => {
                 let seq = match pkt.l4 {
@@ -321,6 +411,17 @@ impl Shard {
                         // own is refused (Linux without `loose`).
                         if f.addr.is_some_and(|a| a != t.src) {
                             self.helpers.expect.stats.third_party += 1;
+                        } else if natted {
+                            match self.ftp_nat(i, dir, seq, &f, &base) {
+                                Some(m) => verdict = HelpVerdict::Mangle(m),
+                                None => {
+                                    // Linux: no port, or no text: dropped.
+                                    self.helpers.states.insert(i, state);
+                                    self.helpers.expect.stats.dropped += 1;
+                                    self.sync_expect_stats();
+                                    return HelpVerdict::Drop;
+                                }
+                            }
                         } else {
                             new[0] = Some(Expectation {
                                 key: ExpectKey {
@@ -339,7 +440,11 @@ impl Shard {
                     self.helpers.expect.stats.announced += 1;
                     // The server answers from a port of its own to the
                     // client's: the reply tuple with its source port open.
+                    // Through NAT the reply tuple is the translated one, and
+                    // the answer goes on to the client's own address and
+                    // port (Linux's `nf_nat_tftp`: `nf_nat_follow_master`).
                     let r = reply;
+                    let o = e.key;
                     new[0] = Some(Expectation {
                         key: ExpectKey {
                             family: r.family,
@@ -348,6 +453,11 @@ impl Shard {
                             dst: r.dst,
                             dport: r.dport,
                         },
+                        nat: natted.then_some(ExpectNat {
+                            src: o.dst,
+                            dst: o.src,
+                            dport: o.sport,
+                        }),
                         ..base
                     });
                 }
@@ -411,7 +521,84 @@ impl Shard {
             expect.stats.msgs_lost += lost;
         }
         self.sync_expect_stats();
-        HelpVerdict::Accept
+        verdict
+    }
+
+    /// FTP through NAT (Linux's `nf_nat_ftp`) for announcement `f` in a
+    /// segment at `seq` of entry `i` in `dir`: the expectation from
+    /// the translated tuple (the peer's view: the other direction's key),
+    /// for the announced port or, taken by another master, the next free
+    /// one; the data connection translated to the announcer's real address
+    /// and port; the text that replaces the announcement's, and the
+    /// sequence adjustment its length change needs. `None`: no port or no
+    /// room (Linux drops the packet).
+    fn ftp_nat(
+        &mut self,
+        i: u32,
+        dir: Dir,
+        seq: u32,
+        f: &ftp::FtpFound,
+        base: &Expectation,
+    ) -> Option<FtpMangle> {
+        let orig = self.e(i).key;
+        let reply = self.reply_of(i);
+        // This direction's key and the other's.
+        let (this, other) = match dir {
+            Dir::Orig => (orig, reply),
+            Dir::Reply => (reply, orig),
+        };
+        let mut x = Expectation {
+            key: ExpectKey {
+                family: other.family,
+                proto: proto::TCP,
+                src: other.src,
+                dst: other.dst,
+                dport: f.port,
+            },
+            nat: Some(ExpectNat {
+                src: this.dst,
+                dst: this.src,
+                dport: f.port,
+            }),
+            ..*base
+        };
+        // Linux: the announced port, then the next ones while another
+        // master's expectation holds the tuple.
+        let mut port = f.port;
+        let h = &mut self.helpers;
+        loop {
+            x.key.dport = port;
+            let (out, expect) = (&mut h.out, &mut h.expect);
+            let mut lost = 0;
+            let r = expect.add_local(x, &mut |m| {
+                if out.len() < EXPECT_OUTBOX {
+                    out.push(m);
+                } else {
+                    lost += 1;
+                }
+            });
+            expect.stats.msgs_lost += lost;
+            match r {
+                Ok(()) => break,
+                Err(ExpectRefused::Clash) => port = port.checked_add(1)?,
+                Err(ExpectRefused::Full) => return None,
+            }
+        }
+        let mut text = [0u8; ftp::NAT_TEXT_MAX];
+        let n = ftp::format_for_nat(f.cmd, other.family, other.dst, port, &mut text)?;
+        let delta = n as i32 - f.match_len as i32;
+        if delta != 0 {
+            if h.seqadj.len() >= HELPED_MAX && !h.seqadj.contains_key(&i) {
+                return None;
+            }
+            h.seqadj.entry(i).or_default().set(dir.index(), seq, delta);
+        }
+        Some(FtpMangle {
+            off: f.match_off,
+            len: f.match_len,
+            text,
+            text_len: n as u8,
+        })
     }
 
     /// Drops expectations that timed out, about once a second (a scan of

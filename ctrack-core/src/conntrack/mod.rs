@@ -51,6 +51,7 @@ pub mod icmp;
 pub mod index;
 pub mod key;
 pub mod nat;
+pub mod seqadj;
 pub mod settings;
 pub mod snapshot;
 pub mod table;

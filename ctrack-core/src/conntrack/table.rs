@@ -1398,6 +1398,16 @@ impl Shard {
         // read just after being built, with wider loads than its stores,
         // and stall on store forwarding.
         let old_timeout = self.timeout_of(self.e(i));
+        // A connection whose payload a helper resized (FTP through NAT):
+        // the tracker sees acknowledgements in the sender's own numbers
+        // (see `seqadj`).
+        let adjusted;
+        let pkt = if self.has_seqadj() {
+            adjusted = self.ack_adjusted(i, dir, pkt);
+            &adjusted
+        } else {
+            pkt
+        };
         match (&mut self.e_mut(i).proto, &pkt.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(info)) => {
                 // What an update event compares.

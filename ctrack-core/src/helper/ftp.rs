@@ -206,13 +206,22 @@ fn find_pattern(data: &[u8], p: &Pattern, family: Family) -> Option<FtpResult> {
         i += 1;
     }
     Some(match (p.get)(&data[i..], family, p.term) {
-        Some((addr, port, len)) if len > 0 => FtpResult::Found(FtpFound {
-            cmd: p.cmd,
-            addr,
-            port,
-            match_off: i,
-            match_len: len,
-        }),
+        Some((addr, port, len)) if len > 0 => {
+            // 227: the numbers start at the first digit (Linux's
+            // `try_rfc1123` moves the match offset there).
+            let skip = if p.cmd == FtpCmd::Pasv {
+                data[i..].iter().position(u8::is_ascii_digit).unwrap_or(0)
+            } else {
+                0
+            };
+            FtpResult::Found(FtpFound {
+                cmd: p.cmd,
+                addr,
+                port,
+                match_off: i + skip,
+                match_len: len - skip,
+            })
+        }
         _ => FtpResult::Partial,
     })
 }
@@ -334,6 +343,64 @@ fn try_epsv(data: &[u8], _family: Family, _term: u8) -> Option<(Option<Addr>, u1
     Some((None, port, len))
 }
 
+/// Longest text [`format_for_nat`] writes (`|2|` + a full IPv6 address +
+/// `|65535|`).
+pub const NAT_TEXT_MAX: usize = 64;
+
+/// The text that replaces an announcement's address/port match under NAT,
+/// as Linux's `nf_nat_ftp_fmt_cmd` writes it: `PORT`/`227`
+/// `h1,h2,h3,h4,p1,p2`; `EPRT` `|1|a.b.c.d|port|` or `|2|x:x:x:x:x:x:x:x|port|`
+/// (Linux's `%pI6`: eight groups of four hex digits); `EPSV` `|||port|`.
+/// Written into `buf`; returns its length. `None` for an IPv6 address in a
+/// `PORT`/`227` (which cannot carry one).
+pub fn format_for_nat(
+    cmd: FtpCmd,
+    family: Family,
+    addr: Addr,
+    port: u16,
+    buf: &mut [u8; NAT_TEXT_MAX],
+) -> Option<usize> {
+    use std::io::Write;
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    let r = match cmd {
+        FtpCmd::Port | FtpCmd::Pasv => {
+            if family != Family::V4 {
+                return None;
+            }
+            let a = &addr.0[12..];
+            write!(
+                w,
+                "{},{},{},{},{},{}",
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                port >> 8,
+                port & 0xff
+            )
+        }
+        FtpCmd::Eprt => match family {
+            Family::V4 => {
+                let a = &addr.0[12..];
+                write!(w, "|1|{}.{}.{}.{}|{}|", a[0], a[1], a[2], a[3], port)
+            }
+            Family::V6 => {
+                let g: [u16; 8] = core::array::from_fn(|i| {
+                    u16::from_be_bytes([addr.0[2 * i], addr.0[2 * i + 1]])
+                });
+                write!(
+                    w,
+                    "|2|{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}|{}|",
+                    g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], port
+                )
+            }
+        },
+        FtpCmd::Epsv => write!(w, "|||{port}|"),
+    };
+    r.ok()?;
+    Some(w.position() as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +455,12 @@ mod tests {
         assert_eq!(f.cmd, FtpCmd::Pasv);
         assert_eq!(f.addr, Some(Addr::from_v4([10, 0, 0, 2])));
         assert_eq!(f.port, 195 * 256 + 80);
+        // The match is the numbers alone (what NAT rewrites).
+        assert_eq!(
+            &b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"
+                [f.match_off..f.match_off + f.match_len],
+            b"10,0,0,2,195,80"
+        );
         let mut s = primed(7);
         let f = found(help(
             &mut s,
@@ -438,6 +511,41 @@ mod tests {
         assert_eq!(
             help(&mut s, 0, Family::V4, 1, b"EPRT |2|::1|5282|\r\n"),
             FtpResult::Partial
+        );
+    }
+
+    #[test]
+    fn nat_text_as_linux_writes_it() {
+        let mut b = [0u8; NAT_TEXT_MAX];
+        let a = Addr::from_v4([198, 51, 100, 1]);
+        let n = format_for_nat(FtpCmd::Port, Family::V4, a, 0x1234, &mut b).unwrap();
+        assert_eq!(&b[..n], b"198,51,100,1,18,52");
+        let n = format_for_nat(FtpCmd::Eprt, Family::V4, a, 6275, &mut b).unwrap();
+        assert_eq!(&b[..n], b"|1|198.51.100.1|6275|");
+        let n = format_for_nat(FtpCmd::Epsv, Family::V4, a, 65535, &mut b).unwrap();
+        assert_eq!(&b[..n], b"|||65535|");
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let n = format_for_nat(
+            FtpCmd::Eprt,
+            Family::V6,
+            Addr::from_v6(v6.octets()),
+            65535,
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!(
+            &b[..n],
+            b"|2|2001:0db8:0000:0000:0000:0000:0000:0001|65535|"
+        );
+        assert!(
+            format_for_nat(
+                FtpCmd::Port,
+                Family::V6,
+                Addr::from_v6(v6.octets()),
+                1,
+                &mut b
+            )
+            .is_none()
         );
     }
 

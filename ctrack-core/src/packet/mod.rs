@@ -58,6 +58,7 @@ pub mod gre;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mangle;
 pub mod nat;
 pub mod respond;
 pub mod tcp;

@@ -42,7 +42,7 @@ pub enum RewriteError {
 
 /// The IP header's offset in an Ethernet frame (after any 802.1Q/802.1ad
 /// tags), and the ethertype found there.
-fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
+pub(crate) fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
     let mut off = 12;
     loop {
         let ty = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
@@ -57,7 +57,7 @@ fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
 /// one over `new` (same length, starting at an even offset): the
 /// `~m + m'` of RFC 1624 eqn. 3, unfolded.
 #[inline]
-fn delta(old: &[u8], new: &[u8]) -> u64 {
+pub(crate) fn delta(old: &[u8], new: &[u8]) -> u64 {
     // ~m is (0xffff - m) per 16-bit word (the fields are whole words).
     let not_old: u64 = old
         .chunks_exact(2)
@@ -81,28 +81,28 @@ fn delta_of<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u64 {
 /// Applies a [`delta`] to the checksum stored at `at..at + 2` of `buf`:
 /// `HC' = ~(~HC + ~m + m')`.
 #[inline]
-fn adjust(buf: &mut [u8], at: usize, d: u64) {
+pub(crate) fn adjust(buf: &mut [u8], at: usize, d: u64) {
     let hc = u16::from_be_bytes([buf[at], buf[at + 1]]);
     let c = !fold(u64::from(!hc) + d);
     buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Where an IP packet's parts are, once checked.
-struct Ip {
-    family: Family,
+pub(crate) struct Ip {
+    pub(crate) family: Family,
     /// Offset of the source address; the destination follows.
     addrs: usize,
     /// IPv4 header checksum offset.
     hcsum: Option<usize>,
-    l4: usize,
-    end: usize,
-    proto: u8,
+    pub(crate) l4: usize,
+    pub(crate) end: usize,
+    pub(crate) proto: u8,
 }
 
 /// Locates the parts of the IP packet at `buf[at..]`. With `quoted` (the
 /// packet inside an ICMP error) the length fields are not required to fit
 /// (a quote is cut short), only the headers.
-fn locate(buf: &[u8], at: usize, quoted: bool) -> Result<Ip, RewriteError> {
+pub(crate) fn locate(buf: &[u8], at: usize, quoted: bool) -> Result<Ip, RewriteError> {
     let first = *buf.get(at).ok_or(RewriteError::Malformed)?;
     match first >> 4 {
         4 => {

@@ -1,0 +1,391 @@
+//! FTP through NAT compared with Linux's `nf_nat_ftp`: the Linux reference
+//! router (`ctrack_tests::linux_router`) with nftables masquerade out of
+//! the server side and the `ftp` conntrack helper assigned with a `ct
+//! helper` object (tcp dport 21), carrying real curl transfers from the
+//! client (EPSV, PASV, EPRT, PORT) to a small Python FTP server. The client
+//! uses an address whose text is longer than the router's (10.78.1.203 vs
+//! 10.78.2.1), so Linux rewrites `PORT`/`EPRT` 2 bytes shorter and adjusts
+//! the sequence numbers after it. Then the frames the router received on
+//! each side go through `ctrack replay --in ether1=... --in ether2=...
+//! --rules R.rsc --out-dir DIR` (one worker): each side gets the same IP
+//! packets from both (Ethernet header, TTL and IPv4 header checksum
+//! aside, as in `nat_linux.rs`): the same rewritten text, the same
+//! sequence and acknowledgement numbers, the same translated data
+//! connections. Likewise a TFTP read through masquerade with the `tftp`
+//! helper (`nf_nat_tftp`): the server's answer from its own port reaches
+//! the client, translated as Linux translates it.
+//!
+//! Needs root, iproute2, nftables, tcpdump, ethtool, curl and python3;
+//! without them it says why and passes.
+
+use ctrack_tests::linux_router::{LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, skip_reason};
+use ctrack_tests::{ctrack, read_pcap, scratch_dir, show, write_pcap};
+use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
+
+/// The client's address used here: its text is 2 longer than the router's.
+const CLIENT_LONG: &str = "10.78.1.203";
+
+/// `{rs}`: the router's server-side interface.
+const NFT: &str = "
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"{rs}\" masquerade
+    }
+}
+table ip helpers {
+    ct helper ftp-standard {
+        type \"ftp\" protocol tcp;
+    }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        tcp dport 21 ct helper set \"ftp-standard\"
+    }
+}
+";
+
+/// The same in RouterOS terms (the `ftp` service port is on by default).
+const RSC: &str = "/ip address
+add address=10.78.2.1/24 interface=ether2
+/ip firewall nat
+add chain=srcnat action=masquerade out-interface=ether2
+";
+
+/// The FTP server (as in `helpers_netns.rs`): the commands curl sends.
+const FTP_SERVER: &str = r#"
+import socket, sys, threading, time
+host, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+DATA = bytes(range(256)) * 40
+def handle(c):
+    f = c.makefile('rb')
+    def say(s): c.sendall((s + "\r\n").encode())
+    say("220 ctrack test ftp")
+    pasv = None; active = None
+    while True:
+        line = f.readline()
+        if not line: break
+        line = line.decode().strip()
+        cmd, _, arg = line.partition(' ')
+        cmd = cmd.upper()
+        if cmd == 'USER': say('331 ok')
+        elif cmd == 'PASS': say('230 logged in')
+        elif cmd == 'PWD': say('257 "/"')
+        elif cmd in ('CWD', 'TYPE', 'MODE', 'STRU'): say('200 ok')
+        elif cmd == 'SIZE': say('213 %d' % len(DATA))
+        elif cmd in ('EPSV', 'PASV'):
+            pasv = socket.socket(); pasv.bind((host, 0)); pasv.listen(1)
+            p = pasv.getsockname()[1]
+            if cmd == 'EPSV': say('229 Entering Extended Passive Mode (|||%d|)' % p)
+            else: say('227 Entering Passive Mode (%s,%d,%d).' % (host.replace('.', ','), p >> 8, p & 255))
+        elif cmd == 'PORT':
+            n = arg.split(','); active = ('.'.join(n[:4]), int(n[4]) * 256 + int(n[5])); say('200 ok')
+        elif cmd == 'EPRT':
+            d = arg[0]; parts = arg.split(d); active = (parts[2], int(parts[3])); say('200 ok')
+        elif cmd == 'RETR':
+            try:
+                if pasv:
+                    pasv.settimeout(10); d, _ = pasv.accept(); pasv.close(); pasv = None
+                elif active:
+                    d = socket.create_connection(active, timeout=10); active = None
+                else:
+                    say('425 no data connection'); continue
+            except OSError:
+                say('425 cannot open data connection'); continue
+            say('150 sending')
+            d.sendall(DATA); d.close(); say('226 done')
+        elif cmd == 'QUIT': say('221 bye'); break
+        else: say('502 not implemented')
+    c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port)); s.listen(8)
+threading.Thread(target=lambda: [handle(s.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+print("ready", flush=True)
+time.sleep(life)
+"#;
+
+/// The TFTP server and client (as in `helpers_netns.rs`): the server
+/// answers from a port of its own (RFC 1350).
+const TFTP: &str = r#"
+import socket, struct, sys, time
+mode, host = sys.argv[1], sys.argv[2]
+DATA = bytes(range(256)) * 5
+if mode == 'server':
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((host, 69))
+    print("ready", flush=True)
+    s.settimeout(float(sys.argv[3]))
+    try:
+        req, peer = s.recvfrom(1500)
+    except socket.timeout:
+        sys.exit(0)
+    assert struct.unpack('!H', req[:2])[0] == 1, req
+    # RFC 1350: the answer comes from a port of the server's own.
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.bind((host, 0)); t.settimeout(5)
+    block = 1
+    for off in range(0, len(DATA) + 1, 512):
+        t.sendto(struct.pack('!HH', 3, block) + DATA[off:off + 512], peer)
+        ack, _ = t.recvfrom(100)
+        block += 1
+else:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(5)
+    c.sendto(b'\x00\x01file\x00octet\x00', (host, 69))
+    got = b''
+    while True:
+        pkt, peer = c.recvfrom(1500)
+        op, block = struct.unpack('!HH', pkt[:4])
+        got += pkt[4:]
+        c.sendto(struct.pack('!HH', 4, block), peer)
+        if len(pkt) - 4 < 512: break
+    assert got == DATA, len(got)
+    print("tftp ok", len(got), flush=True)
+"#;
+
+/// `{rs}`: the router's server-side interface.
+const NFT_TFTP: &str = "
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"{rs}\" masquerade
+    }
+}
+table ip helpers {
+    ct helper tftp-standard {
+        type \"tftp\" protocol udp;
+    }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        udp dport 69 ct helper set \"tftp-standard\"
+    }
+}
+";
+
+/// An IP frame's bytes from the IP header on, without the TTL and the
+/// IPv4 header checksum; `None` for anything but IPv4.
+fn comparable(f: &[u8]) -> Option<Vec<u8>> {
+    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let mut ip = f.get(14..)?.to_vec();
+    if et != 0x0800 || ip.len() < 20 {
+        return None;
+    }
+    ip[8] = 0;
+    ip[10..12].fill(0);
+    Some(ip)
+}
+
+fn sorted(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v: Vec<_> = frames.iter().filter_map(|f| comparable(f)).collect();
+    v.sort();
+    v
+}
+
+fn have(cmd: &str) -> bool {
+    std::process::Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether any frame's TCP payload contains `text`.
+fn carries(frames: &[Vec<u8>], text: &str) -> bool {
+    frames
+        .iter()
+        .any(|f| f.windows(text.len()).any(|w| w == text.as_bytes()))
+}
+
+#[test]
+fn ftp_through_masquerade_as_linux_rewrites_it() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if !have("curl") {
+        eprintln!("skipped: curl missing");
+        return;
+    }
+    let router = LinuxRouter::create();
+    router
+        .load_ruleset(&NFT.replace("{rs}", &router.dev[2]))
+        .expect("nft accepts the ruleset");
+    let add = router.exec(
+        Ns::Client,
+        10,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{CLIENT_LONG}/24"),
+            "dev",
+            &router.dev[0],
+        ],
+    );
+    assert!(add.status.success(), "{}", show(&add));
+    let dir = scratch_dir("helpers-linux");
+    let server = dir.join("ftp.py");
+    std::fs::write(&server, FTP_SERVER).unwrap();
+    let server = server.display().to_string();
+    let _server = router.spawn_ready(Ns::Server, &["python3", &server, SERVER4, "21", "120"], 20);
+    let url = format!("ftp://{SERVER4}/file");
+    let modes: [(&str, &[&str]); 4] = [
+        ("EPSV", &[]),
+        ("PASV", &["--disable-epsv"]),
+        ("EPRT", &["-P", CLIENT_LONG]),
+        ("PORT", &["-P", CLIENT_LONG, "--disable-eprt"]),
+    ];
+    let (caps, outs) = router.capture(&dir, |r| {
+        modes
+            .iter()
+            .map(|(what, extra)| {
+                let mut a = vec![
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    "--interface",
+                    CLIENT_LONG,
+                    "-o",
+                    "-",
+                ];
+                a.extend_from_slice(extra);
+                a.push(&url);
+                (*what, r.exec(Ns::Client, 30, &a))
+            })
+            .collect::<Vec<_>>()
+    });
+    for (what, out) in &outs {
+        assert!(
+            out.status.success(),
+            "FTP {what} through Linux:\n{}",
+            show(out)
+        );
+        assert_eq!(out.stdout.len(), 256 * 40, "FTP {what}: the whole file");
+    }
+    // Linux rewrote the active commands to its own address.
+    let linux_server_side = caps.emitted(Side::Server);
+    let router_port = ROUTER_S4.replace('.', ",");
+    assert!(
+        carries(&linux_server_side, &format!("PORT {router_port},")),
+        "Linux sent no rewritten PORT"
+    );
+    assert!(carries(
+        &linux_server_side,
+        &format!("EPRT |1|{ROUTER_S4}|")
+    ));
+
+    // The same received frames through ctrack.
+    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
+    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
+    std::fs::write(dir.join("ftp.rsc"), RSC).unwrap();
+    let out_dir = dir.join("out");
+    let run = ctrack(&[
+        "replay".into(),
+        "--in".into(),
+        format!("ether1={}", dir.join("client.pcap").display()),
+        "--in".into(),
+        format!("ether2={}", dir.join("server.pcap").display()),
+        "--rules".into(),
+        dir.join("ftp.rsc").display().to_string(),
+        "--out-dir".into(),
+        out_dir.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", show(&run));
+    let ours = [
+        read_pcap(&out_dir.join("ether1.pcap")),
+        read_pcap(&out_dir.join("ether2.pcap")),
+    ];
+    for f in ours.iter().flatten() {
+        verify_ethernet(f, RxChecksum::UNKNOWN)
+            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
+    }
+    assert!(carries(&ours[1], &format!("PORT {router_port},")));
+    assert!(!carries(
+        &ours[1],
+        &format!("PORT {},", CLIENT_LONG.replace('.', ","))
+    ));
+    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
+        let linux = sorted(&caps.emitted(side));
+        let mine = sorted(mine);
+        assert!(!linux.is_empty());
+        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        assert!(
+            mine == linux,
+            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
+             only ctrack's: {:02x?}\nonly Linux's: {:02x?}\n{}",
+            mine.len(),
+            linux.len(),
+            only(&mine, &linux),
+            only(&linux, &mine),
+            show(&run)
+        );
+    }
+    // The replay's table: four control connections with the ftp helper,
+    // four expected data connections.
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("ftp"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TFTP through masquerade (Linux's `nf_nat_tftp`): the read request
+/// masqueraded, the server's answer from its own port to the router's
+/// address reaching the client; the frames ctrack emits per side are
+/// Linux's.
+#[test]
+fn tftp_through_masquerade_as_linux_translates_it() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let router = LinuxRouter::create();
+    router
+        .load_ruleset(&NFT_TFTP.replace("{rs}", &router.dev[2]))
+        .expect("nft accepts the ruleset");
+    let dir = scratch_dir("helpers-linux-tftp");
+    let script = dir.join("tftp.py");
+    std::fs::write(&script, TFTP).unwrap();
+    let script = script.display().to_string();
+    let _server = router.spawn_ready(
+        Ns::Server,
+        &["python3", &script, "server", SERVER4, "30"],
+        20,
+    );
+    let (caps, out) = router.capture(&dir, |r| {
+        r.exec(Ns::Client, 20, &["python3", &script, "client", SERVER4])
+    });
+    assert!(out.status.success(), "TFTP through Linux:\n{}", show(&out));
+    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
+    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
+    std::fs::write(dir.join("tftp.rsc"), RSC).unwrap();
+    let out_dir = dir.join("out");
+    let run = ctrack(&[
+        "replay".into(),
+        "--in".into(),
+        format!("ether1={}", dir.join("client.pcap").display()),
+        "--in".into(),
+        format!("ether2={}", dir.join("server.pcap").display()),
+        "--rules".into(),
+        dir.join("tftp.rsc").display().to_string(),
+        "--out-dir".into(),
+        out_dir.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", show(&run));
+    let ours = [
+        read_pcap(&out_dir.join("ether1.pcap")),
+        read_pcap(&out_dir.join("ether2.pcap")),
+    ];
+    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
+        let linux = sorted(&caps.emitted(side));
+        let mine = sorted(mine);
+        assert!(!linux.is_empty());
+        assert!(
+            mine == linux,
+            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames\n{}",
+            mine.len(),
+            linux.len(),
+            show(&run)
+        );
+    }
+    // The answers reached the client side: more than the request went
+    // back and forth.
+    assert!(caps.emitted(Side::Client).len() >= 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
