@@ -318,10 +318,16 @@ fn ftp_through_masquerade_as_linux_rewrites_it() {
             show(&run)
         );
     }
-    // The replay's table: four control connections with the ftp helper,
-    // four expected data connections.
+    // The replay's table: four control connections, four expected data
+    // connections (flag `E`).
     let text = String::from_utf8_lossy(&run.stdout);
-    assert!(text.contains("ftp"), "{text}");
+    let flags: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(flags.len(), 8, "{text}");
+    assert_eq!(flags.iter().filter(|f| f.contains('E')).count(), 4, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
