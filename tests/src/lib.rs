@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use ctrack_traffic::capture::CaptureReader;
 use ctrack_traffic::pcap::{LinkType, PcapWriter};
 
+pub mod helper_servers;
 pub mod linux_router;
 pub mod netns;
 

@@ -209,6 +209,56 @@ impl Topology {
         }
     }
 
+    /// Gives namespace `i` the addresses `v4s` (/24) and `v6` (/64) and
+    /// default routes via `gw4`/`gw6`.
+    pub fn renumber(&self, i: usize, v4s: &[&str], v6: &str, (gw4, gw6): (&str, &str)) {
+        let dev = self.inner[i].as_str();
+        let mut cmds: Vec<Vec<String>> = vec![vec![
+            "ip".into(),
+            "addr".into(),
+            "flush".into(),
+            "dev".into(),
+            dev.into(),
+            "scope".into(),
+            "global".into(),
+        ]];
+        for a in v4s {
+            cmds.push(
+                ["ip", "addr", "add", &format!("{a}/24"), "dev", dev]
+                    .map(String::from)
+                    .to_vec(),
+            );
+        }
+        cmds.push(
+            [
+                "ip",
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        cmds.push(
+            ["ip", "route", "add", "default", "via", gw4]
+                .map(String::from)
+                .to_vec(),
+        );
+        cmds.push(
+            ["ip", "-6", "route", "add", "default", "via", gw6]
+                .map(String::from)
+                .to_vec(),
+        );
+        for c in cmds {
+            let c: Vec<&str> = c.iter().map(String::as_str).collect();
+            let out = self.exec(i, 10, &c);
+            assert!(out.status.success(), "{c:?}: {}", crate::show(&out));
+        }
+    }
+
     /// `ctrack run` arguments bridging the two root-side veth ends
     /// (`net_af_packet`, 2 queue pairs each) with 2 workers for at most
     /// 300 s, `extra` next, and timeouts of 5 minutes where the defaults are

@@ -18,6 +18,7 @@
 //! Needs root, iproute2, nftables, tcpdump, ethtool, curl and python3;
 //! without them it says why and passes.
 
+use ctrack_tests::helper_servers::TFTP;
 use ctrack_tests::linux_router::{LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, skip_reason};
 use ctrack_tests::{ctrack, read_pcap, scratch_dir, show, write_pcap};
 use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
@@ -101,42 +102,6 @@ s.bind((host, port)); s.listen(8)
 threading.Thread(target=lambda: [handle(s.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
 print("ready", flush=True)
 time.sleep(life)
-"#;
-
-/// The TFTP server and client (as in `helpers_netns.rs`): the server
-/// answers from a port of its own (RFC 1350).
-const TFTP: &str = r#"
-import socket, struct, sys, time
-mode, host = sys.argv[1], sys.argv[2]
-DATA = bytes(range(256)) * 5
-if mode == 'server':
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((host, 69))
-    print("ready", flush=True)
-    s.settimeout(float(sys.argv[3]))
-    try:
-        req, peer = s.recvfrom(1500)
-    except socket.timeout:
-        sys.exit(0)
-    assert struct.unpack('!H', req[:2])[0] == 1, req
-    # RFC 1350: the answer comes from a port of the server's own.
-    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.bind((host, 0)); t.settimeout(5)
-    block = 1
-    for off in range(0, len(DATA) + 1, 512):
-        t.sendto(struct.pack('!HH', 3, block) + DATA[off:off + 512], peer)
-        ack, _ = t.recvfrom(100)
-        block += 1
-else:
-    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(5)
-    c.sendto(b'\x00\x01file\x00octet\x00', (host, 69))
-    got = b''
-    while True:
-        pkt, peer = c.recvfrom(1500)
-        op, block = struct.unpack('!HH', pkt[:4])
-        got += pkt[4:]
-        c.sendto(struct.pack('!HH', 4, block), peer)
-        if len(pkt) - 4 < 512: break
-    assert got == DATA, len(got)
-    print("tftp ok", len(got), flush=True)
 "#;
 
 /// `{rs}`: the router's server-side interface.
@@ -327,7 +292,11 @@ fn ftp_through_masquerade_as_linux_rewrites_it() {
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
     assert_eq!(flags.len(), 8, "{text}");
-    assert_eq!(flags.iter().filter(|f| f.contains('E')).count(), 4, "{text}");
+    assert_eq!(
+        flags.iter().filter(|f| f.contains('E')).count(),
+        4,
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -117,56 +117,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Gives namespace `i` the addresses `v4s` (/24) and `v6` (/64) and
-/// default routes via `gw4`/`gw6`.
-fn renumber(topo: &Topology, i: usize, v4s: &[&str], v6: &str, (gw4, gw6): (&str, &str)) {
-    let dev = topo.inner[i].as_str();
-    let mut cmds: Vec<Vec<String>> = vec![vec![
-        "ip".into(),
-        "addr".into(),
-        "flush".into(),
-        "dev".into(),
-        dev.into(),
-        "scope".into(),
-        "global".into(),
-    ]];
-    for a in v4s {
-        cmds.push(
-            ["ip", "addr", "add", &format!("{a}/24"), "dev", dev]
-                .map(String::from)
-                .to_vec(),
-        );
-    }
-    cmds.push(
-        [
-            "ip",
-            "addr",
-            "add",
-            &format!("{v6}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    cmds.push(
-        ["ip", "route", "add", "default", "via", gw4]
-            .map(String::from)
-            .to_vec(),
-    );
-    cmds.push(
-        ["ip", "-6", "route", "add", "default", "via", gw6]
-            .map(String::from)
-            .to_vec(),
-    );
-    for c in cmds {
-        let c: Vec<&str> = c.iter().map(String::as_str).collect();
-        let out = topo.exec(i, 10, &c);
-        assert!(out.status.success(), "{c:?}: {}", text(&out));
-    }
-}
-
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
         .arg("--version")
@@ -209,8 +159,8 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
         }
     }
     let topo = Topology::create();
-    renumber(&topo, 0, &[A4, A4B], A6, (GW_A4, "fd77:1::1"));
-    renumber(&topo, 1, &[B4], B6, (PUB4, PUB6));
+    topo.renumber(0, &[A4, A4B], A6, (GW_A4, "fd77:1::1"));
+    topo.renumber(1, &[B4], B6, (PUB4, PUB6));
 
     let dir = scratch_dir("nat-router-netns");
     let rules = dir.join("nat-router.rsc");
