@@ -98,3 +98,107 @@ else:
     assert got == DATA, len(got)
     print("tftp ok", len(got), flush=True)
 "#;
+
+/// PPTP calls from real sockets (the kernel has no PPP): `pptp.py pac PEER ME
+/// NATADDR RESULT` is a PAC that takes two calls from `NATADDR` and writes
+/// its verdict to `RESULT`; `pptp.py pns PAC ADDR...` runs one PNS per
+/// address. Two PNS (two addresses, one thread each) behind one
+/// source-NAT address, both with call id 0x1234, to one PAC in B. The PAC
+/// sees two different call ids (the translated ones), answers each PNS's
+/// GRE to the one source-NAT address, and each PNS gets only its own GRE
+/// back with its own call id; the PAC gets each PNS's GRE from the
+/// source-NAT address with its own call id of that call. The call serial
+/// number (set by each PNS) tags which call a GRE payload is for.
+pub const PPTP_CALLS: &str = r#"
+import socket, struct, sys, threading
+role, peer = sys.argv[1], sys.argv[2]
+SIZES = {1: 144, 2: 144, 5: 4, 7: 156, 8: 20}
+def msg(t, body):
+    body = body + b'\0' * (SIZES[t] - len(body))
+    return struct.pack('!HHIHH', 12 + len(body), 1, 0x1A2B3C4D, t, 0) + body
+def read(s):
+    h = b''
+    while len(h) < 12: h += s.recv(12 - len(h))
+    n, _, cookie, t, _ = struct.unpack('!HHIHH', h)
+    assert cookie == 0x1A2B3C4D
+    b = b''
+    while len(b) < n - 12: b += s.recv(n - 12 - len(b))
+    return t, b
+def gre(call, payload):
+    return struct.pack('!HHHHI', 0x3001, 0x880b, len(payload), call, 1) + payload
+def gre_recv(raw, src, want):
+    # The first GRE from `src` whose (call id, payload) is in `want`; any
+    # other from `src` is a failure (a GRE meant for another call).
+    raw.settimeout(15)
+    while True:
+        pkt, addr = raw.recvfrom(2048)
+        if addr[0] != src: continue
+        g = pkt[(pkt[0] & 15) * 4:]
+        flags, proto, plen, call = struct.unpack('!HHHH', g[:8])
+        if flags & 7 != 1: continue
+        got = (call, g[12:12 + plen])
+        assert got in want, f"unexpected GRE {got}, wanted one of {want}"
+        return got
+PNS_CALL = 0x1234
+def pac(me, masq):
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((me, 1723)); l.listen(2)
+    print("ready", flush=True)
+    l.settimeout(30)
+    calls = {}
+    for _ in range(2):
+        s, a = l.accept()
+        assert a[0] == masq, a
+        assert read(s)[0] == 1
+        s.sendall(msg(2, struct.pack('!HBB', 0x0100, 1, 0)))
+        t, b = read(s); assert t == 7
+        pns, serial = struct.unpack('!HH', b[:4])
+        pac = 0xa000 + serial
+        s.sendall(msg(8, struct.pack('!HHBB', pac, pns, 1, 0)))
+        assert read(s)[0] == 5
+        calls[serial] = (pns, pac, s)
+    ids = sorted(c[0] for c in calls.values())
+    assert ids[0] != ids[1], f"one call id for both: {ids}"
+    for serial, (pns, pac, s) in calls.items():
+        raw.sendto(gre(pns, b'for-%d' % serial), (masq, 0))
+    want = {(pac, b'from-%d' % serial) for serial, (pns, pac, s) in calls.items()}
+    while want:
+        want.discard(gre_recv(raw, masq, want))
+    return ids
+if role == 'pac':
+    # The verdict goes to a file (the test reads it; this runs in the
+    # background).
+    me, masq, result = sys.argv[3], sys.argv[4], sys.argv[5]
+    try:
+        text = f"pac ok {pac(me, masq)}"
+    except Exception as e:
+        text = f"pac failed: {e!r}"
+    open(result + '.tmp', 'w').write(text)
+    import os; os.rename(result + '.tmp', result)
+else:
+    mine = sys.argv[3:]
+    errors = []
+    def pns(me, serial):
+        try:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+            raw.bind((me, 0))
+            s = socket.create_connection((peer, 1723), timeout=20, source_address=(me, 0))
+            s.sendall(msg(1, struct.pack('!HBB', 0x0100, 0, 0)))
+            assert read(s)[0] == 2
+            s.sendall(msg(7, struct.pack('!HH', PNS_CALL, serial)))
+            t, b = read(s); assert t == 8
+            cid, pcid, result = struct.unpack('!HHB', b[:5])
+            assert pcid == PNS_CALL, f"peer call id {pcid:#x} (not translated back)"
+            assert result == 1 and cid == 0xa000 + serial, (cid, result)
+            s.sendall(msg(5, b'\0\0\0\1'))
+            gre_recv(raw, peer, {(PNS_CALL, b'for-%d' % serial)})
+            raw.sendto(gre(cid, b'from-%d' % serial), (peer, 0))
+            print(f"pns {serial} ok", flush=True)
+        except Exception as e:
+            errors.append(f"pns {serial}: {e!r}")
+    ts = [threading.Thread(target=pns, args=(me, i + 1)) for i, me in enumerate(mine)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert not errors, errors
+"#;

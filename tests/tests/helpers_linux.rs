@@ -18,8 +18,10 @@
 //! Needs root, iproute2, nftables, tcpdump, ethtool, curl and python3;
 //! without them it says why and passes.
 
-use ctrack_tests::helper_servers::TFTP;
-use ctrack_tests::linux_router::{LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, skip_reason};
+use ctrack_tests::helper_servers::{PPTP_CALLS, TFTP};
+use ctrack_tests::linux_router::{
+    CLIENT4, CLIENT4_2, Captures, LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, skip_reason,
+};
 use ctrack_tests::{ctrack, read_pcap, scratch_dir, show, write_pcap};
 use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
 
@@ -156,6 +158,68 @@ fn carries(frames: &[Vec<u8>], text: &str) -> bool {
         .any(|f| f.windows(text.len()).any(|w| w == text.as_bytes()))
 }
 
+/// The frames the Linux router received, through `ctrack replay` with the
+/// script `rsc` (one worker): what ctrack emits on each side, every
+/// checksum valid, the same IP packets Linux emitted there (Ethernet
+/// header, TTL and IPv4 header checksum aside). Returns ctrack's frames
+/// per side and the flags of the replay's table rows.
+fn replay_as_linux(
+    dir: &std::path::Path,
+    caps: &Captures,
+    rsc: &str,
+) -> ([Vec<Vec<u8>>; 2], Vec<String>) {
+    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
+    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
+    std::fs::write(dir.join("rules.rsc"), rsc).unwrap();
+    let out_dir = dir.join("out");
+    let run = ctrack(&[
+        "replay".into(),
+        "--in".into(),
+        format!("ether1={}", dir.join("client.pcap").display()),
+        "--in".into(),
+        format!("ether2={}", dir.join("server.pcap").display()),
+        "--rules".into(),
+        dir.join("rules.rsc").display().to_string(),
+        "--out-dir".into(),
+        out_dir.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", show(&run));
+    let ours = [
+        read_pcap(&out_dir.join("ether1.pcap")),
+        read_pcap(&out_dir.join("ether2.pcap")),
+    ];
+    for f in ours.iter().flatten() {
+        verify_ethernet(f, RxChecksum::UNKNOWN)
+            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
+    }
+    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
+        let linux = sorted(&caps.emitted(side));
+        let mine = sorted(mine);
+        assert!(!linux.is_empty());
+        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        assert!(
+            mine == linux,
+            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
+             only ctrack's: {:02x?}\nonly Linux's: {:02x?}\n{}",
+            mine.len(),
+            linux.len(),
+            only(&mine, &linux),
+            only(&linux, &mine),
+            show(&run)
+        );
+    }
+    let text = String::from_utf8_lossy(&run.stdout);
+    let flags = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect();
+    (ours, flags)
+}
+
 #[test]
 fn ftp_through_masquerade_as_linux_rewrites_it() {
     if let Some(why) = skip_reason() {
@@ -236,66 +300,19 @@ fn ftp_through_masquerade_as_linux_rewrites_it() {
     ));
 
     // The same received frames through ctrack.
-    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
-    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
-    std::fs::write(dir.join("ftp.rsc"), RSC).unwrap();
-    let out_dir = dir.join("out");
-    let run = ctrack(&[
-        "replay".into(),
-        "--in".into(),
-        format!("ether1={}", dir.join("client.pcap").display()),
-        "--in".into(),
-        format!("ether2={}", dir.join("server.pcap").display()),
-        "--rules".into(),
-        dir.join("ftp.rsc").display().to_string(),
-        "--out-dir".into(),
-        out_dir.display().to_string(),
-    ]);
-    assert!(run.status.success(), "{}", show(&run));
-    let ours = [
-        read_pcap(&out_dir.join("ether1.pcap")),
-        read_pcap(&out_dir.join("ether2.pcap")),
-    ];
-    for f in ours.iter().flatten() {
-        verify_ethernet(f, RxChecksum::UNKNOWN)
-            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
-    }
+    let (ours, flags) = replay_as_linux(&dir, &caps, RSC);
     assert!(carries(&ours[1], &format!("PORT {router_port},")));
     assert!(!carries(
         &ours[1],
         &format!("PORT {},", CLIENT_LONG.replace('.', ","))
     ));
-    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
-        let linux = sorted(&caps.emitted(side));
-        let mine = sorted(mine);
-        assert!(!linux.is_empty());
-        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
-            a.iter().filter(|x| !b.contains(x)).cloned().collect()
-        };
-        assert!(
-            mine == linux,
-            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
-             only ctrack's: {:02x?}\nonly Linux's: {:02x?}\n{}",
-            mine.len(),
-            linux.len(),
-            only(&mine, &linux),
-            only(&linux, &mine),
-            show(&run)
-        );
-    }
     // The replay's table: four control connections, four expected data
     // connections (flag `E`).
-    let text = String::from_utf8_lossy(&run.stdout);
-    let flags: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .collect();
-    assert_eq!(flags.len(), 8, "{text}");
+    assert_eq!(flags.len(), 8, "{flags:?}");
     assert_eq!(
         flags.iter().filter(|f| f.contains('E')).count(),
         4,
-        "{text}"
+        "{flags:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -327,40 +344,102 @@ fn tftp_through_masquerade_as_linux_translates_it() {
         r.exec(Ns::Client, 20, &["python3", &script, "client", SERVER4])
     });
     assert!(out.status.success(), "TFTP through Linux:\n{}", show(&out));
-    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
-    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
-    std::fs::write(dir.join("tftp.rsc"), RSC).unwrap();
-    let out_dir = dir.join("out");
-    let run = ctrack(&[
-        "replay".into(),
-        "--in".into(),
-        format!("ether1={}", dir.join("client.pcap").display()),
-        "--in".into(),
-        format!("ether2={}", dir.join("server.pcap").display()),
-        "--rules".into(),
-        dir.join("tftp.rsc").display().to_string(),
-        "--out-dir".into(),
-        out_dir.display().to_string(),
-    ]);
-    assert!(run.status.success(), "{}", show(&run));
-    let ours = [
-        read_pcap(&out_dir.join("ether1.pcap")),
-        read_pcap(&out_dir.join("ether2.pcap")),
-    ];
-    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
-        let linux = sorted(&caps.emitted(side));
-        let mine = sorted(mine);
-        assert!(!linux.is_empty());
-        assert!(
-            mine == linux,
-            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames\n{}",
-            mine.len(),
-            linux.len(),
-            show(&run)
-        );
-    }
+    let (_, flags) = replay_as_linux(&dir, &caps, RSC);
+    assert_eq!(
+        flags.iter().filter(|f| f.contains('E')).count(),
+        1,
+        "the answer, expected: {flags:?}"
+    );
     // The answers reached the client side: more than the request went
     // back and forth.
     assert!(caps.emitted(Side::Client).len() >= 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PPTP through masquerade, `nf_nat_pptp` and the `pptp` helper assigned
+/// with a `ct helper` object (tcp dport 1723).
+const NFT_PPTP: &str = "
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"{rs}\" masquerade
+    }
+}
+table ip helpers {
+    ct helper pptp-standard {
+        type \"pptp\" protocol tcp;
+    }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        tcp dport 1723 ct helper set \"pptp-standard\"
+    }
+}
+";
+
+/// Two PNS on the client's two addresses, both with call id 0x1234, call a
+/// PAC on the server through Linux's masquerade (the scripted RFC 2637
+/// exchange of `pptp_netns`, with GRE version 1 both ways): Linux gives the
+/// two calls different call ids (each its control connection's translated
+/// source port, `nf_nat_pptp`'s choice) and translates the GRE key field
+/// back. The frames Linux received, replayed through ctrack with
+/// `masquerade` (the `pptp` service port is on by default): the same frames
+/// out on each side, call ids and GRE included; two expected GRE
+/// connections.
+#[test]
+fn pptp_through_masquerade_as_linux_translates_it() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let router = LinuxRouter::create();
+    router
+        .load_ruleset(&NFT_PPTP.replace("{rs}", &router.dev[2]))
+        .expect("nft accepts the ruleset");
+    let dir = scratch_dir("helpers-linux-pptp");
+    let script = dir.join("pptp.py");
+    std::fs::write(&script, PPTP_CALLS).unwrap();
+    let script = script.display().to_string();
+    let result = dir.join("pac-result");
+    let result_arg = result.display().to_string();
+    let _pac = router.spawn_ready(
+        Ns::Server,
+        &[
+            "python3",
+            &script,
+            "pac",
+            CLIENT4,
+            SERVER4,
+            ROUTER_S4,
+            &result_arg,
+        ],
+        20,
+    );
+    let (caps, out) = router.capture(&dir, |r| {
+        let out = r.exec(
+            Ns::Client,
+            40,
+            &["python3", &script, "pns", SERVER4, CLIENT4, CLIENT4_2],
+        );
+        // The PAC writes its verdict once both PNS's GRE arrived (bounded:
+        // its own receive times out).
+        for _ in 0..200 {
+            if result.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        out
+    });
+    assert!(out.status.success(), "PNS through Linux:\n{}", show(&out));
+    let verdict = std::fs::read_to_string(&result).expect("the PAC's verdict");
+    assert!(verdict.starts_with("pac ok"), "{verdict}");
+    let (_, flags) = replay_as_linux(&dir, &caps, RSC);
+    // Two control connections, two expected GRE connections.
+    assert_eq!(flags.len(), 4, "{flags:?}");
+    assert_eq!(
+        flags.iter().filter(|f| f.contains('E')).count(),
+        2,
+        "{flags:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
