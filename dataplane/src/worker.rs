@@ -787,10 +787,9 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     // forward's, see `crate::nat_owners`): handed over.
                     if let Some(o) = owners
                         && self.ports[j].0 != LOCAL_PORT
-                        && let Some(id) = o.lookup(&crate::conntrack::key::Key::of_packet(
-                            &self.local[j].tuple,
-                            &self.local[j].l4,
-                        ))
+                        // As the table keys it: a PPTP call's GRE by its call
+                        // ids, so two calls between the same hosts differ.
+                        && let Some(id) = o.lookup(&self.shard.key_of(&self.local[j]))
                         && id.worker() != self.id
                     {
                         let r = crate::nat::handoff_reason(id.worker());
@@ -865,8 +864,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 && self.ports[j].0 != LOCAL_PORT
                 && d.owner(&self.local[j]) != self.id
             {
-                let key =
-                    crate::conntrack::key::Key::of_packet(&self.local[j].tuple, &self.local[j].l4);
+                let key = self.shard.key_of(&self.local[j]);
                 if !owners.insert(&key, id) {
                     self.owner_full += 1;
                 }
