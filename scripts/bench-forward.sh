@@ -24,6 +24,16 @@
 #                                     or accept (the same ruleset, nothing
 #                                     translated); also the rate of new
 #                                     connections in the first pass
+#   ctrack defconf full path / FastTrack  the RouterOS default configuration's
+#                                     firewall in bridge mode plus a
+#                                     300-entry blocklist drop and a layer7
+#                                     rule on one port
+#                                     (scripts/bench-fw-rulesets.sh), its
+#                                     fasttrack rule disabled / enabled
+#   ctrack 10 rules / 10000 rules     10 and 10 000 address/port rules none
+#                                     of the packets matches (`enabled=yes`);
+#                                     also new connections/s in the first
+#                                     pass (total-entries' growth)
 #
 # Every row is measured after a warm-up (first traffic + WARM seconds, and at
 # least two passes of the capture, so that every connection exists, is
@@ -36,7 +46,8 @@
 # Environment: CONNS (default 1000000; halved until the memory fits),
 # WARM (default 3 s), LIST_CMD (curl | count: what the listing loop runs),
 # ROUNDS (default 2: every row that many times, in turn; medians printed),
-# ONLY (a row-name prefix, e.g. `nat`: only those ctrack rows, no testpmd).
+# ONLY (a row-name prefix, e.g. `nat`: only those ctrack rows, no testpmd;
+# `fw`: the four firewall rows, `fw-defconf`, `fw-rules`: two of them).
 # Figures, not assertions: the targets are printed PASS/MISS and the script
 # exits 0 either way. Ratios carry over between machines, absolute rates do not
 # (shared 2-core VMs are noisy: run it on an idle machine).
