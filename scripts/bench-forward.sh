@@ -24,6 +24,16 @@
 #                                     or accept (the same ruleset, nothing
 #                                     translated); also the rate of new
 #                                     connections in the first pass
+#   ctrack defconf full path / FastTrack  the RouterOS default configuration's
+#                                     firewall in bridge mode plus a
+#                                     300-entry blocklist drop and a layer7
+#                                     rule on one port
+#                                     (scripts/bench-fw-rulesets.sh), its
+#                                     fasttrack rule disabled / enabled
+#   ctrack 10 rules / 10000 rules     10 and 10 000 address/port rules none
+#                                     of the packets matches (`enabled=yes`);
+#                                     also new connections/s in the first
+#                                     pass (total-entries' growth)
 #
 # Every row is measured after a warm-up (first traffic + WARM seconds, and at
 # least two passes of the capture, so that every connection exists, is
@@ -36,7 +46,8 @@
 # Environment: CONNS (default 1000000; halved until the memory fits),
 # WARM (default 3 s), LIST_CMD (curl | count: what the listing loop runs),
 # ROUNDS (default 2: every row that many times, in turn; medians printed),
-# ONLY (a row-name prefix, e.g. `nat`: only those ctrack rows, no testpmd).
+# ONLY (a row-name prefix, e.g. `nat`: only those ctrack rows, no testpmd;
+# `fw`: the four firewall rows, `fw-defconf`, `fw-rules`: two of them).
 # Figures, not assertions: the targets are printed PASS/MISS and the script
 # exits 0 either way. Ratios carry over between machines, absolute rates do not
 # (shared 2-core VMs are noisy: run it on an idle machine).
@@ -106,6 +117,10 @@ fi
 printf '/ip firewall nat\nadd chain=srcnat action=src-nat to-addresses=198.51.100.1 out-interface=ether2\n' \
     >"$out/nat-srcnat.rsc"
 printf '/ip firewall nat\nadd chain=srcnat action=accept out-interface=ether2\n' >"$out/nat-accept.rsc"
+
+# Firewall rows (issue 10): the defconf-like ruleset (full path and
+# FastTrack) and 10 / 10 000 address/port rules; see the script.
+scripts/bench-fw-rulesets.sh "$out"
 
 echo "forwarding, 1 core (lcore 1), net_pcap (${conns} UDP connections, $((2 * conns)) packets of 60 B, infinite_rx) -> net_null"
 echo "${secs}s per row after ${warm}s warm-up; $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -267,16 +282,27 @@ def ctrack_run(name, args, listing=False, capture=cap):
                     break
             except OSError:
                 pass
-            time.sleep(0.05 if capture == rcap else 0.2)
+            time.sleep(0.05 if capture == rcap or name.startswith("fw-rules") else 0.2)
         t_first = s[0]
-        if capture == rcap:
+        if capture == rcap or name.startswith("fw-rules"):
             # New connections per second: the table's growth between the
-            # samples inside the first pass (every packet opens one).
-            grow = [(s[0], s[2].get("ctrack_conntrack_entries", 0))]
+            # samples inside the first pass (every packet opens one; in
+            # the UDP capture the first half pass is every request).
+            # Sampled from `connection tracking print` (`total-entries`,
+            # under a millisecond), not /metrics: with 10 000 rules a scrape
+            # carries 20 000 rule counters and takes ~250 ms, too coarse
+            # for a first pass that lasts a fraction of a second.
+            trk = f"http://{api}/rest/ip/firewall/connection/tracking"
+
+            def entries():
+                t0 = time.monotonic()
+                body = json.loads(urllib.request.urlopen(trk, timeout=10).read())
+                return ((t0 + time.monotonic()) / 2, float(body.get("total-entries", 0)))
+
+            grow = [entries()]
             while grow[-1][1] < 0.9 * conns and time.monotonic() < t_first + 60:
-                time.sleep(0.05)
-                x = metrics(url)
-                grow.append((x[0], x[2].get("ctrack_conntrack_entries", 0)))
+                time.sleep(0.01)
+                grow.append(entries())
             inside = [g for g in grow if 0 < g[1] < 0.9 * conns]
             if len(inside) >= 2:
                 res["new"] = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
@@ -338,6 +364,17 @@ configs = [
      "ctrack NAT src-nat"),
     ("nat-accept", ["--set", "enabled=yes", "--rules", f"{out}/nat-accept.rsc"], False, rcap,
      "ctrack NAT exempt"),
+    # Firewall (issue 10): the defconf-like ruleset, full path and FastTrack;
+    # 10 and 10 000 address/port rules (`enabled=yes`: such rules alone need
+    # no tracking), also measured for new connections in the first pass.
+    ("fw-defconf-full", ["--rules", f"{out}/defconf-full.rsc"], False, cap,
+     "ctrack defconf full path"),
+    ("fw-defconf-fasttrack", ["--rules", f"{out}/defconf-fasttrack.rsc"], False, cap,
+     "ctrack defconf FastTrack"),
+    ("fw-rules-10", ["--set", "enabled=yes", "--rules", f"{out}/rules-10.rsc"], False, cap,
+     "ctrack 10 rules"),
+    ("fw-rules-10000", ["--set", "enabled=yes", "--rules", f"{out}/rules-10000.rsc"], False, cap,
+     "ctrack 10000 rules"),
 ]
 configs = [c for c in configs if c[0].startswith(ONLY)]
 testpmd_modes = () if ONLY else ("io", "macswap", "5tswap")
@@ -383,8 +420,10 @@ print(f"\n{ROUNDS} round(s); Mpps is the median of the rounds, range = min-max")
 print(f"{'row':<24} {'Mpps':>7} {'range':>13} {'vs macswap':>11} {'vs full path':>13}")
 for name, v in rows.items():
     # TCP rows are compared with the TCP full path, the others with UDP's.
-    base = rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else (
-        rows.get("ctrack NAT exempt") if name.startswith("ctrack NAT") else full)
+    base = (rows.get("ctrack TCP full path") if name.startswith("ctrack TCP") else
+            rows.get("ctrack NAT exempt") if name.startswith("ctrack NAT") else
+            rows.get("ctrack defconf full path") if name.startswith("ctrack defconf") else
+            rows.get("ctrack 10 rules") if name.endswith(" rules") else full)
     lo, hi = spread[name]
     rng = f"{lo / 1e6:.2f}-{hi / 1e6:.2f}"
     print(f"{name:<24} {v / 1e6:>7.2f} {rng:>13} {ratio(v, mac):>11} {ratio(v, base):>13}")
@@ -423,6 +462,31 @@ for label in ("ctrack NAT src-nat", "ctrack NAT exempt"):
 newn = extra.get("new ctrack NAT src-nat")
 target("NAT new connections >= 2M/s per core", median(newn) >= 2e6 if newn else None,
        f"{median(newn) / 1e6:.2f} M/s" if newn else "n/a")
+
+
+def paired(a, b, xs=runs):
+    """Per-round ratios a/b (the rows ran in turn, so round r of each is a
+    neighbour in time): (median, min, max) or None."""
+    r = [x / y for x, y in zip(xs.get(a, []), xs.get(b, [])) if y]
+    return (median(r), min(r), max(r)) if r else None
+
+
+def ratio_text(p):
+    return f"{p[0]:.2f}x (per round {p[1]:.2f}-{p[2]:.2f})" if p else "n/a"
+
+
+dft = paired("ctrack defconf FastTrack", "ctrack defconf full path")
+target("defconf FastTrack >= 2x defconf full path", dft[0] >= 2 if dft else None, ratio_text(dft))
+r10k = paired("ctrack 10000 rules", "ctrack 10 rules")
+target("10 000 rules forward >= 0.8x 10 rules", r10k[0] >= 0.8 if r10k else None, ratio_text(r10k))
+n10k = paired("new ctrack 10000 rules", "new ctrack 10 rules", extra)
+target("new connections/s with 10 000 rules >= 0.5x 10 rules", n10k[0] >= 0.5 if n10k else None,
+       ratio_text(n10k))
+for label in ("ctrack 10 rules", "ctrack 10000 rules"):
+    xs = extra.get(f"new {label}")
+    if xs:
+        print(f"  new connections ({label}): {median(xs) / 1e6:.2f} M/s "
+              f"(first pass, median of {len(xs)}; range {min(xs) / 1e6:.2f}-{max(xs) / 1e6:.2f})")
 for n in notes:
     print(f"note: {n}")
 json.dump({"conns": conns, "secs": secs, "warm": warm, "rounds": ROUNDS, "pps": rows,

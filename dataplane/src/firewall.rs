@@ -380,6 +380,16 @@ impl WorkerFirewall {
             if self.only_nat && verdicts[j] != Verdict::New {
                 continue;
             }
+            // A packet of a fast-tracked connection: the short path took it,
+            // no rules. Decided first, from the entry's hot line alone: such
+            // a packet builds no context, reads nothing from its frame and
+            // nothing from the entry's cold line (`conn_view`).
+            if let Verdict::Tracked { id, .. } = verdicts[j]
+                && shard.get(id).is_some_and(|e| e.fasttrack())
+                && !self.marked_now[..self.n_marked].contains(&id)
+            {
+                continue;
+            }
             let (inp, outp) = ports.get(j).copied().unwrap_or((NO_IFACE, NO_IFACE));
             let hooks = hooks_for((inp, outp));
             let local = |p: u16| {
@@ -428,10 +438,6 @@ impl WorkerFirewall {
                         self.apply_existing(shard, j, &v, None, verdicts);
                         continue;
                     };
-                    if view.fasttrack && !self.marked_now[..self.n_marked].contains(&id) {
-                        // The short path took it: no rules.
-                        continue;
-                    }
                     ctx.conn = ConnCtx {
                         // As Linux: an expected connection stays `related`
                         // until it sees a reply.

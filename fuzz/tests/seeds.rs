@@ -52,6 +52,9 @@ fn saved_inputs_pass() {
             "corpus/helper_tftp",
             ctrack_fuzz::helpers::tftp as fn(&[u8]),
         ),
+        ("corpus/rules_script", |d: &[u8]| {
+            ctrack_fuzz::rules::run(d);
+        }),
     ] {
         let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
             continue;
@@ -174,4 +177,71 @@ fn helper_seeds_and_mutations_pass() {
         }
         run(t, &d);
     }
+}
+
+/// The `rules_script` seeds (the RouterOS default configuration, a chain
+/// with a classifier and jumps, a script with packets) and mutations of
+/// them: bytes changed, flipped, cut and inserted, lines swapped. Also
+/// checks that the seeds themselves parse and compile (else the mutations
+/// would test the parser's errors only).
+#[test]
+fn rules_seeds_and_mutations_pass() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/rules_script");
+    let mut seeds = Vec::new();
+    for name in ["defconf.rsc", "classifier.rsc", "packets.bin"] {
+        let d = std::fs::read(dir.join(name)).unwrap();
+        let script = d.split(|&b| b == 0).next().unwrap();
+        let cfg = ctrack_rules::parse(&String::from_utf8_lossy(script))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ifaces = cfg.interface_names(&["ether1", "ether2", "ether3", "ether4"]);
+        ctrack_rules::Ruleset::compile(&cfg, &ifaces, &mut ctrack_rules::Names::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        seeds.push(d);
+    }
+    let mut rng = Rng(10);
+    let mut evaluated = 0;
+    for round in 0..600 {
+        let mut d = seeds[round % seeds.len()].clone();
+        for _ in 0..1 + rng.next() % 4 {
+            if d.is_empty() {
+                break;
+            }
+            let at = (rng.next() % d.len() as u64) as usize;
+            match rng.next() % 5 {
+                0 => d[at] = b" =!,-/\"\n0aZ"[(rng.next() % 11) as usize],
+                1 => d[at] ^= 1 << (rng.next() % 8),
+                2 => d.truncate(at),
+                3 => d.insert(at, rng.next() as u8),
+                _ => {
+                    // Moves the line at `at` to another place.
+                    let start = d[..at]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let end = d[at..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(d.len(), |i| at + i + 1);
+                    let line: Vec<u8> = d.drain(start..end).collect();
+                    let to = (rng.next() % (d.len() as u64 + 1)) as usize;
+                    let to = d[..to]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    d.splice(to..to, line);
+                }
+            }
+        }
+        let r = std::panic::catch_unwind(|| ctrack_fuzz::rules::run(&d));
+        evaluated += usize::from(r.as_ref().is_ok_and(|&e| e));
+        if let Err(e) = r {
+            let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/rules-mutated-failure");
+            let _ = std::fs::write(&out, &d);
+            eprintln!("input written to {}", out.display());
+            std::panic::resume_unwind(e);
+        }
+    }
+    // Else the mutations would exercise little more than parse errors.
+    assert!(evaluated >= 150, "only {evaluated} of 600 mutants compiled");
 }

@@ -8,6 +8,9 @@
 //!   `dataplane`'s `limit_tests` checks the spread over workers exactly).
 //! - `layer7-protocol` on a real HTTP request (curl): `GET /ok` is answered,
 //!   `GET /secret` is dropped (curl times out), the rule counts it.
+//! - `mark-connection` in mangle on new connections to port 8080: the HTTP
+//!   connection shows `connection-mark=web` in `ctrack connection print`,
+//!   the held ones to 8081 are not marked.
 //! - The management API changes the running rules: `ctrack firewall filter
 //!   set` disables the layer7 rule, and `/secret` is answered; `ctrack
 //!   export` prints the running script, which parses back to it.
@@ -64,6 +67,9 @@ print(" ".join(res))
 
 const RULES: &str = "/ip firewall layer7-protocol\n\
 add name=secret regexp=\"^get /secret\"\n\
+/ip firewall mangle\n\
+add action=mark-connection chain=forward connection-state=new dst-port=8080 \
+new-connection-mark=web passthrough=yes protocol=tcp\n\
 /ip firewall filter\n\
 add action=drop chain=forward comment=l7 layer7-protocol=secret protocol=tcp\n\
 add action=reject chain=forward comment=limit connection-limit=2,32 \
@@ -129,6 +135,22 @@ fn connection_limit_layer7_and_live_rule_changes_with_linux_stacks() {
     assert!(ok.status.success(), "{ok:?}");
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello\n");
     assert_eq!(rule_packets(&run, "l7"), 0.0);
+    // mark-connection (mangle) on the HTTP connection, seen as its
+    // `connection-mark` in `connection print`; the held connections to
+    // 8081 are not marked.
+    let marked = run.connection(&["print", "--json", "where", "connection-mark=web"]);
+    assert!(marked.status.success(), "{}", show(&marked));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&marked.stdout).unwrap();
+    assert!(
+        !rows.is_empty(),
+        "no connection marked web: {}",
+        show(&marked)
+    );
+    for r in &rows {
+        let dst = r["dst-address"].as_str().unwrap_or("");
+        assert!(dst.ends_with(":8080"), "{r}");
+        assert_eq!(r["connection-mark"], "web", "{r}");
+    }
     let secret = curl(&topo, "/secret");
     assert!(
         !secret.status.success(),
