@@ -188,7 +188,7 @@ fn helper_seeds_and_mutations_pass() {
 fn rules_seeds_and_mutations_pass() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/rules_script");
     let mut seeds = Vec::new();
-    for name in ["defconf.rsc", "classifier.rsc", "packets.bin"] {
+    for name in ["seed-defconf.rsc", "seed-classifier.rsc", "seed-packets.bin"] {
         let d = std::fs::read(dir.join(name)).unwrap();
         let script = d.split(|&b| b == 0).next().unwrap();
         let cfg = ctrack_rules::parse(&String::from_utf8_lossy(script))

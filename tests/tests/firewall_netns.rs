@@ -6,6 +6,9 @@
 //!   `reject-with=tcp-reset`: of four connections the client opens and
 //!   holds, two connect and two are refused (2 workers share the count;
 //!   `dataplane`'s `limit_tests` checks the spread over workers exactly).
+//! - `reject-with=icmp-network-unreachable` on new connections to port
+//!   8082: the client's connect fails with `ENETUNREACH` (not the
+//!   `ECONNREFUSED` of the server's own reset), the rule counts one.
 //! - `layer7-protocol` on a real HTTP request (curl): `GET /ok` is answered,
 //!   `GET /secret` is dropped (curl times out), the rule counts it.
 //! - `mark-connection` in mangle on new connections to port 8080: the HTTP
@@ -65,6 +68,20 @@ for i in range(4):
 print(" ".join(res))
 "#;
 
+/// Connects once to `HOST PORT` and prints `ok` or `errno N`.
+const CONNECT_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("ok")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print("errno", e.errno)
+"#;
+
 const RULES: &str = "/ip firewall layer7-protocol\n\
 add name=secret regexp=\"^get /secret\"\n\
 /ip firewall mangle\n\
@@ -73,7 +90,9 @@ new-connection-mark=web passthrough=yes protocol=tcp\n\
 /ip firewall filter\n\
 add action=drop chain=forward comment=l7 layer7-protocol=secret protocol=tcp\n\
 add action=reject chain=forward comment=limit connection-limit=2,32 \
-connection-state=new dst-port=8081 protocol=tcp reject-with=tcp-reset\n";
+connection-state=new dst-port=8081 protocol=tcp reject-with=tcp-reset\n\
+add action=reject chain=forward comment=unreach dst-port=8082 protocol=tcp \
+reject-with=icmp-network-unreachable\n";
 
 fn curl(topo: &Topology, path: &str) -> std::process::Output {
     topo.exec(
@@ -129,6 +148,18 @@ fn connection_limit_layer7_and_live_rule_changes_with_linux_stacks() {
         "{out:?}"
     );
     assert_eq!(rule_packets(&run, "limit") as u64, 2);
+
+    // reject-with=icmp-network-unreachable: the client's connect fails
+    // with ENETUNREACH (nobody listens on 8082: without the rule, B's
+    // reset would make it ECONNREFUSED).
+    let out = topo.exec(0, 30, &["python3", "-c", CONNECT_CLIENT, B4, "8082"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "errno 101",
+        "{out:?}"
+    );
+    assert_eq!(rule_packets(&run, "unreach") as u64, 1);
 
     // layer7 on a real HTTP request.
     let ok = curl(&topo, "/ok");
