@@ -597,3 +597,106 @@ for spec in sys.argv[1:]:
             print(spec, "error", e, flush=True)
     s.close()
 "#;
+
+/// An IP frame's bytes from the IP header on, without what a bridge and a
+/// router set differently: the TTL and header checksum (IPv4), the hop
+/// limit (IPv6); and in an ICMP or ICMPv6 error, the IPv4 ID and the IPv6
+/// flow label the sender picks (Linux: random). `None` for ARP, neighbour
+/// discovery and MLD.
+pub fn comparable(f: &[u8]) -> Option<Vec<u8>> {
+    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let mut ip = f.get(14..)?.to_vec();
+    match et {
+        0x0800 if ip.len() >= 20 => {
+            ip[8] = 0;
+            ip[10..12].fill(0);
+            let hl = usize::from(ip[0] & 0x0f) * 4;
+            if ip[9] == 1 && ip.get(hl).is_some_and(|t| matches!(t, 3 | 11 | 12)) {
+                ip[4..6].fill(0);
+            }
+        }
+        0x86dd if ip.len() >= 40 => {
+            // Neighbour discovery, and anything to link-local multicast
+            // (MLD reports behind a hop-by-hop header).
+            if ip[6] == 58 && ip.get(40).is_some_and(|t| (130..=143).contains(t))
+                || ip[24..26] == [0xff, 0x02]
+            {
+                return None;
+            }
+            ip[7] = 0;
+            if ip[6] == 58 && ip.get(40).is_some_and(|t| (1..=4).contains(t)) {
+                ip[1] &= 0xf0;
+                ip[2..4].fill(0);
+            }
+        }
+        _ => return None,
+    }
+    Some(ip)
+}
+
+/// `frames` as [`comparable`] has them, sorted (the order of two sides'
+/// frames is the merge's, not the wire's).
+pub fn sorted(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v: Vec<_> = frames.iter().filter_map(|f| comparable(f)).collect();
+    v.sort();
+    v
+}
+
+/// The frames the Linux router received, through `ctrack replay --in
+/// ether1=... --in ether2=... --rules` with the script `rsc` (one worker):
+/// what ctrack emits on each side, every checksum valid, the same IP
+/// packets Linux emitted there ([`comparable`]). Returns ctrack's frames per
+/// side and the flags of the replay's table rows (`E`: expected, ...).
+pub fn replay_as_linux(dir: &Path, caps: &Captures, rsc: &str) -> ([Vec<Vec<u8>>; 2], Vec<String>) {
+    use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
+    crate::write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
+    crate::write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
+    std::fs::write(dir.join("rules.rsc"), rsc).expect("write the script");
+    let out_dir = dir.join("out");
+    let run = crate::ctrack(&[
+        "replay".into(),
+        "--in".into(),
+        format!("ether1={}", dir.join("client.pcap").display()),
+        "--in".into(),
+        format!("ether2={}", dir.join("server.pcap").display()),
+        "--rules".into(),
+        dir.join("rules.rsc").display().to_string(),
+        "--out-dir".into(),
+        out_dir.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", crate::show(&run));
+    let ours = [
+        crate::read_pcap(&out_dir.join("ether1.pcap")),
+        crate::read_pcap(&out_dir.join("ether2.pcap")),
+    ];
+    for f in ours.iter().flatten() {
+        verify_ethernet(f, RxChecksum::UNKNOWN)
+            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
+    }
+    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
+        let linux = sorted(&caps.emitted(side));
+        let mine = sorted(mine);
+        assert!(!linux.is_empty());
+        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        assert!(
+            mine == linux,
+            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
+             only ctrack's: {:02x?}\nonly Linux's: {:02x?}\n{}",
+            mine.len(),
+            linux.len(),
+            only(&mine, &linux),
+            only(&linux, &mine),
+            crate::show(&run)
+        );
+    }
+    let text = String::from_utf8_lossy(&run.stdout);
+    let flags = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect();
+    (ours, flags)
+}

@@ -20,10 +20,9 @@
 
 use ctrack_tests::helper_servers::{PPTP_CALLS, TFTP};
 use ctrack_tests::linux_router::{
-    CLIENT4, CLIENT4_2, Captures, LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, skip_reason,
+    CLIENT4, CLIENT4_2, LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, replay_as_linux, skip_reason,
 };
-use ctrack_tests::{ctrack, read_pcap, scratch_dir, show, write_pcap};
-use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
+use ctrack_tests::{scratch_dir, show};
 
 /// The client's address used here: its text is 2 longer than the router's.
 const CLIENT_LONG: &str = "10.78.1.203";
@@ -125,25 +124,6 @@ table ip helpers {
 }
 ";
 
-/// An IP frame's bytes from the IP header on, without the TTL and the
-/// IPv4 header checksum; `None` for anything but IPv4.
-fn comparable(f: &[u8]) -> Option<Vec<u8>> {
-    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
-    let mut ip = f.get(14..)?.to_vec();
-    if et != 0x0800 || ip.len() < 20 {
-        return None;
-    }
-    ip[8] = 0;
-    ip[10..12].fill(0);
-    Some(ip)
-}
-
-fn sorted(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = frames.iter().filter_map(|f| comparable(f)).collect();
-    v.sort();
-    v
-}
-
 fn have(cmd: &str) -> bool {
     std::process::Command::new(cmd)
         .arg("--version")
@@ -156,68 +136,6 @@ fn carries(frames: &[Vec<u8>], text: &str) -> bool {
     frames
         .iter()
         .any(|f| f.windows(text.len()).any(|w| w == text.as_bytes()))
-}
-
-/// The frames the Linux router received, through `ctrack replay` with the
-/// script `rsc` (one worker): what ctrack emits on each side, every
-/// checksum valid, the same IP packets Linux emitted there (Ethernet
-/// header, TTL and IPv4 header checksum aside). Returns ctrack's frames
-/// per side and the flags of the replay's table rows.
-fn replay_as_linux(
-    dir: &std::path::Path,
-    caps: &Captures,
-    rsc: &str,
-) -> ([Vec<Vec<u8>>; 2], Vec<String>) {
-    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
-    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
-    std::fs::write(dir.join("rules.rsc"), rsc).unwrap();
-    let out_dir = dir.join("out");
-    let run = ctrack(&[
-        "replay".into(),
-        "--in".into(),
-        format!("ether1={}", dir.join("client.pcap").display()),
-        "--in".into(),
-        format!("ether2={}", dir.join("server.pcap").display()),
-        "--rules".into(),
-        dir.join("rules.rsc").display().to_string(),
-        "--out-dir".into(),
-        out_dir.display().to_string(),
-    ]);
-    assert!(run.status.success(), "{}", show(&run));
-    let ours = [
-        read_pcap(&out_dir.join("ether1.pcap")),
-        read_pcap(&out_dir.join("ether2.pcap")),
-    ];
-    for f in ours.iter().flatten() {
-        verify_ethernet(f, RxChecksum::UNKNOWN)
-            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
-    }
-    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
-        let linux = sorted(&caps.emitted(side));
-        let mine = sorted(mine);
-        assert!(!linux.is_empty());
-        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
-            a.iter().filter(|x| !b.contains(x)).cloned().collect()
-        };
-        assert!(
-            mine == linux,
-            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
-             only ctrack's: {:02x?}\nonly Linux's: {:02x?}\n{}",
-            mine.len(),
-            linux.len(),
-            only(&mine, &linux),
-            only(&linux, &mine),
-            show(&run)
-        );
-    }
-    let text = String::from_utf8_lossy(&run.stdout);
-    let flags = text
-        .lines()
-        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(str::to_string)
-        .collect();
-    (ours, flags)
 }
 
 #[test]

@@ -16,10 +16,9 @@
 
 use ctrack_tests::linux_router::{
     CLIENT_PY, CLIENT4, CLIENT6, ECHO_SERVER_PY, LinuxRouter, Ns, ROUTER_S4, ROUTER_S6, SERVER4,
-    SERVER6, Side, skip_reason,
+    SERVER6, Side, replay_as_linux, skip_reason,
 };
-use ctrack_tests::{ctrack, read_pcap, scratch_dir, show, write_pcap};
-use dataplane::packet::checksum::{RxChecksum, verify_ethernet};
+use ctrack_tests::scratch_dir;
 
 /// `{rs}`: the router's server-side interface.
 const NFT: &str = "
@@ -51,39 +50,6 @@ add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp dst-port=8080 \
     to-addresses=fd78:1::2 to-ports=80
 add chain=srcnat action=masquerade out-interface=ether2
 ";
-
-/// An IP frame's bytes from the IP header on, without the fields a
-/// bridge and a router set differently: the TTL and header checksum
-/// (IPv4), the hop limit (IPv6). `None` for ARP and neighbour discovery /
-/// MLD.
-fn comparable(f: &[u8]) -> Option<Vec<u8>> {
-    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
-    let mut ip = f.get(14..)?.to_vec();
-    match et {
-        0x0800 => {
-            ip[8] = 0;
-            ip[10..12].fill(0);
-        }
-        0x86dd => {
-            // Neighbour discovery, and anything to link-local multicast
-            // (MLD reports behind a hop-by-hop header).
-            if ip.get(6) == Some(&58) && ip.get(40).is_some_and(|t| (130..=143).contains(t))
-                || ip.get(24..26) == Some(&[0xff, 0x02][..])
-            {
-                return None;
-            }
-            ip[7] = 0;
-        }
-        _ => return None,
-    }
-    Some(ip)
-}
-
-fn sorted(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = frames.iter().filter_map(|f| comparable(f)).collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn nat_translates_as_linux_does() {
@@ -167,48 +133,7 @@ fn nat_translates_as_linux_does() {
     );
 
     // The same received frames through ctrack.
-    write_pcap(&dir.join("client.pcap"), &caps.received(Side::Client));
-    write_pcap(&dir.join("server.pcap"), &caps.received(Side::Server));
-    std::fs::write(dir.join("nat.rsc"), RSC).unwrap();
-    let out_dir = dir.join("out");
-    let run = ctrack(&[
-        "replay".into(),
-        "--in".into(),
-        format!("ether1={}", dir.join("client.pcap").display()),
-        "--in".into(),
-        format!("ether2={}", dir.join("server.pcap").display()),
-        "--rules".into(),
-        dir.join("nat.rsc").display().to_string(),
-        "--out-dir".into(),
-        out_dir.display().to_string(),
-    ]);
-    assert!(run.status.success(), "{}", show(&run));
-    let ours = [
-        read_pcap(&out_dir.join("ether1.pcap")),
-        read_pcap(&out_dir.join("ether2.pcap")),
-    ];
-    for f in ours.iter().flatten() {
-        verify_ethernet(f, RxChecksum::UNKNOWN)
-            .unwrap_or_else(|e| panic!("ctrack emitted a bad checksum ({e:?}): {f:02x?}"));
-    }
-    for (side, mine) in [(Side::Client, &ours[0]), (Side::Server, &ours[1])] {
-        let linux = sorted(&caps.emitted(side));
-        let mine = sorted(mine);
-        assert!(!linux.is_empty());
-        let only = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
-            a.iter().filter(|x| !b.contains(x)).cloned().collect()
-        };
-        assert!(
-            mine == linux,
-            "{side:?} side: ctrack's frames differ from Linux's: {} and {} frames; \
-             only ctrack's: {:?}\nonly Linux's: {:?}\n{}",
-            mine.len(),
-            linux.len(),
-            only(&mine, &linux),
-            only(&linux, &mine),
-            show(&run)
-        );
-    }
+    replay_as_linux(&dir, &caps, RSC);
     // The masqueraded connections left from the router's address.
     let masq = caps
         .emitted(Side::Server)
