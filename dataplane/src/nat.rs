@@ -122,6 +122,15 @@ impl Addresses {
     pub fn is_empty(&self) -> bool {
         self.by_port.iter().all(Vec::is_empty)
     }
+
+    /// The first address of `family` on each port (`None`: it has none),
+    /// by port index: where the ICMP errors sent out of that port come
+    /// from.
+    pub fn firsts(&self, family: Family) -> impl Iterator<Item = Option<Addr>> + '_ {
+        self.by_port
+            .iter()
+            .map(move |l| l.iter().find(|a| a.2 == family).map(|a| a.0))
+    }
 }
 
 fn parse_prefix(s: &str, family: Family) -> Option<(Addr, u8)> {

@@ -894,6 +894,22 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
 
     /// Swaps the firewall (see [`Command::Firewall`]); returns the old one.
     fn install_firewall(&mut self, u: crate::firewall::FirewallUpdate, now: Instant) -> Retired {
+        // A reject's ICMP error comes from the address of the interface it
+        // leaves by, as Linux's (in bridge mode too, once the script gives
+        // the interfaces addresses; router mode sets the same).
+        if let Some(a) = u.addresses.as_deref() {
+            let v4s = a.firsts(crate::flow::Family::V4);
+            let v6s = a.firsts(crate::flow::Family::V6);
+            for (port, (v4, v6)) in v4s.zip(v6s).enumerate() {
+                if v4.is_some() || v6.is_some() {
+                    self.responder.set_address(
+                        port as u16,
+                        v4.map(|a| a.v4_octets()),
+                        v6.map(|a| a.0),
+                    );
+                }
+            }
+        }
         // NAT counters go on across rulesets (they are the worker's totals).
         let nat_counters = self
             .fw

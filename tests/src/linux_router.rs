@@ -601,8 +601,9 @@ for spec in sys.argv[1:]:
 /// An IP frame's bytes from the IP header on, without what a bridge and a
 /// router set differently: the TTL and header checksum (IPv4), the hop
 /// limit (IPv6); and in an ICMP or ICMPv6 error, the IPv4 ID and the IPv6
-/// flow label the sender picks (Linux: random). `None` for ARP, neighbour
-/// discovery and MLD.
+/// flow label the sender picks (Linux: random), the quoted packet's TTL or
+/// hop limit (and its IPv4 header checksum) and the ICMP checksum. `None`
+/// for ARP, neighbour discovery and MLD.
 pub fn comparable(f: &[u8]) -> Option<Vec<u8>> {
     let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
     let mut ip = f.get(14..)?.to_vec();
@@ -613,6 +614,16 @@ pub fn comparable(f: &[u8]) -> Option<Vec<u8>> {
             let hl = usize::from(ip[0] & 0x0f) * 4;
             if ip[9] == 1 && ip.get(hl).is_some_and(|t| matches!(t, 3 | 11 | 12)) {
                 ip[4..6].fill(0);
+                // The quoted header's TTL and checksum: a router quotes the
+                // packet it forwarded (TTL decremented), ctrack's replay
+                // bridges it (the ICMP checksum over them cannot be
+                // compared then either).
+                let q = hl + 8;
+                if ip.len() >= q + 12 {
+                    ip[q + 8] = 0;
+                    ip[q + 10..q + 12].fill(0);
+                    ip[hl + 2..hl + 4].fill(0);
+                }
             }
         }
         0x86dd if ip.len() >= 40 => {
@@ -627,6 +638,12 @@ pub fn comparable(f: &[u8]) -> Option<Vec<u8>> {
             if ip[6] == 58 && ip.get(40).is_some_and(|t| (1..=4).contains(t)) {
                 ip[1] &= 0xf0;
                 ip[2..4].fill(0);
+                // The quoted hop limit, and the ICMPv6 checksum over it
+                // (see IPv4 above).
+                if ip.len() >= 48 + 8 {
+                    ip[48 + 7] = 0;
+                    ip[42..44].fill(0);
+                }
             }
         }
         _ => return None,
