@@ -1,6 +1,10 @@
 //! Small servers and clients the connection-helper tests run in their
 //! namespaces (Debian has no FTP server package on these machines): Python
-//! scripts, written to a file and run with `python3`.
+//! scripts, written to a file and run with `python3`; and the transfers
+//! and table checks the helper tests through NAT share.
+
+use crate::netns::Topology;
+use crate::{Running, show};
 
 /// A small FTP server: `python3 ftp.py HOST PORT SECONDS`. USER, PASS,
 /// PWD, CWD, TYPE, SIZE, EPSV, PASV, PORT, EPRT, RETR (the file is
@@ -202,3 +206,103 @@ else:
     for t in ts: t.join()
     assert not errors, errors
 "#;
+
+/// From namespace 0 of `topo`, curl fetches `ftp://SERVER/file` (the
+/// [`FTP_SERVER`] in namespace 1) in passive (EPSV, PASV) and active
+/// (EPRT, PORT) mode, then reads a file with [`TFTP`] (`tftp` is that
+/// script's path; its server is started here): every transfer completes
+/// with the whole file. `through` names the path for the messages.
+pub fn ftp_and_tftp_transfers(
+    topo: &Topology,
+    run: &Running,
+    server: &str,
+    tftp: &str,
+    through: &str,
+) {
+    let url = format!("ftp://{server}/file");
+    for (what, extra) in [
+        ("EPSV", &[][..]),
+        ("PASV", &["--disable-epsv"][..]),
+        ("EPRT", &["-P", "-"][..]),
+        ("PORT", &["-P", "-", "--disable-eprt"][..]),
+    ] {
+        let mut args = vec!["curl", "-sS", "--max-time", "20", "-o", "-"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let out = topo.exec(0, 30, &args);
+        if !out.status.success() {
+            eprintln!("the table after FTP {what} failed: {:#?}", run.table());
+        }
+        assert!(
+            out.status.success(),
+            "FTP {what} through {through}:\n{}",
+            show(&out)
+        );
+        assert_eq!(out.stdout.len(), 256 * 400, "FTP {what}: the whole file");
+    }
+    let _tftp_server = topo.spawn_ready(1, &["python3", tftp, "server", server, "30"], 20);
+    let out = topo.exec(0, 20, &["python3", tftp, "client", server]);
+    assert!(
+        out.status.success(),
+        "TFTP through {through}:\n{}",
+        show(&out)
+    );
+}
+
+/// The connection table after [`ftp_and_tftp_transfers`] from `client`
+/// translated to `public`: four control connections `connection-type=ftp`,
+/// source-NATed to `public`; four expected ftp data connections, the
+/// passive two from the client source-NATed, the active two from `server`
+/// to `public` destination-NATed to the client; the TFTP answer expected,
+/// to `public`, destination-NATed to the client.
+pub fn assert_helpers_translated(
+    table: &[serde_json::Value],
+    client: &str,
+    server: &str,
+    public: &str,
+) {
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+    let of_type = |t: &str, expected: bool| -> Vec<&serde_json::Value> {
+        table
+            .iter()
+            .filter(|r| field(r, "connection-type") == t && r["expected"] == expected)
+            .collect()
+    };
+    let control = of_type("ftp", false);
+    assert_eq!(control.len(), 4, "{table:#?}");
+    assert!(
+        control.iter().all(|r| r["srcnat"] == true
+            && field(r, "reply-dst-address").starts_with(&format!("{public}:"))),
+        "the control connections are translated: {control:#?}"
+    );
+    let data = of_type("ftp", true);
+    assert_eq!(
+        data.len(),
+        4,
+        "the four data connections, expected: {table:#?}"
+    );
+    let passive = data
+        .iter()
+        .filter(|r| {
+            field(r, "src-address").starts_with(&format!("{client}:")) && r["srcnat"] == true
+        })
+        .count();
+    let active = data
+        .iter()
+        .filter(|r| {
+            field(r, "src-address").starts_with(&format!("{server}:"))
+                && field(r, "dst-address").starts_with(&format!("{public}:"))
+                && field(r, "reply-src-address").starts_with(&format!("{client}:"))
+                && r["dstnat"] == true
+        })
+        .count();
+    assert_eq!((passive, active), (2, 2), "{data:#?}");
+    let tftp_data = of_type("tftp", true);
+    assert_eq!(tftp_data.len(), 1, "{table:#?}");
+    assert!(
+        field(tftp_data[0], "dst-address").starts_with(&format!("{public}:"))
+            && field(tftp_data[0], "reply-src-address").starts_with(&format!("{client}:"))
+            && tftp_data[0]["dstnat"] == true,
+        "{tftp_data:#?}"
+    );
+}

@@ -38,6 +38,14 @@ pub fn ctrack_bin() -> PathBuf {
     bin
 }
 
+/// Whether `cmd --version` runs and succeeds (a tool a test needs).
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// A fresh directory for one test's files, under the target directory.
 pub fn scratch_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -22,7 +22,7 @@ use ctrack_tests::helper_servers::{PPTP_CALLS, TFTP};
 use ctrack_tests::linux_router::{
     CLIENT4, CLIENT4_2, LinuxRouter, Ns, ROUTER_S4, SERVER4, Side, replay_as_linux, skip_reason,
 };
-use ctrack_tests::{scratch_dir, show};
+use ctrack_tests::{have, scratch_dir, show};
 
 /// The client's address used here: its text is 2 longer than the router's.
 const CLIENT_LONG: &str = "10.78.1.203";
@@ -123,13 +123,6 @@ table ip helpers {
     }
 }
 ";
-
-fn have(cmd: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Whether any frame's TCP payload contains `text`.
 fn carries(frames: &[Vec<u8>], text: &str) -> bool {

@@ -18,9 +18,11 @@
 //! Needs root, iproute2, curl and python3; without them it says why and
 //! passes.
 
-use ctrack_tests::helper_servers::{FTP_SERVER, TFTP};
+use ctrack_tests::helper_servers::{
+    FTP_SERVER, TFTP, assert_helpers_translated, ftp_and_tftp_transfers,
+};
 use ctrack_tests::netns::{A4, B4, Topology, skip_reason};
-use ctrack_tests::{Running, scratch_dir, show};
+use ctrack_tests::{Running, have, scratch_dir, show};
 
 const PUBLIC: &str = "10.77.0.100";
 
@@ -31,13 +33,6 @@ add chain=forward action=accept connection-state=new protocol=udp dst-port=69\n\
 add chain=forward action=drop\n\
 /ip firewall nat\n\
 add chain=srcnat action=src-nat to-addresses=10.77.0.100 out-interface=ether2\n";
-
-fn have(cmd: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[test]
 fn ftp_through_src_nat_with_two_workers() {
@@ -83,87 +78,11 @@ fn ftp_through_src_nat_with_two_workers() {
     let rules = rules.display().to_string();
     let run = Running::start(&topo.ctrack_run_args(&["--rules", &rules]));
     let _server = topo.spawn_ready(1, &["python3", &ftp, B4, "21", "120"], 20);
-    let url = format!("ftp://{B4}/file");
-    for (what, extra) in [
-        ("EPSV", &[][..]),
-        ("PASV", &["--disable-epsv"][..]),
-        ("EPRT", &["-P", "-"][..]),
-        ("PORT", &["-P", "-", "--disable-eprt"][..]),
-    ] {
-        let mut args = vec!["curl", "-sS", "--max-time", "20", "-o", "-"];
-        args.extend_from_slice(extra);
-        args.push(&url);
-        let out = topo.exec(0, 30, &args);
-        if !out.status.success() {
-            eprintln!("the table after FTP {what} failed: {:#?}", run.table());
-        }
-        assert!(
-            out.status.success(),
-            "FTP {what} through ctrack's src-nat:\n{}",
-            show(&out)
-        );
-        assert_eq!(out.stdout.len(), 256 * 400, "FTP {what}: the whole file");
-    }
-    // TFTP: the server answers from another port, to the public address:
-    // it reaches the client's own.
     let tftp = dir.join("tftp.py");
     std::fs::write(&tftp, TFTP).unwrap();
     let tftp = tftp.display().to_string();
-    let _tftp_server = topo.spawn_ready(1, &["python3", &tftp, "server", B4, "30"], 20);
-    let out = topo.exec(0, 20, &["python3", &tftp, "client", B4]);
-    assert!(
-        out.status.success(),
-        "TFTP through ctrack's src-nat:\n{}",
-        show(&out)
-    );
-    let table = run.table();
-    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
-    let control: Vec<_> = table
-        .iter()
-        .filter(|r| field(r, "connection-type") == "ftp" && r["expected"] == false)
-        .collect();
-    assert_eq!(control.len(), 4, "{table:#?}");
-    assert!(
-        control.iter().all(|r| r["srcnat"] == true
-            && field(r, "reply-dst-address").starts_with(&format!("{PUBLIC}:"))),
-        "the control connections are masqueraded: {control:#?}"
-    );
-    let data: Vec<_> = table
-        .iter()
-        .filter(|r| field(r, "connection-type") == "ftp" && r["expected"] == true)
-        .collect();
-    assert_eq!(
-        data.len(),
-        4,
-        "the four data connections, expected: {table:#?}"
-    );
-    // Passive: from the client, masqueraded; active: from the server to
-    // the public address, translated to the client.
-    let passive = data
-        .iter()
-        .filter(|r| field(r, "src-address").starts_with(&format!("{A4}:")) && r["srcnat"] == true)
-        .count();
-    let active = data
-        .iter()
-        .filter(|r| {
-            field(r, "src-address").starts_with(&format!("{B4}:"))
-                && field(r, "dst-address").starts_with(&format!("{PUBLIC}:"))
-                && field(r, "reply-src-address").starts_with(&format!("{A4}:"))
-                && r["dstnat"] == true
-        })
-        .count();
-    assert_eq!((passive, active), (2, 2), "{data:#?}");
-    let tftp_data: Vec<_> = table
-        .iter()
-        .filter(|r| field(r, "connection-type") == "tftp" && r["expected"] == true)
-        .collect();
-    assert_eq!(tftp_data.len(), 1, "{table:#?}");
-    assert!(
-        field(tftp_data[0], "dst-address").starts_with(&format!("{PUBLIC}:"))
-            && field(tftp_data[0], "reply-src-address").starts_with(&format!("{A4}:"))
-            && tftp_data[0]["dstnat"] == true,
-        "{tftp_data:#?}"
-    );
+    ftp_and_tftp_transfers(&topo, &run, B4, &tftp, "ctrack's src-nat");
+    assert_helpers_translated(&run.table(), A4, B4, PUBLIC);
     let out = run.stop();
     assert!(out.status.success(), "{}", show(&out));
 }

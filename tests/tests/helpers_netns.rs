@@ -15,7 +15,7 @@
 
 use ctrack_tests::helper_servers::{FTP_SERVER, TFTP};
 use ctrack_tests::netns::{A4, B4, B6, Topology, skip_reason};
-use ctrack_tests::{Running, scratch_dir, show};
+use ctrack_tests::{Running, have, scratch_dir, show};
 
 /// An FTP client that only asks for a passive data connection and waits:
 /// its expectation stays for the test to list.
@@ -43,13 +43,6 @@ add chain=forward action=accept connection-state=established,related\n\
 add chain=forward action=accept connection-state=new protocol=tcp dst-port=21\n\
 add chain=forward action=accept protocol=icmpv6\n\
 add chain=forward action=drop\n";
-
-fn have(cmd: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[test]
 fn ftp_and_tftp_data_connections_pass_as_related() {
