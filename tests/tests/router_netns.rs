@@ -60,31 +60,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Gives namespace `i` the address `v4`/`v6` and default routes via
-/// `gw4`/`gw6` (replacing the topology's shared subnet).
-fn renumber(topo: &Topology, i: usize, (v4, v6): (&str, &str), (gw4, gw6): (&str, &str)) {
-    let dev = topo.inner[i].as_str();
-    let cmds: [&[&str]; 5] = [
-        &["ip", "addr", "flush", "dev", dev, "scope", "global"],
-        &["ip", "addr", "add", &format!("{v4}/24"), "dev", dev],
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{v6}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ],
-        &["ip", "route", "add", "default", "via", gw4],
-        &["ip", "-6", "route", "add", "default", "via", gw6],
-    ];
-    for c in cmds {
-        let out = topo.exec(i, 10, c);
-        assert!(out.status.success(), "{c:?}: {}", text(&out));
-    }
-}
-
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
         .arg("--version")
@@ -106,8 +81,8 @@ fn ctrack_routes_between_two_linux_hosts() {
         }
     }
     let topo = Topology::create();
-    renumber(&topo, 0, (A4, A6), (GW_A4, GW_A6));
-    renumber(&topo, 1, (B4, B6), (GW_B4, "fd77:2::1"));
+    topo.renumber(0, &[A4], A6, (GW_A4, GW_A6));
+    topo.renumber(1, &[B4], B6, (GW_B4, "fd77:2::1"));
 
     let dir = scratch_dir("router-netns");
     let rules = dir.join("router.rsc");
