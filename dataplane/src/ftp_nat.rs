@@ -88,19 +88,18 @@ pub fn seq_adjust(
 /// translated to the inside host.
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use crate::conntrack::{Instant, Settings, Shard, TableConfig};
-    use crate::firewall::FirewallUpdate;
+    use crate::conntrack::{Instant, TableConfig};
+
     use crate::flow::tcp_flags::{ACK, PSH, SYN};
-    use crate::helpers::service_ports;
-    use crate::io::mem::{MemIo, MemLink};
-    use crate::nat::Addresses;
+
+    use crate::io::mem::MemIo;
+
     use crate::packet::checksum::{RxChecksum, fill_ip, verify_ethernet};
     use crate::packet::parse_ethernet;
-    use crate::worker::{Mesh, Worker, random_seed};
+    use crate::worker::Worker;
     use ctrack_core::helper::HelperKind;
-    use ctrack_rules::{Names, Ruleset, parse};
+
     use ctrack_traffic::synth::{ipv4_frame, udp_frame};
 
     const PUB: [u8; 4] = [198, 51, 100, 1];
@@ -124,56 +123,9 @@ mod tests {
         }
 
         fn with(script: &str, workers: u16) -> Net {
-            let cfg = parse(script).unwrap();
-            let ifaces = cfg.interface_names(&["ether1", "ether2"]);
-            let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap());
-            let addrs = Arc::new(Addresses::from_config(&cfg, &ifaces).unwrap());
-            let mesh = if workers == 1 {
-                Mesh::new(1, vec![0, 0])
-            } else {
-                Mesh::new(2, vec![1, 0])
-            };
-            let expect = crate::helpers::ExpectMesh::new(usize::from(workers));
-            let w = (0..workers)
-                .map(|id| {
-                    let io = if workers == 1 {
-                        let links = (0..2)
-                            .map(|port| MemLink {
-                                port,
-                                ..MemLink::default()
-                            })
-                            .collect();
-                        MemIo::new(links, 2, &[0, 1], 32)
-                    } else {
-                        let links = vec![MemLink {
-                            port: id,
-                            ..MemLink::default()
-                        }];
-                        MemIo::new(links, 2, &[id ^ 1], 32)
-                    };
-                    let (_tx, rx) = crossbeam::channel::bounded(4);
-                    let mut shard = Shard::new(
-                        TableConfig::new(4096),
-                        Settings::default(),
-                        id,
-                        random_seed(),
-                    );
-                    shard.set_service_ports(service_ports(&cfg.service_ports));
-                    let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
-                    w.set_expect_mesh(Arc::clone(&expect));
-                    w.install_firewall(FirewallUpdate {
-                        ruleset: Some(Arc::clone(&rs)),
-                        generation: 1,
-                        auto_tracking: true,
-                        reply: None,
-                        lists_out: None,
-                        addresses: Some(Arc::clone(&addrs)),
-                        conncount: None,
-                    });
-                    w
-                })
-                .collect();
-            Net { w }
+            Net {
+                w: crate::nat::scripted_workers(script, workers, TableConfig::new(4096), true),
+            }
         }
 
         /// Sends `frame` in on `port`; returns the one frame that left (on

@@ -604,17 +604,81 @@ pub fn apply(frame: &mut [u8], rw: &Rewrite) -> Result<(), crate::packet::nat::R
     }
 }
 
+/// Test workers between ports 0 and 1 with `script` (RouterOS) loaded as
+/// `ctrack run` loads it: one worker polls both ports; two poll one port
+/// each (as `run` plans single-queue ports), software dispatch between
+/// them. With `helpers`, the script's service ports run their helpers and
+/// the workers pass expectations to each other.
+#[cfg(test)]
+pub(crate) fn scripted_workers(
+    script: &str,
+    workers: u16,
+    table: crate::conntrack::TableConfig,
+    helpers: bool,
+) -> Vec<crate::worker::Worker<crate::io::mem::MemIo>> {
+    use crate::io::mem::{MemIo, MemLink};
+    use crate::worker::{Mesh, Worker, random_seed};
+    let cfg = ctrack_rules::parse(script).unwrap();
+    let ifaces = cfg.interface_names(&["ether1", "ether2"]);
+    let mut names = ctrack_rules::Names::default();
+    let rs = Arc::new(ctrack_rules::Ruleset::compile(&cfg, &ifaces, &mut names).unwrap());
+    let addrs = Arc::new(Addresses::from_config(&cfg, &ifaces).unwrap());
+    let mesh = if workers == 1 {
+        Mesh::new(1, vec![0, 0])
+    } else {
+        Mesh::new(2, vec![1, 0])
+    };
+    let expect = crate::helpers::ExpectMesh::new(usize::from(workers));
+    (0..workers)
+        .map(|id| {
+            let io = if workers == 1 {
+                MemIo::pair()
+            } else {
+                let links = vec![MemLink {
+                    port: id,
+                    ..MemLink::default()
+                }];
+                MemIo::new(links, 2, &[id ^ 1], 32)
+            };
+            let (_tx, rx) = crossbeam::channel::bounded(4);
+            let mut shard = Shard::new(
+                table,
+                crate::conntrack::Settings::default(),
+                id,
+                random_seed(),
+            );
+            if helpers {
+                shard.set_service_ports(crate::helpers::service_ports(&cfg.service_ports));
+            }
+            let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
+            if helpers {
+                w.set_expect_mesh(Arc::clone(&expect));
+            }
+            w.install_firewall(crate::firewall::FirewallUpdate {
+                ruleset: Some(Arc::clone(&rs)),
+                generation: 1,
+                auto_tracking: true,
+                reply: None,
+                lists_out: None,
+                addresses: Some(Arc::clone(&addrs)),
+                conncount: None,
+            });
+            w
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{Settings, TableConfig};
-    use crate::firewall::FirewallUpdate;
+    use crate::conntrack::TableConfig;
+
     use crate::flow::{L4, proto};
-    use crate::io::mem::{MemIo, MemLink};
+    use crate::io::mem::MemIo;
     use crate::packet::checksum::{RxChecksum, verify_ethernet};
     use crate::packet::parse_ethernet;
-    use crate::worker::{Mesh, Worker, random_seed};
-    use ctrack_rules::{Names, Ruleset, parse};
+    use crate::worker::Worker;
+    use ctrack_rules::parse;
     use ctrack_traffic::synth::{icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 
     const PUB: [u8; 4] = [198, 51, 100, 1];
@@ -641,49 +705,9 @@ mod tests {
         }
 
         fn with_table(script: &str, workers: u16, table: TableConfig) -> Net {
-            let cfg = parse(script).unwrap();
-            let ifaces = cfg.interface_names(&["ether1", "ether2"]);
-            let mut names = Names::default();
-            let rs = Arc::new(Ruleset::compile(&cfg, &ifaces, &mut names).unwrap());
-            let addrs = Arc::new(Addresses::from_config(&cfg, &ifaces).unwrap());
-            let mesh = if workers == 1 {
-                Mesh::new(1, vec![0, 0])
-            } else {
-                Mesh::new(2, vec![1, 0])
-            };
-            let w = (0..workers)
-                .map(|id| {
-                    let io = if workers == 1 {
-                        let links = (0..2)
-                            .map(|port| MemLink {
-                                port,
-                                ..MemLink::default()
-                            })
-                            .collect();
-                        MemIo::new(links, 2, &[0, 1], 32)
-                    } else {
-                        let links = vec![MemLink {
-                            port: id,
-                            ..MemLink::default()
-                        }];
-                        MemIo::new(links, 2, &[id ^ 1], 32)
-                    };
-                    let (_tx, rx) = crossbeam::channel::bounded(4);
-                    let shard = Shard::new(table, Settings::default(), id, random_seed());
-                    let mut w = Worker::new(id, io, shard, Arc::clone(&mesh), rx, Arc::default());
-                    w.install_firewall(FirewallUpdate {
-                        ruleset: Some(Arc::clone(&rs)),
-                        generation: 1,
-                        auto_tracking: true,
-                        reply: None,
-                        lists_out: None,
-                        addresses: Some(Arc::clone(&addrs)),
-                        conncount: None,
-                    });
-                    w
-                })
-                .collect();
-            Net { w }
+            Net {
+                w: scripted_workers(script, workers, table, false),
+            }
         }
 
         /// Sends `frames` in on `port` (one burst if they fit) and runs
