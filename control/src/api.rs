@@ -150,6 +150,9 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &Arc<dyn Dataplane>) -> Answer {
     if let Some((menu, rest)) = crate::fw_manage::Menu::from_rest_path(path) {
         return crate::fw_rest::route(req, dp, menu, rest, query).into();
     }
+    if let Some((fam, rest)) = crate::route_rest::owns_neighbors(path) {
+        return crate::route_rest::neighbors(req, dp, fam, rest).into();
+    }
     if let Some((fam, rest)) = crate::route_rest::owns(path) {
         return crate::route_rest::route(req, dp, fam, rest).into();
     }

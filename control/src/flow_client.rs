@@ -44,6 +44,49 @@ pub enum IpCmd {
     /// (crate::route_client).
     #[command(subcommand)]
     Route(crate::route_client::RouteCmd),
+    /// `/ip arp`: router mode's neighbour table (crate::route_client).
+    #[command(subcommand)]
+    Arp(crate::route_client::NeighCmd),
+}
+
+/// `ctrack ipv6 [--api URL] [--token T] <menu> ...`.
+#[derive(Debug, clap::Args)]
+pub struct Ipv6Args {
+    /// The management API of the running dataplane.
+    #[arg(long, global = true, env = "CTRACK_API", default_value = DEFAULT_API_URL)]
+    pub api: String,
+    /// Bearer token, when the API was started with one (prefer CTRACK_TOKEN).
+    #[arg(long, global = true, env = "CTRACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Ipv6Cmd,
+}
+
+/// `/ipv6` menus (besides `firewall`, which is `ctrack firewall --ipv6`,
+/// and `route`, which is `ctrack ip route --ipv6`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Ipv6Cmd {
+    /// `/ipv6 neighbor`: router mode's neighbour table.
+    #[command(subcommand)]
+    Neighbor(crate::route_client::NeighCmd),
+}
+
+/// Runs parsed [`Ipv6Args`], printing to stdout.
+pub fn run_ipv6_args(args: Ipv6Args) -> Result<()> {
+    if let Some(w) = token_warning(args.token.as_deref(), std::env::var("CTRACK_TOKEN").ok()) {
+        eprintln!("ctrack: warning: {w}");
+    }
+    let c = Client::new(&args.api, args.token.as_deref());
+    let out = match args.cmd {
+        Ipv6Cmd::Neighbor(cmd) => crate::route_client::execute_neighbors(cmd, true, &c)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    crate::out::quiet_broken_pipe(
+        stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(anyhow::Error::from),
+    )
 }
 
 /// `/ip traffic-flow` commands.
@@ -110,6 +153,7 @@ pub fn execute(cmd: IpCmd, api: &str, token: Option<&str>) -> Result<String> {
     let cmd = match cmd {
         IpCmd::TrafficFlow(cmd) => cmd,
         IpCmd::Route(cmd) => return crate::route_client::execute(cmd, &c),
+        IpCmd::Arp(cmd) => return crate::route_client::execute_neighbors(cmd, false, &c),
     };
     match cmd {
         TrafficFlowCmd::Print => menu_lines(&c.get(TRAFFIC_FLOW)?),

@@ -75,9 +75,13 @@ enum Command {
     /// (docs/cli.md).
     Connection(control::client::ConnectionArgs),
     /// Other `/ip` menus of a running dataplane: `ip traffic-flow
-    /// print|set KEY=VALUE ...`, `ip traffic-flow target
-    /// print|add|set|remove` (docs/flow-export.md).
+    /// print|set KEY=VALUE ...`, `ip traffic-flow target print|add|set|remove`
+    /// (docs/flow-export.md), `ip route print|add|remove`, `ip arp print`
+    /// (router mode, docs/nat.md).
     Ip(control::flow_client::IpArgs),
+    /// `/ipv6` menus of a running dataplane: `ipv6 neighbor print` (router
+    /// mode's neighbour table; docs/nat.md).
+    Ipv6(control::flow_client::Ipv6Args),
     /// Talk to a running dataplane's firewall as RouterOS's `/ip firewall
     /// filter|mangle|nat|address-list|layer7-protocol` (`--ipv6`: `/ipv6
     /// firewall`): `print [stats]`, `add KEY=VALUE...`, `set N|*ID
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
         Command::Ip(args) => control::flow_client::run_args(args),
+        Command::Ipv6(args) => control::flow_client::run_ipv6_args(args),
         Command::Firewall(args) => control::fw_client::run_args(args),
         Command::Export(args) => control::fw_client::run_export(args),
         Command::Check(args) => cmd_check(args),

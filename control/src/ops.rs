@@ -194,6 +194,12 @@ pub trait Dataplane: Send + Sync {
     fn routes(&self) -> Option<std::sync::Arc<crate::route_ops::RouteControl>> {
         None
     }
+    /// Router mode's neighbour tables (`/ip arp`, `/ipv6 neighbor`): every
+    /// worker's entries, one row per worker and entry (the caller merges
+    /// them: [`crate::route_ops::merge_neighbors`]); none by default.
+    fn neighbors(&self) -> Result<Vec<dataplane::router::neigh::NeighRow>, OpsError> {
+        Ok(Vec::new())
+    }
     /// The running firewall: its script, item ids and rule counters
     /// (an empty script when none is loaded).
     fn firewall_state(&self) -> Result<crate::fw_manage::FirewallState, OpsError> {

@@ -45,6 +45,95 @@ pub enum RouteCmd {
     },
 }
 
+/// `/ip arp` and `/ipv6 neighbor` commands.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum NeighCmd {
+    /// List the neighbours (static and learned, merged over the workers)
+    /// with RouterOS's flags (`D` dynamic, `C` complete).
+    Print {
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `cmd` on `/ip arp` (or, with `ipv6`, `/ipv6 neighbor`); returns
+/// what it prints.
+pub(crate) fn execute_neighbors(cmd: NeighCmd, ipv6: bool, c: &Client) -> Result<String> {
+    let path = if ipv6 {
+        "/rest/ipv6/neighbor"
+    } else {
+        "/rest/ip/arp"
+    };
+    match cmd {
+        NeighCmd::Print { json } => {
+            let text = c.get(path)?;
+            if json {
+                Ok(text + "\n")
+            } else {
+                neighbor_table(&text, ipv6)
+            }
+        }
+    }
+}
+
+/// The neighbours as RouterOS prints them: a flags legend, then one row
+/// each.
+fn neighbor_table(body: &str, ipv6: bool) -> Result<String> {
+    let v: Value = serde_json::from_str(body).context("the API's answer")?;
+    let rows = v
+        .as_array()
+        .ok_or_else(|| anyhow!("the API's answer is not a list: {body}"))?;
+    let cell = |r: &Value, c: &str| r.get(c).and_then(Value::as_str).unwrap_or("").to_string();
+    let flags = |r: &Value| {
+        let mut f = String::new();
+        if cell(r, "dynamic") == "true" {
+            f.push('D');
+        }
+        if !ipv6 && cell(r, "complete") == "true" {
+            f.push('C');
+        }
+        f
+    };
+    let head = ["#", "", "ADDRESS", "MAC-ADDRESS", "INTERFACE", "STATUS"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                cell(r, ".id"),
+                flags(r),
+                cell(r, "address"),
+                cell(r, "mac-address"),
+                cell(r, "interface"),
+                cell(r, "status"),
+            ]
+        })
+        .collect();
+    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &cells {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::from(if ipv6 {
+        "Flags: D - dynamic\n"
+    } else {
+        "Flags: D - dynamic; C - complete\n"
+    });
+    let line = |out: &mut String, cells: &[String]| {
+        let mut l = String::new();
+        for (w, c) in width.iter().zip(cells) {
+            let _ = write!(l, "{c:<w$}  ");
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(&mut out, &head.map(String::from));
+    for r in &cells {
+        line(&mut out, r);
+    }
+    Ok(out)
+}
+
 fn base(ipv6: bool) -> &'static str {
     if ipv6 {
         "/rest/ipv6/route"
@@ -138,5 +227,27 @@ mod tests {
         );
         assert!(lines[3].starts_with("*1") && lines[3].contains("10.0.1.254"));
         assert!(table("{}").is_err());
+    }
+
+    #[test]
+    fn the_neighbor_table_has_flags_and_columns() {
+        let t = neighbor_table(
+            r#"[{".id":"*1","address":"10.0.1.7","mac-address":"02:00:00:00:00:07","interface":"ether1","status":"permanent","dynamic":"false","complete":"true"},
+                {".id":"*1A2B3C4D","address":"10.0.1.2","mac-address":"0A:00:00:00:00:02","interface":"ether1","status":"reachable","dynamic":"true","complete":"true"},
+                {".id":"*1000FFFF","address":"10.0.1.9","interface":"ether1","status":"incomplete","dynamic":"true","complete":"false"}]"#,
+            false,
+        )
+        .unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(lines[0].starts_with("Flags: D - dynamic; C - complete"));
+        assert!(
+            lines[2].starts_with("*1 ")
+                && lines[2].contains(" C ")
+                && lines[2].contains("permanent")
+        );
+        assert!(lines[3].contains("DC") && lines[3].contains("0A:00:00:00:00:02"));
+        assert!(lines[4].contains("incomplete") && !lines[4].contains("DC"));
+        assert!(neighbor_table("{}", true).is_err());
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::router::RouterSetup;
 use dataplane::flow::{Addr, Family};
-use dataplane::router::neigh::Mac;
+use dataplane::router::neigh::{Mac, NeighRow, State as NeighState};
 use dataplane::router::route::{NextHop, Prefix, StaticRoute};
 use dataplane::router::{Fib, RouterConfig};
 
@@ -78,6 +78,45 @@ fn ip(a: &Addr) -> String {
 
 fn prefix_text(p: &Prefix) -> String {
     format!("{}/{}", ip(&p.addr), p.len)
+}
+
+/// `02:00:00:00:00:01` in RouterOS's spelling (upper case).
+fn mac_text(m: &Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A learned neighbour's id: a hash (FNV-1a) of its interface and address,
+/// in `*10000000`..`*1FFFFFFF` (static entries count from `*1`).
+fn dynamic_id(iface: u16, addr: &Addr) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in iface.to_be_bytes().iter().chain(addr.0.iter()) {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    0x1000_0000 | (h & 0x0fff_ffff)
+}
+
+/// The workers' views of their neighbour tables merged into one row per
+/// (interface, address): each worker has its own table (a neighbour
+/// learned on one is pushed to the others, but each ages and probes its
+/// own), so the row shown is the best view: a static entry, else a known
+/// MAC (reachable before stale), else the pending resolution; on a tie the
+/// latest state change.
+pub fn merge_neighbors(rows: Vec<NeighRow>) -> Vec<NeighRow> {
+    let mut best: std::collections::HashMap<(u16, Addr), NeighRow> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        best.entry((r.iface, r.addr))
+            .and_modify(|b| {
+                if (r.state.rank(), r.since) > (b.state.rank(), b.since) {
+                    *b = r;
+                }
+            })
+            .or_insert(r);
+    }
+    best.into_values().collect()
 }
 
 impl RouteControl {
@@ -162,6 +201,78 @@ impl RouteControl {
                 m.insert("static".into(), b(!r.connected));
                 m.insert("disabled".into(), b(r.disabled));
                 m.insert("flags".into(), Value::String(flags));
+                Value::Object(m)
+            })
+            .collect()
+    }
+
+    /// The neighbours of `family` (`/ip arp print`, `/ipv6 neighbor
+    /// print`) from the workers' `rows` ([`crate::ops::Dataplane::
+    /// neighbors`], merged here), as RouterOS v7's REST returns them
+    /// (values as strings): `.id`, `address`, `mac-address` (absent while
+    /// unresolved), `interface`, `status` (`permanent`, `reachable`,
+    /// `stale`, `incomplete`, `failed`), `dynamic`, `disabled`, and for
+    /// ARP `complete` (RouterOS: a MAC is known) , `published`, `invalid`.
+    /// Static entries keep the script's order and ids (`*1`...); a learned
+    /// entry's id is a hash of its interface and address (stable while it
+    /// lives).
+    pub fn neighbors(&self, family: Family, rows: Vec<NeighRow>) -> Vec<Value> {
+        let st = self.state.lock();
+        let statics: Vec<(u16, Addr, Mac)> = st
+            .setup
+            .statics
+            .iter()
+            .copied()
+            .filter(|s| family_of(&s.1) == family)
+            .collect();
+        let mut rows = merge_neighbors(rows);
+        rows.retain(|r| family_of(&r.addr) == family);
+        // A static entry a worker's full table refused still shows.
+        for &(iface, addr, mac) in &statics {
+            if !rows.iter().any(|r| r.iface == iface && r.addr == addr) {
+                rows.push(NeighRow {
+                    iface,
+                    addr,
+                    mac: Some(mac),
+                    state: NeighState::Permanent,
+                    since: 0,
+                });
+            }
+        }
+        let static_pos = |r: &NeighRow| {
+            statics
+                .iter()
+                .position(|s| s.0 == r.iface && s.1 == r.addr)
+                .filter(|_| r.state == NeighState::Permanent)
+        };
+        rows.sort_by_key(|r| (static_pos(r).is_none(), static_pos(r), r.iface, r.addr.0));
+        let b = |x: bool| Value::String(if x { "true" } else { "false" }.into());
+        rows.iter()
+            .map(|r| {
+                let id = match static_pos(r) {
+                    Some(i) => i as u32 + 1,
+                    None => dynamic_id(r.iface, &r.addr),
+                };
+                let mut m = Map::new();
+                m.insert(".id".into(), Value::String(format!("*{id:X}")));
+                m.insert("address".into(), Value::String(ip(&r.addr)));
+                if let Some(mac) = r.mac {
+                    m.insert("mac-address".into(), Value::String(mac_text(&mac)));
+                }
+                let iface = self
+                    .interfaces
+                    .get(usize::from(r.iface))
+                    .cloned()
+                    .unwrap_or_else(|| format!("port{}", r.iface));
+                m.insert("interface".into(), Value::String(iface));
+                m.insert("status".into(), Value::String(r.state.name().into()));
+                m.insert("dynamic".into(), b(static_pos(r).is_none()));
+                if family == Family::V4 {
+                    m.insert("complete".into(), b(r.mac.is_some()));
+                    m.insert("published".into(), b(false));
+                    m.insert("invalid".into(), b(false));
+                }
+                m.insert("disabled".into(), b(false));
                 Value::Object(m)
             })
             .collect()
@@ -391,6 +502,121 @@ mod tests {
             c.remove(Family::V4, &conn_id),
             Err(RouteError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn neighbors_merge_the_workers_views() {
+        let cfg = ctrack_rules::parse(
+            "/ip address\nadd address=10.0.1.1/24 interface=ether1\n\
+             /ipv6 address\nadd address=fd02::1/64 interface=ether2\n\
+             /ip arp\nadd address=10.0.1.7 interface=ether1 mac-address=02:00:00:00:00:07\n\
+             /ipv6 neighbor\nadd address=fd02::fe interface=ether2 mac-address=02:00:00:00:00:fe\n",
+        )
+        .unwrap();
+        let setup = RouterSetup::from_config(&cfg, 2).unwrap().unwrap();
+        let c = RouteControl::new(
+            setup,
+            vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],
+            vec!["ether1".into(), "ether2".into()],
+            Box::new(|e| Ok(Fib::new(e))),
+            Box::new(|_| Ok(())),
+        );
+        let host = Addr::from_v4([10, 0, 1, 2]);
+        let row = |iface, addr, mac, state, since| NeighRow {
+            iface,
+            addr,
+            mac,
+            state,
+            since,
+        };
+        let mac = [0x0a, 0, 0, 0, 0, 2];
+        let rows = vec![
+            // Worker 0 saw the host go stale; worker 1 heard from it since.
+            row(0, host, Some(mac), NeighState::Stale, 5),
+            row(
+                0,
+                Addr::from_v4([10, 0, 1, 7]),
+                Some([2, 0, 0, 0, 0, 7]),
+                NeighState::Permanent,
+                0,
+            ),
+            row(0, host, Some(mac), NeighState::Reachable, 9),
+            row(
+                0,
+                Addr::from_v4([10, 0, 1, 9]),
+                None,
+                NeighState::Incomplete,
+                3,
+            ),
+            row(
+                0,
+                Addr::from_v4([10, 0, 1, 7]),
+                Some([2, 0, 0, 0, 0, 7]),
+                NeighState::Permanent,
+                0,
+            ),
+            row(
+                1,
+                Addr::from_v6([0xfd, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe]),
+                Some([2, 0, 0, 0, 0, 0xfe]),
+                NeighState::Permanent,
+                0,
+            ),
+        ];
+        let v4 = c.neighbors(Family::V4, rows.clone());
+        assert_eq!(v4.len(), 3, "{v4:?}");
+        // The static entry first, with the script's id.
+        assert_eq!(
+            (
+                &v4[0][".id"],
+                &v4[0]["address"],
+                &v4[0]["status"],
+                &v4[0]["dynamic"]
+            ),
+            (
+                &"*1".into(),
+                &"10.0.1.7".into(),
+                &"permanent".into(),
+                &"false".into()
+            )
+        );
+        assert_eq!(v4[0]["mac-address"], "02:00:00:00:00:07");
+        let h = v4.iter().find(|r| r["address"] == "10.0.1.2").unwrap();
+        assert_eq!(
+            (
+                &h["status"],
+                &h["dynamic"],
+                &h["complete"],
+                &h["mac-address"],
+                &h["interface"]
+            ),
+            (
+                &"reachable".into(),
+                &"true".into(),
+                &"true".into(),
+                &"0A:00:00:00:00:02".into(),
+                &"ether1".into()
+            )
+        );
+        let p = v4.iter().find(|r| r["address"] == "10.0.1.9").unwrap();
+        assert_eq!(
+            (&p["status"], &p["complete"]),
+            (&"incomplete".into(), &"false".into())
+        );
+        assert!(p.get("mac-address").is_none());
+        // Ids are stable: the same rows in another order give the same ids.
+        let mut rev = rows.clone();
+        rev.reverse();
+        assert_eq!(c.neighbors(Family::V4, rev), v4);
+        let v6 = c.neighbors(Family::V6, rows);
+        assert_eq!(v6.len(), 1);
+        assert_eq!(
+            (&v6[0][".id"], &v6[0]["address"], &v6[0]["interface"]),
+            (&"*1".into(), &"fd02::fe".into(), &"ether2".into())
+        );
+        assert!(v6[0].get("complete").is_none());
+        // A static entry no worker reported (a full table) still shows.
+        assert_eq!(c.neighbors(Family::V6, Vec::new()).len(), 1);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! | `.../route/add` | `POST` (the command form: `{"ret": "*2"}`) |
 //! | `.../route/remove` | `POST` `{".id": "*2"}` or `{".id": "*2,*3"}` (200, `[]`) |
 //!
+//! | `/rest/ip/arp`, `/rest/ipv6/neighbor` | `GET` the neighbour tables, merged over the workers ([`RouteControl::neighbors`]) |
+//! | `/rest/ip/arp/ID`, `/rest/ipv6/neighbor/ID` | `GET` |
+//!
 //! Without router mode (no `/ip address` in the rules) every route answers
 //! 503. A bad property or value is a 400 naming it; nothing changes then.
 
@@ -32,6 +35,50 @@ pub(crate) fn owns(path: &str) -> Option<(Family, &str)> {
         }
     }
     None
+}
+
+const IP_ARP: &str = "/rest/ip/arp";
+const IPV6_NEIGHBOR: &str = "/rest/ipv6/neighbor";
+
+/// The family and the rest of the path (`""` or `/ID`) if `path` is one of
+/// the neighbour tables'.
+pub(crate) fn owns_neighbors(path: &str) -> Option<(Family, &str)> {
+    for (base, fam) in [(IP_ARP, Family::V4), (IPV6_NEIGHBOR, Family::V6)] {
+        if let Some(rest) = path.strip_prefix(base)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Some((fam, rest));
+        }
+    }
+    None
+}
+
+/// Answers a request for a path [`owns_neighbors`] gave `(fam, rest)` for.
+pub(crate) fn neighbors(req: &Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &str) -> Reply {
+    if req.method != "GET" {
+        return not_allowed(req.method, "GET");
+    }
+    let Some(control) = dp.routes() else {
+        return Reply::error(
+            503,
+            "not in router mode: no /ip address in the rules".to_string(),
+            String::new(),
+        );
+    };
+    let rows = match dp.neighbors() {
+        Ok(r) => control.neighbors(fam, r),
+        Err(e) => return Reply::error(503, e.to_string(), String::new()),
+    };
+    match rest {
+        "" => Reply::json(200, &rows),
+        id => {
+            let id = &id[1..];
+            match rows.into_iter().find(|r| r[".id"] == id) {
+                Some(r) => Reply::json(200, &r),
+                None => Reply::error(404, format!("no such item: {id}"), String::new()),
+            }
+        }
+    }
 }
 
 fn not_allowed(method: &str, allow: &str) -> Reply {

@@ -371,6 +371,18 @@ impl Dataplane for WorkerSet {
         Ok(rows)
     }
 
+    fn neighbors(&self) -> Result<Vec<dataplane::router::neigh::NeighRow>, OpsError> {
+        // Each worker has its own table (what it learned, and what the
+        // others pushed on the neighbour bus); the copy is the worker's,
+        // between bursts, into a buffer made here.
+        let mut rows = Vec::new();
+        for w in 0..self.workers.len() {
+            let buf = Vec::with_capacity(dataplane::router::NEIGH_CAPACITY);
+            rows.extend(self.ask(w, |reply| Command::Neighbors { buf, reply })?);
+        }
+        Ok(rows)
+    }
+
     fn connection(&self, id: ConnId) -> Result<ConnSnapshot, OpsError> {
         let w = id.worker() as usize;
         if w >= self.workers.len() {

@@ -205,6 +205,14 @@ pub enum Command {
     /// Which ports get which connection helper (`/ip firewall
     /// service-port`); live connections keep theirs.
     ServicePorts(crate::helper::ServicePorts),
+    /// The neighbour table (router mode; empty otherwise), copied into
+    /// `buf` as it stands now (give it the capacity
+    /// [`crate::router::NEIGH_CAPACITY`]: the worker then allocates
+    /// nothing).
+    Neighbors {
+        buf: Vec<crate::router::neigh::NeighRow>,
+        reply: Sender<Vec<crate::router::neigh::NeighRow>>,
+    },
     /// Table counters and a census of live connections (counted over a few
     /// loops, [`CENSUS_CHUNK`] positions per loop).
     Report {
@@ -554,6 +562,14 @@ impl<I: PacketIo> Worker<I> {
                             rows.push((*e, left));
                         }
                     });
+                    let _ = reply.send(rows);
+                }
+                Command::Neighbors { buf, reply } => {
+                    let mut rows = buf;
+                    rows.clear();
+                    if let Some(r) = self.core.router.as_deref() {
+                        r.neighbors().rows_into(now, &mut rows);
+                    }
                     let _ = reply.send(rows);
                 }
                 Command::Report { reply } => {

@@ -14,7 +14,8 @@
 //! unrouted destination answered with network unreachable, packets over
 //! ether2's MTU (1400) fragmented (no DF) or answered with fragmentation
 //! needed / packet too big;
-//! the connection table shows the routed ones. Needs root, iproute2, ethtool, ping, curl
+//! the connection table shows the routed ones; `ip arp print` and `ipv6
+//! neighbor print` show A learned and the script's static entries. Needs root, iproute2, ethtool, ping, curl
 //! and python3; without them it says why and passes.
 
 use std::process::Output;
@@ -39,6 +40,10 @@ add address=10.77.2.1/24 interface=ether2
 /ipv6 address
 add address=fd77:1::1/64 interface=ether1
 add address=fd77:2::1/64 interface=ether2
+/ip arp
+add address=10.77.1.7 interface=ether1 mac-address=02:00:00:00:77:07
+/ipv6 neighbor
+add address=fd77:2::7 interface=ether2 mac-address=02:00:00:00:77:27
 /ip firewall connection tracking
 set enabled=yes
 ";
@@ -130,6 +135,73 @@ fn ctrack_routes_between_two_linux_hosts() {
         let out = topo.exec(0, 30, &args);
         check(what, out.status.success(), &out);
     }
+
+    // The neighbour tables (merged over the 2 workers): A, which asked for
+    // ctrack's address before its pings, as a dynamic complete entry with
+    // its veth's MAC; the script's static entries as static.
+    let mac_a = text(&topo.exec(
+        0,
+        10,
+        &["cat", &format!("/sys/class/net/{}/address", topo.inner[0])],
+    ))
+    .trim()
+    .to_uppercase();
+    let api = |args: &[&str]| {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--api".to_string(), run.api.clone()]);
+        ctrack_tests::ctrack(&v)
+    };
+    let rows = |out: &Output| -> Vec<serde_json::Value> {
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let out = api(&["ip", "arp", "print", "--json"]);
+    let arp = rows(&out);
+    let a_row = arp.iter().find(|r| r["address"] == A4);
+    check(
+        "ip arp print: A dynamic, complete, its MAC",
+        a_row.is_some_and(|r| {
+            r["mac-address"] == mac_a.as_str()
+                && r["dynamic"] == "true"
+                && r["complete"] == "true"
+                && r["interface"] == "ether1"
+                && (r["status"] == "reachable" || r["status"] == "stale")
+        }) && arp.iter().filter(|r| r["address"] == A4).count() == 1,
+        &out,
+    );
+    check(
+        "ip arp print: the static entry",
+        arp.iter().any(|r| {
+            r["address"] == "10.77.1.7"
+                && r["mac-address"] == "02:00:00:00:77:07"
+                && r["dynamic"] == "false"
+                && r["status"] == "permanent"
+                && r[".id"] == "*1"
+        }),
+        &out,
+    );
+    let out = api(&["ipv6", "neighbor", "print", "--json"]);
+    let nd = rows(&out);
+    check(
+        "ipv6 neighbor print: A dynamic, the static entry",
+        nd.iter().any(|r| {
+            r["address"] == A6 && r["mac-address"] == mac_a.as_str() && r["dynamic"] == "true"
+        }) && nd.iter().any(|r| {
+            r["address"] == "fd77:2::7"
+                && r["interface"] == "ether2"
+                && r["dynamic"] == "false"
+                && r["status"] == "permanent"
+        }),
+        &out,
+    );
+    let out = api(&["ip", "arp", "print"]);
+    let t = text(&out);
+    check(
+        "ip arp print (table): A's row with flags DC",
+        out.status.success()
+            && t.lines()
+                .any(|l| l.contains(" DC ") && l.contains(A4) && l.contains(&mac_a)),
+        &out,
+    );
 
     // HTTP through, both families.
     let _server = topo.spawn_ready(1, &["python3", "-c", HTTP_SERVER], 20);

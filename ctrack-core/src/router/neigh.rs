@@ -75,6 +75,48 @@ pub struct Neighbor {
     pub used: u64,
 }
 
+/// One entry as `/ip arp print` and `/ipv6 neighbor print` show it: what a
+/// worker copies out of its table for the control thread
+/// ([`Neighbors::rows_into`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NeighRow {
+    /// The interface (port index).
+    pub iface: u16,
+    pub addr: Addr,
+    pub mac: Option<Mac>,
+    /// The state at the time of the copy (a reachable entry past its
+    /// reachable time shows as stale, as the next packet would make it).
+    pub state: State,
+    /// When the state last changed (ns).
+    pub since: u64,
+}
+
+impl State {
+    /// The name RouterOS's `status` (and Linux's `ip neigh`) gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Incomplete => "incomplete",
+            State::Reachable => "reachable",
+            State::Stale => "stale",
+            State::Failed => "failed",
+            State::Permanent => "permanent",
+        }
+    }
+
+    /// Which of two workers' views of one neighbour to show: a static one,
+    /// then one with a MAC, the fresher (reachable before stale), then the
+    /// one resolution is still trying (incomplete before failed).
+    pub fn rank(self) -> u8 {
+        match self {
+            State::Permanent => 4,
+            State::Reachable => 3,
+            State::Stale => 2,
+            State::Incomplete => 1,
+            State::Failed => 0,
+        }
+    }
+}
+
 /// What to do with a packet for a next hop.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Resolution {
@@ -149,6 +191,37 @@ impl Neighbors {
     /// Every entry, for `/ip arp print`.
     pub fn entries(&self) -> impl Iterator<Item = (u16, Addr, &Neighbor)> {
         self.map.iter().map(|(&(i, a), n)| (i, a, n))
+    }
+
+    /// Copies every entry into `out` as it stands at `now`, up to `out`'s
+    /// capacity (nothing allocated: give it [`Neighbors::capacity`]);
+    /// returns how many did not fit.
+    pub fn rows_into(&self, now: Instant, out: &mut Vec<NeighRow>) -> usize {
+        out.clear();
+        let mut left = 0;
+        for (&(iface, addr), n) in &self.map {
+            if out.len() == out.capacity() {
+                left += 1;
+                continue;
+            }
+            let state = match n.state {
+                State::Reachable if now.0.saturating_sub(n.since) >= self.reachable => State::Stale,
+                s => s,
+            };
+            out.push(NeighRow {
+                iface,
+                addr,
+                mac: n.mac,
+                state,
+                since: n.since,
+            });
+        }
+        left
+    }
+
+    /// The most entries the table holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Adds a static entry (replacing whatever was learned). False if the
@@ -612,6 +685,52 @@ mod tests {
         a[3] = 0xb8;
         a[15] = last;
         Addr::from_v6(a)
+    }
+
+    #[test]
+    fn rows_show_the_state_at_the_time_and_fit_the_buffer() {
+        let mut n = Neighbors::new(16, 0);
+        n.add_static(0, v4([10, 0, 0, 7]), PEER, Instant(0));
+        n.learn_shared(1, v4([10, 0, 1, 9]), PEER, Instant(0));
+        let mut out = [0u8; 128];
+        let wait = n.resolve(
+            &IFC,
+            v4([10, 0, 0, 1]),
+            v4([10, 0, 0, 8]),
+            Instant(0),
+            &mut out,
+        );
+        assert!(matches!(wait, Resolution::Wait { request } if request > 0));
+        let mut rows = Vec::with_capacity(n.capacity());
+        assert_eq!(n.rows_into(Instant(1), &mut rows), 0);
+        let state = |rows: &[NeighRow], a: [u8; 4]| {
+            rows.iter()
+                .find(|r| r.addr == v4(a))
+                .map(|r| (r.state, r.mac))
+        };
+        assert_eq!(
+            state(&rows, [10, 0, 0, 7]),
+            Some((State::Permanent, Some(PEER)))
+        );
+        assert_eq!(
+            state(&rows, [10, 0, 1, 9]),
+            Some((State::Reachable, Some(PEER)))
+        );
+        assert_eq!(state(&rows, [10, 0, 0, 8]), Some((State::Incomplete, None)));
+        // Past the reachable time a learned entry shows stale (the table
+        // itself changes it only when a packet uses it).
+        n.rows_into(Instant(REACHABLE), &mut rows);
+        assert_eq!(
+            state(&rows, [10, 0, 1, 9]),
+            Some((State::Stale, Some(PEER)))
+        );
+        assert_eq!(state(&rows, [10, 0, 0, 7]).unwrap().0, State::Permanent);
+        // A short buffer is filled, never grown.
+        let mut short = Vec::with_capacity(2);
+        assert_eq!(n.rows_into(Instant(1), &mut short), 1);
+        assert_eq!((short.len(), short.capacity()), (2, 2));
+        assert!(State::Permanent.rank() > State::Reachable.rank());
+        assert!(State::Stale.rank() > State::Incomplete.rank());
     }
 
     #[test]
