@@ -339,7 +339,25 @@ pub struct WorkerState {
     /// Packets whose jump went past the stack (cannot happen with a
     /// compiled ruleset; counted for safety, treated as accept).
     pub stack_overflow: u64,
+    /// The rules that counted the packet being walked, while
+    /// [`WorkerState::journal_start`] is in force (see
+    /// [`WorkerState::journal_undo`]).
+    journal: Journal,
 }
+
+/// The counts of one packet's walk, to take back.
+#[derive(Debug, Default)]
+struct Journal {
+    on: bool,
+    len: usize,
+    /// (rule, bytes counted).
+    entries: [(u32, u32); JOURNAL_MAX],
+    /// Counts that did not fit (not taken back).
+    lost: u64,
+}
+
+/// Rules one packet's walk can count and still be taken back.
+pub const JOURNAL_MAX: usize = 32;
 
 impl WorkerState {
     /// State for `rs`, seeding the script's address-list entries that have a
@@ -364,12 +382,59 @@ impl WorkerState {
             buckets: vec![Bucket::default(); n],
             lists,
             stack_overflow: 0,
+            journal: Journal::default(),
         }
     }
 
     /// Counters indexed by [`RuleId`].
     pub fn counters(&self) -> &[RuleCounter] {
         &self.counters
+    }
+
+    /// From now on notes which rules count a packet (up to
+    /// [`JOURNAL_MAX`]), so that [`WorkerState::journal_undo`] can take the
+    /// counts back: for a first packet that another worker will walk again
+    /// (NAT's hand-over), so that it counts once. Ends with
+    /// [`WorkerState::journal_stop`] or `journal_undo`.
+    pub fn journal_start(&mut self) {
+        self.journal.on = true;
+        self.journal.len = 0;
+    }
+
+    /// Stops noting; the counts stay.
+    pub fn journal_stop(&mut self) {
+        self.journal.on = false;
+        self.journal.len = 0;
+    }
+
+    /// Takes back the counts noted since [`WorkerState::journal_start`]
+    /// and stops noting.
+    pub fn journal_undo(&mut self) {
+        let j = &mut self.journal;
+        for &(id, bytes) in &j.entries[..j.len] {
+            if let Some(c) = self.counters.get_mut(id as usize) {
+                c.packets = c.packets.saturating_sub(1);
+                c.bytes = c.bytes.saturating_sub(u64::from(bytes));
+            }
+        }
+        j.on = false;
+        j.len = 0;
+    }
+
+    /// Counts the journal could not hold (so not taken back).
+    pub fn journal_lost(&self) -> u64 {
+        self.journal.lost
+    }
+
+    #[inline]
+    fn note(&mut self, id: u32, bytes: u32) {
+        let j = &mut self.journal;
+        if j.len < JOURNAL_MAX {
+            j.entries[j.len] = (id, bytes);
+            j.len += 1;
+        } else {
+            j.lost += 1;
+        }
     }
 }
 
@@ -996,6 +1061,9 @@ impl Ruleset {
             if let Some(cn) = ws.counters.get_mut(r.id.0 as usize) {
                 cn.packets += 1;
                 cn.bytes += p.size as u64;
+                if ws.journal.on {
+                    ws.note(r.id.0, p.size);
+                }
             }
             if r.log || matches!(r.action, CAction::Log) {
                 push_log(&mut out, r.id);

@@ -678,6 +678,11 @@ impl WorkerFirewall {
     ) {
         let mut pending = crate::nat::Pending::default();
         let ifaces = (ctx.in_iface, ctx.out_iface);
+        // A first packet handed to another worker (the owner of its reply
+        // tuple) is walked again there: the counts of this walk are taken
+        // back then, so that the rules count it once, on the worker that
+        // creates the connection (as Linux counts a packet once).
+        self.ws.journal_start();
         let mut v = self.walk(
             now,
             ctx,
@@ -712,15 +717,19 @@ impl WorkerFirewall {
             };
             v.merge(rest);
         }
-        if drop_reason(v.action) != 0 {
-            return (v, Ok(None));
-        }
-        let Some(nat) = self.nat.as_deref_mut() else {
-            return (v, Ok(None));
+        let reply = match self.nat.as_deref_mut() {
+            Some(nat) if drop_reason(v.action) == 0 => {
+                // As the table keys it (GRE v1 by call ids: `Shard::key_of`).
+                let orig = shard.key_of(pkt);
+                nat.finish(shard, &orig, &pending)
+            }
+            _ => Ok(None),
         };
-        // As the table keys it (GRE v1 by call ids: `Shard::key_of`).
-        let orig = shard.key_of(pkt);
-        let reply = nat.finish(shard, &orig, &pending);
+        if let Err(crate::nat::NatDrop::Elsewhere(_)) = reply {
+            self.ws.journal_undo();
+        } else {
+            self.ws.journal_stop();
+        }
         (v, reply)
     }
 

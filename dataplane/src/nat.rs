@@ -1137,6 +1137,58 @@ mod tests {
         }
     }
 
+    /// A port forward's first packet handed to the other worker (the owner
+    /// of its reply tuple) counts once in the rules, nat and filter: on the
+    /// worker that creates the connection (the first worker's walk is
+    /// taken back).
+    #[test]
+    fn a_handed_over_first_packet_counts_once() {
+        use crate::flow::tcp_flags::SYN;
+        let script = "/ip firewall nat\n\
+            add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp \
+            dst-port=2222 to-addresses=10.0.0.5 to-ports=22\n\
+            /ip firewall filter\n\
+            add chain=forward action=accept connection-state=new\n";
+        let c = [192, 0, 2, 7];
+        let mut n = Net::new(script, 2);
+        let ports = 40000..40032u16;
+        for p in ports.clone() {
+            let out = n.send(1, &[tcp_frame(c, PUB, p, 2222, 1, 0, SYN, 0, None, false)]);
+            assert_eq!(out[0].len(), 1, "{p}");
+        }
+        let handed: u64 =
+            n.w.iter()
+                .map(|w| {
+                    w.firewall()
+                        .unwrap()
+                        .nat
+                        .as_ref()
+                        .unwrap()
+                        .counters
+                        .handed_off
+                })
+                .sum();
+        assert!(handed > 0, "some replies hash to the other worker");
+        let count = |rule: usize| -> (u64, u64) {
+            n.w.iter()
+                .map(|w| {
+                    let mut buf = Vec::new();
+                    w.firewall().unwrap().counters_into(&mut buf);
+                    (buf[rule].packets, buf[rule].bytes)
+                })
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        let syn_len = 40u64;
+        for rule in 0..2 {
+            assert_eq!(
+                count(rule),
+                (ports.len() as u64, ports.len() as u64 * syn_len),
+                "rule {rule}: each first packet once ({handed} handed over)"
+            );
+        }
+        assert_eq!(n.entries(), ports.len() as u32);
+    }
+
     /// The filter sees a port-forwarded connection's later packets with
     /// their translated destination (as Linux's filter, after the
     /// prerouting NAT): a rule on the inside server's address and port
