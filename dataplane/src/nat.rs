@@ -1189,6 +1189,65 @@ mod tests {
         assert_eq!(n.entries(), ports.len() as u32);
     }
 
+    /// An ICMP error about a port forward's reply-direction packet (from a
+    /// router on the client's side, to the public address) is dispatched
+    /// by its quote, whose inverse is the original tuple: with the
+    /// connection handed over it lands on the original tuple's worker,
+    /// which hands it to the owner; there it is `related` and reaches the
+    /// server translated (outer destination and quote).
+    #[test]
+    fn an_icmp_error_about_a_handed_over_connection_reaches_the_owner() {
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let script = "/ip firewall nat\n\
+            add chain=dstnat action=dst-nat in-interface=ether2 protocol=tcp \
+            dst-port=2222 to-addresses=10.0.0.5 to-ports=22\n";
+        let (c, srv, router) = ([192, 0, 2, 7], [10, 0, 0, 5], [198, 51, 100, 254]);
+        let mut n = Net::new(script, 2);
+        let p = 40000;
+        let out = n.send(1, &[tcp_frame(c, PUB, p, 2222, 1, 0, SYN, 0, None, false)]);
+        assert_eq!(out[0].len(), 1);
+        let handed: u64 =
+            n.w.iter()
+                .map(|w| {
+                    w.firewall()
+                        .unwrap()
+                        .nat
+                        .as_ref()
+                        .unwrap()
+                        .counters
+                        .handed_off
+                })
+                .sum();
+        assert_eq!(handed, 1, "the reply tuple hashes to the other worker");
+        let out = n.send(
+            0,
+            &[tcp_frame(srv, c, 22, p, 5, 2, SYN | ACK, 0, None, true)],
+        );
+        assert_eq!(out[1].len(), 1);
+        // The SYN-ACK as it left (PUB:2222 -> c:p), quoted by a host
+        // unreachable from a router near the client.
+        let sent = &out[1][0];
+        let mut msg = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&sent[14..14 + 28]);
+        let err = ipv4_frame(router, PUB, proto::ICMP, &msg, Some(2), false);
+        let invalid_before: u64 = n.w.iter().map(|w| w.shard().stats().invalid_total()).sum();
+        let back = n.send(1, &[err]);
+        assert_eq!(back[0].len(), 1, "{:?}", n.totals());
+        let r = parse_ethernet(&back[0][0]).unwrap();
+        assert_eq!((r.tuple.src, r.tuple.dst), (v4(router), v4(srv)));
+        let L4::Icmp(i) = r.l4 else { panic!() };
+        let inner = i.inner.unwrap();
+        assert_eq!(
+            (inner.src, inner.src_port, inner.dst, inner.dst_port),
+            (v4(srv), 22, v4(c), p)
+        );
+        let invalid_after: u64 = n.w.iter().map(|w| w.shard().stats().invalid_total()).sum();
+        assert_eq!(
+            invalid_after, invalid_before,
+            "not counted invalid anywhere"
+        );
+    }
+
     /// The filter sees a port-forwarded connection's later packets with
     /// their translated destination (as Linux's filter, after the
     /// prerouting NAT): a rule on the inside server's address and port

@@ -812,6 +812,23 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         self.verdicts[j] = Verdict::Refused(r);
                         self.decisions[j] = Decision::drop(r);
                     }
+                } else if let Verdict::Invalid(
+                    why @ InvalidReason::Other(OtherInvalid::IcmpErrorNoConnection),
+                ) = self.verdicts[j]
+                    && let Some(o) = owners
+                    && self.ports[j].0 != LOCAL_PORT
+                    && let Some(id) = icmp_error_owner(o, &self.local[j])
+                    && id.worker() != self.id
+                {
+                    // An ICMP error about a handed-over NAT connection's
+                    // reply-direction packet: dispatched by its quote,
+                    // whose inverse is the original tuple, it lands on the
+                    // original tuple's worker; the owner table names the
+                    // connection's (which finds it `related`).
+                    self.shard.uncount_invalid(why);
+                    let r = crate::nat::handoff_reason(id.worker());
+                    self.verdicts[j] = Verdict::Refused(r);
+                    self.decisions[j] = Decision::drop(r);
                 }
             }
             if let Some(fw) = self.fw.as_deref_mut() {
@@ -1415,6 +1432,19 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             self.flush(io, port as u16);
         }
     }
+}
+
+/// The connection an ICMP error quotes, by the owner table: the quote is
+/// the packet as it left (translated), its inverse the key the error's
+/// direction carries, which for the original direction is the key the
+/// owner table holds.
+#[cold]
+fn icmp_error_owner(o: &crate::nat_owners::OwnerTable, pkt: &FlowRepr) -> Option<ConnId> {
+    let crate::flow::L4::Icmp(i) = &pkt.l4 else {
+        return None;
+    };
+    let inner = i.inner.as_ref()?;
+    o.lookup(&crate::conntrack::Key::of_quoted(inner).reply())
 }
 
 #[cfg(test)]

@@ -837,6 +837,14 @@ impl Shard {
         self.count(Verdict::Invalid(reason))
     }
 
+    /// Takes back an invalid verdict [`Shard::lookup_burst`] counted, for a
+    /// packet the caller hands to another worker, which tracks it there
+    /// (an ICMP error about a NAT connection that worker holds).
+    pub fn uncount_invalid(&mut self, reason: InvalidReason) {
+        let n = &mut self.stats.invalid[reason.index()];
+        *n = n.saturating_sub(1);
+    }
+
     fn count(&mut self, v: Verdict) -> Verdict {
         match v {
             Verdict::Invalid(r) => self.stats.invalid[r.index()] += 1,
