@@ -1294,6 +1294,33 @@ mod tests {
         assert_eq!(n.w[0].totals().fw_dropped, 0);
     }
 
+    /// A reset answering a masqueraded SYN (a closed port) reaches the
+    /// inside host translated: the connection, which the reset closes,
+    /// stays to translate it (Linux kills it at once, but the packet keeps
+    /// its reference and is translated), then times out as closed.
+    #[test]
+    fn a_reset_answering_a_masqueraded_syn_is_translated() {
+        use crate::flow::tcp_flags::{ACK, RST, SYN};
+        let mut n = Net::new(MASQ, 1);
+        let out = n.send(0, &[tcp_frame(H1, S, 5000, 80, 1, 0, SYN, 0, None, true)]);
+        let t = tuple(&out[1][0]);
+        assert_eq!((t.src, t.src_port), (v4(PUB), 5000));
+        let rst = tcp_frame(S, PUB, 80, 5000, 0, 2, RST | ACK, 0, None, false);
+        let back = n.send(1, &[rst]);
+        assert_eq!(back[0].len(), 1);
+        let r = tuple(&back[0][0]);
+        assert_eq!(
+            (r.src, r.src_port, r.dst, r.dst_port),
+            (v4(S), 80, v4(H1), 5000)
+        );
+        let e = n.w[0].shard();
+        assert_eq!(e.total_entries(), 1, "closed, not yet gone");
+        // The client's next SYN on the same port opens a new connection.
+        let out = n.send(0, &[tcp_frame(H1, S, 5000, 80, 9, 0, SYN, 0, None, true)]);
+        assert_eq!(out[1].len(), 1);
+        assert_eq!(n.entries(), 1);
+    }
+
     /// A port unreachable for a masqueraded datagram reaches the inside
     /// host with its outer and quoted addresses translated back.
     #[test]

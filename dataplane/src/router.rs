@@ -332,6 +332,18 @@ pub struct RouterPlane<P> {
     frag_buf: Box<[u8]>,
     last_age: u64,
     totals: RouterTotals,
+    /// The smallest egress MTU of the configuration (a packet no longer
+    /// fits every port: [`RouterPlane::exceeds_mtu`]).
+    min_mtu: u16,
+}
+
+fn min_mtu(cfg: &RouterConfig) -> u16 {
+    cfg.ports
+        .iter()
+        .map(|p| p.mtu)
+        .filter(|&m| m > 0)
+        .min()
+        .unwrap_or(u16::MAX)
 }
 
 /// The IP destination of an Ethernet frame, with its family's TTL / hop
@@ -421,6 +433,7 @@ impl<P> RouterPlane<P> {
             frag_buf: vec![0; 14 + 65535].into_boxed_slice(),
             last_age: now.0,
             totals: RouterTotals::default(),
+            min_mtu: min_mtu(&cfg),
         };
         r.load_statics(now);
         r
@@ -435,6 +448,7 @@ impl<P> RouterPlane<P> {
     /// Installs a new configuration (between bursts): learned neighbours
     /// and held packets stay; the new static entries are added.
     pub fn set_config(&mut self, cfg: Arc<RouterConfig>, now: Instant) {
+        self.min_mtu = min_mtu(&cfg);
         self.cfg = cfg;
         self.load_statics(now);
     }
@@ -715,6 +729,31 @@ impl<P> RouterPlane<P> {
                 None => return,
             }
         }
+    }
+
+    /// For a packet about to be translated and routed to `dst` (its
+    /// translated destination): the egress MTU when the packet is bigger
+    /// and may not be fragmented (IPv4 with DF, IPv6), counted as
+    /// `too_big`; the caller answers it as received
+    /// ([`RouterPlane::too_big`]) instead of translating it. Linux checks
+    /// the MTU in `ip_forward`, before POSTROUTING's source NAT, and
+    /// translates an error about a destination-NATed packet back
+    /// (`nf_nat_icmp_reply_translation`): either way the sender gets its
+    /// own packet quoted. A packet that fits the smallest MTU costs one
+    /// comparison.
+    #[inline]
+    pub fn exceeds_mtu(&mut self, frame: &[u8], dst: &Addr) -> Option<u16> {
+        let (len, may_fragment) = ip_len(frame)?;
+        if len <= usize::from(self.min_mtu) || may_fragment {
+            return None;
+        }
+        let hop = self.cfg.fib.lookup(dst)?;
+        let mtu = self.cfg.ports.get(usize::from(hop.iface))?.mtu;
+        if mtu == 0 || len <= usize::from(mtu) {
+            return None;
+        }
+        self.totals.too_big += 1;
+        Some(mtu)
     }
 
     /// Answers a packet [`RouterPlane::output`] found too big for `mtu`:
@@ -1590,12 +1629,16 @@ mod tests {
         add chain=forward action=drop\n";
 
     fn nat_worker() -> Worker<MemIo> {
+        nat_worker_with(NAT_SCRIPT)
+    }
+
+    fn nat_worker_with(script: &str) -> Worker<MemIo> {
         use crate::firewall::FirewallUpdate;
         use ctrack_rules::{Names, Ruleset, parse};
         let mut statics = both_static();
         statics.push((0, Addr::from_v4(S), HOST_S));
         let mut w = worker(config(statics));
-        let cfg = parse(NAT_SCRIPT).unwrap();
+        let cfg = parse(script).unwrap();
         let ifaces = cfg.interface_names(&["ether1", "ether2"]);
         let rs = Ruleset::compile(&cfg, &ifaces, &mut Names::default()).unwrap();
         let addrs = crate::nat::Addresses::from_config(&cfg, &ifaces).unwrap();
@@ -1741,5 +1784,111 @@ mod tests {
             .for_each_snapshot(crate::conntrack::Instant::ZERO, |c| {
                 assert!(c.entry().srcnat() && c.entry().dstnat());
             });
+    }
+
+    /// The box's answers to connections `redirect` made its own (nothing
+    /// listens on the box: a reset, a port unreachable) pass the output
+    /// hooks as the connection's packets and are translated back by it, as
+    /// Linux's OUTPUT NAT does for what the local stack sends: the client
+    /// sees them come from the address it talked to.
+    #[test]
+    fn the_boxs_answers_to_redirected_connections_are_translated_back() {
+        use crate::flow::tcp_flags::SYN;
+        let script = "/ip address\n\
+            add address=10.0.1.1/24 interface=ether1\n\
+            add address=10.0.2.1/24 interface=ether2\n\
+            /ip firewall nat\n\
+            add chain=dstnat action=redirect in-interface=ether1 protocol=tcp dst-port=2323 \
+            to-ports=23\n\
+            add chain=dstnat action=redirect in-interface=ether1 protocol=udp dst-port=5300 \
+            to-ports=53\n";
+        let mut w = nat_worker_with(script);
+        let syn = tcp_frame(A, B, 40000, 2323, 1, 0, SYN, 0, None, true);
+        let udp = udp_frame(A, B, 40001, 5300, 10, true);
+        feed(
+            &mut w,
+            0,
+            vec![eth(syn, MAC0, HOST_A), eth(udp, MAC0, HOST_A)],
+        );
+        let out = std::mem::take(&mut w.io_mut().tx[0].as_mut().unwrap().output);
+        assert_eq!(out.len(), 2, "{:?}", totals(&w));
+        assert!(sent(&mut w, 1).is_empty());
+        let mut rst = None;
+        let mut unreach = None;
+        for f in &out {
+            crate::packet::checksum::verify_ethernet(f, RxChecksum::UNKNOWN).unwrap();
+            assert_eq!(&f[..6], &HOST_A);
+            let r = crate::packet::parse_ethernet(f).unwrap();
+            match r.tuple.proto {
+                proto::TCP => rst = Some(r),
+                proto::ICMP => unreach = Some(r),
+                p => panic!("protocol {p}"),
+            }
+        }
+        let rst = rst.expect("a reset");
+        assert_eq!(ends(&rst.tuple), t4(B, 2323, A, 40000), "from where A sent");
+        let crate::flow::L4::Tcp(t) = rst.l4 else {
+            panic!()
+        };
+        assert_ne!(t.flags & crate::flow::tcp_flags::RST, 0);
+        let unreach = unreach.expect("a port unreachable");
+        assert_eq!(
+            (unreach.tuple.src, unreach.tuple.dst),
+            (Addr::from_v4(B), Addr::from_v4(A))
+        );
+        let crate::flow::L4::Icmp(i) = unreach.l4 else {
+            panic!()
+        };
+        assert_eq!(ends(&i.inner.unwrap()), t4(A, 40001, B, 5300), "the quote");
+        assert_eq!(totals(&w).local_refused, 2);
+    }
+
+    /// A masqueraded packet too big for ether2's MTU (1400) with DF:
+    /// fragmentation needed goes to the inside host, quoting the packet
+    /// as it sent it (Linux checks the MTU in `ip_forward`, before
+    /// POSTROUTING's source NAT), not the translated one.
+    #[test]
+    fn fragmentation_needed_for_a_translated_packet_quotes_it_as_sent() {
+        let mut w = nat_worker();
+        let big = eth(udp_frame(A, B, 4000, 53, 1400, true), MAC0, HOST_A);
+        feed(&mut w, 0, vec![big]);
+        assert!(sent(&mut w, 1).is_empty(), "not sent: too big");
+        let out = std::mem::take(&mut w.io_mut().tx[0].as_mut().unwrap().output);
+        assert_eq!(out.len(), 1, "{:?}", totals(&w));
+        let e = &out[0];
+        crate::packet::checksum::verify_ethernet(e, RxChecksum::UNKNOWN).unwrap();
+        assert_eq!(&e[..6], &HOST_A);
+        assert_eq!((e[34], e[35]), (3, 4), "fragmentation needed");
+        assert_eq!(u16::from_be_bytes([e[40], e[41]]), 1400);
+        let r = crate::packet::parse_ethernet(e).unwrap();
+        assert_eq!(
+            (r.tuple.src, r.tuple.dst),
+            (Addr::from_v4(OWN0), Addr::from_v4(A))
+        );
+        let crate::flow::L4::Icmp(i) = r.l4 else {
+            panic!()
+        };
+        assert_eq!(ends(&i.inner.unwrap()), t4(A, 4000, B, 53));
+        // A port forward's answer from the inside server over the same
+        // MTU: quoted as the server sent it.
+        use crate::flow::tcp_flags::{ACK, SYN};
+        let syn = tcp_frame(B, OWN1, 5555, 8080, 1, 0, SYN, 0, None, false);
+        feed(&mut w, 1, vec![eth(syn, MAC1, HOST_B)]);
+        assert_eq!(sent(&mut w, 0).len(), 1);
+        let mut synack = tcp_frame(S, B, 80, 5555, 9, 2, SYN | ACK, 1400, None, true);
+        synack[20] |= 0x40;
+        let ip = &mut synack[14..];
+        ip[10..12].fill(0);
+        fill_ip(ip);
+        feed(&mut w, 0, vec![eth(synack, MAC0, HOST_S)]);
+        assert!(sent(&mut w, 1).is_empty());
+        let out = std::mem::take(&mut w.io_mut().tx[0].as_mut().unwrap().output);
+        assert_eq!(out.len(), 1, "{:?}", totals(&w));
+        let r = crate::packet::parse_ethernet(&out[0]).unwrap();
+        assert_eq!(r.tuple.dst, Addr::from_v4(S));
+        let crate::flow::L4::Icmp(i) = r.l4 else {
+            panic!()
+        };
+        assert_eq!(ends(&i.inner.unwrap()), t4(S, 80, B, 5555));
     }
 }

@@ -1128,6 +1128,24 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     crate::nat::Rewrite::IcmpError { dst, .. } => Some(dst),
                 };
                 if let Some(dst) = dst {
+                    // Too big for the routed egress and not to be
+                    // fragmented: answered quoting the packet as received,
+                    // not as translated (see `RouterPlane::exceeds_mtu`).
+                    let big = match self.router.as_deref_mut() {
+                        Some(r) if ingress != LOCAL_PORT && !r.config().is_own(&dst) => {
+                            r.exceeds_mtu(io.packet_data(&pkt), &dst)
+                        }
+                        _ => None,
+                    };
+                    if let Some(mtu) = big {
+                        if let Some(r) = self.router.as_deref_mut()
+                            && let Some((a, port)) =
+                                r.too_big(io, &mut self.responder, pkt, ingress, mtu, self.now)
+                        {
+                            self.forward(io, a, port);
+                        }
+                        return;
+                    }
                     if crate::nat::apply(io.packet_data_mut(&mut pkt), &rw).is_err()
                         || crate::pptp_nat::rewrite(
                             &self.shard,
@@ -1251,7 +1269,15 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     self.local_out.push(reply);
                 }
                 LocalOut::EchoReply(_) => self.totals.tx_dropped += 1,
-                LocalOut::Answer(a, port) => self.forward(io, a, port),
+                // A reset or port unreachable: the answer of the box's
+                // stack, tracked through the output hooks as the
+                // connection's packet (and translated back by it when a
+                // `redirect` made the connection the box's), as Linux's
+                // OUTPUT hooks see what the local stack sends.
+                LocalOut::Answer(a, _) if self.local_out.len() < MAX_BURST => {
+                    self.local_out.push(a);
+                }
+                LocalOut::Answer(..) => self.totals.tx_dropped += 1,
                 LocalOut::Nothing => {}
             }
         } else {

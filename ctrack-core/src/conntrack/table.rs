@@ -1433,7 +1433,13 @@ impl Shard {
                         if o.became_assured || assured {
                             e.flags |= flag::ASSURED;
                         }
-                        if o.remove_now {
+                        // A NAT connection stays (closed, for the close
+                        // timeout) so that the RST is still translated by
+                        // it: Linux kills such a connection at once, but
+                        // the packet keeps its reference and NAT
+                        // translates it; here the rewrite reads the
+                        // connection after the table is done.
+                        if o.remove_now && !e.has(flag::NAT_REPLY) {
                             self.free(i, DestroyReason::Closed);
                             self.stats.closed += 1;
                         } else {
