@@ -76,11 +76,11 @@ enum Command {
     Connection(control::client::ConnectionArgs),
     /// Other `/ip` menus of a running dataplane: `ip traffic-flow
     /// print|set KEY=VALUE ...`, `ip traffic-flow target print|add|set|remove`
-    /// (docs/flow-export.md), `ip route print|add|remove`, `ip arp print`
-    /// (router mode, docs/nat.md).
+    /// (docs/flow-export.md), `ip route print|add|remove`, `ip arp
+    /// print|add|remove` (router mode, docs/nat.md).
     Ip(control::flow_client::IpArgs),
-    /// `/ipv6` menus of a running dataplane: `ipv6 neighbor print` (router
-    /// mode's neighbour table; docs/nat.md).
+    /// `/ipv6` menus of a running dataplane: `ipv6 neighbor
+    /// print|add|remove` (router mode's neighbour table; docs/nat.md).
     Ipv6(control::flow_client::Ipv6Args),
     /// Talk to a running dataplane's firewall as RouterOS's `/ip firewall
     /// filter|mangle|nat|address-list|layer7-protocol` (`--ipv6`: `/ipv6

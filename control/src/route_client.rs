@@ -55,6 +55,17 @@ pub enum NeighCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add a static entry: `add address=10.0.1.7 mac-address=02:00:00:00:00:07
+    /// interface=ether1`; prints its id.
+    Add {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        kv: Vec<String>,
+    },
+    /// Remove static entries by id (`remove *1 *2`).
+    Remove {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// Runs `cmd` on `/ip arp` (or, with `ipv6`, `/ipv6 neighbor`); returns
@@ -74,7 +85,30 @@ pub(crate) fn execute_neighbors(cmd: NeighCmd, ipv6: bool, c: &Client) -> Result
                 neighbor_table(&text, ipv6)
             }
         }
+        NeighCmd::Add { kv } => {
+            let v: Value = serde_json::from_str(&c.put(path, &props(&kv)?.to_string())?)
+                .context("the API's answer")?;
+            Ok(format!("{}\n", v[".id"].as_str().unwrap_or("?")))
+        }
+        NeighCmd::Remove { ids } => {
+            for id in &ids {
+                c.delete(&format!("{path}/{}", encode(id)))?;
+            }
+            Ok(String::new())
+        }
     }
+}
+
+/// `KEY=VALUE` words as a JSON object.
+fn props(kv: &[String]) -> Result<Value> {
+    let mut obj = Map::new();
+    for w in kv {
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected KEY=VALUE, got {w:?} (e.g. address=10.0.0.1)"))?;
+        obj.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Ok(Value::Object(obj))
 }
 
 /// The neighbours as RouterOS prints them: a flags legend, then one row

@@ -48,6 +48,9 @@ struct State {
     /// removals, as RouterOS's.
     ids: Vec<u32>,
     next_id: u32,
+    /// The id of each static neighbour (`setup.statics[i]`), as `ids`.
+    neigh_ids: Vec<u32>,
+    next_neigh_id: u32,
 }
 
 /// The run's routing menus.
@@ -130,11 +133,14 @@ impl RouteControl {
         push: PushConfig,
     ) -> RouteControl {
         let n = setup.table.routes.len() as u32;
+        let m = setup.statics.len() as u32;
         RouteControl {
             state: Mutex::new(State {
                 setup,
                 ids: (1..=n).collect(),
                 next_id: n + 1,
+                neigh_ids: (1..=m).collect(),
+                next_neigh_id: m + 1,
             }),
             macs,
             interfaces,
@@ -218,17 +224,18 @@ impl RouteControl {
     /// lives).
     pub fn neighbors(&self, family: Family, rows: Vec<NeighRow>) -> Vec<Value> {
         let st = self.state.lock();
-        let statics: Vec<(u16, Addr, Mac)> = st
+        let statics: Vec<(u16, Addr, Mac, u32)> = st
             .setup
             .statics
             .iter()
-            .copied()
+            .zip(&st.neigh_ids)
+            .map(|(s, &id)| (s.0, s.1, s.2, id))
             .filter(|s| family_of(&s.1) == family)
             .collect();
         let mut rows = merge_neighbors(rows);
         rows.retain(|r| family_of(&r.addr) == family);
         // A static entry a worker's full table refused still shows.
-        for &(iface, addr, mac) in &statics {
+        for &(iface, addr, mac, _) in &statics {
             if !rows.iter().any(|r| r.iface == iface && r.addr == addr) {
                 rows.push(NeighRow {
                     iface,
@@ -250,7 +257,7 @@ impl RouteControl {
         rows.iter()
             .map(|r| {
                 let id = match static_pos(r) {
-                    Some(i) => i as u32 + 1,
+                    Some(i) => statics[i].3,
                     None => dynamic_id(r.iface, &r.addr),
                 };
                 let mut m = Map::new();
@@ -276,6 +283,102 @@ impl RouteControl {
                 Value::Object(m)
             })
             .collect()
+    }
+
+    /// Adds a static neighbour of `family` (`/ip arp add`, `/ipv6 neighbor
+    /// add`: `address`, `mac-address`, `interface`, all required); returns
+    /// its id. Every worker gets it as a permanent entry, replacing what it
+    /// learned; all or nothing. One per interface and address.
+    pub fn add_neighbor(
+        &self,
+        family: Family,
+        props: &[(String, String)],
+    ) -> Result<String, RouteError> {
+        let (mut addr, mut mac, mut iface) = (None, None, None);
+        for (k, v) in props {
+            match k.as_str() {
+                "address" => addr = Some(v.as_str()),
+                "mac-address" => mac = Some(v.as_str()),
+                "interface" => iface = Some(v.as_str()),
+                _ => {
+                    return Err(RouteError::Invalid(format!(
+                        "unknown property {k} (known: address, mac-address, interface)"
+                    )));
+                }
+            }
+        }
+        fn need<'a>(v: Option<&'a str>, k: &str) -> Result<&'a str, RouteError> {
+            v.ok_or_else(|| RouteError::Invalid(format!("{k}: required")))
+        }
+        let (a, m, i) = (
+            need(addr, "address")?,
+            need(mac, "mac-address")?,
+            need(iface, "interface")?,
+        );
+        let (address, len) = crate::router::parse_net(a, family)
+            .map_err(|e| RouteError::Invalid(format!("address={a}: {e}")))?;
+        if len != if family == Family::V4 { 32 } else { 128 } {
+            return Err(RouteError::Invalid(format!(
+                "address={a}: an address, not a prefix"
+            )));
+        }
+        let mac = crate::router::parse_mac(m)
+            .ok()
+            .filter(|m| m[0] & 1 == 0)
+            .ok_or_else(|| RouteError::Invalid(format!("mac-address={m}: not a unicast MAC")))?;
+        let port = self.interfaces.iter().position(|n| n == i).ok_or_else(|| {
+            RouteError::Invalid(format!(
+                "interface={i}: not one of this run's ports ({})",
+                self.interfaces.join(", ")
+            ))
+        })? as u16;
+        let mut st = self.state.lock();
+        if st
+            .setup
+            .statics
+            .iter()
+            .any(|s| s.0 == port && s.1 == address)
+        {
+            return Err(RouteError::Invalid(format!(
+                "address={a} interface={i}: already have such entry"
+            )));
+        }
+        let mut next = st.setup.clone();
+        next.statics.push((port, address, mac));
+        self.apply(&next)?;
+        let id = st.next_neigh_id;
+        st.next_neigh_id += 1;
+        st.setup = next;
+        st.neigh_ids.push(id);
+        Ok(format!("*{id:X}"))
+    }
+
+    /// Removes static neighbour `id` (`*N`) of `family`; a learned entry
+    /// cannot be removed here (it ages out).
+    pub fn remove_neighbor(&self, family: Family, id: &str) -> Result<(), RouteError> {
+        let n = id
+            .strip_prefix('*')
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| RouteError::NotFound(id.to_string()))?;
+        let mut st = self.state.lock();
+        let Some(i) = st
+            .neigh_ids
+            .iter()
+            .position(|&x| x == n)
+            .filter(|&i| family_of(&st.setup.statics[i].1) == family)
+        else {
+            return Err(if n >= 0x1000_0000 {
+                RouteError::Invalid(format!("{id}: a dynamic entry (it ages out)"))
+            } else {
+                RouteError::NotFound(id.to_string())
+            });
+        };
+        let mut next = st.setup.clone();
+        next.statics.remove(i);
+        self.apply(&next)?;
+        st.setup = next;
+        st.neigh_ids.remove(i);
+        Ok(())
     }
 
     /// Adds a static route of `family` (`dst-address`, default the default
@@ -610,13 +713,98 @@ mod tests {
         assert_eq!(c.neighbors(Family::V4, rev), v4);
         let v6 = c.neighbors(Family::V6, rows);
         assert_eq!(v6.len(), 1);
+        // Static ids count over both menus in the script's order.
         assert_eq!(
             (&v6[0][".id"], &v6[0]["address"], &v6[0]["interface"]),
-            (&"*1".into(), &"fd02::fe".into(), &"ether2".into())
+            (&"*2".into(), &"fd02::fe".into(), &"ether2".into())
         );
         assert!(v6[0].get("complete").is_none());
         // A static entry no worker reported (a full table) still shows.
         assert_eq!(c.neighbors(Family::V6, Vec::new()).len(), 1);
+    }
+
+    #[test]
+    fn static_neighbors_added_and_removed_reach_the_workers() {
+        let pushed = Arc::new(Mutex::new(Vec::new()));
+        let c = control(Arc::clone(&pushed));
+        let props = |kv: &[(&str, &str)]| -> Vec<(String, String)> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let add = props(&[
+            ("address", "10.0.1.7"),
+            ("mac-address", "02:00:00:00:00:07"),
+            ("interface", "ether1"),
+        ]);
+        let id = c.add_neighbor(Family::V4, &add).unwrap();
+        assert_eq!(id, "*1");
+        let cfg = pushed.lock().last().cloned().expect("sent to the workers");
+        assert_eq!(
+            cfg.statics,
+            vec![(0, Addr::from_v4([10, 0, 1, 7]), [2, 0, 0, 0, 0, 7])]
+        );
+        let rows = c.neighbors(Family::V4, Vec::new());
+        assert_eq!(
+            (&rows[0][".id"], &rows[0]["dynamic"]),
+            (&"*1".into(), &"false".into())
+        );
+        let id6 = c
+            .add_neighbor(
+                Family::V6,
+                &props(&[
+                    ("address", "fd02::7"),
+                    ("mac-address", "02:00:00:00:00:27"),
+                    ("interface", "ether2"),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(id6, "*2");
+        // Bad input names the problem; nothing changes.
+        let before = pushed.lock().len();
+        for bad in [
+            add.clone(),
+            props(&[("address", "10.0.1.8"), ("interface", "ether1")]),
+            props(&[
+                ("address", "10.0.1.0/24"),
+                ("mac-address", "02:00:00:00:00:07"),
+                ("interface", "ether1"),
+            ]),
+            props(&[
+                ("address", "10.0.1.8"),
+                ("mac-address", "01:00:5e:00:00:01"),
+                ("interface", "ether1"),
+            ]),
+            props(&[
+                ("address", "10.0.1.8"),
+                ("mac-address", "02:00:00:00:00:08"),
+                ("interface", "ether9"),
+            ]),
+            props(&[("published", "yes")]),
+        ] {
+            assert!(
+                matches!(
+                    c.add_neighbor(Family::V4, &bad),
+                    Err(RouteError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(pushed.lock().len(), before);
+        // Remove: by id, of its family; ids stay.
+        assert!(matches!(
+            c.remove_neighbor(Family::V4, &id6),
+            Err(RouteError::NotFound(_))
+        ));
+        c.remove_neighbor(Family::V4, &id).unwrap();
+        let cfg = pushed.lock().last().cloned().unwrap();
+        assert_eq!(cfg.statics.len(), 1);
+        assert!(c.neighbors(Family::V4, Vec::new()).is_empty());
+        assert_eq!(c.neighbors(Family::V6, Vec::new())[0][".id"], "*2");
+        assert!(matches!(
+            c.remove_neighbor(Family::V4, "*1A2B3C4D"),
+            Err(RouteError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! | `.../route/add` | `POST` (the command form: `{"ret": "*2"}`) |
 //! | `.../route/remove` | `POST` `{".id": "*2"}` or `{".id": "*2,*3"}` (200, `[]`) |
 //!
-//! | `/rest/ip/arp`, `/rest/ipv6/neighbor` | `GET` the neighbour tables, merged over the workers ([`RouteControl::neighbors`]) |
-//! | `/rest/ip/arp/ID`, `/rest/ipv6/neighbor/ID` | `GET` |
+//! | `/rest/ip/arp`, `/rest/ipv6/neighbor` | `GET` the neighbour tables, merged over the workers ([`RouteControl::neighbors`]), `PUT` (add a static entry: 201 and its row) |
+//! | `/rest/ip/arp/ID`, `/rest/ipv6/neighbor/ID` | `GET`, `DELETE` (a static entry: 204) |
+//! | `.../add`, `.../remove` | `POST`, as for routes |
 //!
 //! Without router mode (no `/ip address` in the rules) every route answers
 //! 503. A bad property or value is a 400 naming it; nothing changes then.
@@ -54,10 +55,8 @@ pub(crate) fn owns_neighbors(path: &str) -> Option<(Family, &str)> {
 }
 
 /// Answers a request for a path [`owns_neighbors`] gave `(fam, rest)` for.
-pub(crate) fn neighbors(req: &Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &str) -> Reply {
-    if req.method != "GET" {
-        return not_allowed(req.method, "GET");
-    }
+pub(crate) fn neighbors(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &str) -> Reply {
+    let method = req.method;
     let Some(control) = dp.routes() else {
         return Reply::error(
             503,
@@ -65,17 +64,91 @@ pub(crate) fn neighbors(req: &Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
             String::new(),
         );
     };
-    let rows = match dp.neighbors() {
-        Ok(r) => control.neighbors(fam, r),
-        Err(e) => return Reply::error(503, e.to_string(), String::new()),
+    let c: &RouteControl = &control;
+    let rows = || -> Result<Vec<Value>, Reply> {
+        dp.neighbors()
+            .map(|r| c.neighbors(fam, r))
+            .map_err(|e| Reply::error(503, e.to_string(), String::new()))
+    };
+    let row = |id: &str| -> Result<Option<Value>, Reply> {
+        Ok(rows()?.into_iter().find(|r| r[".id"] == id))
     };
     match rest {
-        "" => Reply::json(200, &rows),
+        "" => match method {
+            "GET" => match rows() {
+                Ok(r) => Reply::json(200, &r),
+                Err(e) => e,
+            },
+            "PUT" => match changes(req).map(|ch| c.add_neighbor(fam, &ch)) {
+                Ok(Ok(id)) => match row(&id) {
+                    Ok(r) => Reply::json(201, &r.unwrap_or(Value::Null)),
+                    Err(e) => e,
+                },
+                Ok(Err(e)) => error(e),
+                Err(r) => r,
+            },
+            _ => not_allowed(method, "GET, PUT"),
+        },
+        "/add" => match method {
+            "POST" => match changes(req).map(|ch| c.add_neighbor(fam, &ch)) {
+                Ok(Ok(id)) => Reply::json(200, &serde_json::json!({ "ret": id })),
+                Ok(Err(e)) => error(e),
+                Err(r) => r,
+            },
+            _ => not_allowed(method, "POST"),
+        },
+        "/remove" => match method {
+            "POST" => {
+                let obj = match crate::api::command_body(req) {
+                    Ok(o) => o,
+                    Err(r) => return r,
+                };
+                let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
+                    return Reply::error(
+                        400,
+                        "body: expected {\".id\": \"*1\"}".to_string(),
+                        String::new(),
+                    );
+                };
+                let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+                // Every id checked first: all or none removed.
+                let now = match rows() {
+                    Ok(r) => r,
+                    Err(e) => return e,
+                };
+                for id in &ids {
+                    match now.iter().find(|r| r[".id"] == *id) {
+                        Some(r) if r["dynamic"] == "false" => {}
+                        Some(_) => {
+                            return error(RouteError::Invalid(format!(
+                                "{id}: a dynamic entry (it ages out)"
+                            )));
+                        }
+                        None => return error(RouteError::NotFound(id.to_string())),
+                    }
+                }
+                for id in ids {
+                    if let Err(e) = c.remove_neighbor(fam, id) {
+                        return error(e);
+                    }
+                }
+                Reply::json(200, &Value::Array(Vec::new()))
+            }
+            _ => not_allowed(method, "POST"),
+        },
         id => {
             let id = &id[1..];
-            match rows.into_iter().find(|r| r[".id"] == id) {
-                Some(r) => Reply::json(200, &r),
-                None => Reply::error(404, format!("no such item: {id}"), String::new()),
+            match method {
+                "GET" => match row(id) {
+                    Ok(Some(r)) => Reply::json(200, &r),
+                    Ok(None) => error(RouteError::NotFound(id.to_string())),
+                    Err(e) => e,
+                },
+                "DELETE" => match c.remove_neighbor(fam, id) {
+                    Ok(()) => Reply::empty(204),
+                    Err(e) => error(e),
+                },
+                _ => not_allowed(method, "GET, DELETE"),
             }
         }
     }

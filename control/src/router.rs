@@ -68,7 +68,7 @@ pub(crate) fn parse_net(v: &str, fam: Family) -> Result<(Addr, u8)> {
     Ok((addr, len))
 }
 
-fn parse_mac(v: &str) -> Result<Mac> {
+pub(crate) fn parse_mac(v: &str) -> Result<Mac> {
     let mut m = [0u8; 6];
     let parts: Vec<&str> = v.split(':').collect();
     if parts.len() != 6 {

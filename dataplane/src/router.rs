@@ -446,9 +446,16 @@ impl<P> RouterPlane<P> {
     }
 
     /// Installs a new configuration (between bursts): learned neighbours
-    /// and held packets stay; the new static entries are added.
+    /// and held packets stay; the new static entries are added, and the
+    /// static entries the new configuration no longer has are removed
+    /// (`/ip arp remove`).
     pub fn set_config(&mut self, cfg: Arc<RouterConfig>, now: Instant) {
         self.min_mtu = min_mtu(&cfg);
+        for &(port, addr, _) in &self.cfg.statics {
+            if !cfg.statics.iter().any(|s| s.0 == port && s.1 == addr) {
+                self.neigh.remove(port, &addr);
+            }
+        }
         self.cfg = cfg;
         self.load_statics(now);
     }
@@ -1083,8 +1090,15 @@ mod tests {
 
     /// One worker on ports 0 and 1 in router mode.
     fn worker(cfg: Arc<RouterConfig>) -> Worker<MemIo> {
+        worker_commanded(cfg, crossbeam::channel::bounded::<Command>(4).1)
+    }
+
+    /// [`worker`] taking commands from `rx`.
+    fn worker_commanded(
+        cfg: Arc<RouterConfig>,
+        rx: crossbeam::channel::Receiver<Command>,
+    ) -> Worker<MemIo> {
         let io = MemIo::pair();
-        let (_tx, rx) = crossbeam::channel::bounded::<Command>(4);
         let shard = Shard::new(
             TableConfig::new(1024),
             Settings::default(),
@@ -1454,6 +1468,29 @@ mod tests {
         assert_eq!((unreach[34], unreach[35]), (3, 3), "port unreachable");
         assert_eq!(totals(&w).local_refused, 2);
         assert!(w.io().output(1).is_empty());
+    }
+
+    /// A new configuration adds its static neighbours and removes the ones
+    /// it no longer has (`/ip arp add`/`remove` at run time); learned
+    /// entries stay.
+    #[test]
+    fn a_new_configuration_changes_the_static_neighbours() {
+        let (tx, rx) = crossbeam::channel::bounded::<Command>(4);
+        let mut w = worker_commanded(config(both_static()), rx);
+        // A host asks for our address: learned.
+        let c = Addr::from_v4([10, 0, 1, 9]);
+        let mut req = [0u8; 64];
+        let n = build_request(HOST_S, c, Addr::from_v4(OWN0), Family::V4, &mut req).unwrap();
+        feed(&mut w, 0, vec![req[..n].to_vec()]);
+        let statics = vec![(0, Addr::from_v4(A), HOST_A), (1, v6(2, 7), HOST_B)];
+        tx.send(Command::Router(config(statics))).unwrap();
+        feed(&mut w, 0, Vec::new());
+        let n = w.router().unwrap().neighbors();
+        let state = |p, a: &Addr| n.get(p, a).map(|e| e.state);
+        assert_eq!(state(0, &Addr::from_v4(A)), Some(State::Permanent));
+        assert_eq!(state(1, &Addr::from_v4(B)), None, "removed");
+        assert_eq!(state(1, &v6(2, 7)), Some(State::Permanent), "added");
+        assert_eq!(state(0, &c), Some(State::Reachable), "learned stays");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! ether2's MTU (1400) fragmented (no DF) or answered with fragmentation
 //! needed / packet too big;
 //! the connection table shows the routed ones; `ip arp print` and `ipv6
-//! neighbor print` show A learned and the script's static entries. Needs root, iproute2, ethtool, ping, curl
+//! neighbor print` show A learned and the script's static entries; a static
+//! entry added at run time cuts B off until it is removed. Needs root, iproute2, ethtool, ping, curl
 //! and python3; without them it says why and passes.
 
 use std::process::Output;
@@ -200,6 +201,53 @@ fn ctrack_routes_between_two_linux_hosts() {
         out.status.success()
             && t.lines()
                 .any(|l| l.contains(" DC ") && l.contains(A4) && l.contains(&mac_a)),
+        &out,
+    );
+
+    // A static entry added at run time reaches every worker: B's address
+    // pinned to a MAC nobody has cuts B off; removing it lets ARP find B
+    // again.
+    let out = api(&[
+        "ip",
+        "arp",
+        "add",
+        &format!("address={B4}"),
+        "mac-address=02:00:00:00:77:99",
+        "interface=ether2",
+    ]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    check(
+        "ip arp add: an id",
+        out.status.success() && id.starts_with('*'),
+        &out,
+    );
+    let out = api(&["ip", "arp", "print", "--json"]);
+    check(
+        "ip arp print: the added entry, static",
+        rows(&out).iter().any(|r| {
+            r[".id"] == id.as_str()
+                && r["address"] == B4
+                && r["mac-address"] == "02:00:00:00:77:99"
+                && r["dynamic"] == "false"
+        }),
+        &out,
+    );
+    let out = topo.exec(0, 30, &["ping", "-c", "2", "-W", "2", B4]);
+    check(
+        "ping B pinned to a wrong MAC: lost",
+        !out.status.success(),
+        &out,
+    );
+    let out = api(&["ip", "arp", "remove", &id]);
+    check("ip arp remove", out.status.success(), &out);
+    let out = topo.exec(0, 30, &["ping", "-c", "3", "-W", "3", B4]);
+    check("ping B after the removal", out.status.success(), &out);
+    let out = api(&["ip", "arp", "print", "--json"]);
+    check(
+        "ip arp print: B learned again",
+        rows(&out)
+            .iter()
+            .any(|r| r["address"] == B4 && r["dynamic"] == "true" && r["complete"] == "true"),
         &out,
     );
 
