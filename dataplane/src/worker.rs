@@ -812,10 +812,10 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                         self.verdicts[j] = Verdict::Refused(r);
                         self.decisions[j] = Decision::drop(r);
                     }
-                } else if let Verdict::Invalid(
-                    why @ InvalidReason::Other(OtherInvalid::IcmpErrorNoConnection),
-                ) = self.verdicts[j]
-                    && let Some(o) = owners
+                } else if let Some(o) = owners
+                    && let Verdict::Invalid(
+                        why @ InvalidReason::Other(OtherInvalid::IcmpErrorNoConnection),
+                    ) = self.verdicts[j]
                     && self.ports[j].0 != LOCAL_PORT
                     && let Some(id) = icmp_error_owner(o, &self.local[j])
                     && id.worker() != self.id
