@@ -39,7 +39,7 @@ pub enum Reassembled<P> {
 }
 
 /// Counts of reassembly and of fragmenting again, one worker's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FragTotals {
     /// Datagrams reassembled.
     pub reassembled: u64,
