@@ -320,10 +320,12 @@ impl RunConfig {
                 message: "between 1ns and 1h".into(),
             });
         }
-        let buckets = u64::from(self.frag_buckets.unwrap_or(Self::DEFAULT_FRAG_BUCKETS))
-            .next_power_of_two();
-        let entries =
-            u64::from(self.frag_bucket_entries.unwrap_or(Self::DEFAULT_FRAG_BUCKET_ENTRIES));
+        let buckets =
+            u64::from(self.frag_buckets.unwrap_or(Self::DEFAULT_FRAG_BUCKETS)).next_power_of_two();
+        let entries = u64::from(
+            self.frag_bucket_entries
+                .unwrap_or(Self::DEFAULT_FRAG_BUCKET_ENTRIES),
+        );
         let max = u64::from(
             self.frag_max_datagrams
                 .unwrap_or(Self::DEFAULT_FRAG_MAX_DATAGRAMS),

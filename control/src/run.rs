@@ -429,9 +429,7 @@ fn run_with_eal(
     // answering until the exporter's last walk is done.
     let workers_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(workers);
-    for (w, (rx, tx, shard, cmd_rx, counters, fw_update, frag)) in
-        setups.into_iter().enumerate()
-    {
+    for (w, (rx, tx, shard, cmd_rx, counters, fw_update, frag)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
         let expect_mesh = expect_mesh.clone();
         let ring = rings[w].clone();

@@ -937,12 +937,12 @@ pub fn dst_of(frame: &[u8]) -> Option<Addr> {
 
 #[cfg(test)]
 mod tests {
-    use crate::packet::checksum::{checksum_of, sum};
     use super::*;
     use crate::conntrack::{Settings, Shard, TableConfig};
     use crate::io::mem::{MemIo, MemLink};
     use crate::packet::checksum::RxChecksum;
     use crate::packet::checksum::verify_ip;
+    use crate::packet::checksum::{checksum_of, sum};
     use crate::worker::{Command, Mesh, Worker, random_seed};
     use ctrack_core::router::neigh::build_request;
     use ctrack_core::router::route::{IfAddr, StaticRoute, Table};

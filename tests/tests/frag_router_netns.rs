@@ -1,11 +1,12 @@
 //! IP fragments through `ctrack run` in router mode with masquerade, 2
 //! workers, between real Linux stacks (issue #11, docs/nat.md
-//! "Fragments"): the namespaces of `ctrack_tests::netns::Topology`,
-//! renumbered into an inside and an outside subnet, `net_af_packet` ports.
+//! "Fragments"): the namespaces of `ctrack_tests::netns::TapTopology`,
+//! whose interfaces are ctrack's own `net_tap` ports (not `net_af_packet`:
+//! its fanout has the kernel reassemble IPv4 before ctrack sees it).
 //!
 //! ```text
-//!  inside A 10.77.1.2/24 ── ether1 10.77.1.1 [ctrack] ether2 10.77.2.1 ── 10.77.2.2/24 outside B
-//!           fd77:1::2/64        fd77:1::1                fd77:2::1         fd77:2::2/64
+//!  A 10.77.1.2/24 ── tap: ether1 10.77.1.1 [ctrack] ether2 10.77.2.1 :tap ── 10.77.2.2/24 B
+//!    fd77:1::2/64           fd77:1::1                fd77:2::1               fd77:2::2/64
 //! ```
 //!
 //! Large pings (`ping -s 4000`, IPv4 and IPv6: the senders fragment them
@@ -15,24 +16,15 @@
 //! the size its largest fragment had. Checked: the pings and the UDP
 //! answers arrive whole (B sees the translated source), the connection
 //! table holds one connection per flow (not one per fragment), and the
-//! summary's and `/metrics`' fragment counters (datagrams reassembled,
-//! nothing dropped, no buffer leaked).
+//! summary's and `/metrics`' fragment counters (datagrams reassembled and
+//! fragmented again, nothing dropped, no buffer left in use).
 //!
-//! `net_af_packet` with several queue pairs joins a fanout group with
-//! `PACKET_FANOUT_FLAG_DEFRAG`: the kernel reassembles IPv4 fragments
-//! before handing them to the fanout, so IPv4 datagrams may reach ctrack
-//! whole (as one frame larger than a 2 KiB mbuf, which the PMD drops)
-//! rather than in fragments. The IPv4 checks therefore run with
-//! `qpairs=1`-like single-queue ports? No: ctrack's ports have one RX
-//! queue per worker. They are made through `ethtool -K ... gro off` ...
-//! (see the test body for what is done).
-//!
-//! Needs root, iproute2, ethtool, ping and python3; without them it says
-//! why and passes.
+//! Needs root, iproute2, ping and python3; without them it says why and
+//! passes.
 
 use std::process::Output;
 
-use ctrack_tests::netns::{Topology, skip_reason};
+use ctrack_tests::netns::{TapTopology, skip_reason};
 use ctrack_tests::{Running, scratch_dir, show};
 
 const A4: &str = "10.77.1.2";
@@ -67,7 +59,8 @@ s.bind(('::', 5353))
 print('ready', flush=True)
 while True:
     d, a = s.recvfrom(65535)
-    s.sendto(('%d %s|' % (len(d), a[0])).encode() + d, a)
+    h = a[0][7:] if a[0].startswith('::ffff:') else a[0]
+    s.sendto(('%d %s|' % (len(d), h)).encode() + d, a)
 ";
 
 /// From A: a 5000-byte datagram to B's echo, over IPv4 and IPv6; prints
@@ -109,9 +102,7 @@ fn text(out: &Output) -> String {
 /// The sum over the summary's workers of `frag.<name>`.
 fn frag_sum(summary: &serde_json::Value, name: &str) -> u64 {
     summary["workers"].as_array().map_or(0, |ws| {
-        ws.iter()
-            .filter_map(|w| w["frag"][name].as_u64())
-            .sum()
+        ws.iter().filter_map(|w| w["frag"][name].as_u64()).sum()
     })
 }
 
@@ -127,10 +118,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
             return;
         }
     }
-    let topo = Topology::create();
-    topo.renumber(0, &[A4], A6, ("10.77.1.1", "fd77:1::1"));
-    topo.renumber(1, &[B4], B6, (PUB4, PUB6));
-
+    let topo = TapTopology::create();
     let dir = scratch_dir("frag-router-netns");
     let rules = dir.join("frag-router.rsc");
     std::fs::write(&rules, SCRIPT).expect("write the script");
@@ -142,6 +130,11 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
         &summary.display().to_string(),
     ]);
     let run = Running::start(&args);
+    topo.attach(
+        [A4, B4],
+        [A6, B6],
+        [("10.77.1.1", "fd77:1::1"), (PUB4, PUB6)],
+    );
     let _captures = std::env::var_os("CTRACK_NETNS_CAPTURE").map(|_| {
         eprintln!("fragments netns: capturing into {}", dir.display());
         [

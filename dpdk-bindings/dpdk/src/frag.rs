@@ -27,9 +27,9 @@ use std::ptr::NonNull;
 
 use std::sync::Arc;
 
-use crate::{Mbuf, Mempool};
 use crate::eal::Live;
 use crate::error::{DpdkError, Result};
+use crate::{Mbuf, Mempool};
 
 /// What [`FragTable::reassemble`] did with a packet.
 #[derive(Debug)]
