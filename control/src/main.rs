@@ -65,7 +65,7 @@ enum LogFormat {
 enum Command {
     /// Run the dataplane. DPDK EAL arguments go after `--`, e.g.
     /// `ctrack run -- --no-huge -m 1024 --no-pci --vdev net_ring0 --vdev net_ring1`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
@@ -277,7 +277,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Generate(args) => cmd_generate(args),
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
