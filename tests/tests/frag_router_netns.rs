@@ -289,10 +289,89 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
             "/metrics: ctrack_frag_events_total{{event=\"reassembled\"}} {live_reassembled}"
         ));
     }
+    drop((_echo, _captures, topo));
+
+    // Again with ether2's MTU at 1400, below the 1500 bytes the fragments
+    // came in: IPv4 (masqueraded) is fragmented to 1400 (Linux: `min(mtu,
+    // frag_max_size)`); IPv6 (tracked, routed) is too big (its largest fragment is over the
+    // MTU: ICMPv6 packet too big, mtu 1400, as `ip6_pkt_too_big`), and once
+    // A knows the path MTU its 1400-byte fragments go through.
+    let topo = TapTopology::create();
+    // IPv6 routed without NAT66 here: a packet too big answered after
+    // srcnat would quote the translated packet (docs/nat.md, Not yet).
+    let v4_only = SCRIPT.split("/ipv6 firewall nat").next().unwrap_or(SCRIPT);
+    let script =
+        format!("/interface ethernet\nset [ find default-name=ether2 ] mtu=1400\n{v4_only}");
+    std::fs::write(&rules, script).expect("write the script");
+    let summary2 = dir.join("summary-mtu.json");
+    let args = topo.ctrack_run_args(&[
+        "--rules",
+        &rules.display().to_string(),
+        "--summary-json",
+        &summary2.display().to_string(),
+    ]);
+    let run = Running::start(&args);
+    topo.attach(
+        [A4, B4],
+        [A6, B6],
+        [("10.77.1.1", "fd77:1::1"), (PUB4, PUB6)],
+    );
+    let mut check = |what: &str, ok: bool, out: &Output| {
+        if !ok {
+            failures.push(format!("{what}:\n{}", text(out)));
+        }
+    };
+    for args in [
+        vec!["ping", "-c", "1", "-W", "3", B4],
+        vec!["ping", "-6", "-c", "1", "-W", "3", B6],
+    ] {
+        let out = topo.exec(0, 30, &args);
+        check(&format!("MTU 1400: {args:?}"), out.status.success(), &out);
+    }
+    let out = topo.exec(0, 30, &["ping", "-c", "2", "-s", "4000", "-W", "3", B4]);
+    check(
+        "MTU 1400: ping -s 4000 B (fragmented again to 1400)",
+        out.status.success() && text(&out).contains("2 received"),
+        &out,
+    );
+    let out = topo.exec(
+        0,
+        30,
+        &["ping", "-6", "-c", "1", "-s", "4000", "-W", "3", B6],
+    );
+    check(
+        "MTU 1400: ping -6 -s 4000 B answered with packet too big, mtu 1400",
+        text(&out).contains("Packet too big") && text(&out).contains("1400"),
+        &out,
+    );
+    let out = topo.exec(
+        0,
+        30,
+        &["ping", "-6", "-c", "2", "-s", "4000", "-W", "3", B6],
+    );
+    check(
+        "MTU 1400: ping -6 -s 4000 B once A knows the path MTU",
+        out.status.success() && text(&out).contains("2 received"),
+        &out,
+    );
+    let out2 = run.stop();
+    let summary2 = ctrack_tests::read_summary(&summary2);
+    let router = |name: &str| -> u64 {
+        summary2["workers"].as_array().map_or(0, |ws| {
+            ws.iter().filter_map(|w| w["router"][name].as_u64()).sum()
+        })
+    };
+    // Two echoes each way reassembled from 1500-byte fragments and sent in
+    // 1400-byte ones out of ether2 (the replies leave ether1 at 1500): at
+    // least 4 pieces for each request.
+    if router("too_big") < 3 || router("fragments") < 8 || frag_sum(&summary2, "bad") != 0 {
+        failures.push(format!("MTU 1400: summary {summary2:#}"));
+    }
     assert!(
         failures.is_empty(),
-        "{}\n--- ctrack:\n{}",
+        "{}\n--- ctrack:\n{}\n--- ctrack (MTU 1400):\n{}",
         failures.join("\n"),
-        show(&out)
+        show(&out),
+        show(&out2)
     );
 }
