@@ -455,6 +455,53 @@ mod tests {
     }
 
     #[test]
+    fn fragment_settings_parse_and_are_checked() {
+        let f: ConfigFile = toml::from_str(
+            "[run]\nreassembly = false\nfrag-timeout = \"5s\"\nfrag-max-datagrams = 64\n\
+             frag-buckets = 16\nfrag-bucket-entries = 4\nfrag-mbufs = 8\n",
+        )
+        .unwrap();
+        f.run.validate().unwrap();
+        assert_eq!(f.run.reassembly, Some(false));
+        assert_eq!(f.run.frag_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            (
+                f.run.frag_max_datagrams,
+                f.run.frag_buckets,
+                f.run.frag_mbufs
+            ),
+            (Some(64), Some(16), Some(8))
+        );
+        let bad = |c: RunConfig, field: &str| {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        };
+        bad(
+            RunConfig {
+                frag_bucket_entries: Some(3),
+                ..Default::default()
+            },
+            "frag-bucket-entries",
+        );
+        // 100 buckets round up to 128; 128 x 4 < 1000.
+        bad(
+            RunConfig {
+                frag_buckets: Some(100),
+                frag_max_datagrams: Some(1000),
+                ..Default::default()
+            },
+            "frag-max-datagrams",
+        );
+        bad(
+            RunConfig {
+                frag_timeout: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            "frag-timeout",
+        );
+    }
+
+    #[test]
     fn flags_override_file() {
         let file = RunConfig {
             eal: vec!["-l".into(), "0".into()],
