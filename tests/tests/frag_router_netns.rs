@@ -252,7 +252,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     };
     let live_reassembled = event("reassembled");
 
-    let out = run.stop();
+    let out1 = run.stop();
     let summary = ctrack_tests::read_summary(&summary);
     // Each large echo is 3 fragments each way (6 datagrams per family),
     // each UDP datagram 4 (2 per family).
@@ -371,7 +371,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
         failures.is_empty(),
         "{}\n--- ctrack:\n{}\n--- ctrack (MTU 1400):\n{}",
         failures.join("\n"),
-        show(&out),
+        show(&out1),
         show(&out2)
     );
 }
