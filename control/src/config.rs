@@ -20,6 +20,12 @@
 //! metrics = "127.0.0.1:9464"   # Prometheus /metrics, or "off"
 //! rules = "defconf.rsc"        # RouterOS firewall script (relative to this file)
 //! rules-lenient = false        # skip what ctrack does not implement, with warnings
+//! reassembly = true            # reassemble IP fragments while tracking (docs/nat.md, Fragments)
+//! frag-timeout = "30s"         # a datagram's fragments are dropped after this (Linux ipfrag_time)
+//! frag-max-datagrams = 4096    # datagrams in reassembly per worker (rte_ip_frag max_entries)
+//! frag-buckets = 1024          # the table's buckets per worker (bucket_num)
+//! frag-bucket-entries = 4      # datagrams per bucket (bucket_entries: a power of 2, <= 16)
+//! frag-mbufs = 64              # 64 KiB buffers for whole datagrams, per worker
 //!
 //! [api]                # who may use the management API (docs/api.md)
 //! tls-cert = "/etc/ctrack/api.crt"   # PEM chain: serve HTTPS (www-ssl-like)
@@ -174,6 +180,21 @@ pub struct RunConfig {
     pub rules: Option<std::path::PathBuf>,
     /// Skip what ctrack does not implement in `rules`, with warnings.
     pub rules_lenient: Option<bool>,
+    /// Reassemble IP fragments while tracking (default yes; see
+    /// docs/nat.md, Fragments).
+    pub reassembly: Option<bool>,
+    /// How long a datagram's fragments wait for the rest (Linux's
+    /// `ipfrag_time`, 30 s).
+    pub frag_timeout: Option<Duration>,
+    /// Datagrams in reassembly at once, per worker (`rte_ip_frag`'s
+    /// `max_entries`; Linux bounds memory instead: `ipfrag_high_thresh`).
+    pub frag_max_datagrams: Option<u32>,
+    /// The reassembly table's buckets per worker (`bucket_num`).
+    pub frag_buckets: Option<u32>,
+    /// Datagrams per bucket (`bucket_entries`: a power of 2, at most 16).
+    pub frag_bucket_entries: Option<u32>,
+    /// Buffers (64 KiB each) for whole datagrams, per worker.
+    pub frag_mbufs: Option<u32>,
 }
 
 fn de_fasttrack<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FastTrackMode>, D::Error> {
@@ -188,6 +209,11 @@ impl RunConfig {
     pub const DEFAULT_MAX_ENTRIES: u32 = 1 << 20;
     pub const DEFAULT_API: &str = "127.0.0.1:8728";
     pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
+    pub const DEFAULT_FRAG_TIMEOUT_SECS: u64 = 30;
+    pub const DEFAULT_FRAG_MAX_DATAGRAMS: u32 = 4096;
+    pub const DEFAULT_FRAG_BUCKETS: u32 = 1024;
+    pub const DEFAULT_FRAG_BUCKET_ENTRIES: u32 = 4;
+    pub const DEFAULT_FRAG_MBUFS: u32 = 64;
 
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
         ConfigFile::load(path).map(|f| f.run)
@@ -249,6 +275,12 @@ impl RunConfig {
         }
         self.rules = over.rules.or(self.rules);
         self.rules_lenient = over.rules_lenient.or(self.rules_lenient);
+        self.reassembly = over.reassembly.or(self.reassembly);
+        self.frag_timeout = over.frag_timeout.or(self.frag_timeout);
+        self.frag_max_datagrams = over.frag_max_datagrams.or(self.frag_max_datagrams);
+        self.frag_buckets = over.frag_buckets.or(self.frag_buckets);
+        self.frag_bucket_entries = over.frag_bucket_entries.or(self.frag_bucket_entries);
+        self.frag_mbufs = over.frag_mbufs.or(self.frag_mbufs);
         self
     }
 
@@ -264,6 +296,49 @@ impl RunConfig {
         opt("tx-desc", self.tx_desc.map(u64::from), 32, 32768)?;
         opt("burst", self.burst.map(u64::from), 1, 64)?;
         opt("mbufs", self.mbufs.map(u64::from), 1024, 1 << 26)?;
+        opt(
+            "frag-max-datagrams",
+            self.frag_max_datagrams.map(u64::from),
+            1,
+            1 << 20,
+        )?;
+        opt("frag-buckets", self.frag_buckets.map(u64::from), 1, 1 << 20)?;
+        opt("frag-mbufs", self.frag_mbufs.map(u64::from), 1, 1 << 16)?;
+        if let Some(e) = self.frag_bucket_entries
+            && (!e.is_power_of_two() || e > 16)
+        {
+            return Err(ConfigError::Value {
+                field: "frag-bucket-entries",
+                message: format!("{e}: a power of 2 up to 16"),
+            });
+        }
+        if let Some(t) = self.frag_timeout
+            && (t.as_nanos() == 0 || t > Duration::from_secs(3600))
+        {
+            return Err(ConfigError::Value {
+                field: "frag-timeout",
+                message: "between 1ns and 1h".into(),
+            });
+        }
+        let buckets =
+            u64::from(self.frag_buckets.unwrap_or(Self::DEFAULT_FRAG_BUCKETS)).next_power_of_two();
+        let entries = u64::from(
+            self.frag_bucket_entries
+                .unwrap_or(Self::DEFAULT_FRAG_BUCKET_ENTRIES),
+        );
+        let max = u64::from(
+            self.frag_max_datagrams
+                .unwrap_or(Self::DEFAULT_FRAG_MAX_DATAGRAMS),
+        );
+        if max > buckets * entries {
+            return Err(ConfigError::Value {
+                field: "frag-max-datagrams",
+                message: format!(
+                    "{max} is more than the table holds: frag-buckets (rounded up to a power of 2: \
+                     {buckets}) x frag-bucket-entries ({entries})"
+                ),
+            });
+        }
         if let Some(p) = &self.ports {
             let mut sorted = p.clone();
             sorted.sort_unstable();
@@ -377,6 +452,53 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("burst"), "{e}");
+    }
+
+    #[test]
+    fn fragment_settings_parse_and_are_checked() {
+        let f: ConfigFile = toml::from_str(
+            "[run]\nreassembly = false\nfrag-timeout = \"5s\"\nfrag-max-datagrams = 64\n\
+             frag-buckets = 16\nfrag-bucket-entries = 4\nfrag-mbufs = 8\n",
+        )
+        .unwrap();
+        f.run.validate().unwrap();
+        assert_eq!(f.run.reassembly, Some(false));
+        assert_eq!(f.run.frag_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            (
+                f.run.frag_max_datagrams,
+                f.run.frag_buckets,
+                f.run.frag_mbufs
+            ),
+            (Some(64), Some(16), Some(8))
+        );
+        let bad = |c: RunConfig, field: &str| {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        };
+        bad(
+            RunConfig {
+                frag_bucket_entries: Some(3),
+                ..Default::default()
+            },
+            "frag-bucket-entries",
+        );
+        // 100 buckets round up to 128; 128 x 4 < 1000.
+        bad(
+            RunConfig {
+                frag_buckets: Some(100),
+                frag_max_datagrams: Some(1000),
+                ..Default::default()
+            },
+            "frag-max-datagrams",
+        );
+        bad(
+            RunConfig {
+                frag_timeout: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            "frag-timeout",
+        );
     }
 
     #[test]

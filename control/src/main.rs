@@ -65,7 +65,7 @@ enum LogFormat {
 enum Command {
     /// Run the dataplane. DPDK EAL arguments go after `--`, e.g.
     /// `ctrack run -- --no-huge -m 1024 --no-pci --vdev net_ring0 --vdev net_ring1`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a capture of synthetic connections (TCP, UDP, ICMP) to replay
     /// through `ctrack run` (net_pcap) or `ctrack replay`.
     Generate(GenerateArgs),
@@ -247,6 +247,25 @@ struct RunArgs {
     /// per skipped line, instead of refusing it.
     #[arg(long)]
     lenient: bool,
+    /// Reassemble IP fragments while tracking: yes | no [default: yes]
+    /// (docs/nat.md, Fragments).
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    reassembly: Option<bool>,
+    /// How long a datagram's fragments wait for the rest [default: 30s].
+    #[arg(long)]
+    frag_timeout: Option<Duration>,
+    /// Datagrams in reassembly at once, per worker [default: 4096].
+    #[arg(long)]
+    frag_max_datagrams: Option<u32>,
+    /// Buckets of the reassembly table, per worker [default: 1024].
+    #[arg(long)]
+    frag_buckets: Option<u32>,
+    /// Datagrams per bucket, a power of 2 up to 16 [default: 4].
+    #[arg(long)]
+    frag_bucket_entries: Option<u32>,
+    /// 64 KiB buffers for reassembled datagrams, per worker [default: 64].
+    #[arg(long)]
+    frag_mbufs: Option<u32>,
     /// Also write the final totals as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -262,7 +281,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Generate(args) => cmd_generate(args),
         Command::Replay(args) => cmd_replay(args),
         Command::Connection(args) => control::client::run_args(args),
@@ -552,6 +571,12 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         api_access: Default::default(),
         rules: args.rules,
         rules_lenient: args.lenient.then_some(true),
+        reassembly: args.reassembly,
+        frag_timeout: args.frag_timeout,
+        frag_max_datagrams: args.frag_max_datagrams,
+        frag_buckets: args.frag_buckets,
+        frag_bucket_entries: args.frag_bucket_entries,
+        frag_mbufs: args.frag_mbufs,
     };
     cli.validate()?;
     let cfg = file.run.merge(cli);
@@ -821,5 +846,14 @@ fn print_summary(s: &control::run::RunSummary) {
                 r.comment.as_deref().unwrap_or("")
             );
         }
+    }
+}
+
+/// `yes` / `no` (RouterOS's booleans), `true` / `false`.
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: expected yes or no")),
     }
 }

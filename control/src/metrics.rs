@@ -282,6 +282,20 @@ pub fn families(m: &MetricsSnapshot) -> Result<Vec<MetricFamily>, prometheus::Er
         }),
     );
 
+    // IP fragments (docs/nat.md, Fragments).
+    f.counter(
+        "ctrack_frag_events_total",
+        "Reassembly of IP fragments before tracking and fragmenting reassembled datagrams again, by event (reassembled, fragments, timeout, no_space, too_big, bad, no_mbuf, refragmented, refragments, refragment_failed).",
+        &["worker", "event"],
+        w.iter().flat_map(|x| {
+            let n = x.worker;
+            x.frag
+                .named()
+                .into_iter()
+                .map(move |(e, v)| (vec![n.to_string(), e.to_string()], v))
+        }),
+    );
+
     // Connection helpers and expectations (see docs/helpers.md).
     f.gauge(
         "ctrack_conntrack_expect_entries",
@@ -715,6 +729,11 @@ mod tests {
                 fw_l7_full: 0,
                 nat_translated: 5 * k,
                 nat_dropped: [k, 0, 0, 0],
+                frag: dataplane::frag::FragTotals {
+                    reassembled: 4 * k,
+                    timeout: k,
+                    ..Default::default()
+                },
             }
         };
         MetricsSnapshot {
@@ -1020,6 +1039,12 @@ mod tests {
                     && x.labels.get("worker") == Some("0")),
             "no router counts for a worker in bridge mode"
         );
+
+        // Reassembly's counts, per worker (k = 1, 2).
+        let f1 = [("worker", "1"), ("event", "reassembled")];
+        assert_eq!(get(&s, "ctrack_frag_events_total", &f1), 8.0);
+        let f0 = [("worker", "0"), ("event", "timeout")];
+        assert_eq!(get(&s, "ctrack_frag_events_total", &f0), 1.0);
 
         // The firewall's drops and answers, summed over the workers (k = 1, 2).
         assert_eq!(

@@ -92,6 +92,8 @@ pub struct WorkerMetrics {
     /// ([`NAT_DROP_REASONS`]), then packets that could not be rewritten.
     pub nat_translated: u64,
     pub nat_dropped: [u64; 4],
+    /// Reassembly and fragmenting again ([`dataplane::frag::FragTotals`]).
+    pub frag: dataplane::frag::FragTotals,
 }
 
 /// The `reason` labels of [`WorkerMetrics::nat_dropped`].

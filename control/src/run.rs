@@ -84,6 +84,8 @@ pub struct WorkerSummary {
     /// mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub router: Option<dataplane::router::RouterTotals>,
+    /// Reassembly and fragmenting again (docs/nat.md, Fragments).
+    pub frag: dataplane::frag::FragTotals,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +97,10 @@ pub struct RunSummary {
     pub mempool_size: u32,
     pub mempool_in_use_start: u32,
     pub mempool_in_use_end: u32,
+    /// Buffers of reassembled datagrams still in use at the end (0: none
+    /// leaked); absent without reassembly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frag_mempool_in_use_end: Option<u32>,
     /// Firewall rules with their final counters (empty without `--rules`).
     pub firewall_rules: Vec<crate::firewall::RuleStat>,
 }
@@ -314,6 +320,45 @@ fn run_with_eal(
         })
         .collect();
 
+    // Reassembly (docs/nat.md, Fragments): one table per worker, one pool
+    // of 64 KiB buffers for whole datagrams.
+    let frag_pool = if cfg.reassembly.unwrap_or(true) {
+        let n = cfg.frag_mbufs.unwrap_or(RunConfig::DEFAULT_FRAG_MBUFS) * workers as u32;
+        Some(Arc::new(
+            Mempool::new_pktmbuf(
+                "ctrack_frag",
+                n.max(2),
+                0,
+                u16::MAX,
+                infos[0].socket.max(0),
+            )
+            .context(
+                "creating the reassembly pool (try fewer --frag-mbufs, --reassembly no, or give \
+                 EAL more memory with -m)",
+            )?,
+        ))
+    } else {
+        None
+    };
+    let frag_timeout = cfg
+        .frag_timeout
+        .unwrap_or(dataplane::conntrack::Duration::from_secs(
+            RunConfig::DEFAULT_FRAG_TIMEOUT_SECS,
+        ))
+        .as_nanos();
+    let new_frag_table = |pool: &Arc<Mempool>| -> Result<dpdk::FragTable> {
+        dpdk::FragTable::new(
+            cfg.frag_buckets.unwrap_or(RunConfig::DEFAULT_FRAG_BUCKETS),
+            cfg.frag_bucket_entries
+                .unwrap_or(RunConfig::DEFAULT_FRAG_BUCKET_ENTRIES),
+            cfg.frag_max_datagrams
+                .unwrap_or(RunConfig::DEFAULT_FRAG_MAX_DATAGRAMS),
+            frag_timeout,
+        )
+        .and_then(|t| t.with_pool(Arc::clone(pool)))
+        .context("creating a reassembly table (see --frag-buckets, --frag-max-datagrams)")
+    };
+
     // Everything that can fail is prepared before the first thread starts.
     let list_queues = WorkerSet::new_list_queues(workers);
     let mut setups = Vec::with_capacity(workers);
@@ -363,7 +408,8 @@ fn run_with_eal(
         let fw_update = firewall
             .as_ref()
             .map(|f| f.update(None, Some(Arc::clone(&list_queues[w]))));
-        setups.push((rx, tx, shard, cmd_rx, counters, fw_update));
+        let frag = frag_pool.as_ref().map(&new_frag_table).transpose()?;
+        setups.push((rx, tx, shard, cmd_rx, counters, fw_update, frag));
     }
 
     // Connection events: recorded while something subscribes (flow export,
@@ -383,7 +429,7 @@ fn run_with_eal(
     // answering until the exporter's last walk is done.
     let workers_stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(workers);
-    for (w, (rx, tx, shard, cmd_rx, counters, fw_update)) in setups.into_iter().enumerate() {
+    for (w, (rx, tx, shard, cmd_rx, counters, fw_update, frag)) in setups.into_iter().enumerate() {
         let mesh = mesh.clone();
         let expect_mesh = expect_mesh.clone();
         let ring = rings[w].clone();
@@ -399,7 +445,10 @@ fn run_with_eal(
                 }
                 let _dpdk =
                     dpdk::register_thread().context("registering the worker thread with DPDK")?;
-                let io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
+                let mut io = DpdkIo::new(rx, tx, burst).trust_nic_hash(&nic_hash_ports);
+                if let Some(t) = frag {
+                    io = io.with_reassembly(t);
+                }
                 let mut worker = Worker::new(w as u16, io, shard, mesh, cmd_rx, counters);
                 worker.set_events(ring, SHARD_EVENTS);
                 if let Some((cfg, bus)) = router {
@@ -526,6 +575,7 @@ fn run_with_eal(
                 firewall_rejected: t.fw_rejected,
                 firewall_tarpitted: t.fw_tarpitted,
                 router: e.router,
+                frag: dataplane::frag::FragTotals::from_array(t.frag),
             }
         })
         .collect();
@@ -538,6 +588,7 @@ fn run_with_eal(
         mempool_size: mbufs,
         mempool_in_use_start: in_use_start,
         mempool_in_use_end: in_use_end,
+        frag_mempool_in_use_end: frag_pool.as_ref().map(|p| p.in_use_count()),
         firewall_rules,
     })
 }

@@ -477,6 +477,7 @@ impl Dataplane for WorkerSet {
                         t.nat_bad_range,
                         t.nat_rewrite_failed,
                     ],
+                    frag: dataplane::frag::FragTotals::from_array(t.frag),
                 }
             })
             .collect();

@@ -9,6 +9,8 @@
 //! - [`respond`]: answers the firewall generates (reject, tarpit), rate-limited
 //!   and allocated from the I/O.
 //! - [`router`]: router mode's per-worker plane (ARP/ND, routes, TTL, ICMP).
+//! - [`frag`]: IP reassembly before tracking and fragmenting again on the
+//!   way out.
 //! - [`nat`]: NAT rules' bindings and the rewrite of NAT connections' packets;
 //!   [`nat_owners`]: which worker holds a NAT connection created away from
 //!   its original tuple's worker (port forwards on several workers).
@@ -23,6 +25,7 @@ pub use ctrack_core::{conntrack, flow, helper, packet};
 pub mod acl;
 pub mod events;
 pub mod firewall;
+pub mod frag;
 pub mod ftp_nat;
 pub mod helpers;
 pub mod io;

@@ -50,8 +50,9 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::Instant;
 use crate::flow::{Addr, Family, proto};
+use crate::frag::{Fragmenter, IPV6_MIN_MTU};
 use crate::io::PacketIo;
-use crate::packet::checksum::{RxChecksum, checksum_of, fill_ip, sum, verify_ip};
+use crate::packet::checksum::{RxChecksum, fill_ip, verify_ip};
 use crate::packet::nat::{Ttl, decrement_ttl};
 use crate::packet::respond::{Answer, Unreachable4, Unreachable6};
 use crate::respond::Responder;
@@ -328,8 +329,9 @@ pub struct RouterPlane<P> {
     hold: VecDeque<Held<P>>,
     bus: Arc<NeighBus>,
     scratch: Box<[u8]>,
-    /// Where fragments are built (14 + 65535 bytes).
-    frag_buf: Box<[u8]>,
+    /// Cuts packets over the egress MTU, and reassembled datagrams, into
+    /// fragments (see [`crate::frag`]).
+    fragmenter: Fragmenter,
     last_age: u64,
     totals: RouterTotals,
     /// The smallest egress MTU of the configuration (a packet no longer
@@ -430,7 +432,7 @@ impl<P> RouterPlane<P> {
             hold: VecDeque::with_capacity(HOLD_MAX),
             bus,
             scratch: vec![0; 256].into_boxed_slice(),
-            frag_buf: vec![0; 14 + 65535].into_boxed_slice(),
+            fragmenter: Fragmenter::new(crate::worker::random_u64() as u32),
             last_age: now.0,
             totals: RouterTotals::default(),
             min_mtu: min_mtu(&cfg),
@@ -650,6 +652,12 @@ impl<P> RouterPlane<P> {
     /// rewrite; what goes out is passed to `send` with its port. A packet
     /// too big for the egress MTU that may not be fragmented comes back
     /// with the MTU, for [`RouterPlane::too_big`] to answer.
+    ///
+    /// A datagram reassembled here ([`PacketIo::frag_size`]) goes out in
+    /// fragments no larger than the largest it came in, or the MTU if that
+    /// is smaller (IPv4, Linux's `ip_do_fragment`); IPv6 is too big if its
+    /// largest fragment was (Linux's `ip6_pkt_too_big`), else fragmented
+    /// to that size (`ip6_fragment`). See docs/nat.md, Fragments.
     pub fn output<I: PacketIo<Packet = P>>(
         &mut self,
         io: &mut I,
@@ -658,6 +666,7 @@ impl<P> RouterPlane<P> {
         now: Instant,
         send: &mut impl FnMut(&mut I, P, u16),
     ) -> Option<(P, u16)> {
+        let frag = usize::from(io.frag_size(&pkt));
         let f = io.packet_data_mut(&mut pkt);
         let Some((dst, _)) = ip_dst(f) else {
             self.totals.not_routed += 1;
@@ -672,18 +681,31 @@ impl<P> RouterPlane<P> {
             .ports
             .get(usize::from(hop.iface))
             .map_or(0, |p| p.mtu);
-        let mut fragment = false;
-        if mtu > 0
-            && let Some((len, may_fragment)) = ip_len(f)
-            && len > usize::from(mtu)
-        {
-            self.totals.too_big += 1;
-            // IPv4 without DF is fragmented, as Linux's `ip_fragment` (only
-            // without options here: those would have to be sorted into
-            // the ones copied into every fragment).
-            fragment = from.is_some() && may_fragment && f[14] == 0x45 && mtu >= 28;
-            if !fragment {
-                return (from.is_some() && !may_fragment).then_some((pkt, mtu));
+        // Fragments of at most this many bytes (0: the packet whole).
+        let mut piece = 0;
+        if let Some((len, may_fragment)) = ip_len(f) {
+            let mtu = usize::from(mtu);
+            let v6 = f[12..14] == ETH_IPV6.to_be_bytes();
+            if mtu > 0 && len > mtu {
+                self.totals.too_big += 1;
+            }
+            if frag > 0 {
+                if v6 && mtu > 0 && frag > mtu {
+                    return from.is_some().then_some((pkt, mtu as u16));
+                }
+                let size = if mtu > 0 { frag.min(mtu) } else { frag };
+                if len > size {
+                    piece = if v6 { size.max(IPV6_MIN_MTU) } else { size };
+                }
+            } else if mtu > 0 && len > mtu {
+                // IPv4 without DF is fragmented, as Linux's `ip_fragment`
+                // (only without options here: those would have to be
+                // sorted into the ones copied into every fragment).
+                if from.is_some() && may_fragment && f[14] == 0x45 && mtu >= 28 {
+                    piece = mtu;
+                } else {
+                    return (from.is_some() && !may_fragment).then_some((pkt, mtu as u16));
+                }
             }
         }
         if from.is_some() && !matches!(decrement_ttl(f), Ok(Ttl::Forward)) {
@@ -691,50 +713,40 @@ impl<P> RouterPlane<P> {
             return None;
         }
         let next = hop.gateway.unwrap_or(dst);
-        if fragment {
-            self.fragment_and_send(io, pkt, mtu, (hop.iface, next), now, send);
+        if piece > 0 {
+            self.fragment_and_send(io, pkt, piece, (hop.iface, next), now, send);
         } else {
             self.resolve_and_send(io, pkt, hop.iface, next, now, None, send);
         }
         None
     }
 
-    /// Sends IPv4 packet `pkt` (no options, DF clear) as fragments of at
-    /// most `mtu` bytes (each a new packet from the I/O, resolved and sent
-    /// as any; `pkt` is freed). A packet that is a fragment already keeps
-    /// its offset and MF on the last piece.
+    /// Sends packet `pkt` as fragments of at most `size` bytes (each a new
+    /// packet from the I/O, resolved and sent as any; `pkt` is freed): see
+    /// [`Fragmenter::split`].
     fn fragment_and_send<I: PacketIo<Packet = P>>(
         &mut self,
         io: &mut I,
         pkt: P,
-        mtu: u16,
+        size: usize,
         (port, next): (u16, Addr),
         now: Instant,
         send: &mut impl FnMut(&mut I, P, u16),
     ) {
-        let f = io.packet_data(&pkt);
-        let max_data = (usize::from(mtu) - 20) & !7;
-        let mut at = 0;
         self.totals.fragmented += 1;
-        loop {
-            let Some((n, next_at)) = v4_fragment(f, at, max_data, &mut self.frag_buf) else {
-                self.totals.not_routed += 1;
-                return;
-            };
-            match io.alloc(&self.frag_buf[..n]) {
-                Some(p) => {
-                    self.totals.fragments += 1;
-                    self.resolve_and_send(io, p, port, next, now, None, send);
-                }
-                None => {
-                    self.totals.alloc_failed += 1;
-                    return;
-                }
-            }
-            match next_at {
-                Some(a) => at = a,
-                None => return,
-            }
+        let mut fragmenter = std::mem::replace(&mut self.fragmenter, Fragmenter::empty());
+        let mut pieces = 0;
+        let f = io.packet_data(&pkt);
+        let r = fragmenter.split(io, f, size, |io, p| {
+            pieces += 1;
+            self.resolve_and_send(io, p, port, next, now, None, send);
+        });
+        self.fragmenter = fragmenter;
+        self.totals.fragments += pieces;
+        match r {
+            Ok(_) => {}
+            Err(crate::frag::SplitError::NoBuffer) => self.totals.alloc_failed += 1,
+            Err(_) => self.totals.not_routed += 1,
         }
     }
 
@@ -889,39 +901,6 @@ impl<P> RouterPlane<P> {
     }
 }
 
-/// Writes into `out` the fragment of IPv4 frame `f` (20-byte header) that
-/// carries its payload from byte `at` (a multiple of 8), at most `max_data`
-/// bytes (a multiple of 8): Ethernet and IP header copied, total length,
-/// MF and offset set (the original's offset added, its MF kept on the last
-/// piece), header checksum computed. Returns the fragment's length and the
-/// next piece's `at` (`None`: this was the last); `None` if `f` is too
-/// short for its total length or `out` for the fragment.
-fn v4_fragment(
-    f: &[u8],
-    at: usize,
-    max_data: usize,
-    out: &mut [u8],
-) -> Option<(usize, Option<usize>)> {
-    let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
-    let payload = f.get(34..14 + total)?;
-    let chunk = max_data.min(payload.len().checked_sub(at)?);
-    let last = at + chunk == payload.len();
-    let n = 34 + chunk;
-    let o = out.get_mut(..n)?;
-    o[..34].copy_from_slice(&f[..34]);
-    o[34..].copy_from_slice(&payload[at..at + chunk]);
-    o[16..18].copy_from_slice(&((20 + chunk) as u16).to_be_bytes());
-    let word = u16::from_be_bytes([f[20], f[21]]);
-    let offset = usize::from(word & 0x1fff) * 8 + at;
-    let mf = !last || word & 0x2000 != 0;
-    let word = (word & 0x4000) | if mf { 0x2000 } else { 0 } | (offset / 8) as u16 & 0x1fff;
-    o[20..22].copy_from_slice(&word.to_be_bytes());
-    o[24..26].fill(0);
-    let c = checksum_of(sum(&o[14..34], 0));
-    o[24..26].copy_from_slice(&c.to_be_bytes());
-    Some((n, (!last).then_some(at + chunk)))
-}
-
 /// The IP length of an Ethernet frame's packet, and whether a router may
 /// fragment it (IPv4 without DF).
 fn ip_len(f: &[u8]) -> Option<(usize, bool)> {
@@ -1009,6 +988,7 @@ mod tests {
     use crate::io::mem::{MemIo, MemLink};
     use crate::packet::checksum::RxChecksum;
     use crate::packet::checksum::verify_ip;
+    use crate::packet::checksum::{checksum_of, sum};
     use crate::worker::{Command, Mesh, Worker, random_seed};
     use ctrack_core::router::neigh::build_request;
     use ctrack_core::router::route::{IfAddr, StaticRoute, Table};

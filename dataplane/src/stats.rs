@@ -61,6 +61,8 @@ pub struct WorkerCounters {
     pub nat_owner_full: AtomicU64,
     /// Packets not parsed, by [`ParseError::index`].
     pub parse_errors: [AtomicU64; ParseError::COUNT],
+    /// Reassembly and fragmenting again ([`crate::frag::FragTotals`]).
+    pub frag: [AtomicU64; crate::frag::FragTotals::COUNT],
 }
 
 /// The plain values behind [`WorkerCounters`].
@@ -91,6 +93,9 @@ pub struct WorkerTotals {
     pub nat_handed_off: u64,
     pub nat_owner_full: u64,
     pub parse_errors: [u64; ParseError::COUNT],
+    /// Reassembly and fragmenting again, as
+    /// [`crate::frag::FragTotals::as_array`].
+    pub frag: [u64; crate::frag::FragTotals::COUNT],
 }
 
 impl WorkerCounters {
@@ -123,6 +128,9 @@ impl WorkerCounters {
         for (a, v) in self.parse_errors.iter().zip(t.parse_errors) {
             a.store(v, Relaxed);
         }
+        for (a, v) in self.frag.iter().zip(t.frag) {
+            a.store(v, Relaxed);
+        }
     }
 
     pub fn read(&self) -> WorkerTotals {
@@ -151,6 +159,7 @@ impl WorkerCounters {
             nat_handed_off: self.nat_handed_off.load(Relaxed),
             nat_owner_full: self.nat_owner_full.load(Relaxed),
             parse_errors: std::array::from_fn(|i| self.parse_errors[i].load(Relaxed)),
+            frag: std::array::from_fn(|i| self.frag[i].load(Relaxed)),
         }
     }
 }

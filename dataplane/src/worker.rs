@@ -297,11 +297,22 @@ struct Core<P, B> {
     /// The payload change the helper asked for the packet in hand (FTP
     /// through NAT; see [`crate::ftp_nat`]), for `after_verdict`.
     mangle: Option<crate::conntrack::helping::FtpMangle>,
+    /// The I/O reassembles fragments ([`PacketIo::reassembles`]): received
+    /// fragments are offered to it while tracking is on, and reassembled
+    /// datagrams are fragmented again on the way out (see [`crate::frag`]).
+    reassembly: bool,
+    /// Bridge mode's fragmenting of reassembled datagrams (with
+    /// `reassembly`; router mode's is the router plane's).
+    fragmenter: Option<crate::frag::Fragmenter>,
+    /// Its counts (the `refragment*` fields).
+    frag: crate::frag::FragTotals,
 }
 
 pub struct Worker<I: PacketIo> {
     io: I,
     rx: I::Burst,
+    /// Where a burst's packets go while its fragments are reassembled.
+    rx_whole: I::Burst,
     core: Core<I::Packet, I::Burst>,
     commands: Receiver<Command>,
     counters: Arc<WorkerCounters>,
@@ -322,6 +333,8 @@ impl<I: PacketIo> Worker<I> {
         counters: Arc<WorkerCounters>,
     ) -> Self {
         let rx = io.new_burst();
+        let rx_whole = io.new_burst();
+        let reassembly = io.reassembles();
         let tx = (0..io.ports()).map(|_| io.new_burst()).collect();
         let responder = Responder::new(io.ports());
         let dispatch =
@@ -329,6 +342,7 @@ impl<I: PacketIo> Worker<I> {
         Worker {
             io,
             rx,
+            rx_whole,
             core: Core {
                 id,
                 shard,
@@ -354,6 +368,9 @@ impl<I: PacketIo> Worker<I> {
                 owner_sweep: 0,
                 owner_full: 0,
                 mangle: None,
+                reassembly,
+                fragmenter: reassembly.then(|| crate::frag::Fragmenter::new(random_u64() as u32)),
+                frag: crate::frag::FragTotals::default(),
             },
             commands,
             counters,
@@ -384,6 +401,14 @@ impl<I: PacketIo> Worker<I> {
             }
             work += n;
             self.core.totals.rx_packets += n as u64;
+            // Fragments are reassembled before anything parses them, as
+            // Linux's nf_defrag does wherever conntrack runs.
+            if self.core.reassembly && self.core.shard.is_tracking() {
+                self.reassemble_burst(now);
+                if self.rx.is_empty() {
+                    continue;
+                }
+            }
             let egress = self.io.egress(link);
             let ingress = self.io.ingress(link);
             let nic_hash = self.io.nic_hash(link);
@@ -398,6 +423,9 @@ impl<I: PacketIo> Worker<I> {
             work += self.core.router_between_bursts(&mut self.io, now);
         }
         self.core.flush_all(&mut self.io);
+        if self.core.reassembly {
+            self.io.expire_fragments(now);
+        }
         self.core.shard.poll_expired(now, EXPIRE_BUDGET);
         self.core.sweep_owners();
         if let Some(fw) = self.core.fw.as_deref_mut() {
@@ -417,6 +445,34 @@ impl<I: PacketIo> Worker<I> {
         }
         self.publish();
         work
+    }
+
+    /// Offers the RX burst's fragments to the I/O's reassembly table: the
+    /// burst goes on with whole datagrams in their place (the last
+    /// fragment's), held and dropped fragments taken out. Nothing moves
+    /// when the burst holds no fragment.
+    fn reassemble_burst(&mut self, now: Instant) {
+        let n = self.rx.len();
+        if !(0..n).any(|i| crate::frag::is_fragment(self.rx.data(i))) {
+            return;
+        }
+        let (io, whole) = (&mut self.io, &mut self.rx_whole);
+        self.rx.drain_each(|_, p| {
+            let p = if crate::frag::is_fragment(io.packet_data(&p)) {
+                match io.reassemble(p, now) {
+                    crate::frag::Reassembled::Pass(p) | crate::frag::Reassembled::Done(p) => p,
+                    crate::frag::Reassembled::Gone => return,
+                }
+            } else {
+                p
+            };
+            // As large as the RX burst, which held at least as many:
+            // never full here.
+            if let Err(p) = whole.push(p) {
+                drop(p);
+            }
+        });
+        std::mem::swap(&mut self.rx, &mut self.rx_whole);
     }
 
     /// Gives the worker a ring for its shard's connection events: while the
@@ -456,6 +512,16 @@ impl<I: PacketIo> Worker<I> {
     }
 
     fn publish(&mut self) {
+        if self.core.reassembly {
+            let c = &self.core.frag;
+            let f = crate::frag::FragTotals {
+                refragmented: c.refragmented,
+                refragments: c.refragments,
+                refragment_failed: c.refragment_failed,
+                ..self.io.frag_totals()
+            };
+            self.core.totals.frag = f.as_array();
+        }
         self.core.totals.entries = u64::from(self.core.shard.total_entries());
         self.core.totals.max_entries = u64::from(self.core.shard.max_entries());
         self.core.totals.fw_answers = self.core.responder.totals().as_array();
@@ -1349,6 +1415,13 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
     /// Transmits on this worker's queue of `port`, or hands the packet to the
     /// worker that owns one.
     fn forward<I: PacketIo<Packet = P, Burst = B>>(&mut self, io: &mut I, pkt: P, port: u16) {
+        if self.reassembly {
+            let size = usize::from(io.frag_size(&pkt));
+            if size > 0 && crate::frag::ip_len(io.packet_data(&pkt)).is_some_and(|l| l > size) {
+                self.refragment(io, pkt, size, port);
+                return;
+            }
+        }
         if !io.has_tx(port) {
             let owner = self
                 .mesh
@@ -1381,6 +1454,40 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             if self.tx[port as usize].push(pkt).is_err() {
                 self.totals.tx_dropped += 1;
             }
+        }
+    }
+
+    /// Bridge mode: sends reassembled datagram `pkt` out of `port` in
+    /// fragments of at most `size` bytes, the largest it came in (Linux's
+    /// `br_nf_dev_queue_xmit` with `frag_max_size`; IPv6 not below 1280).
+    #[cold]
+    fn refragment<I: PacketIo<Packet = P, Burst = B>>(
+        &mut self,
+        io: &mut I,
+        pkt: P,
+        size: usize,
+        port: u16,
+    ) {
+        let Some(mut fr) = self.fragmenter.take() else {
+            self.frag.refragment_failed += 1;
+            return;
+        };
+        let f = io.packet_data(&pkt);
+        let size = if f.get(12..14) == Some(&[0x86, 0xdd]) {
+            size.max(crate::frag::IPV6_MIN_MTU)
+        } else {
+            size
+        };
+        let mut pieces = 0;
+        let r = fr.split(io, f, size, |io, p| {
+            pieces += 1;
+            self.forward(io, p, port);
+        });
+        self.fragmenter = Some(fr);
+        self.frag.refragmented += 1;
+        self.frag.refragments += pieces;
+        if r.is_err() {
+            self.frag.refragment_failed += 1;
         }
     }
 

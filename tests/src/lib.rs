@@ -66,11 +66,14 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 }
 
 /// EAL arguments for a test run: no hugepages, no PCI, no shared config.
+/// 768 MB: router mode's FIB (`rte_lpm` and `rte_lpm6`, some 130 MB, two or
+/// three alive across a route change) beside the packet pool and
+/// reassembly's 64 KiB buffers (docs/nat.md, Fragments) left 512 short.
 pub fn eal_base() -> Vec<String> {
     [
         "--no-huge",
         "-m",
-        "512",
+        "768",
         "--no-pci",
         "--no-shconf",
         "-l",

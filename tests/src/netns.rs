@@ -360,6 +360,118 @@ impl Drop for Topology {
     }
 }
 
+/// Two namespaces whose interfaces are ctrack's own `net_tap` ports (2
+/// queues each), moved into them once ctrack has made them
+/// ([`TapTopology::attach`]): frames reach ctrack exactly as the
+/// namespaces' stacks send them. [`Topology`]'s `net_af_packet` ports join
+/// a fanout group with `PACKET_FANOUT_FLAG_DEFRAG`, so the kernel
+/// reassembles IPv4 fragments before ctrack sees them (and a datagram over
+/// 2 KiB does not fit the PMD's mbuf); tests of fragments use this one.
+pub struct TapTopology {
+    /// Namespace names (A, B).
+    pub ns: [String; 2],
+    /// The tap devices: ctrack's ports 0 (in A) and 1 (in B).
+    pub tap: [String; 2],
+}
+
+impl TapTopology {
+    /// Creates the namespaces (unique names from the pid); the taps come
+    /// with ctrack.
+    pub fn create() -> TapTopology {
+        let pid = std::process::id();
+        let t = TapTopology {
+            ns: [format!("cttap-a-{pid}"), format!("cttap-b-{pid}")],
+            tap: [format!("ct{pid}ta"), format!("ct{pid}tb")],
+        };
+        del_namespaces(&t.ns);
+        for ns in &t.ns {
+            must(&["ip", "netns", "add", ns]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        t
+    }
+
+    /// `ctrack run` arguments as [`Topology::ctrack_run_args`]'s, with the
+    /// two `net_tap` ports.
+    pub fn ctrack_run_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--workers", "2", "--duration", "300s"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        for kv in ["udp-timeout=5m", "udp-stream-timeout=5m", "icmp-timeout=5m"] {
+            args.extend(["--set".into(), kv.into()]);
+        }
+        args.extend(crate::ephemeral_servers());
+        args.push("--".into());
+        args.extend(crate::eal_base());
+        for (i, dev) in self.tap.iter().enumerate() {
+            args.extend(["--vdev".into(), format!("net_tap{i},iface={dev}")]);
+        }
+        args
+    }
+
+    /// Moves the taps (ctrack runs: it made them) into the namespaces and
+    /// gives namespace `i` the addresses `v4s[i]` (/24) and `v6s[i]` (/64,
+    /// no DAD, quiet IPv6) and default routes via `gws[i]`.
+    pub fn attach(&self, v4s: [&str; 2], v6s: [&str; 2], gws: [(&str, &str); 2]) {
+        for (i, (ns, dev)) in self.ns.iter().zip(&self.tap).enumerate() {
+            must(&["ip", "link", "set", dev, "netns", ns]);
+            for kv in [
+                "accept_ra=0",
+                "router_solicitations=0",
+                "dad_transmits=0",
+                "accept_dad=0",
+            ] {
+                must(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    &format!("net.ipv6.conf.{dev}.{kv}"),
+                ]);
+            }
+            let v4 = format!("{}/24", v4s[i]);
+            let v6 = format!("{}/64", v6s[i]);
+            must(&["ip", "-n", ns, "addr", "add", &v4, "dev", dev]);
+            must(&["ip", "-n", ns, "addr", "add", &v6, "dev", dev, "nodad"]);
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            must(&["ip", "-n", ns, "route", "add", "default", "via", gws[i].0]);
+            must(&[
+                "ip", "-n", ns, "-6", "route", "add", "default", "via", gws[i].1,
+            ]);
+        }
+    }
+
+    /// `ip netns exec <ns i> ARGS`, bounded by `timeout_s` seconds.
+    pub fn exec(&self, i: usize, timeout_s: u32, args: &[&str]) -> Output {
+        ns_exec(&self.ns[i], timeout_s, args)
+    }
+
+    /// As [`Topology::spawn_ready`].
+    pub fn spawn_ready(&self, i: usize, args: &[&str], ready_s: u64) -> Background {
+        Background {
+            child: spawn_ready_in(&self.ns[i], args, ready_s),
+        }
+    }
+
+    /// `tcpdump -w PATH` on namespace `i`'s tap, as [`Topology::capture`].
+    pub fn capture(&self, i: usize, path: &std::path::Path) -> Background {
+        Background {
+            child: tcpdump_in(&self.ns[i], &self.tap[i], path),
+        }
+    }
+}
+
+impl Drop for TapTopology {
+    fn drop(&mut self) {
+        del_namespaces(&self.ns);
+    }
+}
+
 /// `ip netns exec <ns> ARGS`, bounded by `timeout_s` seconds.
 pub(crate) fn ns_exec(ns: &str, timeout_s: u32, args: &[&str]) -> Output {
     let mut v = vec!["ip", "netns", "exec", ns];

@@ -1,9 +1,10 @@
 //! [`PacketIo`] over DPDK queues.
 
-use dpdk::{Mbuf, MbufBurst, PortId, RxCksum, RxQueue, TscClock, TxQueue};
+use dpdk::{FragTable, Mbuf, MbufBurst, PortId, Reassembly, RxCksum, RxQueue, TscClock, TxQueue};
 
 use super::{Burst, PacketIo};
 use crate::conntrack::Instant;
+use crate::frag::{FragTotals, Reassembled};
 use crate::packet::checksum::{Offload, RxChecksum};
 
 impl Burst for MbufBurst {
@@ -73,6 +74,8 @@ pub struct DpdkIo {
     tx: Vec<Option<TxQueue>>,
     burst_size: usize,
     clock: TscClock,
+    /// This worker's reassembly table (see [`DpdkIo::with_reassembly`]).
+    frag: Option<Box<FragTable>>,
 }
 
 impl DpdkIo {
@@ -86,7 +89,20 @@ impl DpdkIo {
             tx,
             burst_size,
             clock: TscClock::new(),
+            frag: None,
         }
+    }
+
+    /// Reassembles IP fragments with `table` (see [`crate::frag`]; its
+    /// timeout in nanoseconds, the unit of [`PacketIo::now`]).
+    pub fn with_reassembly(mut self, table: FragTable) -> Self {
+        self.frag = Some(Box::new(table));
+        self
+    }
+
+    /// The reassembly table, if any.
+    pub fn frag_table(&self) -> Option<&FragTable> {
+        self.frag.as_deref()
     }
 
     /// Marks the links received on `ports` as carrying the NIC's symmetric
@@ -163,5 +179,52 @@ impl PacketIo for DpdkIo {
 
     fn packet_data_mut<'a>(&self, p: &'a mut Mbuf) -> &'a mut [u8] {
         p.data_mut()
+    }
+
+    fn reassembles(&self) -> bool {
+        self.frag.is_some()
+    }
+
+    fn reassemble(&mut self, p: Mbuf, now: Instant) -> Reassembled<Mbuf> {
+        let Some(t) = self.frag.as_deref_mut() else {
+            return Reassembled::Pass(p);
+        };
+        match t.reassemble(p, 14, now.0) {
+            Reassembly::Done(m) => Reassembled::Done(m),
+            Reassembly::NotFragment(m) => Reassembled::Pass(m),
+            // Counted by the table.
+            Reassembly::Held
+            | Reassembly::TooBig
+            | Reassembly::NoSpace
+            | Reassembly::Bad
+            | Reassembly::NoMbuf => Reassembled::Gone,
+        }
+    }
+
+    fn expire_fragments(&mut self, now: Instant) {
+        if let Some(t) = self.frag.as_deref_mut() {
+            t.expire(now.0);
+        }
+    }
+
+    #[inline]
+    fn frag_size(&self, p: &Mbuf) -> u16 {
+        self.frag.as_deref().map_or(0, |t| t.frag_size(p))
+    }
+
+    fn frag_totals(&self) -> FragTotals {
+        self.frag.as_deref().map_or_else(FragTotals::default, |t| {
+            let c = t.counts();
+            FragTotals {
+                reassembled: c.reassembled,
+                fragments: c.fragments,
+                timeout: c.timeout,
+                no_space: c.no_space,
+                too_big: c.too_big,
+                bad: c.bad,
+                no_mbuf: c.no_mbuf,
+                ..FragTotals::default()
+            }
+        })
     }
 }

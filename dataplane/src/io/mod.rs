@@ -11,6 +11,7 @@ pub mod dpdk;
 pub mod mem;
 
 use crate::conntrack::Instant;
+use crate::frag::{FragTotals, Reassembled};
 use crate::packet::checksum::RxChecksum;
 
 /// A reusable burst of owned packets. Dropping or clearing it frees what it
@@ -97,4 +98,34 @@ pub trait PacketIo {
     /// (router mode rewrites the Ethernet header and the TTL, NAT the
     /// addresses and ports).
     fn packet_data_mut<'a>(&self, p: &'a mut Self::Packet) -> &'a mut [u8];
+
+    /// Whether this I/O reassembles IP fragments (see [`crate::frag`]):
+    /// DPDK queues given a reassembly table; not the in-memory I/O (the
+    /// default: fragments go on one by one).
+    fn reassembles(&self) -> bool {
+        false
+    }
+    /// Offers received packet `p` (an IP fragment, see
+    /// [`crate::frag::is_fragment`]) to this worker's reassembly table at
+    /// time `now`.
+    fn reassemble(&mut self, p: Self::Packet, now: Instant) -> Reassembled<Self::Packet> {
+        let _ = now;
+        Reassembled::Pass(p)
+    }
+    /// Frees the fragments of datagrams that did not complete in time.
+    fn expire_fragments(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// The size (IP header included) of the largest fragment `p` was
+    /// reassembled from (Linux's `frag_max_size`); 0 if `p` was not
+    /// reassembled here.
+    #[inline]
+    fn frag_size(&self, p: &Self::Packet) -> u16 {
+        let _ = p;
+        0
+    }
+    /// The reassembly table's counts (the fields up to `no_mbuf`).
+    fn frag_totals(&self) -> FragTotals {
+        FragTotals::default()
+    }
 }

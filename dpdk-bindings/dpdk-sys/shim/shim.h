@@ -37,19 +37,37 @@ int ctrack_rte_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips,
                                uint32_t *next_hops, unsigned n);
 
 /* Reassembly through rte_ip_frag (see shim.c): the fragment's l2/l3
- * lengths set, the result linearized and its IPv4 checksum filled. */
+ * lengths set; a datagram made of several fragments copied into one mbuf of
+ * `big` (or linearized in place when `big` is NULL), its IPv4 checksum
+ * filled, the size of its largest fragment (IP header included) written to
+ * *frag_max and, with `big`, into the mbuf's dynamic field (see
+ * ctrack_frag_field). *expired counts the fragments of stale datagrams the
+ * call freed (timed out). */
 #include <rte_ip_frag.h>
 enum {
 	CTRACK_FRAG_DONE = 1,
 	CTRACK_FRAG_HELD = 0,
 	CTRACK_FRAG_TOO_BIG = -1,
 	CTRACK_FRAG_NOT_FRAGMENT = -2,
+	/* The table had no room for a new datagram: the fragment was freed. */
+	CTRACK_FRAG_NO_SPACE = -3,
+	/* A bad fragment (empty, beyond the fragment limit, or a set that does
+	 * not add up: overlaps, duplicates): its datagram's fragments freed. */
+	CTRACK_FRAG_BAD = -4,
+	/* No mbuf of `big` was free: the datagram was freed. */
+	CTRACK_FRAG_NO_MBUF = -5,
 };
 struct rte_mbuf *ctrack_ip_reassemble(struct rte_ip_frag_tbl *tbl,
                                       struct rte_ip_frag_death_row *dr,
                                       struct rte_mbuf *mb, uint64_t tms,
-                                      uint16_t l2_len, int *status);
+                                      uint16_t l2_len, struct rte_mempool *big,
+                                      int *status, uint16_t *frag_max,
+                                      uint32_t *expired);
 void ctrack_ip_frag_expire(struct rte_ip_frag_tbl *tbl, struct rte_ip_frag_death_row *dr,
                            uint64_t tms);
+/* The offset of the mbuf dynamic field (a uint16_t) holding a reassembled
+ * datagram's largest fragment size, registered on the first call; < 0 on
+ * failure (rte_errno set). */
+int ctrack_frag_field(void);
 
 #endif

@@ -33,7 +33,7 @@ pub use eal::{
     tsc_hz, worker_lcores,
 };
 pub use error::{DpdkError, Result};
-pub use frag::{FragTable, Reassembly};
+pub use frag::{FragCounts, FragTable, Reassembly};
 pub use hash::RteHash;
 pub use lpm::{Lpm, Lpm6, MAX_NEXT_HOP, MAX_NEXT_HOP6};
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst, RxCksum};

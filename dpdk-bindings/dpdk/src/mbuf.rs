@@ -33,6 +33,11 @@ impl Mbuf {
         raw
     }
 
+    /// The raw mbuf, still owned by `self`.
+    pub(crate) fn as_raw(&self) -> *mut dpdk_sys::rte_mbuf {
+        self.raw.as_ptr()
+    }
+
     /// An empty mbuf from `pool`, or `None` if the pool is exhausted.
     pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
         // SAFETY: valid pool; the result is checked for NULL.

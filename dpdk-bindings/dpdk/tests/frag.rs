@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use dpdk::{FragTable, Mempool, Reassembly};
 
 const ETH4: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
@@ -149,6 +151,7 @@ fn fragments_come_back_whole() {
             Reassembly::TooBig => "too big",
             Reassembly::Done(_) => "done",
             Reassembly::NotFragment(_) => "not",
+            Reassembly::NoSpace | Reassembly::Bad | Reassembly::NoMbuf => "dropped",
         });
     }
     assert_eq!(outcomes, ["held", "held", "too big"]);
@@ -161,6 +164,79 @@ fn fragments_come_back_whole() {
         Reassembly::Held
     ));
     assert!(pool.in_use_count() > 0);
-    t.expire(5000 + 2 * hz);
+    assert_eq!(t.expire(5000 + 2 * hz), 1);
     assert_eq!(pool.in_use_count(), 0, "every mbuf is back in the pool");
+    let c = t.counts();
+    assert_eq!((c.reassembled, c.too_big, c.timeout), (2, 1, 1), "{c:?}");
+
+    // With a pool for whole datagrams: a datagram over the packet pool's
+    // 2 KiB is copied into one of its mbufs, which remembers the largest
+    // fragment's size (the others' remember nothing).
+    let big = Arc::new(Mempool::new_pktmbuf("frag_big", 7, 0, u16::MAX, 0).expect("big pool"));
+    let mut t = FragTable::new(1, 2, 2, 1000)
+        .and_then(|t| t.with_pool(big.clone()))
+        .expect("table with a pool");
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+    let dgram = v4_datagram(0x7777, &payload);
+    let mut frags = v4_fragments(&dgram, 1480);
+    frags.reverse();
+    let mut done = None;
+    for f in &frags {
+        if let Reassembly::Done(m) = t.reassemble(mbuf(f), 14, 10) {
+            done = Some(m);
+        }
+    }
+    let m = done.expect("5000 bytes reassembled");
+    assert_eq!(&m.data()[14..], &dgram[..]);
+    assert_eq!(t.frag_size(&m), 1500, "the largest fragment: 20 + 1480");
+    assert_eq!(big.in_use_count(), 1);
+    assert_eq!(pool.in_use_count(), 0, "the fragments are freed");
+    let plain_m = mbuf(&plain);
+    assert_eq!(t.frag_size(&plain_m), 0, "not reassembled here");
+    drop((m, plain_m));
+    assert_eq!(big.in_use_count(), 0);
+    // IPv6: the fragment header counts in the fragment's size.
+    let (whole, frags) = v6_fragments(9, &payload[..3000], 1448);
+    let mut done = None;
+    for f in &frags {
+        if let Reassembly::Done(m) = t.reassemble(mbuf(f), 14, 20) {
+            done = Some(m);
+        }
+    }
+    let m = done.expect("IPv6 reassembled");
+    assert_eq!(m.data(), &whole[..]);
+    assert_eq!(t.frag_size(&m), 40 + 8 + 1448);
+    drop(m);
+
+    // A full table (2 datagrams at most): the third's fragment is freed,
+    // counted; once they time out, their fragments are counted too.
+    for id in [1u16, 2] {
+        let f = v4_fragments(&v4_datagram(id, &payload[..1000]), 400);
+        assert!(matches!(
+            t.reassemble(mbuf(&f[0]), 14, 30),
+            Reassembly::Held
+        ));
+    }
+    let f = v4_fragments(&v4_datagram(3, &payload[..1000]), 400);
+    assert!(matches!(
+        t.reassemble(mbuf(&f[0]), 14, 30),
+        Reassembly::NoSpace
+    ));
+    assert_eq!(t.expire(30 + 1001), 2);
+    // A truncated fragment (its length says more than the frame holds).
+    let mut short = v4_fragments(&v4_datagram(4, &payload[..1000]), 400)[0].clone();
+    short.truncate(100);
+    assert!(matches!(
+        t.reassemble(mbuf(&short), 14, 40),
+        Reassembly::Bad
+    ));
+    let c = t.counts();
+    assert_eq!(
+        (c.reassembled, c.no_space, c.timeout, c.bad, c.fragments),
+        (2, 1, 2, 1, 4 + 3 + 2 + 1 + 1),
+        "{c:?}"
+    );
+    drop(t);
+    assert_eq!(pool.in_use_count(), 0, "every mbuf is back in the pool");
+    assert_eq!(big.in_use_count(), 0);
 }
