@@ -759,10 +759,14 @@ impl<P> RouterPlane<P> {
     /// translates an error about a destination-NATed packet back
     /// (`nf_nat_icmp_reply_translation`): either way the sender gets its
     /// own packet quoted. A packet that fits the smallest MTU costs one
-    /// comparison.
+    /// comparison. `frag`: [`PacketIo::frag_size`]; a datagram reassembled
+    /// here is too big only if its largest fragment was (IPv6; IPv4's DF is
+    /// cleared by reassembly and it is fragmented again), as
+    /// [`RouterPlane::output`] decides.
     #[inline]
-    pub fn exceeds_mtu(&mut self, frame: &[u8], dst: &Addr) -> Option<u16> {
+    pub fn exceeds_mtu(&mut self, frame: &[u8], frag: u16, dst: &Addr) -> Option<u16> {
         let (len, may_fragment) = ip_len(frame)?;
+        let len = if frag > 0 { usize::from(frag) } else { len };
         if len <= usize::from(self.min_mtu) || may_fragment {
             return None;
         }

@@ -1199,7 +1199,7 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                     // not as translated (see `RouterPlane::exceeds_mtu`).
                     let big = match self.router.as_deref_mut() {
                         Some(r) if ingress != LOCAL_PORT && !r.config().is_own(&dst) => {
-                            r.exceeds_mtu(io.packet_data(&pkt), &dst)
+                            r.exceeds_mtu(io.packet_data(&pkt), io.frag_size(&pkt), &dst)
                         }
                         _ => None,
                     };
