@@ -871,6 +871,34 @@ impl Ruleset {
         u
     }
 
+    /// Whether any enabled rule of `table` (any chain) for `family` may
+    /// read the packet's destination address or port: a destination
+    /// matcher, `connection-limit`, `limit`, a log line, or
+    /// `add-dst-to-address-list`. `false`: the table's verdict is the
+    /// same for any destination (the NAT's translated view of a packet
+    /// needs no walk of its own then).
+    pub fn reads_dst(&self, family: Fam, table: Table) -> bool {
+        self.fams[fam_index(family)].tables[table_index(table)]
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .any(|r| {
+                r.log
+                    || matches!(r.action, CAction::Log | CAction::AddList { dst: true, .. })
+                    || r.matchers.iter().any(|m| {
+                        matches!(
+                            m,
+                            CM::DstAddr(..)
+                                | CM::DstPort(..)
+                                | CM::AnyPort(..)
+                                | CM::DstList(..)
+                                | CM::CLimit(..)
+                                | CM::Limit(..)
+                        )
+                    })
+            })
+    }
+
     pub fn rule(&self, id: RuleId) -> Option<&RuleInfo> {
         self.rules.get(id.0 as usize)
     }

@@ -253,6 +253,11 @@ pub struct WorkerFirewall {
     /// The ruleset has NAT rules and nothing else: packets of existing
     /// connections (which pass no NAT chain) have no rule to pass.
     only_nat: bool,
+    /// By family (IPv4, IPv6): no mangle or filter rule reads a packet's
+    /// destination ([`Ruleset::reads_dst`]), so a NAT connection's packet
+    /// needs no walk with its translated destination in bridge mode (see
+    /// `WorkerFirewall::needs_nat_view`).
+    dst_blind: [bool; 2],
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -274,6 +279,10 @@ impl WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
         let uses = rs.uses();
         let only_nat = rs_only_nat(&rs);
+        let dst_blind = [ctrack_rules::Fam::V4, ctrack_rules::Fam::V6].map(|f| {
+            !rs.reads_dst(f, ctrack_rules::Table::Mangle)
+                && !rs.reads_dst(f, ctrack_rules::Table::Filter)
+        });
         WorkerFirewall {
             fields: uses.ttl || uses.dscp || uses.layer7,
             l7w: uses.layer7.then(Box::default),
@@ -295,6 +304,7 @@ impl WorkerFirewall {
             n_marked: 0,
             nat: None,
             only_nat,
+            dst_blind,
         }
     }
 
@@ -465,7 +475,7 @@ impl WorkerFirewall {
                         window = Some(i);
                         ctx.payload = w.append(i, fields.payload);
                     }
-                    nat_view = view.srcnat || view.dstnat;
+                    nat_view = self.needs_nat_view(pkts[j].tuple.family, dir, &view);
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -722,6 +732,25 @@ impl WorkerFirewall {
         let orig = shard.key_of(pkt);
         let reply = nat.finish(shard, &orig, &pending);
         (v, reply)
+    }
+
+    /// Whether a packet of direction `dir` of the connection `view` shows
+    /// must pass the hooks through [`WorkerFirewall::walk_nat_view`]: only
+    /// when its destination changes (the original direction of a
+    /// destination NAT, the reply direction of a source NAT), and then in
+    /// bridge mode only when a rule may read the destination. Otherwise
+    /// the split walk gives what the plain one gives: the same
+    /// destination, so the same route (the worker routed the packet by
+    /// it), the same hooks and the same matches.
+    #[inline]
+    fn needs_nat_view(&self, family: Family, dir: Dir, view: &crate::conntrack::ConnView) -> bool {
+        let dst_changes = match dir {
+            Dir::Orig => view.dstnat,
+            Dir::Reply => view.srcnat,
+        };
+        dst_changes
+            && !(self.dst_blind[usize::from(family == Family::V6)]
+                && self.nat.as_deref().is_some_and(|n| !n.routes()))
     }
 
     /// [`FORWARD_HOOKS`] for a packet of a NAT connection: from mangle

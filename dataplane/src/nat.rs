@@ -291,6 +291,13 @@ impl WorkerNat {
         self.router = cfg;
     }
 
+    /// Whether this worker routes (router mode): [`WorkerNat::out_port`]
+    /// may then give another port than the bridged one.
+    #[inline]
+    pub fn routes(&self) -> bool {
+        self.router.is_some()
+    }
+
     /// The routing decision after dstnat: where a packet received on
     /// `in_port` goes with (post-dstnat) destination `dst`. Bridge mode:
     /// `bridged`, the port's peer. Router mode: [`LOCAL_PORT`] for one of
@@ -554,6 +561,12 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         Verdict::Related { id, dir } => (id, dir, true),
         _ => return Rewrite::None,
     };
+    if !related {
+        return match shard.nat_target(id, dir) {
+            Some(t) => Rewrite::To(tuple_of(&t)),
+            None => Rewrite::None,
+        };
+    }
     let Some(e) = shard.get(id) else {
         return Rewrite::None;
     };
@@ -570,9 +583,6 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         Dir::Orig => reply.reply(),
         Dir::Reply => orig.reply(),
     };
-    if !related {
-        return Rewrite::To(tuple_of(&target));
-    }
     // An ICMP error travelling in `dir` quotes a packet of the other
     // direction: the quote gets that direction's tuple as its sender knows
     // it; the outer addresses the side of the translation that applies to

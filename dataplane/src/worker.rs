@@ -836,10 +836,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if self.shard.nat_connections() > 0 {
-                // The rewrite (`after_verdict`) reads the stored reply key:
-                // fetched while the rest of the burst is handled.
+                // The rewrite (`after_verdict`) reads the stored reply key
+                // (for the original direction and ICMP errors: a reply's
+                // target is its entry's key): fetched while the rest of the
+                // burst is handled.
                 for v in &self.verdicts[done..end] {
-                    if let Verdict::Tracked { id, .. } | Verdict::Related { id, .. } = *v {
+                    if let Verdict::Tracked {
+                        id,
+                        dir: crate::conntrack::Dir::Orig,
+                        ..
+                    }
+                    | Verdict::Related { id, .. } = *v
+                    {
                         self.shard.prefetch_nat(id);
                     }
                 }

@@ -1757,6 +1757,24 @@ impl Shard {
         }
     }
 
+    /// The tuple (as a key) that a packet of direction `dir` of NAT
+    /// connection `id` leaves with: the original direction the reply key
+    /// inverted, the reply direction the original key inverted. `None`
+    /// when `id` is gone or not translated. One lookup of the entry, and
+    /// of the stored reply key only for the original direction.
+    #[inline]
+    pub fn nat_target(&self, id: ConnId, dir: Dir) -> Option<Key> {
+        let i = self.resolve_id(id)?;
+        let e = self.e(i);
+        if !e.srcnat() && !e.dstnat() {
+            return None;
+        }
+        Some(match dir {
+            Dir::Orig => self.reply_of(i).reply(),
+            Dir::Reply => e.key.reply(),
+        })
+    }
+
     /// The key that reply packets of connection `id` carry: the inverse of
     /// its original key, or the NAT reply key its decision gave.
     pub fn reply_key(&self, id: ConnId) -> Option<Key> {
