@@ -562,7 +562,9 @@ struct FamRules {
 pub struct Ruleset {
     fams: [FamRules; 2],
     rules: Vec<RuleInfo>,
-    nat: HashMap<u32, NatTarget>,
+    /// NAT rules' targets by rule id, sorted (a binary search per first
+    /// packet: no hashing on the fast path).
+    nat: Vec<(u32, NatTarget)>,
     headers: Vec<RuleHeader>,
     l7: Option<regex::bytes::RegexSet>,
     l7_names: Vec<String>,
@@ -630,7 +632,7 @@ impl Ruleset {
         let mut rs = Ruleset {
             fams: Default::default(),
             rules: Vec::new(),
-            nat: HashMap::new(),
+            nat: Vec::new(),
             headers: Vec::new(),
             l7: None,
             l7_names: cfg.layer7.iter().map(|l| l.name.clone()).collect(),
@@ -794,14 +796,14 @@ impl Ruleset {
                         | Action::Netmap
                         | Action::Redirect
                         | Action::Same => {
-                            rs.nat.insert(
+                            rs.nat.push((
                                 id.0,
                                 NatTarget {
                                     action: r.action,
                                     to_addresses: p.to_addresses,
                                     to_ports: p.to_ports,
                                 },
-                            );
+                            ));
                             CAction::Nat
                         }
                     };
@@ -832,6 +834,7 @@ impl Ruleset {
             fr.list_names = names_by_id;
             fr.static_lists = ranges.into_iter().map(RangeSet::from_ranges).collect();
         }
+        rs.nat.sort_unstable_by_key(|e| e.0);
         Ok(rs)
     }
 
@@ -912,8 +915,10 @@ impl Ruleset {
     }
 
     /// What NAT rule `id` asks for.
+    #[inline]
     pub fn nat(&self, id: RuleId) -> Option<&NatTarget> {
-        self.nat.get(&id.0)
+        let i = self.nat.binary_search_by_key(&id.0, |e| e.0).ok()?;
+        Some(&self.nat[i].1)
     }
 
     /// Size of the classifiers: chains that have one, tree nodes, leaf

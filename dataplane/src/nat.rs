@@ -150,28 +150,32 @@ fn in_prefix(a: &Addr, net: &Addr, len: u8, family: Family) -> bool {
     nat::netmap_addr(*a, *net, len, family) == *a
 }
 
-/// The first and last address of a `to-addresses` value, in [`Addr`] form.
+/// The first and last address of a `to-addresses` value, in [`Addr`] form
+/// (a prefix: [`nat::netmap_addr`] of the family's lowest and highest
+/// address, here in one step).
+#[inline]
 fn addr_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
     match *spec {
         AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
         AddrSpec::Prefix { addr, len } => {
-            let a = Addr::from(addr);
-            let lo = nat::netmap_addr(Addr(zero_of(family)), a, len, family);
-            let ones = match family {
-                Family::V4 => Addr::from_v4([0xff; 4]),
-                Family::V6 => Addr([0xff; 16]),
+            let (width, bits, zero, ones) = match family {
+                // The v4-mapped forms of 0.0.0.0 and 255.255.255.255.
+                Family::V4 => (
+                    32,
+                    u32::from(len.min(32)),
+                    0xffff_u128 << 32,
+                    (1u128 << 48) - 1,
+                ),
+                Family::V6 => (128, u32::from(len.min(128)), 0, u128::MAX),
             };
-            let hi = nat::netmap_addr(ones, a, len, family);
-            (lo, hi)
+            let low = |n: u32| u128::MAX.checked_shr(128 - n).unwrap_or(0);
+            let net = low(width) & !low(width - bits);
+            let a = u128::from_be_bytes(Addr::from(addr).0) & net;
+            (
+                Addr(((zero & !net) | a).to_be_bytes()),
+                Addr(((ones & !net) | a).to_be_bytes()),
+            )
         }
-    }
-}
-
-/// The all-zero address of `family` in [`Addr`] form (v4-mapped for IPv4).
-fn zero_of(family: Family) -> [u8; 16] {
-    match family {
-        Family::V4 => Addr::from_v4([0; 4]).0,
-        Family::V6 => [0; 16],
     }
 }
 
@@ -433,7 +437,10 @@ impl WorkerNat {
         }
         // Two first packets of one tuple in this burst: one translation
         // (the table puts the second on the first's connection).
-        if let Some(&(_, r)) = self.chosen[..self.n_chosen].iter().find(|c| c.0 == *orig) {
+        if let Some(&(_, r)) = self.chosen[..self.n_chosen]
+            .iter()
+            .find(|c| same_key(&c.0, orig))
+        {
             return Ok(Some(r));
         }
         self.rng ^= self.rng << 13;
@@ -444,7 +451,7 @@ impl WorkerNat {
         let (dispatch, chosen) = (&self.dispatch, &self.chosen[..self.n_chosen]);
         let mut accept = |r: &Key| {
             shard.lookup(r).is_none()
-                && chosen.iter().all(|c| c.1 != *r)
+                && !chosen.iter().any(|c| same_key(&c.1, r))
                 && dispatch
                     .as_ref()
                     .is_none_or(|d| d.owner_of(&tuple_of(r)) == worker)
@@ -507,6 +514,13 @@ impl WorkerNat {
             NatDrop::Elsewhere(_) => self.counters.handed_off += 1,
         }
     }
+}
+
+/// `a == b`, the ports first (the keys one burst chooses differ mostly
+/// there: one cheap compare instead of the addresses').
+#[inline]
+fn same_key(a: &Key, b: &Key) -> bool {
+    a.sport == b.sport && a.dport == b.dport && a == b
 }
 
 /// The conntrack key of the packet `ctx` describes (as the table keys it:
@@ -692,6 +706,39 @@ mod tests {
     use ctrack_traffic::synth::{icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 
     const PUB: [u8; 4] = [198, 51, 100, 1];
+
+    /// `addr_range` of a prefix: its lowest and highest address, as
+    /// `netmap_addr` maps the family's lowest and highest into it.
+    #[test]
+    fn addr_range_of_a_prefix_is_netmap_of_the_extremes() {
+        use std::net::IpAddr;
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (family, ip) = if i % 2 == 0 {
+                (Family::V4, IpAddr::from((x as u32).to_be_bytes()))
+            } else {
+                let b = (u128::from(x) << 64 | u128::from(x.rotate_left(29))).to_be_bytes();
+                (Family::V6, IpAddr::from(b))
+            };
+            let len = (x >> 40) as u8 % 130;
+            let a = Addr::from(ip);
+            let (zero, ones) = match family {
+                Family::V4 => (Addr::from_v4([0; 4]), Addr::from_v4([0xff; 4])),
+                Family::V6 => (Addr([0; 16]), Addr([0xff; 16])),
+            };
+            assert_eq!(
+                addr_range(&AddrSpec::Prefix { addr: ip, len }, family),
+                (
+                    nat::netmap_addr(zero, a, len, family),
+                    nat::netmap_addr(ones, a, len, family)
+                ),
+                "{ip}/{len}"
+            );
+        }
+    }
     const H1: [u8; 4] = [10, 0, 0, 2];
     const H2: [u8; 4] = [10, 0, 0, 3];
     const S: [u8; 4] = [203, 0, 113, 9];
