@@ -96,6 +96,22 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook.
+    pub const ALL: [Hook; 12] = [
+        Hook::FilterInput,
+        Hook::FilterForward,
+        Hook::FilterOutput,
+        Hook::ManglePrerouting,
+        Hook::MangleInput,
+        Hook::MangleForward,
+        Hook::MangleOutput,
+        Hook::ManglePostrouting,
+        Hook::NatSrcnat,
+        Hook::NatDstnat,
+        Hook::NatInput,
+        Hook::NatOutput,
+    ];
+
     pub fn table(self) -> Table {
         use Hook::*;
         match self {
@@ -872,6 +888,16 @@ impl Ruleset {
         }
         u.conn_limit.sort_by_key(|&(f, m)| (f == Fam::V6, m));
         u
+    }
+
+    /// Whether `hook`'s built-in chain for `family` has no rule: then
+    /// [`Ruleset::evaluate`] gives `Verdict::default()` there (accept,
+    /// nothing set, nothing counted), and a caller may skip the call.
+    pub fn hook_is_empty(&self, family: Fam, hook: Hook) -> bool {
+        self.fams[fam_index(family)].tables[table_index(hook.table())]
+            .chains
+            .get(hook.chain())
+            .is_none_or(|c| c.rules.is_empty())
     }
 
     /// Whether any enabled rule of `table` (any chain) for `family` may

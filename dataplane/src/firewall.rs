@@ -258,6 +258,9 @@ pub struct WorkerFirewall {
     /// needs no walk with its translated destination in bridge mode (see
     /// `WorkerFirewall::needs_nat_view`).
     dst_blind: [bool; 2],
+    /// By family (IPv4, IPv6): bit `hook as u32` set when that hook's
+    /// chain has no rule ([`Ruleset::hook_is_empty`]): `walk` skips it.
+    empty_hooks: [u32; 2],
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -279,6 +282,12 @@ impl WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
         let uses = rs.uses();
         let only_nat = rs_only_nat(&rs);
+        let empty_hooks = [ctrack_rules::Fam::V4, ctrack_rules::Fam::V6].map(|f| {
+            Hook::ALL
+                .iter()
+                .filter(|&&h| rs.hook_is_empty(f, h))
+                .fold(0u32, |m, &h| m | 1 << h as u32)
+        });
         let dst_blind = [ctrack_rules::Fam::V4, ctrack_rules::Fam::V6].map(|f| {
             !rs.reads_dst(f, ctrack_rules::Table::Mangle)
                 && !rs.reads_dst(f, ctrack_rules::Table::Filter)
@@ -305,6 +314,7 @@ impl WorkerFirewall {
             nat: None,
             only_nat,
             dst_blind,
+            empty_hooks,
         }
     }
 
@@ -876,6 +886,7 @@ impl WorkerFirewall {
             l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
+        let empty = self.empty_hooks[usize::from(ctx.family == crate::flow::Family::V6)];
         for &hook in hooks {
             // Prerouting (and dstnat) knows no out-interface yet;
             // postrouting (and srcnat) has no in-interface (as in Linux and
@@ -890,6 +901,10 @@ impl WorkerFirewall {
             } else {
                 outp
             };
+            // A chain without rules accepts and changes nothing.
+            if empty & (1 << hook as u32) != 0 {
+                continue;
+            }
             let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &env);
             if v.n_logs > 0 || v.logs_dropped > 0 {
                 Self::queue_logs(&mut self.logs, &mut self.logs_suppressed, &v, ctx);
