@@ -616,6 +616,38 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
     }
 }
 
+/// [`plan`] and [`apply`] in one step for the common case: a packet of a
+/// tracked (not related) UDP connection, or TCP without a helper, over
+/// untagged IPv4 without options ([`crate::packet::nat::translate_ipv4`]).
+/// The target comes straight from the stored key (its addresses and
+/// ports swapped: [`Shard::nat_target_inverse`]), with no [`Rewrite`]
+/// built. `true`: rewritten; `false`: not that case, nothing done (the
+/// general path runs; a connection without NAT has nothing to rewrite
+/// either way).
+#[inline]
+pub fn rewrite_fast(shard: &Shard, pkt: &FlowRepr, v: Verdict, frame: &mut [u8]) -> bool {
+    let Verdict::Tracked { id, dir, .. } = v else {
+        return false;
+    };
+    match pkt.l4 {
+        crate::flow::L4::Udp => {}
+        // A PPTP control connection's call ids (`crate::pptp_nat`).
+        crate::flow::L4::Tcp(_) if !shard.wants_help(id) => {}
+        _ => return false,
+    }
+    let Some(k) = shard.nat_target_inverse(id, dir) else {
+        return false;
+    };
+    k.family == Family::V4
+        && crate::packet::nat::translate_ipv4(
+            frame,
+            k.dst.v4_octets(),
+            k.src.v4_octets(),
+            k.dport,
+            k.sport,
+        )
+}
+
 /// Rewrites Ethernet frame `frame` as `rw` says.
 #[inline]
 pub fn apply(frame: &mut [u8], rw: &Rewrite) -> Result<(), crate::packet::nat::RewriteError> {

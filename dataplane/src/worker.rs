@@ -1133,7 +1133,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             self.route_out(io, pkt, (ingress, egress));
         } else {
-            if self.shard.nat_connections() > 0 {
+            // The common NAT case in one step (no helper change to make
+            // first): see `crate::nat::rewrite_fast`.
+            if self.shard.nat_connections() > 0
+                && !(mangle.is_none()
+                    && !self.shard.has_seqadj()
+                    && crate::nat::rewrite_fast(
+                        &self.shard,
+                        &self.local[k],
+                        v,
+                        io.packet_data_mut(&mut pkt),
+                    ))
+            {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
                 // A helper's payload change and the sequence adjustment
                 // first (see `crate::ftp_nat`).

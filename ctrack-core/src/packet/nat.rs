@@ -316,6 +316,29 @@ fn adjust_small(buf: &mut [u8], at: usize, d: u64) {
 /// leaves the frame untouched for it.
 #[inline(always)]
 fn translate_v4_fast(frame: &mut [u8], to: &Tuple) -> bool {
+    to.family == Family::V4
+        && translate_ipv4(
+            frame,
+            to.src.v4_octets(),
+            to.dst.v4_octets(),
+            to.src_port,
+            to.dst_port,
+        )
+}
+
+/// [`translate`]'s IPv4 fast path on its own: the frame gets addresses
+/// `src`/`dst` and ports `sport`/`dport` when it is an untagged IPv4
+/// frame without options or fragmentation carrying a whole UDP header or
+/// TCP header (`true`); otherwise it is left untouched (`false`) for
+/// [`translate`].
+#[inline(always)]
+pub fn translate_ipv4(
+    frame: &mut [u8],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> bool {
     const L4: usize = 34;
     let len = frame.len();
     let Some(Ok(h)) = frame.get_mut(..L4 + 8).map(<&mut [u8; L4 + 8]>::try_from) else {
@@ -328,7 +351,6 @@ fn translate_v4_fast(frame: &mut [u8], to: &Tuple) -> bool {
         _ => return false,
     };
     if h[12..15] != [0x08, 0x00, 0x45]
-        || to.family != Family::V4
         || u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0
         || total < csum_at + 2 - 14
         || len < 14 + total
@@ -338,9 +360,9 @@ fn translate_v4_fast(frame: &mut [u8], to: &Tuple) -> bool {
     let word =
         |b: &[u8; L4 + 8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let (old_src, old_dst, old_ports) = (word(h, 26), word(h, 30), word(h, L4));
-    let src = u32::from_be_bytes(to.src.v4_octets());
-    let dst = u32::from_be_bytes(to.dst.v4_octets());
-    let ports = (u32::from(to.src_port) << 16) | u32::from(to.dst_port);
+    let src = u32::from_be_bytes(src);
+    let dst = u32::from_be_bytes(dst);
+    let ports = (u32::from(sport) << 16) | u32::from(dport);
     let d_addr = delta32(old_src, src) + delta32(old_dst, dst);
     if old_src != src || old_dst != dst {
         h[26..30].copy_from_slice(&src.to_be_bytes());
