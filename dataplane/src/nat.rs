@@ -259,6 +259,10 @@ pub struct WorkerNat {
     /// This burst's choices: (original key, reply key).
     chosen: [(Key, Key); MAX_BURST],
     n_chosen: usize,
+    /// Filters over `chosen` (original keys, reply keys): bit
+    /// [`filter_bit`] of each is set; a key whose bit is clear is not
+    /// there (no scan).
+    chosen_filter: ([u64; 4], [u64; 4]),
     pub counters: NatCounters,
 }
 
@@ -281,6 +285,7 @@ impl WorkerNat {
             router: None,
             chosen: [(Key::default(), Key::default()); MAX_BURST],
             n_chosen: 0,
+            chosen_filter: ([0; 4], [0; 4]),
             counters: NatCounters::default(),
         }
     }
@@ -322,6 +327,7 @@ impl WorkerNat {
     #[inline]
     pub fn start_burst(&mut self) {
         self.n_chosen = 0;
+        self.chosen_filter = ([0; 4], [0; 4]);
     }
 
     /// Resolves NAT rule `target`, matched in `hook`'s chain by `ctx`, into
@@ -437,9 +443,10 @@ impl WorkerNat {
         }
         // Two first packets of one tuple in this burst: one translation
         // (the table puts the second on the first's connection).
-        if let Some(&(_, r)) = self.chosen[..self.n_chosen]
-            .iter()
-            .find(|c| same_key(&c.0, orig))
+        if in_filter(&self.chosen_filter.0, orig)
+            && let Some(&(_, r)) = self.chosen[..self.n_chosen]
+                .iter()
+                .find(|c| same_key(&c.0, orig))
         {
             return Ok(Some(r));
         }
@@ -449,9 +456,10 @@ impl WorkerNat {
         let salt = self.rng;
         let (worker, spread) = (self.worker, self.spread);
         let (dispatch, chosen) = (&self.dispatch, &self.chosen[..self.n_chosen]);
+        let reply_filter = &self.chosen_filter.1;
         let mut accept = |r: &Key| {
             shard.lookup(r).is_none()
-                && !chosen.iter().any(|c| same_key(&c.1, r))
+                && !(in_filter(reply_filter, r) && chosen.iter().any(|c| same_key(&c.1, r)))
                 && dispatch
                     .as_ref()
                     .is_none_or(|d| d.owner_of(&tuple_of(r)) == worker)
@@ -472,6 +480,10 @@ impl WorkerNat {
                 if self.n_chosen < MAX_BURST {
                     self.chosen[self.n_chosen] = (*orig, r);
                     self.n_chosen += 1;
+                    let (w, b) = filter_bit(orig);
+                    self.chosen_filter.0[w] |= b;
+                    let (w, b) = filter_bit(&r);
+                    self.chosen_filter.1[w] |= b;
                 }
                 self.counters.translated += 1;
                 Ok(Some(r))
@@ -514,6 +526,23 @@ impl WorkerNat {
             NatDrop::Elsewhere(_) => self.counters.handed_off += 1,
         }
     }
+}
+
+/// A key's bit in a 256-bit filter of [`WorkerNat`]'s burst choices
+/// (word, mask): from the ports and the addresses' last bytes, which the
+/// keys of one burst differ in.
+#[inline]
+fn filter_bit(k: &Key) -> (usize, u64) {
+    let h = k.sport ^ k.dport.rotate_left(8) ^ u16::from(k.src.0[15]) ^ u16::from(k.dst.0[15]) << 3;
+    (usize::from(h >> 6 & 3), 1 << (h & 63))
+}
+
+/// Whether `k`'s bit is set in `filter` (clear: `k` is not among the keys
+/// the filter was built from).
+#[inline]
+fn in_filter(filter: &[u64; 4], k: &Key) -> bool {
+    let (w, b) = filter_bit(k);
+    filter[w] & b != 0
 }
 
 /// `a == b`, the ports first (the keys one burst chooses differ mostly
