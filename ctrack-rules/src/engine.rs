@@ -451,6 +451,38 @@ pub struct NatTarget {
     pub action: Action,
     pub to_addresses: Option<AddrSpec>,
     pub to_ports: Option<PortRange>,
+    /// `to_addresses` as its first and last address for the rule's family
+    /// ([`nat_range`]), resolved once when the ruleset is compiled.
+    pub range: Option<(Addr, Addr)>,
+}
+
+/// The first and last address of a `to-addresses` value for `family`, in
+/// [`Addr`] form: a range as given; a prefix from its network's first to
+/// its last address (the address's network bits, host bits all 0 and all
+/// 1; IPv4 v4-mapped).
+pub fn nat_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
+    match *spec {
+        AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
+        AddrSpec::Prefix { addr, len } => {
+            let (width, bits, zero, ones) = match family {
+                // The v4-mapped forms of 0.0.0.0 and 255.255.255.255.
+                Family::V4 => (
+                    32,
+                    u32::from(len.min(32)),
+                    0xffff_u128 << 32,
+                    (1u128 << 48) - 1,
+                ),
+                Family::V6 => (128, u32::from(len.min(128)), 0, u128::MAX),
+            };
+            let low = |n: u32| u128::MAX.checked_shr(128 - n).unwrap_or(0);
+            let net = low(width) & !low(width - bits);
+            let a = u128::from_be_bytes(Addr::from(addr).0) & net;
+            (
+                Addr(((zero & !net) | a).to_be_bytes()),
+                Addr(((ones & !net) | a).to_be_bytes()),
+            )
+        }
+    }
 }
 
 /// A rule's header fields, for a classifier such as rte_acl.
@@ -818,6 +850,15 @@ impl Ruleset {
                                     action: r.action,
                                     to_addresses: p.to_addresses,
                                     to_ports: p.to_ports,
+                                    range: p.to_addresses.as_ref().map(|a| {
+                                        nat_range(
+                                            a,
+                                            match fam {
+                                                Fam::V4 => Family::V4,
+                                                Fam::V6 => Family::V6,
+                                            },
+                                        )
+                                    }),
                                 },
                             ));
                             CAction::Nat

@@ -151,32 +151,10 @@ fn in_prefix(a: &Addr, net: &Addr, len: u8, family: Family) -> bool {
 }
 
 /// The first and last address of a `to-addresses` value, in [`Addr`] form
-/// (a prefix: [`nat::netmap_addr`] of the family's lowest and highest
-/// address, here in one step).
+/// (the rules resolve it when compiled: [`NatTarget::range`]).
 #[inline]
 fn addr_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
-    match *spec {
-        AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
-        AddrSpec::Prefix { addr, len } => {
-            let (width, bits, zero, ones) = match family {
-                // The v4-mapped forms of 0.0.0.0 and 255.255.255.255.
-                Family::V4 => (
-                    32,
-                    u32::from(len.min(32)),
-                    0xffff_u128 << 32,
-                    (1u128 << 48) - 1,
-                ),
-                Family::V6 => (128, u32::from(len.min(128)), 0, u128::MAX),
-            };
-            let low = |n: u32| u128::MAX.checked_shr(128 - n).unwrap_or(0);
-            let net = low(width) & !low(width - bits);
-            let a = u128::from_be_bytes(Addr::from(addr).0) & net;
-            (
-                Addr(((zero & !net) | a).to_be_bytes()),
-                Addr(((ones & !net) | a).to_be_bytes()),
-            )
-        }
-    }
+    ctrack_rules::engine::nat_range(spec, family)
 }
 
 /// The reason code ([`crate::conntrack::Verdict::Refused`]) of a new
@@ -342,10 +320,11 @@ impl WorkerNat {
     ) {
         let family = ctx.family;
         let ports = target.to_ports.map(|r| (r.lo, r.hi));
-        let range = |fam| target.to_addresses.as_ref().map(|a| addr_range(a, fam));
+        // Resolved for the rule's family, which is the packet's.
+        let range = target.range;
         let (manip, addrs, persistent) = match target.action {
-            Action::SrcNat => (Manip::Src, range(family), false),
-            Action::Same => (Manip::Src, range(family), true),
+            Action::SrcNat => (Manip::Src, range, false),
+            Action::Same => (Manip::Src, range, true),
             Action::Masquerade => {
                 let Some(a) = self.addrs.pick(ctx.out_iface, family, &ctx.dst) else {
                     p.drop = Some(NatDrop::NoAddress);
@@ -353,7 +332,7 @@ impl WorkerNat {
                 };
                 (Manip::Src, Some((a, a)), false)
             }
-            Action::DstNat => (Manip::Dst, range(family), false),
+            Action::DstNat => (Manip::Dst, range, false),
             Action::Redirect => {
                 let Some(a) = self.addrs.pick(ctx.in_iface, family, &ctx.src) else {
                     p.drop = Some(NatDrop::NoAddress);
