@@ -96,6 +96,22 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook.
+    pub const ALL: [Hook; 12] = [
+        Hook::FilterInput,
+        Hook::FilterForward,
+        Hook::FilterOutput,
+        Hook::ManglePrerouting,
+        Hook::MangleInput,
+        Hook::MangleForward,
+        Hook::MangleOutput,
+        Hook::ManglePostrouting,
+        Hook::NatSrcnat,
+        Hook::NatDstnat,
+        Hook::NatInput,
+        Hook::NatOutput,
+    ];
+
     pub fn table(self) -> Table {
         use Hook::*;
         match self {
@@ -500,6 +516,38 @@ pub struct NatTarget {
     pub action: Action,
     pub to_addresses: Option<AddrSpec>,
     pub to_ports: Option<PortRange>,
+    /// `to_addresses` as its first and last address for the rule's family
+    /// ([`nat_range`]), resolved once when the ruleset is compiled.
+    pub range: Option<(Addr, Addr)>,
+}
+
+/// The first and last address of a `to-addresses` value for `family`, in
+/// [`Addr`] form: a range as given; a prefix from its network's first to
+/// its last address (the address's network bits, host bits all 0 and all
+/// 1; IPv4 v4-mapped).
+pub fn nat_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
+    match *spec {
+        AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
+        AddrSpec::Prefix { addr, len } => {
+            let (width, bits, zero, ones) = match family {
+                // The v4-mapped forms of 0.0.0.0 and 255.255.255.255.
+                Family::V4 => (
+                    32,
+                    u32::from(len.min(32)),
+                    0xffff_u128 << 32,
+                    (1u128 << 48) - 1,
+                ),
+                Family::V6 => (128, u32::from(len.min(128)), 0, u128::MAX),
+            };
+            let low = |n: u32| u128::MAX.checked_shr(128 - n).unwrap_or(0);
+            let net = low(width) & !low(width - bits);
+            let a = u128::from_be_bytes(Addr::from(addr).0) & net;
+            (
+                Addr(((zero & !net) | a).to_be_bytes()),
+                Addr(((ones & !net) | a).to_be_bytes()),
+            )
+        }
+    }
 }
 
 /// A rule's header fields, for a classifier such as rte_acl.
@@ -627,7 +675,9 @@ struct FamRules {
 pub struct Ruleset {
     fams: [FamRules; 2],
     rules: Vec<RuleInfo>,
-    nat: HashMap<u32, NatTarget>,
+    /// NAT rules' targets by rule id, sorted (a binary search per first
+    /// packet: no hashing on the fast path).
+    nat: Vec<(u32, NatTarget)>,
     headers: Vec<RuleHeader>,
     l7: Option<regex::bytes::RegexSet>,
     l7_names: Vec<String>,
@@ -695,7 +745,7 @@ impl Ruleset {
         let mut rs = Ruleset {
             fams: Default::default(),
             rules: Vec::new(),
-            nat: HashMap::new(),
+            nat: Vec::new(),
             headers: Vec::new(),
             l7: None,
             l7_names: cfg.layer7.iter().map(|l| l.name.clone()).collect(),
@@ -859,14 +909,23 @@ impl Ruleset {
                         | Action::Netmap
                         | Action::Redirect
                         | Action::Same => {
-                            rs.nat.insert(
+                            rs.nat.push((
                                 id.0,
                                 NatTarget {
                                     action: r.action,
                                     to_addresses: p.to_addresses,
                                     to_ports: p.to_ports,
+                                    range: p.to_addresses.as_ref().map(|a| {
+                                        nat_range(
+                                            a,
+                                            match fam {
+                                                Fam::V4 => Family::V4,
+                                                Fam::V6 => Family::V6,
+                                            },
+                                        )
+                                    }),
                                 },
-                            );
+                            ));
                             CAction::Nat
                         }
                     };
@@ -897,6 +956,7 @@ impl Ruleset {
             fr.list_names = names_by_id;
             fr.static_lists = ranges.into_iter().map(RangeSet::from_ranges).collect();
         }
+        rs.nat.sort_unstable_by_key(|e| e.0);
         Ok(rs)
     }
 
@@ -936,6 +996,44 @@ impl Ruleset {
         u
     }
 
+    /// Whether `hook`'s built-in chain for `family` has no rule: then
+    /// [`Ruleset::evaluate`] gives `Verdict::default()` there (accept,
+    /// nothing set, nothing counted), and a caller may skip the call.
+    pub fn hook_is_empty(&self, family: Fam, hook: Hook) -> bool {
+        self.fams[fam_index(family)].tables[table_index(hook.table())]
+            .chains
+            .get(hook.chain())
+            .is_none_or(|c| c.rules.is_empty())
+    }
+
+    /// Whether any enabled rule of `table` (any chain) for `family` may
+    /// read the packet's destination address or port: a destination
+    /// matcher, `connection-limit`, `limit`, a log line, or
+    /// `add-dst-to-address-list`. `false`: the table's verdict is the
+    /// same for any destination (the NAT's translated view of a packet
+    /// needs no walk of its own then).
+    pub fn reads_dst(&self, family: Fam, table: Table) -> bool {
+        self.fams[fam_index(family)].tables[table_index(table)]
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .any(|r| {
+                r.log
+                    || matches!(r.action, CAction::Log | CAction::AddList { dst: true, .. })
+                    || r.matchers.iter().any(|m| {
+                        matches!(
+                            m,
+                            CM::DstAddr(..)
+                                | CM::DstPort(..)
+                                | CM::AnyPort(..)
+                                | CM::DstList(..)
+                                | CM::CLimit(..)
+                                | CM::Limit(..)
+                        )
+                    })
+            })
+    }
+
     pub fn rule(&self, id: RuleId) -> Option<&RuleInfo> {
         self.rules.get(id.0 as usize)
     }
@@ -949,8 +1047,10 @@ impl Ruleset {
     }
 
     /// What NAT rule `id` asks for.
+    #[inline]
     pub fn nat(&self, id: RuleId) -> Option<&NatTarget> {
-        self.nat.get(&id.0)
+        let i = self.nat.binary_search_by_key(&id.0, |e| e.0).ok()?;
+        Some(&self.nat[i].1)
     }
 
     /// Size of the classifiers: chains that have one, tree nodes, leaf

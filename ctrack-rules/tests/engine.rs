@@ -689,3 +689,57 @@ fn uses_names_what_the_caller_must_fill() {
     assert_eq!(u.conn_limit, vec![(Fam::V4, 24), (Fam::V6, 64)]);
     assert_eq!(compile("").0.uses(), Uses::default());
 }
+
+/// `reads_dst`: which rules may see a packet's destination (the NAT's
+/// translated view of a packet needs its own walk only then).
+#[test]
+fn reads_dst_finds_every_rule_that_sees_the_destination() {
+    let blind = "/ip firewall filter\n\
+        add chain=forward action=fasttrack-connection connection-state=established,related\n\
+        add chain=forward action=drop connection-nat-state=!dstnat in-interface=ether2 src-address=10.0.0.0/8 src-port=1-1023\n\
+        add chain=forward action=add-src-to-address-list address-list=seen\n\
+        /ip firewall mangle\n\
+        add chain=prerouting action=mark-connection new-connection-mark=m protocol=udp\n";
+    let (rs, _) = compile(blind);
+    for t in [Table::Filter, Table::Mangle, Table::Nat] {
+        assert!(!rs.reads_dst(Fam::V4, t), "{t:?}");
+    }
+    for (what, rule) in [
+        (
+            "dst-address",
+            "add chain=forward action=accept dst-address=192.0.2.1",
+        ),
+        (
+            "dst-port",
+            "add chain=forward action=accept protocol=tcp dst-port=80",
+        ),
+        (
+            "port",
+            "add chain=forward action=accept protocol=tcp port=80",
+        ),
+        (
+            "dst-address-list",
+            "add chain=forward action=accept dst-address-list=l",
+        ),
+        ("log", "add chain=forward action=accept log=yes"),
+        ("action=log", "add chain=forward action=log"),
+        (
+            "add-dst-to-address-list",
+            "add chain=forward action=add-dst-to-address-list address-list=l",
+        ),
+        (
+            "connection-limit",
+            "add chain=forward action=drop protocol=tcp connection-limit=10,32",
+        ),
+        ("limit", "add chain=forward action=accept limit=10,5:packet"),
+        (
+            "in a user chain",
+            "add chain=c action=accept dst-address=192.0.2.1",
+        ),
+    ] {
+        let (rs, _) = compile(&format!("{blind}/ip firewall filter\n{rule}\n"));
+        assert!(rs.reads_dst(Fam::V4, Table::Filter), "{what}");
+        assert!(!rs.reads_dst(Fam::V6, Table::Filter), "{what}: IPv4 only");
+        assert!(!rs.reads_dst(Fam::V4, Table::Mangle), "{what}: filter only");
+    }
+}

@@ -12,10 +12,14 @@
 //!   the one translated address has ports for all), one direction: the rule
 //!   walk, the port choice and the commit of a new connection.
 //!
+//!
+//! A third argument `nofilter` leaves the filter rule out (the NAT rule
+//! alone, as `scripts/bench-forward.sh`'s NAT rows run).
+//!
 //! ```text
 //! cargo build --release -p dataplane --no-default-features --example nat_cost
 //! valgrind --tool=callgrind --toggle-collect='nat_cost::poll' \
-//!     target/release/examples/nat_cost nat|exempt established|new
+//!     target/release/examples/nat_cost nat|exempt established|new [nofilter]
 //! ```
 //!
 //! It prints the packets that went through `poll`; `Collected` over
@@ -39,9 +43,16 @@ fn main() {
         Some("exempt") => "accept",
         _ => "src-nat to-addresses=198.51.100.1",
     };
+    // `nofilter` (third argument): the NAT rule alone, as the NAT rows of
+    // `scripts/bench-forward.sh` run (packets of existing connections then
+    // pass no rule at all).
+    let filter = if args.get(2).map(String::as_str) == Some("nofilter") {
+        ""
+    } else {
+        "/ip firewall filter\nadd chain=forward action=accept\n"
+    };
     let script = format!(
-        "/ip firewall nat\nadd chain=srcnat action={action} out-interface=ether2\n\
-         /ip firewall filter\nadd chain=forward action=accept\n"
+        "/ip firewall nat\nadd chain=srcnat action={action} out-interface=ether2\n{filter}"
     );
     let mut w = worker(&script);
     let packets = if args.get(1).map(String::as_str) == Some("new") {

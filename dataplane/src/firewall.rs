@@ -253,6 +253,14 @@ pub struct WorkerFirewall {
     /// The ruleset has NAT rules and nothing else: packets of existing
     /// connections (which pass no NAT chain) have no rule to pass.
     only_nat: bool,
+    /// By family (IPv4, IPv6): no mangle or filter rule reads a packet's
+    /// destination ([`Ruleset::reads_dst`]), so a NAT connection's packet
+    /// needs no walk with its translated destination in bridge mode (see
+    /// `WorkerFirewall::needs_nat_view`).
+    dst_blind: [bool; 2],
+    /// By family (IPv4, IPv6): bit `hook as u32` set when that hook's
+    /// chain has no rule ([`Ruleset::hook_is_empty`]): `walk` skips it.
+    empty_hooks: [u32; 2],
 }
 
 /// Per-packet result of [`WorkerFirewall::decide`] for a packet of an
@@ -274,6 +282,16 @@ impl WorkerFirewall {
         let ws = WorkerState::new(&rs, now, LIST_ENTRIES, LIST_OUTBOX);
         let uses = rs.uses();
         let only_nat = rs_only_nat(&rs);
+        let empty_hooks = [ctrack_rules::Fam::V4, ctrack_rules::Fam::V6].map(|f| {
+            Hook::ALL
+                .iter()
+                .filter(|&&h| rs.hook_is_empty(f, h))
+                .fold(0u32, |m, &h| m | 1 << h as u32)
+        });
+        let dst_blind = [ctrack_rules::Fam::V4, ctrack_rules::Fam::V6].map(|f| {
+            !rs.reads_dst(f, ctrack_rules::Table::Mangle)
+                && !rs.reads_dst(f, ctrack_rules::Table::Filter)
+        });
         WorkerFirewall {
             fields: uses.ttl || uses.dscp || uses.layer7,
             l7w: uses.layer7.then(Box::default),
@@ -295,6 +313,8 @@ impl WorkerFirewall {
             n_marked: 0,
             nat: None,
             only_nat,
+            dst_blind,
+            empty_hooks,
         }
     }
 
@@ -465,7 +485,7 @@ impl WorkerFirewall {
                         window = Some(i);
                         ctx.payload = w.append(i, fields.payload);
                     }
-                    nat_view = view.srcnat || view.dstnat;
+                    nat_view = self.needs_nat_view(pkts[j].tuple.family, dir, &view);
                     Some((id, view.mark, view.fasttrack_eligible))
                 }
                 Verdict::Related { id, .. } => {
@@ -733,6 +753,25 @@ impl WorkerFirewall {
         (v, reply)
     }
 
+    /// Whether a packet of direction `dir` of the connection `view` shows
+    /// must pass the hooks through [`WorkerFirewall::walk_nat_view`]: only
+    /// when its destination changes (the original direction of a
+    /// destination NAT, the reply direction of a source NAT), and then in
+    /// bridge mode only when a rule may read the destination. Otherwise
+    /// the split walk gives what the plain one gives: the same
+    /// destination, so the same route (the worker routed the packet by
+    /// it), the same hooks and the same matches.
+    #[inline]
+    fn needs_nat_view(&self, family: Family, dir: Dir, view: &crate::conntrack::ConnView) -> bool {
+        let dst_changes = match dir {
+            Dir::Orig => view.dstnat,
+            Dir::Reply => view.srcnat,
+        };
+        dst_changes
+            && !(self.dst_blind[usize::from(family == Family::V6)]
+                && self.nat.as_deref().is_some_and(|n| !n.routes()))
+    }
+
     /// [`FORWARD_HOOKS`] for a packet of a NAT connection: from mangle
     /// forward on, `ctx` has the destination the packet leaves with, and
     /// the out-interface routed for it (router mode: the input hooks when
@@ -856,6 +895,7 @@ impl WorkerFirewall {
             l7_scanned: false,
         };
         let (inp, outp) = (ctx.in_iface, ctx.out_iface);
+        let empty = self.empty_hooks[usize::from(ctx.family == crate::flow::Family::V6)];
         for &hook in hooks {
             // Prerouting (and dstnat) knows no out-interface yet;
             // postrouting (and srcnat) has no in-interface (as in Linux and
@@ -870,6 +910,10 @@ impl WorkerFirewall {
             } else {
                 outp
             };
+            // A chain without rules accepts and changes nothing.
+            if empty & (1 << hook as u32) != 0 {
+                continue;
+            }
             let v: FwVerdict = self.rs.evaluate(hook, now, ctx, &mut self.ws, &env);
             if v.n_logs > 0 || v.logs_dropped > 0 {
                 Self::queue_logs(&mut self.logs, &mut self.logs_suppressed, &v, ctx);

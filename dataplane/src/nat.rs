@@ -150,29 +150,11 @@ fn in_prefix(a: &Addr, net: &Addr, len: u8, family: Family) -> bool {
     nat::netmap_addr(*a, *net, len, family) == *a
 }
 
-/// The first and last address of a `to-addresses` value, in [`Addr`] form.
+/// The first and last address of a `to-addresses` value, in [`Addr`] form
+/// (the rules resolve it when compiled: [`NatTarget::range`]).
+#[inline]
 fn addr_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
-    match *spec {
-        AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
-        AddrSpec::Prefix { addr, len } => {
-            let a = Addr::from(addr);
-            let lo = nat::netmap_addr(Addr(zero_of(family)), a, len, family);
-            let ones = match family {
-                Family::V4 => Addr::from_v4([0xff; 4]),
-                Family::V6 => Addr([0xff; 16]),
-            };
-            let hi = nat::netmap_addr(ones, a, len, family);
-            (lo, hi)
-        }
-    }
-}
-
-/// The all-zero address of `family` in [`Addr`] form (v4-mapped for IPv4).
-fn zero_of(family: Family) -> [u8; 16] {
-    match family {
-        Family::V4 => Addr::from_v4([0; 4]).0,
-        Family::V6 => [0; 16],
-    }
+    ctrack_rules::engine::nat_range(spec, family)
 }
 
 /// The reason code ([`crate::conntrack::Verdict::Refused`]) of a new
@@ -255,6 +237,10 @@ pub struct WorkerNat {
     /// This burst's choices: (original key, reply key).
     chosen: [(Key, Key); MAX_BURST],
     n_chosen: usize,
+    /// Filters over `chosen` (original keys, reply keys): bit
+    /// [`filter_bit`] of each is set; a key whose bit is clear is not
+    /// there (no scan).
+    chosen_filter: ([u64; 4], [u64; 4]),
     pub counters: NatCounters,
 }
 
@@ -277,6 +263,7 @@ impl WorkerNat {
             router: None,
             chosen: [(Key::default(), Key::default()); MAX_BURST],
             n_chosen: 0,
+            chosen_filter: ([0; 4], [0; 4]),
             counters: NatCounters::default(),
         }
     }
@@ -289,6 +276,13 @@ impl WorkerNat {
     /// [`WorkerNat::out_port`]; set by the worker with each new one.
     pub fn set_router(&mut self, cfg: Option<Arc<RouterConfig>>) {
         self.router = cfg;
+    }
+
+    /// Whether this worker routes (router mode): [`WorkerNat::out_port`]
+    /// may then give another port than the bridged one.
+    #[inline]
+    pub fn routes(&self) -> bool {
+        self.router.is_some()
     }
 
     /// The routing decision after dstnat: where a packet received on
@@ -311,6 +305,7 @@ impl WorkerNat {
     #[inline]
     pub fn start_burst(&mut self) {
         self.n_chosen = 0;
+        self.chosen_filter = ([0; 4], [0; 4]);
     }
 
     /// Resolves NAT rule `target`, matched in `hook`'s chain by `ctx`, into
@@ -325,10 +320,11 @@ impl WorkerNat {
     ) {
         let family = ctx.family;
         let ports = target.to_ports.map(|r| (r.lo, r.hi));
-        let range = |fam| target.to_addresses.as_ref().map(|a| addr_range(a, fam));
+        // Resolved for the rule's family, which is the packet's.
+        let range = target.range;
         let (manip, addrs, persistent) = match target.action {
-            Action::SrcNat => (Manip::Src, range(family), false),
-            Action::Same => (Manip::Src, range(family), true),
+            Action::SrcNat => (Manip::Src, range, false),
+            Action::Same => (Manip::Src, range, true),
             Action::Masquerade => {
                 let Some(a) = self.addrs.pick(ctx.out_iface, family, &ctx.dst) else {
                     p.drop = Some(NatDrop::NoAddress);
@@ -336,7 +332,7 @@ impl WorkerNat {
                 };
                 (Manip::Src, Some((a, a)), false)
             }
-            Action::DstNat => (Manip::Dst, range(family), false),
+            Action::DstNat => (Manip::Dst, range, false),
             Action::Redirect => {
                 let Some(a) = self.addrs.pick(ctx.in_iface, family, &ctx.src) else {
                     p.drop = Some(NatDrop::NoAddress);
@@ -426,7 +422,11 @@ impl WorkerNat {
         }
         // Two first packets of one tuple in this burst: one translation
         // (the table puts the second on the first's connection).
-        if let Some(&(_, r)) = self.chosen[..self.n_chosen].iter().find(|c| c.0 == *orig) {
+        if in_filter(&self.chosen_filter.0, orig)
+            && let Some(&(_, r)) = self.chosen[..self.n_chosen]
+                .iter()
+                .find(|c| same_key(&c.0, orig))
+        {
             return Ok(Some(r));
         }
         self.rng ^= self.rng << 13;
@@ -435,9 +435,10 @@ impl WorkerNat {
         let salt = self.rng;
         let (worker, spread) = (self.worker, self.spread);
         let (dispatch, chosen) = (&self.dispatch, &self.chosen[..self.n_chosen]);
+        let reply_filter = &self.chosen_filter.1;
         let mut accept = |r: &Key| {
             shard.lookup(r).is_none()
-                && chosen.iter().all(|c| c.1 != *r)
+                && !(in_filter(reply_filter, r) && chosen.iter().any(|c| same_key(&c.1, r)))
                 && dispatch
                     .as_ref()
                     .is_none_or(|d| d.owner_of(&tuple_of(r)) == worker)
@@ -458,6 +459,10 @@ impl WorkerNat {
                 if self.n_chosen < MAX_BURST {
                     self.chosen[self.n_chosen] = (*orig, r);
                     self.n_chosen += 1;
+                    let (w, b) = filter_bit(orig);
+                    self.chosen_filter.0[w] |= b;
+                    let (w, b) = filter_bit(&r);
+                    self.chosen_filter.1[w] |= b;
                 }
                 self.counters.translated += 1;
                 Ok(Some(r))
@@ -500,6 +505,30 @@ impl WorkerNat {
             NatDrop::Elsewhere(_) => self.counters.handed_off += 1,
         }
     }
+}
+
+/// A key's bit in a 256-bit filter of [`WorkerNat`]'s burst choices
+/// (word, mask): from the ports and the addresses' last bytes, which the
+/// keys of one burst differ in.
+#[inline]
+fn filter_bit(k: &Key) -> (usize, u64) {
+    let h = k.sport ^ k.dport.rotate_left(8) ^ u16::from(k.src.0[15]) ^ u16::from(k.dst.0[15]) << 3;
+    (usize::from(h >> 6 & 3), 1 << (h & 63))
+}
+
+/// Whether `k`'s bit is set in `filter` (clear: `k` is not among the keys
+/// the filter was built from).
+#[inline]
+fn in_filter(filter: &[u64; 4], k: &Key) -> bool {
+    let (w, b) = filter_bit(k);
+    filter[w] & b != 0
+}
+
+/// `a == b`, the ports first (the keys one burst chooses differ mostly
+/// there: one cheap compare instead of the addresses').
+#[inline]
+fn same_key(a: &Key, b: &Key) -> bool {
+    a.sport == b.sport && a.dport == b.dport && a == b
 }
 
 /// The conntrack key of the packet `ctx` describes (as the table keys it:
@@ -554,6 +583,12 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         Verdict::Related { id, dir } => (id, dir, true),
         _ => return Rewrite::None,
     };
+    if !related {
+        return match shard.nat_target(id, dir) {
+            Some(t) => Rewrite::To(tuple_of(&t)),
+            None => Rewrite::None,
+        };
+    }
     let Some(e) = shard.get(id) else {
         return Rewrite::None;
     };
@@ -570,9 +605,6 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         Dir::Orig => reply.reply(),
         Dir::Reply => orig.reply(),
     };
-    if !related {
-        return Rewrite::To(tuple_of(&target));
-    }
     // An ICMP error travelling in `dir` quotes a packet of the other
     // direction: the quote gets that direction's tuple as its sender knows
     // it; the outer addresses the side of the translation that applies to
@@ -590,6 +622,38 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         dst: if dst_side { target.dst } else { pkt.tuple.dst },
         inner: tuple_of(&inner),
     }
+}
+
+/// [`plan`] and [`apply`] in one step for the common case: a packet of a
+/// tracked (not related) UDP connection, or TCP without a helper, over
+/// untagged IPv4 without options ([`crate::packet::nat::translate_ipv4`]).
+/// The target comes straight from the stored key (its addresses and
+/// ports swapped: [`Shard::nat_target_inverse`]), with no [`Rewrite`]
+/// built. `true`: rewritten; `false`: not that case, nothing done (the
+/// general path runs; a connection without NAT has nothing to rewrite
+/// either way).
+#[inline]
+pub fn rewrite_fast(shard: &Shard, pkt: &FlowRepr, v: Verdict, frame: &mut [u8]) -> bool {
+    let Verdict::Tracked { id, dir, .. } = v else {
+        return false;
+    };
+    match pkt.l4 {
+        crate::flow::L4::Udp => {}
+        // A PPTP control connection's call ids (`crate::pptp_nat`).
+        crate::flow::L4::Tcp(_) if !shard.wants_help(id) => {}
+        _ => return false,
+    }
+    let Some(k) = shard.nat_target_inverse(id, dir) else {
+        return false;
+    };
+    k.family == Family::V4
+        && crate::packet::nat::translate_ipv4(
+            frame,
+            k.dst.v4_octets(),
+            k.src.v4_octets(),
+            k.dport,
+            k.sport,
+        )
 }
 
 /// Rewrites Ethernet frame `frame` as `rw` says.
@@ -682,6 +746,39 @@ mod tests {
     use ctrack_traffic::synth::{icmp_echo_frame, ipv4_frame, tcp_frame, udp_frame};
 
     const PUB: [u8; 4] = [198, 51, 100, 1];
+
+    /// `addr_range` of a prefix: its lowest and highest address, as
+    /// `netmap_addr` maps the family's lowest and highest into it.
+    #[test]
+    fn addr_range_of_a_prefix_is_netmap_of_the_extremes() {
+        use std::net::IpAddr;
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (family, ip) = if i % 2 == 0 {
+                (Family::V4, IpAddr::from((x as u32).to_be_bytes()))
+            } else {
+                let b = (u128::from(x) << 64 | u128::from(x.rotate_left(29))).to_be_bytes();
+                (Family::V6, IpAddr::from(b))
+            };
+            let len = (x >> 40) as u8 % 130;
+            let a = Addr::from(ip);
+            let (zero, ones) = match family {
+                Family::V4 => (Addr::from_v4([0; 4]), Addr::from_v4([0xff; 4])),
+                Family::V6 => (Addr([0; 16]), Addr([0xff; 16])),
+            };
+            assert_eq!(
+                addr_range(&AddrSpec::Prefix { addr: ip, len }, family),
+                (
+                    nat::netmap_addr(zero, a, len, family),
+                    nat::netmap_addr(ones, a, len, family)
+                ),
+                "{ip}/{len}"
+            );
+        }
+    }
     const H1: [u8; 4] = [10, 0, 0, 2];
     const H2: [u8; 4] = [10, 0, 0, 3];
     const S: [u8; 4] = [203, 0, 113, 9];

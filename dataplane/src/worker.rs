@@ -935,10 +935,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
                 }
             }
             if self.shard.nat_connections() > 0 {
-                // The rewrite (`after_verdict`) reads the stored reply key:
-                // fetched while the rest of the burst is handled.
+                // The rewrite (`after_verdict`) reads the stored reply key
+                // (for the original direction and ICMP errors: a reply's
+                // target is its entry's key): fetched while the rest of the
+                // burst is handled.
                 for v in &self.verdicts[done..end] {
-                    if let Verdict::Tracked { id, .. } | Verdict::Related { id, .. } = *v {
+                    if let Verdict::Tracked {
+                        id,
+                        dir: crate::conntrack::Dir::Orig,
+                        ..
+                    }
+                    | Verdict::Related { id, .. } = *v
+                    {
                         self.shard.prefetch_nat(id);
                     }
                 }
@@ -1242,7 +1250,18 @@ impl<P: Send + 'static, B: Burst<Packet = P>> Core<P, B> {
             }
             self.route_out(io, pkt, (ingress, egress));
         } else {
-            if self.shard.nat_connections() > 0 {
+            // The common NAT case in one step (no helper change to make
+            // first): see `crate::nat::rewrite_fast`.
+            if self.shard.nat_connections() > 0
+                && !(mangle.is_none()
+                    && !self.shard.has_seqadj()
+                    && crate::nat::rewrite_fast(
+                        &self.shard,
+                        &self.local[k],
+                        v,
+                        io.packet_data_mut(&mut pkt),
+                    ))
+            {
                 let rw = crate::nat::plan(&self.shard, &self.local[k], v);
                 // A helper's payload change and the sequence adjustment
                 // first (see `crate::ftp_nat`).

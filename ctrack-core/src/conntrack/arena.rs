@@ -136,6 +136,16 @@ impl Arena {
         }
     }
 
+    /// Entry `i`'s stored reply key, by reference (`None`: none stored).
+    #[inline]
+    pub fn nat_reply_ref(&self, i: u32) -> Option<&Key> {
+        let (c, o) = Self::at(i);
+        match self.nat.get(c) {
+            Some(Some(keys)) => keys.get(o),
+            _ => None,
+        }
+    }
+
     /// Entry `i`'s stored reply key (meaningful only while its entry has
     /// `NAT_REPLY`; the default key if its chunk has none).
     #[inline]

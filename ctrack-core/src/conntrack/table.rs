@@ -462,6 +462,13 @@ impl Shard {
 
     /// The entry index of `id` if it names a live entry of this shard.
     pub(super) fn resolve_id(&self, id: ConnId) -> Option<u32> {
+        self.resolve_id_inline(id)
+    }
+
+    /// [`Shard::resolve_id`] inlined (for the NAT rewrite's fast path;
+    /// elsewhere the call keeps its callers small).
+    #[inline(always)]
+    fn resolve_id_inline(&self, id: ConnId) -> Option<u32> {
         let i = id.slot();
         if id.worker() != self.worker || i >= self.arena.high_water() {
             return None;
@@ -1764,10 +1771,46 @@ impl Shard {
     /// its entry (its stored NAT reply key), if it has one.
     #[inline]
     pub fn prefetch_nat(&self, id: ConnId) {
-        if let Some(i) = self.resolve_id(id)
-            && self.e(i).has(flag::NAT_REPLY)
-        {
-            self.arena.prefetch_nat_reply(i);
+        // Not validated (a prefetch reads nothing): the slot's place in
+        // its chunk's side array, if that chunk has one.
+        if id.worker() == self.worker {
+            self.arena.prefetch_nat_reply(id.slot());
+        }
+    }
+
+    /// The tuple (as a key) that a packet of direction `dir` of NAT
+    /// connection `id` leaves with: the original direction the reply key
+    /// inverted, the reply direction the original key inverted. `None`
+    /// when `id` is gone or not translated. One lookup of the entry, and
+    /// of the stored reply key only for the original direction.
+    #[inline]
+    pub fn nat_target(&self, id: ConnId, dir: Dir) -> Option<Key> {
+        let i = self.resolve_id(id)?;
+        let e = self.e(i);
+        if !e.srcnat() && !e.dstnat() {
+            return None;
+        }
+        Some(match dir {
+            Dir::Orig => self.reply_of(i).reply(),
+            Dir::Reply => e.key.reply(),
+        })
+    }
+
+    /// [`Shard::nat_target`] uninverted and by reference, for the
+    /// rewrite's fast path: the stored reply key for the original
+    /// direction, the original key for the reply direction (a TCP or UDP
+    /// packet leaves with its addresses and ports swapped). `None` when
+    /// `id` is gone, not translated or has no stored reply key.
+    #[inline]
+    pub fn nat_target_inverse(&self, id: ConnId, dir: Dir) -> Option<&Key> {
+        let i = self.resolve_id_inline(id)?;
+        let e = self.e(i);
+        if !e.has(flag::NAT_REPLY) || (!e.srcnat() && !e.dstnat()) {
+            return None;
+        }
+        match dir {
+            Dir::Orig => self.arena.nat_reply_ref(i),
+            Dir::Reply => Some(&e.key),
         }
     }
 

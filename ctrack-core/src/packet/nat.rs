@@ -274,10 +274,116 @@ fn set_addrs_of<const N: usize>(buf: &mut [u8], ip: &Ip, src: [u8; N], dst: [u8;
 /// field already equal is left as it is. ICMP errors go through
 /// [`translate_icmp_error`]; other protocols have their addresses rewritten
 /// only.
+#[inline]
 pub fn translate(frame: &mut [u8], to: &Tuple) -> Result<(), RewriteError> {
+    if translate_v4_fast(frame, to) {
+        return Ok(());
+    }
+    translate_any(frame, to)
+}
+
+/// [`translate`] for any frame (the general path: tags, IPv4 options,
+/// IPv6, ICMP, errors).
+fn translate_any(frame: &mut [u8], to: &Tuple) -> Result<(), RewriteError> {
     let (at, _) = l3_offset(frame).ok_or(RewriteError::Malformed)?;
     let ip = locate(frame, at, false)?;
     rewrite(frame, &ip, to)
+}
+
+/// [`delta`] of one 32-bit word (two 16-bit words).
+#[inline(always)]
+fn delta32(old: u32, new: u32) -> u64 {
+    let o = !old;
+    u64::from(o >> 16) + u64::from(o & 0xffff) + u64::from(new >> 16) + u64::from(new & 0xffff)
+}
+
+/// [`adjust`] for a delta below 2^32: three end-around carries fold it
+/// (the same steps as [`fold`]'s loop, which stops once nothing is left).
+#[inline(always)]
+fn adjust_small(buf: &mut [u8], at: usize, d: u64) {
+    let hc = u16::from_be_bytes([buf[at], buf[at + 1]]);
+    let mut acc = u64::from(!hc) + d;
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    buf[at..at + 2].copy_from_slice(&(!(acc as u16)).to_be_bytes());
+}
+
+/// [`translate`]'s common case in straight-line code: an untagged IPv4
+/// frame without options or fragmentation carrying a whole UDP header or
+/// TCP header (callgrind: about 400 instructions through `locate` and
+/// `rewrite`, 70 here). The same bytes as the general path (tested); `false`
+/// leaves the frame untouched for it.
+#[inline(always)]
+fn translate_v4_fast(frame: &mut [u8], to: &Tuple) -> bool {
+    to.family == Family::V4
+        && translate_ipv4(
+            frame,
+            to.src.v4_octets(),
+            to.dst.v4_octets(),
+            to.src_port,
+            to.dst_port,
+        )
+}
+
+/// [`translate`]'s IPv4 fast path on its own: the frame gets addresses
+/// `src`/`dst` and ports `sport`/`dport` when it is an untagged IPv4
+/// frame without options or fragmentation carrying a whole UDP header or
+/// TCP header (`true`); otherwise it is left untouched (`false`) for
+/// [`translate`].
+#[inline(always)]
+pub fn translate_ipv4(
+    frame: &mut [u8],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> bool {
+    const L4: usize = 34;
+    let len = frame.len();
+    let Some(Ok(h)) = frame.get_mut(..L4 + 8).map(<&mut [u8; L4 + 8]>::try_from) else {
+        return false;
+    };
+    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+    let csum_at = match h[23] {
+        proto::UDP => L4 + 6,
+        proto::TCP => L4 + 16,
+        _ => return false,
+    };
+    if h[12..15] != [0x08, 0x00, 0x45]
+        || u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0
+        || total < csum_at + 2 - 14
+        || len < 14 + total
+    {
+        return false;
+    }
+    let word =
+        |b: &[u8; L4 + 8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let (old_src, old_dst, old_ports) = (word(h, 26), word(h, 30), word(h, L4));
+    let src = u32::from_be_bytes(src);
+    let dst = u32::from_be_bytes(dst);
+    let ports = (u32::from(sport) << 16) | u32::from(dport);
+    let d_addr = delta32(old_src, src) + delta32(old_dst, dst);
+    if old_src != src || old_dst != dst {
+        h[26..30].copy_from_slice(&src.to_be_bytes());
+        h[30..34].copy_from_slice(&dst.to_be_bytes());
+        adjust_small(h, 24, d_addr);
+    }
+    h[L4..L4 + 4].copy_from_slice(&ports.to_be_bytes());
+    let d = d_addr + delta32(old_ports, ports);
+    if h[23] == proto::UDP {
+        if h[csum_at] == 0 && h[csum_at + 1] == 0 {
+            // No checksum: stays none.
+            return true;
+        }
+        adjust_small(h, csum_at, d);
+        if h[csum_at] == 0 && h[csum_at + 1] == 0 {
+            h[csum_at..csum_at + 2].copy_from_slice(&[0xff, 0xff]);
+        }
+    } else {
+        adjust_small(frame, csum_at, d);
+    }
+    true
 }
 
 /// Rewrites an ICMP or ICMPv6 error in `frame`: the outer source and
@@ -526,6 +632,31 @@ mod tests {
             }
             if udp_zero && from.proto == proto::UDP {
                 prop_assert_eq!(&f[14 + 26..14 + 28], &[0, 0]);
+            }
+        }
+
+        /// The IPv4 fast path writes the same bytes as the general path
+        /// (and leaves to it what it does not take).
+        #[test]
+        fn fast_path_equals_general_path(
+            (from, to, kind) in tuple_strategy(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            udp_zero in prop::bool::weighted(0.2),
+            cut in 0usize..80,
+        ) {
+            let udp_zero = udp_zero && from.family == Family::V4;
+            let mut a = frame(&from, kind, &payload, udp_zero);
+            // Sometimes cut short (the fast path must refuse it then).
+            if cut < 40 {
+                a.truncate(a.len().saturating_sub(cut));
+            }
+            let mut b = a.clone();
+            let fast = translate_v4_fast(&mut a, &to);
+            if fast {
+                prop_assert_eq!(translate_any(&mut b, &to), Ok(()));
+                prop_assert_eq!(a, b);
+            } else {
+                prop_assert_eq!(&a, &b, "refused and untouched");
             }
         }
 
