@@ -122,6 +122,10 @@ printf '/ip firewall nat\nadd chain=srcnat action=accept out-interface=ether2\n'
 # FastTrack) and 10 / 10 000 address/port rules; see the script.
 scripts/bench-fw-rulesets.sh "$out"
 
+# The whole report also goes to out/bench/forward[-ONLY].log (the defconf
+# rows of forward-fw.log / forward-fw-defconf.log are drawn by
+# scripts/plot-benchmarks.sh).
+exec > >(tee "$out/forward${ONLY:+-$ONLY}.log")
 echo "forwarding, 1 core (lcore 1), net_pcap (${conns} UDP connections, $((2 * conns)) packets of 60 B, infinite_rx) -> net_null"
 echo "${secs}s per row after ${warm}s warm-up; $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ctrack $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo '+dirty'); EAL -m ${eal_mb}, ${mbufs} mbufs, max-entries ${max_entries}"

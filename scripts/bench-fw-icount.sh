@@ -10,6 +10,10 @@
 # of 2048 packets (1024 established UDP connections), and the difference.
 #
 #   scripts/bench-fw-icount.sh        (~1 minute; installs valgrind if missing)
+#
+# The printed figures also go to out/bench/fw-icount.log, which
+# scripts/plot-benchmarks.sh draws as FastTrack against the full path with
+# rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -34,7 +38,10 @@ count() { # rules.rsc|none -> instructions per packet in the steady state
 none=$(count none)
 full=$(count "$out/defconf-full.rsc")
 ft=$(count "$out/defconf-fasttrack.rsc")
-echo "instructions per packet in Worker::poll_once (1024 established UDP connections, in cache)"
-printf '%-28s %8s\n' "no ruleset" "$none" "defconf full path" "$full" "defconf FastTrack" "$ft"
-python3 -c "print(f'full path / FastTrack: {$full / $ft:.2f}x; the ruleset adds {$full - $none} (full path), {$ft - $none} (FastTrack)')"
+{
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "instructions per packet in Worker::poll_once (1024 established UDP connections, in cache)"
+    printf '%-28s %8s\n' "no ruleset" "$none" "defconf full path" "$full" "defconf FastTrack" "$ft"
+    python3 -c "print(f'full path / FastTrack: {$full / $ft:.2f}x; the ruleset adds {$full - $none} (full path), {$ft - $none} (FastTrack)')"
+} | tee "$out/fw-icount.log"
 echo "(callgrind profiles: $out/callgrind.fw-*; callgrind_annotate --inclusive=yes FILE shows where)"

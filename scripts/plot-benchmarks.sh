@@ -9,6 +9,12 @@
 #   out/bench/ovs.log         OVS_TEST=... scripts/bench-conntrack.sh (part "ovs";
 #                             OVS_SIZES="1000 64000 1000000" for a curve)
 #   out/bench/icount.log      scripts/bench-icount.sh | tee out/bench/icount.log
+#   out/bench/fw-icount.log   scripts/bench-fw-icount.sh (writes it): instructions
+#                             per packet with the defconf ruleset, full path and
+#                             FastTrack, and without a ruleset
+#   out/bench/forward-fw-defconf.log (or forward-fw.log)
+#                             ONLY=fw-defconf scripts/bench-forward.sh (writes it):
+#                             the same rows in forwarding Mpps
 #
 #   scripts/plot-benchmarks.sh [LOG_DIR]      (default out/bench)
 #
@@ -30,7 +36,7 @@ if ! "$py" -c 'import matplotlib' 2>/dev/null; then
     fi
 fi
 mkdir -p docs/img/logs
-for f in conntrack.log shards.log ovs.log icount.log; do
+for f in conntrack.log shards.log ovs.log icount.log fw-icount.log forward-fw-defconf.log forward-fw.log; do
     if [ -f "$logs/$f" ] && [ "$(realpath "$logs")" != "$(realpath docs/img/logs)" ]; then
         cp "$logs/$f" docs/img/logs/
     fi
@@ -59,6 +65,12 @@ ct = read("conntrack.log", "scripts/bench-conntrack.sh")
 ovs = read("ovs.log", "OVS_TEST=... scripts/bench-conntrack.sh")
 shards = read("shards.log", "scripts/bench-conntrack.sh")
 icount = read("icount.log", "scripts/bench-icount.sh | tee out/bench/icount.log")
+fw_icount = read("fw-icount.log", "scripts/bench-fw-icount.sh")
+fw_fwd = None
+for name in ("forward-fw-defconf.log", "forward-fw.log"):
+    if os.path.exists(os.path.join(logs, name)):
+        fw_fwd = read(name, "ONLY=fw-defconf scripts/bench-forward.sh")
+        break
 
 rows = {}  # (case, conns label) -> (ns, rte ns, ratio)
 mem = {}   # (proto, label) -> {part: bytes}
@@ -171,37 +183,61 @@ if shards or threads:
     ax.legend(fontsize=7)
     save(fig, "workers.png")
 
-# 5. FastTrack against the full path.
-ft = []
-for proto in ("tcp", "udp"):
-    full = rows.get((f"established {proto}", "1M"))
-    fast = rows.get((f"established {proto}-fasttrack", "1M"))
-    if full and fast:
-        ft.append((proto, full[0], fast[0]))
+# 5. FastTrack against the full path, with rules: the defconf ruleset's
+# full path and FastTrack through the worker (instructions, and forwarding
+# rate when the forwarding log is there), beside the table alone.
+fw = []  # (label, instructions)
+if fw_icount:
+    for label in ("no ruleset", "defconf full path", "defconf FastTrack"):
+        m = re.search(rf"^{label}\s+(\d+)$", fw_icount, re.M)
+        if m:
+            fw.append((label, int(m.group(1))))
+fwd = []  # (label, median Mpps, lo, hi)
+if fw_fwd:
+    for m in re.finditer(r"^ctrack (defconf full path|defconf FastTrack)\s+([\d.]+)\s+([\d.]+)-([\d.]+)", fw_fwd, re.M):
+        fwd.append((m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))))
 ic = []
 if icount:
     for m in re.finditer(r"^(udp|tcp)\s+(\d+)\s+(\d+)\s+[\d.]+$", icount, re.M):
         ic.append((m.group(1), int(m.group(2)), int(m.group(3))))
 ic.sort()
-if ft or ic:
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+panels = [p for p in ("fw", "fwd", "ic") if {"fw": fw, "fwd": fwd, "ic": ic}[p]]
+if panels:
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 4), squeeze=False)
+    axes = axes[0]
+    colors = {"no ruleset": "C7", "defconf full path": "C0", "defconf FastTrack": "C1"}
     w = 0.38
-    if ft:
-        x = range(len(ft))
-        axes[0].bar([i - w / 2 for i in x], [f[1] for f in ft], w, label="full path")
-        axes[0].bar([i + w / 2 for i in x], [f[2] for f in ft], w, label="FastTrack")
-        axes[0].set_xticks(list(x), [f[0].upper() for f in ft])
-        axes[0].set_ylabel("ns per packet, 1M connections")
-        axes[0].set_title("Table benchmark (wall clock)", fontsize=9)
-        axes[0].legend(fontsize=7)
-    if ic:
-        x = range(len(ic))
-        axes[1].bar([i - w / 2 for i in x], [f[1] for f in ic], w, label="full path")
-        axes[1].bar([i + w / 2 for i in x], [f[2] for f in ic], w, label="FastTrack")
-        axes[1].set_xticks(list(x), [f[0].upper() for f in ic])
-        axes[1].set_ylabel("instructions per packet, in cache")
-        axes[1].set_title("scripts/bench-icount.sh (callgrind)", fontsize=9)
-        axes[1].legend(fontsize=7)
-    fig.suptitle("FastTrack against the full path (no rules in either)", fontsize=10)
+    for ax, p in zip(axes, panels):
+        if p == "fw":
+            bars = ax.bar([f[0].replace("defconf ", "defconf\n") for f in fw], [f[1] for f in fw],
+                          color=[colors[f[0]] for f in fw])
+            ax.bar_label(bars, fontsize=7)
+            d = dict(fw)
+            if "defconf full path" in d and "defconf FastTrack" in d:
+                ax.text(0.5, 0.97, f"full path / FastTrack: {d['defconf full path'] / d['defconf FastTrack']:.2f}x",
+                        transform=ax.transAxes, ha="center", va="top", fontsize=7)
+            ax.set_ylim(top=max(f[1] for f in fw) * 1.15)
+            ax.set_ylabel("instructions per packet, Worker::poll_once")
+            ax.set_title("With the defconf ruleset, 1024 conns in cache\n(callgrind, scripts/bench-fw-icount.sh)", fontsize=8)
+        elif p == "fwd":
+            bars = ax.bar([f[0].replace("defconf ", "defconf\n") for f in fwd], [f[1] for f in fwd],
+                          yerr=[[f[1] - f[2] for f in fwd], [f[3] - f[1] for f in fwd]], capsize=4,
+                          color=[colors[f[0]] for f in fwd])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+            ax.set_ylabel("Mpps forwarded, one core (median, range)")
+            m = re.search(r"net_pcap \((\d+) UDP connections", fw_fwd)
+            conns_txt = f"{int(m.group(1)):,} conns" if m else "forwarding"
+            ax.set_ylim(top=max(f[3] for f in fwd) * 1.15)
+            ax.set_title(f"With the defconf ruleset, {conns_txt}\n(ONLY=fw-defconf scripts/bench-forward.sh)", fontsize=8)
+        else:
+            x = range(len(ic))
+            ax.bar([i - w / 2 for i in x], [f[1] for f in ic], w, label="full path", color="C0")
+            ax.bar([i + w / 2 for i in x], [f[2] for f in ic], w, label="FastTrack", color="C1")
+            ax.set_xticks(list(x), [f[0].upper() for f in ic])
+            ax.set_ylabel("instructions per packet, Shard::handle_burst")
+            ax.set_title("The table alone, no rules, 1024 conns\n(callgrind, scripts/bench-icount.sh)", fontsize=8)
+            ax.legend(fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle("FastTrack against the full path with rules (established UDP connections)", fontsize=9)
     save(fig, "fasttrack.png")
 EOF

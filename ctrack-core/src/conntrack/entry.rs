@@ -2,10 +2,14 @@
 //!
 //! The entry is laid out for the packet path (see `docs/conntrack.md`): what
 //! a packet reads or writes (key, TCP state, counters, last-seen time, flags)
-//! is one 128-byte, 128-byte-aligned [`Entry`], two cache lines that the
-//! CPU's adjacent-line prefetch fetches as a pair. What a packet rarely
-//! touches (timer links, the rate window, the mark) is a 24-byte [`Cold`]
-//! record in a parallel arena. The reply tuple is not stored (it is derived
+//! is one 128-byte, 128-byte-aligned [`Entry`]. Its first cache line holds
+//! all that an established UDP packet or a fast-tracked packet reads and
+//! writes: the key, last-seen time, flags, generation, the TCP timeout
+//! class, and the low bits of the counters (whose carries go to the second
+//! line: once per 256 packets, once per 4 GiB). The second line holds the
+//! TCP tracker's state, which only the full TCP path reads. What a packet
+//! rarely touches (timer links, the rate window, the mark) is a 24-byte
+//! [`Cold`] record in a parallel arena. The reply tuple is not stored (it is derived
 //! from the original, see [`super::key`]); fasttrack counters live in a side
 //! arena that only exists for chunks holding fast-tracked connections.
 
@@ -94,25 +98,62 @@ pub(crate) mod flag {
     pub const NAT_REPLY: u8 = 0x80;
 }
 
-/// One tracked connection: the part a packet touches.
+/// One tracked connection: the part a packet touches. Two cache lines, in
+/// this order (`repr(C)`): the first is all that an established UDP packet
+/// and a fast-tracked packet touch (the index bucket aside), the second is
+/// the TCP tracker's state and the counters' high bits.
 #[derive(Clone, Copy, Debug)]
-#[repr(align(128))]
+#[repr(C, align(128))]
 pub struct Entry {
+    // ---- line 0 ----
     /// The original direction's key.
     pub(crate) key: Key,
-    pub(crate) proto: ProtoState,
-    pub(crate) packets: [u64; 2],
-    pub(crate) bytes: [u64; 2],
     /// Time of the last packet that refreshed the timeout (ns).
     pub(crate) last_seen: u64,
+    /// Per direction, the low 32 bits of the byte counter (the rate
+    /// window's snapshot is taken of these: see [`Cold::roll`]).
+    bytes_lo: [u32; 2],
     pub(crate) generation: u16,
     pub(crate) flags: u8,
     /// The connection's helper ([`crate::helper::HelperKind`] as `u8`, 0:
     /// none): `connection-type`. Set at creation from the service ports,
-    /// or from the expectation that opened it (then with `expected`); the
-    /// entry's last free byte.
+    /// or from the expectation that opened it (then with `expected`).
     pub(crate) helper: u8,
+    /// Per direction, the low 8 bits of the packet counter.
+    packets_lo: [u8; 2],
+    /// The TCP timeout class: 0 for any other protocol, else
+    /// `1 + state * 3 + cap` ([`tcp_class`]), kept in step with the
+    /// tracker's state by [`Entry::sync_class`], so that the timeout (and
+    /// with it whether the entry is alive) is read from this line.
+    pub(crate) class: u8,
+    _spare: u8,
+    // ---- line 1 ----
+    pub(crate) proto: ProtoState,
+    /// Per direction, the byte counter's bits 32..64.
+    bytes_hi: [u32; 2],
+    /// Per direction, the packet counter's bits 8..56 (little-endian):
+    /// packet counters are 56 bits wide (2^56 packets: 22 years at
+    /// 100 Mpps).
+    packets_hi: [[u8; 6]; 2],
 }
+
+/// The packet counters' width: they wrap at 2^56.
+pub(crate) const PACKETS_MASK: u64 = (1 << 56) - 1;
+
+/// The timeout class of a TCP connection in state `st` with cap `cap`
+/// (see [`Entry::class`]); at most `1 + 3 * TcpState::ALL.len() - 1`.
+pub(crate) fn tcp_class(c: &TcpConn) -> u8 {
+    use super::tcp::TimeoutCap;
+    let cap = match c.timeout_cap() {
+        TimeoutCap::None => 0,
+        TimeoutCap::MaxRetrans => 1,
+        TimeoutCap::Unacked => 2,
+    };
+    1 + c.state().index() as u8 * 3 + cap
+}
+
+/// The number of timeout classes (0 and the TCP ones).
+pub(crate) const CLASSES: usize = 1 + 3 * TcpState::ALL.len();
 
 /// The rest of a connection: what a packet touches only when its 1 s rate
 /// window rolls over, or when the connection is created, expires or is
@@ -135,6 +176,8 @@ pub(crate) struct Cold {
 /// With the index's 7.1 bytes per connection at its 90% load, at most 160
 /// bytes per tracked connection (`docs/conntrack.md`).
 const _: () = assert!(core::mem::size_of::<Entry>() == 128);
+const _: () = assert!(core::mem::offset_of!(Entry, proto) == 64);
+const _: () = assert!(CLASSES <= 256);
 const _: () = assert!(core::mem::align_of::<Entry>() == 128);
 const _: () = assert!(core::mem::size_of::<Cold>() == 24);
 const _: () = assert!(core::mem::size_of::<Key>() == 40);
@@ -189,13 +232,17 @@ impl Entry {
             family: crate::flow::Family::V4,
             ver: 0,
         },
-        proto: ProtoState::Plain,
-        packets: [0; 2],
-        bytes: [0; 2],
         last_seen: 0,
+        bytes_lo: [0; 2],
         generation: 0,
         flags: 0,
         helper: 0,
+        packets_lo: [0; 2],
+        class: 0,
+        _spare: 0,
+        proto: ProtoState::Plain,
+        bytes_hi: [0; 2],
+        packets_hi: [[0; 6]; 2],
     };
 
     pub(crate) fn is_live(&self) -> bool {
@@ -212,11 +259,74 @@ impl Entry {
     #[inline]
     pub(crate) fn account(&mut self, now: Instant, dir: Dir, ip_len: u32, refresh: bool) {
         let d = dir.index();
-        self.packets[d] = self.packets[d].wrapping_add(1);
-        self.bytes[d] = self.bytes[d].wrapping_add(u64::from(ip_len));
+        let (p, carry) = self.packets_lo[d].overflowing_add(1);
+        self.packets_lo[d] = p;
+        if carry {
+            self.carry_packet(d);
+        }
+        let (b, carry) = self.bytes_lo[d].overflowing_add(ip_len);
+        self.bytes_lo[d] = b;
+        if carry {
+            self.carry_bytes(d);
+        }
         if refresh && now.nanos() > self.last_seen {
             self.last_seen = now.nanos();
         }
+    }
+
+    /// The packet counter's carry into its high bits (the second line).
+    #[cold]
+    #[inline(never)]
+    fn carry_packet(&mut self, d: usize) {
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(&self.packets_hi[d]);
+        let hi = u64::from_le_bytes(b).wrapping_add(1);
+        self.packets_hi[d].copy_from_slice(&hi.to_le_bytes()[..6]);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn carry_bytes(&mut self, d: usize) {
+        self.bytes_hi[d] = self.bytes_hi[d].wrapping_add(1);
+    }
+
+    /// The packet counter of direction `d` (56 bits).
+    fn packets_of(&self, d: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(&self.packets_hi[d]);
+        u64::from_le_bytes(b) << 8 | u64::from(self.packets_lo[d])
+    }
+
+    /// The byte counter of direction `d`.
+    fn bytes_of(&self, d: usize) -> u64 {
+        u64::from(self.bytes_hi[d]) << 32 | u64::from(self.bytes_lo[d])
+    }
+
+    /// Packets of both directions (wrapping at 2^56 each).
+    pub(crate) fn packets_total(&self) -> u64 {
+        self.packets_of(0).wrapping_add(self.packets_of(1))
+    }
+
+    /// Bytes of both directions.
+    pub(crate) fn bytes_total(&self) -> u64 {
+        self.bytes_of(0).wrapping_add(self.bytes_of(1))
+    }
+
+    /// Sets [`Entry::class`] from the protocol state: after the TCP
+    /// tracker stepped it, and at creation.
+    #[inline]
+    pub(crate) fn sync_class(&mut self) {
+        self.class = match &self.proto {
+            ProtoState::Tcp(c) => tcp_class(c),
+            _ => 0,
+        };
+    }
+
+    /// Whether [`Entry::class`] is the one of the protocol state.
+    pub(crate) fn class_in_step(&self) -> bool {
+        let mut e = *self;
+        e.sync_class();
+        e.class == self.class
     }
 
     /// Whether a refreshing packet at `now` starts a new 1 s rate window.
@@ -290,12 +400,13 @@ impl Entry {
         crate::helper::HelperKind::from_u8(self.helper)
     }
 
+    /// Packets in direction `dir` (56 bits: wraps at 2^56).
     pub fn packets(&self, dir: Dir) -> u64 {
-        self.packets[dir.index()]
+        self.packets_of(dir.index())
     }
 
     pub fn bytes(&self, dir: Dir) -> u64 {
-        self.bytes[dir.index()]
+        self.bytes_of(dir.index())
     }
 
     pub fn last_seen(&self) -> Instant {
@@ -329,7 +440,7 @@ impl Cold {
         let now_win = now.nanos() / NS_PER_SEC;
         let win = e.last_seen / NS_PER_SEC;
         for i in 0..2 {
-            let cur = e.bytes[i] as u32;
+            let cur = e.bytes_lo[i];
             self.rate_last[i] = if now_win == win + 1 {
                 // Modulo 2^32: up to 4 GiB (34 Gbit/s) per window.
                 RateBytes::encode(cur.wrapping_sub(self.rate_snap[i]))
@@ -348,7 +459,7 @@ impl Cold {
         let bytes = if now_win == win {
             self.rate_last[d].decode()
         } else if now_win == win + 1 {
-            u64::from((e.bytes[d] as u32).wrapping_sub(self.rate_snap[d]))
+            u64::from(e.bytes_lo[d].wrapping_sub(self.rate_snap[d]))
         } else {
             0
         };
@@ -378,8 +489,8 @@ pub(crate) struct FtSlot {
 impl Entry {
     pub(crate) fn counters(&self) -> FtCounters {
         FtCounters {
-            packets: self.packets,
-            bytes: self.bytes,
+            packets: [self.packets_of(0), self.packets_of(1)],
+            bytes: [self.bytes_of(0), self.bytes_of(1)],
         }
     }
 }
@@ -393,7 +504,7 @@ impl FtSlot {
         let now = e.counters();
         let mut out = self.done;
         for d in 0..2 {
-            out.packets[d] += now.packets[d].wrapping_sub(self.base.packets[d]);
+            out.packets[d] += now.packets[d].wrapping_sub(self.base.packets[d]) & PACKETS_MASK;
             out.bytes[d] += now.bytes[d].wrapping_sub(self.base.bytes[d]);
         }
         out
@@ -403,6 +514,34 @@ impl FtSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_carry_into_the_second_line() {
+        let mut e = Entry::EMPTY;
+        let now = Instant(1);
+        let (mut p, mut b) = (0u64, 0u64);
+        // Past the packet counter's low byte, several times.
+        for n in 0..1000u32 {
+            let len = 1500 + n;
+            e.account(now, Dir::Reply, len, true);
+            p += 1;
+            b += u64::from(len);
+            assert_eq!((e.packets(Dir::Reply), e.bytes(Dir::Reply)), (p, b));
+        }
+        assert_eq!((e.packets(Dir::Orig), e.bytes(Dir::Orig)), (0, 0));
+        // Past the byte counter's low 32 bits.
+        e.bytes_lo[0] = u32::MAX - 10;
+        e.account(now, Dir::Orig, 100, true);
+        assert_eq!(e.bytes(Dir::Orig), u64::from(u32::MAX) + 90);
+        // The packet counter's high bits, up to its 56-bit wrap.
+        e.packets_hi[0] = [0xff; 6];
+        e.packets_lo[0] = 0xfe;
+        e.account(now, Dir::Orig, 1, true);
+        assert_eq!(e.packets(Dir::Orig), PACKETS_MASK);
+        e.account(now, Dir::Orig, 1, true);
+        assert_eq!(e.packets(Dir::Orig), 0);
+        assert_eq!(e.packets_total(), p);
+    }
 
     #[test]
     fn rate_bytes_round_trip() {

@@ -15,14 +15,14 @@
 //! [`super::fasttrack`].
 
 use super::arena::Arena;
-use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag};
+use super::entry::{Cold, ConnId, Entry, FtSlot, ProtoState, flag, tcp_class};
 use super::events::{ConnEvent, DestroyReason, EventBuf, EventKind};
 use super::fasttrack::fasttrack_eligible;
 use super::index::{EMPTY, Index, WAYS, sig_of};
 use super::key::{HashSeed, Key};
 use super::settings::Settings;
 use super::snapshot::RawConn;
-use super::tcp::{TcpConn, TcpInvalid, TcpOpts, TcpResult, TcpState, TimeoutCap};
+use super::tcp::{TcpConn, TcpInvalid, TcpOpts, TcpResult, TcpState};
 use super::time::Duration;
 use super::verdict::{
     Action, Decision, DropReason, InvalidReason, OtherInvalid, ShardStats, UntrackedReason, Verdict,
@@ -31,7 +31,7 @@ pub use super::wheel::{TICK_NS, WHEEL_SLOTS};
 use super::wheel::{TICK_SHIFT, Wheel};
 use super::{Dir, Instant, gre, icmp};
 use crate::flow::{FlowRepr, L4, proto};
-use crate::prefetch::prefetch_all;
+use crate::prefetch::{prefetch, prefetch_all};
 
 /// Entries whose timer is moved per `poll_expired` call after a settings
 /// change made a timeout shorter.
@@ -165,8 +165,10 @@ struct Pending {
 /// One worker's connection table (see the module doc).
 pub struct Shard {
     pub(super) settings: Settings,
-    /// `settings`' TCP timeouts by state (see [`Shard::tcp_timeouts_of`]).
-    tcp_timeouts: [Duration; TcpState::ALL.len()],
+    /// `settings`' TCP timeouts by timeout class (see
+    /// [`Shard::tcp_timeouts_of`]).
+    /// (256: indexed by a `u8` without a bounds check.)
+    tcp_timeouts: [Duration; 256],
     worker: u16,
     max_entries: u32,
     seed: HashSeed,
@@ -551,19 +553,30 @@ impl Shard {
 
     // ---- timers ----------------------------------------------------------
 
-    /// Each TCP state's timeout under `s`, by [`TcpState::index`]: looked up
-    /// per packet as one load instead of a match over the settings' fields.
-    fn tcp_timeouts_of(s: &Settings) -> [Duration; TcpState::ALL.len()] {
-        TcpState::ALL.map(|st| match st {
-            TcpState::None | TcpState::SynSent | TcpState::SynSent2 => s.tcp_syn_sent_timeout,
-            TcpState::SynReceived => s.tcp_syn_received_timeout,
-            TcpState::Established => s.tcp_established_timeout,
-            TcpState::FinWait => s.tcp_fin_wait_timeout,
-            TcpState::CloseWait => s.tcp_close_wait_timeout,
-            TcpState::LastAck => s.tcp_last_ack_timeout,
-            TcpState::TimeWait => s.tcp_time_wait_timeout,
-            TcpState::Close => s.tcp_close_timeout,
-        })
+    /// The TCP timeout under `s` of each timeout class (the entry's
+    /// `class`: state and Linux's cap, see [`super::entry::tcp_class`]):
+    /// looked up per packet as one load, from the entry's first line,
+    /// instead of a match over the state and the settings' fields.
+    fn tcp_timeouts_of(s: &Settings) -> [Duration; 256] {
+        let mut t = [Duration::ZERO; 256];
+        for st in TcpState::ALL {
+            let base = match st {
+                TcpState::None | TcpState::SynSent | TcpState::SynSent2 => s.tcp_syn_sent_timeout,
+                TcpState::SynReceived => s.tcp_syn_received_timeout,
+                TcpState::Established => s.tcp_established_timeout,
+                TcpState::FinWait => s.tcp_fin_wait_timeout,
+                TcpState::CloseWait => s.tcp_close_wait_timeout,
+                TcpState::LastAck => s.tcp_last_ack_timeout,
+                TcpState::TimeWait => s.tcp_time_wait_timeout,
+                TcpState::Close => s.tcp_close_timeout,
+            };
+            // Linux's caps: repeats, then unacknowledged data.
+            let c = 1 + st.index() * 3;
+            t[c] = base;
+            t[c + 1] = base.min(s.tcp_max_retrans_timeout);
+            t[c + 2] = base.min(s.tcp_unacked_timeout);
+        }
+        t
     }
 
     /// The TCP tracker's settings.
@@ -575,26 +588,15 @@ impl Shard {
         }
     }
 
+    /// The timeout that applies to `e` now, from the current settings: read
+    /// from the entry's first line only (its TCP timeout class).
     #[inline]
-    fn tcp_timeout(&self, st: TcpState) -> Duration {
-        self.tcp_timeouts[st.index()]
-    }
-
-    /// The timeout that applies to `e` now, from the current settings.
     fn timeout_of(&self, e: &Entry) -> Duration {
-        match &e.proto {
-            ProtoState::Tcp(c) => {
-                let t = self.tcp_timeout(c.state());
-                // Linux's caps: repeats, then unacknowledged data.
-                match c.timeout_cap() {
-                    TimeoutCap::None => t,
-                    TimeoutCap::MaxRetrans => t.min(self.settings.tcp_max_retrans_timeout),
-                    TimeoutCap::Unacked => t.min(self.settings.tcp_unacked_timeout),
-                }
-            }
-            _ => self
-                .settings
-                .proto_timeout(e.key.proto, e.has(flag::ASSURED)),
+        if e.class != 0 {
+            self.tcp_timeouts[usize::from(e.class)]
+        } else {
+            self.settings
+                .proto_timeout(e.key.proto, e.has(flag::ASSURED))
         }
     }
 
@@ -627,7 +629,7 @@ impl Shard {
             self.helper_on_free(i);
         }
         let e = self.e_mut(i);
-        let pk = e.packets[0].wrapping_add(e.packets[1]);
+        let pk = e.packets_total();
         // Dead; `NAT_REPLY` stays until its slots leave the index.
         e.flags &= flag::NAT_REPLY;
         e.generation = e.generation.wrapping_add(1);
@@ -1005,11 +1007,20 @@ impl Shard {
                 }
             }
             if let Some(k) = j.checked_sub(D).filter(|&k| k < n)
-                && let Prep::Lookup { hash, bucket, .. } = pipe[k % PIPE]
+                && let Prep::Lookup {
+                    hash, bucket, key, ..
+                } = pipe[k % PIPE]
             {
                 let b = self.index.bucket(bucket as usize);
                 if let Some(v) = b.candidates(sig_of(hash)).next() {
-                    prefetch_all(self.e(v >> 1));
+                    // The entry's first line is all that an established UDP
+                    // or fast-tracked packet touches; TCP's full path reads
+                    // the tracker's state in the second too.
+                    if key.proto == proto::TCP {
+                        prefetch_all(self.e(v >> 1));
+                    } else {
+                        prefetch(self.e(v >> 1));
+                    }
                 } else if b.overflowed() {
                     self.index.prefetch(self.index.buckets_of(hash).1);
                 }
@@ -1406,6 +1417,11 @@ impl Shard {
         pkt: &FlowRepr,
         out: &mut Verdict,
     ) {
+        // No TCP state (timeout class 0) and not a TCP packet: the entry's
+        // second line, where the protocol state is, is not read.
+        if self.e(i).class == 0 && !matches!(pkt.l4, L4::Tcp(_)) {
+            return self.update_plain(now, i, id, dir, pkt, out);
+        }
         let opts = self.tcp_opts();
         // The tracker steps the entry's own TCP state, in place (it leaves
         // it as it was when it refuses a segment), so the old timeout is
@@ -1429,10 +1445,14 @@ impl Shard {
                 let old_state = conn.state();
                 let result = conn.handle_with(dir, info, opts);
                 let (seen_reply, assured) = (conn.seen_reply(), conn.assured());
+                // The timeout class follows the state (the tracker leaves
+                // the state as it was when it refuses a segment).
+                let class = tcp_class(conn);
                 match result {
                     TcpResult::Accept(o) => {
                         self.account(i, now, dir, pkt.ip_len, true);
                         let e = self.e_mut(i);
+                        e.class = class;
                         let old_flags = e.flags;
                         if dir == Dir::Reply || seen_reply {
                             e.flags |= flag::SEEN_REPLY;
@@ -1462,6 +1482,9 @@ impl Shard {
                         };
                     }
                     TcpResult::Invalid(r) => {
+                        // (The state of a refused segment is kept; written
+                        // anyway, so that the class cannot drift.)
+                        self.e_mut(i).class = class;
                         *out = self.count(Verdict::Invalid(InvalidReason::Tcp(r)));
                     }
                     TcpResult::Reopen => {
@@ -1476,28 +1499,41 @@ impl Shard {
                     OtherInvalid::L4Mismatch,
                 )));
             }
-            _ => {
-                self.account(i, now, dir, pkt.ip_len, true);
-                if dir == Dir::Reply {
-                    let e = self.e_mut(i);
-                    let old_flags = e.flags;
-                    e.flags |= flag::SEEN_REPLY;
-                    // Linux: UDP and GRE become streams (assured) once both
-                    // directions were seen; ICMP and generic never do.
-                    if matches!(e.key.proto, proto::UDP | proto::GRE) {
-                        e.flags |= flag::ASSURED;
-                    }
-                    if self.events.on {
-                        self.emit_if_changed(i, old_flags, None);
-                    }
-                }
-                *out = Verdict::Tracked {
-                    id,
-                    dir,
-                    created: false,
-                };
+            _ => self.update_plain(now, i, id, dir, pkt, out),
+        }
+    }
+
+    /// [`Shard::update_full`] of a connection without TCP state, for a
+    /// packet that is not TCP: from the entry's first line only.
+    #[inline(always)]
+    fn update_plain(
+        &mut self,
+        now: Instant,
+        i: u32,
+        id: ConnId,
+        dir: Dir,
+        pkt: &FlowRepr,
+        out: &mut Verdict,
+    ) {
+        self.account(i, now, dir, pkt.ip_len, true);
+        if dir == Dir::Reply {
+            let e = self.e_mut(i);
+            let old_flags = e.flags;
+            e.flags |= flag::SEEN_REPLY;
+            // Linux: UDP and GRE become streams (assured) once both
+            // directions were seen; ICMP and generic never do.
+            if matches!(e.key.proto, proto::UDP | proto::GRE) {
+                e.flags |= flag::ASSURED;
+            }
+            if self.events.on {
+                self.emit_if_changed(i, old_flags, None);
             }
         }
+        *out = Verdict::Tracked {
+            id,
+            dir,
+            created: false,
+        };
     }
 
     /// Moves `i`'s timer if its timeout just became shorter (TCP closing):
@@ -1548,6 +1584,7 @@ impl Shard {
             e.generation = generation;
             e.key = key;
             e.proto = state;
+            e.sync_class();
             e.flags = flag::LIVE;
             e.last_seen = now.nanos();
             if let ProtoState::Tcp(c) = state
@@ -1846,8 +1883,8 @@ impl Shard {
         let (e, c) = (self.e(i), self.c(i));
         Some(ConnView {
             mark: c.mark,
-            packets: e.packets[0].wrapping_add(e.packets[1]),
-            bytes: e.bytes[0].wrapping_add(e.bytes[1]),
+            packets: e.packets_total(),
+            bytes: e.bytes_total(),
             rate_bps: c.rate(e, now, 0).saturating_add(c.rate(e, now, 1)),
             seen_reply: e.has(super::entry::flag::SEEN_REPLY),
             fasttrack: e.has(super::entry::flag::FASTTRACK),
@@ -1904,9 +1941,13 @@ impl Shard {
                 continue;
             }
             live += 1;
-            packets = packets
-                .wrapping_add(e.packets[0])
-                .wrapping_add(e.packets[1]);
+            packets = packets.wrapping_add(e.packets_total());
+            if !e.class_in_step() {
+                return Err(format!(
+                    "entry {i}: timeout class {} not its state's",
+                    e.class
+                ));
+            }
             let k = e.key;
             let r = self.reply_of(i);
             if e.has(flag::NAT_REPLY) {
