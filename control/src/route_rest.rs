@@ -99,40 +99,21 @@ pub(crate) fn neighbors(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest
         },
         "/remove" => match method {
             "POST" => {
-                let obj = match crate::api::command_body(req) {
-                    Ok(o) => o,
-                    Err(r) => return r,
-                };
-                let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
-                    return Reply::error(
-                        400,
-                        "body: expected {\".id\": \"*1\"}".to_string(),
-                        String::new(),
-                    );
-                };
-                let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
-                // Every id checked first: all or none removed.
                 let now = match rows() {
                     Ok(r) => r,
                     Err(e) => return e,
                 };
-                for id in &ids {
-                    match now.iter().find(|r| r[".id"] == *id) {
-                        Some(r) if r["dynamic"] == "false" => {}
-                        Some(_) => {
-                            return error(RouteError::Invalid(format!(
-                                "{id}: a dynamic entry (it ages out)"
-                            )));
-                        }
-                        None => return error(RouteError::NotFound(id.to_string())),
-                    }
-                }
-                for id in ids {
-                    if let Err(e) = c.remove_neighbor(fam, id) {
-                        return error(e);
-                    }
-                }
-                Reply::json(200, &Value::Array(Vec::new()))
+                remove_ids(
+                    req,
+                    |id| match now.iter().find(|r| r[".id"] == id) {
+                        Some(r) if r["dynamic"] == "false" => Ok(()),
+                        Some(_) => Err(RouteError::Invalid(format!(
+                            "{id}: a dynamic entry (it ages out)"
+                        ))),
+                        None => Err(RouteError::NotFound(id.to_string())),
+                    },
+                    |id| c.remove_neighbor(fam, id),
+                )
             }
             _ => not_allowed(method, "POST"),
         },
@@ -212,38 +193,17 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
             _ => not_allowed(method, "POST"),
         },
         "/remove" => match method {
-            "POST" => {
-                let obj = match crate::api::command_body(req) {
-                    Ok(o) => o,
-                    Err(r) => return r,
-                };
-                let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
-                    return Reply::error(
-                        400,
-                        "body: expected {\".id\": \"*1\"}".to_string(),
-                        String::new(),
-                    );
-                };
-                let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
-                // Every id checked first: all or none removed.
-                for id in &ids {
-                    match row(c, fam, id) {
-                        Some(r) if r["static"] == "true" => {}
-                        Some(_) => {
-                            return error(RouteError::Invalid(format!(
-                                "{id}: a connected route is its address's (remove the address)"
-                            )));
-                        }
-                        None => return error(RouteError::NotFound(id.to_string())),
-                    }
-                }
-                for id in ids {
-                    if let Err(e) = c.remove(fam, id) {
-                        return error(e);
-                    }
-                }
-                Reply::json(200, &Value::Array(Vec::new()))
-            }
+            "POST" => remove_ids(
+                req,
+                |id| match row(c, fam, id) {
+                    Some(r) if r["static"] == "true" => Ok(()),
+                    Some(_) => Err(RouteError::Invalid(format!(
+                        "{id}: a connected route is its address's (remove the address)"
+                    ))),
+                    None => Err(RouteError::NotFound(id.to_string())),
+                },
+                |id| c.remove(fam, id),
+            ),
             _ => not_allowed(method, "POST"),
         },
         id => {
@@ -261,4 +221,34 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
             }
         }
     }
+}
+
+/// `POST .../remove` with `{".id": "*1,*2"}`: every id is checked by
+/// `check` before any is removed by `remove`, so a bad id removes nothing.
+fn remove_ids(
+    req: &mut Req<'_>,
+    check: impl Fn(&str) -> Result<(), RouteError>,
+    remove: impl Fn(&str) -> Result<(), RouteError>,
+) -> Reply {
+    let obj = match crate::api::command_body(req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
+        return Reply::error(
+            400,
+            "body: expected {\".id\": \"*1\"}".to_string(),
+            String::new(),
+        );
+    };
+    let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+    if let Some(e) = ids.iter().find_map(|id| check(id).err()) {
+        return error(e);
+    }
+    for id in ids {
+        if let Err(e) = remove(id) {
+            return error(e);
+        }
+    }
+    Reply::json(200, &Value::Array(Vec::new()))
 }
