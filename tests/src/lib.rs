@@ -40,10 +40,23 @@ pub fn ctrack_bin() -> PathBuf {
 
 /// Whether `cmd --version` runs and succeeds (a tool a test needs).
 pub fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    // `ping` knows `-V`, not `--version`.
+    ["--version", "-V"].iter().any(|a| {
+        Command::new(cmd)
+            .arg(a)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// A command's standard output, then its standard error, as text (for
+/// failure messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A fresh directory for one test's files, under the target directory.

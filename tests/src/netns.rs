@@ -24,6 +24,40 @@ pub const B4: &str = "10.77.0.2";
 pub const A6: &str = "fd77::1";
 pub const B6: &str = "fd77::2";
 
+/// The addresses of the routed topology ([`Topology::renumber`],
+/// [`TapTopology`]): A on 10.77.1.0/24 and fd77:1::/64 behind ctrack's
+/// ether1, B on 10.77.2.0/24 and fd77:2::/64 behind its ether2; ctrack
+/// is `.1`/`::1` on both (on B's side, the public address a NAT uses).
+pub mod routed {
+    pub const A4: &str = "10.77.1.2";
+    pub const B4: &str = "10.77.2.2";
+    pub const A6: &str = "fd77:1::2";
+    pub const B6: &str = "fd77:2::2";
+    pub const GW_A4: &str = "10.77.1.1";
+    pub const GW_A6: &str = "fd77:1::1";
+    /// ctrack's address on B's side (a masquerade's source).
+    pub const PUB4: &str = "10.77.2.1";
+    pub const PUB6: &str = "fd77:2::1";
+}
+
+/// ctrack's `/ip address` and `/ipv6 address` in the routed topology
+/// ([`routed`]), and tracking on: the start of a router-mode test's script
+/// (a literal, for `concat!`).
+#[macro_export]
+macro_rules! routed_script {
+    () => {
+        "/ip address
+add address=10.77.1.1/24 interface=ether1
+add address=10.77.2.1/24 interface=ether2
+/ipv6 address
+add address=fd77:1::1/64 interface=ether1
+add address=fd77:2::1/64 interface=ether2
+/ip firewall connection tracking
+set enabled=yes
+"
+    };
+}
+
 /// Why a netns test cannot run here (not root, no `ip`), or `None`.
 pub fn skip_reason() -> Option<String> {
     let uid = Command::new("id").arg("-u").output();

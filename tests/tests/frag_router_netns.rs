@@ -24,30 +24,19 @@
 
 use std::process::Output;
 
+use ctrack_tests::netns::routed::{A4, A6, B4, B6, PUB4, PUB6};
 use ctrack_tests::netns::{TapTopology, skip_reason};
-use ctrack_tests::{Running, scratch_dir, show};
+use ctrack_tests::{Running, have, output_text, scratch_dir, show};
 
-const A4: &str = "10.77.1.2";
-const B4: &str = "10.77.2.2";
-const A6: &str = "fd77:1::2";
-const B6: &str = "fd77:2::2";
-const PUB4: &str = "10.77.2.1";
-const PUB6: &str = "fd77:2::1";
-
-const SCRIPT: &str = "\
-/ip address
-add address=10.77.1.1/24 interface=ether1
-add address=10.77.2.1/24 interface=ether2
-/ipv6 address
-add address=fd77:1::1/64 interface=ether1
-add address=fd77:2::1/64 interface=ether2
-/ip firewall connection tracking
-set enabled=yes
+const SCRIPT: &str = concat!(
+    ctrack_tests::routed_script!(),
+    "\
 /ip firewall nat
 add chain=srcnat action=masquerade out-interface=ether2
 /ipv6 firewall nat
 add chain=srcnat action=masquerade out-interface=ether2
-";
+"
+);
 
 /// B's UDP echo on 5353 (both families): answers each datagram with its
 /// length, the sender's address as seen, and the datagram again.
@@ -80,24 +69,6 @@ for fam, dst in ((socket.AF_INET, '10.77.2.2'), (socket.AF_INET6, 'fd77:2::2')):
     except socket.timeout:
         print('timeout')
 ";
-
-/// `ping` knows `-V`, not `--version`.
-fn have(tool: &str) -> bool {
-    ["--version", "-V"].iter().any(|a| {
-        std::process::Command::new(tool)
-            .arg(a)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The sum over the summary's workers of `frag.<name>`.
 fn frag_sum(summary: &serde_json::Value, name: &str) -> u64 {
@@ -146,7 +117,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     let mut failures = Vec::new();
     let mut check = |what: &str, ok: bool, out: &Output| {
         if !ok {
-            failures.push(format!("{what}:\n{}", text(out)));
+            failures.push(format!("{what}:\n{}", output_text(out)));
         }
     };
 
@@ -174,7 +145,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
         let out = topo.exec(0, 30, &args);
         check(
             what,
-            out.status.success() && text(&out).contains("3 received"),
+            out.status.success() && output_text(&out).contains("3 received"),
             &out,
         );
     }
@@ -317,7 +288,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     );
     let mut check = |what: &str, ok: bool, out: &Output| {
         if !ok {
-            failures.push(format!("{what}:\n{}", text(out)));
+            failures.push(format!("{what}:\n{}", output_text(out)));
         }
     };
     for args in [
@@ -330,7 +301,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     let out = topo.exec(0, 30, &["ping", "-c", "2", "-s", "4000", "-W", "3", B4]);
     check(
         "MTU 1400: ping -s 4000 B (fragmented again to 1400)",
-        out.status.success() && text(&out).contains("2 received"),
+        out.status.success() && output_text(&out).contains("2 received"),
         &out,
     );
     let out = topo.exec(
@@ -340,7 +311,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     );
     check(
         "MTU 1400: ping -6 -s 4000 B answered with packet too big, mtu 1400",
-        text(&out).contains("Packet too big") && text(&out).contains("1400"),
+        output_text(&out).contains("Packet too big") && output_text(&out).contains("1400"),
         &out,
     );
     let out = topo.exec(
@@ -350,7 +321,7 @@ fn fragments_are_reassembled_tracked_once_and_fragmented_again_through_nat() {
     );
     check(
         "MTU 1400: ping -6 -s 4000 B once A knows the path MTU",
-        out.status.success() && text(&out).contains("2 received"),
+        out.status.success() && output_text(&out).contains("2 received"),
         &out,
     );
     let out2 = run.stop();

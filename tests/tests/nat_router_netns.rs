@@ -26,27 +26,15 @@
 
 use std::process::Output;
 
+use ctrack_tests::netns::routed::{A4, A6, B4, B6, GW_A4, PUB4, PUB6};
 use ctrack_tests::netns::{Topology, skip_reason};
-use ctrack_tests::{Running, scratch_dir, show};
+use ctrack_tests::{Running, output_text, scratch_dir, show};
 
-const A4: &str = "10.77.1.2";
 const A4B: &str = "10.77.1.3";
-const B4: &str = "10.77.2.2";
-const A6: &str = "fd77:1::2";
-const B6: &str = "fd77:2::2";
-const GW_A4: &str = "10.77.1.1";
-const PUB4: &str = "10.77.2.1";
-const PUB6: &str = "fd77:2::1";
 
-const SCRIPT: &str = "\
-/ip address
-add address=10.77.1.1/24 interface=ether1
-add address=10.77.2.1/24 interface=ether2
-/ipv6 address
-add address=fd77:1::1/64 interface=ether1
-add address=fd77:2::1/64 interface=ether2
-/ip firewall connection tracking
-set enabled=yes
+const SCRIPT: &str = concat!(
+    ctrack_tests::routed_script!(),
+    "\
 /ip firewall nat
 add chain=dstnat action=dst-nat dst-address=10.77.2.1 protocol=tcp dst-port=8080 \
     to-addresses=10.77.1.2 to-ports=8000
@@ -55,7 +43,8 @@ add chain=srcnat action=masquerade src-address=10.77.1.0/24 dst-address=10.77.1.
     out-interface=ether1
 /ipv6 firewall nat
 add chain=srcnat action=masquerade out-interface=ether2
-";
+"
+);
 
 /// An HTTP server on `[::]:PORT` (IPv4 too), ready when it says so.
 fn http_server(port: u16) -> String {
@@ -108,14 +97,6 @@ except ConnectionRefusedError:
 except socket.timeout:
     print('timeout')
 ";
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
@@ -184,7 +165,7 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
     let mut failures = Vec::new();
     let mut check = |what: &str, ok: bool, out: &Output| {
         if !ok {
-            failures.push(format!("{what}:\n{}", text(out)));
+            failures.push(format!("{what}:\n{}", output_text(out)));
         }
     };
 
@@ -316,7 +297,7 @@ fn ctrack_nats_between_linux_hosts_in_router_mode() {
     let out = topo.exec(1, 10, &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
     check("10.99.0.1 on B", out.status.success(), &out);
     let unreachable = |out: &Output| {
-        let t = text(out);
+        let t = output_text(out);
         !out.status.success()
             && (t.contains("Net Unreachable") || t.contains("Network Unreachable"))
     };

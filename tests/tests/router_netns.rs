@@ -21,16 +21,9 @@
 
 use std::process::Output;
 
+use ctrack_tests::netns::routed::{A4, A6, B4, B6, GW_A4, GW_A6, PUB4};
 use ctrack_tests::netns::{Topology, skip_reason};
-use ctrack_tests::{Running, scratch_dir, show};
-
-const A4: &str = "10.77.1.2";
-const B4: &str = "10.77.2.2";
-const A6: &str = "fd77:1::2";
-const B6: &str = "fd77:2::2";
-const GW_A4: &str = "10.77.1.1";
-const GW_B4: &str = "10.77.2.1";
-const GW_A6: &str = "fd77:1::1";
+use ctrack_tests::{Running, output_text, scratch_dir, show};
 
 const SCRIPT: &str = "\
 /interface ethernet
@@ -58,14 +51,6 @@ print('ready', flush=True)
 s.serve_forever()
 ";
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
         .arg("--version")
@@ -88,7 +73,7 @@ fn ctrack_routes_between_two_linux_hosts() {
     }
     let topo = Topology::create();
     topo.renumber(0, &[A4], A6, (GW_A4, GW_A6));
-    topo.renumber(1, &[B4], B6, (GW_B4, "fd77:2::1"));
+    topo.renumber(1, &[B4], B6, (PUB4, "fd77:2::1"));
 
     let dir = scratch_dir("router-netns");
     let rules = dir.join("router.rsc");
@@ -112,7 +97,7 @@ fn ctrack_routes_between_two_linux_hosts() {
     let mut failures = Vec::new();
     let mut check = |what: &str, ok: bool, out: &Output| {
         if !ok {
-            failures.push(format!("{what}:\n{}", text(out)));
+            failures.push(format!("{what}:\n{}", output_text(out)));
         }
     };
     // Pings through ctrack (the first one also resolves both sides'
@@ -125,7 +110,7 @@ fn ctrack_routes_between_two_linux_hosts() {
         ),
         (
             "ping ctrack ether2",
-            vec!["ping", "-c", "2", "-W", "3", GW_B4],
+            vec!["ping", "-c", "2", "-W", "3", PUB4],
         ),
         ("ping -6 B", vec!["ping", "-6", "-c", "3", "-W", "3", B6]),
         (
@@ -140,7 +125,7 @@ fn ctrack_routes_between_two_linux_hosts() {
     // The neighbour tables (merged over the 2 workers): A, which asked for
     // ctrack's address before its pings, as a dynamic complete entry with
     // its veth's MAC; the script's static entries as static.
-    let mac_a = text(&topo.exec(
+    let mac_a = output_text(&topo.exec(
         0,
         10,
         &["cat", &format!("/sys/class/net/{}/address", topo.inner[0])],
@@ -195,7 +180,7 @@ fn ctrack_routes_between_two_linux_hosts() {
         &out,
     );
     let out = api(&["ip", "arp", "print"]);
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "ip arp print (table): A's row with flags DC",
         out.status.success()
@@ -279,14 +264,14 @@ fn ctrack_routes_between_two_linux_hosts() {
 
     // A traceroute-like probe: TTL 1 expires at ctrack, which says so.
     let out = topo.exec(0, 30, &["ping", "-c", "1", "-t", "1", "-W", "3", B4]);
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "TTL 1: time exceeded from 10.77.1.1",
         t.contains("Time to live exceeded") && t.contains(GW_A4),
         &out,
     );
     let out = topo.exec(0, 30, &["ping", "-6", "-c", "1", "-t", "1", "-W", "3", B6]);
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "hop limit 1: time exceeded from fd77:1::1",
         t.contains("Time exceeded") && t.contains(GW_A6),
@@ -294,7 +279,7 @@ fn ctrack_routes_between_two_linux_hosts() {
     );
     // No route: network unreachable from ctrack.
     let out = topo.exec(0, 30, &["ping", "-c", "1", "-W", "3", "10.99.0.1"]);
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "no route: net unreachable",
         t.contains("Net Unreachable") || t.contains("Network Unreachable"),
@@ -320,7 +305,7 @@ fn ctrack_routes_between_two_linux_hosts() {
         30,
         &["ping", "-c", "1", "-M", "do", "-s", "1450", "-W", "3", B4],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "DF over the MTU: fragmentation needed, mtu 1400",
         t.contains("Frag needed") && t.contains("1400"),
@@ -331,7 +316,7 @@ fn ctrack_routes_between_two_linux_hosts() {
         30,
         &["ping", "-6", "-c", "1", "-s", "1450", "-W", "3", B6],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     check(
         "IPv6 over the MTU: packet too big, mtu 1400",
         t.contains("Packet too big") && t.contains("1400"),
