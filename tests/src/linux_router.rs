@@ -38,7 +38,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::netns::{del_namespaces, must, ns_exec, run_bounded, spawn_ready_in, tcpdump_in};
+use crate::netns::{
+    del_namespaces, must, ns_exec, quiet_ipv6, run_bounded, spawn_ready_in, tcpdump_in,
+};
 
 /// One of the three namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,23 +156,7 @@ impl LinuxRouter {
             (s, ds, MAC[3], SERVER4, SERVER6),
         ];
         for (ns, dev, mac, v4, v6) in ends {
-            for kv in [
-                "accept_ra=0",
-                "router_solicitations=0",
-                "dad_transmits=0",
-                "accept_dad=0",
-            ] {
-                must(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    &format!("net.ipv6.conf.{dev}.{kv}"),
-                ]);
-            }
+            quiet_ipv6(ns, dev);
             offloads_off(ns, dev);
             must(&["ip", "-n", ns, "link", "set", dev, "address", &mac_str(mac)]);
             must(&[

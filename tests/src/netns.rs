@@ -93,6 +93,21 @@ pub(crate) fn must(args: &[&str]) {
     );
 }
 
+/// Quiet IPv6 on `dev` in namespace `ns`: no router solicitations, no
+/// router advertisements accepted, no duplicate address detection (so an
+/// address is usable at once and nothing unasked-for crosses ctrack).
+pub(crate) fn quiet_ipv6(ns: &str, dev: &str) {
+    for kv in [
+        "accept_ra=0",
+        "router_solicitations=0",
+        "dad_transmits=0",
+        "accept_dad=0",
+    ] {
+        let key = format!("net.ipv6.conf.{dev}.{kv}");
+        must(&["ip", "netns", "exec", ns, "sysctl", "-q", "-w", &key]);
+    }
+}
+
 /// `ethtool`, installed with apt-get if absent (we are root).
 fn ensure_ethtool() {
     let have = || Command::new("ethtool").arg("--version").output().is_ok();
@@ -154,19 +169,7 @@ impl Topology {
             must(&["ip", "link", "set", root, "promisc", "on", "up"]);
 
             // Namespace end: quiet IPv6 (no RS, no DAD, no RA), offloads off.
-            let x = |a: &[&str]| {
-                let mut v = vec!["ip", "netns", "exec", ns];
-                v.extend_from_slice(a);
-                must(&v);
-            };
-            for kv in [
-                "accept_ra=0",
-                "router_solicitations=0",
-                "dad_transmits=0",
-                "accept_dad=0",
-            ] {
-                x(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.{inner}.{kv}")]);
-            }
+            quiet_ipv6(ns, inner);
             t.offloads_off(Some(ns), inner);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             must(&[
@@ -451,23 +454,7 @@ impl TapTopology {
     pub fn attach(&self, v4s: [&str; 2], v6s: [&str; 2], gws: [(&str, &str); 2]) {
         for (i, (ns, dev)) in self.ns.iter().zip(&self.tap).enumerate() {
             must(&["ip", "link", "set", dev, "netns", ns]);
-            for kv in [
-                "accept_ra=0",
-                "router_solicitations=0",
-                "dad_transmits=0",
-                "accept_dad=0",
-            ] {
-                must(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    &format!("net.ipv6.conf.{dev}.{kv}"),
-                ]);
-            }
+            quiet_ipv6(ns, dev);
             let v4 = format!("{}/24", v4s[i]);
             let v6 = format!("{}/64", v6s[i]);
             must(&["ip", "-n", ns, "addr", "add", &v4, "dev", dev]);
