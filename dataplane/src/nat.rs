@@ -150,13 +150,6 @@ fn in_prefix(a: &Addr, net: &Addr, len: u8, family: Family) -> bool {
     nat::netmap_addr(*a, *net, len, family) == *a
 }
 
-/// The first and last address of a `to-addresses` value, in [`Addr`] form
-/// (the rules resolve it when compiled: [`NatTarget::range`]).
-#[inline]
-fn addr_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
-    ctrack_rules::engine::nat_range(spec, family)
-}
-
 /// The reason code ([`crate::conntrack::Verdict::Refused`]) of a new
 /// connection's packet that NAT hands to worker `owner` instead of
 /// creating it here ([`NatDrop::Elsewhere`]); `owner` < 0x4000.
@@ -342,11 +335,10 @@ impl WorkerNat {
             }
             Action::Netmap => {
                 let manip = if dstnat_hook { Manip::Dst } else { Manip::Src };
-                let Some(spec) = target.to_addresses else {
+                let (Some(spec), Some((lo, hi))) = (target.to_addresses, range) else {
                     p.drop = Some(NatDrop::BadRange);
                     return;
                 };
-                let (lo, hi) = addr_range(&spec, family);
                 let size = u128::from_be_bytes(hi.0).wrapping_sub(u128::from_be_bytes(lo.0));
                 let from = if manip == Manip::Dst {
                     ctx.dst
@@ -747,7 +739,7 @@ mod tests {
 
     const PUB: [u8; 4] = [198, 51, 100, 1];
 
-    /// `addr_range` of a prefix: its lowest and highest address, as
+    /// `nat_range` of a prefix (what the rules resolve `to-addresses` to): its lowest and highest address, as
     /// `netmap_addr` maps the family's lowest and highest into it.
     #[test]
     fn addr_range_of_a_prefix_is_netmap_of_the_extremes() {
@@ -770,7 +762,7 @@ mod tests {
                 Family::V6 => (Addr([0; 16]), Addr([0xff; 16])),
             };
             assert_eq!(
-                addr_range(&AddrSpec::Prefix { addr: ip, len }, family),
+                ctrack_rules::engine::nat_range(&AddrSpec::Prefix { addr: ip, len }, family),
                 (
                     nat::netmap_addr(zero, a, len, family),
                     nat::netmap_addr(ones, a, len, family)

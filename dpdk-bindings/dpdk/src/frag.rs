@@ -152,10 +152,10 @@ impl FragTable {
         if unsafe { (*raw).pool } != pool.as_ptr() {
             return 0;
         }
-        // SAFETY: an mbuf of our pool is only made by `reassemble`, which
-        // wrote the registered dynamic field (2 bytes at `off`, inside the
-        // mbuf structure, aligned by the registration) before handing it
-        // out.
+        // An mbuf of our pool is only made by `reassemble`, which wrote the
+        // registered dynamic field before handing it out.
+        // SAFETY: that field is 2 bytes at `off` inside the mbuf structure,
+        // aligned by the registration, and written (above).
         unsafe { raw.cast::<u8>().add(*off).cast::<u16>().read() }
     }
 
