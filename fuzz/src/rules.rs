@@ -21,20 +21,6 @@ use dataplane::conntrack::Instant;
 use dataplane::flow::{Addr, Family};
 
 const IFACES: [&str; 4] = ["ether1", "ether2", "ether3", "ether4"];
-const HOOKS: [Hook; 12] = [
-    Hook::FilterInput,
-    Hook::FilterForward,
-    Hook::FilterOutput,
-    Hook::ManglePrerouting,
-    Hook::MangleInput,
-    Hook::MangleForward,
-    Hook::MangleOutput,
-    Hook::ManglePostrouting,
-    Hook::NatSrcnat,
-    Hook::NatDstnat,
-    Hook::NatInput,
-    Hook::NatOutput,
-];
 /// Packets evaluated per input at most (bounds the time per input).
 const MAX_PACKETS: usize = 32;
 const STATES: [ConnState; 5] = [
@@ -140,7 +126,7 @@ fn evaluate(cfg: &ctrack_rules::Config, bytes: &[u8]) -> bool {
     for k in 0..n {
         let p = packet(bytes.get(k * 24..).unwrap_or(&[]), k);
         let now = Instant(k as u64 * 1_000_000);
-        for hook in HOOKS {
+        for hook in Hook::ALL {
             let a = tree.evaluate(hook, now, &p, &mut ws_tree, &NoEnv);
             let b = linear.evaluate(hook, now, &p, &mut ws_linear, &NoEnv);
             assert_eq!(a, b, "classifier and linear walk differ: {hook:?} {p:?}");
