@@ -504,6 +504,38 @@ fn tracking_reply(t: &crate::ops::TrackingInfo) -> Reply {
     }
 }
 
+/// `POST .../remove` with `{".id": "*1,*2"}` (comma-separated, as RouterOS
+/// takes them): every id is checked by `check` before any is removed by
+/// `remove`, so a bad id removes nothing; `error` answers a failure.
+pub(crate) fn remove_ids<E>(
+    req: &mut Req<'_>,
+    check: impl Fn(&str) -> Result<(), E>,
+    remove: impl Fn(&str) -> Result<(), E>,
+    error: impl Fn(E) -> Reply,
+) -> Reply {
+    let obj = match command_body(req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
+        return Reply::error(
+            400,
+            "body: expected {\".id\": \"*1\"}".to_string(),
+            String::new(),
+        );
+    };
+    let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
+    if let Some(e) = ids.iter().find_map(|id| check(id).err()) {
+        return error(e);
+    }
+    for id in ids {
+        if let Err(e) = remove(id) {
+            return error(e);
+        }
+    }
+    Reply::json(200, &Value::Array(Vec::new()))
+}
+
 /// Reads a command's JSON object body (`{}` when empty); `Err` is the 400.
 pub(crate) fn command_body(req: &mut Req<'_>) -> Result<Map<String, Value>, Reply> {
     let body = read_body(req)?;

@@ -55,32 +55,15 @@ fn changes(req: &mut Req<'_>) -> Result<Vec<(String, String)>, Reply> {
     flow_ops::changes_of(obj).map_err(|e| Reply::error(400, format!("body: {e}"), "body".into()))
 }
 
-/// `remove` in the command form: every id of `.id` (comma-separated, as
-/// RouterOS takes them), checked before any is removed.
+/// `remove` in the command form: every id of `.id` checked before any is
+/// removed.
 fn remove(req: &mut Req<'_>, c: &FlowControl) -> Reply {
-    let obj = match crate::api::command_body(req) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
-        return Reply::error(
-            400,
-            "body: expected {\".id\": \"*1\"}".to_string(),
-            String::new(),
-        );
-    };
-    let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
-    for id in &ids {
-        if let Err(e) = c.target(id) {
-            return error(e);
-        }
-    }
-    for id in &ids {
-        if let Err(e) = c.remove_target(id) {
-            return error(e);
-        }
-    }
-    Reply::json(200, &Value::Array(Vec::new()))
+    crate::api::remove_ids(
+        req,
+        |id| c.target(id).map(drop),
+        |id| c.remove_target(id),
+        error,
+    )
 }
 
 /// Answers a request for a path [`owns`] says is ours.

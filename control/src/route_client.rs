@@ -85,11 +85,7 @@ pub(crate) fn execute_neighbors(cmd: NeighCmd, ipv6: bool, c: &Client) -> Result
                 neighbor_table(&text, ipv6)
             }
         }
-        NeighCmd::Add { kv } => {
-            let v: Value = serde_json::from_str(&c.put(path, &props(&kv)?.to_string())?)
-                .context("the API's answer")?;
-            Ok(format!("{}\n", v[".id"].as_str().unwrap_or("?")))
-        }
+        NeighCmd::Add { kv } => add(c, path, &kv, "address=10.0.0.1"),
         NeighCmd::Remove { ids } => {
             for id in &ids {
                 c.delete(&format!("{path}/{}", encode(id)))?;
@@ -99,16 +95,19 @@ pub(crate) fn execute_neighbors(cmd: NeighCmd, ipv6: bool, c: &Client) -> Result
     }
 }
 
-/// `KEY=VALUE` words as a JSON object.
-fn props(kv: &[String]) -> Result<Value> {
+/// `PUT path` with the `KEY=VALUE` words as a JSON object (a bad word is
+/// an error naming it, with `example`); gives the new entry's id.
+fn add(c: &Client, path: &str, kv: &[String], example: &str) -> Result<String> {
     let mut obj = Map::new();
     for w in kv {
         let (k, v) = w
             .split_once('=')
-            .ok_or_else(|| anyhow!("expected KEY=VALUE, got {w:?} (e.g. address=10.0.0.1)"))?;
+            .ok_or_else(|| anyhow!("expected KEY=VALUE, got {w:?} (e.g. {example})"))?;
         obj.insert(k.to_string(), Value::String(v.to_string()));
     }
-    Ok(Value::Object(obj))
+    let v: Value = serde_json::from_str(&c.put(path, &Value::Object(obj).to_string())?)
+        .context("the API's answer")?;
+    Ok(format!("{}\n", v[".id"].as_str().unwrap_or("?")))
 }
 
 /// The neighbours as RouterOS prints them: a flags legend, then one row
@@ -183,19 +182,7 @@ pub(crate) fn execute(cmd: RouteCmd, c: &Client) -> Result<String> {
             let text = c.get(base(ipv6))?;
             if json { Ok(text + "\n") } else { table(&text) }
         }
-        RouteCmd::Add { ipv6, kv } => {
-            let mut obj = Map::new();
-            for w in &kv {
-                let (k, v) = w.split_once('=').ok_or_else(|| {
-                    anyhow!("expected KEY=VALUE, got {w:?} (e.g. gateway=10.0.0.1)")
-                })?;
-                obj.insert(k.to_string(), Value::String(v.to_string()));
-            }
-            let v: Value =
-                serde_json::from_str(&c.put(base(ipv6), &Value::Object(obj).to_string())?)
-                    .context("the API's answer")?;
-            Ok(format!("{}\n", v[".id"].as_str().unwrap_or("?")))
-        }
+        RouteCmd::Add { ipv6, kv } => add(c, base(ipv6), &kv, "gateway=10.0.0.1"),
         RouteCmd::Remove { ipv6, ids } => {
             for id in &ids {
                 c.delete(&format!("{}/{}", base(ipv6), encode(id)))?;

@@ -103,7 +103,7 @@ pub(crate) fn neighbors(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest
                     Ok(r) => r,
                     Err(e) => return e,
                 };
-                remove_ids(
+                crate::api::remove_ids(
                     req,
                     |id| match now.iter().find(|r| r[".id"] == id) {
                         Some(r) if r["dynamic"] == "false" => Ok(()),
@@ -113,6 +113,7 @@ pub(crate) fn neighbors(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest
                         None => Err(RouteError::NotFound(id.to_string())),
                     },
                     |id| c.remove_neighbor(fam, id),
+                    error,
                 )
             }
             _ => not_allowed(method, "POST"),
@@ -193,7 +194,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
             _ => not_allowed(method, "POST"),
         },
         "/remove" => match method {
-            "POST" => remove_ids(
+            "POST" => crate::api::remove_ids(
                 req,
                 |id| match row(c, fam, id) {
                     Some(r) if r["static"] == "true" => Ok(()),
@@ -203,6 +204,7 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
                     None => Err(RouteError::NotFound(id.to_string())),
                 },
                 |id| c.remove(fam, id),
+                error,
             ),
             _ => not_allowed(method, "POST"),
         },
@@ -221,34 +223,4 @@ pub(crate) fn route(req: &mut Req<'_>, dp: &dyn Dataplane, fam: Family, rest: &s
             }
         }
     }
-}
-
-/// `POST .../remove` with `{".id": "*1,*2"}`: every id is checked by
-/// `check` before any is removed by `remove`, so a bad id removes nothing.
-fn remove_ids(
-    req: &mut Req<'_>,
-    check: impl Fn(&str) -> Result<(), RouteError>,
-    remove: impl Fn(&str) -> Result<(), RouteError>,
-) -> Reply {
-    let obj = match crate::api::command_body(req) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let Some(ids) = obj.get(".id").and_then(Value::as_str) else {
-        return Reply::error(
-            400,
-            "body: expected {\".id\": \"*1\"}".to_string(),
-            String::new(),
-        );
-    };
-    let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
-    if let Some(e) = ids.iter().find_map(|id| check(id).err()) {
-        return error(e);
-    }
-    for id in ids {
-        if let Err(e) = remove(id) {
-            return error(e);
-        }
-    }
-    Reply::json(200, &Value::Array(Vec::new()))
 }
