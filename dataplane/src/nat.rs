@@ -576,8 +576,8 @@ pub fn plan(shard: &Shard, pkt: &FlowRepr, v: Verdict) -> Rewrite {
         _ => return Rewrite::None,
     };
     if !related {
-        return match shard.nat_target(id, dir) {
-            Some(t) => Rewrite::To(tuple_of(&t)),
+        return match shard.nat_target_inverse(id, dir) {
+            Some(t) => Rewrite::To(tuple_of(&t.reply())),
             None => Rewrite::None,
         };
     }

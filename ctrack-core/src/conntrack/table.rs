@@ -1816,28 +1816,11 @@ impl Shard {
     }
 
     /// The tuple (as a key) that a packet of direction `dir` of NAT
-    /// connection `id` leaves with: the original direction the reply key
-    /// inverted, the reply direction the original key inverted. `None`
-    /// when `id` is gone or not translated. One lookup of the entry, and
-    /// of the stored reply key only for the original direction.
-    #[inline]
-    pub fn nat_target(&self, id: ConnId, dir: Dir) -> Option<Key> {
-        let i = self.resolve_id(id)?;
-        let e = self.e(i);
-        if !e.srcnat() && !e.dstnat() {
-            return None;
-        }
-        Some(match dir {
-            Dir::Orig => self.reply_of(i).reply(),
-            Dir::Reply => e.key.reply(),
-        })
-    }
-
-    /// [`Shard::nat_target`] uninverted and by reference, for the
-    /// rewrite's fast path: the stored reply key for the original
-    /// direction, the original key for the reply direction (a TCP or UDP
-    /// packet leaves with its addresses and ports swapped). `None` when
-    /// `id` is gone, not translated or has no stored reply key.
+    /// connection `id` leaves with, uninverted and by reference: the
+    /// stored reply key for the original direction, the original key for
+    /// the reply direction (a packet leaves with their addresses and ports
+    /// swapped). `None` when `id` is gone or not translated (`srcnat` and
+    /// `dstnat` are only set with a stored reply key).
     #[inline]
     pub fn nat_target_inverse(&self, id: ConnId, dir: Dir) -> Option<&Key> {
         let i = self.resolve_id_inline(id)?;
