@@ -908,17 +908,9 @@ impl<P> RouterPlane<P> {
 /// The IP length of an Ethernet frame's packet, and whether a router may
 /// fragment it (IPv4 without DF).
 fn ip_len(f: &[u8]) -> Option<(usize, bool)> {
-    match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
-        ETH_IPV4 => Some((
-            usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?])),
-            f.get(20)? & 0x40 == 0,
-        )),
-        ETH_IPV6 => Some((
-            40 + usize::from(u16::from_be_bytes([*f.get(18)?, *f.get(19)?])),
-            false,
-        )),
-        _ => None,
-    }
+    let len = crate::frag::ip_len(f)?;
+    let may_fragment = f[12..14] == ETH_IPV4.to_be_bytes() && f.get(20)? & 0x40 == 0;
+    Some((len, may_fragment))
 }
 
 /// The IP protocol of an Ethernet frame's packet (IPv6: the fixed header's
