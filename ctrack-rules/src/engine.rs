@@ -529,22 +529,15 @@ pub fn nat_range(spec: &AddrSpec, family: Family) -> (Addr, Addr) {
     match *spec {
         AddrSpec::Range { lo, hi } => (Addr::from(lo), Addr::from(hi)),
         AddrSpec::Prefix { addr, len } => {
-            let (width, bits, zero, ones) = match family {
-                // The v4-mapped forms of 0.0.0.0 and 255.255.255.255.
-                Family::V4 => (
-                    32,
-                    u32::from(len.min(32)),
-                    0xffff_u128 << 32,
-                    (1u128 << 48) - 1,
-                ),
-                Family::V6 => (128, u32::from(len.min(128)), 0, u128::MAX),
+            use ctrack_core::conntrack::nat::netmap_addr;
+            let (zero, ones) = match family {
+                Family::V4 => (Addr::from_v4([0; 4]), Addr::from_v4([0xff; 4])),
+                Family::V6 => (Addr([0; 16]), Addr([0xff; 16])),
             };
-            let low = |n: u32| u128::MAX.checked_shr(128 - n).unwrap_or(0);
-            let net = low(width) & !low(width - bits);
-            let a = u128::from_be_bytes(Addr::from(addr).0) & net;
+            let net = Addr::from(addr);
             (
-                Addr(((zero & !net) | a).to_be_bytes()),
-                Addr(((ones & !net) | a).to_be_bytes()),
+                netmap_addr(zero, net, len, family),
+                netmap_addr(ones, net, len, family),
             )
         }
     }
