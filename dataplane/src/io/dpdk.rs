@@ -100,11 +100,6 @@ impl DpdkIo {
         self
     }
 
-    /// The reassembly table, if any.
-    pub fn frag_table(&self) -> Option<&FragTable> {
-        self.frag.as_deref()
-    }
-
     /// Marks the links received on `ports` as carrying the NIC's symmetric
     /// Toeplitz hash ([`crate::rss::NicRss::hash_is_symmetric_toeplitz`] of
     /// the port's RSS as read back), which dispatch then uses instead of
